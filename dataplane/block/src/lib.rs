@@ -1,0 +1,2 @@
+//! The Phlox object format (see ARCHITECTURE.md, "Block format").
+pub mod paths;

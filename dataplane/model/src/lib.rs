@@ -1,0 +1,14 @@
+//! Domain types shared by every Phlox crate: tenants, labels and series
+//! fingerprints, profile types, profile ids and dedup keys.
+//!
+//! No I/O and no async: everything here is plain data with its invariants.
+
+mod ids;
+mod labels;
+mod profile_type;
+mod tenant;
+
+pub use ids::{ProfileId, ProfileKey};
+pub use labels::{LabelPair, Labels, label_names};
+pub use profile_type::{ProfileType, ProfileTypeError};
+pub use tenant::{DEFAULT_TENANT, TenantError, TenantId};

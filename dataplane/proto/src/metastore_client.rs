@@ -1,0 +1,78 @@
+//! The metastore as the other components see it: a small trait, implemented
+//! in-process by `phlox-metastore` and remotely by [`GrpcMetastore`].
+
+use std::sync::Arc;
+
+use crate::metastore::v1::{
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest,
+    QueryBlocksResponse, metastore_service_client::MetastoreServiceClient,
+};
+
+/// The block index API. Errors are gRPC statuses so that the in-process and
+/// the remote implementation fail the same way.
+#[async_trait::async_trait]
+pub trait Metastore: Send + Sync + 'static {
+    /// Registers a block. Idempotent: adding the same block id twice indexes it once.
+    async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status>;
+    /// Blocks of the tenants overlapping a time range, with matching datasets only.
+    async fn query_blocks(
+        &self,
+        request: QueryBlocksRequest,
+    ) -> Result<QueryBlocksResponse, tonic::Status>;
+    /// Segment-writer heartbeat; returns the current membership.
+    async fn heartbeat(
+        &self,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, tonic::Status>;
+}
+
+#[async_trait::async_trait]
+impl<T: Metastore + ?Sized> Metastore for Arc<T> {
+    async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
+        (**self).add_block(request).await
+    }
+    async fn query_blocks(
+        &self,
+        request: QueryBlocksRequest,
+    ) -> Result<QueryBlocksResponse, tonic::Status> {
+        (**self).query_blocks(request).await
+    }
+    async fn heartbeat(
+        &self,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, tonic::Status> {
+        (**self).heartbeat(request).await
+    }
+}
+
+/// A remote metastore reached over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcMetastore {
+    client: MetastoreServiceClient<tonic::transport::Channel>,
+}
+
+impl GrpcMetastore {
+    /// A client over a channel (connected lazily by tonic).
+    pub fn new(channel: tonic::transport::Channel) -> Self {
+        Self { client: MetastoreServiceClient::new(channel) }
+    }
+}
+
+#[async_trait::async_trait]
+impl Metastore for GrpcMetastore {
+    async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
+        Ok(self.client.clone().add_block(request).await?.into_inner())
+    }
+    async fn query_blocks(
+        &self,
+        request: QueryBlocksRequest,
+    ) -> Result<QueryBlocksResponse, tonic::Status> {
+        Ok(self.client.clone().query_blocks(request).await?.into_inner())
+    }
+    async fn heartbeat(
+        &self,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, tonic::Status> {
+        Ok(self.client.clone().heartbeat(request).await?.into_inner())
+    }
+}
