@@ -1,2 +1,22 @@
-//! The Phlox object format (see ARCHITECTURE.md, "Block format").
+//! The Phlox object format: one object holds many (tenant, service)
+//! datasets, each in seven zstd-compressed Arrow IPC sections, followed by a
+//! protobuf footer (`metastore.v1.BlockMeta`) and a 16-byte trailer. The full
+//! byte-level description is in ARCHITECTURE.md ("Block format").
+//!
+//! ```text
+//! SeriesProfile ──▶ SegmentBuilder::add ──▶ finish ──▶ EncodedBlock { bytes, meta, keys }
+//!                                                            │ put to paths::segment_path
+//! BlockReader::open (tail GET) ──▶ dataset(i) (series GET) ──▶ profiles / symbols (ranged GETs)
+//! ```
+
+mod builder;
+mod error;
+mod format;
 pub mod paths;
+mod reader;
+mod sections;
+
+pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, EncodedBlock, SegmentBuilder};
+pub use error::{BlockError, Result};
+pub use format::{FORMAT_VERSION, MAGIC, TAIL_FETCH, TRAILER_LEN};
+pub use reader::{BlockReader, DatasetReader, Frame, FunctionRow, MappingRow, ProfileRow, SeriesInfo, Symbols};

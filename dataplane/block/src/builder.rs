@@ -1,0 +1,630 @@
+//! Building one object from many per-series profiles.
+//!
+//! [`SegmentBuilder`] keeps one [`DatasetBuilder`] per (tenant, service).
+//! Each dataset interns symbols once (strings, functions, mappings,
+//! locations, and stacks as a prefix tree of (parent, location) nodes), so the
+//! many copies of the same symbols that separate pprofs carry are stored once.
+//! A profile row keeps only stack node ids and values.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use indexmap::{IndexMap, IndexSet};
+use phlox_model::{Labels, ProfileId, ProfileKey};
+use phlox_pprof::{Profile, SeriesProfile};
+use phlox_proto::metastore::v1::{BlockMeta, Dataset, Section, SectionKind};
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use ulid::Ulid;
+
+use crate::format::{FORMAT_VERSION, write_footer};
+use crate::sections as s;
+use crate::{BlockError, Result};
+
+/// Frames kept per stack (root-most first), as Pyroscope's
+/// `max_profile_stacktrace_depth`.
+pub const DEFAULT_MAX_STACK_DEPTH: usize = 1000;
+
+const UNMAPPED: u32 = u32::MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FunctionKey {
+    name: u32,
+    system_name: u32,
+    filename: u32,
+    start_line: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MappingKey {
+    memory_start: u64,
+    memory_limit: u64,
+    file_offset: u64,
+    filename: u32,
+    build_id: u32,
+    flags: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LocationKey {
+    mapping: u32,
+    address: u64,
+    /// (function, line), innermost first.
+    lines: Box<[(u32, i64)]>,
+}
+
+/// Interned symbols of one dataset plus the remapping of the pprof being added.
+#[derive(Debug)]
+struct SymbolsBuilder {
+    strings: IndexSet<Box<str>, FxBuildHasher>,
+    functions: IndexSet<FunctionKey, FxBuildHasher>,
+    mappings: IndexSet<MappingKey, FxBuildHasher>,
+    locations: IndexSet<LocationKey, FxBuildHasher>,
+    stack_index: FxHashMap<(u32, u32), u32>,
+    /// (parent, location); node 0 is the root and has no location.
+    stack_nodes: Vec<(u32, u32)>,
+    /// Bytes of the symbols as the source pprofs carried them (for the
+    /// dedup figure of the benchmark).
+    source: Option<Arc<Profile>>,
+    str_map: Vec<u32>,
+    fn_map: Vec<u32>,
+    mapping_map: Vec<u32>,
+    loc_map: Vec<u32>,
+}
+
+impl SymbolsBuilder {
+    fn new() -> Self {
+        let mut strings = IndexSet::with_hasher(FxBuildHasher);
+        strings.insert(Box::from(""));
+        let mut functions = IndexSet::with_hasher(FxBuildHasher);
+        functions.insert(FunctionKey { name: 0, system_name: 0, filename: 0, start_line: 0 });
+        let mut mappings = IndexSet::with_hasher(FxBuildHasher);
+        mappings.insert(MappingKey {
+            memory_start: 0,
+            memory_limit: 0,
+            file_offset: 0,
+            filename: 0,
+            build_id: 0,
+            flags: 0,
+        });
+        Self {
+            strings,
+            functions,
+            mappings,
+            locations: IndexSet::with_hasher(FxBuildHasher),
+            stack_index: FxHashMap::default(),
+            stack_nodes: vec![(0, 0)],
+            source: None,
+            str_map: Vec::new(),
+            fn_map: Vec::new(),
+            mapping_map: Vec::new(),
+            loc_map: Vec::new(),
+        }
+    }
+
+    /// Starts remapping a new source profile (no-op for the same source).
+    fn use_source(&mut self, p: &Arc<Profile>) {
+        if self.source.as_ref().is_some_and(|s| Arc::ptr_eq(s, p)) {
+            return;
+        }
+        self.source = Some(Arc::clone(p));
+        reset(&mut self.str_map, p.strings.len());
+        reset(&mut self.fn_map, p.functions.len());
+        reset(&mut self.mapping_map, p.mappings.len());
+        reset(&mut self.loc_map, p.locations.len());
+    }
+
+    fn string(&mut self, p: &Profile, idx: i64) -> u32 {
+        let Ok(i) = usize::try_from(idx) else { return 0 };
+        let Some(&m) = self.str_map.get(i) else { return 0 };
+        if m != UNMAPPED {
+            return m;
+        }
+        let s = p.strings.str(idx);
+        let id = match self.strings.get_index_of(s) {
+            Some(id) => id,
+            None => self.strings.insert_full(Box::from(s)).0,
+        } as u32;
+        self.str_map[i] = id;
+        id
+    }
+
+    fn function(&mut self, p: &Profile, function_id: u64) -> u32 {
+        let Some(pos) = p.function_position(function_id) else { return 0 };
+        if self.fn_map[pos] != UNMAPPED {
+            return self.fn_map[pos];
+        }
+        let f = p.functions[pos];
+        let key = FunctionKey {
+            name: self.string(p, f.name),
+            system_name: self.string(p, f.system_name),
+            filename: self.string(p, f.filename),
+            start_line: f.start_line,
+        };
+        let id = self.functions.insert_full(key).0 as u32;
+        self.fn_map[pos] = id;
+        id
+    }
+
+    fn mapping(&mut self, p: &Profile, mapping_id: u64) -> u32 {
+        let Some(pos) = p.mapping_position(mapping_id) else { return 0 };
+        if self.mapping_map[pos] != UNMAPPED {
+            return self.mapping_map[pos];
+        }
+        let m = p.mappings[pos];
+        let key = MappingKey {
+            memory_start: m.memory_start,
+            memory_limit: m.memory_limit,
+            file_offset: m.file_offset,
+            filename: self.string(p, m.filename),
+            build_id: self.string(p, m.build_id),
+            flags: m.flags,
+        };
+        let id = self.mappings.insert_full(key).0 as u32;
+        self.mapping_map[pos] = id;
+        id
+    }
+
+    fn location(&mut self, p: &Profile, pos: usize) -> u32 {
+        if self.loc_map[pos] != UNMAPPED {
+            return self.loc_map[pos];
+        }
+        let l = &p.locations[pos];
+        let mapping = self.mapping(p, l.mapping_id);
+        let lines: Box<[(u32, i64)]> = p.lines[l.lines.start as usize..l.lines.end as usize]
+            .iter()
+            .map(|line| (self.function(p, line.function_id), line.line))
+            .collect();
+        let key = LocationKey { mapping, address: l.address, lines };
+        let id = self.locations.insert_full(key).0 as u32;
+        self.loc_map[pos] = id;
+        id
+    }
+
+    /// Interns the stack of sample `i` (pprof order: leaf first) and returns
+    /// its node id; only the `max_depth` root-most frames are kept.
+    fn stack(&mut self, p: &Profile, i: usize, max_depth: usize) -> u32 {
+        let mut node = 0u32;
+        let ids = p.sample_location_ids(i);
+        for &loc_id in ids.iter().rev().take(max_depth) {
+            let Some(pos) = p.location_position(loc_id) else { continue };
+            let loc = self.location(p, pos);
+            let next = self.stack_nodes.len() as u32;
+            node = *self.stack_index.entry((node, loc)).or_insert_with(|| {
+                self.stack_nodes.push((node, loc));
+                next
+            });
+        }
+        node
+    }
+}
+
+fn reset(v: &mut Vec<u32>, len: usize) {
+    v.clear();
+    v.resize(len, UNMAPPED);
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    series: u32,
+    time_nanos: i64,
+    id: ProfileId,
+    total: i64,
+    samples: std::ops::Range<u32>,
+    /// Start of this row's entries in the span/trace vectors.
+    spans: Option<u32>,
+}
+
+/// Accumulates the profiles of one (tenant, service).
+#[derive(Debug)]
+struct DatasetBuilder {
+    symbols: SymbolsBuilder,
+    series: IndexMap<u64, Labels, FxBuildHasher>,
+    keys: Vec<ProfileKey>,
+    seen: FxHashSet<ProfileKey>,
+    rows: Vec<Row>,
+    stack_ids: Vec<u32>,
+    values: Vec<i64>,
+    span_ids: Vec<u64>,
+    trace_ids: Vec<[u8; 16]>,
+    profile_types: BTreeSet<String>,
+    min_time: i64,
+    max_time: i64,
+    merge: FxHashMap<(u32, u64, [u8; 16]), u32>,
+    scratch: Vec<(u32, u64, [u8; 16], i64)>,
+}
+
+impl DatasetBuilder {
+    fn new() -> Self {
+        Self {
+            symbols: SymbolsBuilder::new(),
+            series: IndexMap::with_hasher(FxBuildHasher),
+            keys: Vec::new(),
+            seen: FxHashSet::default(),
+            rows: Vec::new(),
+            stack_ids: Vec::new(),
+            values: Vec::new(),
+            span_ids: Vec::new(),
+            trace_ids: Vec::new(),
+            profile_types: BTreeSet::new(),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            merge: FxHashMap::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, key: ProfileKey, p: &SeriesProfile, max_depth: usize) -> bool {
+        if !self.seen.insert(key) {
+            return false;
+        }
+        let src = &p.source;
+        self.symbols.use_source(src);
+        // Intern stacks; merge samples with the same (stack, span, trace).
+        self.merge.clear();
+        self.scratch.clear();
+        let spans = p.span_keys.any();
+        for &i in &p.samples {
+            let i = i as usize;
+            let value = src.sample_value(i, p.value_index);
+            let stack = self.symbols.stack(src, i, max_depth);
+            let (span, trace) = if spans { p.span_keys.of_sample(src, i) } else { (0, [0; 16]) };
+            match self.merge.get(&(stack, span, trace)) {
+                Some(&at) => self.scratch[at as usize].3 += value,
+                None => {
+                    self.merge.insert((stack, span, trace), self.scratch.len() as u32);
+                    self.scratch.push((stack, span, trace, value));
+                }
+            }
+        }
+        // Stack order compresses best and makes rows canonical.
+        self.scratch.sort_unstable_by_key(|&(stack, span, trace, _)| (stack, span, trace));
+        self.scratch.retain(|e| e.3 != 0);
+        let has_spans = self.scratch.iter().any(|e| e.1 != 0 || e.2 != [0; 16]);
+        let start = self.stack_ids.len() as u32;
+        let span_start = has_spans.then_some(self.span_ids.len() as u32);
+        for &(stack, span, trace, value) in &self.scratch {
+            self.stack_ids.push(stack);
+            self.values.push(value);
+            if has_spans {
+                self.span_ids.push(span);
+                self.trace_ids.push(trace);
+            }
+        }
+        let (series, _) = self.series.insert_full(p.fingerprint, p.labels.clone());
+        self.profile_types.insert(p.profile_type.clone());
+        self.min_time = self.min_time.min(p.time_nanos);
+        self.max_time = self.max_time.max(p.time_nanos);
+        self.keys.push(key);
+        self.rows.push(Row {
+            series: series as u32,
+            time_nanos: p.time_nanos,
+            id: p.id,
+            total: p.total,
+            samples: start..self.stack_ids.len() as u32,
+            spans: span_start,
+        });
+        true
+    }
+
+    /// Writes the seven sections to `out`; returns their descriptors and the
+    /// dedup keys in final row order.
+    fn write(self, out: &mut Vec<u8>) -> Result<(Vec<Section>, Vec<u8>, DatasetStats)> {
+        let DatasetBuilder { symbols, series, keys, rows, stack_ids, values, span_ids, trace_ids, .. } = self;
+        // Series sorted by labels; rows by (series, time, id).
+        let mut order: Vec<usize> = (0..series.len()).collect();
+        order.sort_by(|&a, &b| series[a].cmp(&series[b]));
+        let mut rank = vec![0u32; series.len()];
+        for (new, &old) in order.iter().enumerate() {
+            rank[old] = new as u32;
+        }
+        let mut row_order: Vec<usize> = (0..rows.len()).collect();
+        row_order.sort_by_key(|&r| (rank[rows[r].series as usize], rows[r].time_nanos, rows[r].id));
+
+        let mut sections = Vec::with_capacity(7);
+        let mut section = |kind: SectionKind, out: &mut Vec<u8>, start: usize| {
+            sections.push(Section {
+                kind: kind as i32,
+                offset: start as u64,
+                size: (out.len() - start) as u64,
+                crc32: crc32fast::hash(&out[start..]),
+            });
+        };
+
+        // Series index.
+        let mut first_row = vec![0u32; series.len()];
+        let mut row_count = vec![0u32; series.len()];
+        let mut min_t = vec![i64::MAX; series.len()];
+        let mut max_t = vec![i64::MIN; series.len()];
+        for (pos, &r) in row_order.iter().enumerate() {
+            let sid = rank[rows[r].series as usize] as usize;
+            if row_count[sid] == 0 {
+                first_row[sid] = pos as u32;
+            }
+            row_count[sid] += 1;
+            min_t[sid] = min_t[sid].min(rows[r].time_nanos);
+            max_t[sid] = max_t[sid].max(rows[r].time_nanos);
+        }
+        let sorted: Vec<(&u64, &Labels)> = order.iter().map(|&i| series.get_index(i).expect("index in range")).collect();
+        let schema = s::series_schema();
+        let label_offsets = s::offsets(sorted.iter().map(|(_, l)| l.len()))?;
+        let names = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.name.as_str())));
+        let vals = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.value.as_str())));
+        let b = s::batch(&schema, vec![
+            s::u64s(sorted.iter().map(|(f, _)| **f).collect()),
+            s::list(arrow_schema::DataType::Utf8, label_offsets.clone(), names, None)?,
+            s::list(arrow_schema::DataType::Utf8, label_offsets, vals, None)?,
+            s::u32s(first_row),
+            s::u32s(row_count),
+            s::i64s(min_t),
+            s::i64s(max_t),
+        ])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Series, out, start);
+
+        // Profiles, in batches.
+        let schema = s::profiles_schema();
+        let mut batches = Vec::new();
+        let mut sorted_keys = Vec::with_capacity(keys.len() * 16);
+        let mut samples = 0u64;
+        for chunk in row_order.chunks(s::PROFILE_BATCH_ROWS) {
+            let mut ids = Vec::with_capacity(chunk.len() * 16);
+            let (mut sids, mut times, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut st, mut va, mut sp, mut tr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut span_valid = Vec::with_capacity(chunk.len());
+            let mut span_lens = Vec::with_capacity(chunk.len());
+            for &r in chunk {
+                let row = &rows[r];
+                ids.extend_from_slice(&row.id.0);
+                sorted_keys.extend_from_slice(&keys[r].0);
+                sids.push(rank[row.series as usize]);
+                times.push(row.time_nanos);
+                totals.push(row.total);
+                let range = row.samples.start as usize..row.samples.end as usize;
+                samples += range.len() as u64;
+                st.extend_from_slice(&stack_ids[range.clone()]);
+                va.extend_from_slice(&values[range.clone()]);
+                match row.spans {
+                    Some(at) => {
+                        let at = at as usize;
+                        sp.extend_from_slice(&span_ids[at..at + range.len()]);
+                        for t in &trace_ids[at..at + range.len()] {
+                            tr.extend_from_slice(t);
+                        }
+                        span_valid.push(true);
+                        span_lens.push(range.len());
+                    }
+                    None => {
+                        span_valid.push(false);
+                        span_lens.push(0);
+                    }
+                }
+            }
+            let sample_offsets = s::offsets(chunk.iter().map(|&r| rows[r].samples.len()))?;
+            let span_offsets = s::offsets(span_lens.into_iter())?;
+            let nulls = Some(arrow_buffer::NullBuffer::from(span_valid));
+            batches.push(s::batch(&schema, vec![
+                s::fixed16(ids)?,
+                s::u32s(sids),
+                s::i64s(times),
+                s::i64s(totals),
+                s::list(arrow_schema::DataType::UInt32, sample_offsets.clone(), s::u32s(st), None)?,
+                s::list(arrow_schema::DataType::Int64, sample_offsets, s::i64s(va), None)?,
+                s::list(arrow_schema::DataType::UInt64, span_offsets.clone(), s::u64s(sp), nulls.clone())?,
+                s::list(arrow_schema::DataType::FixedSizeBinary(16), span_offsets, s::fixed16(tr)?, nulls)?,
+            ])?);
+        }
+        let start = out.len();
+        s::write_stream(&schema, &batches, out)?;
+        section(SectionKind::Profiles, out, start);
+
+        // Symbols.
+        let SymbolsBuilder { strings, functions, mappings, locations, stack_nodes, .. } = symbols;
+        let schema = s::strings_schema();
+        let b = s::batch(&schema, vec![s::strings(strings.iter().map(|s| s.as_ref()))])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Strings, out, start);
+
+        let schema = s::functions_schema();
+        let b = s::batch(&schema, vec![
+            s::u32s(functions.iter().map(|f| f.name).collect()),
+            s::u32s(functions.iter().map(|f| f.system_name).collect()),
+            s::u32s(functions.iter().map(|f| f.filename).collect()),
+            s::i64s(functions.iter().map(|f| f.start_line).collect()),
+        ])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Functions, out, start);
+
+        let schema = s::mappings_schema();
+        let b = s::batch(&schema, vec![
+            s::u64s(mappings.iter().map(|m| m.memory_start).collect()),
+            s::u64s(mappings.iter().map(|m| m.memory_limit).collect()),
+            s::u64s(mappings.iter().map(|m| m.file_offset).collect()),
+            s::u32s(mappings.iter().map(|m| m.filename).collect()),
+            s::u32s(mappings.iter().map(|m| m.build_id).collect()),
+            s::u8s(mappings.iter().map(|m| m.flags).collect()),
+        ])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Mappings, out, start);
+
+        let schema = s::locations_schema();
+        let line_offsets = s::offsets(locations.iter().map(|l| l.lines.len()))?;
+        let b = s::batch(&schema, vec![
+            s::u32s(locations.iter().map(|l| l.mapping).collect()),
+            s::u64s(locations.iter().map(|l| l.address).collect()),
+            s::list(
+                arrow_schema::DataType::UInt32,
+                line_offsets.clone(),
+                s::u32s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.0)).collect()),
+                None,
+            )?,
+            s::list(
+                arrow_schema::DataType::Int64,
+                line_offsets,
+                s::i64s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.1)).collect()),
+                None,
+            )?,
+        ])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Locations, out, start);
+
+        let schema = s::stacks_schema();
+        let b = s::batch(&schema, vec![
+            s::u32s(stack_nodes.iter().map(|n| n.0).collect()),
+            s::u32s(stack_nodes.iter().map(|n| n.1).collect()),
+        ])?;
+        let start = out.len();
+        s::write_stream(&schema, &[b], out)?;
+        section(SectionKind::Stacks, out, start);
+
+        let stats = DatasetStats {
+            series: series.len() as u32,
+            profiles: rows.len() as u64,
+            samples,
+            symbol_rows: (strings.len() + functions.len() + mappings.len() + locations.len() + stack_nodes.len()) as u64,
+        };
+        Ok((sections, sorted_keys, stats))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DatasetStats {
+    series: u32,
+    profiles: u64,
+    samples: u64,
+    #[allow(dead_code)]
+    symbol_rows: u64,
+}
+
+/// Identity of the object being built.
+#[derive(Debug, Clone)]
+pub struct BlockHeader {
+    pub id: Ulid,
+    /// Empty for a multi-tenant segment.
+    pub tenant: String,
+    pub shard: u32,
+    pub level: u32,
+    pub created_by: String,
+}
+
+/// A finished object: its bytes, its metadata (also its footer) and the
+/// dedup keys of its rows (per dataset, 16 bytes per row, in row order).
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    pub bytes: Bytes,
+    pub meta: BlockMeta,
+    pub dataset_keys: Vec<Bytes>,
+}
+
+/// Builds one object holding many (tenant, service) datasets.
+#[derive(Debug)]
+pub struct SegmentBuilder {
+    datasets: IndexMap<(String, String), DatasetBuilder, FxBuildHasher>,
+    max_stack_depth: usize,
+    profiles: usize,
+    approx_bytes: usize,
+}
+
+impl Default for SegmentBuilder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_STACK_DEPTH)
+    }
+}
+
+impl SegmentBuilder {
+    pub fn new(max_stack_depth: usize) -> Self {
+        Self {
+            datasets: IndexMap::with_hasher(FxBuildHasher),
+            max_stack_depth: max_stack_depth.max(1),
+            profiles: 0,
+            approx_bytes: 0,
+        }
+    }
+
+    /// Adds one series profile. Returns false (and adds nothing) when a
+    /// profile with the same dedup key is already in this object.
+    pub fn add(&mut self, tenant: &str, p: &SeriesProfile) -> bool {
+        let key = ProfileKey::new(tenant, p.fingerprint, &p.id);
+        let service = p.service_name();
+        let ds = match self.datasets.get_index_of(&(tenant.to_owned(), service.to_owned())) {
+            Some(i) => &mut self.datasets[i],
+            None => self
+                .datasets
+                .entry((tenant.to_owned(), service.to_owned()))
+                .or_insert_with(DatasetBuilder::new),
+        };
+        let added = ds.add(key, p, self.max_stack_depth);
+        if added {
+            self.profiles += 1;
+            self.approx_bytes += p.samples.len() * 12 + 64;
+        }
+        added
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profiles == 0
+    }
+
+    /// Profiles added so far.
+    pub fn profile_count(&self) -> usize {
+        self.profiles
+    }
+
+    /// Rough size of the buffered rows (symbols excluded), for back-pressure.
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes
+    }
+
+    /// Encodes the object. Datasets are ordered by (tenant, service).
+    pub fn finish(self, header: BlockHeader) -> Result<EncodedBlock> {
+        let mut datasets: Vec<_> = self.datasets.into_iter().collect();
+        datasets.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(self.approx_bytes / 3 + 4096);
+        let mut metas = Vec::with_capacity(datasets.len());
+        let mut keys = Vec::with_capacity(datasets.len());
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        for ((tenant, service), ds) in datasets {
+            let (min_ns, max_ns) = (ds.min_time, ds.max_time);
+            let profile_types: Vec<String> = ds.profile_types.iter().cloned().collect();
+            let (sections, dataset_keys, stats) = ds.write(&mut out)?;
+            let (min_ms, max_ms) = (min_ns.div_euclid(1_000_000), max_ns.div_euclid(1_000_000));
+            min_time = min_time.min(min_ms);
+            max_time = max_time.max(max_ms);
+            metas.push(Dataset {
+                tenant,
+                name: service,
+                min_time: min_ms,
+                max_time: max_ms,
+                sections,
+                profile_types,
+                series_count: stats.series,
+                profile_count: stats.profiles,
+                sample_count: stats.samples,
+                shadowed_keys: Bytes::new(),
+            });
+            keys.push(Bytes::from(dataset_keys));
+        }
+        if metas.is_empty() {
+            return Err(BlockError::Empty);
+        }
+        let mut meta = BlockMeta {
+            format_version: FORMAT_VERSION,
+            id: header.id.to_string(),
+            tenant: header.tenant,
+            shard: header.shard,
+            compaction_level: header.level,
+            min_time,
+            max_time,
+            size: 0,
+            created_by: header.created_by,
+            datasets: metas,
+        };
+        write_footer(&mut out, &mut meta)?;
+        Ok(EncodedBlock { bytes: Bytes::from(out), meta, dataset_keys: keys })
+    }
+}

@@ -1,0 +1,473 @@
+//! Reading objects with ranged GETs: the tail first (footer), then only the
+//! sections a caller asks for.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use phlox_model::{Labels, ProfileId, ProfileKey};
+use phlox_proto::metastore::v1::{BlockMeta, Dataset, Section, SectionKind};
+use rustc_hash::FxHashSet;
+
+use crate::format::{TAIL_FETCH, TRAILER_LEN, decode_footer, parse_trailer};
+use crate::sections as s;
+use crate::{BlockError, Result};
+
+/// An object in the bucket and its metadata.
+#[derive(Debug, Clone)]
+pub struct BlockReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    meta: BlockMeta,
+}
+
+impl BlockReader {
+    /// Opens an object by reading its tail: one ranged GET in the common
+    /// case, two when the footer is larger than [`TAIL_FETCH`].
+    pub async fn open(store: Arc<dyn ObjectStore>, path: Path) -> Result<Self> {
+        let opts = GetOptions { range: Some(GetRange::Suffix(TAIL_FETCH)), ..Default::default() };
+        let res = store.get_opts(&path, opts).await?;
+        let object_size = res.meta.size;
+        let tail_start = res.range.start;
+        let tail = res.bytes().await?;
+        let p = path.to_string();
+        let trailer = parse_trailer(&p, &tail)?;
+        let footer_len = trailer.footer_len as u64;
+        let needed = footer_len + TRAILER_LEN as u64;
+        if needed > object_size {
+            return Err(BlockError::Corrupt { path: p, reason: "footer longer than the object".into() });
+        }
+        let footer_start = object_size - needed;
+        let footer = if footer_start >= tail_start {
+            let from = (footer_start - tail_start) as usize;
+            tail.slice(from..from + footer_len as usize)
+        } else {
+            store.get_range(&path, footer_start..footer_start + footer_len).await?
+        };
+        let mut meta = decode_footer(&p, &footer, trailer)?;
+        if meta.size != object_size {
+            return Err(BlockError::Corrupt { path: p, reason: format!("footer says {} bytes, object has {object_size}", meta.size) });
+        }
+        meta.size = object_size;
+        Ok(Self { store, path, meta })
+    }
+
+    /// A reader from metadata the metastore already holds (no tail read).
+    pub fn from_meta(store: Arc<dyn ObjectStore>, meta: BlockMeta) -> Result<Self> {
+        let id = ulid::Ulid::from_string(&meta.id)
+            .map_err(|_| BlockError::Corrupt { path: meta.id.clone(), reason: "block id is not a ULID".into() })?;
+        let path = crate::paths::object_path(&meta.tenant, meta.shard, meta.compaction_level, id);
+        Ok(Self { store, path, meta })
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens dataset `i`: reads its series index section.
+    pub async fn dataset(&self, i: usize) -> Result<DatasetReader> {
+        let ds = self.meta.datasets.get(i).cloned().ok_or_else(|| BlockError::Corrupt {
+            path: self.path.to_string(),
+            reason: format!("no dataset {i}"),
+        })?;
+        let mut reader = DatasetReader {
+            store: Arc::clone(&self.store),
+            path: self.path.clone(),
+            size: self.meta.size,
+            shadowed: ds.shadowed_keys.chunks_exact(16).map(|c| {
+                let mut k = [0u8; 16];
+                k.copy_from_slice(c);
+                ProfileKey(k)
+            }).collect(),
+            series: Vec::new(),
+            dataset: ds,
+        };
+        let bytes = reader.section(SectionKind::Series).await?;
+        reader.series = reader.decode_series(&bytes)?;
+        Ok(reader)
+    }
+}
+
+/// One series of a dataset with the range of its profile rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesInfo {
+    pub labels: Labels,
+    pub fingerprint: u64,
+    pub rows: Range<u32>,
+    pub min_time_nanos: i64,
+    pub max_time_nanos: i64,
+}
+
+/// One stored profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRow {
+    pub id: ProfileId,
+    /// Index into [`DatasetReader::series`].
+    pub series: u32,
+    pub time_nanos: i64,
+    pub total: i64,
+    pub stack_ids: Vec<u32>,
+    pub values: Vec<i64>,
+    /// Per sample, when the profile has span ids (0 = none).
+    pub span_ids: Option<Vec<u64>>,
+    pub trace_ids: Option<Vec<[u8; 16]>>,
+}
+
+/// A dataset of an object.
+#[derive(Debug, Clone)]
+pub struct DatasetReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    dataset: Dataset,
+    series: Vec<SeriesInfo>,
+    shadowed: FxHashSet<ProfileKey>,
+}
+
+impl DatasetReader {
+    pub fn meta(&self) -> &Dataset {
+        &self.dataset
+    }
+
+    pub fn series(&self) -> &[SeriesInfo] {
+        &self.series
+    }
+
+    fn find(&self, kind: SectionKind) -> Result<Section> {
+        self.dataset.sections.iter().find(|s| s.kind == kind as i32).cloned().ok_or_else(|| {
+            BlockError::Corrupt { path: self.path.to_string(), reason: format!("dataset has no {} section", kind.as_str_name()) }
+        })
+    }
+
+    fn check(&self, sec: &Section) -> Result<Range<u64>> {
+        let end = sec.offset.checked_add(sec.size).filter(|&e| e <= self.size).ok_or_else(|| BlockError::Corrupt {
+            path: self.path.to_string(),
+            reason: "section outside the object".into(),
+        })?;
+        Ok(sec.offset..end)
+    }
+
+    async fn section(&self, kind: SectionKind) -> Result<Bytes> {
+        let sec = self.find(kind)?;
+        let range = self.check(&sec)?;
+        let bytes = self.store.get_range(&self.path, range).await?;
+        self.verify(&sec, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn verify(&self, sec: &Section, bytes: &[u8]) -> Result<()> {
+        if crc32fast::hash(bytes) != sec.crc32 || bytes.len() as u64 != sec.size {
+            return Err(BlockError::Checksum {
+                dataset: self.dataset.name.clone(),
+                kind: SectionKind::try_from(sec.kind).map(|k| k.as_str_name()).unwrap_or("unknown"),
+            });
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> BlockError {
+        BlockError::Corrupt { path: self.path.to_string(), reason: reason.into() }
+    }
+
+    fn decode_series(&self, bytes: &[u8]) -> Result<Vec<SeriesInfo>> {
+        let mut out = Vec::new();
+        for b in s::read_stream(bytes, &s::series_schema())? {
+            let fp = s::col_u64(&b, "fingerprint")?;
+            let names = s::col_list(&b, "label_names")?;
+            let values = s::col_list(&b, "label_values")?;
+            let name_strs = names.values().as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| self.corrupt("label names"))?;
+            let value_strs = values.values().as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| self.corrupt("label values"))?;
+            let first = s::col_u32(&b, "first_row")?;
+            let count = s::col_u32(&b, "row_count")?;
+            let min_t = s::col_i64(&b, "min_time_nanos")?;
+            let max_t = s::col_i64(&b, "max_time_nanos")?;
+            for i in 0..b.num_rows() {
+                let (nr, vr) = (s::list_range(names, i), s::list_range(values, i));
+                if nr != vr {
+                    return Err(self.corrupt("label names and values differ in length"));
+                }
+                let labels = Labels::from_pairs(nr.map(|j| (name_strs.value(j), value_strs.value(j))));
+                let start = first.value(i);
+                let end = start.checked_add(count.value(i)).ok_or_else(|| self.corrupt("row range"))?;
+                out.push(SeriesInfo {
+                    labels,
+                    fingerprint: fp.value(i),
+                    rows: start..end,
+                    min_time_nanos: min_t.value(i),
+                    max_time_nanos: max_t.value(i),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the profile rows of the selected series (indices into
+    /// [`series`](Self::series)) within `[start, end]` nanoseconds.
+    /// Rows the metastore marked as duplicates are skipped.
+    pub async fn profiles(&self, series: &[u32], start_nanos: i64, end_nanos: i64) -> Result<Vec<ProfileRow>> {
+        let wanted: FxHashSet<u32> = series
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.series.get(i as usize).is_some_and(|s| s.max_time_nanos >= start_nanos && s.min_time_nanos <= end_nanos)
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bytes = self.section(SectionKind::Profiles).await?;
+        let mut out = Vec::new();
+        for b in s::read_stream(&bytes, &s::profiles_schema())? {
+            self.decode_rows(&b, &wanted, start_nanos, end_nanos, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn decode_rows(&self, b: &RecordBatch, wanted: &FxHashSet<u32>, start: i64, end: i64, out: &mut Vec<ProfileRow>) -> Result<()> {
+        let ids = s::col_fixed(b, "id")?;
+        let sids = s::col_u32(b, "series")?;
+        let times = s::col_i64(b, "time_nanos")?;
+        let totals = s::col_i64(b, "total")?;
+        let stacks = s::col_list(b, "stack_ids")?;
+        let values = s::col_list(b, "values")?;
+        let spans = s::col_list(b, "span_ids")?;
+        let traces = s::col_list(b, "trace_ids")?;
+        let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
+        let value_v = s::list_values::<Int64Type>(values, "values")?;
+        let span_v = s::list_values::<UInt64Type>(spans, "span_ids")?;
+        let trace_v = traces.values().as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>().ok_or_else(|| self.corrupt("trace ids"))?.clone();
+        for i in 0..b.num_rows() {
+            let sid = sids.value(i);
+            let t = times.value(i);
+            if !wanted.contains(&sid) || t < start || t > end {
+                continue;
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(ids.value(i));
+            let id = ProfileId(id);
+            if !self.shadowed.is_empty() {
+                let fp = self.series.get(sid as usize).map(|s| s.fingerprint).unwrap_or(0);
+                if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &id)) {
+                    continue;
+                }
+            }
+            let (sr, vr) = (s::list_range(stacks, i), s::list_range(values, i));
+            if sr.len() != vr.len() || sr.end > stack_v.len() || vr.end > value_v.len() {
+                return Err(self.corrupt("stack ids and values differ in length"));
+            }
+            let (span_ids, trace_ids) = if s::is_null(spans, i) {
+                (None, None)
+            } else {
+                let (pr, tr) = (s::list_range(spans, i), s::list_range(traces, i));
+                if pr.len() != sr.len() || tr.len() != sr.len() || pr.end > span_v.len() || tr.end > trace_v.len() {
+                    return Err(self.corrupt("span ids and samples differ in length"));
+                }
+                let traces = tr.map(|j| {
+                    let mut t = [0u8; 16];
+                    t.copy_from_slice(trace_v.value(j));
+                    t
+                });
+                (Some(span_v.values()[pr].to_vec()), Some(traces.collect()))
+            };
+            out.push(ProfileRow {
+                id,
+                series: sid,
+                time_nanos: t,
+                total: totals.value(i),
+                stack_ids: stack_v.values()[sr].to_vec(),
+                values: value_v.values()[vr].to_vec(),
+                span_ids,
+                trace_ids,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads all symbol sections (one ranged GET: they are contiguous).
+    pub async fn symbols(&self) -> Result<Symbols> {
+        let kinds = [SectionKind::Strings, SectionKind::Functions, SectionKind::Mappings, SectionKind::Locations, SectionKind::Stacks];
+        let secs = kinds.iter().map(|&k| self.find(k)).collect::<Result<Vec<_>>>()?;
+        let ranges = secs.iter().map(|s| self.check(s)).collect::<Result<Vec<_>>>()?;
+        let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+        let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        let all = self.store.get_range(&self.path, lo..hi).await?;
+        let part = |i: usize| -> Result<Bytes> {
+            let r = &ranges[i];
+            let b = all.slice((r.start - lo) as usize..(r.end - lo) as usize);
+            self.verify(&secs[i], &b)?;
+            Ok(b)
+        };
+        Symbols::decode(&part(0)?, &part(1)?, &part(2)?, &part(3)?, &part(4)?).map_err(|e| match e {
+            BlockError::Arrow(a) => self.corrupt(a.to_string()),
+            other => other,
+        })
+    }
+}
+
+/// A function as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionRow {
+    pub name: u32,
+    pub system_name: u32,
+    pub filename: u32,
+    pub start_line: i64,
+}
+
+/// A mapping as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingRow {
+    pub memory_start: u64,
+    pub memory_limit: u64,
+    pub file_offset: u64,
+    pub filename: u32,
+    pub build_id: u32,
+    pub flags: u8,
+}
+
+/// A resolved frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub function: &'a str,
+    pub filename: &'a str,
+    pub line: i64,
+}
+
+/// The symbols of a dataset, resolved in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Symbols {
+    pub strings: Vec<String>,
+    pub functions: Vec<FunctionRow>,
+    pub mappings: Vec<MappingRow>,
+    /// Per location: mapping and the range of its lines.
+    pub location_mapping: Vec<u32>,
+    pub location_address: Vec<u64>,
+    pub location_lines: Vec<Range<u32>>,
+    /// (function, line) of every location line, innermost first per location.
+    pub lines: Vec<(u32, i64)>,
+    /// Stack tree: parent and location of each node; node 0 is the root.
+    pub stack_parent: Vec<u32>,
+    pub stack_location: Vec<u32>,
+}
+
+impl Symbols {
+    fn decode(strings: &[u8], functions: &[u8], mappings: &[u8], locations: &[u8], stacks: &[u8]) -> Result<Self> {
+        let mut out = Symbols::default();
+        for b in s::read_stream(strings, &s::strings_schema())? {
+            let c = s::col_str(&b, "value")?;
+            out.strings.extend((0..c.len()).map(|i| c.value(i).to_owned()));
+        }
+        for b in s::read_stream(functions, &s::functions_schema())? {
+            let (n, sn, f, l) = (s::col_u32(&b, "name")?, s::col_u32(&b, "system_name")?, s::col_u32(&b, "filename")?, s::col_i64(&b, "start_line")?);
+            for i in 0..b.num_rows() {
+                out.functions.push(FunctionRow { name: n.value(i), system_name: sn.value(i), filename: f.value(i), start_line: l.value(i) });
+            }
+        }
+        for b in s::read_stream(mappings, &s::mappings_schema())? {
+            let (ms, ml, fo) = (s::col_u64(&b, "memory_start")?, s::col_u64(&b, "memory_limit")?, s::col_u64(&b, "file_offset")?);
+            let (f, bi, fl) = (s::col_u32(&b, "filename")?, s::col_u32(&b, "build_id")?, s::col_u8(&b, "flags")?);
+            for i in 0..b.num_rows() {
+                out.mappings.push(MappingRow { memory_start: ms.value(i), memory_limit: ml.value(i), file_offset: fo.value(i), filename: f.value(i), build_id: bi.value(i), flags: fl.value(i) });
+            }
+        }
+        for b in s::read_stream(locations, &s::locations_schema())? {
+            let (m, a) = (s::col_u32(&b, "mapping")?, s::col_u64(&b, "address")?);
+            let (lf, ln) = (s::col_list(&b, "line_functions")?, s::col_list(&b, "line_numbers")?);
+            let (lfv, lnv) = (s::list_values::<UInt32Type>(lf, "line_functions")?, s::list_values::<Int64Type>(ln, "line_numbers")?);
+            for i in 0..b.num_rows() {
+                let (fr, nr) = (s::list_range(lf, i), s::list_range(ln, i));
+                if fr != nr || fr.end > lfv.len() || nr.end > lnv.len() {
+                    return Err(BlockError::Corrupt { path: String::new(), reason: "location lines".into() });
+                }
+                let start = out.lines.len() as u32;
+                out.lines.extend(fr.map(|j| (lfv.value(j), lnv.value(j))));
+                out.location_mapping.push(m.value(i));
+                out.location_address.push(a.value(i));
+                out.location_lines.push(start..out.lines.len() as u32);
+            }
+        }
+        for b in s::read_stream(stacks, &s::stacks_schema())? {
+            let (p, l) = (s::col_u32(&b, "parent")?, s::col_u32(&b, "location")?);
+            out.stack_parent.extend_from_slice(p.values());
+            out.stack_location.extend_from_slice(l.values());
+        }
+        out.validate()?;
+        Ok(out)
+    }
+
+    /// Every reference points inside its table, and parents precede children
+    /// (so walking a stack always terminates).
+    fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(BlockError::Corrupt { path: String::new(), reason: format!("symbols: {what}") });
+        let ns = self.strings.len() as u32;
+        if self.functions.iter().any(|f| f.name >= ns || f.system_name >= ns || f.filename >= ns) {
+            return bad("function string out of range");
+        }
+        if self.mappings.iter().any(|m| m.filename >= ns || m.build_id >= ns) {
+            return bad("mapping string out of range");
+        }
+        let nf = self.functions.len() as u32;
+        if self.lines.iter().any(|l| l.0 >= nf) {
+            return bad("line function out of range");
+        }
+        let nm = self.mappings.len() as u32;
+        if self.location_mapping.iter().any(|&m| m >= nm) {
+            return bad("location mapping out of range");
+        }
+        let nl = self.location_mapping.len() as u32;
+        for (i, (&p, &l)) in self.stack_parent.iter().zip(&self.stack_location).enumerate().skip(1) {
+            if p as usize >= i || l >= nl {
+                return bad("stack node out of order or range");
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of stack nodes (valid stack ids are `0..len`).
+    pub fn stack_count(&self) -> usize {
+        self.stack_parent.len()
+    }
+
+    /// Location ids of a stack, leaf first.
+    pub fn stack_locations(&self, stack_id: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut node = stack_id as usize;
+        std::iter::from_fn(move || {
+            if node == 0 || node >= self.stack_parent.len() {
+                return None;
+            }
+            let loc = self.stack_location[node];
+            node = self.stack_parent[node] as usize;
+            Some(loc)
+        })
+    }
+
+    /// Frames of a stack, root first; inlined frames expanded (outermost first).
+    pub fn resolve(&self, stack_id: u32) -> Vec<Frame<'_>> {
+        let mut frames = Vec::new();
+        for loc in self.stack_locations(stack_id) {
+            let Some(r) = self.location_lines.get(loc as usize) else { continue };
+            for &(f, line) in self.lines[r.start as usize..r.end as usize].iter() {
+                let func = self.functions.get(f as usize).copied();
+                frames.push(Frame {
+                    function: func.map(|f| self.strings[f.name as usize].as_str()).unwrap_or(""),
+                    filename: func.map(|f| self.strings[f.filename as usize].as_str()).unwrap_or(""),
+                    line,
+                });
+            }
+        }
+        frames.reverse();
+        frames
+    }
+
+    /// Function names of a stack, root first.
+    pub fn function_names(&self, stack_id: u32) -> Vec<&str> {
+        self.resolve(stack_id).into_iter().map(|f| f.function).collect()
+    }
+}
