@@ -1,0 +1,162 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use serde::{Deserialize, Serialize};
+
+/// Errors of building a bucket from configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage backend {backend}: {source}")]
+    Backend { backend: &'static str, source: object_store::Error },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir { dir: PathBuf, source: std::io::Error },
+    #[error("storage backend {0} needs a bucket name")]
+    MissingBucket(&'static str),
+}
+
+/// Which object store holds the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Filesystem,
+    S3,
+    Gcs,
+    Azure,
+    /// In memory, for tests: nothing survives the process.
+    Memory,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemConfig {
+    /// Directory of the bucket; default `<data-dir>/bucket`.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// For S3-compatible servers (MinIO, Ceph, moto...), e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Taken from the environment (`AWS_ACCESS_KEY_ID`...) when unset.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Allow `http://` endpoints.
+    pub insecure: bool,
+    /// Use virtual-hosted-style requests (`bucket.host`) instead of path style.
+    pub virtual_hosted_style: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsConfig {
+    pub bucket: String,
+    /// Path of a service account JSON key; from the environment when unset.
+    pub service_account_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureConfig {
+    pub account: String,
+    pub container: String,
+    pub access_key: Option<String>,
+    /// For Azurite or sovereign clouds.
+    pub endpoint: Option<String>,
+}
+
+/// The `storage:` section of the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// Key prefix inside the bucket (several clusters can share a bucket).
+    pub prefix: String,
+    pub filesystem: FilesystemConfig,
+    pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
+}
+
+/// Builds the bucket. `data_dir` is the default home of a filesystem bucket.
+pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let store: Arc<dyn ObjectStore> = match config.backend {
+        Backend::Filesystem => {
+            let dir = config.filesystem.dir.clone().unwrap_or_else(|| data_dir.join("bucket"));
+            std::fs::create_dir_all(&dir).map_err(|source| StorageError::DataDir { dir: dir.clone(), source })?;
+            let fs = LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|source| StorageError::Backend { backend: "filesystem", source })?
+                // Empty parent directories are removed with their last object.
+                .with_automatic_cleanup(true);
+            Arc::new(fs)
+        }
+        Backend::Memory => Arc::new(InMemory::new()),
+        Backend::S3 => {
+            let c = &config.s3;
+            if c.bucket.is_empty() {
+                return Err(StorageError::MissingBucket("s3"));
+            }
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(&c.bucket)
+                .with_allow_http(c.insecure)
+                .with_virtual_hosted_style_request(c.virtual_hosted_style);
+            if let Some(v) = &c.endpoint {
+                b = b.with_endpoint(v);
+            }
+            if let Some(v) = &c.region {
+                b = b.with_region(v);
+            }
+            if let Some(v) = &c.access_key_id {
+                b = b.with_access_key_id(v);
+            }
+            if let Some(v) = &c.secret_access_key {
+                b = b.with_secret_access_key(v);
+            }
+            if let Some(v) = &c.session_token {
+                b = b.with_token(v);
+            }
+            Arc::new(b.build().map_err(|source| StorageError::Backend { backend: "s3", source })?)
+        }
+        Backend::Gcs => {
+            let c = &config.gcs;
+            if c.bucket.is_empty() {
+                return Err(StorageError::MissingBucket("gcs"));
+            }
+            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&c.bucket);
+            if let Some(v) = &c.service_account_path {
+                b = b.with_service_account_path(v);
+            }
+            Arc::new(b.build().map_err(|source| StorageError::Backend { backend: "gcs", source })?)
+        }
+        Backend::Azure => {
+            let c = &config.azure;
+            if c.container.is_empty() {
+                return Err(StorageError::MissingBucket("azure"));
+            }
+            let mut b = MicrosoftAzureBuilder::from_env().with_account(&c.account).with_container_name(&c.container);
+            if let Some(v) = &c.access_key {
+                b = b.with_access_key(v);
+            }
+            if let Some(v) = &c.endpoint {
+                b = b.with_endpoint(v.clone()).with_allow_http(v.starts_with("http://"));
+            }
+            Arc::new(b.build().map_err(|source| StorageError::Backend { backend: "azure", source })?)
+        }
+    };
+    if config.prefix.is_empty() {
+        Ok(store)
+    } else {
+        Ok(Arc::new(PrefixStore::new(store, config.prefix.as_str())))
+    }
+}
