@@ -1,0 +1,208 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use phlox_model::{Labels, ProfileId, label_names as ln};
+use phlox_pprof::{DecodeError, Profile, SeriesProfile, maybe_gunzip, split};
+use phlox_proto::push::v1::PushRequest;
+use phlox_proto::types::v1 as types;
+use tracing::debug;
+
+use crate::placement::shard_for;
+use crate::{DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
+
+/// Default number of shards a dataset spreads over.
+const DEFAULT_SHARDS_PER_DATASET: u32 = 2;
+
+/// The distributor; cheap to share behind an `Arc`.
+pub struct Distributor {
+    writer: Arc<dyn ShardWriter>,
+    limits: Limits,
+    shards_per_dataset: u32,
+    metrics: DistributorMetrics,
+}
+
+impl std::fmt::Debug for Distributor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributor").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+impl Distributor {
+    pub fn new(writer: Arc<dyn ShardWriter>, limits: Limits, metrics: DistributorMetrics) -> Self {
+        Self { writer, limits, shards_per_dataset: DEFAULT_SHARDS_PER_DATASET, metrics }
+    }
+
+    /// Handles a `push.v1.PushRequest`: resolves once every profile of it is
+    /// durable and indexed. On error nothing is acknowledged (profiles of
+    /// other shards may already be stored; a retry is deduplicated).
+    pub async fn push(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
+        let profiles = self.prepare(tenant, request, now_nanos())?;
+        let count = profiles.len();
+        self.write(tenant, profiles).await?;
+        Ok(count)
+    }
+
+    /// Sends per-series profiles to their shards and waits for every ack.
+    pub async fn write(&self, tenant: &str, profiles: Vec<SeriesProfile>) -> Result<(), PushError> {
+        let shards = self.writer.shards();
+        let mut by_shard: BTreeMap<u32, Vec<SeriesProfile>> = BTreeMap::new();
+        for p in profiles {
+            let shard = shard_for(tenant, p.service_name(), p.fingerprint, shards, self.shards_per_dataset);
+            by_shard.entry(shard).or_default().push(p);
+        }
+        self.metrics.series_profiles.inc_by(by_shard.values().map(|v| v.len() as u64).sum());
+        let results = futures::future::join_all(
+            by_shard.into_iter().map(|(shard, profiles)| self.writer.push(tenant, shard, profiles)),
+        )
+        .await;
+        for r in results {
+            match r {
+                Ok(()) => {}
+                Err(SinkError::Overloaded(m)) => return Err(PushError::ResourceExhausted(m)),
+                Err(SinkError::Unavailable(m)) => return Err(PushError::Unavailable(m)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, decodes and splits a push (no I/O).
+    pub fn prepare(&self, tenant: &str, request: PushRequest, now_nanos: i64) -> Result<Vec<SeriesProfile>, PushError> {
+        let mut out = Vec::new();
+        let mut received = 0;
+        for series in request.series {
+            let labels = self.series_labels(&series.labels)?;
+            for sample in series.samples {
+                received += 1;
+                self.metrics.received_profiles.inc();
+                self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
+                let profile = self.decode(&sample.raw_profile, now_nanos).inspect_err(|e| {
+                    self.metrics.rejected.with_label_values(&[reason(e)]).inc();
+                })?;
+                let id = profile_id(&sample.id, &labels, &sample.raw_profile, profile.time_nanos)?;
+                let parts = split(&labels, Arc::new(profile), id, now_nanos).map_err(|e| PushError::InvalidArgument(e.to_string()))?;
+                debug!(tenant, series = parts.len(), "profile split");
+                out.extend(parts);
+            }
+        }
+        if received == 0 {
+            return Err(PushError::InvalidArgument("no profiles received".into()));
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, raw: &[u8], now_nanos: i64) -> Result<Profile, PushError> {
+        let l = &self.limits;
+        let bad = |e: DecodeError| PushError::InvalidArgument(e.to_string());
+        if raw.is_empty() {
+            return Err(PushError::InvalidArgument("malformed profile: empty raw_profile".into()));
+        }
+        let plain = maybe_gunzip(raw, l.max_profile_size_bytes).map_err(bad)?;
+        self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
+        let p = Profile::decode(&plain).map_err(bad)?;
+        p.validate().map_err(bad)?;
+        if p.sample_count() > l.max_profile_stacktrace_samples {
+            return Err(PushError::InvalidArgument(format!(
+                "profile has {} samples, exceeding the limit of {} (max_profile_stacktrace_samples)",
+                p.sample_count(),
+                l.max_profile_stacktrace_samples
+            )));
+        }
+        if let Some(i) = (0..p.sample_count()).find(|&i| p.sample_labels(i).len() > l.max_profile_stacktrace_sample_labels) {
+            return Err(PushError::InvalidArgument(format!(
+                "profile sample has {} labels, exceeding the limit of {} (max_profile_stacktrace_sample_labels)",
+                p.sample_labels(i).len(),
+                l.max_profile_stacktrace_sample_labels
+            )));
+        }
+        if p.time_nanos > 0 {
+            let older = l.reject_older_than.as_nanos() as i64;
+            let newer = l.reject_newer_than.as_nanos() as i64;
+            if p.time_nanos < now_nanos.saturating_sub(older) {
+                return Err(PushError::InvalidArgument(format!(
+                    "profile is older than {}s (reject_older_than)",
+                    l.reject_older_than.as_secs()
+                )));
+            }
+            if p.time_nanos > now_nanos.saturating_add(newer) {
+                return Err(PushError::InvalidArgument(format!(
+                    "profile is more than {}s in the future (reject_newer_than)",
+                    l.reject_newer_than.as_secs()
+                )));
+            }
+        }
+        Ok(p)
+    }
+
+    /// Validates series labels and applies the default relabeling.
+    pub fn series_labels(&self, pairs: &[types::LabelPair]) -> Result<Labels, PushError> {
+        let l = &self.limits;
+        let bad = |m: String| Err(PushError::InvalidArgument(m));
+        if pairs.is_empty() {
+            return bad("profile series has no labels".into());
+        }
+        if pairs.len() > l.max_label_names_per_series {
+            return bad(format!(
+                "profile series has {} label names, exceeding the limit of {} (max_label_names_per_series)",
+                pairs.len(),
+                l.max_label_names_per_series
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+        for p in pairs {
+            if p.name.is_empty() {
+                return bad("profile series has a label with an empty name".into());
+            }
+            if p.name.chars().count() > l.max_label_name_length {
+                return bad(format!("label name {:.64}... is longer than {} characters (max_label_name_length)", p.name, l.max_label_name_length));
+            }
+            if p.value.chars().count() > l.max_label_value_length {
+                return bad(format!("value of label {:?} is longer than {} characters (max_label_value_length)", p.name, l.max_label_value_length));
+            }
+            if !seen.insert(p.name.as_str()) {
+                return bad(format!("duplicate label name {:?}", p.name));
+            }
+        }
+        let mut labels = Labels::from_pairs(pairs.iter().map(|p| (p.name.as_str(), p.value.as_str())));
+        match labels.get(ln::METRIC_NAME) {
+            None | Some("") => return bad("invalid metric name: series has no __name__ label".into()),
+            Some(name) => {
+                if let Some(rest) = name.strip_prefix("godeltaprof_") {
+                    let rest = rest.to_owned();
+                    labels.set(ln::METRIC_NAME, &rest);
+                    labels.set(ln::DELTA, "false");
+                }
+            }
+        }
+        Ok(labels)
+    }
+}
+
+/// The profile's id: the client's id (a UUID, or any string hashed); otherwise, for profiles that carry
+/// their own timestamp, one derived from their content (so a retried push
+/// without an id is still recognised); otherwise random.
+fn profile_id(given: &str, labels: &Labels, raw: &[u8], time_nanos: i64) -> Result<ProfileId, PushError> {
+    if !given.is_empty() {
+        // Not every client sends a UUID: any other string still names the
+        // profile consistently across retries.
+        return Ok(ProfileId::parse(given).unwrap_or_else(|| ProfileId::from_content(&[given.as_bytes()])));
+    }
+    if time_nanos > 0 {
+        return Ok(ProfileId::from_content(&[&labels.fingerprint().to_le_bytes(), raw]));
+    }
+    Ok(ProfileId::random())
+}
+
+fn reason(e: &PushError) -> &'static str {
+    match e {
+        PushError::InvalidArgument(m) if m.contains("exceeds limit") || m.contains("exceeding") => "limit",
+        PushError::InvalidArgument(_) => "malformed",
+        PushError::ResourceExhausted(_) => "rate_limited",
+        PushError::Unavailable(_) => "unavailable",
+    }
+}
+

@@ -1,0 +1,33 @@
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+pub(crate) const RECEIVED_BYTES: &str = "phlox_distributor_received_bytes_total";
+pub(crate) const RECEIVED_PROFILES: &str = "phlox_distributor_received_profiles_total";
+pub(crate) const SERIES_PROFILES: &str = "phlox_distributor_series_profiles_total";
+pub(crate) const REJECTED: &str = "phlox_distributor_rejected_profiles_total";
+
+/// Prometheus metrics of the distributor.
+#[derive(Debug, Clone)]
+pub struct DistributorMetrics {
+    /// By `encoding`: `compressed` as received, `uncompressed` pprof bytes.
+    pub received_bytes: IntCounterVec,
+    pub received_profiles: IntCounter,
+    pub series_profiles: IntCounter,
+    /// By `reason`.
+    pub rejected: IntCounterVec,
+}
+
+impl DistributorMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            received_bytes: IntCounterVec::new(Opts::new(RECEIVED_BYTES, "Profile bytes received."), &["encoding"])?,
+            received_profiles: IntCounter::with_opts(Opts::new(RECEIVED_PROFILES, "Profiles received (before the per-series split)."))?,
+            series_profiles: IntCounter::with_opts(Opts::new(SERIES_PROFILES, "Per-series profiles sent to segment writers."))?,
+            rejected: IntCounterVec::new(Opts::new(REJECTED, "Profiles rejected, by reason."), &["reason"])?,
+        };
+        registry.register(Box::new(m.received_bytes.clone()))?;
+        registry.register(Box::new(m.received_profiles.clone()))?;
+        registry.register(Box::new(m.series_profiles.clone()))?;
+        registry.register(Box::new(m.rejected.clone()))?;
+        Ok(m)
+    }
+}
