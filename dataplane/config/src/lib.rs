@@ -1,1 +1,298 @@
-//! TODO
+//! The Phlox configuration document: one strict, versioned YAML file
+//! (`--config`), overridden by `PHLOX_*` environment variables and flags
+//! (handled by the binary). Unknown keys are errors; every field has a
+//! documented default, so an empty file is a valid configuration.
+//!
+//! See `config/phlox.yaml` for the reference document.
+
+mod duration;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use phlox_storage::StorageConfig;
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config: {0}")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("unsupported config version {0} (this build reads version 1)")]
+    Version(u32),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhloxConfig {
+    /// Document version; `1`.
+    pub version: u32,
+    /// Components to run, comma-separated (`all` = every component).
+    pub target: String,
+    /// Local state (metastore log) and the default filesystem bucket.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub distributor: DistributorConfig,
+    pub segment_writer: SegmentWriterConfig,
+    pub metastore: MetastoreConfig,
+    pub limits: LimitsConfig,
+    /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
+    pub multitenancy_enabled: bool,
+}
+
+impl Default for PhloxConfig {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            target: "all".into(),
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            distributor: DistributorConfig::default(),
+            segment_writer: SegmentWriterConfig::default(),
+            metastore: MetastoreConfig::default(),
+            limits: LimitsConfig::default(),
+            multitenancy_enabled: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Public HTTP port: APIs, UI, `/ready`, `/metrics`.
+    pub http_listen_address: String,
+    /// Internal gRPC port: metastore, Raft, component traffic.
+    pub grpc_listen_address: String,
+    /// Largest request body accepted on the HTTP port (MiB).
+    pub max_request_body_mb: usize,
+    /// How long a graceful shutdown may take before the process exits.
+    #[serde(with = "duration")]
+    pub graceful_shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: "0.0.0.0:4040".into(),
+            grpc_listen_address: "0.0.0.0:9095".into(),
+            max_request_body_mb: 256,
+            graceful_shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributorConfig {
+    /// Shards a (tenant, service) dataset spreads over.
+    pub shards_per_dataset: u32,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self { shards_per_dataset: 2 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentWriterConfig {
+    /// Shards of this writer.
+    pub shards: u32,
+    /// The segment window.
+    #[serde(with = "duration")]
+    pub segment_duration: Duration,
+    /// Attempts of an upload or registration before the push fails.
+    pub max_attempts: u32,
+    /// Pushes get 429 once a shard buffers this much (MiB).
+    pub max_buffered_mb_per_shard: usize,
+    /// How long a writer remembers durable profile keys to skip retries.
+    #[serde(with = "duration")]
+    pub dedup_window: Duration,
+}
+
+impl Default for SegmentWriterConfig {
+    fn default() -> Self {
+        Self {
+            shards: 4,
+            segment_duration: Duration::from_millis(500),
+            max_attempts: 5,
+            max_buffered_mb_per_shard: 64,
+            dedup_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetastoreConfig {
+    /// Raft node id, stable across restarts.
+    pub node_id: u64,
+    /// Address peers use to reach this node (`host:port` of the gRPC port);
+    /// default: the gRPC listen address with `0.0.0.0` replaced by `127.0.0.1`.
+    pub advertise_address: Option<String>,
+    /// Voters as `id=host:port` (this node included); empty = single voter.
+    pub peers: Vec<String>,
+    /// Initialize the cluster when its log is empty.
+    pub bootstrap: bool,
+    /// Metastore address for components of other processes (`host:port`);
+    /// unused when the metastore runs in this process.
+    pub address: Option<String>,
+    /// How often the leader looks for dead-lettered blocks.
+    #[serde(with = "duration")]
+    pub dlq_recovery_interval: Duration,
+}
+
+impl Default for MetastoreConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            advertise_address: None,
+            peers: Vec::new(),
+            bootstrap: true,
+            address: None,
+            dlq_recovery_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl MetastoreConfig {
+    /// Parses `peers` (`id=host:port`).
+    pub fn parsed_peers(&self) -> Result<Vec<(u64, String)>, ConfigError> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let (id, addr) = p
+                    .split_once('=')
+                    .ok_or_else(|| ConfigError::Invalid(format!("metastore peer {p:?} is not id=host:port")))?;
+                let id = id.trim().parse().map_err(|_| ConfigError::Invalid(format!("metastore peer id {id:?} is not a number")))?;
+                Ok((id, addr.trim().to_owned()))
+            })
+            .collect()
+    }
+}
+
+/// Per-tenant limits (defaults as Pyroscope's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_profile_size_bytes: usize,
+    pub max_profile_stacktrace_samples: usize,
+    pub max_profile_stacktrace_sample_labels: usize,
+    pub max_profile_stacktrace_depth: usize,
+    pub max_label_names_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    #[serde(with = "duration")]
+    pub reject_older_than: Duration,
+    #[serde(with = "duration")]
+    pub reject_newer_than: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_profile_size_bytes: 4 * 1024 * 1024,
+            max_profile_stacktrace_samples: 16_000,
+            max_profile_stacktrace_sample_labels: 100,
+            max_profile_stacktrace_depth: 1000,
+            max_label_names_per_series: 30,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            reject_older_than: Duration::from_secs(3600),
+            reject_newer_than: Duration::from_secs(600),
+        }
+    }
+}
+
+impl PhloxConfig {
+    /// Parses a YAML document (unknown keys are errors) and validates it.
+    pub fn from_yaml(yaml: &str) -> Result<Self, ConfigError> {
+        let c: PhloxConfig = if yaml.trim().is_empty() { PhloxConfig::default() } else { serde_yaml::from_str(yaml)? };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let yaml = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_yaml(&yaml)
+    }
+
+    pub fn to_yaml(&self) -> Result<String, ConfigError> {
+        Ok(serde_yaml::to_string(self)?)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.version != 1 {
+            return Err(ConfigError::Version(self.version));
+        }
+        if self.segment_writer.shards == 0 {
+            return bad("segment_writer.shards must be at least 1");
+        }
+        if self.segment_writer.segment_duration < Duration::from_millis(10) {
+            return bad("segment_writer.segment_duration must be at least 10ms");
+        }
+        if self.segment_writer.max_attempts == 0 {
+            return bad("segment_writer.max_attempts must be at least 1");
+        }
+        if self.distributor.shards_per_dataset == 0 {
+            return bad("distributor.shards_per_dataset must be at least 1");
+        }
+        if self.metastore.node_id == 0 {
+            return bad("metastore.node_id must not be 0");
+        }
+        let peers = self.metastore.parsed_peers()?;
+        if !peers.is_empty() && !peers.iter().any(|(id, _)| *id == self.metastore.node_id) {
+            return bad("metastore.peers must include this node's id");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_document_is_the_default() {
+        assert_eq!(PhloxConfig::from_yaml("").unwrap(), PhloxConfig::default());
+        assert_eq!(PhloxConfig::default().server.http_listen_address, "0.0.0.0:4040");
+    }
+
+    #[test]
+    fn documents_round_trip_and_durations_read_as_text() {
+        let c = PhloxConfig::from_yaml("segment_writer:\n  segment_duration: 250ms\nlimits:\n  reject_older_than: 2h\n").unwrap();
+        assert_eq!(c.segment_writer.segment_duration, Duration::from_millis(250));
+        assert_eq!(c.limits.reject_older_than, Duration::from_secs(7200));
+        assert_eq!(PhloxConfig::from_yaml(&c.to_yaml().unwrap()).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let e = PhloxConfig::from_yaml("segment_writer:\n  shardz: 3\n").unwrap_err().to_string();
+        assert!(e.contains("shardz"), "{e}");
+        let e = PhloxConfig::from_yaml("version: 2\n").unwrap_err().to_string();
+        assert!(e.contains("version 2"), "{e}");
+        let e = PhloxConfig::from_yaml("segment_writer:\n  shards: 0\n").unwrap_err().to_string();
+        assert!(e.contains("shards"), "{e}");
+        let e = PhloxConfig::from_yaml("metastore:\n  peers: [\"2=a:1\"]\n").unwrap_err().to_string();
+        assert!(e.contains("include this node"), "{e}");
+        assert!(PhloxConfig::from_yaml("segment_writer:\n  segment_duration: soon\n").is_err());
+    }
+
+    #[test]
+    fn the_reference_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/phlox.yaml");
+        let c = PhloxConfig::from_file(std::path::Path::new(path)).unwrap();
+        assert_eq!(c.target, "all");
+    }
+}

@@ -37,6 +37,12 @@ impl Distributor {
         Self { writer, limits, shards_per_dataset: DEFAULT_SHARDS_PER_DATASET, metrics }
     }
 
+    /// How many shards one (tenant, service) dataset spreads over.
+    pub fn with_shards_per_dataset(mut self, n: u32) -> Self {
+        self.shards_per_dataset = n.max(1);
+        self
+    }
+
     /// Handles a `push.v1.PushRequest`: resolves once every profile of it is
     /// durable and indexed. On error nothing is acknowledged (profiles of
     /// other shards may already be stored; a retry is deduplicated).

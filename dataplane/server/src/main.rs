@@ -1,1 +1,42 @@
-fn main() {}
+//! `phlox`: every Phlox data-plane component in one binary.
+//!
+//! `phlox` (no arguments) runs everything in one process with data in
+//! `./data` and the APIs on :4040. `phlox dump` prints what a data
+//! directory holds, through the same metastore and block reader a query uses.
+
+mod app;
+mod cli;
+mod connect;
+mod dump;
+mod http;
+mod writer_sink;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Some(cli::Command::Dump(args)) => {
+            init_tracing(&cli.run.log_format, "warn");
+            runtime.block_on(dump::run(&cli.run, &args))
+        }
+        None => {
+            init_tracing(&cli.run.log_format, &cli.run.log_level);
+            let config = cli.run.config()?;
+            runtime.block_on(app::run(config))
+        }
+    }
+}
+
+fn init_tracing(format: &str, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PHLOX_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

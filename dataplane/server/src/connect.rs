@@ -1,0 +1,119 @@
+//! The Connect protocol's unary rules, as Pyroscope's connect-go handlers
+//! apply them: request decompression, content types and the JSON error body.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+/// A Connect error: code name and message; rendered as
+/// `{"code": ..., "message": ...}` with the code's HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConnectError {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl ConnectError {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new("invalid_argument", message)
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        let code = match self.code {
+            "canceled" => 499,
+            "invalid_argument" | "failed_precondition" | "out_of_range" => 400,
+            "deadline_exceeded" => 504,
+            "not_found" => 404,
+            "already_exists" | "aborted" => 409,
+            "permission_denied" => 403,
+            "resource_exhausted" => 429,
+            "unimplemented" => 501,
+            "unavailable" => 503,
+            "unauthenticated" => 401,
+            _ => 500,
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for ConnectError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code, "message": self.message }).to_string();
+        (self.status(), [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    }
+}
+
+/// The codec of a unary request, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codec {
+    Proto,
+    Json,
+}
+
+pub(crate) fn codec(headers: &HeaderMap) -> Result<Codec, Response> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match base.as_str() {
+        "application/proto" | "application/x-protobuf" | "application/protobuf" => Ok(Codec::Proto),
+        "application/json" => Ok(Codec::Json),
+        _ => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [(header::HeaderName::from_static("accept-post"), HeaderValue::from_static("application/proto, application/json"))],
+            format!("unsupported content type {ct:?}"),
+        )
+            .into_response()),
+    }
+}
+
+/// The request body with `Content-Encoding` undone, at most `limit` bytes.
+pub(crate) fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ConnectError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(body),
+        "gzip" => phlox_pprof::gunzip_capped(&body, limit).map(Bytes::from).map_err(|e| match e {
+            phlox_pprof::DecodeError::PayloadTooLarge { limit } => {
+                ConnectError::new("resource_exhausted", format!("request body exceeds the limit of {limit} bytes once decompressed"))
+            }
+            other => ConnectError::invalid_argument(format!("request body: {other}")),
+        }),
+        other => Err(ConnectError::new("unimplemented", format!("unknown compression {other:?}: supported are gzip, identity"))),
+    }
+}
+
+/// An empty protobuf message response.
+pub(crate) fn empty_proto_response() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/proto"))], Bytes::new()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_connect_http_statuses() {
+        assert_eq!(ConnectError::invalid_argument("x").status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ConnectError::new("resource_exhausted", "x").status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ConnectError::new("unavailable", "x").status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ConnectError::new("unauthenticated", "x").status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ConnectError::new("internal", "x").status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn content_types_and_encodings() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/proto"));
+        assert_eq!(codec(&h).unwrap(), Codec::Proto);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(codec(&h).unwrap(), Codec::Json);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(codec(&h).unwrap_err().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert_eq!(decompress(&h, Bytes::new(), 10).unwrap_err().code, "unimplemented");
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(decompress(&h, Bytes::from_static(b"nope"), 10).unwrap_err().code, "invalid_argument");
+    }
+}

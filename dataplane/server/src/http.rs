@@ -1,0 +1,103 @@
+//! The public HTTP port: Connect `Push`, `/ready`, `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use phlox_distributor::{Distributor, PushError};
+use phlox_model::TenantId;
+use phlox_proto::push::v1::PushRequest;
+use prost::Message;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::connect::{self, Codec, ConnectError};
+
+/// What the HTTP handlers share.
+pub(crate) struct HttpState {
+    pub(crate) distributor: Option<Arc<Distributor>>,
+    pub(crate) registry: Registry,
+    pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) multitenancy: bool,
+    pub(crate) max_body: usize,
+}
+
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
+    let max_body = state.max_body;
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/push.v1.PusherService/Push", post(push))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn ready(State(s): State<Arc<HttpState>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&s.registry.gather(), &mut buf) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], buf).into_response()
+}
+
+/// The tenant of a request: `X-Scope-OrgID` with multi-tenancy, else `anonymous`.
+pub(crate) fn tenant(headers: &HeaderMap, multitenancy: bool) -> Result<TenantId, ConnectError> {
+    if !multitenancy {
+        return Ok(TenantId::anonymous());
+    }
+    let Some(v) = headers.get("x-scope-orgid") else {
+        return Err(ConnectError::new("unauthenticated", "no org id"));
+    };
+    let v = v.to_str().map_err(|_| ConnectError::new("unauthenticated", "X-Scope-OrgID is not valid text"))?;
+    TenantId::new(v.trim()).map_err(|e| ConnectError::new("unauthenticated", e.to_string()))
+}
+
+async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(distributor) = s.distributor.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the distributor").into_response();
+    };
+    match connect::codec(&headers) {
+        Ok(Codec::Proto) => {}
+        Ok(Codec::Json) => {
+            return ConnectError::new("unimplemented", "JSON push bodies are not supported yet; use application/proto")
+                .into_response();
+        }
+        Err(r) => return r,
+    }
+    let tenant = match tenant(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let body = match connect::decompress(&headers, body, s.max_body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request = match PushRequest::decode(body) {
+        Ok(r) => r,
+        Err(e) => return ConnectError::invalid_argument(format!("malformed PushRequest: {e}")).into_response(),
+    };
+    match distributor.push(tenant.as_str(), request).await {
+        Ok(_) => connect::empty_proto_response(),
+        Err(e) => {
+            let code = e.connect_code();
+            if matches!(e, PushError::Unavailable(_)) {
+                tracing::warn!(tenant = %tenant, error = %e, "push failed");
+            }
+            ConnectError::new(code, e.to_string()).into_response()
+        }
+    }
+}
+
