@@ -1,1 +1,227 @@
-//! e2e helpers
+//! Helpers of the end-to-end tests: start the real `phlox` binary on free
+//! ports, push what real clients push, kill it, read its data back with
+//! `phlox dump`, and compute what the answer must be from the inputs.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use phlox_model::{Labels, ProfileId};
+use phlox_pprof::{Profile, maybe_gunzip, split};
+use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use phlox_proto::types::v1::LabelPair;
+use prost::Message;
+
+/// The `phlox` binary next to the test executable (`target/<profile>/phlox`).
+pub fn phlox_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("phlox");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bin phlox` first (make test does)", bin.display());
+    bin
+}
+
+/// A running `phlox` process.
+#[derive(Debug)]
+pub struct Phlox {
+    child: Child,
+    pub http: String,
+    pub data_dir: PathBuf,
+}
+
+impl Phlox {
+    /// Starts `phlox` on `data_dir` with free ports and waits until it is ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Phlox {
+        let log = data_dir.with_extension("log");
+        let mut child = Command::new(phlox_bin())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == "phlox is ready" {
+                        let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+            }
+        });
+        let http = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("phlox did not become ready; see {}", data_dir.with_extension("log").display()));
+        Phlox { child, http: format!("http://{http}"), data_dir: data_dir.to_owned() }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "phlox exited with {status}");
+    }
+
+    pub fn push_url(&self) -> String {
+        format!("{}/push.v1.PusherService/Push", self.http)
+    }
+}
+
+impl Drop for Phlox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `phlox dump` of a data directory (no server may run on it).
+pub fn dump(data_dir: &Path, tenants: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(phlox_bin());
+    cmd.arg("dump").arg("--data-dir").arg(data_dir).args(["--grpc-listen-address", "127.0.0.1:0"]);
+    for t in tenants {
+        cmd.args(["--tenant", t]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "phlox dump failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A series as `phlox dump` prints it, keyed for comparison: labels →
+/// profiles (id → (time, total, folded stacks)).
+pub type Expected = BTreeMap<String, BTreeMap<String, (i64, i64, BTreeMap<String, i64>)>>;
+
+/// Reads a dump into the [`Expected`] shape; panics if any (series, id)
+/// appears twice (double counting).
+pub fn dumped(v: &serde_json::Value) -> Expected {
+    let mut out = Expected::new();
+    for s in v["series"].as_array().unwrap() {
+        let labels: Vec<(String, String)> = s["labels"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+        let key = format!("{}|{}", s["tenant"].as_str().unwrap(), Labels::from_pairs(labels));
+        let e = out.entry(key.clone()).or_default();
+        for p in s["profiles"].as_array().unwrap() {
+            let id = p["id"].as_str().unwrap().to_owned();
+            let stacks = p["stacks"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect();
+            let prev = e.insert(id.clone(), (p["time_nanos"].as_i64().unwrap(), p["total"].as_i64().unwrap(), stacks));
+            assert!(prev.is_none(), "profile {id} of {key} is stored twice");
+        }
+    }
+    out
+}
+
+/// What the store must hold for a push: computed from the pprof itself,
+/// independently of the write path (stacks root first, inlined frames
+/// expanded, identical stacks merged, zero values dropped).
+pub fn expected(tenant: &str, request: &PushRequest, receive_time: i64) -> Expected {
+    let mut out = Expected::new();
+    for series in &request.series {
+        let labels = Labels::from_pairs(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        for sample in &series.samples {
+            let raw = maybe_gunzip(&sample.raw_profile, 64 << 20).unwrap().into_owned();
+            let p = Arc::new(Profile::decode(&raw).unwrap());
+            let id = ProfileId::parse(&sample.id).unwrap();
+            for sp in split(&labels, Arc::clone(&p), id, receive_time).unwrap() {
+                let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
+                for &i in &sp.samples {
+                    let mut names = Vec::new();
+                    for &loc in p.sample_location_ids(i as usize).iter().rev() {
+                        let l = p.location(loc).unwrap();
+                        for line in p.lines[l.lines.start as usize..l.lines.end as usize].iter().rev() {
+                            names.push(p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or(""));
+                        }
+                    }
+                    *stacks.entry(names.join(";")).or_default() += p.sample_value(i as usize, sp.value_index);
+                }
+                stacks.retain(|_, v| *v != 0);
+                out.entry(format!("{tenant}|{}", sp.labels)).or_default().insert(id.to_string(), (sp.time_nanos, sp.total, stacks));
+            }
+        }
+    }
+    out
+}
+
+/// Merges expectations.
+pub fn merge(into: &mut Expected, more: Expected) {
+    for (k, v) in more {
+        into.entry(k).or_default().extend(v);
+    }
+}
+
+/// A push request of one series and one profile.
+pub fn push_request(labels: &[(&str, &str)], raw_profile: Vec<u8>, id: &str) -> PushRequest {
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: labels.iter().map(|(n, v)| LabelPair { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: vec![RawSample { raw_profile: raw_profile.into(), id: id.to_owned() }],
+            annotations: vec![],
+        }],
+    }
+}
+
+pub fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// Pushes with the Connect protocol as the Python SDK does (gzip body).
+pub async fn push(client: &reqwest::Client, url: &str, request: &PushRequest) -> Result<(u16, String), reqwest::Error> {
+    let body = gzip(&request.encode_to_vec());
+    push_raw(client, url, body, "gzip").await
+}
+
+pub async fn push_raw(client: &reqwest::Client, url: &str, body: Vec<u8>, encoding: &str) -> Result<(u16, String), reqwest::Error> {
+    let r = client
+        .post(url)
+        .header("Content-Type", "application/proto")
+        .header("Content-Encoding", encoding)
+        .body(body)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await?))
+}
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// The real SDK payloads of `../shared/captures`.
+pub fn captures_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures"))
+}
+
+/// The captured Python SDK push requests.
+pub fn python_captures() -> Vec<PushRequest> {
+    ["python-pyroscope-io-1.4.0-push-1.pb.gz", "python-pyroscope-io-1.4.0-push-2.pb.gz"]
+        .iter()
+        .map(|f| {
+            let body = std::fs::read(captures_dir().join(f)).unwrap();
+            PushRequest::decode(maybe_gunzip(&body, 64 << 20).unwrap().as_ref()).unwrap()
+        })
+        .collect()
+}
+
+/// A temp dir whose `data` subdirectory is the data dir.
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    (t, d)
+}

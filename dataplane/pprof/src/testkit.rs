@@ -160,7 +160,7 @@ pub fn realistic_cpu_profile(seed: u64, samples: usize, depth: usize, functions:
         let d = depth / 2 + rng.below(depth as u64 / 2 + 1) as usize;
         for _ in 0..d {
             stack.push(&names[f % functions]);
-            f = f * 3 + 1 + rng.below(3) as usize;
+            f = (f * 3 + 1 + rng.below(3) as usize) % functions;
         }
         let v = 10_000_000 * (1 + rng.below(20) as i64);
         b.sample(&stack, &[v], &[]);
