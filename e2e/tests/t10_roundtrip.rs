@@ -32,7 +32,7 @@ async fn acked_profiles_read_back_exactly_after_a_restart() {
     let now = now_nanos();
     let mut tasks = Vec::new();
     for i in 0..100u64 {
-        let mut b = realistic_cpu_profile(i, 200, 40, 400);
+        let mut b = realistic_cpu_profile(7, i, 200);
         b.time_nanos(now + i as i64);
         let pod = format!("pod-{i}");
         let id = uuid::Uuid::new_v4().to_string();

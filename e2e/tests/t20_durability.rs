@@ -21,7 +21,7 @@ async fn a_crash_loses_no_acked_profile_and_counts_none_twice() {
         let (client, url, acked, sent) = (client.clone(), url.clone(), Arc::clone(&acked), Arc::clone(&sent));
         pushers.push(tokio::spawn(async move {
             for i in 0.. {
-                let mut b = realistic_cpu_profile(w * 1000 + i, 50, 20, 100);
+                let mut b = realistic_cpu_profile(1, w * 1000 + i, 50);
                 b.time_nanos(now_nanos());
                 let id = uuid::Uuid::new_v4().to_string();
                 let pod = format!("pod-{w}");

@@ -74,6 +74,9 @@ impl ProfileBuilder {
             return id;
         }
         let id = self.functions.len() as u64 + 1;
+        // Addresses and lines belong to the code, not to the profile: the
+        // same frame has the same ones in every profile, as in a real binary.
+        let code = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let name_idx = self.string(name);
         let file = self.string(&format!("src/{}.rs", name.split("::").next().unwrap_or(name)));
         self.profile.function.push(pb::Function {
@@ -81,13 +84,13 @@ impl ProfileBuilder {
             name: name_idx,
             system_name: name_idx,
             filename: file,
-            start_line: id as i64,
+            start_line: (code % 5000) as i64,
         });
         self.profile.location.push(pb::Location {
             id,
             mapping_id: 1,
-            address: 0x1000 + id * 16,
-            line: vec![pb::Line { function_id: id, line: id as i64 * 10 }],
+            address: 0x40_0000 + (code % 0x10_0000) * 16,
+            line: vec![pb::Line { function_id: id, line: (code % 5000) as i64 + 7 }],
             is_folded: false,
         });
         self.functions.insert(name.to_owned(), id);
@@ -139,31 +142,70 @@ impl Rng {
     }
 }
 
-/// A realistic CPU profile of one process: `samples` stacks of depth about
-/// `depth`, drawn from a shared call graph of `functions` frames, so stacks
-/// share prefixes and frames as real programs do.
-pub fn realistic_cpu_profile(seed: u64, samples: usize, depth: usize, functions: usize) -> ProfileBuilder {
-    let mut rng = Rng::new(seed);
-    let names: Vec<String> = (0..functions)
-        .map(|i| format!("github.com/acme/shop/pkg{}.(*Handler{}).Method{}", i % 37, i % 11, i))
-        .collect();
-    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
-    b.period("cpu", "nanoseconds", 10_000_000).duration_nanos(10_000_000_000);
-    let roots = ["runtime.main", "runtime.goexit", "net/http.(*conn).serve"];
-    let mut stack: Vec<&str> = Vec::with_capacity(depth + 1);
-    for _ in 0..samples {
-        stack.clear();
-        stack.push(roots[rng.below(roots.len() as u64) as usize]);
-        // A walk through a call graph where each frame mostly calls a few
-        // successors: deep, shared prefixes.
-        let mut f = rng.below(8) as usize;
-        let d = depth / 2 + rng.below(depth as u64 / 2 + 1) as usize;
-        for _ in 0..d {
-            stack.push(&names[f % functions]);
-            f = (f * 3 + 1 + rng.below(3) as usize) % functions;
+/// A synthetic program: a call graph shared by every process that runs it,
+/// as the pods of one service run the same binary. Its `stacks` distinct
+/// call paths (root first) branch from common prefixes, several `depth`
+/// frames deep, over `functions` distinct functions.
+#[derive(Debug, Clone)]
+pub struct Program {
+    names: Vec<String>,
+    stacks: Vec<Vec<u32>>,
+}
+
+impl Program {
+    pub fn new(seed: u64, functions: usize, stacks: usize, depth: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        let functions = functions.max(4);
+        let names: Vec<String> = (0..functions)
+            .map(|i| format!("github.com/acme/shop/pkg{}.(*Handler{}).Method{}", i % 37, i % 11, i))
+            .collect();
+        let roots = [0u32, 1, 2];
+        let mut out: Vec<Vec<u32>> = Vec::with_capacity(stacks);
+        for n in 0..stacks.max(1) {
+            // Branch off an earlier path at a random depth (shared prefix),
+            // then continue with fresh frames: a tree, as real call graphs.
+            let mut s: Vec<u32> = match n {
+                0 => vec![roots[0]],
+                _ => {
+                    let parent = &out[rng.below(n as u64) as usize];
+                    let keep = 1 + rng.below(parent.len() as u64) as usize;
+                    parent[..keep].to_vec()
+                }
+            };
+            let target = depth / 2 + rng.below(depth as u64 / 2 + 1) as usize;
+            while s.len() < target.max(2) {
+                s.push(3 + rng.below(functions as u64 - 3) as u32);
+            }
+            out.push(s);
         }
-        let v = 10_000_000 * (1 + rng.below(20) as i64);
-        b.sample(&stack, &[v], &[]);
+        Self { names, stacks: out }
     }
-    b
+
+    /// One CPU profile of `ticks` 10 ms samples drawn from the program's
+    /// paths with a skew towards hot paths, aggregated per distinct stack as
+    /// Go's and most SDKs' pprof encoders do.
+    pub fn cpu_profile(&self, seed: u64, ticks: usize) -> ProfileBuilder {
+        let mut rng = Rng::new(seed);
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.period("cpu", "nanoseconds", 10_000_000).duration_nanos(10_000_000_000);
+        let n = self.stacks.len() as f64;
+        let mut counts: std::collections::BTreeMap<usize, i64> = std::collections::BTreeMap::new();
+        for _ in 0..ticks {
+            let u = (rng.below(1 << 20) as f64) / f64::from(1u32 << 20);
+            *counts.entry(((n * u * u * u) as usize).min(self.stacks.len() - 1)).or_default() += 1;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (s, count) in counts {
+            names.clear();
+            names.extend(self.stacks[s].iter().map(|&f| self.names[f as usize].as_str()));
+            b.sample(&names, &[count * 10_000_000], &[]);
+        }
+        b
+    }
+}
+
+/// A profile of a typical Go service: one [`Program`] (1000 functions,
+/// 2000 call paths about 32 frames deep) sampled `samples` times.
+pub fn realistic_cpu_profile(program_seed: u64, sample_seed: u64, samples: usize) -> ProfileBuilder {
+    Program::new(program_seed, 1000, 2000, 32).cpu_profile(sample_seed, samples)
 }

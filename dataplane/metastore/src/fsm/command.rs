@@ -1,0 +1,69 @@
+use phlox_proto::metastore::v1::AddBlockRequest;
+use serde::{Deserialize, Serialize};
+
+use super::codec::proto_hex;
+use super::{InvalidRequest, Member};
+
+/// A write to the metastore state, as stored in the Raft log.
+///
+/// Commands are deterministic: anything that depends on the clock (`now_ms`)
+/// is chosen by the proposer and carried in the command, never read at apply
+/// time, so every voter computes the same state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Index a block (idempotent by block id).
+    AddBlock {
+        /// The request as the segment writer or compactor sent it.
+        #[serde(with = "proto_hex")]
+        request: AddBlockRequest,
+    },
+    /// A segment writer is alive at `address`.
+    Heartbeat {
+        /// Member id.
+        id: String,
+        /// Its gRPC address.
+        address: String,
+        /// Proposer's wall clock, Unix ms.
+        now_ms: i64,
+    },
+    /// Remove blocks from the index and tombstone their objects.
+    DeleteBlocks {
+        /// Block ids (ULIDs); unknown ids are skipped.
+        ids: Vec<String>,
+        /// Proposer's wall clock, Unix ms.
+        now_ms: i64,
+    },
+    /// Forget tombstones whose objects have been deleted from the bucket.
+    RemoveTombstones {
+        /// Object keys of the tombstones.
+        keys: Vec<String>,
+    },
+}
+
+/// The result of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Entries that carry no command (blank and membership entries).
+    Empty,
+    /// Result of [`Command::AddBlock`].
+    AddBlock {
+        /// False when the block was already indexed or tombstoned.
+        added: bool,
+        /// Profile rows whose dedup key an earlier block holds.
+        shadowed_profiles: u64,
+    },
+    /// Result of [`Command::Heartbeat`]: the live membership, by id.
+    Members(Vec<Member>),
+    /// Result of [`Command::DeleteBlocks`].
+    BlocksDeleted {
+        /// Blocks that were indexed and are now tombstoned.
+        deleted: u64,
+    },
+    /// Result of [`Command::RemoveTombstones`].
+    TombstonesRemoved {
+        /// Tombstones that existed and are now gone.
+        removed: u64,
+    },
+    /// The command was refused and changed nothing.
+    Rejected(InvalidRequest),
+}

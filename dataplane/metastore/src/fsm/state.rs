@@ -1,0 +1,175 @@
+use phlox_proto::metastore::v1::{BlockMeta, QueryBlocksRequest};
+use prost::Message as _;
+use serde::ser::SerializeSeq as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
+use ulid::Ulid;
+
+use super::add_block::apply_add_block;
+use super::codec::{decode_hex, encode_hex};
+use super::dedup::DedupIndex;
+use super::index::{BlockIndex, IndexedBlock};
+use super::membership::{Members, apply_heartbeat};
+use super::query::query_blocks;
+use super::tombstones::{Tombstones, apply_delete_blocks, apply_remove_tombstones};
+use super::{Command, InvalidRequest, Member, Response, Tombstone};
+
+/// Version of the serialized state (snapshots); bump on incompatible change.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Everything the metastore replicates: the block index, the dedup index,
+/// segment-writer membership and tombstones.
+///
+/// Pure and deterministic: [`MetastoreState::apply`] depends only on the
+/// state and the command. Serde gives the snapshot form (JSON-friendly,
+/// with protobuf metadata as hex).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetastoreState {
+    index: BlockIndex,
+    dedup: DedupIndex,
+    members: Members,
+    tombstones: Tombstones,
+}
+
+impl MetastoreState {
+    /// An empty state with the default dedup window.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty state with a dedup window of `window_ms` of block time.
+    pub fn with_dedup_window(window_ms: i64) -> Self {
+        Self {
+            dedup: DedupIndex::new(window_ms),
+            ..Self::default()
+        }
+    }
+
+    /// Applies one command.
+    pub fn apply(&mut self, command: Command) -> Response {
+        match command {
+            Command::AddBlock { request } => {
+                apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request)
+            }
+            Command::Heartbeat {
+                id,
+                address,
+                now_ms,
+            } => apply_heartbeat(&mut self.members, id, address, now_ms),
+            Command::DeleteBlocks { ids, now_ms } => {
+                apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
+            }
+            Command::RemoveTombstones { keys } => {
+                apply_remove_tombstones(&mut self.tombstones, &keys)
+            }
+        }
+    }
+
+    /// Blocks of `request.tenants` overlapping `[start, end]`, each with only
+    /// its matching datasets, ordered by `min_time` then id.
+    pub fn query(&self, request: &QueryBlocksRequest) -> Result<Vec<BlockMeta>, InvalidRequest> {
+        query_blocks(&self.index, request)
+    }
+
+    /// Number of indexed blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Number of keys in the dedup index.
+    pub fn dedup_key_count(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Full metadata of an indexed block.
+    pub fn block(&self, id: &str) -> Option<BlockMeta> {
+        let id = Ulid::from_string(id).ok()?;
+        self.index.get(&id).map(IndexedBlock::to_meta)
+    }
+
+    /// Segment writers, by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.values().cloned().collect()
+    }
+
+    /// Pending tombstones, by object key.
+    pub fn tombstones(&self) -> Vec<Tombstone> {
+        self.tombstones.values().cloned().collect()
+    }
+}
+
+/// Blocks serialize as a sequence of hex-encoded `BlockMeta`, in id order.
+struct BlocksRepr<'a>(&'a BlockIndex);
+
+impl Serialize for BlocksRepr<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (_, block) in self.0.iter() {
+            seq.serialize_element(&encode_hex(&block.encode_meta()))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct StateRef<'a> {
+    version: u32,
+    blocks: BlocksRepr<'a>,
+    dedup: &'a DedupIndex,
+    members: Vec<&'a Member>,
+    tombstones: Vec<&'a Tombstone>,
+}
+
+#[derive(Deserialize)]
+struct StateOwned {
+    version: u32,
+    blocks: Vec<String>,
+    dedup: DedupIndex,
+    members: Vec<Member>,
+    tombstones: Vec<Tombstone>,
+}
+
+impl Serialize for MetastoreState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StateRef {
+            version: SNAPSHOT_VERSION,
+            blocks: BlocksRepr(&self.index),
+            dedup: &self.dedup,
+            members: self.members.values().collect(),
+            tombstones: self.tombstones.values().collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetastoreState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = StateOwned::deserialize(deserializer)?;
+        if repr.version != SNAPSHOT_VERSION {
+            return Err(D::Error::custom(format!(
+                "unknown state version {}",
+                repr.version
+            )));
+        }
+        let mut index = BlockIndex::default();
+        for hex in repr.blocks {
+            let bytes = decode_hex(&hex).ok_or_else(|| D::Error::custom("invalid block hex"))?;
+            let meta = BlockMeta::decode(bytes.as_slice()).map_err(D::Error::custom)?;
+            let id = Ulid::from_string(&meta.id).map_err(D::Error::custom)?;
+            index.insert(id, IndexedBlock::new(meta));
+        }
+        Ok(Self {
+            index,
+            dedup: repr.dedup,
+            members: repr
+                .members
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect(),
+            tombstones: repr
+                .tombstones
+                .into_iter()
+                .map(|t| (t.key.clone(), t))
+                .collect(),
+        })
+    }
+}

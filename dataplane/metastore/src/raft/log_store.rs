@@ -1,0 +1,225 @@
+//! Raft log, vote and committed pointer in redb.
+//!
+//! Writes that Raft relies on for safety (entries, vote, truncate, purge)
+//! commit with `Durability::Immediate`: once openraft is told they are done,
+//! they survive a crash. The committed pointer is written with
+//! `Durability::None`; the next durable commit persists it, and losing it
+//! only means replaying fewer entries at restart.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader,
+    StorageError, StorageIOError, Vote,
+};
+use redb::{Durability, ReadableDatabase as _, ReadableTable as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::TypeConfig;
+use super::store::{
+    COMMITTED_KEY, Db, LAST_PURGED_KEY, LOGS, META, StoreError, VOTE_KEY, blocking,
+};
+
+type StorageResult<T> = Result<T, StorageError<u64>>;
+
+fn sto_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: StoreError) -> StorageError<u64> {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+/// The Raft log store; cheap to clone (clones share the database).
+#[derive(Debug, Clone)]
+pub(crate) struct LogStore {
+    db: Arc<Db>,
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn write_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value)?;
+        blocking(&self.db, move |db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            txn.open_table(META)?.insert(key, bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn read_entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut entries = Vec::new();
+        for item in table.range(range)? {
+            let (_, value) = item?;
+            entries.push(serde_json::from_slice(value.value())?);
+        }
+        Ok(entries)
+    }
+
+    fn last_entry(&self) -> Result<Option<Entry<TypeConfig>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        match table.last()? {
+            Some((_, value)) => Ok(Some(serde_json::from_slice(value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes entries in `range` and optionally records the last purged id,
+    /// in one durable transaction.
+    async fn delete_entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        last_purged: Option<LogId<u64>>,
+    ) -> Result<(), StoreError> {
+        let purged = last_purged.map(|id| serde_json::to_vec(&id)).transpose()?;
+        blocking(&self.db, move |db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            if let Some(purged) = purged {
+                txn.open_table(META)?
+                    .insert(LAST_PURGED_KEY, purged.as_slice())?;
+            }
+            txn.open_table(LOGS)?.retain_in(range, |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.read_entries(bounds)
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let read = || -> Result<_, StoreError> {
+            let last_purged: Option<LogId<u64>> = self.read_meta(LAST_PURGED_KEY)?;
+            let last = self.last_entry()?.map(|e| e.log_id);
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last.or(last_purged),
+            })
+        };
+        read().map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> StorageResult<()> {
+        self.write_meta(VOTE_KEY, vote, Durability::Immediate)
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<u64>>> {
+        self.read_meta(VOTE_KEY)
+            .map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Read, e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
+        self.write_meta(COMMITTED_KEY, &committed, Durability::None)
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
+        let committed: Option<Option<LogId<u64>>> = self
+            .read_meta(COMMITTED_KEY)
+            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e)?)))
+            .collect::<Result<Vec<_>, StoreError>>();
+        let result = match encoded {
+            Ok(encoded) => {
+                blocking(&self.db, move |db| {
+                    let mut txn = db.begin_write()?;
+                    txn.set_durability(Durability::Immediate)?;
+                    {
+                        let mut table = txn.open_table(LOGS)?;
+                        for (index, bytes) in &encoded {
+                            table.insert(*index, bytes.as_slice())?;
+                        }
+                    }
+                    txn.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(sto_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        tracing::debug!(%log_id, "truncating raft log");
+        self.delete_entries((Bound::Included(log_id.index), Bound::Unbounded), None)
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
+        tracing::debug!(%log_id, "purging raft log");
+        self.delete_entries(
+            (Bound::Unbounded, Bound::Included(log_id.index)),
+            Some(log_id),
+        )
+        .await
+        .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

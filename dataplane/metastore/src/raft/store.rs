@@ -1,0 +1,109 @@
+//! The redb file shared by the log store and the state machine.
+//!
+//! ```text
+//! raft_log    u64 index -> JSON Entry
+//! raft_meta   "vote" | "committed" | "last_purged" -> JSON
+//! snapshot    "meta" -> JSON SnapshotMeta, "data" -> JSON MetastoreState
+//! ```
+
+use std::fmt;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, TableDefinition};
+use tokio::sync::watch;
+
+pub(crate) const LOGS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("raft_log");
+pub(crate) const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("raft_meta");
+pub(crate) const SNAPSHOT: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("snapshot");
+
+pub(crate) const VOTE_KEY: &str = "vote";
+pub(crate) const COMMITTED_KEY: &str = "committed";
+pub(crate) const LAST_PURGED_KEY: &str = "last_purged";
+pub(crate) const SNAPSHOT_META_KEY: &str = "meta";
+pub(crate) const SNAPSHOT_DATA_KEY: &str = "data";
+
+/// File name of the store in the data directory.
+pub(crate) const FILE_NAME: &str = "metastore.redb";
+
+/// A failure of the embedded store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened.
+    #[error("open metastore database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    /// A transaction could not start.
+    #[error("metastore database transaction: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error("metastore database table: {0}")]
+    Table(#[from] redb::TableError),
+    /// A read or write failed.
+    #[error("metastore database storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    /// A commit failed.
+    #[error("metastore database commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    /// The durability level was refused.
+    #[error("metastore database durability: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
+    /// A stored value does not decode, or a value does not encode.
+    #[error("metastore database value: {0}")]
+    Codec(#[from] serde_json::Error),
+    /// The blocking I/O task failed.
+    #[error("metastore database task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The open database. When the last handle goes, the file is closed first
+/// and then the watchers of [`open_database`]'s receiver are told (fields
+/// drop in declaration order), so a restart in the same process can wait
+/// for the file lock to be released.
+pub(crate) struct Db {
+    db: Database,
+    _closed: watch::Sender<()>,
+}
+
+impl Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db").finish_non_exhaustive()
+    }
+}
+
+/// Opens (or creates) `<dir>/metastore.redb` with all tables present. The
+/// receiver's `changed()` fails once the database is closed.
+pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>), StoreError> {
+    let db = Database::create(dir.join(FILE_NAME))?;
+    let txn = db.begin_write()?;
+    txn.open_table(LOGS)?;
+    txn.open_table(META)?;
+    txn.open_table(SNAPSHOT)?;
+    txn.commit()?;
+    let (closed, on_close) = watch::channel(());
+    Ok((
+        Arc::new(Db {
+            db,
+            _closed: closed,
+        }),
+        on_close,
+    ))
+}
+
+/// Runs a blocking store operation off the async workers.
+pub(crate) async fn blocking<T, F>(db: &Arc<Db>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+{
+    let db = Arc::clone(db);
+    tokio::task::spawn_blocking(move || f(&db)).await?
+}

@@ -1,0 +1,62 @@
+//! gRPC handler of `metastore.v1.MetastoreService`: the same path as the
+//! in-process client, with errors mapped to statuses once.
+
+use std::sync::Arc;
+
+use phlox_proto::metastore::v1::metastore_service_server::MetastoreService;
+use phlox_proto::metastore::v1::{
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest,
+    QueryBlocksResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::forward::is_forwarded;
+use super::route::{Core, Origin, Routed};
+
+/// gRPC handler of `metastore.v1.MetastoreService` for one node; add it to
+/// the server with [`crate::MetastoreNode::metastore_service`].
+#[derive(Debug, Clone)]
+pub struct MetastoreGrpcService {
+    core: Arc<Core>,
+}
+
+impl MetastoreGrpcService {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    async fn handle<R: Routed>(&self, request: Request<R>) -> Result<Response<R::Reply>, Status> {
+        let origin = if is_forwarded(&request) {
+            Origin::Forwarded
+        } else {
+            Origin::Client
+        };
+        Ok(Response::new(
+            self.core.call(&request.into_inner(), origin).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl MetastoreService for MetastoreGrpcService {
+    async fn add_block(
+        &self,
+        request: Request<AddBlockRequest>,
+    ) -> Result<Response<AddBlockResponse>, Status> {
+        self.handle(request).await
+    }
+
+    async fn query_blocks(
+        &self,
+        request: Request<QueryBlocksRequest>,
+    ) -> Result<Response<QueryBlocksResponse>, Status> {
+        self.handle(request).await
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.handle(request).await
+    }
+}

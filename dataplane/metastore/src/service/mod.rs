@@ -1,0 +1,15 @@
+//! The metastore API on top of Raft: one file per request kind implements
+//! [`route::Routed`] (validate, run on the leader, or forward), shared by
+//! the in-process client ([`client`]) and the gRPC handler ([`grpc`]).
+
+mod add_block;
+mod client;
+mod forward;
+mod grpc;
+mod heartbeat;
+mod query_blocks;
+mod route;
+
+pub(crate) use client::LocalMetastore;
+pub use grpc::MetastoreGrpcService;
+pub(crate) use route::{Core, Local, Origin, now_ms};
