@@ -16,9 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     config.bytes(["."]);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_with_config(config, &protos, &["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
+        config,
+        &protos,
+        &["proto"],
+    )?;
     Ok(())
 }

@@ -54,14 +54,16 @@ impl Phlox {
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(file, "{line}");
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "phlox is ready" {
-                        let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "phlox is ready"
+                {
+                    let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
                 }
             }
         });
-        let http = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("phlox did not become ready; see {}", data_dir.with_extension("log").display()));
+        let http = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("phlox did not become ready; see {}", data_dir.with_extension("log").display()));
         Phlox { child, http: format!("http://{http}"), data_dir: data_dir.to_owned() }
     }
 
@@ -113,12 +115,14 @@ pub type Expected = BTreeMap<String, BTreeMap<String, (i64, i64, BTreeMap<String
 pub fn dumped(v: &serde_json::Value) -> Expected {
     let mut out = Expected::new();
     for s in v["series"].as_array().unwrap() {
-        let labels: Vec<(String, String)> = s["labels"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+        let labels: Vec<(String, String)> =
+            s["labels"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
         let key = format!("{}|{}", s["tenant"].as_str().unwrap(), Labels::from_pairs(labels));
         let e = out.entry(key.clone()).or_default();
         for p in s["profiles"].as_array().unwrap() {
             let id = p["id"].as_str().unwrap().to_owned();
-            let stacks = p["stacks"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect();
+            let stacks =
+                p["stacks"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect();
             let prev = e.insert(id.clone(), (p["time_nanos"].as_i64().unwrap(), p["total"].as_i64().unwrap(), stacks));
             assert!(prev.is_none(), "profile {id} of {key} is stored twice");
         }
@@ -150,7 +154,9 @@ pub fn expected(tenant: &str, request: &PushRequest, receive_time: i64) -> Expec
                     *stacks.entry(names.join(";")).or_default() += p.sample_value(i as usize, sp.value_index);
                 }
                 stacks.retain(|_, v| *v != 0);
-                out.entry(format!("{tenant}|{}", sp.labels)).or_default().insert(id.to_string(), (sp.time_nanos, sp.total, stacks));
+                out.entry(format!("{tenant}|{}", sp.labels))
+                    .or_default()
+                    .insert(id.to_string(), (sp.time_nanos, sp.total, stacks));
             }
         }
     }
@@ -187,7 +193,12 @@ pub async fn push(client: &reqwest::Client, url: &str, request: &PushRequest) ->
     push_raw(client, url, body, "gzip").await
 }
 
-pub async fn push_raw(client: &reqwest::Client, url: &str, body: Vec<u8>, encoding: &str) -> Result<(u16, String), reqwest::Error> {
+pub async fn push_raw(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    encoding: &str,
+) -> Result<(u16, String), reqwest::Error> {
     let r = client
         .post(url)
         .header("Content-Type", "application/proto")

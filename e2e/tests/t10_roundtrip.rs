@@ -1,5 +1,6 @@
 //! After an ack, a fresh process on the same data directory reads back
 //! exactly what was pushed: series, totals, stacks.
+#![allow(clippy::unwrap_used)]
 
 use phlox_e2e::*;
 use phlox_pprof::testkit::realistic_cpu_profile;
@@ -18,7 +19,10 @@ async fn acked_profiles_read_back_exactly_after_a_restart() {
         merge(&mut want, expected("anonymous", &req, 0));
     }
     // ...and the Node.js SDK's pprofs (wall and heap), pushed as Alloy would.
-    for (file, name) in [("node-pyroscope-nodejs-0.6.4-ingest-wall.pprof.gz", "wall"), ("node-pyroscope-nodejs-0.6.4-ingest-heap.pprof.gz", "memory")] {
+    for (file, name) in [
+        ("node-pyroscope-nodejs-0.6.4-ingest-wall.pprof.gz", "wall"),
+        ("node-pyroscope-nodejs-0.6.4-ingest-heap.pprof.gz", "memory"),
+    ] {
         let raw = std::fs::read(captures_dir().join(file)).unwrap();
         let id = uuid::Uuid::new_v4().to_string();
         let req = push_request(&[("__name__", name), ("service_name", "demo.node"), ("region", "eu-west")], raw, &id);
@@ -36,7 +40,8 @@ async fn acked_profiles_read_back_exactly_after_a_restart() {
         b.time_nanos(now + i as i64);
         let pod = format!("pod-{i}");
         let id = uuid::Uuid::new_v4().to_string();
-        let req = push_request(&[("__name__", "process_cpu"), ("service_name", "shop"), ("pod", &pod)], b.encode(), &id);
+        let req =
+            push_request(&[("__name__", "process_cpu"), ("service_name", "shop"), ("pod", &pod)], b.encode(), &id);
         merge(&mut want, expected("anonymous", &req, 0));
         let (client, url) = (client.clone(), server.push_url());
         tasks.push(tokio::spawn(async move { push(&client, &url, &req).await.unwrap() }));

@@ -1,6 +1,7 @@
 //! SIGKILL while pushes are in flight: every acked profile survives exactly
 //! once; unacked ones are present whole or absent, never partial; retrying
 //! them after the restart stores each once.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,11 @@ async fn a_crash_loses_no_acked_profile_and_counts_none_twice() {
                 b.time_nanos(now_nanos());
                 let id = uuid::Uuid::new_v4().to_string();
                 let pod = format!("pod-{w}");
-                let req = push_request(&[("__name__", "process_cpu"), ("service_name", "crashy"), ("pod", &pod)], b.encode(), &id);
+                let req = push_request(
+                    &[("__name__", "process_cpu"), ("service_name", "crashy"), ("pod", &pod)],
+                    b.encode(),
+                    &id,
+                );
                 sent.lock().unwrap().insert(id.clone(), req.clone());
                 match push(&client, &url, &req).await {
                     Ok((200, _)) => acked.lock().unwrap().push(id),

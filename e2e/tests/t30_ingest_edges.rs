@@ -1,4 +1,5 @@
 //! Idempotent pushes and hostile input over the real HTTP port.
+#![allow(clippy::unwrap_used)]
 
 use phlox_e2e::*;
 use phlox_pprof::testkit::ProfileBuilder;
@@ -44,7 +45,11 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
     let post = |body: Vec<u8>, encoding: &'static str, tenant: Option<&'static str>| {
         let (client, url) = (client.clone(), url.clone());
         async move {
-            let mut r = client.post(&url).header("Content-Type", "application/proto").header("Content-Encoding", encoding).body(body);
+            let mut r = client
+                .post(&url)
+                .header("Content-Type", "application/proto")
+                .header("Content-Encoding", encoding)
+                .body(body);
             if let Some(t) = tenant {
                 r = r.header("X-Scope-OrgID", t);
             }
@@ -53,14 +58,34 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
         }
     };
     use prost::Message;
-    let cases: Vec<(Vec<u8>, &str, Option<&str>, u16, &str)> = vec![
+    // (body, content encoding, tenant, expected status, expected message)
+    type Case<'a> = (Vec<u8>, &'a str, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (good.encode_to_vec(), "identity", None, 401, "no org id"),
         (b"garbage".to_vec(), "identity", Some("t1"), 400, "malformed PushRequest"),
         (b"garbage".to_vec(), "gzip", Some("t1"), 400, "gzip"),
         (gzip(&good.encode_to_vec())[..20].to_vec(), "gzip", Some("t1"), 400, "gzip"),
-        (push_request(&labels, b"\x1f\x8b\x08\x00garbage".to_vec(), "").encode_to_vec(), "identity", Some("t1"), 400, "gzip"),
-        (push_request(&labels, profile(1)[..10].to_vec(), "").encode_to_vec(), "identity", Some("t1"), 400, "malformed pprof"),
-        (push_request(&labels, gzip(&vec![0u8; 32 << 20]), "").encode_to_vec(), "identity", Some("t1"), 400, "exceeds limit"),
+        (
+            push_request(&labels, b"\x1f\x8b\x08\x00garbage".to_vec(), "").encode_to_vec(),
+            "identity",
+            Some("t1"),
+            400,
+            "gzip",
+        ),
+        (
+            push_request(&labels, profile(1)[..10].to_vec(), "").encode_to_vec(),
+            "identity",
+            Some("t1"),
+            400,
+            "malformed pprof",
+        ),
+        (
+            push_request(&labels, gzip(&vec![0u8; 32 << 20]), "").encode_to_vec(),
+            "identity",
+            Some("t1"),
+            400,
+            "exceeds limit",
+        ),
         (gzip(&vec![0u8; 300 << 20]), "gzip", Some("t1"), 429, "exceeds the limit"),
         (good.encode_to_vec(), "br", Some("t1"), 501, "unknown compression"),
         (good.encode_to_vec(), "identity", Some("bad/tenant"), 401, "unsupported character"),

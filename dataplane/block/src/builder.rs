@@ -345,20 +345,24 @@ impl DatasetBuilder {
             min_t[sid] = min_t[sid].min(rows[r].time_nanos);
             max_t[sid] = max_t[sid].max(rows[r].time_nanos);
         }
-        let sorted: Vec<(&u64, &Labels)> = order.iter().map(|&i| series.get_index(i).expect("index in range")).collect();
+        let sorted: Vec<(&u64, &Labels)> =
+            order.iter().map(|&i| series.get_index(i).expect("index in range")).collect();
         let schema = s::series_schema();
         let label_offsets = s::offsets(sorted.iter().map(|(_, l)| l.len()))?;
         let names = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.name.as_str())));
         let vals = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.value.as_str())));
-        let b = s::batch(&schema, vec![
-            s::u64s(sorted.iter().map(|(f, _)| **f).collect()),
-            s::list(arrow_schema::DataType::Utf8, label_offsets.clone(), names, None)?,
-            s::list(arrow_schema::DataType::Utf8, label_offsets, vals, None)?,
-            s::u32s(first_row),
-            s::u32s(row_count),
-            s::i64s(min_t),
-            s::i64s(max_t),
-        ])?;
+        let b = s::batch(
+            &schema,
+            vec![
+                s::u64s(sorted.iter().map(|(f, _)| **f).collect()),
+                s::list(arrow_schema::DataType::Utf8, label_offsets.clone(), names, None)?,
+                s::list(arrow_schema::DataType::Utf8, label_offsets, vals, None)?,
+                s::u32s(first_row),
+                s::u32s(row_count),
+                s::i64s(min_t),
+                s::i64s(max_t),
+            ],
+        )?;
         let start = out.len();
         s::write_stream(&schema, &[b], out)?;
         section(SectionKind::Series, out, start);
@@ -404,16 +408,19 @@ impl DatasetBuilder {
             let sample_offsets = s::offsets(chunk.iter().map(|&r| rows[r].samples.len()))?;
             let span_offsets = s::offsets(span_lens.into_iter())?;
             let nulls = Some(arrow_buffer::NullBuffer::from(span_valid));
-            batches.push(s::batch(&schema, vec![
-                s::fixed16(ids)?,
-                s::u32s(sids),
-                s::i64s(times),
-                s::i64s(totals),
-                s::list(arrow_schema::DataType::UInt32, sample_offsets.clone(), s::u32s(st), None)?,
-                s::list(arrow_schema::DataType::Int64, sample_offsets, s::i64s(va), None)?,
-                s::list(arrow_schema::DataType::UInt64, span_offsets.clone(), s::u64s(sp), nulls.clone())?,
-                s::list(arrow_schema::DataType::FixedSizeBinary(16), span_offsets, s::fixed16(tr)?, nulls)?,
-            ])?);
+            batches.push(s::batch(
+                &schema,
+                vec![
+                    s::fixed16(ids)?,
+                    s::u32s(sids),
+                    s::i64s(times),
+                    s::i64s(totals),
+                    s::list(arrow_schema::DataType::UInt32, sample_offsets.clone(), s::u32s(st), None)?,
+                    s::list(arrow_schema::DataType::Int64, sample_offsets, s::i64s(va), None)?,
+                    s::list(arrow_schema::DataType::UInt64, span_offsets.clone(), s::u64s(sp), nulls.clone())?,
+                    s::list(arrow_schema::DataType::FixedSizeBinary(16), span_offsets, s::fixed16(tr)?, nulls)?,
+                ],
+            )?);
         }
         let start = out.len();
         s::write_stream(&schema, &batches, out)?;
@@ -428,56 +435,68 @@ impl DatasetBuilder {
         section(SectionKind::Strings, out, start);
 
         let schema = s::functions_schema();
-        let b = s::batch(&schema, vec![
-            s::u32s(functions.iter().map(|f| f.name).collect()),
-            s::u32s(functions.iter().map(|f| f.system_name).collect()),
-            s::u32s(functions.iter().map(|f| f.filename).collect()),
-            s::i64s(functions.iter().map(|f| f.start_line).collect()),
-        ])?;
+        let b = s::batch(
+            &schema,
+            vec![
+                s::u32s(functions.iter().map(|f| f.name).collect()),
+                s::u32s(functions.iter().map(|f| f.system_name).collect()),
+                s::u32s(functions.iter().map(|f| f.filename).collect()),
+                s::i64s(functions.iter().map(|f| f.start_line).collect()),
+            ],
+        )?;
         let start = out.len();
         s::write_stream(&schema, &[b], out)?;
         section(SectionKind::Functions, out, start);
 
         let schema = s::mappings_schema();
-        let b = s::batch(&schema, vec![
-            s::u64s(mappings.iter().map(|m| m.memory_start).collect()),
-            s::u64s(mappings.iter().map(|m| m.memory_limit).collect()),
-            s::u64s(mappings.iter().map(|m| m.file_offset).collect()),
-            s::u32s(mappings.iter().map(|m| m.filename).collect()),
-            s::u32s(mappings.iter().map(|m| m.build_id).collect()),
-            s::u8s(mappings.iter().map(|m| m.flags).collect()),
-        ])?;
+        let b = s::batch(
+            &schema,
+            vec![
+                s::u64s(mappings.iter().map(|m| m.memory_start).collect()),
+                s::u64s(mappings.iter().map(|m| m.memory_limit).collect()),
+                s::u64s(mappings.iter().map(|m| m.file_offset).collect()),
+                s::u32s(mappings.iter().map(|m| m.filename).collect()),
+                s::u32s(mappings.iter().map(|m| m.build_id).collect()),
+                s::u8s(mappings.iter().map(|m| m.flags).collect()),
+            ],
+        )?;
         let start = out.len();
         s::write_stream(&schema, &[b], out)?;
         section(SectionKind::Mappings, out, start);
 
         let schema = s::locations_schema();
         let line_offsets = s::offsets(locations.iter().map(|l| l.lines.len()))?;
-        let b = s::batch(&schema, vec![
-            s::u32s(locations.iter().map(|l| l.mapping).collect()),
-            s::u64s(locations.iter().map(|l| l.address).collect()),
-            s::list(
-                arrow_schema::DataType::UInt32,
-                line_offsets.clone(),
-                s::u32s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.0)).collect()),
-                None,
-            )?,
-            s::list(
-                arrow_schema::DataType::Int64,
-                line_offsets,
-                s::i64s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.1)).collect()),
-                None,
-            )?,
-        ])?;
+        let b = s::batch(
+            &schema,
+            vec![
+                s::u32s(locations.iter().map(|l| l.mapping).collect()),
+                s::u64s(locations.iter().map(|l| l.address).collect()),
+                s::list(
+                    arrow_schema::DataType::UInt32,
+                    line_offsets.clone(),
+                    s::u32s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.0)).collect()),
+                    None,
+                )?,
+                s::list(
+                    arrow_schema::DataType::Int64,
+                    line_offsets,
+                    s::i64s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.1)).collect()),
+                    None,
+                )?,
+            ],
+        )?;
         let start = out.len();
         s::write_stream(&schema, &[b], out)?;
         section(SectionKind::Locations, out, start);
 
         let schema = s::stacks_schema();
-        let b = s::batch(&schema, vec![
-            s::u32s(stack_nodes.iter().map(|n| n.0).collect()),
-            s::u32s(stack_nodes.iter().map(|n| n.1).collect()),
-        ])?;
+        let b = s::batch(
+            &schema,
+            vec![
+                s::u32s(stack_nodes.iter().map(|n| n.0).collect()),
+                s::u32s(stack_nodes.iter().map(|n| n.1).collect()),
+            ],
+        )?;
         let start = out.len();
         s::write_stream(&schema, &[b], out)?;
         section(SectionKind::Stacks, out, start);
@@ -486,7 +505,8 @@ impl DatasetBuilder {
             series: series.len() as u32,
             profiles: rows.len() as u64,
             samples,
-            symbol_rows: (strings.len() + functions.len() + mappings.len() + locations.len() + stack_nodes.len()) as u64,
+            symbol_rows: (strings.len() + functions.len() + mappings.len() + locations.len() + stack_nodes.len())
+                as u64,
         };
         Ok((sections, sorted_keys, stats))
     }
@@ -553,10 +573,7 @@ impl SegmentBuilder {
         let service = p.service_name();
         let ds = match self.datasets.get_index_of(&(tenant.to_owned(), service.to_owned())) {
             Some(i) => &mut self.datasets[i],
-            None => self
-                .datasets
-                .entry((tenant.to_owned(), service.to_owned()))
-                .or_insert_with(DatasetBuilder::new),
+            None => self.datasets.entry((tenant.to_owned(), service.to_owned())).or_insert_with(DatasetBuilder::new),
         };
         let added = ds.add(key, p, self.max_stack_depth);
         if added {

@@ -40,11 +40,7 @@ pub fn block_path(tenant: &str, id: Ulid) -> Path {
 /// Key of the object of a block described by its metadata fields: segments
 /// have no tenant (level 0), compacted blocks do.
 pub fn object_path(tenant: &str, shard: u32, level: u32, id: Ulid) -> Path {
-    if level == 0 || tenant.is_empty() {
-        segment_path(shard, id)
-    } else {
-        block_path(tenant, id)
-    }
+    if level == 0 || tenant.is_empty() { segment_path(shard, id) } else { block_path(tenant, id) }
 }
 
 /// Key of a dead-letter entry.
@@ -86,9 +82,6 @@ mod tests {
     #[test]
     fn foreign_keys_are_rejected() {
         assert!(matches!(parse_id(&Path::from("x/y/z")), Err(PathError::UnknownLayout(_))));
-        assert!(matches!(
-            parse_id(&Path::from("segments/0001/nope.block")),
-            Err(PathError::BadId(_))
-        ));
+        assert!(matches!(parse_id(&Path::from("segments/0001/nope.block")), Err(PathError::BadId(_))));
     }
 }

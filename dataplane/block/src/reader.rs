@@ -50,7 +50,10 @@ impl BlockReader {
         };
         let mut meta = decode_footer(&p, &footer, trailer)?;
         if meta.size != object_size {
-            return Err(BlockError::Corrupt { path: p, reason: format!("footer says {} bytes, object has {object_size}", meta.size) });
+            return Err(BlockError::Corrupt {
+                path: p,
+                reason: format!("footer says {} bytes, object has {object_size}", meta.size),
+            });
         }
         meta.size = object_size;
         Ok(Self { store, path, meta })
@@ -74,19 +77,24 @@ impl BlockReader {
 
     /// Opens dataset `i`: reads its series index section.
     pub async fn dataset(&self, i: usize) -> Result<DatasetReader> {
-        let ds = self.meta.datasets.get(i).cloned().ok_or_else(|| BlockError::Corrupt {
-            path: self.path.to_string(),
-            reason: format!("no dataset {i}"),
-        })?;
+        let ds =
+            self.meta.datasets.get(i).cloned().ok_or_else(|| BlockError::Corrupt {
+                path: self.path.to_string(),
+                reason: format!("no dataset {i}"),
+            })?;
         let mut reader = DatasetReader {
             store: Arc::clone(&self.store),
             path: self.path.clone(),
             size: self.meta.size,
-            shadowed: ds.shadowed_keys.chunks_exact(16).map(|c| {
-                let mut k = [0u8; 16];
-                k.copy_from_slice(c);
-                ProfileKey(k)
-            }).collect(),
+            shadowed: ds
+                .shadowed_keys
+                .chunks_exact(16)
+                .map(|c| {
+                    let mut k = [0u8; 16];
+                    k.copy_from_slice(c);
+                    ProfileKey(k)
+                })
+                .collect(),
             series: Vec::new(),
             dataset: ds,
         };
@@ -142,8 +150,9 @@ impl DatasetReader {
     }
 
     fn find(&self, kind: SectionKind) -> Result<Section> {
-        self.dataset.sections.iter().find(|s| s.kind == kind as i32).cloned().ok_or_else(|| {
-            BlockError::Corrupt { path: self.path.to_string(), reason: format!("dataset has no {} section", kind.as_str_name()) }
+        self.dataset.sections.iter().find(|s| s.kind == kind as i32).cloned().ok_or_else(|| BlockError::Corrupt {
+            path: self.path.to_string(),
+            reason: format!("dataset has no {} section", kind.as_str_name()),
         })
     }
 
@@ -183,8 +192,16 @@ impl DatasetReader {
             let fp = s::col_u64(&b, "fingerprint")?;
             let names = s::col_list(&b, "label_names")?;
             let values = s::col_list(&b, "label_values")?;
-            let name_strs = names.values().as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| self.corrupt("label names"))?;
-            let value_strs = values.values().as_any().downcast_ref::<arrow_array::StringArray>().ok_or_else(|| self.corrupt("label values"))?;
+            let name_strs = names
+                .values()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .ok_or_else(|| self.corrupt("label names"))?;
+            let value_strs = values
+                .values()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .ok_or_else(|| self.corrupt("label values"))?;
             let first = s::col_u32(&b, "first_row")?;
             let count = s::col_u32(&b, "row_count")?;
             let min_t = s::col_i64(&b, "min_time_nanos")?;
@@ -217,7 +234,9 @@ impl DatasetReader {
             .iter()
             .copied()
             .filter(|&i| {
-                self.series.get(i as usize).is_some_and(|s| s.max_time_nanos >= start_nanos && s.min_time_nanos <= end_nanos)
+                self.series
+                    .get(i as usize)
+                    .is_some_and(|s| s.max_time_nanos >= start_nanos && s.min_time_nanos <= end_nanos)
             })
             .collect();
         if wanted.is_empty() {
@@ -231,7 +250,14 @@ impl DatasetReader {
         Ok(out)
     }
 
-    fn decode_rows(&self, b: &RecordBatch, wanted: &FxHashSet<u32>, start: i64, end: i64, out: &mut Vec<ProfileRow>) -> Result<()> {
+    fn decode_rows(
+        &self,
+        b: &RecordBatch,
+        wanted: &FxHashSet<u32>,
+        start: i64,
+        end: i64,
+        out: &mut Vec<ProfileRow>,
+    ) -> Result<()> {
         let ids = s::col_fixed(b, "id")?;
         let sids = s::col_u32(b, "series")?;
         let times = s::col_i64(b, "time_nanos")?;
@@ -243,7 +269,12 @@ impl DatasetReader {
         let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
         let value_v = s::list_values::<Int64Type>(values, "values")?;
         let span_v = s::list_values::<UInt64Type>(spans, "span_ids")?;
-        let trace_v = traces.values().as_any().downcast_ref::<arrow_array::FixedSizeBinaryArray>().ok_or_else(|| self.corrupt("trace ids"))?.clone();
+        let trace_v = traces
+            .values()
+            .as_any()
+            .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+            .ok_or_else(|| self.corrupt("trace ids"))?
+            .clone();
         for i in 0..b.num_rows() {
             let sid = sids.value(i);
             let t = times.value(i);
@@ -293,7 +324,13 @@ impl DatasetReader {
 
     /// Reads all symbol sections (one ranged GET: they are contiguous).
     pub async fn symbols(&self) -> Result<Symbols> {
-        let kinds = [SectionKind::Strings, SectionKind::Functions, SectionKind::Mappings, SectionKind::Locations, SectionKind::Stacks];
+        let kinds = [
+            SectionKind::Strings,
+            SectionKind::Functions,
+            SectionKind::Mappings,
+            SectionKind::Locations,
+            SectionKind::Stacks,
+        ];
         let secs = kinds.iter().map(|&k| self.find(k)).collect::<Result<Vec<_>>>()?;
         let ranges = secs.iter().map(|s| self.check(s)).collect::<Result<Vec<_>>>()?;
         let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
@@ -365,22 +402,41 @@ impl Symbols {
             out.strings.extend((0..c.len()).map(|i| c.value(i).to_owned()));
         }
         for b in s::read_stream(functions, &s::functions_schema())? {
-            let (n, sn, f, l) = (s::col_u32(&b, "name")?, s::col_u32(&b, "system_name")?, s::col_u32(&b, "filename")?, s::col_i64(&b, "start_line")?);
+            let (n, sn, f, l) = (
+                s::col_u32(&b, "name")?,
+                s::col_u32(&b, "system_name")?,
+                s::col_u32(&b, "filename")?,
+                s::col_i64(&b, "start_line")?,
+            );
             for i in 0..b.num_rows() {
-                out.functions.push(FunctionRow { name: n.value(i), system_name: sn.value(i), filename: f.value(i), start_line: l.value(i) });
+                out.functions.push(FunctionRow {
+                    name: n.value(i),
+                    system_name: sn.value(i),
+                    filename: f.value(i),
+                    start_line: l.value(i),
+                });
             }
         }
         for b in s::read_stream(mappings, &s::mappings_schema())? {
-            let (ms, ml, fo) = (s::col_u64(&b, "memory_start")?, s::col_u64(&b, "memory_limit")?, s::col_u64(&b, "file_offset")?);
+            let (ms, ml, fo) =
+                (s::col_u64(&b, "memory_start")?, s::col_u64(&b, "memory_limit")?, s::col_u64(&b, "file_offset")?);
             let (f, bi, fl) = (s::col_u32(&b, "filename")?, s::col_u32(&b, "build_id")?, s::col_u8(&b, "flags")?);
             for i in 0..b.num_rows() {
-                out.mappings.push(MappingRow { memory_start: ms.value(i), memory_limit: ml.value(i), file_offset: fo.value(i), filename: f.value(i), build_id: bi.value(i), flags: fl.value(i) });
+                out.mappings.push(MappingRow {
+                    memory_start: ms.value(i),
+                    memory_limit: ml.value(i),
+                    file_offset: fo.value(i),
+                    filename: f.value(i),
+                    build_id: bi.value(i),
+                    flags: fl.value(i),
+                });
             }
         }
         for b in s::read_stream(locations, &s::locations_schema())? {
             let (m, a) = (s::col_u32(&b, "mapping")?, s::col_u64(&b, "address")?);
             let (lf, ln) = (s::col_list(&b, "line_functions")?, s::col_list(&b, "line_numbers")?);
-            let (lfv, lnv) = (s::list_values::<UInt32Type>(lf, "line_functions")?, s::list_values::<Int64Type>(ln, "line_numbers")?);
+            let (lfv, lnv) =
+                (s::list_values::<UInt32Type>(lf, "line_functions")?, s::list_values::<Int64Type>(ln, "line_numbers")?);
             for i in 0..b.num_rows() {
                 let (fr, nr) = (s::list_range(lf, i), s::list_range(ln, i));
                 if fr != nr || fr.end > lfv.len() || nr.end > lnv.len() {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt8Type, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, FixedSizeBinaryArray, GenericListArray, Int64Array, ListArray, PrimitiveArray,
-    RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeBinaryArray, GenericListArray, Int64Array, ListArray, PrimitiveArray, RecordBatch,
+    StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -127,7 +127,12 @@ pub(crate) fn offsets(lens: impl Iterator<Item = usize>) -> Result<OffsetBuffer<
     Ok(OffsetBuffer::new(ScalarBuffer::from(o)))
 }
 
-pub(crate) fn list(item: DataType, offsets: OffsetBuffer<i32>, values: ArrayRef, nulls: Option<NullBuffer>) -> Result<ArrayRef, ArrowError> {
+pub(crate) fn list(
+    item: DataType,
+    offsets: OffsetBuffer<i32>,
+    values: ArrayRef,
+    nulls: Option<NullBuffer>,
+) -> Result<ArrayRef, ArrowError> {
     Ok(Arc::new(ListArray::try_new(Arc::new(Field::new("item", item, false)), offsets, values, nulls)?))
 }
 

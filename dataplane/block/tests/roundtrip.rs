@@ -1,4 +1,5 @@
 //! Write objects with the builder, read them back through an object store.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +21,13 @@ fn series_profiles(service: &str, b: &ProfileBuilder, id: u8, extra: &[(&str, &s
 }
 
 fn header() -> BlockHeader {
-    BlockHeader { id: Ulid::from_parts(1_700_000_000_000, 1), tenant: String::new(), shard: 2, level: 0, created_by: "test".into() }
+    BlockHeader {
+        id: Ulid::from_parts(1_700_000_000_000, 1),
+        tenant: String::new(),
+        shard: 2,
+        level: 0,
+        created_by: "test".into(),
+    }
 }
 
 async fn put(store: &Arc<dyn ObjectStore>, bytes: bytes::Bytes) -> object_store::path::Path {

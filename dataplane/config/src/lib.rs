@@ -173,7 +173,10 @@ impl MetastoreConfig {
                 let (id, addr) = p
                     .split_once('=')
                     .ok_or_else(|| ConfigError::Invalid(format!("metastore peer {p:?} is not id=host:port")))?;
-                let id = id.trim().parse().map_err(|_| ConfigError::Invalid(format!("metastore peer id {id:?} is not a number")))?;
+                let id = id
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid(format!("metastore peer id {id:?} is not a number")))?;
                 Ok((id, addr.trim().to_owned()))
             })
             .collect()
@@ -222,7 +225,8 @@ impl PhloxConfig {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let yaml = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let yaml =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_yaml(&yaml)
     }
 
@@ -270,7 +274,9 @@ mod tests {
 
     #[test]
     fn documents_round_trip_and_durations_read_as_text() {
-        let c = PhloxConfig::from_yaml("segment_writer:\n  segment_duration: 250ms\nlimits:\n  reject_older_than: 2h\n").unwrap();
+        let c =
+            PhloxConfig::from_yaml("segment_writer:\n  segment_duration: 250ms\nlimits:\n  reject_older_than: 2h\n")
+                .unwrap();
         assert_eq!(c.segment_writer.segment_duration, Duration::from_millis(250));
         assert_eq!(c.limits.reject_older_than, Duration::from_secs(7200));
         assert_eq!(PhloxConfig::from_yaml(&c.to_yaml().unwrap()).unwrap(), c);

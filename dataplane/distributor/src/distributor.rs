@@ -90,7 +90,8 @@ impl Distributor {
                     self.metrics.rejected.with_label_values(&[reason(e)]).inc();
                 })?;
                 let id = profile_id(&sample.id, &labels, &sample.raw_profile, profile.time_nanos)?;
-                let parts = split(&labels, Arc::new(profile), id, now_nanos).map_err(|e| PushError::InvalidArgument(e.to_string()))?;
+                let parts = split(&labels, Arc::new(profile), id, now_nanos)
+                    .map_err(|e| PushError::InvalidArgument(e.to_string()))?;
                 debug!(tenant, series = parts.len(), "profile split");
                 out.extend(parts);
             }
@@ -118,7 +119,9 @@ impl Distributor {
                 l.max_profile_stacktrace_samples
             )));
         }
-        if let Some(i) = (0..p.sample_count()).find(|&i| p.sample_labels(i).len() > l.max_profile_stacktrace_sample_labels) {
+        if let Some(i) =
+            (0..p.sample_count()).find(|&i| p.sample_labels(i).len() > l.max_profile_stacktrace_sample_labels)
+        {
             return Err(PushError::InvalidArgument(format!(
                 "profile sample has {} labels, exceeding the limit of {} (max_profile_stacktrace_sample_labels)",
                 p.sample_labels(i).len(),
@@ -164,10 +167,16 @@ impl Distributor {
                 return bad("profile series has a label with an empty name".into());
             }
             if p.name.chars().count() > l.max_label_name_length {
-                return bad(format!("label name {:.64}... is longer than {} characters (max_label_name_length)", p.name, l.max_label_name_length));
+                return bad(format!(
+                    "label name {:.64}... is longer than {} characters (max_label_name_length)",
+                    p.name, l.max_label_name_length
+                ));
             }
             if p.value.chars().count() > l.max_label_value_length {
-                return bad(format!("value of label {:?} is longer than {} characters (max_label_value_length)", p.name, l.max_label_value_length));
+                return bad(format!(
+                    "value of label {:?} is longer than {} characters (max_label_value_length)",
+                    p.name, l.max_label_value_length
+                ));
             }
             if !seen.insert(p.name.as_str()) {
                 return bad(format!("duplicate label name {:?}", p.name));
@@ -211,4 +220,3 @@ fn reason(e: &PushError) -> &'static str {
         PushError::Unavailable(_) => "unavailable",
     }
 }
-

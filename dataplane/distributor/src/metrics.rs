@@ -20,8 +20,14 @@ impl DistributorMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             received_bytes: IntCounterVec::new(Opts::new(RECEIVED_BYTES, "Profile bytes received."), &["encoding"])?,
-            received_profiles: IntCounter::with_opts(Opts::new(RECEIVED_PROFILES, "Profiles received (before the per-series split)."))?,
-            series_profiles: IntCounter::with_opts(Opts::new(SERIES_PROFILES, "Per-series profiles sent to segment writers."))?,
+            received_profiles: IntCounter::with_opts(Opts::new(
+                RECEIVED_PROFILES,
+                "Profiles received (before the per-series split).",
+            ))?,
+            series_profiles: IntCounter::with_opts(Opts::new(
+                SERIES_PROFILES,
+                "Per-series profiles sent to segment writers.",
+            ))?,
             rejected: IntCounterVec::new(Opts::new(REJECTED, "Profiles rejected, by reason."), &["reason"])?,
         };
         registry.register(Box::new(m.received_bytes.clone()))?;

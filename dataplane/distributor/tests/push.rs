@@ -1,4 +1,5 @@
 //! The distributor's validation, split and fan-out, with a recording shard writer.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +56,11 @@ fn now() -> i64 {
 
 #[tokio::test]
 async fn python_sdk_capture_is_split_and_placed() {
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/captures/python-pyroscope-io-1.4.0-push-1.pb.gz")).unwrap();
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/captures/python-pyroscope-io-1.4.0-push-1.pb.gz"
+    ))
+    .unwrap();
     let plain = phlox_pprof::gunzip_capped(&body, 1 << 24).unwrap();
     let req = PushRequest::decode(plain.as_slice()).unwrap();
     let (d, rec) = distributor();
@@ -91,7 +96,17 @@ async fn invalid_pushes_are_rejected_with_the_reason() {
         (request(labels(&[("service_name", "svc")]), good.clone(), ""), "invalid metric name"),
         (request(labels(&[("__name__", "a"), ("__name__", "b")]), good.clone(), ""), "duplicate label name"),
         (request(labels(&[("__name__", "a"), ("x", &"v".repeat(2049))]), good.clone(), ""), "max_label_value_length"),
-        (request((0..31).map(|i| LabelPair { name: format!("l{i}"), value: "v".into() }).chain(labels(&[("__name__", "x")])).collect(), good.clone(), ""), "max_label_names_per_series"),
+        (
+            request(
+                (0..31)
+                    .map(|i| LabelPair { name: format!("l{i}"), value: "v".into() })
+                    .chain(labels(&[("__name__", "x")]))
+                    .collect(),
+                good.clone(),
+                "",
+            ),
+            "max_label_names_per_series",
+        ),
         (request(base.clone(), vec![], ""), "empty raw_profile"),
         (request(base.clone(), b"\x1f\x8bgarbage".to_vec(), ""), "invalid gzip"),
         (request(base.clone(), good[..good.len() - 3].to_vec(), ""), "malformed pprof"),

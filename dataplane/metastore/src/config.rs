@@ -43,11 +43,7 @@ pub struct MetastoreConfig {
 
 impl MetastoreConfig {
     /// A single-voter node with default timings that bootstraps itself.
-    pub fn new(
-        node_id: u64,
-        data_dir: impl Into<PathBuf>,
-        advertise_address: impl Into<String>,
-    ) -> Self {
+    pub fn new(node_id: u64, data_dir: impl Into<PathBuf>, advertise_address: impl Into<String>) -> Self {
         Self {
             node_id,
             data_dir: data_dir.into(),

@@ -50,10 +50,8 @@ pub(crate) async fn recover_once(core: &Core, store: &dyn ObjectStore) -> Result
 
 async fn recover_entry(core: &Core, store: &dyn ObjectStore, key: &Path) -> Result<bool> {
     let body = store.get(key).await?.bytes().await?;
-    let request = AddBlockRequest::decode(body).map_err(|source| MetastoreError::DlqDecode {
-        key: key.to_string(),
-        source,
-    })?;
+    let request =
+        AddBlockRequest::decode(body).map_err(|source| MetastoreError::DlqDecode { key: key.to_string(), source })?;
     let response = core.call(&request, Origin::Client).await?;
     store.delete(key).await?;
     Ok(response.added)

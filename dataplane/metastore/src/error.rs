@@ -116,9 +116,7 @@ impl From<MetastoreError> for tonic::Status {
         use MetastoreError as E;
         match e {
             E::Forwarded(status) => *status,
-            E::InvalidRequest(_) | E::DlqDecode { .. } => {
-                tonic::Status::invalid_argument(e.to_string())
-            }
+            E::InvalidRequest(_) | E::DlqDecode { .. } => tonic::Status::invalid_argument(e.to_string()),
             E::NoLeader
             | E::NotLeader { .. }
             | E::QuorumUnavailable
@@ -150,12 +148,8 @@ mod tests {
         assert_eq!(no_leader.code(), tonic::Code::Unavailable);
         let not_leader: tonic::Status = MetastoreError::NotLeader { leader: Some(2) }.into();
         assert_eq!(not_leader.code(), tonic::Code::Unavailable);
-        let forwarded: tonic::Status =
-            MetastoreError::Forwarded(Box::new(tonic::Status::not_found("x"))).into();
-        assert_eq!(
-            (forwarded.code(), forwarded.message()),
-            (tonic::Code::NotFound, "x")
-        );
+        let forwarded: tonic::Status = MetastoreError::Forwarded(Box::new(tonic::Status::not_found("x"))).into();
+        assert_eq!((forwarded.code(), forwarded.message()), (tonic::Code::NotFound, "x"));
         let internal: tonic::Status = MetastoreError::UnexpectedResponse(Response::Empty).into();
         assert_eq!(internal.code(), tonic::Code::Internal);
     }

@@ -32,13 +32,8 @@ impl Metrics {
     pub(crate) fn new(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             apply_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    APPLY_DURATION_SECONDS,
-                    "Time to commit and apply a metastore write.",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
+                HistogramOpts::new(APPLY_DURATION_SECONDS, "Time to commit and apply a metastore write.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
                 &["command"],
             )?,
             raft_state: IntGauge::with_opts(Opts::new(
@@ -77,15 +72,12 @@ impl Metrics {
     }
 
     pub(crate) fn observe_write(&self, command: &str, elapsed: Duration) {
-        self.apply_duration
-            .with_label_values(&[command])
-            .observe(elapsed.as_secs_f64());
+        self.apply_duration.with_label_values(&[command]).observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn observe_raft(&self, m: &RaftMetrics<u64, BasicNode>) {
         self.raft_state.set(state_code(m.state));
-        self.raft_term
-            .set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
+        self.raft_term.set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
     }
 }
 

@@ -23,8 +23,8 @@ use crate::error::{MetastoreError, Result};
 use crate::fsm::{Command, Response, Tombstone};
 use crate::metrics::Metrics;
 use crate::raft::{
-    GrpcNetworkFactory, LogStore, MetastoreRaft, RaftGrpcService, SharedState, StateMachineStore,
-    StoreError, open_database, read_state,
+    GrpcNetworkFactory, LogStore, MetastoreRaft, RaftGrpcService, SharedState, StateMachineStore, StoreError,
+    open_database, read_state,
 };
 use crate::service::{Core, Local, LocalMetastore, MetastoreGrpcService, now_ms};
 
@@ -57,9 +57,7 @@ pub struct MetastoreNode {
 
 impl fmt::Debug for MetastoreNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetastoreNode")
-            .field("node_id", &self.core.node_id)
-            .finish_non_exhaustive()
+        f.debug_struct("MetastoreNode").field("node_id", &self.core.node_id).finish_non_exhaustive()
     }
 }
 
@@ -83,21 +81,12 @@ fn raft_config(config: &MetastoreConfig) -> Result<openraft::Config> {
 /// The initial voters: every peer, or this node alone.
 fn initial_members(config: &MetastoreConfig) -> Result<BTreeMap<u64, BasicNode>> {
     if config.peers.is_empty() {
-        return Ok(BTreeMap::from([(
-            config.node_id,
-            BasicNode::new(&config.advertise_address),
-        )]));
+        return Ok(BTreeMap::from([(config.node_id, BasicNode::new(&config.advertise_address))]));
     }
     if !config.peers.iter().any(|(id, _)| *id == config.node_id) {
-        return Err(MetastoreError::SelfNotInPeers {
-            node_id: config.node_id,
-        });
+        return Err(MetastoreError::SelfNotInPeers { node_id: config.node_id });
     }
-    Ok(config
-        .peers
-        .iter()
-        .map(|(id, addr)| (*id, BasicNode::new(addr)))
-        .collect())
+    Ok(config.peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect())
 }
 
 async fn bootstrap(raft: &MetastoreRaft, members: BTreeMap<u64, BasicNode>) -> Result<()> {
@@ -127,10 +116,7 @@ async fn open_raft(
     blocks: prometheus::IntGauge,
 ) -> Result<(MetastoreRaft, SharedState, watch::Receiver<()>)> {
     let dir = config.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| MetastoreError::DataDir {
-        path: dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&dir).map_err(|source| MetastoreError::DataDir { path: dir.clone(), source })?;
     let (db, storage_closed, state_machine) = tokio::task::spawn_blocking(move || {
         let (db, storage_closed) = open_database(&dir)?;
         let state_machine = StateMachineStore::open(Arc::clone(&db), blocks)?;
@@ -166,37 +152,23 @@ impl MetastoreNode {
         let (metrics, registry) = match Metrics::new(registry) {
             Ok(metrics) => (metrics, Some(registry.clone())),
             Err(prometheus::Error::AlreadyReg) => {
-                tracing::warn!(
-                    "metastore metrics already registered, this node's are not exported"
-                );
+                tracing::warn!("metastore metrics already registered, this node's are not exported");
                 (Metrics::new(&Registry::new())?, None)
             }
             Err(e) => return Err(e.into()),
         };
-        let (raft, shared, storage_closed) =
-            match open_raft(&config, raft_config, metrics.blocks.clone()).await {
-                Ok(opened) => opened,
-                Err(e) => {
-                    if let Some(registry) = &registry {
-                        metrics.unregister(registry);
-                    }
-                    return Err(e);
+        let (raft, shared, storage_closed) = match open_raft(&config, raft_config, metrics.blocks.clone()).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                if let Some(registry) = &registry {
+                    metrics.unregister(registry);
                 }
-            };
-        tracing::info!(node_id = config.node_id, address = %config.advertise_address, "metastore node started");
-        let core = Arc::new(Core::new(
-            config.node_id,
-            raft,
-            shared,
-            metrics,
-            config.leader_wait,
-        ));
-        let node = Self {
-            core,
-            storage_closed,
-            registry,
-            tasks: Mutex::new(Vec::new()),
+                return Err(e);
+            }
         };
+        tracing::info!(node_id = config.node_id, address = %config.advertise_address, "metastore node started");
+        let core = Arc::new(Core::new(config.node_id, raft, shared, metrics, config.leader_wait));
+        let node = Self { core, storage_closed, registry, tasks: Mutex::new(Vec::new()) };
         node.spawn_metrics_task();
         if config.bootstrap
             && let Err(e) = bootstrap(&node.core.raft, members).await
@@ -208,10 +180,7 @@ impl MetastoreNode {
     }
 
     fn spawn_task(&self, task: JoinHandle<()>) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(task);
+        self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(task);
     }
 
     fn spawn_metrics_task(&self) {
@@ -280,9 +249,7 @@ impl MetastoreNode {
             .applied_index_at_least(Some(index), "metastore applied index")
             .await
             .map(|_| ())
-            .map_err(|_| MetastoreError::Timeout {
-                waiting_for: "applied index",
-            })
+            .map_err(|_| MetastoreError::Timeout { waiting_for: "applied index" })
     }
 
     /// Builds a snapshot of everything applied so far and waits until it is
@@ -294,14 +261,9 @@ impl MetastoreNode {
             self.core
                 .raft
                 .wait(Some(SNAPSHOT_TIMEOUT))
-                .metrics(
-                    |m| m.snapshot.is_some_and(|s| s.index >= applied.index),
-                    "metastore snapshot",
-                )
+                .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "metastore snapshot")
                 .await
-                .map_err(|_| MetastoreError::Timeout {
-                    waiting_for: "snapshot",
-                })?;
+                .map_err(|_| MetastoreError::Timeout { waiting_for: "snapshot" })?;
         }
         Ok(())
     }
@@ -309,9 +271,7 @@ impl MetastoreNode {
     /// A query of this node's applied state, without confirming leadership:
     /// may lag the leader. For diagnostics and tests; clients use [`Self::client`].
     pub fn query_local(&self, request: &QueryBlocksRequest) -> Result<Vec<BlockMeta>> {
-        Ok(read_state(&self.core.state, |applied| {
-            applied.state.query(request)
-        })?)
+        Ok(read_state(&self.core.state, |applied| applied.state.query(request))?)
     }
 
     /// Pending tombstones in this node's applied state.
@@ -323,13 +283,7 @@ impl MetastoreNode {
     /// the leader only.
     pub async fn delete_blocks(&self, ids: Vec<String>) -> Result<u64> {
         crate::fsm::parse_ids(&ids)?;
-        match self
-            .write_on_leader(Command::DeleteBlocks {
-                ids,
-                now_ms: now_ms(),
-            })
-            .await?
-        {
+        match self.write_on_leader(Command::DeleteBlocks { ids, now_ms: now_ms() }).await? {
             Response::BlocksDeleted { deleted } => Ok(deleted),
             Response::Rejected(e) => Err(e.into()),
             other => Err(MetastoreError::UnexpectedResponse(other)),
@@ -338,10 +292,7 @@ impl MetastoreNode {
 
     /// Forgets tombstones whose objects are gone. Runs on the leader only.
     pub async fn remove_tombstones(&self, keys: Vec<String>) -> Result<u64> {
-        match self
-            .write_on_leader(Command::RemoveTombstones { keys })
-            .await?
-        {
+        match self.write_on_leader(Command::RemoveTombstones { keys }).await? {
             Response::TombstonesRemoved { removed } => Ok(removed),
             Response::Rejected(e) => Err(e.into()),
             other => Err(MetastoreError::UnexpectedResponse(other)),
@@ -373,11 +324,7 @@ impl MetastoreNode {
                 }
                 match recover_once(&core, store.as_ref()).await {
                     Ok(report) if report != DlqReport::default() => {
-                        tracing::info!(
-                            recovered = report.recovered,
-                            failed = report.failed,
-                            "dead-letter pass done"
-                        );
+                        tracing::info!(recovered = report.recovered, failed = report.failed, "dead-letter pass done");
                     }
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "dead-letter pass failed"),
@@ -389,12 +336,7 @@ impl MetastoreNode {
     /// Stops background tasks and Raft, and waits until the storage file is
     /// closed (so a new node may open the same directory).
     pub async fn shutdown(&self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
-        {
+        for task in self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
             task.abort();
         }
         if let Err(error) = self.core.raft.shutdown().await {
@@ -409,10 +351,7 @@ impl MetastoreNode {
         let mut closed = self.storage_closed.clone();
         let wait = async { while closed.changed().await.is_ok() {} };
         if tokio::time::timeout(CLOSE_TIMEOUT, wait).await.is_err() {
-            tracing::warn!(
-                node_id = self.core.node_id,
-                "metastore storage still open after shutdown"
-            );
+            tracing::warn!(node_id = self.core.node_id, "metastore storage still open after shutdown");
         }
         tracing::info!(node_id = self.core.node_id, "metastore node stopped");
     }
@@ -420,12 +359,7 @@ impl MetastoreNode {
 
 impl Drop for MetastoreNode {
     fn drop(&mut self) {
-        for task in self
-            .tasks
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
-        {
+        for task in self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
             task.abort();
         }
     }

@@ -34,23 +34,16 @@ pub struct Labels(Vec<LabelPair>);
 
 impl Labels {
     /// Builds a set from pairs; on duplicate names the first pair wins.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (N, V)>,
-    ) -> Self {
-        let mut v: Vec<LabelPair> = pairs
-            .into_iter()
-            .map(|(n, v)| LabelPair { name: n.into(), value: v.into() })
-            .collect();
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut v: Vec<LabelPair> =
+            pairs.into_iter().map(|(n, v)| LabelPair { name: n.into(), value: v.into() }).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name)); // stable: first occurrence first
         v.dedup_by(|later, earlier| later.name == earlier.name);
         Self(v)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|p| p.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        self.0.binary_search_by(|p| p.name.as_str().cmp(name)).ok().map(|i| self.0[i].value.as_str())
     }
 
     /// Sets a label, replacing an existing value.
@@ -69,10 +62,7 @@ impl Labels {
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0
-            .binary_search_by(|p| p.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0.remove(i).value)
+        self.0.binary_search_by(|p| p.name.as_str().cmp(name)).ok().map(|i| self.0.remove(i).value)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &LabelPair> {
@@ -126,10 +116,7 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), Labels::from_pairs([("a", "12")]).fingerprint());
         // The separator keeps ("ab","") apart from ("a","b").
-        assert_ne!(
-            Labels::from_pairs([("ab", "")]).fingerprint(),
-            Labels::from_pairs([("a", "b")]).fingerprint()
-        );
+        assert_ne!(Labels::from_pairs([("ab", "")]).fingerprint(), Labels::from_pairs([("a", "b")]).fingerprint());
     }
 
     #[test]

@@ -36,9 +36,10 @@ impl TenantId {
         if id == "." || id == ".." {
             return Err(TenantError::Reserved(id.to_owned()));
         }
-        if let Some(c) = id.chars().find(|c| {
-            !(c.is_ascii_alphanumeric() || matches!(c, '!' | '-' | '_' | '.' | '*' | '\'' | '(' | ')'))
-        }) {
+        if let Some(c) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '!' | '-' | '_' | '.' | '*' | '\'' | '(' | ')')))
+        {
             return Err(TenantError::BadChar(c));
         }
         Ok(Self(id.to_owned()))

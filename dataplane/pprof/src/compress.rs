@@ -13,10 +13,7 @@ pub fn is_gzip(buf: &[u8]) -> bool {
 pub fn gunzip_capped(buf: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::with_capacity(buf.len().saturating_mul(4).min(limit).min(1 << 24));
     let decoder = flate2::read::MultiGzDecoder::new(buf);
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| DecodeError::Gzip(e.to_string()))?;
+    decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| DecodeError::Gzip(e.to_string()))?;
     if out.len() > limit {
         return Err(DecodeError::PayloadTooLarge { limit });
     }

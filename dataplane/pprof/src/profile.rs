@@ -322,10 +322,7 @@ impl Profile {
         }
         for vt in &self.sample_types {
             if self.strings.str(vt.r#type).contains('-') {
-                return Err(Invalid(format!(
-                    "sample type {:?} contains '-'",
-                    self.strings.str(vt.r#type)
-                )));
+                return Err(Invalid(format!("sample type {:?} contains '-'", self.strings.str(vt.r#type))));
             }
         }
         check(self.default_sample_type, "default sample type")?;
@@ -356,10 +353,7 @@ impl Profile {
         }
         for line in &self.lines {
             if line.function_id != 0 && self.function_position(line.function_id).is_none() {
-                return Err(Invalid(format!(
-                    "line references unknown function {}",
-                    line.function_id
-                )));
+                return Err(Invalid(format!("line references unknown function {}", line.function_id)));
             }
         }
         for &id in &self.location_ids {
@@ -370,9 +364,7 @@ impl Profile {
         let types = self.sample_types.len();
         if self.values.len() != self.sample_count() * types {
             // Find the first offending sample for the message.
-            return Err(Invalid(format!(
-                "sample values do not match the {types} sample types"
-            )));
+            return Err(Invalid(format!("sample values do not match the {types} sample types")));
         }
         for l in &self.labels {
             check(l.key, "label key")?;

@@ -113,11 +113,8 @@ impl SeriesProfile {
 
     /// Bytes this profile adds to a buffer, roughly: for memory accounting.
     pub fn approx_size(&self) -> usize {
-        let stack: usize = self
-            .samples
-            .iter()
-            .map(|&i| self.source.sample_location_ids(i as usize).len() * 8 + 16)
-            .sum();
+        let stack: usize =
+            self.samples.iter().map(|&i| self.source.sample_location_ids(i as usize).len() * 8 + 16).sum();
         stack + self.labels.iter().map(|p| p.name.len() + p.value.len()).sum::<usize>()
     }
 }
@@ -150,18 +147,13 @@ pub fn split(
         for i in 0..p.sample_count() {
             scratch.clear();
             scratch.extend(
-                p.sample_labels(i)
-                    .iter()
-                    .filter(|l| l.str != 0 && !keys.is_span_key(l.key))
-                    .map(|l| (l.key, l.str)),
+                p.sample_labels(i).iter().filter(|l| l.str != 0 && !keys.is_span_key(l.key)).map(|l| (l.key, l.str)),
             );
             scratch.sort_unstable();
             let g = match by_indices.get(scratch.as_slice()) {
                 Some(&g) => g,
                 None => {
-                    let labels = Labels::from_pairs(
-                        scratch.iter().map(|&(k, v)| (p.strings.str(k), p.strings.str(v))),
-                    );
+                    let labels = Labels::from_pairs(scratch.iter().map(|&(k, v)| (p.strings.str(k), p.strings.str(v))));
                     // Different indices may spell the same labels: merge them.
                     let g = groups.iter().position(|(l, _)| *l == labels).unwrap_or_else(|| {
                         groups.push((labels, Vec::new()));
@@ -183,8 +175,7 @@ pub fn split(
     for (group_labels, samples) in &groups {
         for (t, vt) in p.sample_types.iter().enumerate() {
             let (sample_type, sample_unit) = (p.strings.str(vt.r#type), p.strings.str(vt.unit));
-            let kept: Vec<u32> =
-                samples.iter().copied().filter(|&i| p.sample_value(i as usize, t) != 0).collect();
+            let kept: Vec<u32> = samples.iter().copied().filter(|&i| p.sample_value(i as usize, t) != 0).collect();
             if kept.is_empty() {
                 continue;
             }
@@ -195,8 +186,7 @@ pub fn split(
             }
             labels.remove(ln::DELTA);
             labels.set_if_absent(ln::SERVICE_NAME, ln::UNKNOWN_SERVICE);
-            let profile_type =
-                format!("{name}:{sample_type}:{sample_unit}:{period_type}:{period_unit}");
+            let profile_type = format!("{name}:{sample_type}:{sample_unit}:{period_type}:{period_unit}");
             labels.set(ln::PROFILE_TYPE, &profile_type);
             labels.set(ln::TYPE, sample_type);
             labels.set(ln::UNIT, sample_unit);

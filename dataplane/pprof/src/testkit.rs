@@ -30,8 +30,7 @@ impl ProfileBuilder {
     }
 
     pub fn period(&mut self, period_type: &str, unit: &str, period: i64) -> &mut Self {
-        self.profile.period_type =
-            Some(pb::ValueType { r#type: self.string(period_type), unit: self.string(unit) });
+        self.profile.period_type = Some(pb::ValueType { r#type: self.string(period_type), unit: self.string(unit) });
         self.profile.period = period;
         self
     }

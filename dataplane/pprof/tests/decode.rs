@@ -1,5 +1,6 @@
 //! Decoding, validation and the per-series split, on generated profiles and
 //! on payloads captured from real SDKs.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -50,9 +51,7 @@ fn split_makes_one_series_per_label_set_and_sample_type() {
     let out = split(&series, p, id, 99).unwrap();
     let mut got: Vec<(String, Option<String>, i64, usize)> = out
         .iter()
-        .map(|s| {
-            (s.profile_type.clone(), s.labels.get("endpoint").map(str::to_owned), s.total, s.samples.len())
-        })
+        .map(|s| (s.profile_type.clone(), s.labels.get("endpoint").map(str::to_owned), s.total, s.samples.len()))
         .collect();
     got.sort();
     assert_eq!(
@@ -151,11 +150,15 @@ fn malformed_profiles_get_typed_errors() {
 
     let mut p = b.build();
     p.function[0].name = 999;
-    assert!(matches!(Profile::decode(&p.encode_to_vec()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("out of range")));
+    assert!(
+        matches!(Profile::decode(&p.encode_to_vec()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("out of range"))
+    );
 
     let mut p = b.build();
     p.sample[0].location_id = vec![77];
-    assert!(matches!(Profile::decode(&p.encode_to_vec()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("unknown location")));
+    assert!(
+        matches!(Profile::decode(&p.encode_to_vec()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("unknown location"))
+    );
 
     let mut p = b.build();
     p.sample_type.clear();
@@ -182,11 +185,10 @@ mod hostile {
     }
 
     fn decode_all_the_way(bytes: &[u8]) {
-        if let Ok(p) = Profile::decode(bytes) {
-            if p.validate().is_ok() {
-                let p = Arc::new(p);
-                let _ = split(&Labels::from_pairs([("__name__", "x")]), p, ProfileId::default(), 0);
-            }
+        if let Ok(p) = Profile::decode(bytes)
+            && p.validate().is_ok()
+        {
+            let _ = split(&Labels::from_pairs([("__name__", "x")]), Arc::new(p), ProfileId::default(), 0);
         }
     }
 
@@ -223,7 +225,16 @@ mod hostile {
             match Profile::decode(&v[..cut]) {
                 Ok(p) => assert!(p.sample_count() <= 20),
                 Err(e) => {
-                    assert!(matches!(e, DecodeError::Truncated | DecodeError::BadTag | DecodeError::BadWireType(_) | DecodeError::InvalidUtf8), "{e}");
+                    assert!(
+                        matches!(
+                            e,
+                            DecodeError::Truncated
+                                | DecodeError::BadTag
+                                | DecodeError::BadWireType(_)
+                                | DecodeError::InvalidUtf8
+                        ),
+                        "{e}"
+                    );
                     rejected += 1;
                 }
             }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest,
-    QueryBlocksResponse, metastore_service_client::MetastoreServiceClient,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
+    metastore_service_client::MetastoreServiceClient,
 };
 
 /// The block index API. Errors are gRPC statuses so that the in-process and
@@ -15,15 +15,9 @@ pub trait Metastore: Send + Sync + 'static {
     /// Registers a block. Idempotent: adding the same block id twice indexes it once.
     async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status>;
     /// Blocks of the tenants overlapping a time range, with matching datasets only.
-    async fn query_blocks(
-        &self,
-        request: QueryBlocksRequest,
-    ) -> Result<QueryBlocksResponse, tonic::Status>;
+    async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status>;
     /// Segment-writer heartbeat; returns the current membership.
-    async fn heartbeat(
-        &self,
-        request: HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, tonic::Status>;
+    async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status>;
 }
 
 #[async_trait::async_trait]
@@ -31,16 +25,10 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
     async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
         (**self).add_block(request).await
     }
-    async fn query_blocks(
-        &self,
-        request: QueryBlocksRequest,
-    ) -> Result<QueryBlocksResponse, tonic::Status> {
+    async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
         (**self).query_blocks(request).await
     }
-    async fn heartbeat(
-        &self,
-        request: HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, tonic::Status> {
+    async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
         (**self).heartbeat(request).await
     }
 }
@@ -54,7 +42,13 @@ pub struct GrpcMetastore {
 impl GrpcMetastore {
     /// A client over a channel (connected lazily by tonic).
     pub fn new(channel: tonic::transport::Channel) -> Self {
-        Self { client: MetastoreServiceClient::new(channel) }
+        // Query answers and AddBlock requests of large segments exceed
+        // tonic's 4 MiB default; the metastore server accepts 256 MiB.
+        const MAX_MESSAGE: usize = 256 << 20;
+        let client = MetastoreServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        Self { client }
     }
 }
 
@@ -63,16 +57,10 @@ impl Metastore for GrpcMetastore {
     async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
         Ok(self.client.clone().add_block(request).await?.into_inner())
     }
-    async fn query_blocks(
-        &self,
-        request: QueryBlocksRequest,
-    ) -> Result<QueryBlocksResponse, tonic::Status> {
+    async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
         Ok(self.client.clone().query_blocks(request).await?.into_inner())
     }
-    async fn heartbeat(
-        &self,
-        request: HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, tonic::Status> {
+    async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
         Ok(self.client.clone().heartbeat(request).await?.into_inner())
     }
 }

@@ -28,19 +28,34 @@ impl SegmentWriterMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             flush_duration: Histogram::with_opts(
-                HistogramOpts::new(FLUSH_DURATION, "Time from the end of a segment window to the ack: encode, upload, register.")
-                    .buckets(exponential_buckets(0.005, 2.0, 12)?),
+                HistogramOpts::new(
+                    FLUSH_DURATION,
+                    "Time from the end of a segment window to the ack: encode, upload, register.",
+                )
+                .buckets(exponential_buckets(0.005, 2.0, 12)?),
             )?,
             segment_size: Histogram::with_opts(
                 HistogramOpts::new(SEGMENT_SIZE, "Size of the segment objects written.")
                     .buckets(exponential_buckets(1024.0, 4.0, 10)?),
             )?,
             profiles: IntCounter::with_opts(Opts::new(PROFILES, "Series profiles written to segments."))?,
-            deduplicated: IntCounter::with_opts(Opts::new(DEDUPLICATED, "Series profiles skipped because their key was already written."))?,
+            deduplicated: IntCounter::with_opts(Opts::new(
+                DEDUPLICATED,
+                "Series profiles skipped because their key was already written.",
+            ))?,
             buffered_bytes: IntGauge::with_opts(Opts::new(BUFFERED_BYTES, "Bytes buffered in open segments."))?,
-            upload_retries: IntCounter::with_opts(Opts::new(UPLOAD_RETRIES, "Retried object uploads and registrations."))?,
-            failed_flushes: IntCounter::with_opts(Opts::new(FAILED_FLUSHES, "Segments whose pushes were answered with an error."))?,
-            dlq: IntCounter::with_opts(Opts::new(DLQ, "Blocks written to the dead-letter prefix after a failed registration."))?,
+            upload_retries: IntCounter::with_opts(Opts::new(
+                UPLOAD_RETRIES,
+                "Retried object uploads and registrations.",
+            ))?,
+            failed_flushes: IntCounter::with_opts(Opts::new(
+                FAILED_FLUSHES,
+                "Segments whose pushes were answered with an error.",
+            ))?,
+            dlq: IntCounter::with_opts(Opts::new(
+                DLQ,
+                "Blocks written to the dead-letter prefix after a failed registration.",
+            ))?,
         };
         registry.register(Box::new(m.flush_duration.clone()))?;
         registry.register(Box::new(m.segment_size.clone()))?;

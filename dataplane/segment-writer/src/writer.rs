@@ -42,7 +42,10 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentWriter").field("config", &self.config).field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("SegmentWriter")
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +72,11 @@ impl SegmentWriter {
     ) -> Self {
         let shards = (0..config.shards.max(1))
             .map(|_| {
-                Mutex::new(Shard { builder: SegmentBuilder::new(config.max_stack_depth), waiters: Vec::new(), closed: false })
+                Mutex::new(Shard {
+                    builder: SegmentBuilder::new(config.max_stack_depth),
+                    waiters: Vec::new(),
+                    closed: false,
+                })
             })
             .collect();
         let (shutdown, _) = watch::channel(false);

@@ -1,4 +1,5 @@
 //! The segment writer against an in-memory bucket and a recording metastore.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,7 +48,8 @@ fn profiles(service: &str, id: u8, value: i64) -> Vec<SeriesProfile> {
     b.time_nanos(1_700_000_000_000_000_000);
     b.sample(&["main", "work"], &[value], &[]);
     let p = Arc::new(Profile::decode(&b.encode()).unwrap());
-    split(&Labels::from_pairs([("__name__", "process_cpu"), ("service_name", service)]), p, ProfileId([id; 16]), 0).unwrap()
+    split(&Labels::from_pairs([("__name__", "process_cpu"), ("service_name", service)]), p, ProfileId([id; 16]), 0)
+        .unwrap()
 }
 
 struct Fixture {
@@ -87,7 +89,8 @@ async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Path> {
 
 async fn stored_totals(f: &Fixture) -> Vec<i64> {
     let mut totals = Vec::new();
-    for req in f.metastore.blocks.lock().unwrap().clone() {
+    let requests = f.metastore.blocks.lock().unwrap().clone();
+    for req in requests {
         let r = BlockReader::from_meta(Arc::clone(&f.store), req.block.unwrap()).unwrap();
         for i in 0..r.meta().datasets.len() {
             let ds = r.dataset(i).await.unwrap();
@@ -104,10 +107,7 @@ async fn push_is_acked_only_after_the_object_is_stored_and_registered() {
     let f = fixture(fast());
     let (a, b) = (profiles("shop", 1, 10), profiles("cart", 2, 20));
     let (w1, w2) = (Arc::clone(&f.writer), Arc::clone(&f.writer));
-    let (r1, r2) = tokio::join!(
-        async move { w1.push("t1", 0, &a).await },
-        async move { w2.push("t2", 0, &b).await },
-    );
+    let (r1, r2) = tokio::join!(async move { w1.push("t1", 0, &a).await }, async move { w2.push("t2", 0, &b).await },);
     r1.unwrap();
     r2.unwrap();
     // Both pushes landed in the same window: one object for shard 0 with two datasets.
@@ -133,7 +133,8 @@ async fn a_retried_push_is_stored_once() {
     f.writer.push("t", 1, &p).await.unwrap();
     f.writer.push("t", 1, &p).await.unwrap();
     // Same push twice within one window.
-    let (w1, w2, p1, p2) = (Arc::clone(&f.writer), Arc::clone(&f.writer), profiles("shop", 8, 6), profiles("shop", 8, 6));
+    let (w1, w2, p1, p2) =
+        (Arc::clone(&f.writer), Arc::clone(&f.writer), profiles("shop", 8, 6), profiles("shop", 8, 6));
     let (r1, r2) = tokio::join!(async move { w1.push("t", 1, &p1).await }, async move { w2.push("t", 1, &p2).await });
     r1.unwrap();
     r2.unwrap();
@@ -196,7 +197,11 @@ async fn shutdown_flushes_buffered_pushes_and_then_refuses_new_ones() {
 
 #[tokio::test]
 async fn full_buffers_reject_pushes() {
-    let f = fixture(SegmentWriterConfig { segment_duration: Duration::from_secs(3600), max_buffered_bytes_per_shard: 1, ..fast() });
+    let f = fixture(SegmentWriterConfig {
+        segment_duration: Duration::from_secs(3600),
+        max_buffered_bytes_per_shard: 1,
+        ..fast()
+    });
     let w = Arc::clone(&f.writer);
     let first = tokio::spawn(async move { w.push("t", 0, &profiles("shop", 1, 1)).await });
     while f.metrics.profiles.get() == 0 {

@@ -64,7 +64,13 @@ fn service_corpus(service: &str, program_seed: u64, series: u64, rounds: u64, t0
                 ("pod", format!("{service}-{pod:03}")),
                 ("region", "eu-west-1".to_owned()),
             ]);
-            out.push(Input { labels, gz: gzip(&plain), plain_len: plain.len(), symbol_bytes: symbols, samples: p.sample.len() });
+            out.push(Input {
+                labels,
+                gz: gzip(&plain),
+                plain_len: plain.len(),
+                symbol_bytes: symbols,
+                samples: p.sample.len(),
+            });
         }
     }
     out
@@ -130,14 +136,34 @@ fn main() {
                 .sum();
         }
     }
-    println!("corpus: {} profiles, {} series, {samples} samples, {:.1} MB pprof ({:.1} MB gzipped)", inputs.len(), 100, mb(plain), mb(gz));
-    println!("ingest throughput (1 core, gunzip→decode→split→segment→put): {:.1} MB/s of uncompressed pprof ({:.0} profiles/s)", mb(plain) / best.as_secs_f64(), inputs.len() as f64 / best.as_secs_f64());
-    println!("stored: {object} bytes, {:.2} bytes/sample, {:.3}× the gzipped pprof", object as f64 / samples as f64, object as f64 / gz as f64);
-    println!("symbols: {:.2} MB as carried by the pprofs → {:.3} MB after per-dataset dedup ({:.1}× smaller)", mb(symbols_before), mb(symbols_after), symbols_before as f64 / symbols_after.max(1) as f64);
+    println!(
+        "corpus: {} profiles, {} series, {samples} samples, {:.1} MB pprof ({:.1} MB gzipped)",
+        inputs.len(),
+        100,
+        mb(plain),
+        mb(gz)
+    );
+    println!(
+        "ingest throughput (1 core, gunzip→decode→split→segment→put): {:.1} MB/s of uncompressed pprof ({:.0} profiles/s)",
+        mb(plain) / best.as_secs_f64(),
+        inputs.len() as f64 / best.as_secs_f64()
+    );
+    println!(
+        "stored: {object} bytes, {:.2} bytes/sample, {:.3}× the gzipped pprof",
+        object as f64 / samples as f64,
+        object as f64 / gz as f64
+    );
+    println!(
+        "symbols: {:.2} MB as carried by the pprofs → {:.3} MB after per-dataset dedup ({:.1}× smaller)",
+        mb(symbols_before),
+        mb(symbols_after),
+        symbols_before as f64 / symbols_after.max(1) as f64
+    );
 
     // 2. Flush latency of segments of at least 10 MB of pprof.
     let node = rt.block_on(async {
-        let node = MetastoreNode::start(MetastoreConfig::new(1, dir.path().join("metastore"), "127.0.0.1:0")).await.unwrap();
+        let node =
+            MetastoreNode::start(MetastoreConfig::new(1, dir.path().join("metastore"), "127.0.0.1:0")).await.unwrap();
         node.wait_for_leader(Duration::from_secs(30)).await.unwrap();
         node
     });
@@ -159,16 +185,26 @@ fn main() {
         seg_size = block.bytes.len();
         rt.block_on(async {
             store.put(&paths::segment_path(1, id), PutPayload::from(block.bytes.clone())).await.unwrap();
-            client.add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys }).await.unwrap();
+            client
+                .add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys })
+                .await
+                .unwrap();
         });
         latencies.push(start.elapsed());
     }
     let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
-    println!("segment flush (encode + put + AddBlock), {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms", mb(seg_plain), mb(seg_size), p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    println!(
+        "segment flush (encode + put + AddBlock), {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms",
+        mb(seg_plain),
+        mb(seg_size),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
 
     // 3. Flush latency of 10 MB segment objects: many services (distinct
     // programs, so little dedup across datasets) in one shard's segment.
-    let wide: Vec<Input> = (0..24u64).flat_map(|s| service_corpus(&format!("svc-{s:02}"), 1000 + s, 10, 1, t0)).collect();
+    let wide: Vec<Input> =
+        (0..24u64).flat_map(|s| service_corpus(&format!("svc-{s:02}"), 1000 + s, 10, 1, t0)).collect();
     let wide_plain: usize = wide.iter().map(|i| i.plain_len).sum();
     let mut latencies = Vec::new();
     for _ in 0..20 {
@@ -181,11 +217,20 @@ fn main() {
         seg_size = block.bytes.len();
         rt.block_on(async {
             store.put(&paths::segment_path(2, id), PutPayload::from(block.bytes.clone())).await.unwrap();
-            client.add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys }).await.unwrap();
+            client
+                .add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys })
+                .await
+                .unwrap();
         });
         latencies.push(start.elapsed());
     }
     let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
-    println!("segment flush (encode + put + AddBlock), 24 services, {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms", mb(wide_plain), mb(seg_size), p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    println!(
+        "segment flush (encode + put + AddBlock), 24 services, {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms",
+        mb(wide_plain),
+        mb(seg_size),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
     rt.block_on(node.shutdown());
 }

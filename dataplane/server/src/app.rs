@@ -122,8 +122,9 @@ pub(crate) async fn run(config: PhloxConfig) -> anyhow::Result<()> {
             reject_older_than: l.reject_older_than,
             reject_newer_than: l.reject_newer_than,
         };
-        let distributor = Distributor::new(Arc::new(LocalWriter(Arc::clone(&writer))), limits, DistributorMetrics::new(&registry)?)
-            .with_shards_per_dataset(config.distributor.shards_per_dataset);
+        let distributor =
+            Distributor::new(Arc::new(LocalWriter(Arc::clone(&writer))), limits, DistributorMetrics::new(&registry)?)
+                .with_shards_per_dataset(config.distributor.shards_per_dataset);
         (Some(writer), Some(Arc::new(distributor)))
     } else {
         (None, None)

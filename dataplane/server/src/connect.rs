@@ -62,7 +62,10 @@ pub(crate) fn codec(headers: &HeaderMap) -> Result<Codec, Response> {
         "application/json" => Ok(Codec::Json),
         _ => Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            [(header::HeaderName::from_static("accept-post"), HeaderValue::from_static("application/proto, application/json"))],
+            [(
+                header::HeaderName::from_static("accept-post"),
+                HeaderValue::from_static("application/proto, application/json"),
+            )],
             format!("unsupported content type {ct:?}"),
         )
             .into_response()),
@@ -75,18 +78,23 @@ pub(crate) fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Resu
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body),
         "gzip" => phlox_pprof::gunzip_capped(&body, limit).map(Bytes::from).map_err(|e| match e {
-            phlox_pprof::DecodeError::PayloadTooLarge { limit } => {
-                ConnectError::new("resource_exhausted", format!("request body exceeds the limit of {limit} bytes once decompressed"))
-            }
+            phlox_pprof::DecodeError::PayloadTooLarge { limit } => ConnectError::new(
+                "resource_exhausted",
+                format!("request body exceeds the limit of {limit} bytes once decompressed"),
+            ),
             other => ConnectError::invalid_argument(format!("request body: {other}")),
         }),
-        other => Err(ConnectError::new("unimplemented", format!("unknown compression {other:?}: supported are gzip, identity"))),
+        other => Err(ConnectError::new(
+            "unimplemented",
+            format!("unknown compression {other:?}: supported are gzip, identity"),
+        )),
     }
 }
 
 /// An empty protobuf message response.
 pub(crate) fn empty_proto_response() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/proto"))], Bytes::new()).into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/proto"))], Bytes::new())
+        .into_response()
 }
 
 #[cfg(test)]

@@ -25,7 +25,12 @@ pub(crate) async fn run(args: &RunArgs, dump: &DumpArgs) -> anyhow::Result<()> {
     node.wait_for_leader(Duration::from_secs(60)).await?;
     let blocks = node
         .client()
-        .query_blocks(QueryBlocksRequest { tenants: dump.tenants.clone(), start: i64::MIN, end: i64::MAX, matchers: vec![] })
+        .query_blocks(QueryBlocksRequest {
+            tenants: dump.tenants.clone(),
+            start: i64::MIN,
+            end: i64::MAX,
+            matchers: vec![],
+        })
         .await?
         .blocks;
     let mut series: BTreeMap<(String, String), SeriesDump> = BTreeMap::new();

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use phlox_distributor::{Distributor, PushError};
 use phlox_model::TenantId;
 use phlox_proto::push::v1::PushRequest;
-use prost::Message;
 use prometheus::{Encoder, Registry, TextEncoder};
+use prost::Message;
 
 use crate::connect::{self, Codec, ConnectError};
 
@@ -100,4 +100,3 @@ async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) 
         }
     }
 }
-

@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing(format: &str, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PHLOX_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
+    let filter =
+        EnvFilter::try_from_env("PHLOX_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {

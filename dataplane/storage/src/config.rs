@@ -154,9 +154,5 @@ pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<d
             Arc::new(b.build().map_err(|source| StorageError::Backend { backend: "azure", source })?)
         }
     };
-    if config.prefix.is_empty() {
-        Ok(store)
-    } else {
-        Ok(Arc::new(PrefixStore::new(store, config.prefix.as_str())))
-    }
+    if config.prefix.is_empty() { Ok(store) } else { Ok(Arc::new(PrefixStore::new(store, config.prefix.as_str()))) }
 }

@@ -33,7 +33,11 @@ pub async fn run(store: Arc<dyn ObjectStore>, root: &str) {
     assert_eq!(res.bytes().await.expect("suffix body"), body.slice(body.len() - 16..), "suffix range bytes");
     let opts = GetOptions { range: Some(GetRange::Suffix(1 << 30)), ..Default::default() };
     let res = store.get_opts(&p("segments/0001/a.block"), opts).await.expect("suffix longer than object");
-    assert_eq!(res.bytes().await.expect("suffix body").len(), body.len(), "a suffix longer than the object returns it all");
+    assert_eq!(
+        res.bytes().await.expect("suffix body").len(),
+        body.len(),
+        "a suffix longer than the object returns it all"
+    );
     let ranges = store.get_ranges(&p("segments/0001/a.block"), &[0..4, 50_000..50_010]).await.expect("get_ranges");
     assert_eq!(ranges, vec![body.slice(0..4), body.slice(50_000..50_010)], "several ranges");
 
@@ -45,14 +49,14 @@ pub async fn run(store: Arc<dyn ObjectStore>, root: &str) {
     // Listing by prefix.
     store.put(&p("segments/0002/b.block"), PutPayload::from_static(b"b")).await.expect("put b");
     store.put(&p("dlq/0001/c.meta"), PutPayload::from_static(b"c")).await.expect("put c");
-    let mut listed: Vec<String> = store
-        .list(Some(&p("segments")))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .expect("list");
+    let mut listed: Vec<String> =
+        store.list(Some(&p("segments"))).map_ok(|m| m.location.to_string()).try_collect().await.expect("list");
     listed.sort();
-    assert_eq!(listed, vec![p("segments/0001/a.block").to_string(), p("segments/0002/b.block").to_string()], "list by prefix");
+    assert_eq!(
+        listed,
+        vec![p("segments/0001/a.block").to_string(), p("segments/0002/b.block").to_string()],
+        "list by prefix"
+    );
 
     // Missing objects are NotFound, for get and head.
     let missing = store.get(&p("segments/9999/none.block")).await;

@@ -4,6 +4,7 @@
 //! `PHLOX_TEST_REQUIRE_S3=1` a missing endpoint fails the test); GCS and
 //! Azure when their `PHLOX_TEST_GCS_BUCKET` / `PHLOX_TEST_AZURE_CONTAINER`
 //! are set.
+#![allow(clippy::unwrap_used)]
 
 use phlox_storage::{Backend, S3Config, StorageConfig, build, conformance};
 
@@ -27,7 +28,10 @@ async fn prefixed_bucket_conforms_and_stays_under_its_prefix() {
     let cfg = StorageConfig { prefix: "cluster-a".into(), ..Default::default() };
     let store = build(&cfg, dir.path()).unwrap();
     conformance::run(store, "suite").await;
-    assert!(dir.path().join("bucket/cluster-a").exists() || std::fs::read_dir(dir.path().join("bucket")).unwrap().count() == 0);
+    assert!(
+        dir.path().join("bucket/cluster-a").exists()
+            || std::fs::read_dir(dir.path().join("bucket")).unwrap().count() == 0
+    );
 }
 
 #[tokio::test]
@@ -57,7 +61,11 @@ async fn s3_backend_conforms() {
 #[tokio::test]
 async fn gcs_backend_conforms_when_configured() {
     let Ok(bucket) = std::env::var("PHLOX_TEST_GCS_BUCKET") else { return };
-    let cfg = StorageConfig { backend: Backend::Gcs, gcs: phlox_storage::GcsConfig { bucket, ..Default::default() }, ..Default::default() };
+    let cfg = StorageConfig {
+        backend: Backend::Gcs,
+        gcs: phlox_storage::GcsConfig { bucket, ..Default::default() },
+        ..Default::default()
+    };
     conformance::run(build(&cfg, std::path::Path::new(".")).unwrap(), "suite").await;
 }
 
@@ -66,9 +74,12 @@ async fn azure_backend_conforms_when_configured() {
     let Ok(container) = std::env::var("PHLOX_TEST_AZURE_CONTAINER") else { return };
     let cfg = StorageConfig {
         backend: Backend::Azure,
-        azure: phlox_storage::AzureConfig { container, account: std::env::var("AZURE_STORAGE_ACCOUNT_NAME").unwrap_or_default(), ..Default::default() },
+        azure: phlox_storage::AzureConfig {
+            container,
+            account: std::env::var("AZURE_STORAGE_ACCOUNT_NAME").unwrap_or_default(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     conformance::run(build(&cfg, std::path::Path::new(".")).unwrap(), "suite").await;
 }
-

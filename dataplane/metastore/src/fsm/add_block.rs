@@ -12,13 +12,9 @@ use super::tombstones::{Tombstones, object_key};
 use super::{InvalidRequest, Response};
 
 /// Checks a request and returns the block and its id.
-pub(crate) fn validate_add_block(
-    request: &AddBlockRequest,
-) -> Result<(&BlockMeta, Ulid), InvalidRequest> {
+pub(crate) fn validate_add_block(request: &AddBlockRequest) -> Result<(&BlockMeta, Ulid), InvalidRequest> {
     let block = request.block.as_ref().ok_or(InvalidRequest::MissingBlock)?;
-    let id = Ulid::from_string(&block.id).map_err(|_| InvalidRequest::InvalidBlockId {
-        id: block.id.clone(),
-    })?;
+    let id = Ulid::from_string(&block.id).map_err(|_| InvalidRequest::InvalidBlockId { id: block.id.clone() })?;
     if block.min_time > block.max_time {
         return Err(InvalidRequest::InvalidTimeRange {
             what: "block".into(),
@@ -40,20 +36,10 @@ pub(crate) fn validate_add_block(
     }
     let keys = &request.dataset_keys;
     if !keys.is_empty() && keys.len() != block.datasets.len() {
-        return Err(InvalidRequest::DatasetKeyCount {
-            datasets: block.datasets.len(),
-            keys: keys.len(),
-        });
+        return Err(InvalidRequest::DatasetKeyCount { datasets: block.datasets.len(), keys: keys.len() });
     }
-    if let Some((index, k)) = keys
-        .iter()
-        .enumerate()
-        .find(|(_, k)| k.len() % KEY_LEN != 0)
-    {
-        return Err(InvalidRequest::DatasetKeyLength {
-            index,
-            len: k.len(),
-        });
+    if let Some((index, k)) = keys.iter().enumerate().find(|(_, k)| k.len() % KEY_LEN != 0) {
+        return Err(InvalidRequest::DatasetKeyLength { index, len: k.len() });
     }
     Ok((block, id))
 }
@@ -73,19 +59,13 @@ pub(crate) fn apply_add_block(
         Ok((_, id)) => id,
         Err(e) => return Response::Rejected(e),
     };
-    let AddBlockRequest {
-        block,
-        dataset_keys,
-    } = request;
+    let AddBlockRequest { block, dataset_keys } = request;
     let Some(block) = block else {
         return Response::Rejected(InvalidRequest::MissingBlock);
     };
     let mut block = IndexedBlock::new(block);
     if index.contains(&id) || tombstones.contains_key(&object_key(id, &block)) {
-        return Response::AddBlock {
-            added: false,
-            shadowed_profiles: 0,
-        };
+        return Response::AddBlock { added: false, shadowed_profiles: 0 };
     }
     let mut shadowed_profiles = 0;
     if block.header.compaction_level == 0 {
@@ -100,8 +80,5 @@ pub(crate) fn apply_add_block(
         }
     }
     index.insert(id, block);
-    Response::AddBlock {
-        added: true,
-        shadowed_profiles,
-    }
+    Response::AddBlock { added: true, shadowed_profiles }
 }

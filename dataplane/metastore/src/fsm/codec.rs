@@ -27,9 +27,7 @@ pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    text.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    text.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
 }
 
 /// `#[serde(with = "proto_hex")]`: a prost message as the hex of its encoding,
@@ -37,10 +35,7 @@ pub(crate) fn decode_hex(text: &str) -> Option<Vec<u8>> {
 pub(crate) mod proto_hex {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
-    pub(crate) fn serialize<M: prost::Message, S: Serializer>(
-        message: &M,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<M: prost::Message, S: Serializer>(message: &M, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&super::encode_hex(&message.encode_to_vec()))
     }
 

@@ -43,12 +43,7 @@ pub(crate) fn split_keys(bytes: &[u8]) -> impl Iterator<Item = ProfileKey> + '_ 
 
 impl DedupIndex {
     pub(crate) fn new(window_ms: i64) -> Self {
-        Self {
-            window_ms,
-            newest_ms: None,
-            keys: HashMap::new(),
-            by_time: BTreeSet::new(),
-        }
+        Self { window_ms, newest_ms: None, keys: HashMap::new(), by_time: BTreeSet::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -64,18 +59,13 @@ impl DedupIndex {
     /// returns, per dataset, the distinct keys (sorted) that an earlier
     /// block already held, with the number of rows they cover. Keys repeated
     /// within the block never shadow each other.
-    pub(crate) fn observe(
-        &mut self,
-        dataset_keys: &[impl AsRef<[u8]>],
-        time_ms: i64,
-    ) -> (Vec<Vec<ProfileKey>>, u64) {
+    pub(crate) fn observe(&mut self, dataset_keys: &[impl AsRef<[u8]>], time_ms: i64) -> (Vec<Vec<ProfileKey>>, u64) {
         let mut rows = 0u64;
         let shadowed = dataset_keys
             .iter()
             .map(|keys| {
-                let mut seen: Vec<ProfileKey> = split_keys(keys.as_ref())
-                    .filter(|k| self.keys.contains_key(k))
-                    .collect();
+                let mut seen: Vec<ProfileKey> =
+                    split_keys(keys.as_ref()).filter(|k| self.keys.contains_key(k)).collect();
                 rows += seen.len() as u64;
                 seen.sort_unstable();
                 seen.dedup();
@@ -135,11 +125,7 @@ impl Serialize for DedupIndex {
         DedupIndexRepr {
             window_ms: self.window_ms,
             newest_ms: self.newest_ms,
-            entries: self
-                .by_time
-                .iter()
-                .map(|(t, k)| (*t, encode_hex(&k.0)))
-                .collect(),
+            entries: self.by_time.iter().map(|(t, k)| (*t, encode_hex(&k.0))).collect(),
         }
         .serialize(serializer)
     }
@@ -152,9 +138,7 @@ impl<'de> Deserialize<'de> for DedupIndex {
         index.newest_ms = repr.newest_ms;
         for (time, hex) in repr.entries {
             let bytes = decode_hex(&hex).ok_or_else(|| D::Error::custom("invalid dedup key"))?;
-            let key: [u8; KEY_LEN] = bytes
-                .try_into()
-                .map_err(|_| D::Error::custom("dedup key is not 16 bytes"))?;
+            let key: [u8; KEY_LEN] = bytes.try_into().map_err(|_| D::Error::custom("dedup key is not 16 bytes"))?;
             index.touch(ProfileKey(key), time);
         }
         Ok(index)

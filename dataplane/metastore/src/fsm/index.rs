@@ -30,18 +30,12 @@ pub(crate) struct IndexedBlock {
 impl IndexedBlock {
     pub(crate) fn new(mut block: BlockMeta) -> Self {
         let datasets = std::mem::take(&mut block.datasets);
-        Self {
-            header: block,
-            datasets,
-        }
+        Self { header: block, datasets }
     }
 
     /// The full metadata, as added (with shadowed keys filled in).
     pub(crate) fn to_meta(&self) -> BlockMeta {
-        BlockMeta {
-            datasets: self.datasets.clone(),
-            ..self.header.clone()
-        }
+        BlockMeta { datasets: self.datasets.clone(), ..self.header.clone() }
     }
 
     /// Protobuf encoding of [`Self::to_meta`], without cloning the datasets:
@@ -56,20 +50,14 @@ impl IndexedBlock {
 
     /// Tenant of a dataset: its own, or the block's for compacted blocks.
     pub(crate) fn dataset_tenant<'a>(&'a self, ds: &'a Dataset) -> &'a str {
-        if ds.tenant.is_empty() {
-            &self.header.tenant
-        } else {
-            &ds.tenant
-        }
+        if ds.tenant.is_empty() { &self.header.tenant } else { &ds.tenant }
     }
 
     /// Per tenant, the union of its datasets' time ranges.
     fn tenant_ranges(&self) -> BTreeMap<&str, (i64, i64)> {
         let mut ranges: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for ds in &self.datasets {
-            let r = ranges
-                .entry(self.dataset_tenant(ds))
-                .or_insert((ds.min_time, ds.max_time));
+            let r = ranges.entry(self.dataset_tenant(ds)).or_insert((ds.min_time, ds.max_time));
             r.0 = r.0.min(ds.min_time);
             r.1 = r.1.max(ds.max_time);
         }
@@ -117,10 +105,7 @@ impl BlockIndex {
                 self.wide.entry(tenant.to_owned()).or_default().insert(id);
             } else {
                 for p in first..=last {
-                    self.partitions
-                        .entry((tenant.to_owned(), p))
-                        .or_default()
-                        .insert(id);
+                    self.partitions.entry((tenant.to_owned(), p)).or_default().insert(id);
                 }
             }
         }
@@ -170,12 +155,7 @@ mod tests {
     use super::*;
 
     fn dataset(tenant: &str, min: i64, max: i64) -> Dataset {
-        Dataset {
-            tenant: tenant.into(),
-            min_time: min,
-            max_time: max,
-            ..Default::default()
-        }
+        Dataset { tenant: tenant.into(), min_time: min, max_time: max, ..Default::default() }
     }
 
     fn candidates(index: &BlockIndex, tenant: &str, start: i64, end: i64) -> Vec<Ulid> {
@@ -193,10 +173,7 @@ mod tests {
             ..Default::default()
         };
         let block = IndexedBlock::new(meta.clone());
-        assert_eq!(
-            BlockMeta::decode(block.encode_meta().as_slice()).unwrap(),
-            meta
-        );
+        assert_eq!(BlockMeta::decode(block.encode_meta().as_slice()).unwrap(), meta);
         assert_eq!(block.to_meta(), meta);
     }
 
@@ -204,24 +181,15 @@ mod tests {
     fn block_is_listed_in_every_partition_it_overlaps_per_tenant() {
         let id = Ulid::from_parts(1, 1);
         let block = IndexedBlock::new(BlockMeta {
-            datasets: vec![
-                dataset("a", 0, PARTITION_MS * 2),
-                dataset("b", PARTITION_MS * 5, PARTITION_MS * 5),
-            ],
+            datasets: vec![dataset("a", 0, PARTITION_MS * 2), dataset("b", PARTITION_MS * 5, PARTITION_MS * 5)],
             ..Default::default()
         });
         let mut index = BlockIndex::default();
         index.insert(id, block);
         assert_eq!(index.partitions.len(), 4);
-        assert_eq!(
-            candidates(&index, "a", PARTITION_MS, PARTITION_MS),
-            vec![id]
-        );
+        assert_eq!(candidates(&index, "a", PARTITION_MS, PARTITION_MS), vec![id]);
         assert!(candidates(&index, "a", PARTITION_MS * 3, PARTITION_MS * 9).is_empty());
-        assert_eq!(
-            candidates(&index, "b", PARTITION_MS * 3, PARTITION_MS * 9),
-            vec![id]
-        );
+        assert_eq!(candidates(&index, "b", PARTITION_MS * 3, PARTITION_MS * 9), vec![id]);
         assert!(candidates(&index, "c", 0, PARTITION_MS * 9).is_empty());
         index.remove(&id);
         assert!(index.partitions.is_empty());
@@ -231,10 +199,8 @@ mod tests {
     #[test]
     fn wide_blocks_are_found_by_any_query_of_their_tenant() {
         let id = Ulid::from_parts(1, 1);
-        let block = IndexedBlock::new(BlockMeta {
-            datasets: vec![dataset("a", i64::MIN, i64::MAX)],
-            ..Default::default()
-        });
+        let block =
+            IndexedBlock::new(BlockMeta { datasets: vec![dataset("a", i64::MIN, i64::MAX)], ..Default::default() });
         let mut index = BlockIndex::default();
         index.insert(id, block);
         assert!(index.partitions.is_empty());

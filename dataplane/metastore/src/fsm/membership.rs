@@ -25,11 +25,7 @@ pub struct Member {
 
 impl From<Member> for SegmentWriterMember {
     fn from(m: Member) -> Self {
-        SegmentWriterMember {
-            id: m.id,
-            address: m.address,
-            last_heartbeat: m.last_heartbeat_ms,
-        }
+        SegmentWriterMember { id: m.id, address: m.address, last_heartbeat: m.last_heartbeat_ms }
     }
 }
 
@@ -37,31 +33,15 @@ impl From<Member> for SegmentWriterMember {
 pub(crate) type Members = BTreeMap<String, Member>;
 
 pub(crate) fn validate_heartbeat(id: &str) -> Result<(), InvalidRequest> {
-    if id.is_empty() {
-        Err(InvalidRequest::MissingMember)
-    } else {
-        Ok(())
-    }
+    if id.is_empty() { Err(InvalidRequest::MissingMember) } else { Ok(()) }
 }
 
 /// Records a heartbeat, expires silent members and answers the membership.
-pub(crate) fn apply_heartbeat(
-    members: &mut Members,
-    id: String,
-    address: String,
-    now_ms: i64,
-) -> Response {
+pub(crate) fn apply_heartbeat(members: &mut Members, id: String, address: String, now_ms: i64) -> Response {
     if let Err(e) = validate_heartbeat(&id) {
         return Response::Rejected(e);
     }
-    members.insert(
-        id.clone(),
-        Member {
-            id,
-            address,
-            last_heartbeat_ms: now_ms,
-        },
-    );
+    members.insert(id.clone(), Member { id, address, last_heartbeat_ms: now_ms });
     let cutoff = now_ms.saturating_sub(MEMBER_EXPIRY_MS);
     members.retain(|_, m| m.last_heartbeat_ms >= cutoff);
     Response::Members(members.values().cloned().collect())

@@ -56,10 +56,8 @@ impl DatasetMatcher {
         };
         let regex = |value: &str| {
             // Anchored like Prometheus: the whole value must match.
-            Regex::new(&format!("^(?:{value})$")).map_err(|e| InvalidRequest::InvalidRegex {
-                name: m.name.clone(),
-                reason: e.to_string(),
-            })
+            Regex::new(&format!("^(?:{value})$"))
+                .map_err(|e| InvalidRequest::InvalidRegex { name: m.name.clone(), reason: e.to_string() })
         };
         let test = match MatchType::try_from(m.r#type) {
             Ok(MatchType::Equal) => Test::Equal(m.value.clone()),
@@ -88,11 +86,7 @@ fn compile(request: &QueryBlocksRequest) -> Result<Vec<DatasetMatcher>, InvalidR
     if start > end {
         return Err(InvalidRequest::InvalidQueryRange { start, end });
     }
-    request
-        .matchers
-        .iter()
-        .filter_map(|m| DatasetMatcher::compile(m).transpose())
-        .collect()
+    request.matchers.iter().filter_map(|m| DatasetMatcher::compile(m).transpose()).collect()
 }
 
 /// Checks a query without running it.
@@ -101,10 +95,7 @@ pub(crate) fn validate_query(request: &QueryBlocksRequest) -> Result<(), Invalid
 }
 
 /// Runs a query over the index; blocks come out ordered by `min_time`, then id.
-pub(crate) fn query_blocks(
-    index: &BlockIndex,
-    request: &QueryBlocksRequest,
-) -> Result<Vec<BlockMeta>, InvalidRequest> {
+pub(crate) fn query_blocks(index: &BlockIndex, request: &QueryBlocksRequest) -> Result<Vec<BlockMeta>, InvalidRequest> {
     let (start, end) = (request.start, request.end);
     let matchers = compile(request)?;
     let tenants: HashSet<&str> = request.tenants.iter().map(String::as_str).collect();
@@ -127,10 +118,7 @@ pub(crate) fn query_blocks(
             .cloned()
             .collect();
         if !datasets.is_empty() {
-            found.push(BlockMeta {
-                datasets,
-                ..block.header.clone()
-            });
+            found.push(BlockMeta { datasets, ..block.header.clone() });
         }
     }
     // `ids` is in id order and the sort is stable: ties on min_time stay by id.

@@ -38,10 +38,7 @@ impl MetastoreState {
 
     /// An empty state with a dedup window of `window_ms` of block time.
     pub fn with_dedup_window(window_ms: i64) -> Self {
-        Self {
-            dedup: DedupIndex::new(window_ms),
-            ..Self::default()
-        }
+        Self { dedup: DedupIndex::new(window_ms), ..Self::default() }
     }
 
     /// Applies one command.
@@ -50,17 +47,11 @@ impl MetastoreState {
             Command::AddBlock { request } => {
                 apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request)
             }
-            Command::Heartbeat {
-                id,
-                address,
-                now_ms,
-            } => apply_heartbeat(&mut self.members, id, address, now_ms),
+            Command::Heartbeat { id, address, now_ms } => apply_heartbeat(&mut self.members, id, address, now_ms),
             Command::DeleteBlocks { ids, now_ms } => {
                 apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
             }
-            Command::RemoveTombstones { keys } => {
-                apply_remove_tombstones(&mut self.tombstones, &keys)
-            }
+            Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
         }
     }
 
@@ -145,10 +136,7 @@ impl<'de> Deserialize<'de> for MetastoreState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let repr = StateOwned::deserialize(deserializer)?;
         if repr.version != SNAPSHOT_VERSION {
-            return Err(D::Error::custom(format!(
-                "unknown state version {}",
-                repr.version
-            )));
+            return Err(D::Error::custom(format!("unknown state version {}", repr.version)));
         }
         let mut index = BlockIndex::default();
         for hex in repr.blocks {
@@ -160,16 +148,8 @@ impl<'de> Deserialize<'de> for MetastoreState {
         Ok(Self {
             index,
             dedup: repr.dedup,
-            members: repr
-                .members
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect(),
-            tombstones: repr
-                .tombstones
-                .into_iter()
-                .map(|t| (t.key.clone(), t))
-                .collect(),
+            members: repr.members.into_iter().map(|m| (m.id.clone(), m)).collect(),
+            tombstones: repr.tombstones.into_iter().map(|t| (t.key.clone(), t)).collect(),
         })
     }
 }

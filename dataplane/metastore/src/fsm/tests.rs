@@ -1,7 +1,5 @@
 use bytes::Bytes;
-use phlox_proto::metastore::v1::{
-    AddBlockRequest, BlockMeta, Dataset, LabelMatcher, MatchType, QueryBlocksRequest,
-};
+use phlox_proto::metastore::v1::{AddBlockRequest, BlockMeta, Dataset, LabelMatcher, MatchType, QueryBlocksRequest};
 use ulid::Ulid;
 
 use super::*;
@@ -36,10 +34,7 @@ fn segment(n: u64, datasets: Vec<Dataset>) -> BlockMeta {
 
 fn add(state: &mut MetastoreState, block: BlockMeta, keys: Vec<Vec<u8>>) -> Response {
     state.apply(Command::AddBlock {
-        request: AddBlockRequest {
-            block: Some(block),
-            dataset_keys: keys.into_iter().map(Bytes::from).collect(),
-        },
+        request: AddBlockRequest { block: Some(block), dataset_keys: keys.into_iter().map(Bytes::from).collect() },
     })
 }
 
@@ -48,11 +43,7 @@ fn keys(ns: &[u8]) -> Vec<u8> {
 }
 
 fn matcher(kind: MatchType, name: &str, value: &str) -> LabelMatcher {
-    LabelMatcher {
-        r#type: kind as i32,
-        name: name.into(),
-        value: value.into(),
-    }
+    LabelMatcher { r#type: kind as i32, name: name.into(), value: value.into() }
 }
 
 fn query(
@@ -62,25 +53,12 @@ fn query(
     end: i64,
     matchers: Vec<LabelMatcher>,
 ) -> Vec<(String, Vec<String>)> {
-    let request = QueryBlocksRequest {
-        tenants: tenants.iter().map(|t| t.to_string()).collect(),
-        start,
-        end,
-        matchers,
-    };
+    let request = QueryBlocksRequest { tenants: tenants.iter().map(|t| t.to_string()).collect(), start, end, matchers };
     state
         .query(&request)
         .unwrap()
         .into_iter()
-        .map(|b| {
-            (
-                b.id,
-                b.datasets
-                    .into_iter()
-                    .map(|d| format!("{}/{}", d.tenant, d.name))
-                    .collect(),
-            )
-        })
+        .map(|b| (b.id, b.datasets.into_iter().map(|d| format!("{}/{}", d.tenant, d.name)).collect()))
         .collect()
 }
 
@@ -100,22 +78,8 @@ fn fixture() -> MetastoreState {
         ),
         vec![],
     );
-    add(
-        &mut state,
-        segment(
-            2,
-            vec![dataset("a", "api", HOUR + 5, 3 * HOUR + 5, &["cpu"])],
-        ),
-        vec![],
-    );
-    add(
-        &mut state,
-        segment(
-            3,
-            vec![dataset("b", "web", 5 * HOUR, 5 * HOUR + 9, &["cpu"])],
-        ),
-        vec![],
-    );
+    add(&mut state, segment(2, vec![dataset("a", "api", HOUR + 5, 3 * HOUR + 5, &["cpu"])]), vec![]);
+    add(&mut state, segment(3, vec![dataset("b", "web", 5 * HOUR, 5 * HOUR + 9, &["cpu"])]), vec![]);
     state
 }
 
@@ -124,23 +88,11 @@ fn add_block_is_idempotent_by_id() {
     let mut state = MetastoreState::new();
     let block = segment(1, vec![dataset("a", "api", 1, 2, &[])]);
     let first = add(&mut state, block.clone(), vec![keys(&[1])]);
-    assert_eq!(
-        first,
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 0
-        }
-    );
+    assert_eq!(first, Response::AddBlock { added: true, shadowed_profiles: 0 });
     let mut changed = block.clone();
     changed.datasets[0].name = "other".into();
     let again = add(&mut state, changed, vec![keys(&[1])]);
-    assert_eq!(
-        again,
-        Response::AddBlock {
-            added: false,
-            shadowed_profiles: 0
-        }
-    );
+    assert_eq!(again, Response::AddBlock { added: false, shadowed_profiles: 0 });
     assert_eq!(state.block_count(), 1);
     assert_eq!(state.block(&block.id).unwrap(), block);
 }
@@ -161,23 +113,14 @@ fn invalid_add_block_requests_are_rejected_without_change() {
     );
     assert_eq!(
         add(&mut state, block, vec![keys(&[1]), keys(&[2])]),
-        Response::Rejected(InvalidRequest::DatasetKeyCount {
-            datasets: 1,
-            keys: 2
-        })
+        Response::Rejected(InvalidRequest::DatasetKeyCount { datasets: 1, keys: 2 })
     );
     assert_eq!(
-        add(
-            &mut state,
-            segment(3, vec![dataset("", "api", 1, 2, &[])]),
-            vec![]
-        ),
+        add(&mut state, segment(3, vec![dataset("", "api", 1, 2, &[])]), vec![]),
         Response::Rejected(InvalidRequest::DatasetWithoutTenant { index: 0 })
     );
     assert_eq!(
-        state.apply(Command::AddBlock {
-            request: AddBlockRequest::default()
-        }),
+        state.apply(Command::AddBlock { request: AddBlockRequest::default() }),
         Response::Rejected(InvalidRequest::MissingBlock)
     );
     assert_eq!(state, MetastoreState::new());
@@ -186,29 +129,16 @@ fn invalid_add_block_requests_are_rejected_without_change() {
 #[test]
 fn query_returns_overlapping_blocks_of_the_tenants_with_their_datasets_only() {
     let state = fixture();
-    assert_eq!(
-        query(&state, &["a"], 0, 12, vec![]),
-        vec![(id(1), vec!["a/api".into()])]
-    );
+    assert_eq!(query(&state, &["a"], 0, 12, vec![]), vec![(id(1), vec!["a/api".into()])]);
     assert_eq!(
         query(&state, &["a"], 0, 4 * HOUR, vec![]),
-        vec![
-            (id(1), vec!["a/api".into(), "a/db".into()]),
-            (id(2), vec!["a/api".into()])
-        ]
+        vec![(id(1), vec!["a/api".into(), "a/db".into()]), (id(2), vec!["a/api".into()])]
     );
     // Hour 2 lies inside block 2's range though block 2 starts in hour 1.
-    assert_eq!(
-        query(&state, &["a"], 2 * HOUR, 2 * HOUR + 1, vec![]),
-        vec![(id(2), vec!["a/api".into()])]
-    );
+    assert_eq!(query(&state, &["a"], 2 * HOUR, 2 * HOUR + 1, vec![]), vec![(id(2), vec!["a/api".into()])]);
     assert_eq!(
         query(&state, &["b", "a"], 35, 5 * HOUR, vec![]),
-        vec![
-            (id(1), vec!["b/api".into()]),
-            (id(2), vec!["a/api".into()]),
-            (id(3), vec!["b/web".into()])
-        ]
+        vec![(id(1), vec!["b/api".into()]), (id(2), vec!["a/api".into()]), (id(3), vec!["b/web".into()])]
     );
     assert!(query(&state, &["c"], 0, 9 * HOUR, vec![]).is_empty());
     assert!(query(&state, &["a"], 31, HOUR, vec![]).is_empty());
@@ -220,10 +150,7 @@ fn query_applies_service_name_matchers_of_every_type() {
     let all = |m| query(&state, &["a", "b"], 0, 9 * HOUR, vec![m]);
     assert_eq!(
         all(matcher(MatchType::Equal, SERVICE_NAME_LABEL, "api")),
-        vec![
-            (id(1), vec!["a/api".into(), "b/api".into()]),
-            (id(2), vec!["a/api".into()])
-        ]
+        vec![(id(1), vec!["a/api".into(), "b/api".into()]), (id(2), vec!["a/api".into()])]
     );
     assert_eq!(
         all(matcher(MatchType::NotEqual, SERVICE_NAME_LABEL, "api")),
@@ -239,10 +166,7 @@ fn query_applies_service_name_matchers_of_every_type() {
             (id(3), vec!["b/web".into()])
         ]
     );
-    assert_eq!(
-        all(matcher(MatchType::NotRegex, SERVICE_NAME_LABEL, "a.*|w.*")),
-        vec![(id(1), vec!["a/db".into()])]
-    );
+    assert_eq!(all(matcher(MatchType::NotRegex, SERVICE_NAME_LABEL, "a.*|w.*")), vec![(id(1), vec!["a/db".into()])]);
     // Matchers on other labels are ignored.
     assert_eq!(all(matcher(MatchType::Equal, "pod", "x")).len(), 3);
 }
@@ -251,26 +175,16 @@ fn query_applies_service_name_matchers_of_every_type() {
 fn query_matches_any_profile_type_of_a_dataset() {
     let state = fixture();
     let q = |ms| query(&state, &["a", "b"], 0, 9 * HOUR, ms);
-    assert_eq!(
-        q(vec![matcher(MatchType::Equal, PROFILE_TYPE_LABEL, "alloc")]),
-        vec![(id(1), vec!["a/api".into()])]
-    );
+    assert_eq!(q(vec![matcher(MatchType::Equal, PROFILE_TYPE_LABEL, "alloc")]), vec![(id(1), vec!["a/api".into()])]);
     assert_eq!(
         q(vec![
             matcher(MatchType::Regex, PROFILE_TYPE_LABEL, "cpu|wall"),
             matcher(MatchType::Equal, SERVICE_NAME_LABEL, "api"),
         ]),
-        vec![
-            (id(1), vec!["a/api".into(), "b/api".into()]),
-            (id(2), vec!["a/api".into()])
-        ]
+        vec![(id(1), vec!["a/api".into(), "b/api".into()]), (id(2), vec!["a/api".into()])]
     );
     assert_eq!(
-        q(vec![matcher(
-            MatchType::NotEqual,
-            PROFILE_TYPE_LABEL,
-            "cpu"
-        )]),
+        q(vec![matcher(MatchType::NotEqual, PROFILE_TYPE_LABEL, "cpu")]),
         vec![(id(1), vec!["a/api".into(), "b/api".into()])]
     );
 }
@@ -284,183 +198,83 @@ fn invalid_queries_are_rejected() {
         end: 10,
         matchers: vec![matcher(MatchType::Regex, SERVICE_NAME_LABEL, "(")],
     };
-    assert!(matches!(
-        state.query(&request),
-        Err(InvalidRequest::InvalidRegex { .. })
-    ));
-    request.matchers = vec![LabelMatcher {
-        r#type: 42,
-        name: SERVICE_NAME_LABEL.into(),
-        value: String::new(),
-    }];
-    assert_eq!(
-        state.query(&request),
-        Err(InvalidRequest::UnknownMatchType(42))
-    );
+    assert!(matches!(state.query(&request), Err(InvalidRequest::InvalidRegex { .. })));
+    request.matchers = vec![LabelMatcher { r#type: 42, name: SERVICE_NAME_LABEL.into(), value: String::new() }];
+    assert_eq!(state.query(&request), Err(InvalidRequest::UnknownMatchType(42)));
     request.matchers.clear();
     request.start = 11;
-    assert_eq!(
-        state.query(&request),
-        Err(InvalidRequest::InvalidQueryRange { start: 11, end: 10 })
-    );
+    assert_eq!(state.query(&request), Err(InvalidRequest::InvalidQueryRange { start: 11, end: 10 }));
 }
 
 #[test]
 fn rows_held_by_an_earlier_block_are_shadowed_in_the_new_one() {
     let mut state = MetastoreState::with_dedup_window(HOUR);
-    let first = segment(
-        1,
-        vec![
-            dataset("a", "api", 0, 10, &[]),
-            dataset("b", "api", 0, 10, &[]),
-        ],
-    );
+    let first = segment(1, vec![dataset("a", "api", 0, 10, &[]), dataset("b", "api", 0, 10, &[])]);
     // Key 3 twice within one block: the writer's business, never shadowed by itself.
     assert_eq!(
         add(&mut state, first, vec![keys(&[1, 2]), keys(&[3, 3])]),
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 0
-        }
+        Response::AddBlock { added: true, shadowed_profiles: 0 }
     );
-    let retry = segment(
-        2,
-        vec![
-            dataset("a", "api", 5, 20, &[]),
-            dataset("b", "api", 5, 20, &[]),
-        ],
-    );
+    let retry = segment(2, vec![dataset("a", "api", 5, 20, &[]), dataset("b", "api", 5, 20, &[])]);
     assert_eq!(
-        add(
-            &mut state,
-            retry.clone(),
-            vec![keys(&[2, 4]), keys(&[3, 1])]
-        ),
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 3
-        }
+        add(&mut state, retry.clone(), vec![keys(&[2, 4]), keys(&[3, 1])]),
+        Response::AddBlock { added: true, shadowed_profiles: 3 }
     );
     let stored = state.block(&retry.id).unwrap();
     assert_eq!(stored.datasets[0].shadowed_keys, Bytes::from(keys(&[2])));
     assert_eq!(stored.datasets[1].shadowed_keys, Bytes::from(keys(&[1, 3])));
-    assert!(
-        state
-            .block(&id(1))
-            .unwrap()
-            .datasets
-            .iter()
-            .all(|d| d.shadowed_keys.is_empty())
-    );
+    assert!(state.block(&id(1)).unwrap().datasets.iter().all(|d| d.shadowed_keys.is_empty()));
     // Query results carry the shadowed keys too.
-    let found = state
-        .query(&QueryBlocksRequest {
-            tenants: vec!["a".into()],
-            start: 15,
-            end: 15,
-            matchers: vec![],
-        })
-        .unwrap();
+    let found =
+        state.query(&QueryBlocksRequest { tenants: vec!["a".into()], start: 15, end: 15, matchers: vec![] }).unwrap();
     assert_eq!(found[0].datasets[0].shadowed_keys, Bytes::from(keys(&[2])));
 }
 
 #[test]
 fn dedup_keys_expire_after_the_window_of_block_time() {
     let mut state = MetastoreState::with_dedup_window(HOUR);
-    add(
-        &mut state,
-        segment(1, vec![dataset("a", "api", 0, 0, &[])]),
-        vec![keys(&[1])],
-    );
-    add(
-        &mut state,
-        segment(2, vec![dataset("a", "api", HOUR, HOUR, &[])]),
-        vec![keys(&[2])],
-    );
+    add(&mut state, segment(1, vec![dataset("a", "api", 0, 0, &[])]), vec![keys(&[1])]);
+    add(&mut state, segment(2, vec![dataset("a", "api", HOUR, HOUR, &[])]), vec![keys(&[2])]);
     assert_eq!(state.dedup_key_count(), 2);
-    add(
-        &mut state,
-        segment(3, vec![dataset("a", "api", HOUR + 1, HOUR + 1, &[])]),
-        vec![keys(&[3])],
-    );
+    add(&mut state, segment(3, vec![dataset("a", "api", HOUR + 1, HOUR + 1, &[])]), vec![keys(&[3])]);
     assert_eq!(state.dedup_key_count(), 2);
     assert_eq!(
-        add(
-            &mut state,
-            segment(4, vec![dataset("a", "api", HOUR + 2, HOUR + 2, &[])]),
-            vec![keys(&[1, 2])]
-        ),
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 1
-        }
+        add(&mut state, segment(4, vec![dataset("a", "api", HOUR + 2, HOUR + 2, &[])]), vec![keys(&[1, 2])]),
+        Response::AddBlock { added: true, shadowed_profiles: 1 }
     );
 }
 
 #[test]
 fn compacted_blocks_do_not_take_part_in_dedup() {
     let mut state = MetastoreState::new();
-    add(
-        &mut state,
-        segment(1, vec![dataset("a", "api", 0, 0, &[])]),
-        vec![keys(&[1])],
-    );
+    add(&mut state, segment(1, vec![dataset("a", "api", 0, 0, &[])]), vec![keys(&[1])]);
     let mut compacted = segment(2, vec![dataset("a", "api", 0, 0, &[])]);
     compacted.compaction_level = 1;
     compacted.tenant = "a".into();
-    assert_eq!(
-        add(&mut state, compacted, vec![keys(&[1])]),
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 0
-        }
-    );
+    assert_eq!(add(&mut state, compacted, vec![keys(&[1])]), Response::AddBlock { added: true, shadowed_profiles: 0 });
 }
 
 #[test]
 fn deleted_blocks_become_tombstones_and_cannot_come_back() {
     let mut state = fixture();
-    let response = state.apply(Command::DeleteBlocks {
-        ids: vec![id(1), id(9)],
-        now_ms: 77,
-    });
+    let response = state.apply(Command::DeleteBlocks { ids: vec![id(1), id(9)], now_ms: 77 });
     assert_eq!(response, Response::BlocksDeleted { deleted: 1 });
     assert_eq!(state.block_count(), 2);
     assert!(query(&state, &["a", "b"], 0, 50, vec![]).is_empty());
     let key = format!("segments/0001/{}.block", id(1));
     assert_eq!(
         state.tombstones(),
-        vec![Tombstone {
-            key: key.clone(),
-            block_id: id(1),
-            tenant: String::new(),
-            deleted_at_ms: 77
-        }]
+        vec![Tombstone { key: key.clone(), block_id: id(1), tenant: String::new(), deleted_at_ms: 77 }]
     );
-    let again = add(
-        &mut state,
-        segment(1, vec![dataset("a", "api", 10, 20, &[])]),
-        vec![],
-    );
+    let again = add(&mut state, segment(1, vec![dataset("a", "api", 10, 20, &[])]), vec![]);
+    assert_eq!(again, Response::AddBlock { added: false, shadowed_profiles: 0 });
     assert_eq!(
-        again,
-        Response::AddBlock {
-            added: false,
-            shadowed_profiles: 0
-        }
-    );
-    assert_eq!(
-        state.apply(Command::RemoveTombstones {
-            keys: vec![key, "x".into()]
-        }),
+        state.apply(Command::RemoveTombstones { keys: vec![key, "x".into()] }),
         Response::TombstonesRemoved { removed: 1 }
     );
     assert!(state.tombstones().is_empty());
     assert_eq!(
-        state.apply(Command::DeleteBlocks {
-            ids: vec!["bad".into()],
-            now_ms: 1
-        }),
+        state.apply(Command::DeleteBlocks { ids: vec!["bad".into()], now_ms: 1 }),
         Response::Rejected(InvalidRequest::InvalidBlockId { id: "bad".into() })
     );
 }
@@ -468,48 +282,20 @@ fn deleted_blocks_become_tombstones_and_cannot_come_back() {
 #[test]
 fn snapshot_round_trip_restores_an_equal_state() {
     let mut state = fixture();
-    add(
-        &mut state,
-        segment(4, vec![dataset("a", "api", 0, 5, &[])]),
-        vec![keys(&[7, 8])],
-    );
-    add(
-        &mut state,
-        segment(5, vec![dataset("a", "api", 1, 6, &[])]),
-        vec![keys(&[8])],
-    );
-    state.apply(Command::Heartbeat {
-        id: "w1".into(),
-        address: "h:1".into(),
-        now_ms: 5,
-    });
-    state.apply(Command::DeleteBlocks {
-        ids: vec![id(3)],
-        now_ms: 6,
-    });
+    add(&mut state, segment(4, vec![dataset("a", "api", 0, 5, &[])]), vec![keys(&[7, 8])]);
+    add(&mut state, segment(5, vec![dataset("a", "api", 1, 6, &[])]), vec![keys(&[8])]);
+    state.apply(Command::Heartbeat { id: "w1".into(), address: "h:1".into(), now_ms: 5 });
+    state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: 6 });
     let json = serde_json::to_vec(&state).unwrap();
     let restored: MetastoreState = serde_json::from_slice(&json).unwrap();
     assert_eq!(restored, state);
-    assert_eq!(
-        restored.block(&id(5)).unwrap().datasets[0].shadowed_keys,
-        Bytes::from(keys(&[8]))
-    );
-    assert_eq!(
-        query(&restored, &["a", "b"], 0, 9 * HOUR, vec![]),
-        query(&state, &["a", "b"], 0, 9 * HOUR, vec![])
-    );
+    assert_eq!(restored.block(&id(5)).unwrap().datasets[0].shadowed_keys, Bytes::from(keys(&[8])));
+    assert_eq!(query(&restored, &["a", "b"], 0, 9 * HOUR, vec![]), query(&state, &["a", "b"], 0, 9 * HOUR, vec![]));
     // The restored dedup index still shadows.
     let mut restored = restored;
     assert_eq!(
-        add(
-            &mut restored,
-            segment(6, vec![dataset("a", "api", 2, 7, &[])]),
-            vec![keys(&[7])]
-        ),
-        Response::AddBlock {
-            added: true,
-            shadowed_profiles: 1
-        }
+        add(&mut restored, segment(6, vec![dataset("a", "api", 2, 7, &[])]), vec![keys(&[7])]),
+        Response::AddBlock { added: true, shadowed_profiles: 1 }
     );
 }
 

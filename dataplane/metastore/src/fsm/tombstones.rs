@@ -33,11 +33,7 @@ pub(crate) fn object_key(id: Ulid, block: &IndexedBlock) -> String {
 }
 
 pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<Ulid>, InvalidRequest> {
-    ids.iter()
-        .map(|id| {
-            Ulid::from_string(id).map_err(|_| InvalidRequest::InvalidBlockId { id: id.clone() })
-        })
-        .collect()
+    ids.iter().map(|id| Ulid::from_string(id).map_err(|_| InvalidRequest::InvalidBlockId { id: id.clone() })).collect()
 }
 
 /// Removes blocks from the index and tombstones their objects; ids that are
@@ -74,11 +70,6 @@ pub(crate) fn apply_delete_blocks(
 
 /// Forgets tombstones by object key.
 pub(crate) fn apply_remove_tombstones(tombstones: &mut Tombstones, keys: &[String]) -> Response {
-    let removed = keys
-        .iter()
-        .filter(|k| tombstones.remove(k.as_str()).is_some())
-        .count();
-    Response::TombstonesRemoved {
-        removed: removed as u64,
-    }
+    let removed = keys.iter().filter(|k| tombstones.remove(k.as_str()).is_some()).count();
+    Response::TombstonesRemoved { removed: removed as u64 }
 }

@@ -12,17 +12,15 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader,
-    StorageError, StorageIOError, Vote,
+    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
 };
 use redb::{Durability, ReadableDatabase as _, ReadableTable as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::TypeConfig;
-use super::store::{
-    COMMITTED_KEY, Db, LAST_PURGED_KEY, LOGS, META, StoreError, VOTE_KEY, blocking,
-};
+use super::store::{COMMITTED_KEY, Db, LAST_PURGED_KEY, LOGS, META, StoreError, VOTE_KEY, blocking};
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
 
@@ -67,10 +65,7 @@ impl LogStore {
         .await
     }
 
-    fn read_entries(
-        &self,
-        range: (Bound<u64>, Bound<u64>),
-    ) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
+    fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOGS)?;
         let mut entries = Vec::new();
@@ -102,8 +97,7 @@ impl LogStore {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             if let Some(purged) = purged {
-                txn.open_table(META)?
-                    .insert(LAST_PURGED_KEY, purged.as_slice())?;
+                txn.open_table(META)?.insert(LAST_PURGED_KEY, purged.as_slice())?;
             }
             txn.open_table(LOGS)?.retain_in(range, |_, _| false)?;
             txn.commit()?;
@@ -119,8 +113,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.read_entries(bounds)
-            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+        self.read_entries(bounds).map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
     }
 }
 
@@ -131,10 +124,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let read = || -> Result<_, StoreError> {
             let last_purged: Option<LogId<u64>> = self.read_meta(LAST_PURGED_KEY)?;
             let last = self.last_entry()?.map(|e| e.log_id);
-            Ok(LogState {
-                last_purged_log_id: last_purged,
-                last_log_id: last.or(last_purged),
-            })
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
         };
         read().map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Read, e))
     }
@@ -150,8 +140,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<u64>>> {
-        self.read_meta(VOTE_KEY)
-            .map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Read, e))
+        self.read_meta(VOTE_KEY).map_err(|e| sto_err(ErrorSubject::Vote, ErrorVerb::Read, e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
@@ -161,9 +150,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
-        let committed: Option<Option<LogId<u64>>> = self
-            .read_meta(COMMITTED_KEY)
-            .map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        let committed: Option<Option<LogId<u64>>> =
+            self.read_meta(COMMITTED_KEY).map_err(|e| sto_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
         Ok(committed.flatten())
     }
 
@@ -215,11 +203,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
         tracing::debug!(%log_id, "purging raft log");
-        self.delete_entries(
-            (Bound::Unbounded, Bound::Included(log_id.index)),
-            Some(log_id),
-        )
-        .await
-        .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+        self.delete_entries((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id))
+            .await
+            .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

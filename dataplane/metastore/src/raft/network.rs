@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{
-    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout,
-    Unreachable,
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use openraft::{BasicNode, RPCTypes};
 use phlox_proto::metastore::v1::RaftPayload;
@@ -42,12 +41,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     type Network = GrpcNetwork;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        GrpcNetwork {
-            node_id: self.node_id,
-            target,
-            node: node.clone(),
-            client: None,
-        }
+        GrpcNetwork { node_id: self.node_id, target, node: node.clone(), client: None }
     }
 }
 
@@ -66,9 +60,7 @@ pub(crate) struct GrpcNetwork {
 struct Message(String);
 
 pub(crate) fn endpoint(address: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true))
+    Ok(Endpoint::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
 }
 
 impl GrpcNetwork {
@@ -76,9 +68,7 @@ impl GrpcNetwork {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let channel = endpoint(&self.node.addr)
-            .map_err(|e| Unreachable::new(&e))?
-            .connect_lazy();
+        let channel = endpoint(&self.node.addr).map_err(|e| Unreachable::new(&e))?.connect_lazy();
         let client = RaftServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -86,22 +76,14 @@ impl GrpcNetwork {
         Ok(client)
     }
 
-    async fn call<Req, Resp, E>(
-        &mut self,
-        kind: RPCTypes,
-        request: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(&mut self, kind: RPCTypes, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
-        let data =
-            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let payload = RaftPayload {
-            data: Bytes::from(data),
-        };
+        let data = serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = RaftPayload { data: Bytes::from(data) };
         let mut client = self.client()?;
         let ttl = option.hard_ttl();
         let sent = async {
@@ -123,21 +105,12 @@ impl GrpcNetwork {
                 }));
             }
         };
-        let result: Result<Resp, RaftError<u64, E>> = serde_json::from_slice(&response.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| {
-            RPCError::RemoteError(RemoteError::new_with_node(
-                self.target,
-                self.node.clone(),
-                e,
-            ))
-        })
+        let result: Result<Resp, RaftError<u64, E>> =
+            serde_json::from_slice(&response.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
     }
 
-    fn status_error<E: Error>(
-        &mut self,
-        status: tonic::Status,
-    ) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+    fn status_error<E: Error>(&mut self, status: tonic::Status) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
         let error = Message(format!("{}: {}", status.code(), status.message()));
         if status.code() == tonic::Code::Unavailable {
             // Reconnect on the next call; openraft backs off meanwhile.
@@ -166,11 +139,7 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<u64>,
-        option: RPCOption,
-    ) -> RpcResult<VoteResponse<u64>, Infallible> {
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, Infallible> {
         self.call(RPCTypes::Vote, &rpc, &option).await
     }
 }

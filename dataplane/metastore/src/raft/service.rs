@@ -37,19 +37,13 @@ fn decode<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Statu
 }
 
 fn encode<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
-    let data = serde_json::to_vec(result)
-        .map_err(|e| Status::internal(format!("encode raft message: {e}")))?;
-    Ok(Response::new(RaftPayload {
-        data: Bytes::from(data),
-    }))
+    let data = serde_json::to_vec(result).map_err(|e| Status::internal(format!("encode raft message: {e}")))?;
+    Ok(Response::new(RaftPayload { data: Bytes::from(data) }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpcService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(request)?;
         encode(&self.raft.append_entries(rpc).await)
     }
@@ -59,10 +53,7 @@ impl RaftService for RaftGrpcService {
         encode(&self.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = decode(request)?;
         encode(&self.raft.install_snapshot(rpc).await)
     }

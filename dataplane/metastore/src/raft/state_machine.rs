@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
-    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
+    Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use prometheus::IntGauge;
 use redb::{Database, Durability, ReadableDatabase as _};
@@ -37,15 +37,11 @@ pub(crate) type SharedState = Arc<RwLock<AppliedState>>;
 
 fn read_lock(shared: &SharedState) -> std::sync::RwLockReadGuard<'_, AppliedState> {
     // A panic while holding the lock leaves a state we still want to read.
-    shared
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_lock(shared: &SharedState) -> std::sync::RwLockWriteGuard<'_, AppliedState> {
-    shared
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn read_state<T>(shared: &SharedState, f: impl FnOnce(&AppliedState) -> T) -> T {
@@ -64,14 +60,10 @@ fn snapshot_err(meta: Option<&Meta>, verb: ErrorVerb, e: StoreError) -> StorageE
 fn load_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(SNAPSHOT)?;
-    let (Some(meta), Some(data)) = (table.get(SNAPSHOT_META_KEY)?, table.get(SNAPSHOT_DATA_KEY)?)
-    else {
+    let (Some(meta), Some(data)) = (table.get(SNAPSHOT_META_KEY)?, table.get(SNAPSHOT_DATA_KEY)?) else {
         return Ok(None);
     };
-    Ok(Some((
-        serde_json::from_slice(meta.value())?,
-        data.value().to_vec(),
-    )))
+    Ok(Some((serde_json::from_slice(meta.value())?, data.value().to_vec())))
 }
 
 /// Persists a snapshot durably, replacing the previous one.
@@ -115,12 +107,7 @@ impl StateMachineStore {
             );
         }
         blocks.set(gauge_value(applied.state.block_count()));
-        Ok(Self {
-            db,
-            shared: Arc::new(RwLock::new(applied)),
-            blocks,
-            snapshot_seq: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(Self { db, shared: Arc::new(RwLock::new(applied)), blocks, snapshot_seq: Arc::new(AtomicU64::new(0)) })
     }
 
     /// The state as applied, for the read path.
@@ -146,8 +133,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Serialize under the read lock so that data and last_applied agree.
         let (last_applied, membership, data) = {
             let applied = read_lock(&self.shared);
-            let data = serde_json::to_vec(&applied.state)
-                .map_err(|e| snapshot_err(None, ErrorVerb::Write, e.into()))?;
+            let data =
+                serde_json::to_vec(&applied.state).map_err(|e| snapshot_err(None, ErrorVerb::Write, e.into()))?;
             (applied.last_applied, applied.membership.clone(), data)
         };
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -155,28 +142,19 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
             None => format!("none-{seq}"),
         };
-        let meta = Meta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
+        let meta = Meta { last_log_id: last_applied, last_membership: membership, snapshot_id };
         save_snapshot(&self.db, &meta, data.clone())
             .await
             .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Write, e))?;
         tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "built metastore snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> StorageResult<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>)> {
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>)> {
         let applied = read_lock(&self.shared);
         Ok((applied.last_applied, applied.membership.clone()))
     }
@@ -217,17 +195,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &Meta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> StorageResult<()> {
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let state: MetastoreState = serde_json::from_slice(&data)
-            .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Read, e.into()))?;
-        save_snapshot(&self.db, meta, data)
-            .await
-            .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, e))?;
+        let state: MetastoreState =
+            serde_json::from_slice(&data).map_err(|e| snapshot_err(Some(meta), ErrorVerb::Read, e.into()))?;
+        save_snapshot(&self.db, meta, data).await.map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, e))?;
         let mut applied = write_lock(&self.shared);
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
@@ -239,9 +211,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
         let loaded = load_snapshot(&self.db).map_err(|e| snapshot_err(None, ErrorVerb::Read, e))?;
-        Ok(loaded.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }

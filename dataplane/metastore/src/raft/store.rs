@@ -89,13 +89,7 @@ pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>)
     txn.open_table(SNAPSHOT)?;
     txn.commit()?;
     let (closed, on_close) = watch::channel(());
-    Ok((
-        Arc::new(Db {
-            db,
-            _closed: closed,
-        }),
-        on_close,
-    ))
+    Ok((Arc::new(Db { db, _closed: closed }), on_close))
 }
 
 /// Runs a blocking store operation off the async workers.

@@ -22,32 +22,17 @@ impl Routed for AddBlockRequest {
     }
 
     async fn run_local(&self, core: &Core) -> Result<Local<AddBlockResponse>> {
-        match core
-            .write_local(Command::AddBlock {
-                request: self.clone(),
-            })
-            .await?
-        {
-            Local::Done(Response::AddBlock {
-                added,
-                shadowed_profiles,
-            }) => Ok(Local::Done(AddBlockResponse {
-                added,
-                shadowed_profiles,
-            })),
+        match core.write_local(Command::AddBlock { request: self.clone() }).await? {
+            Local::Done(Response::AddBlock { added, shadowed_profiles }) => {
+                Ok(Local::Done(AddBlockResponse { added, shadowed_profiles }))
+            }
             Local::Done(Response::Rejected(e)) => Err(e.into()),
             Local::Done(other) => Err(MetastoreError::UnexpectedResponse(other)),
             Local::NotLeader(id, node) => Ok(Local::NotLeader(id, node)),
         }
     }
 
-    async fn forward(
-        &self,
-        mut client: MetastoreServiceClient<Channel>,
-    ) -> Result<AddBlockResponse, tonic::Status> {
-        Ok(client
-            .add_block(forwarded(self.clone()))
-            .await?
-            .into_inner())
+    async fn forward(&self, mut client: MetastoreServiceClient<Channel>) -> Result<AddBlockResponse, tonic::Status> {
+        Ok(client.add_block(forwarded(self.clone())).await?.into_inner())
     }
 }

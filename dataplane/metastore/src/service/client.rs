@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use phlox_proto::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest,
-    QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
 };
 use phlox_proto::metastore_client::Metastore;
 
@@ -30,17 +29,11 @@ impl Metastore for LocalMetastore {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 
-    async fn query_blocks(
-        &self,
-        request: QueryBlocksRequest,
-    ) -> Result<QueryBlocksResponse, tonic::Status> {
+    async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 
-    async fn heartbeat(
-        &self,
-        request: HeartbeatRequest,
-    ) -> Result<HeartbeatResponse, tonic::Status> {
+    async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 }

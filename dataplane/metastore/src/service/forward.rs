@@ -23,17 +23,12 @@ pub(crate) struct Forwarder {
 
 impl Forwarder {
     pub(crate) fn client(&self, address: &str) -> Result<MetastoreServiceClient<Channel>> {
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
         let channel = endpoint(address)
-            .map_err(|_| MetastoreError::InvalidAddress {
-                address: address.to_owned(),
-            })?
+            .map_err(|_| MetastoreError::InvalidAddress { address: address.to_owned() })?
             .connect_lazy();
         let client = MetastoreServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -46,9 +41,7 @@ impl Forwarder {
 /// A request marked as forwarded.
 pub(crate) fn forwarded<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+    request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
     request
 }
 

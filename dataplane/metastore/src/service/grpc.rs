@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use phlox_proto::metastore::v1::metastore_service_server::MetastoreService;
 use phlox_proto::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest,
-    QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -26,23 +25,14 @@ impl MetastoreGrpcService {
     }
 
     async fn handle<R: Routed>(&self, request: Request<R>) -> Result<Response<R::Reply>, Status> {
-        let origin = if is_forwarded(&request) {
-            Origin::Forwarded
-        } else {
-            Origin::Client
-        };
-        Ok(Response::new(
-            self.core.call(&request.into_inner(), origin).await?,
-        ))
+        let origin = if is_forwarded(&request) { Origin::Forwarded } else { Origin::Client };
+        Ok(Response::new(self.core.call(&request.into_inner(), origin).await?))
     }
 }
 
 #[tonic::async_trait]
 impl MetastoreService for MetastoreGrpcService {
-    async fn add_block(
-        &self,
-        request: Request<AddBlockRequest>,
-    ) -> Result<Response<AddBlockResponse>, Status> {
+    async fn add_block(&self, request: Request<AddBlockRequest>) -> Result<Response<AddBlockResponse>, Status> {
         self.handle(request).await
     }
 
@@ -53,10 +43,7 @@ impl MetastoreService for MetastoreGrpcService {
         self.handle(request).await
     }
 
-    async fn heartbeat(
-        &self,
-        request: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         self.handle(request).await
     }
 }

@@ -24,28 +24,18 @@ impl Routed for HeartbeatRequest {
 
     async fn run_local(&self, core: &Core) -> Result<Local<HeartbeatResponse>> {
         let member = self.member.clone().unwrap_or_default();
-        let command = Command::Heartbeat {
-            id: member.id,
-            address: member.address,
-            now_ms: now_ms(),
-        };
+        let command = Command::Heartbeat { id: member.id, address: member.address, now_ms: now_ms() };
         match core.write_local(command).await? {
-            Local::Done(Response::Members(members)) => Ok(Local::Done(HeartbeatResponse {
-                members: members.into_iter().map(Into::into).collect(),
-            })),
+            Local::Done(Response::Members(members)) => {
+                Ok(Local::Done(HeartbeatResponse { members: members.into_iter().map(Into::into).collect() }))
+            }
             Local::Done(Response::Rejected(e)) => Err(e.into()),
             Local::Done(other) => Err(MetastoreError::UnexpectedResponse(other)),
             Local::NotLeader(id, node) => Ok(Local::NotLeader(id, node)),
         }
     }
 
-    async fn forward(
-        &self,
-        mut client: MetastoreServiceClient<Channel>,
-    ) -> Result<HeartbeatResponse, tonic::Status> {
-        Ok(client
-            .heartbeat(forwarded(self.clone()))
-            .await?
-            .into_inner())
+    async fn forward(&self, mut client: MetastoreServiceClient<Channel>) -> Result<HeartbeatResponse, tonic::Status> {
+        Ok(client.heartbeat(forwarded(self.clone())).await?.into_inner())
     }
 }

@@ -32,13 +32,7 @@ impl Routed for QueryBlocksRequest {
         }
     }
 
-    async fn forward(
-        &self,
-        mut client: MetastoreServiceClient<Channel>,
-    ) -> Result<QueryBlocksResponse, tonic::Status> {
-        Ok(client
-            .query_blocks(forwarded(self.clone()))
-            .await?
-            .into_inner())
+    async fn forward(&self, mut client: MetastoreServiceClient<Channel>) -> Result<QueryBlocksResponse, tonic::Status> {
+        Ok(client.query_blocks(forwarded(self.clone())).await?.into_inner())
     }
 }

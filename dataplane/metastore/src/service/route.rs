@@ -68,18 +68,13 @@ pub(crate) struct Core {
 
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core")
-            .field("node_id", &self.node_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Core").field("node_id", &self.node_id).finish_non_exhaustive()
     }
 }
 
 /// Wall clock in Unix ms (0 if the clock is before 1970).
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 impl Core {
@@ -90,14 +85,7 @@ impl Core {
         metrics: Metrics,
         leader_wait: Duration,
     ) -> Self {
-        Self {
-            node_id,
-            raft,
-            state,
-            metrics,
-            leader_wait,
-            forwarder: Forwarder::default(),
-        }
+        Self { node_id, raft, state, metrics, leader_wait, forwarder: Forwarder::default() }
     }
 
     /// Runs a request where the leader is, recording write latency.
@@ -151,23 +139,16 @@ impl Core {
         self.wait_for_leader_within(exclude, self.leader_wait).await
     }
 
-    pub(crate) async fn wait_for_leader_within(
-        &self,
-        exclude: Option<u64>,
-        timeout: Duration,
-    ) -> Result<u64> {
+    pub(crate) async fn wait_for_leader_within(&self, exclude: Option<u64>, timeout: Duration) -> Result<u64> {
         let metrics = self
             .raft
             .wait(Some(timeout))
-            .metrics(
-                |m| matches!(m.current_leader, Some(l) if Some(l) != exclude),
-                "metastore leader known",
-            )
+            .metrics(|m| matches!(m.current_leader, Some(l) if Some(l) != exclude), "metastore leader known")
             .await
             .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => MetastoreError::Timeout {
-                    waiting_for: "a metastore leader",
-                },
+                openraft::metrics::WaitError::Timeout(..) => {
+                    MetastoreError::Timeout { waiting_for: "a metastore leader" }
+                }
                 openraft::metrics::WaitError::ShuttingDown => MetastoreError::NoLeader,
             })?;
         metrics.current_leader.ok_or(MetastoreError::NoLeader)
@@ -180,10 +161,7 @@ impl Core {
     fn address_of(&self, id: u64) -> Option<String> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
-        m.membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.addr.clone())
+        m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
     }
 
     /// Commits a command if this node leads.
@@ -207,9 +185,7 @@ impl Core {
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Ok(Local::NotLeader(f.leader_id, f.leader_node))
             }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(MetastoreError::QuorumUnavailable)
-            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(MetastoreError::QuorumUnavailable),
             Err(RaftError::Fatal(f)) => Err(f.into()),
         }
     }

@@ -15,13 +15,10 @@ struct Member {
 /// Waits until `node` knows a leader other than `not`.
 async fn leader_other_than(node: &MetastoreNode, not: Option<u64>) -> u64 {
     let mut metrics = node.metrics();
-    let m = tokio::time::timeout(
-        WAIT,
-        metrics.wait_for(|m| matches!(m.current_leader, Some(l) if Some(l) != not)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let m = tokio::time::timeout(WAIT, metrics.wait_for(|m| matches!(m.current_leader, Some(l) if Some(l) != not)))
+        .await
+        .unwrap()
+        .unwrap();
     m.current_leader.unwrap()
 }
 
@@ -31,25 +28,9 @@ async fn assert_replicated(members: &[&Member], leader: &Member, expected: &[Str
     let applied = leader.node.metrics().borrow().last_applied.unwrap().index;
     for m in members {
         m.node.wait_for_applied(applied, WAIT).await.unwrap();
-        assert_eq!(
-            ids(&m.node.query_local(&query_all()).unwrap()),
-            expected,
-            "node {}",
-            m.node.node_id()
-        );
-        let via_client = m
-            .node
-            .client()
-            .query_blocks(query_all())
-            .await
-            .unwrap()
-            .blocks;
-        assert_eq!(
-            ids(&via_client),
-            expected,
-            "client of node {}",
-            m.node.node_id()
-        );
+        assert_eq!(ids(&m.node.query_local(&query_all()).unwrap()), expected, "node {}", m.node.node_id());
+        let via_client = m.node.client().query_blocks(query_all()).await.unwrap().blocks;
+        assert_eq!(ids(&via_client), expected, "client of node {}", m.node.node_id());
     }
 }
 
@@ -60,64 +41,36 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
-    let peers: Vec<(u64, String)> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
+    let peers: Vec<(u64, String)> =
+        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
     let mut members = Vec::new();
     for (listener, (dir, (id, address))) in listeners.into_iter().zip(dirs.iter().zip(&peers)) {
-        let config = MetastoreConfig {
-            peers: peers.clone(),
-            ..config(*id, dir.path(), address)
-        };
+        let config = MetastoreConfig { peers: peers.clone(), ..config(*id, dir.path(), address) };
         let node = start(config).await;
         let server = serve(&node, listener);
-        members.push(Member {
-            node,
-            server,
-            address: address.clone(),
-        });
+        members.push(Member { node, server, address: address.clone() });
     }
 
     let leader_id = leader_other_than(&members[0].node, None).await;
     for m in &members {
         assert_eq!(leader_other_than(&m.node, None).await, leader_id);
     }
-    let leader = members
-        .iter()
-        .position(|m| m.node.node_id() == leader_id)
-        .unwrap();
+    let leader = members.iter().position(|m| m.node.node_id() == leader_id).unwrap();
     let follower = (leader + 1) % 3;
     assert!(members[leader].node.is_leader());
     assert!(!members[follower].node.is_leader());
 
     // Through a follower's in-process client (forwarded), through the
     // leader, and through a follower's gRPC service (forwarded once).
-    let via_follower = members[follower]
-        .node
-        .client()
-        .add_block(add_request(1, 1_000, &[1]))
-        .await
-        .unwrap();
+    let via_follower = members[follower].node.client().add_block(add_request(1, 1_000, &[1])).await.unwrap();
     assert!(via_follower.added);
-    let via_leader = members[leader]
-        .node
-        .client()
-        .add_block(add_request(2, 2_000, &[2]))
-        .await
-        .unwrap();
+    let via_leader = members[leader].node.client().add_block(add_request(2, 2_000, &[2])).await.unwrap();
     assert!(via_leader.added);
-    let channel = Endpoint::from_shared(format!("http://{}", members[follower].address))
-        .unwrap()
-        .connect_lazy();
+    let channel = Endpoint::from_shared(format!("http://{}", members[follower].address)).unwrap().connect_lazy();
     let grpc = GrpcMetastore::new(channel);
     let again = grpc.add_block(add_request(1, 1_000, &[1])).await.unwrap();
     assert!(!again.added);
-    let retried = grpc
-        .add_block(add_request(3, 3_000, &[1, 2]))
-        .await
-        .unwrap();
+    let retried = grpc.add_block(add_request(3, 3_000, &[1, 2])).await.unwrap();
     assert_eq!((retried.added, retried.shadowed_profiles), (true, 2));
     let all = vec![block_id(1), block_id(2), block_id(3)];
     assert_replicated(&members.iter().collect::<Vec<_>>(), &members[leader], &all).await;
@@ -127,29 +80,13 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
     old.node.shutdown().await;
     old.server.abort();
     let new_leader_id = leader_other_than(&members[0].node, Some(leader_id)).await;
-    assert_eq!(
-        leader_other_than(&members[1].node, Some(leader_id)).await,
-        new_leader_id
-    );
-    let new_leader = members
-        .iter()
-        .position(|m| m.node.node_id() == new_leader_id)
-        .unwrap();
+    assert_eq!(leader_other_than(&members[1].node, Some(leader_id)).await, new_leader_id);
+    let new_leader = members.iter().position(|m| m.node.node_id() == new_leader_id).unwrap();
     let survivor = 1 - new_leader;
-    let after = members[survivor]
-        .node
-        .client()
-        .add_block(add_request(4, 4_000, &[4]))
-        .await
-        .unwrap();
+    let after = members[survivor].node.client().add_block(add_request(4, 4_000, &[4])).await.unwrap();
     assert!(after.added);
     let all = vec![block_id(1), block_id(2), block_id(3), block_id(4)];
-    assert_replicated(
-        &members.iter().collect::<Vec<_>>(),
-        &members[new_leader],
-        &all,
-    )
-    .await;
+    assert_replicated(&members.iter().collect::<Vec<_>>(), &members[new_leader], &all).await;
 
     for m in members {
         m.node.shutdown().await;
@@ -166,11 +103,8 @@ async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
     }
-    let peers: Vec<(u64, String)> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
+    let peers: Vec<(u64, String)> =
+        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
     // Node 3 is down for now: its port refuses connections.
     drop(listeners.pop());
     let node_config = |i: usize, bootstrap: bool| MetastoreConfig {
@@ -183,44 +117,26 @@ async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
     for (i, listener) in listeners.into_iter().enumerate() {
         let node = start(node_config(i, true)).await;
         let server = serve(&node, listener);
-        members.push(Member {
-            node,
-            server,
-            address: peers[i].1.clone(),
-        });
+        members.push(Member { node, server, address: peers[i].1.clone() });
     }
     let leader_id = leader_other_than(&members[0].node, None).await;
-    let leader = members
-        .iter()
-        .find(|m| m.node.node_id() == leader_id)
-        .unwrap();
+    let leader = members.iter().find(|m| m.node.node_id() == leader_id).unwrap();
     for n in 1..=3 {
-        let added = members[0]
-            .node
-            .client()
-            .add_block(add_request(n, n as i64, &[n as u8]))
-            .await;
+        let added = members[0].node.client().add_block(add_request(n, n as i64, &[n as u8])).await;
         assert!(added.unwrap().added);
     }
     leader.node.trigger_snapshot().await.unwrap();
     let mut metrics = leader.node.metrics();
-    tokio::time::timeout(
-        WAIT,
-        metrics.wait_for(|m| m.purged.is_some() && m.purged >= m.snapshot),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    tokio::time::timeout(WAIT, metrics.wait_for(|m| m.purged.is_some() && m.purged >= m.snapshot))
+        .await
+        .unwrap()
+        .unwrap();
 
     // Node 3 comes up without bootstrapping and gets the state as a snapshot.
     let listener = TcpListener::bind(&peers[2].1).await.unwrap();
     let node = start(node_config(2, false)).await;
     let server = serve(&node, listener);
-    let late = Member {
-        node,
-        server,
-        address: peers[2].1.clone(),
-    };
+    let late = Member { node, server, address: peers[2].1.clone() };
     let expected = vec![block_id(1), block_id(2), block_id(3)];
     assert_replicated(&[&late], leader, &expected).await;
     assert!(late.node.metrics().borrow().snapshot.is_some());

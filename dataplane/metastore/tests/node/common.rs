@@ -40,19 +40,12 @@ pub(crate) fn add_request(n: u64, time: i64, keys: &[u8]) -> AddBlockRequest {
             datasets: vec![dataset],
             ..Default::default()
         }),
-        dataset_keys: vec![Bytes::from(
-            keys.iter().flat_map(|k| [*k; 16]).collect::<Vec<u8>>(),
-        )],
+        dataset_keys: vec![Bytes::from(keys.iter().flat_map(|k| [*k; 16]).collect::<Vec<u8>>())],
     }
 }
 
 pub(crate) fn query_all() -> QueryBlocksRequest {
-    QueryBlocksRequest {
-        tenants: vec!["t".into()],
-        start: 0,
-        end: i64::MAX,
-        matchers: vec![],
-    }
+    QueryBlocksRequest { tenants: vec!["t".into()], start: 0, end: i64::MAX, matchers: vec![] }
 }
 
 pub(crate) fn ids(blocks: &[BlockMeta]) -> Vec<String> {
@@ -70,20 +63,14 @@ pub(crate) fn config(node_id: u64, dir: &Path, address: &str) -> MetastoreConfig
 }
 
 pub(crate) async fn start(config: MetastoreConfig) -> MetastoreNode {
-    MetastoreNode::start_with_registry(config, &Registry::new())
-        .await
-        .unwrap()
+    MetastoreNode::start_with_registry(config, &Registry::new()).await.unwrap()
 }
 
 /// Serves a node's Raft and metastore services on `listener`.
 pub(crate) fn serve(node: &MetastoreNode, listener: TcpListener) -> JoinHandle<()> {
-    let router = tonic::transport::Server::builder()
-        .add_service(node.raft_service())
-        .add_service(node.metastore_service());
+    let router =
+        tonic::transport::Server::builder().add_service(node.raft_service()).add_service(node.metastore_service());
     tokio::spawn(async move {
-        router
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
+        router.serve_with_incoming(TcpIncoming::from(listener)).await.unwrap();
     })
 }

@@ -1,0 +1,44 @@
+# Phlox — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+VENV ?= .venv
+MOTO_VERSION ?= 5.2.5
+ARGS ?=
+
+.PHONY: help run test e2e bench lint fmt fix verify crds clean
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+run: ## Run Phlox: every component in one process, data in ./data, APIs on :4040 (ARGS=... for flags)
+	$(CARGO) run --release --bin phlox -- $(ARGS)
+
+test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary
+	$(CARGO) build --bin phlox
+	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh --workspace
+
+e2e: ## Run only the end-to-end tests (real phlox processes)
+	$(CARGO) build --bin phlox
+	scripts/cargo-test.sh -p phlox-e2e
+
+bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
+	$(CARGO) bench -p phlox-server --bench ingest
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+fix: ## Apply clippy's and rustfmt's fixes
+	$(CARGO) clippy --workspace --all-targets --fix --allow-dirty --allow-staged
+	$(CARGO) fmt --all
+
+verify: lint test ## Everything CI checks
+
+clean: ## Remove build output and the local data directory
+	$(CARGO) clean
+	rm -rf data $(VENV)

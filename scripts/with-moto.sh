@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs a command with a local S3-compatible server (moto, pinned) on a free
+# loopback port, exporting PHLOX_TEST_S3_ENDPOINT for the S3 conformance
+# tests. Installs python3/venv with apt-get when the machine lacks them and
+# moto into $VENV.
+set -euo pipefail
+VENV=${VENV:-.venv}
+MOTO_VERSION=${MOTO_VERSION:-5.2.5}
+
+if ! command -v python3 >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+if [ ! -x "$VENV/bin/moto_server" ] || [ "$(cat "$VENV/.moto-version" 2>/dev/null)" != "$MOTO_VERSION" ]; then
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  echo "$MOTO_VERSION" > "$VENV/.moto-version"
+fi
+
+port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp)
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true; rm -f "$log"' EXIT
+
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do
+  if "$VENV/bin/python" - "$endpoint" <<'PY' 2>/dev/null; then break; fi
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/phlox-test", method="PUT")
+urllib.request.urlopen(req, timeout=2)
+PY
+  sleep 0.2
+done
+echo "moto S3 server on $endpoint (bucket phlox-test)"
+export PHLOX_TEST_S3_ENDPOINT="$endpoint" PHLOX_TEST_S3_BUCKET=phlox-test PHLOX_TEST_REQUIRE_S3=1
+"$@"
