@@ -17,9 +17,9 @@ const DEFAULT_SHARDS_PER_DATASET: u32 = 2;
 /// The distributor; cheap to share behind an `Arc`.
 pub struct Distributor {
     writer: Arc<dyn ShardWriter>,
-    limits: Limits,
+    pub(crate) limits: Limits,
     shards_per_dataset: u32,
-    metrics: DistributorMetrics,
+    pub(crate) metrics: DistributorMetrics,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -28,7 +28,7 @@ impl std::fmt::Debug for Distributor {
     }
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
@@ -112,6 +112,13 @@ impl Distributor {
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
         let p = Profile::decode(&plain).map_err(bad)?;
         p.validate().map_err(bad)?;
+        self.check(&p, now_nanos)?;
+        Ok(p)
+    }
+
+    /// The per-profile limits: samples, labels per sample, age.
+    pub(crate) fn check(&self, p: &Profile, now_nanos: i64) -> Result<(), PushError> {
+        let l = &self.limits;
         if p.sample_count() > l.max_profile_stacktrace_samples {
             return Err(PushError::InvalidArgument(format!(
                 "profile has {} samples, exceeding the limit of {} (max_profile_stacktrace_samples)",
@@ -144,7 +151,7 @@ impl Distributor {
                 )));
             }
         }
-        Ok(p)
+        Ok(())
     }
 
     /// Validates series labels and applies the default relabeling.

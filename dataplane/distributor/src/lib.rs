@@ -11,6 +11,7 @@
 
 mod distributor;
 mod error;
+pub mod ingest;
 mod limits;
 mod metrics;
 pub mod placement;

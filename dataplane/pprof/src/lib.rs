@@ -8,12 +8,14 @@
 //!                      one SeriesProfile per (sample-label set × sample type) ◀─┘
 //! ```
 
+mod build;
 mod compress;
 mod error;
 mod profile;
 mod split;
 mod wire;
 
+pub use build::StackProfileBuilder;
 pub use compress::{gunzip_capped, is_gzip, maybe_gunzip};
 pub use error::DecodeError;
 pub use profile::{Function, Label, Line, Location, Mapping, Profile, StringTable, ValueType};

@@ -92,6 +92,18 @@ impl StringTable {
         self.get(idx).unwrap_or("")
     }
 
+    pub(crate) fn clear_with_empty(&mut self) {
+        self.data.clear();
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.offsets.push(0);
+    }
+
+    /// Appends a string; its index is the previous [`len`](Self::len).
+    pub(crate) fn push_str(&mut self, s: &str) -> Result<(), DecodeError> {
+        self.push(s)
+    }
+
     fn push(&mut self, s: &str) -> Result<(), DecodeError> {
         if self.offsets.is_empty() {
             self.offsets.push(0);
@@ -105,7 +117,7 @@ impl StringTable {
 
 /// Maps pprof ids (usually 1..=n in order) to table positions.
 #[derive(Debug, Clone, Default)]
-enum IdIndex {
+pub(crate) enum IdIndex {
     #[default]
     Dense,
     Sparse(FxHashMap<u64, u32>),
@@ -201,10 +213,31 @@ impl Profile {
         if p.strings.offsets.is_empty() {
             p.strings.offsets.push(0);
         }
-        p.location_index = IdIndex::build(p.locations.iter().map(|l| l.id));
-        p.function_index = IdIndex::build(p.functions.iter().map(|f| f.id));
-        p.mapping_index = IdIndex::build(p.mappings.iter().map(|m| m.id));
+        p.reindex();
         Ok(p)
+    }
+
+    /// Rebuilds the id → position indexes after the tables changed.
+    pub(crate) fn reindex(&mut self) {
+        self.location_index = IdIndex::build(self.locations.iter().map(|l| l.id));
+        self.function_index = IdIndex::build(self.functions.iter().map(|f| f.id));
+        self.mapping_index = IdIndex::build(self.mappings.iter().map(|m| m.id));
+    }
+
+    /// Appends a string to the table and returns its index.
+    pub fn add_string(&mut self, s: &str) -> Result<i64, DecodeError> {
+        let i = self.strings.len() as i64;
+        self.strings.push(s)?;
+        Ok(i)
+    }
+
+    /// Renames sample type `i` (e.g. `-` → `_` for .NET clients).
+    pub fn rename_sample_type(&mut self, i: usize, name: &str) -> Result<(), DecodeError> {
+        let idx = self.add_string(name)?;
+        if let Some(vt) = self.sample_types.get_mut(i) {
+            vt.r#type = idx;
+        }
+        Ok(())
     }
 
     fn decode_sample(&mut self, buf: &[u8]) -> Result<(), DecodeError> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,12 +28,14 @@ pub(crate) struct HttpState {
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
-    let max_body = state.max_body;
     Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/push.v1.PusherService/Push", post(push))
-        .layer(DefaultBodyLimit::max(max_body))
+        .route("/ingest", post(crate::ingest::ingest))
+        .route("/pyroscope/ingest", post(crate::ingest::ingest))
+        // Bodies are read by `read_body` with the limit and a Connect error.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -65,7 +68,26 @@ pub(crate) fn tenant(headers: &HeaderMap, multitenancy: bool) -> Result<TenantId
     TenantId::new(v.trim()).map_err(|e| ConnectError::new("unauthenticated", e.to_string()))
 }
 
-async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Reads a request body of at most `limit` bytes; over it: 413 with a
+/// Connect error of `code`.
+pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            let mut r = ConnectError::new(code, format!("request body exceeds the limit of {limit} bytes")).into_response();
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            Err(r)
+        }
+        Err(e) => {
+            let mut r = ConnectError::new("unknown", format!("cannot read the request body: {e}")).into_response();
+            *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+            Err(r)
+        }
+    }
+}
+
+async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
     let Some(distributor) = s.distributor.clone() else {
         return ConnectError::new("unimplemented", "this process does not run the distributor").into_response();
     };
@@ -80,6 +102,10 @@ async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) 
     let tenant = match tenant(&headers, s.multitenancy) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
+    };
+    let body = match read_body(body, s.max_body, "resource_exhausted").await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let body = match connect::decompress(&headers, body, s.max_body) {
         Ok(b) => b,

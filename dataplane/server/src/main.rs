@@ -9,6 +9,7 @@ mod cli;
 mod connect;
 mod dump;
 mod http;
+mod ingest;
 mod writer_sink;
 
 use clap::Parser;

@@ -1,0 +1,277 @@
+//! `POST /ingest`: the legacy HTTP ingest API that SDKs (Node.js, Go's
+//! older uploader, Java's JFR) and Alloy's `pyroscope.receive_http` use.
+//!
+//! Every format becomes a [`phlox_pprof::Profile`] with series labels and
+//! then takes the same path as Push: limits, split, shards.
+
+mod name;
+mod rules;
+mod text;
+mod time;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use phlox_model::{ProfileId, label_names as ln};
+use phlox_pprof::{Profile, SeriesProfile, StackProfileBuilder, maybe_gunzip, split};
+
+pub use name::{AppName, parse_name};
+pub use time::parse_time;
+
+use crate::distributor::now_nanos;
+use crate::{Distributor, PushError};
+
+/// The body format of an `/ingest` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestFormat {
+    Folded,
+    Lines,
+    Tree,
+    Trie,
+    /// Raw pprof (`format=pprof`) or the multipart form.
+    Pprof,
+    Jfr,
+    Speedscope,
+}
+
+impl IngestFormat {
+    /// Pyroscope's selection: first match of `format`, then content type.
+    pub fn select(format: Option<&str>, content_type: &str) -> Self {
+        let ct = content_type.to_ascii_lowercase();
+        match format.unwrap_or("") {
+            "trie" => return Self::Trie,
+            _ if ct.starts_with("binary/octet-stream+trie") => return Self::Trie,
+            "tree" => return Self::Tree,
+            _ if ct.starts_with("binary/octet-stream+tree") => return Self::Tree,
+            "lines" => return Self::Lines,
+            "jfr" => return Self::Jfr,
+            "pprof" => return Self::Pprof,
+            "speedscope" => return Self::Speedscope,
+            _ => {}
+        }
+        if ct.contains("multipart/form-data") { Self::Pprof } else { Self::Folded }
+    }
+
+    /// Whether all non-rate-limit failures answer 422 (pprof, JFR) rather
+    /// than keeping their 400 (text formats).
+    pub fn binary(&self) -> bool {
+        matches!(self, Self::Pprof | Self::Jfr)
+    }
+}
+
+/// Query parameters of `/ingest`.
+#[derive(Debug, Clone, Default)]
+pub struct IngestParams {
+    pub name: String,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub sample_rate: Option<String>,
+    pub spy_name: Option<String>,
+}
+
+/// The body, as the HTTP layer extracted it.
+#[derive(Debug, Clone)]
+pub enum IngestBody {
+    Raw(Bytes),
+    /// `multipart/form-data` pprof upload.
+    PprofForm { profile: Option<Bytes>, prev_profile: Option<Bytes>, sample_type_config: Option<Bytes> },
+    /// `multipart/form-data` JFR upload.
+    JfrForm { jfr: Option<Bytes>, labels: Option<Bytes> },
+}
+
+/// Why an `/ingest` request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Bad `name` or parameters: 400 `invalid_argument`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body does not parse: 422.
+    #[error("{0}")]
+    Parse(String),
+    /// Validation, limits, storage.
+    #[error("{0}")]
+    Push(PushError),
+}
+
+impl IngestError {
+    /// (HTTP status, Connect code) as Pyroscope's `/ingest` answers.
+    pub fn status(&self, format: IngestFormat) -> (u16, &'static str) {
+        match self {
+            IngestError::BadRequest(_) => (400, "invalid_argument"),
+            IngestError::Parse(_) => (422, "unknown"),
+            IngestError::Push(PushError::InvalidArgument(_)) if format.binary() => (422, "unknown"),
+            IngestError::Push(e) => (e.http_status(), e.connect_code()),
+        }
+    }
+}
+
+impl From<PushError> for IngestError {
+    fn from(e: PushError) -> Self {
+        IngestError::Push(e)
+    }
+}
+
+const NANOS: i64 = 1_000_000_000;
+/// Pprof timestamps before this (in 1970) are treated as absent.
+const YEAR_1971: i64 = 365 * 86_400 * NANOS;
+
+/// Brace labels, without private (`__`) ones except `__session_id__`.
+fn public_labels(labels: &[(String, String)]) -> impl Iterator<Item = &(String, String)> {
+    labels.iter().filter(|(k, _)| !k.starts_with("__") || k == "__session_id__")
+}
+
+impl Distributor {
+    /// Handles one `/ingest` request; resolves once stored and indexed.
+    pub async fn ingest(&self, tenant: &str, format: IngestFormat, params: &IngestParams, body: IngestBody) -> Result<usize, IngestError> {
+        let profiles = self.prepare_ingest(format, params, body, now_nanos())?;
+        let n = profiles.len();
+        if n > 0 {
+            self.write(tenant, profiles).await?;
+        }
+        Ok(n)
+    }
+
+    /// Parses and validates an `/ingest` request (no I/O).
+    pub fn prepare_ingest(&self, format: IngestFormat, params: &IngestParams, body: IngestBody, now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+        let name = parse_name(&params.name).map_err(IngestError::BadRequest)?;
+        let from = params.from.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
+        let until = params.until.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
+        let sample_rate: u32 = params.sample_rate.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(100);
+        let spy = params.spy_name.as_deref().filter(|s| !s.is_empty()).unwrap_or("unknown");
+        self.metrics.received_profiles.inc();
+        match format {
+            IngestFormat::Pprof => self.ingest_pprof(&name, from, spy, body, now),
+            IngestFormat::Jfr => self.ingest_jfr(&name, spy, body, now),
+            IngestFormat::Speedscope => Err(IngestError::Parse("speedscope profiles are not supported yet".into())),
+            text => self.ingest_text(text, &name, from, until, sample_rate, spy, body, now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_text(
+        &self,
+        format: IngestFormat,
+        name: &AppName,
+        from: i64,
+        until: i64,
+        sample_rate: u32,
+        spy: &str,
+        body: IngestBody,
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
+        let IngestBody::Raw(body) = body else {
+            return Err(IngestError::BadRequest("this format takes the profile as the request body, not a form".into()));
+        };
+        if name.labels.iter().any(|(k, _)| k == "profile_id") {
+            // Pyroscope ignores such uploads (span profiles of old SDKs).
+            return Ok(Vec::new());
+        }
+        self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(body.len() as u64);
+        let (stem, suffix) = name.app.rsplit_once('.').unwrap_or((name.app.as_str(), "cpu"));
+        let kind = rules::suffix_kind(suffix).ok_or_else(|| {
+            IngestError::BadRequest(format!("name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"))
+        })?;
+        let timed = matches!(kind.name, "process_cpu" | "wall") && sample_rate != 0;
+        let period = if timed { NANOS / i64::from(sample_rate) } else { 0 };
+        let mut b = if timed {
+            let t = if kind.name == "wall" { "wall" } else { "cpu" };
+            StackProfileBuilder::new(&[(t, "nanoseconds")], Some((("cpu", "nanoseconds"), period)), self.limits.max_profile_size_bytes)
+        } else {
+            StackProfileBuilder::new(&[(kind.sample_type, kind.unit)], None, self.limits.max_profile_size_bytes)
+        };
+        let scale = if timed { period.max(1) } else { 1 };
+        let max_children = self.limits.max_profile_stacktrace_samples as u64;
+        let parsed = match format {
+            IngestFormat::Folded => text::folded(&body, &mut b, scale),
+            IngestFormat::Lines => text::lines(&body, &mut b, scale),
+            IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, 65_535),
+            _ => text::trie(&body, &mut b, scale, max_children, self.limits.max_profile_size_bytes),
+        };
+        parsed.map_err(IngestError::Parse)?;
+        if b.sample_count() == 0 {
+            return Ok(Vec::new());
+        }
+        b.time_nanos(from).duration_nanos((until - from).max(0));
+        let profile = b.finish();
+        self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(body.len() as u64);
+        self.check(&profile, now)?;
+        let mut labels = vec![(ln::METRIC_NAME.to_owned(), kind.name.to_owned()), ("pyroscope_spy".to_owned(), spy.to_owned())];
+        labels.extend(public_labels(&name.labels).cloned());
+        let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
+        if !has_service {
+            labels.push((ln::SERVICE_NAME.to_owned(), stem.to_owned()));
+        } else if !name.labels.iter().any(|(k, _)| k == "app_name") {
+            labels.push(("app_name".to_owned(), stem.to_owned()));
+        }
+        let labels = self.series_labels(&to_pairs(labels))?;
+        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &body]);
+        Ok(split(&labels, Arc::new(profile), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+    }
+
+    fn ingest_pprof(&self, name: &AppName, from: i64, spy: &str, body: IngestBody, now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+        let (raw, config) = match body {
+            IngestBody::Raw(b) => (Some(b), None),
+            IngestBody::PprofForm { prev_profile: Some(_), .. } => {
+                return Err(IngestError::Parse("unsupported client version: prev_profile (cumulative profiles) is not supported".into()));
+            }
+            IngestBody::PprofForm { profile, sample_type_config, .. } => (profile, sample_type_config),
+            IngestBody::JfrForm { .. } => return Err(IngestError::BadRequest("a JFR form needs format=jfr".into())),
+        };
+        let Some(raw) = raw.filter(|b| !b.is_empty()) else {
+            return Ok(Vec::new()); // an empty upload is accepted and stores nothing
+        };
+        let display_names: HashMap<String, String> = match config {
+            Some(c) if !c.is_empty() => rules::sample_type_config(&c).map_err(IngestError::Parse)?,
+            _ => HashMap::new(),
+        };
+        self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(raw.len() as u64);
+        let bad = |e: phlox_pprof::DecodeError| IngestError::Push(PushError::InvalidArgument(e.to_string()));
+        let plain = maybe_gunzip(&raw, self.limits.max_profile_size_bytes).map_err(bad)?;
+        self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
+        let mut p = Profile::decode(&plain).map_err(bad)?;
+        if spy == "dotnetspy" {
+            for i in 0..p.sample_types.len() {
+                let t = p.strings.str(p.sample_types[i].r#type);
+                if t.contains('-') {
+                    let fixed = t.replace('-', "_");
+                    p.rename_sample_type(i, &fixed).map_err(bad)?;
+                }
+            }
+        }
+        p.validate().map_err(bad)?;
+        if p.time_nanos < YEAR_1971 {
+            p.time_nanos = from;
+        }
+        if matches!(spy, "pyspy" | "rbspy" | "scripting") {
+            rules::qualify_function_names(&mut p, spy == "pyspy").map_err(bad)?;
+        }
+        self.check(&p, now)?;
+        let types: Vec<&str> = p.sample_types.iter().map(|t| p.strings.str(t.r#type)).collect();
+        let metric = rules::pprof_metric_name(&types, &display_names);
+        let mut labels = vec![
+            (ln::METRIC_NAME.to_owned(), metric),
+            ("pyroscope_spy".to_owned(), spy.to_owned()),
+            (ln::SERVICE_NAME.to_owned(), name.app.clone()),
+        ];
+        // Brace labels win over the derived service_name.
+        labels.retain(|(k, _)| !(k == ln::SERVICE_NAME && name.labels.iter().any(|(n, _)| n == ln::SERVICE_NAME)));
+        labels.extend(public_labels(&name.labels).cloned());
+        let labels = self.series_labels(&to_pairs(labels))?;
+        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &raw]);
+        Ok(split(&labels, Arc::new(p), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+    }
+
+    fn ingest_jfr(&self, _name: &AppName, _spy: &str, _body: IngestBody, _now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+        Err(IngestError::Parse("JFR ingestion is not available in this build".into()))
+    }
+}
+
+fn params_key(name: &AppName, from: i64) -> String {
+    format!("{}|{from}", name.app)
+}
+
+fn to_pairs(labels: Vec<(String, String)>) -> Vec<phlox_proto::types::v1::LabelPair> {
+    labels.into_iter().map(|(name, value)| phlox_proto::types::v1::LabelPair { name, value }).collect()
+}
+
