@@ -9,6 +9,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/types/v1/types.proto",
         "proto/push/v1/push.proto",
         "proto/metastore/v1/metastore.proto",
+        // OpenTelemetry profiles ingest (opentelemetry-proto v1.10.0, vendored).
+        "proto/opentelemetry/proto/common/v1/common.proto",
+        "proto/opentelemetry/proto/resource/v1/resource.proto",
+        "proto/opentelemetry/proto/profiles/v1development/profiles.proto",
+        "proto/opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -3,6 +3,8 @@
 //! - `google.v1`, `types.v1`, `push.v1`: the Pyroscope-compatible public API,
 //!   written from the published field numbers (see `../shared/spec/wire-api.md`).
 //! - `metastore.v1`: the internal block index API and the Raft transport.
+//! - `opentelemetry.proto.*`: the OTLP profiles ingest API (opentelemetry-proto
+//!   v1.10.0, vendored under `proto/opentelemetry`, Apache-2.0).
 //!
 //! Code is generated at build time (`build.rs`) with a vendored `protoc`.
 //! [`metastore_client`] holds the location-transparent metastore client that
@@ -30,6 +32,33 @@ pub mod push {
 pub mod metastore {
     pub mod v1 {
         tonic::include_proto!("metastore.v1");
+    }
+}
+
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        pub mod profiles {
+            pub mod v1development {
+                tonic::include_proto!("opentelemetry.proto.profiles.v1development");
+            }
+        }
+        pub mod collector {
+            pub mod profiles {
+                pub mod v1development {
+                    tonic::include_proto!("opentelemetry.proto.collector.profiles.v1development");
+                }
+            }
+        }
     }
 }
 

@@ -132,12 +132,14 @@ pub(crate) async fn run(config: PhloxConfig) -> anyhow::Result<()> {
 
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
+    let max_body = config.server.max_request_body_mb << 20;
     let state = Arc::new(HttpState {
+        grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         distributor,
         registry: registry.clone(),
         ready: Arc::clone(&ready),
         multitenancy: config.multitenancy_enabled,
-        max_body: config.server.max_request_body_mb << 20,
+        max_body,
     });
     let http_listener = TcpListener::bind(&config.server.http_listen_address)
         .await

@@ -21,6 +21,7 @@ use crate::connect::{self, Codec, ConnectError};
 /// What the HTTP handlers share.
 pub(crate) struct HttpState {
     pub(crate) distributor: Option<Arc<Distributor>>,
+    pub(crate) grpc_push: Option<crate::grpc_push::GrpcPushService>,
     pub(crate) registry: Registry,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) multitenancy: bool,
@@ -87,23 +88,33 @@ pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> R
     }
 }
 
-async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) -> Response {
     let Some(distributor) = s.distributor.clone() else {
         return ConnectError::new("unimplemented", "this process does not run the distributor").into_response();
     };
-    match connect::codec(&headers) {
-        Ok(Codec::Proto) => {}
-        Ok(Codec::Json) => {
-            return ConnectError::new("unimplemented", "JSON push bodies are not supported yet; use application/proto")
-                .into_response();
-        }
-        Err(r) => return r,
-    }
+    let headers = request.headers().clone();
     let tenant = match tenant(&headers, s.multitenancy) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let body = match read_body(body, s.max_body, "resource_exhausted").await {
+    // gRPC and gRPC-Web share the path with Connect: dispatch on the content type.
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/grpc")
+        && let Some(grpc) = s.grpc_push.clone()
+    {
+        use tower::ServiceExt;
+        let mut request = request;
+        request.extensions_mut().insert(tenant);
+        return match grpc.oneshot(request).await {
+            Ok(r) => r.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
+    let codec = match connect::codec(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let body = match read_body(request.into_body(), s.max_body, "resource_exhausted").await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -111,11 +122,18 @@ async fn push(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let request = match PushRequest::decode(body) {
+    let decoded = match codec {
+        Codec::Proto => PushRequest::decode(body).map_err(|e| format!("malformed PushRequest: {e}")),
+        Codec::Json => crate::push_json::decode(&body),
+    };
+    let request = match decoded {
         Ok(r) => r,
-        Err(e) => return ConnectError::invalid_argument(format!("malformed PushRequest: {e}")).into_response(),
+        Err(e) => return ConnectError::invalid_argument(e).into_response(),
     };
     match distributor.push(tenant.as_str(), request).await {
+        Ok(_) if codec == Codec::Json => {
+            ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+        }
         Ok(_) => connect::empty_proto_response(),
         Err(e) => {
             let code = e.connect_code();

@@ -8,7 +8,9 @@ mod app;
 mod cli;
 mod connect;
 mod dump;
+mod grpc_push;
 mod http;
+mod push_json;
 mod ingest;
 mod writer_sink;
 
