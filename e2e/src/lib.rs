@@ -82,6 +82,12 @@ impl Phlox {
         assert!(status.success(), "phlox exited with {status}");
     }
 
+    /// Sends a signal (`HUP`, `TERM`...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
     pub fn push_url(&self) -> String {
         format!("{}/push.v1.PusherService/Push", self.http)
     }

@@ -8,7 +8,7 @@ use phlox_pprof::testkit::realistic_cpu_profile;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_profiles_read_back_exactly_after_a_restart() {
     let (_tmp, dir) = data_dir();
-    let server = Phlox::start(&dir, &["--reject-older-than", "100000h"]);
+    let server = Phlox::start(&dir, &["--reject-older-than", "100000h", "--ingestion-rate-mb", "0"]);
     let client = reqwest::Client::new();
     let mut want = Expected::new();
 

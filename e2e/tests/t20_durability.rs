@@ -12,7 +12,7 @@ use phlox_pprof::testkit::realistic_cpu_profile;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loses_no_acked_profile_and_counts_none_twice() {
     let (_tmp, dir) = data_dir();
-    let server = Phlox::start(&dir, &["--segment-duration", "100ms"]);
+    let server = Phlox::start(&dir, &["--segment-duration", "100ms", "--ingestion-rate-mb", "0"]);
     let url = server.push_url();
     let client = reqwest::Client::new();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -73,7 +73,7 @@ async fn a_crash_loses_no_acked_profile_and_counts_none_twice() {
     }
 
     // Clients retry what was not acked: after that, each profile is stored once.
-    let server = Phlox::start(&dir, &[]);
+    let server = Phlox::start(&dir, &["--ingestion-rate-mb", "0"]);
     for (id, req) in &sent {
         if !acked.contains(id) {
             let (status, body) = push(&client, &server.push_url(), req).await.unwrap();

@@ -17,7 +17,9 @@ mod base64_free {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
             for i in 0..4 {
                 if i <= c.len() {
                     out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -42,12 +44,15 @@ fn totals_by_type(raw: &[u8]) -> BTreeMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
     let (_tmp, dir) = data_dir();
-    let server = Phlox::start(&dir, &["--reject-older-than", "100000h"]);
+    let server = Phlox::start(&dir, &["--reject-older-than", "100000h", "--ingestion-rate-mb", "0"]);
     let http = reqwest::Client::new();
     let captures = python_captures();
 
     // gRPC over h2c, gzip-compressed, as profilecli/Alloy can.
-    let mut grpc = PusherServiceClient::connect(server.http.clone()).await.unwrap().send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let mut grpc = PusherServiceClient::connect(server.http.clone())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     grpc.push(captures[0].clone()).await.unwrap();
     // gRPC errors carry gRPC status codes.
     let bad = push_request(&[("service_name", "x")], vec![1, 2, 3], "");
@@ -59,7 +64,13 @@ async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
     frame.extend_from_slice(&msg);
-    let r = http.post(server.push_url()).header("Content-Type", "application/grpc-web+proto").body(frame).send().await.unwrap();
+    let r = http
+        .post(server.push_url())
+        .header("Content-Type", "application/grpc-web+proto")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let body = r.bytes().await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("grpc-status:0"), "{body:?}");
@@ -74,14 +85,25 @@ async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
     let r = http.post(server.push_url()).header("Content-Type", "application/json").body(json).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "{}");
-    let r = http.post(server.push_url()).header("Content-Type", "application/json").body("{\"series\": 3}").send().await.unwrap();
+    let r = http
+        .post(server.push_url())
+        .header("Content-Type", "application/json")
+        .body("{\"series\": 3}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
     // /ingest exactly as the Node.js SDK sent it.
     let mut node_totals = BTreeMap::new();
     for kind in ["wall", "heap"] {
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(captures_dir().join(format!("node-pyroscope-nodejs-0.6.4-ingest-{kind}.request.json"))).unwrap()).unwrap();
-        let body = std::fs::read(captures_dir().join(format!("node-pyroscope-nodejs-0.6.4-ingest-{kind}.pprof.gz"))).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(captures_dir().join(format!("node-pyroscope-nodejs-0.6.4-ingest-{kind}.request.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let body =
+            std::fs::read(captures_dir().join(format!("node-pyroscope-nodejs-0.6.4-ingest-{kind}.pprof.gz"))).unwrap();
         node_totals.extend(totals_by_type(&body));
         let r = http
             .post(format!("{}{}", server.http, meta["path"].as_str().unwrap()))
@@ -93,7 +115,12 @@ async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
         assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     }
     // A folded upload with sampleRate scaling.
-    let r = http.post(format!("{}/pyroscope/ingest?name=folded.app.cpu{{env=dev}}&sampleRate=100&spyName=gospy", server.http)).body("main;work 3\nmain;idle 1\n").send().await.unwrap();
+    let r = http
+        .post(format!("{}/pyroscope/ingest?name=folded.app.cpu{{env=dev}}&sampleRate=100&spyName=gospy", server.http))
+        .body("main;work 3\nmain;idle 1\n")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     server.stop();
 
@@ -107,8 +134,15 @@ async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
         (s["labels"].clone(), s["profiles"].as_array().unwrap().iter().map(|p| p["total"].as_i64().unwrap()).sum())
     };
     // Python captures through gRPC and gRPC-Web.
-    let python: i64 = series.iter().filter(|s| s["labels"]["service_name"] == "demo.python").flat_map(|s| s["profiles"].as_array().unwrap().iter().map(|p| p["total"].as_i64().unwrap())).sum();
-    let want: i64 = captures.iter().flat_map(|r| r.series.iter().flat_map(|s| s.samples.iter().map(|x| totals_by_type(&x.raw_profile)["cpu"]))).sum();
+    let python: i64 = series
+        .iter()
+        .filter(|s| s["labels"]["service_name"] == "demo.python")
+        .flat_map(|s| s["profiles"].as_array().unwrap().iter().map(|p| p["total"].as_i64().unwrap()))
+        .sum();
+    let want: i64 = captures
+        .iter()
+        .flat_map(|r| r.series.iter().flat_map(|s| s.samples.iter().map(|x| totals_by_type(&x.raw_profile)["cpu"])))
+        .sum();
     assert_eq!(python, want);
     // JSON.
     assert_eq!(find("json-app", "process_cpu:cpu:nanoseconds::").1, 42);

@@ -7,6 +7,7 @@
 
 mod duration;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct PhloxConfig {
     pub segment_writer: SegmentWriterConfig,
     pub metastore: MetastoreConfig,
     pub limits: LimitsConfig,
+    /// Per-tenant limits: tenant → any keys of `limits`, applied on top of
+    /// `limits`. Re-read from the config file without a restart.
+    pub overrides: BTreeMap<String, serde_yaml::Mapping>,
     /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
     pub multitenancy_enabled: bool,
 }
@@ -59,9 +63,20 @@ impl Default for PhloxConfig {
             segment_writer: SegmentWriterConfig::default(),
             metastore: MetastoreConfig::default(),
             limits: LimitsConfig::default(),
+            overrides: BTreeMap::new(),
             multitenancy_enabled: false,
         }
     }
+}
+
+/// Optional authentication of the public port (off when both lists are empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted `Authorization: Bearer <token>` tokens.
+    pub bearer_tokens: Vec<String>,
+    /// Accepted basic-auth credentials as `user:password`.
+    pub basic_auth: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +91,8 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before the process exits.
     #[serde(with = "duration")]
     pub graceful_shutdown_timeout: Duration,
+    /// Authentication of every public route but `/ready` and `/metrics`.
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +102,7 @@ impl Default for ServerConfig {
             grpc_listen_address: "0.0.0.0:9095".into(),
             max_request_body_mb: 256,
             graceful_shutdown_timeout: Duration::from_secs(30),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -184,9 +202,13 @@ impl MetastoreConfig {
 }
 
 /// Per-tenant limits (defaults as Pyroscope's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Sustained ingest rate per tenant (uncompressed profile + label bytes), MB/s; 0 = unlimited.
+    pub ingestion_rate_mb: f64,
+    /// Burst on top of the rate, MB.
+    pub ingestion_burst_size_mb: f64,
     pub max_profile_size_bytes: usize,
     pub max_profile_stacktrace_samples: usize,
     pub max_profile_stacktrace_sample_labels: usize,
@@ -203,6 +225,8 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
+            ingestion_rate_mb: 4.0,
+            ingestion_burst_size_mb: 2.0,
             max_profile_size_bytes: 4 * 1024 * 1024,
             max_profile_stacktrace_samples: 16_000,
             max_profile_stacktrace_sample_labels: 100,
@@ -234,6 +258,26 @@ impl PhloxConfig {
         Ok(serde_yaml::to_string(self)?)
     }
 
+    /// The limits of every tenant with overrides: `limits` with the
+    /// tenant's keys applied on top.
+    pub fn tenant_limits(&self) -> Result<BTreeMap<String, LimitsConfig>, ConfigError> {
+        let base = serde_yaml::to_value(&self.limits)?;
+        self.overrides
+            .iter()
+            .map(|(tenant, o)| {
+                let mut merged = base.clone();
+                if let Some(m) = merged.as_mapping_mut() {
+                    for (k, v) in o {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+                let l: LimitsConfig = serde_yaml::from_value(merged)
+                    .map_err(|e| ConfigError::Invalid(format!("overrides.{tenant}: {e}")))?;
+                Ok((tenant.clone(), l))
+            })
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.version != 1 {
@@ -257,6 +301,14 @@ impl PhloxConfig {
         let peers = self.metastore.parsed_peers()?;
         if !peers.is_empty() && !peers.iter().any(|(id, _)| *id == self.metastore.node_id) {
             return bad("metastore.peers must include this node's id");
+        }
+        if self.server.auth.basic_auth.iter().any(|c| !c.contains(':')) {
+            return bad("server.auth.basic_auth entries must be user:password");
+        }
+        for l in std::iter::once(&self.limits).chain(self.tenant_limits()?.values()) {
+            if l.ingestion_rate_mb < 0.0 || l.ingestion_burst_size_mb < 0.0 {
+                return bad("limits: ingestion_rate_mb and ingestion_burst_size_mb must not be negative");
+            }
         }
         Ok(())
     }
@@ -293,6 +345,19 @@ mod tests {
         let e = PhloxConfig::from_yaml("metastore:\n  peers: [\"2=a:1\"]\n").unwrap_err().to_string();
         assert!(e.contains("include this node"), "{e}");
         assert!(PhloxConfig::from_yaml("segment_writer:\n  segment_duration: soon\n").is_err());
+    }
+
+    #[test]
+    fn overrides_apply_on_top_of_the_limits() {
+        let c = PhloxConfig::from_yaml(
+            "limits:\n  max_label_names_per_series: 40\noverrides:\n  team-a:\n    ingestion_rate_mb: 100\n",
+        )
+        .unwrap();
+        let t = c.tenant_limits().unwrap();
+        assert_eq!(t["team-a"].ingestion_rate_mb, 100.0);
+        assert_eq!(t["team-a"].max_label_names_per_series, 40);
+        let e = PhloxConfig::from_yaml("overrides:\n  team-a:\n    ingestion_rate: 1\n").unwrap_err().to_string();
+        assert!(e.contains("overrides.team-a") && e.contains("ingestion_rate"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use phlox_proto::push::v1::PushRequest;
 use phlox_proto::types::v1 as types;
 use tracing::debug;
 
+use crate::limits::{LimitsStore, RateLimiter};
 use crate::placement::shard_for;
 use crate::{DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
@@ -17,14 +18,15 @@ const DEFAULT_SHARDS_PER_DATASET: u32 = 2;
 /// The distributor; cheap to share behind an `Arc`.
 pub struct Distributor {
     writer: Arc<dyn ShardWriter>,
-    pub(crate) limits: Limits,
+    limits: Arc<LimitsStore>,
+    rate: RateLimiter,
     shards_per_dataset: u32,
     pub(crate) metrics: DistributorMetrics,
 }
 
 impl std::fmt::Debug for Distributor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Distributor").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Distributor").finish_non_exhaustive()
     }
 }
 
@@ -33,8 +35,27 @@ pub(crate) fn now_nanos() -> i64 {
 }
 
 impl Distributor {
-    pub fn new(writer: Arc<dyn ShardWriter>, limits: Limits, metrics: DistributorMetrics) -> Self {
-        Self { writer, limits, shards_per_dataset: DEFAULT_SHARDS_PER_DATASET, metrics }
+    pub fn new(writer: Arc<dyn ShardWriter>, limits: Arc<LimitsStore>, metrics: DistributorMetrics) -> Self {
+        Self { writer, limits, rate: RateLimiter::default(), shards_per_dataset: DEFAULT_SHARDS_PER_DATASET, metrics }
+    }
+
+    /// The limits of a tenant right now (they can be reloaded).
+    pub fn limits(&self, tenant: &str) -> Limits {
+        self.limits.get(tenant)
+    }
+
+    /// Applies the tenant's ingestion rate limit to `bytes` (uncompressed
+    /// profiles plus labels).
+    pub(crate) fn rate_limit(&self, tenant: &str, l: &Limits, bytes: usize) -> Result<(), PushError> {
+        let (rate, burst) = (l.ingestion_rate_mb * 1e6, l.ingestion_burst_size_mb * 1e6);
+        if self.rate.allow(tenant, bytes, rate, burst, std::time::Instant::now()) {
+            return Ok(());
+        }
+        self.metrics.rejected.with_label_values(&["rate_limited"]).inc();
+        Err(PushError::ResourceExhausted(format!(
+            "push rate limit ({} MB/s, burst {} MB, ingestion_rate_mb) exceeded while adding {bytes} bytes",
+            l.ingestion_rate_mb, l.ingestion_burst_size_mb
+        )))
     }
 
     /// How many shards one (tenant, service) dataset spreads over.
@@ -48,6 +69,8 @@ impl Distributor {
     /// other shards may already be stored; a retry is deduplicated).
     pub async fn push(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
         let profiles = self.prepare(tenant, request, now_nanos())?;
+        let l = self.limits(tenant);
+        self.rate_limit(tenant, &l, ingested_bytes(&profiles))?;
         let count = profiles.len();
         self.write(tenant, profiles).await?;
         Ok(count)
@@ -78,15 +101,16 @@ impl Distributor {
 
     /// Validates, decodes and splits a push (no I/O).
     pub fn prepare(&self, tenant: &str, request: PushRequest, now_nanos: i64) -> Result<Vec<SeriesProfile>, PushError> {
+        let l = self.limits(tenant);
         let mut out = Vec::new();
         let mut received = 0;
         for series in request.series {
-            let labels = self.series_labels(&series.labels)?;
+            let labels = self.series_labels(&l, &series.labels)?;
             for sample in series.samples {
                 received += 1;
                 self.metrics.received_profiles.inc();
                 self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
-                let profile = self.decode(&sample.raw_profile, now_nanos).inspect_err(|e| {
+                let profile = self.decode(&l, &sample.raw_profile, now_nanos).inspect_err(|e| {
                     self.metrics.rejected.with_label_values(&[reason(e)]).inc();
                 })?;
                 let id = profile_id(&sample.id, &labels, &sample.raw_profile, profile.time_nanos)?;
@@ -102,8 +126,7 @@ impl Distributor {
         Ok(out)
     }
 
-    fn decode(&self, raw: &[u8], now_nanos: i64) -> Result<Profile, PushError> {
-        let l = &self.limits;
+    fn decode(&self, l: &Limits, raw: &[u8], now_nanos: i64) -> Result<Profile, PushError> {
         let bad = |e: DecodeError| PushError::InvalidArgument(e.to_string());
         if raw.is_empty() {
             return Err(PushError::InvalidArgument("malformed profile: empty raw_profile".into()));
@@ -112,13 +135,12 @@ impl Distributor {
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
         let p = Profile::decode(&plain).map_err(bad)?;
         p.validate().map_err(bad)?;
-        self.check(&p, now_nanos)?;
+        self.check(l, &p, now_nanos)?;
         Ok(p)
     }
 
     /// The per-profile limits: samples, labels per sample, age.
-    pub(crate) fn check(&self, p: &Profile, now_nanos: i64) -> Result<(), PushError> {
-        let l = &self.limits;
+    pub(crate) fn check(&self, l: &Limits, p: &Profile, now_nanos: i64) -> Result<(), PushError> {
         if p.sample_count() > l.max_profile_stacktrace_samples {
             return Err(PushError::InvalidArgument(format!(
                 "profile has {} samples, exceeding the limit of {} (max_profile_stacktrace_samples)",
@@ -155,8 +177,7 @@ impl Distributor {
     }
 
     /// Validates series labels and applies the default relabeling.
-    pub fn series_labels(&self, pairs: &[types::LabelPair]) -> Result<Labels, PushError> {
-        let l = &self.limits;
+    pub fn series_labels(&self, l: &Limits, pairs: &[types::LabelPair]) -> Result<Labels, PushError> {
         let bad = |m: String| Err(PushError::InvalidArgument(m));
         if pairs.is_empty() {
             return bad("profile series has no labels".into());
@@ -226,4 +247,20 @@ fn reason(e: &PushError) -> &'static str {
         PushError::ResourceExhausted(_) => "rate_limited",
         PushError::Unavailable(_) => "unavailable",
     }
+}
+
+/// Bytes a push counts against the rate limit: each source pprof once
+/// (uncompressed, as decoded) plus the series labels.
+pub(crate) fn ingested_bytes(profiles: &[SeriesProfile]) -> usize {
+    let mut seen: Vec<*const Profile> = Vec::new();
+    let mut bytes = 0;
+    for p in profiles {
+        let ptr = Arc::as_ptr(&p.source);
+        if !seen.contains(&ptr) {
+            seen.push(ptr);
+            bytes += p.source.decoded_len;
+        }
+        bytes += p.labels.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>();
+    }
+    bytes
 }

@@ -19,6 +19,6 @@ mod sink;
 
 pub use distributor::Distributor;
 pub use error::PushError;
-pub use limits::Limits;
+pub use limits::{Limits, LimitsStore, TenantLimits};
 pub use metrics::DistributorMetrics;
 pub use sink::{ShardWriter, SinkError};

@@ -1,8 +1,14 @@
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Per-tenant ingest limits (defaults as Pyroscope's).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
+    /// Sustained ingest rate (uncompressed profile + label bytes), MB/s.
+    pub ingestion_rate_mb: f64,
+    /// Burst on top of the rate, MB.
+    pub ingestion_burst_size_mb: f64,
     /// Uncompressed size of one profile.
     pub max_profile_size_bytes: usize,
     pub max_profile_stacktrace_samples: usize,
@@ -19,6 +25,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            ingestion_rate_mb: 4.0,
+            ingestion_burst_size_mb: 2.0,
             max_profile_size_bytes: 4 * 1024 * 1024,
             max_profile_stacktrace_samples: 16_000,
             max_profile_stacktrace_sample_labels: 100,
@@ -28,5 +36,87 @@ impl Default for Limits {
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
         }
+    }
+}
+
+/// Default limits plus per-tenant overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantLimits {
+    pub defaults: Limits,
+    pub overrides: HashMap<String, Limits>,
+}
+
+/// The live limits: swapped as a whole when the configuration is reloaded.
+#[derive(Debug, Default)]
+pub struct LimitsStore(RwLock<Arc<TenantLimits>>);
+
+impl LimitsStore {
+    pub fn new(limits: TenantLimits) -> Self {
+        Self(RwLock::new(Arc::new(limits)))
+    }
+
+    /// The limits of one tenant.
+    pub fn get(&self, tenant: &str) -> Limits {
+        let all = Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()));
+        all.overrides.get(tenant).unwrap_or(&all.defaults).clone()
+    }
+
+    /// Replaces every limit (configuration reload).
+    pub fn set(&self, limits: TenantLimits) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(limits);
+    }
+}
+
+/// Token buckets per tenant: `rate` bytes/s, at most `burst` bytes at once.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes `bytes` from the tenant's bucket; false (taking nothing) when
+    /// there are not enough tokens.
+    pub(crate) fn allow(&self, tenant: &str, bytes: usize, rate_bytes: f64, burst_bytes: f64, now: Instant) -> bool {
+        if rate_bytes <= 0.0 {
+            return true; // 0 disables the limit
+        }
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = b.entry(tenant.to_owned()).or_insert((burst_bytes, now));
+        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate_bytes).min(burst_bytes);
+        *last = now;
+        if *tokens >= bytes as f64 {
+            *tokens -= bytes as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_refill_at_the_rate_up_to_the_burst() {
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        assert!(r.allow("a", 1500, 1000.0, 2000.0, t0));
+        assert!(!r.allow("a", 1000, 1000.0, 2000.0, t0));
+        assert!(r.allow("b", 1000, 1000.0, 2000.0, t0), "tenants have their own buckets");
+        assert!(r.allow("a", 1000, 1000.0, 2000.0, t0 + Duration::from_millis(600)));
+        assert!(!r.allow("a", 2001, 1000.0, 2000.0, t0 + Duration::from_secs(100)), "never more than the burst");
+        assert!(r.allow("a", 1 << 30, 0.0, 0.0, t0), "rate 0 disables the limit");
+    }
+
+    #[test]
+    fn overrides_apply_per_tenant_and_reload() {
+        let store = LimitsStore::new(TenantLimits::default());
+        assert_eq!(store.get("t").max_label_names_per_series, 30);
+        let mut o = Limits::default();
+        o.max_label_names_per_series = 5;
+        store.set(TenantLimits { defaults: Limits::default(), overrides: HashMap::from([("t".to_owned(), o)]) });
+        assert_eq!(store.get("t").max_label_names_per_series, 5);
+        assert_eq!(store.get("u").max_label_names_per_series, 30);
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use phlox_distributor::{Distributor, DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
+use phlox_distributor::{
+    Distributor, DistributorMetrics, Limits, LimitsStore, PushError, ShardWriter, SinkError, TenantLimits,
+};
 use phlox_pprof::SeriesProfile;
 use phlox_pprof::testkit::ProfileBuilder;
 use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
@@ -33,7 +35,12 @@ impl ShardWriter for Recorder {
 fn distributor() -> (Distributor, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     let metrics = DistributorMetrics::new(&prometheus::Registry::new()).unwrap();
-    (Distributor::new(Arc::clone(&rec) as Arc<dyn ShardWriter>, Limits::default(), metrics), rec)
+    distributor_with(Limits::default(), rec, metrics)
+}
+
+fn distributor_with(limits: Limits, rec: Arc<Recorder>, metrics: DistributorMetrics) -> (Distributor, Arc<Recorder>) {
+    let store = Arc::new(LimitsStore::new(TenantLimits { defaults: limits, ..Default::default() }));
+    (Distributor::new(Arc::clone(&rec) as Arc<dyn ShardWriter>, store, metrics), rec)
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -163,4 +170,28 @@ async fn shard_errors_map_to_retryable_statuses() {
     assert_eq!(d.push("t", req.clone()).await.unwrap_err().http_status(), 429);
     *rec.fail.lock().unwrap() = Some(SinkError::Unavailable("down".into()));
     assert_eq!(d.push("t", req).await.unwrap_err().http_status(), 503);
+}
+
+#[tokio::test]
+async fn the_ingestion_rate_limit_answers_429_naming_the_limit() {
+    let metrics = DistributorMetrics::new(&prometheus::Registry::new()).unwrap();
+    let limits = Limits { ingestion_rate_mb: 0.001, ingestion_burst_size_mb: 0.002, ..Limits::default() };
+    let (d, rec) = distributor_with(limits, Arc::new(Recorder::default()), metrics);
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.sample(&["main"], &[1], &[]);
+    let req = request(labels(&[("__name__", "process_cpu")]), b.encode(), "");
+    // The first push fits in the 2000-byte burst, the next ones do not.
+    d.push("t", req.clone()).await.unwrap();
+    let mut refused = 0;
+    for _ in 0..50 {
+        if let Err(e) = d.push("t", req.clone()).await {
+            assert_eq!(e.http_status(), 429);
+            assert!(e.to_string().contains("ingestion_rate_mb"), "{e}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    // Another tenant has its own budget.
+    d.push("u", req).await.unwrap();
+    assert_eq!(rec.pushes.lock().unwrap().len() + refused, 52);
 }

@@ -4,3 +4,7 @@
 //!
 //! - [`jfr`]: Java Flight Recorder recordings (`/ingest?format=jfr`).
 //! - [`otlp`]: OpenTelemetry profiles (`Export`, `/v1development/profiles`).
+
+pub mod otlp;
+
+pub mod jfr;

@@ -21,7 +21,13 @@ pub struct StackProfileBuilder {
 impl StackProfileBuilder {
     /// `sample_types` as (type, unit); `period` as ((type, unit), period).
     pub fn new(sample_types: &[(&str, &str)], period: Option<((&str, &str), i64)>, max_bytes: usize) -> Self {
-        let mut b = Self { p: Profile::default(), strings: FxHashMap::default(), frames: FxHashMap::default(), max_bytes, bytes: 0 };
+        let mut b = Self {
+            p: Profile::default(),
+            strings: FxHashMap::default(),
+            frames: FxHashMap::default(),
+            max_bytes,
+            bytes: 0,
+        };
         b.p.sample_locations.push(0);
         b.p.sample_labels.push(0);
         b.p.strings.clear_with_empty();
@@ -65,9 +71,17 @@ impl StackProfileBuilder {
 
     /// Adds a sample; `stack` is root first. Fails when the profile grows
     /// past the byte budget.
-    pub fn add<'a>(&mut self, stack: impl DoubleEndedIterator<Item = &'a str>, values: &[i64]) -> Result<(), DecodeError> {
+    pub fn add<'a>(
+        &mut self,
+        stack: impl DoubleEndedIterator<Item = &'a str>,
+        values: &[i64],
+    ) -> Result<(), DecodeError> {
         if values.len() != self.p.sample_types.len() {
-            return Err(DecodeError::Invalid(format!("{} values for {} sample types", values.len(), self.p.sample_types.len())));
+            return Err(DecodeError::Invalid(format!(
+                "{} values for {} sample types",
+                values.len(),
+                self.p.sample_types.len()
+            )));
         }
         let start = self.p.location_ids.len();
         for name in stack {
@@ -102,6 +116,7 @@ impl StackProfileBuilder {
     }
 
     pub fn finish(mut self) -> Profile {
+        self.p.decoded_len = self.bytes + self.p.values.len() * 8;
         self.p.reindex();
         self.p
     }

@@ -169,6 +169,8 @@ pub struct Profile {
     /// `sample_labels[i]..sample_labels[i+1]` indexes [`labels`](Self::labels).
     pub sample_labels: Vec<u32>,
     pub labels: Vec<Label>,
+    /// Size of the encoded profile this was decoded from (or built to).
+    pub decoded_len: usize,
     location_index: IdIndex,
     function_index: IdIndex,
     mapping_index: IdIndex,
@@ -179,7 +181,7 @@ impl Profile {
     /// (truncation, wrong wire types, bad UTF-8) fail here; semantic checks
     /// are in [`validate`](Self::validate).
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let mut p = Profile::default();
+        let mut p = Profile { decoded_len: buf.len(), ..Profile::default() };
         // Capacity hint: most of a pprof's bytes are samples.
         p.sample_locations.reserve(buf.len() / 32 + 1);
         p.sample_locations.push(0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use phlox_config::PhloxConfig;
-use phlox_distributor::{Distributor, DistributorMetrics, Limits};
+use phlox_distributor::{Distributor, DistributorMetrics, LimitsStore};
 use phlox_metastore::{MetastoreConfig, MetastoreNode};
 use phlox_segment_writer::{SegmentWriter, SegmentWriterConfig, SegmentWriterMetrics};
 use prometheus::Registry;
@@ -66,7 +66,10 @@ async fn shutdown_signal() {
     info!("shutdown signal received");
 }
 
-pub(crate) async fn run(config: PhloxConfig) -> anyhow::Result<()> {
+/// Re-reads the configuration (file, env and flags) for reloads.
+pub(crate) type ConfigLoader = Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>;
+
+pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> anyhow::Result<()> {
     let targets = parse_targets(&config.target)?;
     let all = targets.iter().any(|t| t == "all");
     std::fs::create_dir_all(&config.data_dir)
@@ -111,17 +114,11 @@ pub(crate) async fn run(config: PhloxConfig) -> anyhow::Result<()> {
             node.client(),
             SegmentWriterMetrics::new(&registry)?,
         ));
-        let l = &config.limits;
-        let limits = Limits {
-            max_profile_size_bytes: l.max_profile_size_bytes,
-            max_profile_stacktrace_samples: l.max_profile_stacktrace_samples,
-            max_profile_stacktrace_sample_labels: l.max_profile_stacktrace_sample_labels,
-            max_label_names_per_series: l.max_label_names_per_series,
-            max_label_name_length: l.max_label_name_length,
-            max_label_value_length: l.max_label_value_length,
-            reject_older_than: l.reject_older_than,
-            reject_newer_than: l.reject_newer_than,
-        };
+        let tenant_limits = crate::limits::tenant_limits(&config)?;
+        let limits = Arc::new(LimitsStore::new(tenant_limits.clone()));
+        if let Some(load) = reload.clone() {
+            crate::limits::spawn_reload(load, Arc::clone(&limits), tenant_limits, Duration::from_secs(10));
+        }
         let distributor =
             Distributor::new(Arc::new(LocalWriter(Arc::clone(&writer))), limits, DistributorMetrics::new(&registry)?)
                 .with_shards_per_dataset(config.distributor.shards_per_dataset);
@@ -148,7 +145,11 @@ pub(crate) async fn run(config: PhloxConfig) -> anyhow::Result<()> {
     ready.store(true, Ordering::Release);
     info!(http = %http_addr, grpc = %grpc_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 
-    axum::serve(http_listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let mut app = router(state);
+    if crate::auth::enabled(&config.server.auth) {
+        app = app.layer(axum::middleware::from_fn_with_state(Arc::new(config.server.auth.clone()), crate::auth::check));
+    }
+    axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     // In-flight pushes have been answered; flush what is buffered, stop.
     ready.store(false, Ordering::Release);

@@ -28,7 +28,7 @@ pub(crate) struct DumpArgs {
     pub(crate) tenants: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     /// YAML configuration file (see config/phlox.yaml).
     #[arg(long, env = "PHLOX_CONFIG", global = true)]
@@ -60,6 +60,9 @@ pub(crate) struct RunArgs {
     /// Reject profiles older than this, e.g. 1h.
     #[arg(long, env = "PHLOX_REJECT_OLDER_THAN", global = true)]
     pub(crate) reject_older_than: Option<String>,
+    /// Per-tenant ingest rate limit in MB/s (0 = unlimited).
+    #[arg(long, env = "PHLOX_INGESTION_RATE_MB", global = true)]
+    pub(crate) ingestion_rate_mb: Option<f64>,
     /// Take the tenant from X-Scope-OrgID.
     #[arg(long, env = "PHLOX_MULTITENANCY_ENABLED", global = true)]
     pub(crate) multitenancy_enabled: Option<bool>,
@@ -111,6 +114,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.reject_older_than {
             c.limits.reject_older_than = duration("reject-older-than", v)?;
+        }
+        if let Some(v) = self.ingestion_rate_mb {
+            c.limits.ingestion_rate_mb = v;
         }
         if let Some(v) = self.multitenancy_enabled {
             c.multitenancy_enabled = v;

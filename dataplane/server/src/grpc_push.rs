@@ -21,7 +21,8 @@ pub(crate) struct GrpcPusher {
 #[tonic::async_trait]
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let tenant = request.extensions().get::<TenantId>().cloned().ok_or_else(|| Status::unauthenticated("no org id"))?;
+        let tenant =
+            request.extensions().get::<TenantId>().cloned().ok_or_else(|| Status::unauthenticated("no org id"))?;
         match self.distributor.push(tenant.as_str(), request.into_inner()).await {
             Ok(_) => Ok(Response::new(PushResponse {})),
             Err(PushError::InvalidArgument(m)) => Err(Status::invalid_argument(m)),

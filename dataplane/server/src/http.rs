@@ -76,7 +76,8 @@ pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> R
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            let mut r = ConnectError::new(code, format!("request body exceeds the limit of {limit} bytes")).into_response();
+            let mut r =
+                ConnectError::new(code, format!("request body exceeds the limit of {limit} bytes")).into_response();
             *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
             Err(r)
         }
@@ -131,9 +132,7 @@ async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) 
         Err(e) => return ConnectError::invalid_argument(e).into_response(),
     };
     match distributor.push(tenant.as_str(), request).await {
-        Ok(_) if codec == Codec::Json => {
-            ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
-        }
+        Ok(_) if codec == Codec::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
         Ok(_) => connect::empty_proto_response(),
         Err(e) => {
             let code = e.connect_code();

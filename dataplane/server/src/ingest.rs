@@ -30,7 +30,8 @@ async fn form_parts(content_type: &str, body: Bytes, limit: usize) -> Result<Has
         };
         let name = field.name().unwrap_or_default().to_owned();
         let is_file = field.file_name().is_some();
-        let data = field.bytes().await.map_err(|e| ConnectError::new("unknown", format!("multipart part {name:?}: {e}")))?;
+        let data =
+            field.bytes().await.map_err(|e| ConnectError::new("unknown", format!("multipart part {name:?}: {e}")))?;
         if is_file && !data.is_empty() {
             parts.insert(name, data);
         }

@@ -5,14 +5,18 @@
 //! directory holds, through the same metastore and block reader a query uses.
 
 mod app;
+mod auth;
 mod cli;
 mod connect;
 mod dump;
 mod grpc_push;
 mod http;
-mod push_json;
 mod ingest;
+mod limits;
+mod push_json;
 mod writer_sink;
+
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -27,7 +31,11 @@ fn main() -> anyhow::Result<()> {
         None => {
             init_tracing(&cli.run.log_format, &cli.run.log_level);
             let config = cli.run.config()?;
-            runtime.block_on(app::run(config))
+            let reload: Option<app::ConfigLoader> = cli.run.config.is_some().then(|| {
+                let args = cli.run.clone();
+                Arc::new(move || args.config()) as app::ConfigLoader
+            });
+            runtime.block_on(app::run(config, reload))
         }
     }
 }

@@ -47,10 +47,16 @@ pub(crate) fn decode(body: &[u8]) -> Result<PushRequest, String> {
     for s in array(&v, &["series"], "series")? {
         let mut series = RawProfileSeries::default();
         for l in array(s, &["labels"], "series.labels")? {
-            series.labels.push(LabelPair { name: string(l, &["name"], "label name")?, value: string(l, &["value"], "label value")? });
+            series.labels.push(LabelPair {
+                name: string(l, &["name"], "label name")?,
+                value: string(l, &["value"], "label value")?,
+            });
         }
         for a in array(s, &["annotations"], "series.annotations")? {
-            series.annotations.push(ProfileAnnotation { key: string(a, &["key"], "annotation key")?, value: string(a, &["value"], "annotation value")? });
+            series.annotations.push(ProfileAnnotation {
+                key: string(a, &["key"], "annotation key")?,
+                value: string(a, &["value"], "annotation value")?,
+            });
         }
         for smp in array(s, &["samples"], "series.samples")? {
             let raw = string(smp, &["rawProfile", "raw_profile"], "rawProfile")?;

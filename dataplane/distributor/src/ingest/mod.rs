@@ -20,7 +20,7 @@ pub use name::{AppName, parse_name};
 pub use time::parse_time;
 
 use crate::distributor::now_nanos;
-use crate::{Distributor, PushError};
+use crate::{Distributor, Limits, PushError};
 
 /// The body format of an `/ingest` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +75,16 @@ pub struct IngestParams {
 pub enum IngestBody {
     Raw(Bytes),
     /// `multipart/form-data` pprof upload.
-    PprofForm { profile: Option<Bytes>, prev_profile: Option<Bytes>, sample_type_config: Option<Bytes> },
+    PprofForm {
+        profile: Option<Bytes>,
+        prev_profile: Option<Bytes>,
+        sample_type_config: Option<Bytes>,
+    },
     /// `multipart/form-data` JFR upload.
-    JfrForm { jfr: Option<Bytes>, labels: Option<Bytes> },
+    JfrForm {
+        jfr: Option<Bytes>,
+        labels: Option<Bytes>,
+    },
 }
 
 /// Why an `/ingest` request failed.
@@ -123,17 +130,33 @@ fn public_labels(labels: &[(String, String)]) -> impl Iterator<Item = &(String, 
 
 impl Distributor {
     /// Handles one `/ingest` request; resolves once stored and indexed.
-    pub async fn ingest(&self, tenant: &str, format: IngestFormat, params: &IngestParams, body: IngestBody) -> Result<usize, IngestError> {
-        let profiles = self.prepare_ingest(format, params, body, now_nanos())?;
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        format: IngestFormat,
+        params: &IngestParams,
+        body: IngestBody,
+    ) -> Result<usize, IngestError> {
+        let profiles = self.prepare_ingest(tenant, format, params, body, now_nanos())?;
         let n = profiles.len();
         if n > 0 {
+            let l = self.limits(tenant);
+            self.rate_limit(tenant, &l, crate::distributor::ingested_bytes(&profiles))?;
             self.write(tenant, profiles).await?;
         }
         Ok(n)
     }
 
     /// Parses and validates an `/ingest` request (no I/O).
-    pub fn prepare_ingest(&self, format: IngestFormat, params: &IngestParams, body: IngestBody, now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+    pub fn prepare_ingest(
+        &self,
+        tenant: &str,
+        format: IngestFormat,
+        params: &IngestParams,
+        body: IngestBody,
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
+        let l = self.limits(tenant);
         let name = parse_name(&params.name).map_err(IngestError::BadRequest)?;
         let from = params.from.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
         let until = params.until.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
@@ -141,16 +164,17 @@ impl Distributor {
         let spy = params.spy_name.as_deref().filter(|s| !s.is_empty()).unwrap_or("unknown");
         self.metrics.received_profiles.inc();
         match format {
-            IngestFormat::Pprof => self.ingest_pprof(&name, from, spy, body, now),
-            IngestFormat::Jfr => self.ingest_jfr(&name, spy, body, now),
+            IngestFormat::Pprof => self.ingest_pprof(&l, &name, from, spy, body, now),
+            IngestFormat::Jfr => self.ingest_jfr(&l, &name, spy, body, now),
             IngestFormat::Speedscope => Err(IngestError::Parse("speedscope profiles are not supported yet".into())),
-            text => self.ingest_text(text, &name, from, until, sample_rate, spy, body, now),
+            text => self.ingest_text(&l, text, &name, from, until, sample_rate, spy, body, now),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn ingest_text(
         &self,
+        l: &Limits,
         format: IngestFormat,
         name: &AppName,
         from: i64,
@@ -161,7 +185,9 @@ impl Distributor {
         now: i64,
     ) -> Result<Vec<SeriesProfile>, IngestError> {
         let IngestBody::Raw(body) = body else {
-            return Err(IngestError::BadRequest("this format takes the profile as the request body, not a form".into()));
+            return Err(IngestError::BadRequest(
+                "this format takes the profile as the request body, not a form".into(),
+            ));
         };
         if name.labels.iter().any(|(k, _)| k == "profile_id") {
             // Pyroscope ignores such uploads (span profiles of old SDKs).
@@ -170,23 +196,29 @@ impl Distributor {
         self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(body.len() as u64);
         let (stem, suffix) = name.app.rsplit_once('.').unwrap_or((name.app.as_str(), "cpu"));
         let kind = rules::suffix_kind(suffix).ok_or_else(|| {
-            IngestError::BadRequest(format!("name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"))
+            IngestError::BadRequest(format!(
+                "name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"
+            ))
         })?;
         let timed = matches!(kind.name, "process_cpu" | "wall") && sample_rate != 0;
         let period = if timed { NANOS / i64::from(sample_rate) } else { 0 };
         let mut b = if timed {
             let t = if kind.name == "wall" { "wall" } else { "cpu" };
-            StackProfileBuilder::new(&[(t, "nanoseconds")], Some((("cpu", "nanoseconds"), period)), self.limits.max_profile_size_bytes)
+            StackProfileBuilder::new(
+                &[(t, "nanoseconds")],
+                Some((("cpu", "nanoseconds"), period)),
+                l.max_profile_size_bytes,
+            )
         } else {
-            StackProfileBuilder::new(&[(kind.sample_type, kind.unit)], None, self.limits.max_profile_size_bytes)
+            StackProfileBuilder::new(&[(kind.sample_type, kind.unit)], None, l.max_profile_size_bytes)
         };
         let scale = if timed { period.max(1) } else { 1 };
-        let max_children = self.limits.max_profile_stacktrace_samples as u64;
+        let max_children = l.max_profile_stacktrace_samples as u64;
         let parsed = match format {
             IngestFormat::Folded => text::folded(&body, &mut b, scale),
             IngestFormat::Lines => text::lines(&body, &mut b, scale),
             IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, 65_535),
-            _ => text::trie(&body, &mut b, scale, max_children, self.limits.max_profile_size_bytes),
+            _ => text::trie(&body, &mut b, scale, max_children, l.max_profile_size_bytes),
         };
         parsed.map_err(IngestError::Parse)?;
         if b.sample_count() == 0 {
@@ -195,8 +227,9 @@ impl Distributor {
         b.time_nanos(from).duration_nanos((until - from).max(0));
         let profile = b.finish();
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(body.len() as u64);
-        self.check(&profile, now)?;
-        let mut labels = vec![(ln::METRIC_NAME.to_owned(), kind.name.to_owned()), ("pyroscope_spy".to_owned(), spy.to_owned())];
+        self.check(l, &profile, now)?;
+        let mut labels =
+            vec![(ln::METRIC_NAME.to_owned(), kind.name.to_owned()), ("pyroscope_spy".to_owned(), spy.to_owned())];
         labels.extend(public_labels(&name.labels).cloned());
         let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
         if !has_service {
@@ -204,16 +237,27 @@ impl Distributor {
         } else if !name.labels.iter().any(|(k, _)| k == "app_name") {
             labels.push(("app_name".to_owned(), stem.to_owned()));
         }
-        let labels = self.series_labels(&to_pairs(labels))?;
+        let labels = self.series_labels(l, &to_pairs(labels))?;
         let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &body]);
-        Ok(split(&labels, Arc::new(profile), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+        Ok(split(&labels, Arc::new(profile), id, now)
+            .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
     }
 
-    fn ingest_pprof(&self, name: &AppName, from: i64, spy: &str, body: IngestBody, now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+    fn ingest_pprof(
+        &self,
+        l: &Limits,
+        name: &AppName,
+        from: i64,
+        spy: &str,
+        body: IngestBody,
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
         let (raw, config) = match body {
             IngestBody::Raw(b) => (Some(b), None),
             IngestBody::PprofForm { prev_profile: Some(_), .. } => {
-                return Err(IngestError::Parse("unsupported client version: prev_profile (cumulative profiles) is not supported".into()));
+                return Err(IngestError::Parse(
+                    "unsupported client version: prev_profile (cumulative profiles) is not supported".into(),
+                ));
             }
             IngestBody::PprofForm { profile, sample_type_config, .. } => (profile, sample_type_config),
             IngestBody::JfrForm { .. } => return Err(IngestError::BadRequest("a JFR form needs format=jfr".into())),
@@ -227,7 +271,7 @@ impl Distributor {
         };
         self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(raw.len() as u64);
         let bad = |e: phlox_pprof::DecodeError| IngestError::Push(PushError::InvalidArgument(e.to_string()));
-        let plain = maybe_gunzip(&raw, self.limits.max_profile_size_bytes).map_err(bad)?;
+        let plain = maybe_gunzip(&raw, l.max_profile_size_bytes).map_err(bad)?;
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
         let mut p = Profile::decode(&plain).map_err(bad)?;
         if spy == "dotnetspy" {
@@ -246,7 +290,7 @@ impl Distributor {
         if matches!(spy, "pyspy" | "rbspy" | "scripting") {
             rules::qualify_function_names(&mut p, spy == "pyspy").map_err(bad)?;
         }
-        self.check(&p, now)?;
+        self.check(l, &p, now)?;
         let types: Vec<&str> = p.sample_types.iter().map(|t| p.strings.str(t.r#type)).collect();
         let metric = rules::pprof_metric_name(&types, &display_names);
         let mut labels = vec![
@@ -257,12 +301,20 @@ impl Distributor {
         // Brace labels win over the derived service_name.
         labels.retain(|(k, _)| !(k == ln::SERVICE_NAME && name.labels.iter().any(|(n, _)| n == ln::SERVICE_NAME)));
         labels.extend(public_labels(&name.labels).cloned());
-        let labels = self.series_labels(&to_pairs(labels))?;
+        let labels = self.series_labels(l, &to_pairs(labels))?;
         let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &raw]);
-        Ok(split(&labels, Arc::new(p), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+        Ok(split(&labels, Arc::new(p), id, now)
+            .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
     }
 
-    fn ingest_jfr(&self, _name: &AppName, _spy: &str, _body: IngestBody, _now: i64) -> Result<Vec<SeriesProfile>, IngestError> {
+    fn ingest_jfr(
+        &self,
+        _l: &Limits,
+        _name: &AppName,
+        _spy: &str,
+        _body: IngestBody,
+        _now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
         Err(IngestError::Parse("JFR ingestion is not available in this build".into()))
     }
 }
@@ -274,4 +326,3 @@ fn params_key(name: &AppName, from: i64) -> String {
 fn to_pairs(labels: Vec<(String, String)>) -> Vec<phlox_proto::types::v1::LabelPair> {
     labels.into_iter().map(|(name, value)| phlox_proto::types::v1::LabelPair { name, value }).collect()
 }
-

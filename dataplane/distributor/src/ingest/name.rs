@@ -22,7 +22,8 @@ pub fn parse_name(name: &str) -> Result<AppName, String> {
     }
     let mut labels = Vec::new();
     if let Some(rest) = rest {
-        let body = rest.trim_end().strip_suffix('}').ok_or_else(|| format!("name: labels of {name:?} lack a closing '}}'"))?;
+        let body =
+            rest.trim_end().strip_suffix('}').ok_or_else(|| format!("name: labels of {name:?} lack a closing '}}'"))?;
         for pair in body.split(',') {
             if pair.trim().is_empty() {
                 continue;

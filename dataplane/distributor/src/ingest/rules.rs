@@ -80,7 +80,8 @@ pub(crate) fn pprof_metric_name(types: &[&str], display: &HashMap<String, String
 
 /// Parses `sample_type_config` (sample type → settings) into display names.
 pub(crate) fn sample_type_config(body: &[u8]) -> Result<HashMap<String, String>, String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("sample_type_config is not JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("sample_type_config is not JSON: {e}"))?;
     let obj = v.as_object().ok_or("sample_type_config is not a JSON object")?;
     Ok(obj
         .iter()

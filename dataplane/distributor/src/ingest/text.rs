@@ -13,7 +13,8 @@ pub(crate) fn folded(body: &[u8], b: &mut StackProfileBuilder, scale: i64) -> Re
             continue;
         }
         let (stack, count) = line.rsplit_once(' ').ok_or_else(|| format!("line {}: expected 'stack count'", n + 1))?;
-        let count: i64 = count.trim().parse().map_err(|_| format!("line {}: count {count:?} is not an integer", n + 1))?;
+        let count: i64 =
+            count.trim().parse().map_err(|_| format!("line {}: count {count:?} is not an integer", n + 1))?;
         if count == 0 {
             continue;
         }
@@ -52,8 +53,15 @@ impl<'a> Cursor<'a> {
 
     fn bytes(&mut self, max: usize) -> Result<&'a [u8], String> {
         let len = self.uvarint()?;
-        let len = usize::try_from(len).ok().filter(|&l| l <= max).ok_or_else(|| format!("name longer than {max} bytes at byte {}", self.pos))?;
-        let end = self.pos.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or_else(|| format!("truncated at byte {}", self.pos))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= max)
+            .ok_or_else(|| format!("name longer than {max} bytes at byte {}", self.pos))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| format!("truncated at byte {}", self.pos))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -62,7 +70,13 @@ impl<'a> Cursor<'a> {
 
 /// The legacy tree format: pre-order `uvarint(len) name uvarint(self) uvarint(children)`,
 /// first record a nameless root.
-pub(crate) fn tree(body: &[u8], b: &mut StackProfileBuilder, scale: i64, max_children: u64, max_name: usize) -> Result<(), String> {
+pub(crate) fn tree(
+    body: &[u8],
+    b: &mut StackProfileBuilder,
+    scale: i64,
+    max_children: u64,
+    max_name: usize,
+) -> Result<(), String> {
     if body.len() < 2 {
         return Ok(());
     }
@@ -72,7 +86,8 @@ pub(crate) fn tree(body: &[u8], b: &mut StackProfileBuilder, scale: i64, max_chi
     let mut remaining: Vec<u64> = Vec::new();
     let mut first = true;
     loop {
-        let name = std::str::from_utf8(c.bytes(max_name)?).map_err(|_| format!("name is not UTF-8 at byte {}", c.pos))?;
+        let name =
+            std::str::from_utf8(c.bytes(max_name)?).map_err(|_| format!("name is not UTF-8 at byte {}", c.pos))?;
         let value = c.uvarint()?;
         let children = c.uvarint()?;
         if children > max_children {
@@ -107,7 +122,13 @@ pub(crate) fn tree(body: &[u8], b: &mut StackProfileBuilder, scale: i64, max_chi
 
 /// The legacy trie format: pre-order `uvarint(len) fragment uvarint(value) uvarint(children)`;
 /// a node's key (a folded stack) is the concatenation of fragments from the root.
-pub(crate) fn trie(body: &[u8], b: &mut StackProfileBuilder, scale: i64, max_children: u64, max_key: usize) -> Result<(), String> {
+pub(crate) fn trie(
+    body: &[u8],
+    b: &mut StackProfileBuilder,
+    scale: i64,
+    max_children: u64,
+    max_key: usize,
+) -> Result<(), String> {
     if body.is_empty() {
         return Ok(());
     }
@@ -163,7 +184,13 @@ mod tests {
                     .sample_location_ids(i)
                     .iter()
                     .rev()
-                    .map(|&l| p.strings.str(p.function(p.location(l).map(|l| p.lines[l.lines.start as usize].function_id).unwrap_or(0)).map(|f| f.name).unwrap_or(0)))
+                    .map(|&l| {
+                        p.strings.str(
+                            p.function(p.location(l).map(|l| p.lines[l.lines.start as usize].function_id).unwrap_or(0))
+                                .map(|f| f.name)
+                                .unwrap_or(0),
+                        )
+                    })
                     .collect();
                 (names.join(";"), p.sample_value(i, 0))
             })

@@ -24,7 +24,11 @@ pub(crate) enum JStr<'a> {
     Utf8(&'a [u8]),
     Latin1(&'a [u8]),
     /// `count` chars, each encoded as an int (varint or 2 bytes).
-    Chars { raw: &'a [u8], count: usize, compressed: bool },
+    Chars {
+        raw: &'a [u8],
+        count: usize,
+        compressed: bool,
+    },
 }
 
 impl JStr<'_> {

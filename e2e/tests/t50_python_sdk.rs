@@ -1,0 +1,54 @@
+//! The official Pyroscope Python SDK (`pyroscope-io`, pinned; installed by
+//! `make test` into .venv) profiles a CPU-burning program against a real
+//! `phlox`; the stored data shows the burning function and the SDK's tags.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use phlox_e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_profiles_land_with_their_tags_and_hot_function() {
+    let Ok(python) = std::env::var("PHLOX_TEST_PYTHON") else {
+        assert!(
+            std::env::var("PHLOX_TEST_REQUIRE_PYTHON").is_err(),
+            "PHLOX_TEST_REQUIRE_PYTHON is set but PHLOX_TEST_PYTHON is not"
+        );
+        eprintln!("skipping: PHLOX_TEST_PYTHON is not set (make test sets it)");
+        return;
+    };
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/burn.py");
+    let out = tokio::task::spawn_blocking({
+        let http = server.http.clone();
+        move || Command::new(python).args([script, &http, "4"]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    server.stop();
+
+    let got = dump(&dir, &["anonymous"]);
+    let series: Vec<&serde_json::Value> =
+        got["series"].as_array().unwrap().iter().filter(|s| s["labels"]["service_name"] == "e2e.python").collect();
+    assert!(!series.is_empty(), "no series from the SDK: {got}");
+    let mut total = 0i64;
+    let mut burning = 0i64;
+    for s in &series {
+        assert_eq!(s["labels"]["region"], "eu-west");
+        assert_eq!(s["labels"]["version"], "1.2");
+        assert_eq!(s["labels"]["__profile_type__"], "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        for p in s["profiles"].as_array().unwrap() {
+            for (stack, v) in p["stacks"].as_object().unwrap() {
+                let v = v.as_i64().unwrap();
+                total += v;
+                if stack.split(';').any(|f| f.contains("burn_cycles")) {
+                    burning += v;
+                }
+            }
+        }
+    }
+    assert!(total > 0);
+    assert!(burning * 2 > total, "burn_cycles holds {burning} of {total} ns of CPU");
+}
