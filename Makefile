@@ -24,7 +24,7 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 	scripts/cargo-test.sh -p phlox-e2e
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
-	$(CARGO) bench -p phlox-server --bench ingest
+	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -100,6 +100,9 @@ pub enum OtlpError {
     MissingSampleType,
     #[error("failed to convert otel profile: sample has no values and no timestamps")]
     NoValues,
+    /// pprof sample type names may not contain `-` (a `malformed_profile` rule).
+    #[error("failed to convert otel profile: sample type {0:?} contains '-'")]
+    InvalidSampleType(String),
     #[error("failed to parse protobuf request: {0}")]
     Protobuf(String),
     #[error("failed to parse JSON request: {0}")]

@@ -177,8 +177,8 @@ struct EventState {
     ticks_per_second: i64,
     /// Stack trace pool key → interned stack (None: unresolvable or empty).
     stacks: FxHashMap<i64, Option<u32>>,
-    /// Method pool key → function index.
-    methods: FxHashMap<i64, u32>,
+    /// Method pool key → function index (None: a hidden frame).
+    methods: FxHashMap<i64, Option<u32>>,
     frames: Vec<u32>,
     name: String,
     part: String,
@@ -195,6 +195,7 @@ struct Layout {
     method: Option<u32>,
     method_type: Option<usize>,
     method_name: Option<usize>,
+    method_hidden: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -232,6 +233,7 @@ impl<'a> Chunk<'a> {
         if let Some(m) = l.method {
             l.method_type = types.field_index(m, "type");
             l.method_name = types.field_index(m, "name");
+            l.method_hidden = types.field_index(m, "hidden");
         }
         Chunk { buf, base, end, compressed, types, pools, string_class, layout: l }
     }
@@ -417,10 +419,12 @@ impl<'a> Chunk<'a> {
                     },
                     None => {
                         b.charge_name(UNKNOWN.len())?;
-                        b.function(UNKNOWN)
+                        Some(b.function(UNKNOWN))
                     }
                 };
-                st.frames.push(b.location(func, line));
+                if let Some(func) = func {
+                    st.frames.push(b.location(func, line));
+                }
             }
             break;
         }
@@ -452,11 +456,18 @@ impl<'a> Chunk<'a> {
         Ok((method, line))
     }
 
-    /// The function of method pool entry `key`: `package.Class.method`.
-    fn function(&self, key: i64, b: &mut Builder, st: &mut EventState) -> Result<u32, JfrError> {
+    /// The function of method pool entry `key`: `package.Class.method`;
+    /// None for a hidden method (lambda forms, reflection and access
+    /// control trampolines), left out of stacks as the JDK's own tools do.
+    fn function(&self, key: i64, b: &mut Builder, st: &mut EventState) -> Result<Option<u32>, JfrError> {
         st.name.clear();
         let l = &self.layout;
         if let Some((m, off)) = l.method.and_then(|m| Some((m, self.pool(m, key)?))) {
+            if let Some(hi) = l.method_hidden
+                && let Val::Int(1..) = self.struct_field(m, off, hi)?
+            {
+                return Ok(None);
+            }
             let fields = &self.types.class(m).fields;
             if let Some(ti) = l.method_type {
                 st.part.clear();
@@ -476,7 +487,7 @@ impl<'a> Chunk<'a> {
             st.name.push_str(UNKNOWN);
         }
         b.charge_name(st.name.len())?;
-        Ok(b.function(&st.name))
+        Ok(Some(b.function(&st.name)))
     }
 
     /// Field `target` of the struct of `class` at `off`.

@@ -209,6 +209,9 @@ fn convert_profile(p: &otel::Profile, dict: Dict<'_>, now_nanos: i64) -> Result<
             _ => ("process_cpu".to_owned(), ValueRule::Keep),
         }
     };
+    if sample_type.contains('-') {
+        return Err(OtlpError::InvalidSampleType(sample_type.to_owned()));
+    }
     let header = Header {
         sample_type: (sample_type, sample_unit),
         period_type,
@@ -516,7 +519,7 @@ mod tests {
         assert_eq!(*at(&v, 2, "t").unwrap(), 3);
         assert_eq!(at(&v, 3, "t"), Err(OtlpError::IndexOutOfRange { table: "t", index: 3, len: 3 }));
         assert_eq!(at(&v, -1, "t"), Err(OtlpError::IndexOutOfRange { table: "t", index: -1, len: 3 }));
-        assert_eq!(at(&v, i32::MIN, "t").unwrap_err().to_string().contains("-2147483648"), true);
+        assert!(at(&v, i32::MIN, "t").unwrap_err().to_string().contains("-2147483648"));
     }
 
     #[test]

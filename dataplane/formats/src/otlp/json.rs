@@ -370,7 +370,7 @@ pub(super) fn decode_hex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks_exact(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
@@ -390,8 +390,8 @@ pub(super) fn decode_base64(s: &str) -> Option<Vec<u8>> {
     }
     let b = s.as_bytes();
     let data = match b {
-        [rest @ .., b'=', b'='] if b.len() % 4 == 0 => rest,
-        [rest @ .., b'='] if b.len() % 4 == 0 => rest,
+        [rest @ .., b'=', b'='] if b.len().is_multiple_of(4) => rest,
+        [rest @ .., b'='] if b.len().is_multiple_of(4) => rest,
         _ => b,
     };
     if data.len() % 4 == 1 {

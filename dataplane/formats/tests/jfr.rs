@@ -1,0 +1,1056 @@
+//! JFR ingestion: the real JDK 17 capture, recordings made on the fly
+//! when a JDK is installed (checked against the JDK's own `jfr` tool),
+//! synthetic recordings (labels, settings, kinds the JDK does not emit),
+//! and hostile input (truncated, garbage, mutated: errors, never panics).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use phlox_formats::jfr::{Context, JfrError, JfrProfile, LabelsSnapshot, parse_jfr};
+use proptest::prelude::*;
+use prost::Message;
+
+const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/captures/jdk17-burn-profile-settings.jfr");
+const LIMIT: usize = 64 << 20;
+
+fn capture() -> Vec<u8> {
+    std::fs::read(CAPTURE).expect("the JDK 17 capture in shared/captures")
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn by_event<'a>(ps: &'a [JfrProfile], event: &str) -> &'a JfrProfile {
+    ps.iter().find(|p| p.event == event).unwrap_or_else(|| panic!("no {event} profile"))
+}
+
+fn func_name(p: &JfrProfile, location_id: u64) -> &str {
+    let pr = &p.profile;
+    let loc = &pr.location[location_id as usize - 1];
+    assert_eq!(loc.id, location_id);
+    let f = &pr.function[loc.line[0].function_id as usize - 1];
+    &pr.string_table[f.name as usize]
+}
+
+/// Is the value of a profile's first sample type a multiple of the period (CPU, wall)?
+fn timed(p: &JfrProfile) -> bool {
+    matches!(p.event.as_str(), "cpu" | "wall")
+}
+
+/// Events per stack (function names leaf first, `;`-joined): the first
+/// value divided by the period for CPU and wall, the first value otherwise.
+fn stack_counts(p: &JfrProfile) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for s in &p.profile.sample {
+        let key = s.location_id.iter().map(|&l| func_name(p, l)).collect::<Vec<_>>().join(";");
+        let n = if timed(p) {
+            assert_eq!(s.value[0] % p.profile.period, 0, "value is a whole number of periods");
+            s.value[0] / p.profile.period
+        } else {
+            s.value[0]
+        };
+        *out.entry(key).or_insert(0) += n;
+    }
+    out
+}
+
+/// Events whose stack contains each function (counted once per event).
+fn function_counts(stacks: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for (stack, &n) in stacks {
+        let mut seen: Vec<&str> = stack.split(';').collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for f in seen {
+            *out.entry(f.to_string()).or_insert(0) += n;
+        }
+    }
+    out
+}
+
+fn total(stacks: &BTreeMap<String, i64>) -> i64 {
+    stacks.values().sum()
+}
+
+/// Encodes, decodes with the ingest path's decoder and validates.
+fn assert_valid_pprof(p: &JfrProfile) {
+    assert_eq!(p.profile.string_table.first().map(String::as_str), Some(""));
+    let bytes = p.profile.encode_to_vec();
+    let decoded = phlox_pprof::Profile::decode(&bytes).unwrap();
+    decoded.validate().unwrap_or_else(|e| panic!("{} profile invalid: {e}", p.event));
+    assert_eq!(decoded.sample_count(), p.profile.sample.len());
+    let types: Vec<&str> =
+        p.profile.sample_type.iter().map(|t| p.profile.string_table[t.r#type as usize].as_str()).collect();
+    let expected: &[&str] = match p.event.as_str() {
+        "cpu" => &["cpu"],
+        "wall" => &["wall"],
+        "alloc_in_new_tlab" => &["alloc_in_new_tlab_objects", "alloc_in_new_tlab_bytes"],
+        "alloc_outside_tlab" => &["alloc_outside_tlab_objects", "alloc_outside_tlab_bytes"],
+        "lock" | "thread_park" => &["contentions", "delay"],
+        "live_object" => &["live"],
+        "alloc_sample" => &["alloc_sample_objects", "alloc_sample_bytes"],
+        other => panic!("unexpected event kind {other}"),
+    };
+    assert_eq!(types, expected);
+    let metric = match p.event.as_str() {
+        "cpu" => "process_cpu",
+        "wall" => "wall",
+        "lock" => "mutex",
+        "thread_park" => "block",
+        _ => "memory",
+    };
+    assert_eq!(p.metric, metric);
+}
+
+/// Parses; every profile of an Ok result must be a valid pprof.
+fn parse_checked(buf: &[u8], labels: Option<&[u8]>) -> Result<Vec<JfrProfile>, JfrError> {
+    let r = parse_jfr(buf, labels, LIMIT);
+    if let Ok(ps) = &r {
+        ps.iter().for_each(assert_valid_pprof);
+    }
+    r
+}
+
+// ---------------------------------------------------------------- the capture
+
+/// Measured with the JDK 17 tool:
+/// `jfr print --events jdk.ExecutionSample --stack-depth 1000 jdk17-burn-profile-settings.jfr`,
+/// frames of each event up to `(` joined leaf first, counted (656 events,
+/// all with the same stack). The recording's `jdk.ActiveSetting` gives
+/// `period = 10 ms` for `jdk.ExecutionSample` (settings=profile).
+const CAPTURE_CPU_STACKS: &[(&str, i64)] = &[("Burn.burnJavaCycles;Burn.main", 656)];
+
+#[test]
+fn capture_cpu_profile() {
+    let ps = parse_checked(&capture(), None).unwrap();
+    let cpu = by_event(&ps, "cpu");
+    assert_eq!(cpu.metric, "process_cpu");
+    assert_eq!(cpu.profile.period, 10_000_000, "period from the recording's settings");
+    let st = &cpu.profile.string_table;
+    let pt = cpu.profile.period_type.unwrap();
+    assert_eq!((st[pt.r#type as usize].as_str(), st[pt.unit as usize].as_str()), ("cpu", "nanoseconds"));
+    let unit = cpu.profile.sample_type[0].unit;
+    assert_eq!(st[unit as usize], "nanoseconds");
+
+    let stacks = stack_counts(cpu);
+    assert_eq!(total(&stacks), 656);
+    let expected: BTreeMap<String, i64> = CAPTURE_CPU_STACKS.iter().map(|&(s, n)| (s.to_string(), n)).collect();
+    assert_eq!(stacks, expected);
+    let funcs = function_counts(&stacks);
+    assert_eq!(funcs["Burn.burnJavaCycles"], 656);
+    assert_eq!(funcs["Burn.main"], 656);
+
+    // Hottest by self (leaf) time.
+    let mut leaf: HashMap<&str, i64> = HashMap::new();
+    for s in &cpu.profile.sample {
+        *leaf.entry(func_name(cpu, s.location_id[0])).or_insert(0) += s.value[0];
+    }
+    let hottest = leaf.iter().max_by_key(|e| e.1).unwrap();
+    assert_eq!(*hottest.0, "Burn.burnJavaCycles");
+
+    // Lines are kept: one location per (method, line).
+    let loc = &cpu.profile.location[(cpu.profile.sample[0].location_id[0] - 1) as usize];
+    assert_eq!(loc.line[0].line, 2);
+    assert!(cpu.profile.time_nanos > 1_700_000_000_000_000_000);
+    assert!(cpu.profile.duration_nanos > 0);
+
+    // The capture also has 2 jdk.ObjectAllocationSample events (jfr summary).
+    let alloc = by_event(&ps, "alloc_sample");
+    assert_eq!(total(&stack_counts(alloc)), 2);
+    assert_eq!(ps.len(), 2, "{:?}", ps.iter().map(|p| &p.event).collect::<Vec<_>>());
+}
+
+#[test]
+fn capture_gzip_and_multi_chunk() {
+    let raw = capture();
+    let plain = parse_checked(&raw, None).unwrap();
+    assert_eq!(parse_checked(&gzip(&raw), None).unwrap(), plain);
+
+    // A recording is a sequence of chunks: two copies are a valid 2-chunk file.
+    let mut two = raw.clone();
+    two.extend_from_slice(&raw);
+    let ps = parse_checked(&two, None).unwrap();
+    let stacks = stack_counts(by_event(&ps, "cpu"));
+    assert_eq!(stacks["Burn.burnJavaCycles;Burn.main"], 1312);
+    assert_eq!(by_event(&ps, "cpu").profile.function.len(), by_event(&plain, "cpu").profile.function.len());
+}
+
+#[test]
+fn size_limits() {
+    let raw = capture();
+    assert_eq!(parse_jfr(&raw, None, raw.len() - 1), Err(JfrError::TooLarge { limit: raw.len() - 1 }));
+    assert!(parse_jfr(&raw, None, raw.len()).is_ok());
+    assert_eq!(parse_jfr(&gzip(&raw), None, 1000), Err(JfrError::TooLarge { limit: 1000 }));
+    let bomb = gzip(&vec![0u8; 32 << 20]);
+    assert_eq!(parse_jfr(&bomb, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
+    assert!(matches!(parse_jfr(&gzip(&raw)[..500], None, LIMIT), Err(JfrError::Gzip(_))));
+}
+
+// ------------------------------------------------------- against the JDK's `jfr` tool
+
+/// The JDK's `jfr` binary next to `java` (PATH or JAVA_HOME), if installed.
+fn jdk_bin(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        dirs.push(Path::new(&home).join("bin"));
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if let Ok(java) = std::fs::canonicalize(dir.join("java")) {
+            dirs.extend(java.parent().map(Path::to_path_buf));
+        }
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// `jfr print` of the given event types: event type → stack → events.
+/// Events without a stack trace are left out (as the parser drops them).
+fn jfr_print_stacks(jfr: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, i64>> {
+    let out = Command::new(jfr)
+        .args(["print", "--stack-depth", "100000", "--events", &events.join(",")])
+        .arg(file)
+        .output()
+        .expect("run jfr print");
+    assert!(out.status.success(), "jfr print: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut result: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let (mut event, mut frames, mut in_stack) = (String::new(), Vec::<String>::new(), false);
+    for line in text.lines() {
+        if let Some(name) = line.strip_suffix(" {").filter(|_| !line.starts_with(' ')) {
+            event = name.to_string();
+            frames.clear();
+        } else if line == "}" {
+            if !frames.is_empty() {
+                *result.entry(event.clone()).or_default().entry(frames.join(";")).or_insert(0) += 1;
+            }
+        } else if line == "  stackTrace = [" {
+            in_stack = true;
+        } else if in_stack && line == "  ]" {
+            in_stack = false;
+        } else if in_stack {
+            let frame = line.trim();
+            if frame == "..." {
+                continue; // the recording truncated this stack (JFR's stackdepth, 64)
+            }
+            frames.push(frame.split('(').next().unwrap().to_string());
+        }
+    }
+    result
+}
+
+const KIND_EVENTS: &[(&str, &str)] = &[
+    ("cpu", "jdk.ExecutionSample"),
+    ("wall", "jdk.NativeMethodSample"),
+    ("alloc_in_new_tlab", "jdk.ObjectAllocationInNewTLAB"),
+    ("alloc_outside_tlab", "jdk.ObjectAllocationOutsideTLAB"),
+    ("lock", "jdk.JavaMonitorEnter"),
+    ("thread_park", "jdk.ThreadPark"),
+    ("alloc_sample", "jdk.ObjectAllocationSample"),
+];
+
+/// Compares every profile of `file` with `jfr print`, per stack and per function.
+fn compare_with_jfr_tool(jfr: &Path, file: &Path) -> Vec<JfrProfile> {
+    let ps = parse_checked(&std::fs::read(file).unwrap(), None).unwrap();
+    let events: Vec<&str> = KIND_EVENTS.iter().map(|e| e.1).collect();
+    let reference = jfr_print_stacks(jfr, file, &events);
+    for &(kind, event) in KIND_EVENTS {
+        let theirs = reference.get(event).cloned().unwrap_or_default();
+        let ours = ps.iter().find(|p| p.event == kind).map(stack_counts).unwrap_or_default();
+        assert_eq!(total(&ours), total(&theirs), "{event}: event count");
+        assert_eq!(function_counts(&ours), function_counts(&theirs), "{event}: per-function counts");
+        assert_eq!(ours, theirs, "{event}: per-stack counts");
+    }
+    ps
+}
+
+#[test]
+fn capture_matches_jfr_print() {
+    let Some(jfr) = jdk_bin("jfr") else {
+        eprintln!("no JDK `jfr` tool: capture_cpu_profile checks the hard-coded counts only");
+        return;
+    };
+    let ps = compare_with_jfr_tool(&jfr, Path::new(CAPTURE));
+    assert_eq!(total(&stack_counts(by_event(&ps, "cpu"))), 656);
+}
+
+const MIX_JAVA: &str = r#"
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
+
+public class Mix {
+    static final Object MONITOR = new Object();
+    static final ReentrantLock LOCK = new ReentrantLock();
+    static volatile long sink;
+    static volatile Object keep;
+
+    static long burnJavaCycles(int n) {
+        long x = 0;
+        for (int i = 0; i < n; i++) { x += i * 31L ^ (x >>> 3); }
+        return x;
+    }
+    static void idleJava() { LockSupport.parkNanos(2_000_000L); }
+    static void holdMonitor() { synchronized (MONITOR) { sink += burnJavaCycles(2_000_000); } }
+    static void holdLock() {
+        LOCK.lock();
+        try { sink += burnJavaCycles(2_000_000); } finally { LOCK.unlock(); }
+    }
+    static void allocate() { for (int i = 0; i < 1000; i++) { keep = new byte[1024 * (1 + i % 64)]; } }
+
+    public static void main(String[] args) throws Exception {
+        long end = System.nanoTime() + Long.parseLong(args[0]) * 1_000_000L;
+        Thread[] ts = new Thread[4];
+        for (int t = 0; t < ts.length; t++) {
+            final int k = t;
+            ts[t] = new Thread(() -> {
+                while (System.nanoTime() < end) {
+                    switch (k) {
+                        case 0: sink += burnJavaCycles(5_000_000); idleJava(); break;
+                        case 1: holdMonitor(); holdLock(); break;
+                        case 2: holdMonitor(); holdLock(); allocate(); break;
+                        default: allocate(); idleJava(); break;
+                    }
+                }
+            }, "worker-" + t);
+            ts[t].start();
+        }
+        for (Thread t : ts) t.join();
+    }
+}
+"#;
+
+/// Records a workload with CPU, monitor, park and allocation events with
+/// the installed JDK (17+) and checks every kind against `jfr print`.
+#[test]
+fn recorded_workload_matches_jfr_print() {
+    let (Some(java), Some(jfr)) = (jdk_bin("java"), jdk_bin("jfr")) else {
+        eprintln!("no JDK: skipping the recorded workload");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("phlox-jfr-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("Mix.java");
+    std::fs::write(&src, MIX_JAVA).unwrap();
+    let rec = dir.join("mix.jfr");
+    let status = Command::new(java)
+        .arg(format!(
+            "-XX:StartFlightRecording=settings=profile,locking-threshold=0ms,gc=high,filename={}",
+            rec.display()
+        ))
+        .arg(&src)
+        .arg("1500")
+        .output()
+        .expect("run java");
+    assert!(status.status.success(), "java: {}", String::from_utf8_lossy(&status.stderr));
+    let ps = compare_with_jfr_tool(&jfr, &rec);
+    for kind in ["cpu", "alloc_in_new_tlab", "alloc_outside_tlab", "thread_park", "alloc_sample"] {
+        assert!(ps.iter().any(|p| p.event == kind), "no {kind} profile");
+    }
+    let park = stack_counts(by_event(&ps, "thread_park"));
+    assert!(function_counts(&park).get("Mix.idleJava").copied().unwrap_or(0) > 0);
+    let tlab = by_event(&ps, "alloc_outside_tlab");
+    let bytes: i64 = tlab.profile.sample.iter().map(|s| s.value[1]).sum();
+    assert!(bytes >= 1024 * total(&stack_counts(tlab)) / 2, "allocation sizes recorded");
+    for p in &ps {
+        let delay: i64 = p.profile.sample.iter().map(|s| *s.value.last().unwrap()).sum();
+        if p.event == "thread_park" {
+            assert!(delay > 0, "park durations recorded");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ------------------------------------------------------------------ synthetic
+
+fn app_recording(events: &[Vec<u8>]) -> Vec<u8> {
+    synth::chunk(&synth::std_classes(), &synth::app_pools(), events)
+}
+
+fn snapshot() -> LabelsSnapshot {
+    let ctx = |pairs: &[(i64, i64)]| Context { labels: pairs.iter().copied().collect() };
+    LabelsSnapshot {
+        contexts: [(1, ctx(&[(10, 11)])), (2, ctx(&[(10, 12), (13, 14)])), (3, ctx(&[(10, 404)]))]
+            .into_iter()
+            .collect(),
+        strings: [(10, "span_name"), (11, "GET /a"), (12, "GET /b"), (13, "tenant"), (14, "acme")]
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+    }
+}
+
+fn sample_labels(p: &JfrProfile, i: usize) -> Vec<(String, String)> {
+    let st = &p.profile.string_table;
+    p.profile.sample[i].label.iter().map(|l| (st[l.key as usize].clone(), st[l.str as usize].clone())).collect()
+}
+
+/// (sample labels, stack, value).
+type Row = (Vec<(String, String)>, String, i64);
+
+#[test]
+fn synthetic_labels_settings_and_kinds() {
+    let rec = app_recording(&[
+        synth::active_setting(synth::EXECUTION_SAMPLE, "period", "20 ms"),
+        synth::execution_sample(1, 1),
+        synth::execution_sample(1, 1),
+        synth::execution_sample(1, 2),
+        synth::execution_sample(1, 1),
+        synth::execution_sample(1, 2),
+        synth::execution_sample(2, 0),
+        synth::execution_sample(2, 99), // unknown context: no labels
+        synth::execution_sample(2, 3),  // context whose value string is missing: no labels
+        synth::execution_sample(0, 1),  // null stack trace: dropped
+        synth::execution_sample(77, 1), // dangling stack trace: dropped
+        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, 3])),
+        synth::event(synth::LIVE_OBJECT, &synth::ints(&[1, 1, 64])),
+        synth::event(synth::LIVE_OBJECT, &synth::ints(&[1, 1, 64])),
+        synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 1500, 2])),
+        synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 500, 2])),
+    ]);
+    let labels = snapshot().encode_to_vec();
+    let ps = parse_checked(&rec, Some(&labels)).unwrap();
+    let kinds: Vec<&str> = ps.iter().map(|p| p.event.as_str()).collect();
+    assert_eq!(kinds, ["cpu", "wall", "lock", "live_object"]);
+
+    let cpu = by_event(&ps, "cpu");
+    assert_eq!(cpu.profile.period, 20_000_000);
+    assert_eq!(cpu.profile.time_nanos, synth::START_NANOS);
+    assert_eq!(cpu.profile.duration_nanos, 1_000_000_000);
+    let got: Vec<Row> = (0..cpu.profile.sample.len())
+        .map(|i| {
+            let s = &cpu.profile.sample[i];
+            let stack = s.location_id.iter().map(|&l| func_name(cpu, l)).collect::<Vec<_>>().join(";");
+            (sample_labels(cpu, i), stack, s.value[0])
+        })
+        .collect();
+    let l = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [
+            (l(&[("span_name", "GET /a")]), "com.example.App.work;com.example.App.main".to_string(), 60_000_000),
+            (
+                l(&[("span_name", "GET /b"), ("tenant", "acme")]),
+                "com.example.App.work;com.example.App.main".into(),
+                40_000_000
+            ),
+            (l(&[]), "com.example.App.sleep;com.example.App.main".into(), 60_000_000),
+        ]
+    );
+    // Lines: work at 10, main at 5 (stack 1) and main at 6 (stack 2) are distinct locations.
+    assert_eq!(cpu.profile.location.len(), 4);
+    assert_eq!(cpu.profile.function.len(), 3);
+
+    // Wall: `samples` intervals of the default 10 ms (no setting for this event).
+    let wall = by_event(&ps, "wall");
+    assert_eq!(wall.profile.period, 10_000_000);
+    assert_eq!(wall.profile.sample[0].value, [30_000_000]);
+
+    let lock = by_event(&ps, "lock");
+    assert_eq!(lock.metric, "mutex");
+    assert_eq!(lock.profile.sample[0].value, [2, 2000], "ticks are nanoseconds at 1e9 ticks/s");
+
+    let live = by_event(&ps, "live_object");
+    assert_eq!(live.profile.sample[0].value, [2]);
+
+    // Labels may come gzipped; none given: no labels at all.
+    let gz = parse_checked(&rec, Some(&gzip(&labels))).unwrap();
+    assert_eq!(gz, ps);
+    let plain = parse_checked(&rec, None).unwrap();
+    assert!(by_event(&plain, "cpu").profile.sample.iter().all(|s| s.label.is_empty()));
+    assert_eq!(total(&stack_counts(by_event(&plain, "cpu"))), 8);
+}
+
+#[test]
+fn bad_labels_snapshot() {
+    let rec = app_recording(&[synth::execution_sample(1, 1)]);
+    for bad in [&b"\x0a\x05\x08"[..], b"\xff\xff\xff", b"\x12\x02\x08"] {
+        assert!(matches!(parse_jfr(&rec, Some(bad), LIMIT), Err(JfrError::BadLabels(_))), "{bad:?}");
+    }
+    assert!(matches!(parse_jfr(&rec, Some(&gzip(b"junk")[..10]), LIMIT), Err(JfrError::Gzip(_))));
+    // An empty snapshot is valid.
+    assert!(parse_jfr(&rec, Some(b""), LIMIT).is_ok());
+}
+
+#[test]
+fn no_supported_events_is_empty() {
+    let rec = app_recording(&[synth::active_setting(synth::EXECUTION_SAMPLE, "period", "20 ms")]);
+    assert_eq!(parse_checked(&rec, None).unwrap(), vec![]);
+}
+
+// ---------------------------------------------------------------- hostile input
+
+type Expect = fn(&JfrError) -> bool;
+
+#[test]
+fn garbage_is_rejected() {
+    let raw = capture();
+    let cases: Vec<(Vec<u8>, Expect)> = vec![
+        (vec![], |e| matches!(e, JfrError::NotJfr { .. })),
+        (b"hello world".to_vec(), |e| matches!(e, JfrError::NotJfr { .. })),
+        (b"FLR\0".to_vec(), |e| matches!(e, JfrError::Truncated { .. })),
+        (vec![0u8; 4096], |e| matches!(e, JfrError::NotJfr { .. })),
+        (
+            {
+                let mut v = raw.clone();
+                v[5] = 1; // version 1.x
+                v
+            },
+            |e| matches!(e, JfrError::UnsupportedVersion { major: 256 | 1, .. }),
+        ),
+        (
+            {
+                let mut v = raw.clone();
+                synth::set_chunk_size(&mut v, i64::MAX);
+                v
+            },
+            |e| matches!(e, JfrError::Malformed { .. } | JfrError::Truncated { .. }),
+        ),
+        (
+            {
+                let mut v = raw.clone();
+                synth::set_chunk_size(&mut v, -1);
+                v
+            },
+            |e| matches!(e, JfrError::Malformed { .. }),
+        ),
+        (
+            {
+                let mut v = raw.clone();
+                v[24..32].copy_from_slice(&(raw.len() as i64 + 5).to_be_bytes()); // metadata offset
+                v
+            },
+            |e| matches!(e, JfrError::Malformed { .. }),
+        ),
+        (
+            {
+                let mut v = raw.clone();
+                v.extend_from_slice(b"trailing");
+                v
+            },
+            |e| matches!(e, JfrError::NotJfr { .. }),
+        ),
+    ];
+    for (i, (buf, ok)) in cases.iter().enumerate() {
+        let e = parse_jfr(buf, None, LIMIT).unwrap_err();
+        assert!(ok(&e), "case {i}: {e}");
+    }
+}
+
+#[test]
+fn every_prefix_is_an_error() {
+    let raw = capture();
+    let mut n = 0;
+    while n < raw.len() {
+        assert!(parse_jfr(&raw[..n], None, LIMIT).is_err(), "prefix {n}");
+        n += if n < 256 { 1 } else { 61 };
+    }
+    // Same with the header's chunk size shrunk to the prefix, so that the
+    // metadata, pools and events themselves are cut (synthetic recording:
+    // metadata first).
+    let events = [synth::execution_sample(1, 1), synth::execution_sample(2, 2)];
+    let rec = app_recording(&events);
+    // Cuts at event boundaries are valid shorter chunks.
+    let meta = synth::event(0, &synth::metadata_body(&synth::metadata_tree(&synth::std_classes())));
+    let cp = synth::event(1, &synth::checkpoint_body(&synth::app_pools()));
+    let mut boundaries = vec![68 + meta.len(), 68 + meta.len() + cp.len()];
+    for e in &events {
+        boundaries.push(boundaries.last().unwrap() + e.len());
+    }
+    for n in 68..rec.len() {
+        let mut v = rec[..n].to_vec();
+        synth::set_chunk_size(&mut v, n as i64);
+        assert_eq!(parse_checked(&v, None).is_ok(), boundaries.contains(&n), "cut at {n}");
+    }
+    assert!(parse_checked(&rec, None).is_ok());
+}
+
+#[test]
+fn every_byte_flipped_never_panics() {
+    let rec = app_recording(&[
+        synth::active_setting(synth::EXECUTION_SAMPLE, "period", "20 ms"),
+        synth::execution_sample(1, 1),
+        synth::execution_sample(2, 2),
+        synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 1500, 2])),
+    ]);
+    let labels = snapshot().encode_to_vec();
+    let (mut errors, mut oks) = (0, 0);
+    for i in 0..rec.len() {
+        for x in [0x01u8, 0x80, 0xff, 0x7f] {
+            let mut v = rec.clone();
+            v[i] ^= x;
+            match parse_checked(&v, Some(&labels)) {
+                Ok(_) => oks += 1,
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    assert!(errors > rec.len(), "most flips are detected ({errors} errors, {oks} ok)");
+    // The real capture: a flip every 331 bytes.
+    let raw = capture();
+    for i in (0..raw.len()).step_by(331) {
+        let mut v = raw.clone();
+        v[i] ^= 0xa5;
+        let _ = parse_checked(&v, None);
+    }
+}
+
+#[test]
+fn hostile_declared_sizes_and_nesting() {
+    use synth::*;
+    let classes = std_classes();
+    let pools = app_pools();
+    let meta = metadata_body(&metadata_tree(&classes));
+
+    // Pool count, entry count, string length, array length: huge values.
+    let huge = i64::from(i32::MAX);
+    let mut cp = ints(&[0, 0, 0]);
+    cp.push(0);
+    cp.extend(ints(&[huge]));
+    assert!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
+    let mut cp = ints(&[0, 0, 0]);
+    cp.push(0);
+    cp.extend(ints(&[1, SYMBOL, huge]));
+    assert!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
+    let mut bad_sym = vec![3u8];
+    bad_sym.extend(ints(&[huge]));
+    assert!(parse_jfr(&chunk(&classes, &[(SYMBOL, vec![(1, bad_sym)])], &[]), None, LIMIT).is_err());
+    let mut neg = vec![3u8];
+    neg.extend(ints(&[-5]));
+    assert!(parse_jfr(&chunk(&classes, &[(SYMBOL, vec![(1, neg)])], &[]), None, LIMIT).is_err());
+    let mut bad_stack = vec![0u8];
+    bad_stack.extend(ints(&[huge]));
+    assert!(parse_jfr(&chunk(&classes, &[(STACK_TRACE, vec![(1, bad_stack)])], &[]), None, LIMIT).is_err());
+    // Metadata: huge string count.
+    let mut m = ints(&[0, 0, 1, huge]);
+    m.extend(sym("x"));
+    assert!(parse_jfr(&chunk_raw(&m, &checkpoint_body(&pools), &[]), None, LIMIT).is_err());
+
+    // Deeply nested metadata elements.
+    let mut deep = Element { name: "x".into(), attrs: vec![], children: vec![] };
+    for _ in 0..1000 {
+        deep = Element { name: "x".into(), attrs: vec![], children: vec![deep] };
+    }
+    let e = parse_jfr(&chunk_raw(&metadata_body(&deep), &checkpoint_body(&[]), &[]), None, LIMIT).unwrap_err();
+    assert!(matches!(e, JfrError::Malformed { .. }), "{e}");
+
+    // A struct that inlines itself: `Node { int v; Node next; }`, with a pool entry.
+    let mut cls = classes.clone();
+    cls.push(class(50, "Node", vec![f("v", INT), f("next", 50)]));
+    let e = parse_jfr(&chunk(&cls, &[(50, vec![(1, vec![1u8; 10_000])])], &[]), None, LIMIT).unwrap_err();
+    assert!(matches!(e, JfrError::Malformed { .. }), "{e}");
+
+    // Structs of structs with no data: skipped in O(1), arrays of them too.
+    let mut cls = classes.clone();
+    cls.push(class(60, "Empty", vec![]));
+    cls.push(class(61, "Empties", vec![f("a", 60), f("b", 60), f("c", 60)]));
+    cls.push(class(62, "Holder", vec![arr("many", 61), f("x", INT)]));
+    let mut v = ints(&[1_000_000]);
+    v.extend(vec![0u8; 1_000_000]);
+    v.extend(ints(&[7]));
+    assert!(parse_jfr(&chunk(&cls, &[(62, vec![(1, v)])], &[]), None, LIMIT).is_ok());
+
+    // Unknown classes in pools or fields.
+    let mut cp = ints(&[0, 0, 0]);
+    cp.push(0);
+    cp.extend(ints(&[1, 12345, 0]));
+    assert!(matches!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
+    let mut cls = classes.clone();
+    cls.push(class(70, "Dangling", vec![f("x", 9999)]));
+    assert!(matches!(parse_jfr(&chunk(&cls, &pools, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
+}
+
+#[test]
+fn name_budget_caps_function_names() {
+    use synth::*;
+    // 2000 methods of one class with a 10 kB name: 20 MB of function names.
+    let long = "c".repeat(10_000);
+    let methods: Vec<(i64, Vec<u8>)> = (1..=2000).map(|i| (i, ints(&[1, 2, 2]))).collect();
+    let frames: Vec<(i64, i64)> = (1..=2000).map(|i| (i, 0)).collect();
+    let pools = vec![
+        (SYMBOL, vec![(1, sym(&long)), (2, sym("m"))]),
+        (CLASS, vec![(1, ints(&[1, 0]))]),
+        (METHOD, methods),
+        (STACK_TRACE, vec![(1, stack(&frames))]),
+    ];
+    let rec = chunk(&std_classes(), &pools, &[execution_sample(1, 0)]);
+    assert_eq!(parse_jfr(&rec, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
+    let ps = parse_checked(&rec, None).unwrap();
+    assert_eq!(ps[0].profile.function.len(), 1, "identical names are one function");
+}
+
+fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = base.len();
+    let edits = proptest::collection::vec((0..len, any::<u8>()), 1..8);
+    // Sometimes also cut, and then sometimes shrink the header's chunk size to match.
+    let cut = proptest::option::weighted(0.25, (68..len, any::<bool>()));
+    (edits, cut).prop_map(move |(edits, cut)| {
+        let mut v = base.clone();
+        for (i, b) in edits {
+            v[i] = b;
+        }
+        if let Some((cut, fix_size)) = cut {
+            v.truncate(cut);
+            if fix_size {
+                synth::set_chunk_size(&mut v, cut as i64);
+            }
+        }
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_synthetic_recordings_never_panic(buf in mutated(app_recording(&[
+        synth::active_setting(synth::EXECUTION_SAMPLE, "period", "20 ms"),
+        synth::execution_sample(1, 1),
+        synth::execution_sample(2, 2),
+        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, 3])),
+        synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 1500, 2])),
+    ]))) {
+        let _ = parse_checked(&buf, Some(&snapshot().encode_to_vec()));
+    }
+
+    #[test]
+    fn random_bytes_after_a_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048), meta in 68i64..2200) {
+        let mut v = app_recording(&[])[..68].to_vec();
+        v[24..32].copy_from_slice(&meta.to_be_bytes());
+        v.extend(body);
+        let n = v.len() as i64;
+        synth::set_chunk_size(&mut v, n);
+        let _ = parse_checked(&v, None);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_capture_never_panics(buf in mutated(capture())) {
+        let _ = parse_checked(&buf, None);
+    }
+}
+
+/// A minimal JFR writer for tests: one chunk, compressed ints, metadata
+/// right after the header, then one checkpoint, then the events.
+#[allow(dead_code)]
+mod synth {
+    /// A constant pool: (class id, [(key, value bytes)]).
+    pub(super) type Pool = (i64, Vec<(i64, Vec<u8>)>);
+    pub(super) type Pools = [Pool];
+
+    /// Class ids of [`std_classes`].
+    pub(super) const LONG: i64 = 1;
+    pub(super) const INT: i64 = 2;
+    pub(super) const BOOLEAN: i64 = 3;
+    pub(super) const STRING: i64 = 4;
+    pub(super) const SYMBOL: i64 = 5;
+    pub(super) const CLASS: i64 = 6;
+    pub(super) const METHOD: i64 = 7;
+    pub(super) const FRAME: i64 = 8;
+    pub(super) const STACK_TRACE: i64 = 9;
+    pub(super) const EXECUTION_SAMPLE: i64 = 100;
+    pub(super) const ACTIVE_SETTING: i64 = 101;
+    pub(super) const LIVE_OBJECT: i64 = 102;
+    pub(super) const WALL_CLOCK: i64 = 103;
+    pub(super) const MONITOR_ENTER: i64 = 104;
+
+    #[derive(Debug, Clone)]
+    pub(super) struct Field {
+        pub(super) name: &'static str,
+        pub(super) ty: i64,
+        pub(super) cp: bool,
+        pub(super) array: bool,
+    }
+
+    pub(super) fn f(name: &'static str, ty: i64) -> Field {
+        Field { name, ty, cp: false, array: false }
+    }
+
+    pub(super) fn cp(name: &'static str, ty: i64) -> Field {
+        Field { name, ty, cp: true, array: false }
+    }
+
+    pub(super) fn arr(name: &'static str, ty: i64) -> Field {
+        Field { name, ty, cp: false, array: true }
+    }
+
+    #[derive(Debug, Clone)]
+    pub(super) struct Class {
+        pub(super) id: i64,
+        pub(super) name: &'static str,
+        pub(super) fields: Vec<Field>,
+    }
+
+    pub(super) fn class(id: i64, name: &'static str, fields: Vec<Field>) -> Class {
+        Class { id, name, fields }
+    }
+
+    /// The JDK types stack traces are made of, plus a few event types.
+    pub(super) fn std_classes() -> Vec<Class> {
+        vec![
+            class(LONG, "long", vec![]),
+            class(INT, "int", vec![]),
+            class(BOOLEAN, "boolean", vec![]),
+            class(STRING, "java.lang.String", vec![]),
+            class(SYMBOL, "jdk.types.Symbol", vec![f("string", STRING)]),
+            class(CLASS, "java.lang.Class", vec![cp("name", SYMBOL), f("modifiers", INT)]),
+            class(METHOD, "jdk.types.Method", vec![cp("type", CLASS), cp("name", SYMBOL), cp("descriptor", SYMBOL)]),
+            class(
+                FRAME,
+                "jdk.types.StackFrame",
+                vec![cp("method", METHOD), f("lineNumber", INT), f("bytecodeIndex", INT)],
+            ),
+            class(STACK_TRACE, "jdk.types.StackTrace", vec![f("truncated", BOOLEAN), arr("frames", FRAME)]),
+            class(
+                EXECUTION_SAMPLE,
+                "jdk.ExecutionSample",
+                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("contextId", LONG)],
+            ),
+            class(
+                ACTIVE_SETTING,
+                "jdk.ActiveSetting",
+                vec![f("startTime", LONG), f("id", LONG), f("name", STRING), f("value", STRING)],
+            ),
+            class(
+                LIVE_OBJECT,
+                "profiler.LiveObject",
+                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("allocationSize", LONG)],
+            ),
+            class(
+                WALL_CLOCK,
+                "profiler.WallClockSample",
+                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("samples", INT)],
+            ),
+            class(
+                MONITOR_ENTER,
+                "jdk.JavaMonitorEnter",
+                vec![f("startTime", LONG), f("duration", LONG), cp("stackTrace", STACK_TRACE)],
+            ),
+        ]
+    }
+
+    pub(super) fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut v = v as u64;
+        for _ in 0..8 {
+            if v < 0x80 {
+                out.push(v as u8);
+                return;
+            }
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    pub(super) fn string(out: &mut Vec<u8>, s: &str) {
+        out.push(3);
+        varint(out, s.len() as i64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// Frames an event: 4-byte padded size (as the JDK writes it), type id, body.
+    pub(super) fn event(ty: i64, body: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        varint(&mut b, ty);
+        b.extend_from_slice(body);
+        let size = b.len() + 4;
+        let mut out = vec![
+            (size & 0x7f) as u8 | 0x80,
+            ((size >> 7) & 0x7f) as u8 | 0x80,
+            ((size >> 14) & 0x7f) as u8 | 0x80,
+            ((size >> 21) & 0x7f) as u8,
+        ];
+        out.extend(b);
+        out
+    }
+
+    /// An element: name, attributes, children (already encoded).
+    pub(super) struct Element {
+        pub(super) name: String,
+        pub(super) attrs: Vec<(String, String)>,
+        pub(super) children: Vec<Element>,
+    }
+
+    fn el(name: &str, attrs: &[(&str, String)], children: Vec<Element>) -> Element {
+        Element { name: name.into(), attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), children }
+    }
+
+    pub(super) fn metadata_tree(classes: &[Class]) -> Element {
+        let classes = classes
+            .iter()
+            .map(|c| {
+                let fields = c
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let mut a = vec![("name", f.name.to_string()), ("class", f.ty.to_string())];
+                        if f.cp {
+                            a.push(("constantPool", "true".into()));
+                        }
+                        if f.array {
+                            a.push(("dimension", "1".into()));
+                        }
+                        el("field", &a, vec![])
+                    })
+                    .collect();
+                el("class", &[("name", c.name.to_string()), ("id", c.id.to_string())], fields)
+            })
+            .collect();
+        el("root", &[], vec![el("metadata", &[], classes), el("region", &[("locale", "en_US".into())], vec![])])
+    }
+
+    /// The metadata event body (after the type id) for an element tree.
+    pub(super) fn metadata_body(root: &Element) -> Vec<u8> {
+        fn collect(e: &Element, out: &mut Vec<String>) {
+            for s in std::iter::once(&e.name).chain(e.attrs.iter().flat_map(|(k, v)| [k, v])) {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+            for c in &e.children {
+                collect(c, out);
+            }
+        }
+        fn write(e: &Element, strings: &[String], out: &mut Vec<u8>) {
+            let idx = |s: &String| strings.iter().position(|x| x == s).unwrap() as i64;
+            varint(out, idx(&e.name));
+            varint(out, e.attrs.len() as i64);
+            for (k, v) in &e.attrs {
+                varint(out, idx(k));
+                varint(out, idx(v));
+            }
+            varint(out, e.children.len() as i64);
+            for c in &e.children {
+                write(c, strings, out);
+            }
+        }
+        let mut strings = Vec::new();
+        collect(root, &mut strings);
+        let mut b = Vec::new();
+        varint(&mut b, 0); // start time
+        varint(&mut b, 0); // duration
+        varint(&mut b, 1); // metadata id
+        varint(&mut b, strings.len() as i64);
+        for s in &strings {
+            string(&mut b, s);
+        }
+        write(root, &strings, &mut b);
+        b
+    }
+
+    /// One checkpoint event body with the given pools: (class id, [(key, value bytes)]).
+    pub(super) fn checkpoint_body(pools: &Pools) -> Vec<u8> {
+        let mut b = Vec::new();
+        varint(&mut b, 0); // start time
+        varint(&mut b, 0); // duration
+        varint(&mut b, 0); // delta
+        b.push(0); // checkpoint kind
+        varint(&mut b, pools.len() as i64);
+        for (class, entries) in pools {
+            varint(&mut b, *class);
+            varint(&mut b, entries.len() as i64);
+            for (k, v) in entries {
+                varint(&mut b, *k);
+                b.extend_from_slice(v);
+            }
+        }
+        b
+    }
+
+    pub(super) const START_NANOS: i64 = 1_700_000_000_000_000_000;
+
+    /// A whole chunk: header, metadata event, checkpoint event, events.
+    pub(super) fn chunk_raw(metadata: &[u8], checkpoint: &[u8], events: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![0u8; 68];
+        out.extend(event(0, metadata));
+        let cp_offset = out.len();
+        out.extend(event(1, checkpoint));
+        for e in events {
+            out.extend_from_slice(e);
+        }
+        let size = out.len() as i64;
+        let mut h = Vec::with_capacity(68);
+        h.extend_from_slice(b"FLR\0");
+        h.extend_from_slice(&2u16.to_be_bytes());
+        h.extend_from_slice(&1u16.to_be_bytes());
+        for v in [size, cp_offset as i64, 68, START_NANOS, 1_000_000_000, 0, 1_000_000_000] {
+            h.extend_from_slice(&v.to_be_bytes());
+        }
+        h.extend_from_slice(&1i32.to_be_bytes());
+        out[..68].copy_from_slice(&h);
+        out
+    }
+
+    pub(super) fn chunk(classes: &[Class], pools: &Pools, events: &[Vec<u8>]) -> Vec<u8> {
+        chunk_raw(&metadata_body(&metadata_tree(classes)), &checkpoint_body(pools), events)
+    }
+
+    /// Sets the chunk size in a header (for truncated-chunk tests).
+    pub(super) fn set_chunk_size(buf: &mut [u8], size: i64) {
+        buf[8..16].copy_from_slice(&size.to_be_bytes());
+    }
+
+    pub(super) fn sym(s: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        string(&mut b, s);
+        b
+    }
+
+    pub(super) fn ints(vals: &[i64]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for &v in vals {
+            varint(&mut b, v);
+        }
+        b
+    }
+
+    /// A stack trace value: not truncated, frames (method key, line), leaf first.
+    pub(super) fn stack(frames: &[(i64, i64)]) -> Vec<u8> {
+        let mut b = vec![0u8];
+        varint(&mut b, frames.len() as i64);
+        for &(m, line) in frames {
+            varint(&mut b, m);
+            varint(&mut b, line);
+            varint(&mut b, 0);
+        }
+        b
+    }
+
+    /// A small program: `com/example/App.{main,work,sleep}`, two stacks
+    /// (1: work ← main, 2: sleep ← main), and pools for them.
+    pub(super) fn app_pools() -> Vec<Pool> {
+        vec![
+            (
+                SYMBOL,
+                vec![
+                    (1, sym("com/example/App")),
+                    (2, sym("main")),
+                    (3, sym("work")),
+                    (4, sym("sleep")),
+                    (5, sym("()V")),
+                ],
+            ),
+            (CLASS, vec![(1, ints(&[1, 1]))]),
+            (METHOD, vec![(1, ints(&[1, 2, 5])), (2, ints(&[1, 3, 5])), (3, ints(&[1, 4, 5]))]),
+            (STACK_TRACE, vec![(1, stack(&[(2, 10), (1, 5)])), (2, stack(&[(3, 20), (1, 6)]))]),
+        ]
+    }
+
+    pub(super) fn execution_sample(stack: i64, context: i64) -> Vec<u8> {
+        event(EXECUTION_SAMPLE, &ints(&[1, stack, context]))
+    }
+
+    pub(super) fn active_setting(id: i64, name: &str, value: &str) -> Vec<u8> {
+        let mut b = ints(&[1, id]);
+        string(&mut b, name);
+        string(&mut b, value);
+        event(ACTIVE_SETTING, &b)
+    }
+}

@@ -1,0 +1,181 @@
+//! `make bench`, part 2: the real `phlox` binary under concurrent clients.
+//!
+//! For Push (Connect, gzip) and `/ingest?format=pprof`, at 1, 8 and 64
+//! concurrent clients: requests/s, MB/s of uncompressed pprof, and the ack
+//! latency p50/p99 with the default 500 ms segment window.
+//!
+//! Two client models: closed loop (each client sends its next request as
+//! soon as the previous one is acked: the throughput figure), and agents
+//! (each client waits a random 0–1 s between requests, as independent SDKs
+//! pushing on their own schedules do: the latency figure). A closed-loop
+//! client always arrives just after a segment was cut, so it waits a whole
+//! window; agents arrive at random points of it.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phlox_pprof::testkit::Program;
+use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use phlox_proto::types::v1::LabelPair;
+use prost::Message;
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+struct Sample {
+    gz: Vec<u8>,
+    plain: usize,
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    Push,
+    Ingest,
+}
+
+async fn run(api: Api, base: &str, corpus: Arc<Vec<Sample>>, clients: usize, per_client: usize, agents: bool, round: usize) {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, corpus) = (http.clone(), base.to_owned(), Arc::clone(&corpus));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut bytes = 0usize;
+            let mut rng = phlox_pprof::testkit::Rng::new(c as u64 + 1);
+            for i in 0..per_client {
+                if agents {
+                    tokio::time::sleep(Duration::from_millis(rng.below(1000))).await;
+                }
+                let s = &corpus[(c * per_client + i) % corpus.len()];
+                let pod = format!("pod-{c}");
+                let t0 = Instant::now();
+                let status = match api {
+                    Api::Push => {
+                        let req = PushRequest {
+                            series: vec![RawProfileSeries {
+                                labels: vec![
+                                    LabelPair { name: "__name__".into(), value: "process_cpu".into() },
+                                    LabelPair { name: "service_name".into(), value: "bench".into() },
+                                    LabelPair { name: "pod".into(), value: pod },
+                                ],
+                                samples: vec![RawSample { raw_profile: s.gz.clone().into(), id: uuid_like(round, c, i) }],
+                                annotations: vec![],
+                            }],
+                        };
+                        http.post(format!("{base}/push.v1.PusherService/Push"))
+                            .header("Content-Type", "application/proto")
+                            .body(req.encode_to_vec())
+                            .send()
+                            .await
+                            .unwrap()
+                            .status()
+                    }
+                    Api::Ingest => http
+                        .post(format!("{base}/ingest?format=pprof&name=bench.ingest{{pod={pod}}}&from={}&spyName=gospy", 1_000_000 + round * 100_000 + c * per_client + i))
+                        .header("Content-Type", "application/octet-stream")
+                        .body(s.gz.clone())
+                        .send()
+                        .await
+                        .unwrap()
+                        .status(),
+                };
+                assert!(status.is_success(), "{status}");
+                lat.push(t0.elapsed());
+                bytes += s.plain;
+            }
+            (lat, bytes)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut bytes = 0;
+    for t in tasks {
+        let (l, b) = t.await.unwrap();
+        lat.extend(l);
+        bytes += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
+    let name = match api {
+        Api::Push => "Push (Connect, proto)",
+        Api::Ingest => "/ingest?format=pprof",
+    };
+    let model = if agents { "agents" } else { "closed loop" };
+    println!(
+        "{name:<22} {model:<11} {clients:>3} clients: {:>7.1} req/s, {:>6.1} MB/s pprof, ack p50 {:>4.0} ms, p99 {:>4.0} ms",
+        lat.len() as f64 / secs,
+        bytes as f64 / 1e6 / secs,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}
+
+/// A unique profile id per (round, client, request): nothing is deduplicated.
+fn uuid_like(round: usize, c: usize, i: usize) -> String {
+    format!("{c:08x}-{round:04x}-4000-8000-{i:012x}")
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phlox"))
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
+        .args(["--ingestion-rate-mb", "0", "--log-format", "json", "--log-level", "info"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "phlox is ready"
+            {
+                let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    // The ready line is logged at info; ask for it explicitly.
+    let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    let base = format!("http://{addr}");
+
+    let program = Program::new(7, 3000, 5000, 48);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let corpus: Arc<Vec<Sample>> = Arc::new(
+        (0..256u64)
+            .map(|i| {
+                let mut b = program.cpu_profile(i, 1000);
+                b.time_nanos(now + i as i64);
+                let plain = b.encode();
+                Sample { gz: gzip(&plain), plain: plain.len() }
+            })
+            .collect(),
+    );
+    let avg: f64 = corpus.iter().map(|s| s.plain as f64).sum::<f64>() / corpus.len() as f64;
+    println!("profiles: {:.0} KB uncompressed, {:.0} KB gzipped on average; segment window 500 ms", avg / 1e3, corpus.iter().map(|s| s.gz.len() as f64).sum::<f64>() / corpus.len() as f64 / 1e3);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut round = 0;
+        for api in [Api::Push, Api::Ingest] {
+            for agents in [false, true] {
+                for (clients, per_client) in [(1, 20), (8, 20), (64, 8)] {
+                    round += 1;
+                    run(api, &base, Arc::clone(&corpus), clients, per_client, agents, round).await;
+                }
+            }
+        }
+    });
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
