@@ -17,7 +17,7 @@
 //! along StackTrace → StackFrame → Method → Class → Symbol, and a few
 //! fields of a few event types.
 //!
-//! The parser ([`reader`], [`metadata`], [`chunk`]) bounds-checks every
+//! The parser (modules `reader`, `metadata`, `chunk`) bounds-checks every
 //! read, caps every count by the bytes left (each counted item takes at
 //! least a byte, or is an empty struct skipped in O(1)), limits nesting,
 //! never panics, and allocates nothing per event: constant pool entries
@@ -50,10 +50,16 @@
 //!
 //! Frames are named `package.Class.method` (the class's internal name with
 //! `/` replaced by `.`); each (method, line) is one location; pprof
-//! locations are leaf first, as JFR frames are. Events without a stack
-//! trace are dropped. When a labels snapshot is given, an event's
-//! `contextId` field (Pyroscope's Java agent) selects the context whose
-//! labels become the sample's pprof labels.
+//! locations are leaf first, as JFR frames are. Frames of hidden methods
+//! (`Method.hidden`: lambda forms, `AccessController.executePrivileged`,
+//! …) are left out, as the JDK's own consumer API and `jfr print` do, so
+//! stacks match what `jfr print` shows (and per-JVM lambda class names do
+//! not multiply functions). Events without a stack trace, or whose stack
+//! is empty, are dropped (`jfr print` shows no frames for them).
+//!
+//! When a labels snapshot is given, an event's `contextId` field
+//! (Pyroscope's Java agent) selects the context whose labels become the
+//! sample's pprof labels (pairs whose strings are missing are dropped).
 
 mod builder;
 mod chunk;

@@ -44,7 +44,15 @@ enum Api {
     Ingest,
 }
 
-async fn run(api: Api, base: &str, corpus: Arc<Vec<Sample>>, clients: usize, per_client: usize, agents: bool, round: usize) {
+async fn run(
+    api: Api,
+    base: &str,
+    corpus: Arc<Vec<Sample>>,
+    clients: usize,
+    per_client: usize,
+    agents: bool,
+    round: usize,
+) {
     let http = reqwest::Client::new();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -70,7 +78,10 @@ async fn run(api: Api, base: &str, corpus: Arc<Vec<Sample>>, clients: usize, per
                                     LabelPair { name: "service_name".into(), value: "bench".into() },
                                     LabelPair { name: "pod".into(), value: pod },
                                 ],
-                                samples: vec![RawSample { raw_profile: s.gz.clone().into(), id: uuid_like(round, c, i) }],
+                                samples: vec![RawSample {
+                                    raw_profile: s.gz.clone().into(),
+                                    id: uuid_like(round, c, i),
+                                }],
                                 annotations: vec![],
                             }],
                         };
@@ -83,7 +94,10 @@ async fn run(api: Api, base: &str, corpus: Arc<Vec<Sample>>, clients: usize, per
                             .status()
                     }
                     Api::Ingest => http
-                        .post(format!("{base}/ingest?format=pprof&name=bench.ingest{{pod={pod}}}&from={}&spyName=gospy", 1_000_000 + round * 100_000 + c * per_client + i))
+                        .post(format!(
+                            "{base}/ingest?format=pprof&name=bench.ingest{{pod={pod}}}&from={}&spyName=gospy",
+                            1_000_000 + round * 100_000 + c * per_client + i
+                        ))
                         .header("Content-Type", "application/octet-stream")
                         .body(s.gz.clone())
                         .send()
@@ -163,7 +177,11 @@ fn main() {
             .collect(),
     );
     let avg: f64 = corpus.iter().map(|s| s.plain as f64).sum::<f64>() / corpus.len() as f64;
-    println!("profiles: {:.0} KB uncompressed, {:.0} KB gzipped on average; segment window 500 ms", avg / 1e3, corpus.iter().map(|s| s.gz.len() as f64).sum::<f64>() / corpus.len() as f64 / 1e3);
+    println!(
+        "profiles: {:.0} KB uncompressed, {:.0} KB gzipped on average; segment window 500 ms",
+        avg / 1e3,
+        corpus.iter().map(|s| s.gz.len() as f64).sum::<f64>() / corpus.len() as f64 / 1e3
+    );
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut round = 0;

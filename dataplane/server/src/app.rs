@@ -132,6 +132,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let max_body = config.server.max_request_body_mb << 20;
     let state = Arc::new(HttpState {
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
+        grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
         distributor,
         registry: registry.clone(),
         ready: Arc::clone(&ready),

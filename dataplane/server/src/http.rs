@@ -22,6 +22,7 @@ use crate::connect::{self, Codec, ConnectError};
 pub(crate) struct HttpState {
     pub(crate) distributor: Option<Arc<Distributor>>,
     pub(crate) grpc_push: Option<crate::grpc_push::GrpcPushService>,
+    pub(crate) grpc_otlp: Option<crate::otlp::GrpcProfilesService>,
     pub(crate) registry: Registry,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) multitenancy: bool,
@@ -34,6 +35,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/push.v1.PusherService/Push", post(push))
         .route("/ingest", post(crate::ingest::ingest))
+        .route("/v1development/profiles", post(otlp_export))
+        .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
         // Bodies are read by `read_body` with the limit and a Connect error.
         .layer(DefaultBodyLimit::disable())
@@ -142,4 +145,38 @@ async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) 
             ConnectError::new(code, e.to_string()).into_response()
         }
     }
+}
+
+/// OTLP profiles: gRPC on the service path, OTLP/HTTP on both paths.
+async fn otlp_export(State(s): State<Arc<HttpState>>, request: axum::extract::Request) -> Response {
+    let Some(distributor) = s.distributor.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the distributor").into_response();
+    };
+    let headers = request.headers().clone();
+    let tenant = match tenant(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/grpc")
+        && let Some(grpc) = s.grpc_otlp.clone()
+    {
+        use tower::ServiceExt;
+        let mut request = request;
+        request.extensions_mut().insert(tenant);
+        return match grpc.oneshot(request).await {
+            Ok(r) => r.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
+    let body = match read_body(request.into_body(), s.max_body, "invalid_argument").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let body = match connect::decompress(&headers, body, s.max_body) {
+        Ok(b) => b,
+        Err(e) if e.code == "resource_exhausted" => return (StatusCode::PAYLOAD_TOO_LARGE, e.message).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
+    crate::otlp::http_export(&distributor, tenant.as_str(), &headers, &body).await
 }

@@ -13,6 +13,7 @@ mod grpc_push;
 mod http;
 mod ingest;
 mod limits;
+mod otlp;
 mod push_json;
 mod writer_sink;
 

@@ -137,8 +137,8 @@ pub(crate) struct Builder {
     snapshot: Option<LabelsSnapshot>,
     /// Context id → label set (index into `label_sets`).
     contexts: FxHashMap<i64, u32>,
-    /// Label sets as (key, value) pairs; set 0 is empty.
-    label_sets: Vec<Vec<(Box<str>, Box<str>)>>,
+    /// Distinct label sets as sorted (key, value) pairs; set 0 is empty.
+    label_sets: FxIndexSet<Vec<(Box<str>, Box<str>)>>,
     aggs: [FxIndexMap<(u32, u32), [i64; 2]>; KINDS],
     periods: [Option<i64>; KINDS],
     time_start: Option<i64>,
@@ -158,7 +158,7 @@ impl Builder {
             stacks: FxIndexSet::default(),
             snapshot,
             contexts: FxHashMap::default(),
-            label_sets: vec![Vec::new()],
+            label_sets: std::iter::once(Vec::new()).collect(),
             aggs: Default::default(),
             periods: [None; KINDS],
             time_start: None,
@@ -221,12 +221,7 @@ impl Builder {
             Some(ctx) => label_pairs(snap, ctx),
             None => Vec::new(),
         };
-        let id = if set.is_empty() {
-            0
-        } else {
-            self.label_sets.push(set);
-            (self.label_sets.len() - 1) as u32
-        };
+        let id = self.label_sets.insert_full(set).0 as u32;
         self.contexts.insert(context, id);
         id
     }
@@ -238,7 +233,7 @@ impl Builder {
         e[0] = e[0].saturating_add(values[0]);
         e[1] = e[1].saturating_add(values[1]);
         if agg.len() > len && labels != 0 {
-            let n = self.label_sets.get(labels as usize).map_or(0, Vec::len);
+            let n = self.label_sets.get_index(labels as usize).map_or(0, Vec::len);
             self.label_budget = self.label_budget.checked_sub(n).ok_or(JfrError::TooLarge { limit: self.limit })?;
         }
         Ok(())
@@ -315,11 +310,10 @@ impl Builder {
             } else {
                 vals[..info.sample_types.len()].to_vec()
             };
-            let label = match label_ids.get_mut(labels as usize) {
-                Some(slot) if labels != 0 => slot
+            let label = match (labels, label_ids.get_mut(labels as usize), self.label_sets.get_index(labels as usize)) {
+                (1.., Some(slot), Some(set)) => slot
                     .get_or_insert_with(|| {
-                        self.label_sets[labels as usize]
-                            .iter()
+                        set.iter()
                             .map(|(k, v)| pb::Label { key: intern.id(k), str: intern.id(v), num: 0, num_unit: 0 })
                             .collect()
                     })
