@@ -108,3 +108,66 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
     assert_eq!(t1.values().flat_map(|p| p.values().map(|v| v.1)).collect::<Vec<_>>(), vec![1]);
     assert_eq!(t2.values().flat_map(|p| p.values().map(|v| v.1)).collect::<Vec<_>>(), vec![5]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--ingestion-rate-mb", "0"]);
+    let client = reqwest::Client::new();
+    let ingest = |query: &'static str, ct: &'static str, body: Vec<u8>| {
+        let (client, base) = (client.clone(), server.http.clone());
+        async move {
+            let r = client.post(format!("{base}/ingest?{query}")).header("Content-Type", ct).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Earlier data.
+    assert_eq!(ingest("name=keep.cpu&from=now", "text/plain", b"main;keep 5\n".to_vec()).await.0, 200);
+    let good = profile(1);
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    type Case = (&'static str, &'static str, Vec<u8>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        ("name=app.cpu&format=pprof", "application/octet-stream", b"garbage".to_vec(), 422, "malformed pprof"),
+        ("name=app.cpu&format=pprof", "application/octet-stream", good[..good.len() / 2].to_vec(), 422, "malformed pprof"),
+        ("name=app.cpu&format=pprof", "application/octet-stream", bomb.clone(), 422, "exceeds limit"),
+        ("name=app.cpu&format=pprof", "application/octet-stream", gzip(&good)[..10].to_vec(), 422, "gzip"),
+        ("name=app.cpu", "multipart/form-data; boundary=xyz", b"--xyz\r\ngarbage".to_vec(), 422, "multipart"),
+        ("name=app.cpu", "multipart/form-data", b"x".to_vec(), 422, "boundary"),
+        ("name=app.cpu", "text/plain", b"main;a notanumber\n".to_vec(), 422, "line 1"),
+        ("name=app.cpu", "text/plain", vec![0xff, 0xfe, b' ', b'1'], 422, "UTF-8"),
+        ("name=app.cpu&format=tree", "binary/octet-stream+tree", vec![0x00, 0x00, 0x05, 0x01], 422, "truncated"),
+        ("name=app.cpu&format=trie", "binary/octet-stream", vec![0xff; 12], 422, "varint"),
+        ("name={a=b}", "text/plain", b"main 1\n".to_vec(), 400, "empty"),
+        ("name=app.unknownsuffix", "text/plain", b"main 1\n".to_vec(), 400, "suffix"),
+    ];
+    for (query, ct, body, status, msg) in cases {
+        let (got, text) = ingest(query, ct, body).await;
+        assert_eq!(got, status, "{query}: {text}");
+        assert!(text.contains(msg), "{query}: {text} should mention {msg}");
+        assert!(text.starts_with("{\"code\":"), "Connect error body: {text}");
+    }
+    let (got, _) = ingest("name=app.cpu", "text/plain", vec![b'a'; 257 << 20]).await;
+    assert_eq!(got, 413);
+    // OTLP/HTTP.
+    let otlp = format!("{}/v1development/profiles", server.http);
+    for (ct, enc, body, status) in [
+        ("application/x-protobuf", "identity", vec![0xff; 8], 400u16),
+        ("application/json", "identity", b"{".to_vec(), 400),
+        ("application/x-protobuf", "gzip", gzip(&vec![0u8; 300 << 20]), 413),
+        ("application/x-protobuf", "gzip", b"notgzip".to_vec(), 400),
+        ("text/csv", "identity", b"a,b".to_vec(), 415),
+    ] {
+        let r = client.post(&otlp).header("Content-Type", ct).header("Content-Encoding", enc).body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{ct} {enc}");
+    }
+    // Still serving; the earlier upload is intact.
+    assert_eq!(ingest("name=later.cpu&from=now", "text/plain", b"main;later 2\n".to_vec()).await.0, 200);
+    server.stop();
+    let got = dumped(&dump(&dir, &["anonymous"]));
+    let mut totals: Vec<(String, i64)> = got
+        .iter()
+        .map(|(k, p)| (if k.contains("keep") { "keep" } else { "later" }.to_owned(), p.values().map(|v| v.1).sum()))
+        .collect();
+    totals.sort();
+    assert_eq!(totals, vec![("keep".into(), 5 * 10_000_000), ("later".into(), 2 * 10_000_000)]);
+}
