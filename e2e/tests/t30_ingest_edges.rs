@@ -117,7 +117,13 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
     let ingest = |query: &'static str, ct: &'static str, body: Vec<u8>| {
         let (client, base) = (client.clone(), server.http.clone());
         async move {
-            let r = client.post(format!("{base}/ingest?{query}")).header("Content-Type", ct).body(body).send().await.unwrap();
+            let r = client
+                .post(format!("{base}/ingest?{query}"))
+                .header("Content-Type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
@@ -128,7 +134,13 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
     type Case = (&'static str, &'static str, Vec<u8>, u16, &'static str);
     let cases: Vec<Case> = vec![
         ("name=app.cpu&format=pprof", "application/octet-stream", b"garbage".to_vec(), 422, "malformed pprof"),
-        ("name=app.cpu&format=pprof", "application/octet-stream", good[..good.len() / 2].to_vec(), 422, "malformed pprof"),
+        (
+            "name=app.cpu&format=pprof",
+            "application/octet-stream",
+            good[..good.len() / 2].to_vec(),
+            422,
+            "malformed pprof",
+        ),
         ("name=app.cpu&format=pprof", "application/octet-stream", bomb.clone(), 422, "exceeds limit"),
         ("name=app.cpu&format=pprof", "application/octet-stream", gzip(&good)[..10].to_vec(), 422, "gzip"),
         ("name=app.cpu", "multipart/form-data; boundary=xyz", b"--xyz\r\ngarbage".to_vec(), 422, "multipart"),
@@ -157,7 +169,14 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
         ("application/x-protobuf", "gzip", b"notgzip".to_vec(), 400),
         ("text/csv", "identity", b"a,b".to_vec(), 415),
     ] {
-        let r = client.post(&otlp).header("Content-Type", ct).header("Content-Encoding", enc).body(body).send().await.unwrap();
+        let r = client
+            .post(&otlp)
+            .header("Content-Type", ct)
+            .header("Content-Encoding", enc)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), status, "{ct} {enc}");
     }
     // Still serving; the earlier upload is intact.

@@ -6,6 +6,7 @@
 
 mod name;
 mod rules;
+mod speedscope;
 mod text;
 mod time;
 
@@ -166,7 +167,6 @@ impl Distributor {
         match format {
             IngestFormat::Pprof => self.ingest_pprof(&l, &name, from, spy, body, now),
             IngestFormat::Jfr => self.ingest_jfr(&l, &name, spy, body, now),
-            IngestFormat::Speedscope => Err(IngestError::Parse("speedscope profiles are not supported yet".into())),
             text => self.ingest_text(&l, text, &name, from, until, sample_rate, spy, body, now),
         }
     }
@@ -200,6 +200,20 @@ impl Distributor {
                 "name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"
             ))
         })?;
+        let speedscope = match format {
+            IngestFormat::Speedscope => Some(speedscope::parse(&body).map_err(IngestError::Parse)?),
+            _ => None,
+        };
+        // Speedscope files in a time unit carry durations: store nanoseconds.
+        let time_unit = speedscope.as_ref().and_then(|v| speedscope::unit_scale(speedscope::unit(v)));
+        if let Some(ns) = time_unit.filter(|_| matches!(kind.name, "process_cpu" | "wall")) {
+            let t = if kind.name == "wall" { "wall" } else { "cpu" };
+            let mut b = StackProfileBuilder::new(&[(t, "nanoseconds")], None, l.max_profile_size_bytes);
+            if let Some(v) = &speedscope {
+                speedscope::add(v, &mut b, ns).map_err(IngestError::Parse)?;
+            }
+            return self.finish_text(l, b, name, kind, stem, spy, from, until, &body, now);
+        }
         let timed = matches!(kind.name, "process_cpu" | "wall") && sample_rate != 0;
         let period = if timed { NANOS / i64::from(sample_rate) } else { 0 };
         let mut b = if timed {
@@ -215,12 +229,33 @@ impl Distributor {
         let scale = if timed { period.max(1) } else { 1 };
         let max_children = l.max_profile_stacktrace_samples as u64;
         let parsed = match format {
+            IngestFormat::Speedscope => match &speedscope {
+                Some(v) => speedscope::add(v, &mut b, scale),
+                None => Ok(()),
+            },
             IngestFormat::Folded => text::folded(&body, &mut b, scale),
             IngestFormat::Lines => text::lines(&body, &mut b, scale),
             IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, 65_535),
             _ => text::trie(&body, &mut b, scale, max_children, l.max_profile_size_bytes),
         };
         parsed.map_err(IngestError::Parse)?;
+        self.finish_text(l, b, name, kind, stem, spy, from, until, &body, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_text(
+        &self,
+        l: &Limits,
+        mut b: StackProfileBuilder,
+        name: &AppName,
+        kind: rules::Kind,
+        stem: &str,
+        spy: &str,
+        from: i64,
+        until: i64,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
         if b.sample_count() == 0 {
             return Ok(Vec::new());
         }
@@ -309,15 +344,62 @@ impl Distributor {
 
     fn ingest_jfr(
         &self,
-        _l: &Limits,
-        _name: &AppName,
-        _spy: &str,
-        _body: IngestBody,
-        _now: i64,
+        l: &Limits,
+        name: &AppName,
+        spy: &str,
+        body: IngestBody,
+        now: i64,
     ) -> Result<Vec<SeriesProfile>, IngestError> {
-        Err(IngestError::Parse("JFR ingestion is not available in this build".into()))
+        let (jfr, labels) = match body {
+            IngestBody::Raw(b) => (b, None),
+            IngestBody::JfrForm { jfr: Some(jfr), labels } => (jfr, labels),
+            IngestBody::JfrForm { jfr: None, .. } => return Err(IngestError::Parse("the form has no jfr part".into())),
+            IngestBody::PprofForm { .. } => {
+                return Err(IngestError::Parse("a JFR upload needs a jfr form part".into()));
+            }
+        };
+        self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(jfr.len() as u64);
+        let profiles = phlox_formats::jfr::parse_jfr(&jfr, labels.as_deref(), JFR_MAX_BYTES)
+            .map_err(|e| IngestError::Parse(format!("jfr: {e}")))?;
+        // One `jfr_event` for every series: the recording's execution-sample kind.
+        let event = profiles
+            .iter()
+            .find(|p| matches!(p.metric, "process_cpu" | "wall"))
+            .or(profiles.first())
+            .map(|p| p.event.clone())
+            .unwrap_or_default();
+        let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
+        let mut out = Vec::new();
+        for jp in profiles {
+            let encoded = prost::Message::encode_to_vec(&jp.profile);
+            self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(encoded.len() as u64);
+            let bad = |e: phlox_pprof::DecodeError| IngestError::Push(PushError::InvalidArgument(format!("jfr: {e}")));
+            if encoded.len() > l.max_profile_size_bytes {
+                return Err(bad(phlox_pprof::DecodeError::PayloadTooLarge { limit: l.max_profile_size_bytes }));
+            }
+            let p = Profile::decode(&encoded).map_err(bad)?;
+            p.validate().map_err(bad)?;
+            self.check(l, &p, now)?;
+            let mut pairs = vec![
+                (ln::METRIC_NAME.to_owned(), jp.metric.to_owned()),
+                ("pyroscope_spy".to_owned(), spy.to_owned()),
+                ("jfr_event".to_owned(), event.clone()),
+                (if has_service { "app_name" } else { ln::SERVICE_NAME }.to_owned(), name.app.clone()),
+            ];
+            pairs.extend(public_labels(&name.labels).cloned());
+            let labels = self.series_labels(l, &to_pairs(pairs))?;
+            let id = ProfileId::from_content(&[params_key(name, p.time_nanos).as_bytes(), jp.metric.as_bytes(), &jfr]);
+            out.extend(
+                split(&labels, Arc::new(p), id, now)
+                    .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?,
+            );
+        }
+        Ok(out)
     }
 }
+
+/// Largest decompressed JFR recording (the HTTP body limit bounds it too).
+const JFR_MAX_BYTES: usize = 256 << 20;
 
 fn params_key(name: &AppName, from: i64) -> String {
     format!("{}|{from}", name.app)

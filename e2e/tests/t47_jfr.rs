@@ -1,0 +1,73 @@
+//! A JFR recording of OpenJDK 17 (`../shared/captures`) through
+//! `/ingest?format=jfr`, as a raw body and as the Java agent's multipart form.
+#![allow(clippy::unwrap_used)]
+
+use phlox_e2e::*;
+
+const PERIOD: i64 = 10_000_000; // the recording's jdk.ExecutionSample period
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jfr_recordings_yield_java_frames_with_their_sample_counts() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--reject-older-than", "100000h", "--ingestion-rate-mb", "0"]);
+    let jfr = std::fs::read(captures_dir().join("jdk17-burn-profile-settings.jfr")).unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/ingest?format=jfr&name=java.raw{{env=prod}}&spyName=javaspy&from=now", server.http))
+        .header("Content-Type", "application/octet-stream")
+        .body(jfr.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // The agent's form: a `jfr` file part (gzip is detected inside it).
+    let mut form = Vec::new();
+    form.extend_from_slice(b"--b0undary\r\nContent-Disposition: form-data; name=\"jfr\"; filename=\"jfr\"\r\nContent-Type: application/octet-stream\r\n\r\n");
+    form.extend_from_slice(&gzip(&jfr));
+    form.extend_from_slice(b"\r\n--b0undary--\r\n");
+    let r = http
+        .post(format!("{}/ingest?format=jfr&name=java.form&spyName=javaspy", server.http))
+        .header("Content-Type", "multipart/form-data; boundary=b0undary")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{}/ingest?format=jfr&name=java.bad", server.http))
+        .body(b"FLR\0garbage".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    server.stop();
+
+    let got = dump(&dir, &["anonymous"]);
+    for service in ["java.raw", "java.form"] {
+        let s = got["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["labels"]["service_name"] == service && s["labels"]["__name__"] == "process_cpu")
+            .unwrap_or_else(|| panic!("no CPU series for {service}: {got}"));
+        assert_eq!(s["labels"]["__profile_type__"], "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert_eq!(s["labels"]["pyroscope_spy"], "javaspy");
+        assert_eq!(s["labels"]["jfr_event"], "cpu");
+        let mut total = 0;
+        let mut burning = 0;
+        for p in s["profiles"].as_array().unwrap() {
+            for (stack, v) in p["stacks"].as_object().unwrap() {
+                let v = v.as_i64().unwrap();
+                total += v;
+                if stack.ends_with("Burn.burnJavaCycles") {
+                    burning += v;
+                }
+            }
+        }
+        // 656 jdk.ExecutionSample events, as `jfr print` counts them, all in Burn.burnJavaCycles.
+        assert_eq!(total, 656 * PERIOD, "{service}");
+        assert_eq!(burning, total, "{service}");
+    }
+    let raw = got["series"].as_array().unwrap().iter().find(|s| s["labels"]["service_name"] == "java.raw").unwrap();
+    assert_eq!(raw["labels"]["env"], "prod");
+}
