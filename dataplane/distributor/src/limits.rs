@@ -113,8 +113,7 @@ mod tests {
     fn overrides_apply_per_tenant_and_reload() {
         let store = LimitsStore::new(TenantLimits::default());
         assert_eq!(store.get("t").max_label_names_per_series, 30);
-        let mut o = Limits::default();
-        o.max_label_names_per_series = 5;
+        let o = Limits { max_label_names_per_series: 5, ..Limits::default() };
         store.set(TenantLimits { defaults: Limits::default(), overrides: HashMap::from([("t".to_owned(), o)]) });
         assert_eq!(store.get("t").max_label_names_per_series, 5);
         assert_eq!(store.get("u").max_label_names_per_series, 30);

@@ -273,9 +273,9 @@ impl Distributor {
             labels.push(("app_name".to_owned(), stem.to_owned()));
         }
         let labels = self.series_labels(l, &to_pairs(labels))?;
-        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &body]);
-        Ok(split(&labels, Arc::new(profile), id, now)
-            .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), body]);
+        split(&labels, Arc::new(profile), id, now)
+            .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))
     }
 
     fn ingest_pprof(
@@ -338,8 +338,7 @@ impl Distributor {
         labels.extend(public_labels(&name.labels).cloned());
         let labels = self.series_labels(l, &to_pairs(labels))?;
         let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &raw]);
-        Ok(split(&labels, Arc::new(p), id, now)
-            .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?)
+        split(&labels, Arc::new(p), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))
     }
 
     fn ingest_jfr(
