@@ -99,6 +99,15 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
     // Too large a body is refused before it is read.
     let (got, _) = post(vec![0u8; 257 << 20], "identity", Some("t1")).await;
     assert_eq!(got, 413);
+    // Refusals are counted by reason.
+    let metrics = client.get(format!("{}/metrics", server.http)).send().await.unwrap().text().await.unwrap();
+    for reason in ["malformed_profile", "profile_too_large"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("phlox_distributor_discarded_profiles_total{{reason=\"{reason}\"}}")))
+            .unwrap_or_else(|| panic!("no discard metric for {reason}"));
+        assert!(!line.ends_with(" 0"), "{line}");
+    }
     // Still serving, and tenants are kept apart.
     assert_eq!(post(good.encode_to_vec(), "identity", Some("t1")).await.0, 200);
     assert_eq!(post(push_request(&labels, profile(5), "").encode_to_vec(), "identity", Some("t2")).await.0, 200);

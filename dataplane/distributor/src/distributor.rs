@@ -51,7 +51,6 @@ impl Distributor {
         if self.rate.allow(tenant, bytes, rate, burst, std::time::Instant::now()) {
             return Ok(());
         }
-        self.metrics.rejected.with_label_values(&["rate_limited"]).inc();
         Err(PushError::ResourceExhausted(format!(
             "push rate limit ({} MB/s, burst {} MB, ingestion_rate_mb) exceeded while adding {bytes} bytes",
             l.ingestion_rate_mb, l.ingestion_burst_size_mb
@@ -68,6 +67,22 @@ impl Distributor {
     /// durable and indexed. On error nothing is acknowledged (profiles of
     /// other shards may already be stored; a retry is deduplicated).
     pub async fn push(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
+        let profiles: u64 = request.series.iter().map(|s| s.samples.len() as u64).sum();
+        let bytes: u64 = request.series.iter().flat_map(|s| s.samples.iter().map(|x| x.raw_profile.len() as u64)).sum();
+        let result = self.push_inner(tenant, request).await;
+        if let Err(e) = &result {
+            self.discarded(reason(e), profiles, bytes);
+        }
+        result
+    }
+
+    /// Counts a refused request in the discard metrics.
+    pub(crate) fn discarded(&self, reason: &str, profiles: u64, bytes: u64) {
+        self.metrics.discarded_profiles.with_label_values(&[reason]).inc_by(profiles);
+        self.metrics.discarded_bytes.with_label_values(&[reason]).inc_by(bytes);
+    }
+
+    async fn push_inner(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
         let profiles = self.prepare(tenant, request, now_nanos())?;
         let l = self.limits(tenant);
         self.rate_limit(tenant, &l, ingested_bytes(&profiles))?;
@@ -110,9 +125,7 @@ impl Distributor {
                 received += 1;
                 self.metrics.received_profiles.inc();
                 self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
-                let profile = self.decode(&l, &sample.raw_profile, now_nanos).inspect_err(|e| {
-                    self.metrics.rejected.with_label_values(&[reason(e)]).inc();
-                })?;
+                let profile = self.decode(&l, &sample.raw_profile, now_nanos)?;
                 let id = profile_id(&sample.id, &labels, &sample.raw_profile, profile.time_nanos)?;
                 let parts = split(&labels, Arc::new(profile), id, now_nanos)
                     .map_err(|e| PushError::InvalidArgument(e.to_string()))?;
@@ -240,12 +253,27 @@ fn profile_id(given: &str, labels: &Labels, raw: &[u8], time_nanos: i64) -> Resu
     Ok(ProfileId::random())
 }
 
-fn reason(e: &PushError) -> &'static str {
+/// The discard reason of a refusal, for metrics (Pyroscope-like names).
+pub(crate) fn reason(e: &PushError) -> &'static str {
     match e {
-        PushError::InvalidArgument(m) if m.contains("exceeds limit") || m.contains("exceeding") => "limit",
-        PushError::InvalidArgument(_) => "malformed",
-        PushError::ResourceExhausted(_) => "rate_limited",
+        PushError::ResourceExhausted(m) if m.contains("rate limit") => "rate_limited",
+        PushError::ResourceExhausted(_) => "overloaded",
         PushError::Unavailable(_) => "unavailable",
+        PushError::InvalidArgument(m) => {
+            if m.contains("exceeds limit") || m.contains("max_profile_size") {
+                "profile_too_large"
+            } else if m.contains("older than") {
+                "too_old"
+            } else if m.contains("in the future") {
+                "too_new"
+            } else if m.contains("max_profile_stacktrace_samples") {
+                "too_many_samples"
+            } else if m.contains("label") || m.contains("metric name") {
+                "invalid_labels"
+            } else {
+                "malformed_profile"
+            }
+        }
     }
 }
 

@@ -3,7 +3,8 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 pub(crate) const RECEIVED_BYTES: &str = "phlox_distributor_received_bytes_total";
 pub(crate) const RECEIVED_PROFILES: &str = "phlox_distributor_received_profiles_total";
 pub(crate) const SERIES_PROFILES: &str = "phlox_distributor_series_profiles_total";
-pub(crate) const REJECTED: &str = "phlox_distributor_rejected_profiles_total";
+pub(crate) const DISCARDED_PROFILES: &str = "phlox_distributor_discarded_profiles_total";
+pub(crate) const DISCARDED_BYTES: &str = "phlox_distributor_discarded_bytes_total";
 
 /// Prometheus metrics of the distributor.
 #[derive(Debug, Clone)]
@@ -12,8 +13,10 @@ pub struct DistributorMetrics {
     pub received_bytes: IntCounterVec,
     pub received_profiles: IntCounter,
     pub series_profiles: IntCounter,
-    /// By `reason`.
-    pub rejected: IntCounterVec,
+    /// Profiles of refused requests, by `reason`.
+    pub discarded_profiles: IntCounterVec,
+    /// Request bytes (as received) of refused requests, by `reason`.
+    pub discarded_bytes: IntCounterVec,
 }
 
 impl DistributorMetrics {
@@ -28,12 +31,20 @@ impl DistributorMetrics {
                 SERIES_PROFILES,
                 "Per-series profiles sent to segment writers.",
             ))?,
-            rejected: IntCounterVec::new(Opts::new(REJECTED, "Profiles rejected, by reason."), &["reason"])?,
+            discarded_profiles: IntCounterVec::new(
+                Opts::new(DISCARDED_PROFILES, "Profiles of refused requests, by reason."),
+                &["reason"],
+            )?,
+            discarded_bytes: IntCounterVec::new(
+                Opts::new(DISCARDED_BYTES, "Bytes of refused requests as received, by reason."),
+                &["reason"],
+            )?,
         };
         registry.register(Box::new(m.received_bytes.clone()))?;
         registry.register(Box::new(m.received_profiles.clone()))?;
         registry.register(Box::new(m.series_profiles.clone()))?;
-        registry.register(Box::new(m.rejected.clone()))?;
+        registry.register(Box::new(m.discarded_profiles.clone()))?;
+        registry.register(Box::new(m.discarded_bytes.clone()))?;
         Ok(m)
     }
 }
