@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/google/v1/profile.proto",
         "proto/types/v1/types.proto",
         "proto/push/v1/push.proto",
+        "proto/querier/v1/querier.proto",
         "proto/metastore/v1/metastore.proto",
         // OpenTelemetry profiles ingest (opentelemetry-proto v1.10.0, vendored).
         "proto/opentelemetry/proto/common/v1/common.proto",

@@ -6,9 +6,13 @@
 mod ids;
 mod labels;
 mod profile_type;
+mod selector;
 mod tenant;
+mod tree;
 
 pub use ids::{ProfileId, ProfileKey};
 pub use labels::{LabelPair, Labels, label_names};
 pub use profile_type::{ProfileType, ProfileTypeError};
+pub use selector::{MatchOp, Matcher, Selector, SelectorError, parse_selector};
 pub use tenant::{DEFAULT_TENANT, TenantError, TenantId};
+pub use tree::{FlameGraphLevels, OTHER, StackTree};

@@ -29,6 +29,12 @@ pub mod push {
     }
 }
 
+pub mod querier {
+    pub mod v1 {
+        tonic::include_proto!("querier.v1");
+    }
+}
+
 pub mod metastore {
     pub mod v1 {
         tonic::include_proto!("metastore.v1");

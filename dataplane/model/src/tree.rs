@@ -1,0 +1,309 @@
+//! The merged call tree of a query: nodes keyed by (parent, function name),
+//! self values on nodes; mergeable across blocks and datasets, and rendered
+//! as Pyroscope's flame graph levels or tree bytes (wire-api §2.5).
+
+use indexmap::IndexSet;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+/// Name of the aggregated node of truncated children.
+pub const OTHER: &str = "other";
+
+/// A call tree; node 0 is the root. Parents always precede children.
+#[derive(Debug, Clone)]
+pub struct StackTree {
+    names: IndexSet<String, FxBuildHasher>,
+    parent: Vec<u32>,
+    name: Vec<u32>,
+    self_value: Vec<i64>,
+    index: FxHashMap<(u32, u32), u32>,
+}
+
+impl Default for StackTree {
+    fn default() -> Self {
+        Self {
+            names: IndexSet::with_hasher(FxBuildHasher),
+            parent: vec![0],
+            name: vec![u32::MAX],
+            self_value: vec![0],
+            index: FxHashMap::default(),
+        }
+    }
+}
+
+/// A flame graph in Pyroscope's level encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlameGraphLevels {
+    pub names: Vec<String>,
+    /// Per depth, 4 values per node: x delta, total, self, name index.
+    pub levels: Vec<Vec<i64>>,
+    pub total: i64,
+    pub max_self: i64,
+}
+
+impl StackTree {
+    /// Interns a function name.
+    pub fn name_id(&mut self, name: &str) -> u32 {
+        match self.names.get_index_of(name) {
+            Some(i) => i as u32,
+            None => self.names.insert_full(name.to_owned()).0 as u32,
+        }
+    }
+
+    /// The child of `parent` with function `name`, created if absent.
+    pub fn child(&mut self, parent: u32, name: u32) -> u32 {
+        let next = self.parent.len() as u32;
+        *self.index.entry((parent, name)).or_insert_with(|| {
+            self.parent.push(parent);
+            self.name.push(name);
+            self.self_value.push(0);
+            next
+        })
+    }
+
+    /// Adds a stack (root first) with a value.
+    pub fn add_stack<'a>(&mut self, stack: impl IntoIterator<Item = &'a str>, value: i64) {
+        let mut node = 0;
+        for f in stack {
+            let n = self.name_id(f);
+            node = self.child(node, n);
+        }
+        self.self_value[node as usize] += value;
+    }
+
+    /// Adds to the self value of a node.
+    pub fn add_self(&mut self, node: u32, value: i64) {
+        if let Some(v) = self.self_value.get_mut(node as usize) {
+            *v += value;
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.parent.len()
+    }
+
+    /// Sum of all values.
+    pub fn total(&self) -> i64 {
+        self.self_value.iter().sum()
+    }
+
+    /// Merges another tree into this one.
+    pub fn merge(&mut self, other: &StackTree) {
+        let names: Vec<u32> = other.names.iter().map(|n| self.name_id(n)).collect();
+        let mut map = vec![0u32; other.parent.len()];
+        for i in 1..other.parent.len() {
+            let p = map[other.parent[i] as usize];
+            map[i] = self.child(p, names[other.name[i] as usize]);
+        }
+        for (i, v) in other.self_value.iter().enumerate() {
+            if *v != 0 {
+                self.self_value[map[i] as usize] += v;
+            }
+        }
+    }
+
+    /// Totals per node (self plus descendants).
+    pub fn totals(&self) -> Vec<i64> {
+        let mut t = self.self_value.clone();
+        for i in (1..self.parent.len()).rev() {
+            let p = self.parent[i] as usize;
+            t[p] += t[i];
+        }
+        t
+    }
+
+    fn children(&self, totals: &[i64]) -> Vec<Vec<u32>> {
+        let mut c = vec![Vec::new(); self.parent.len()];
+        for i in 1..self.parent.len() {
+            if totals[i] != 0 {
+                c[self.parent[i] as usize].push(i as u32);
+            }
+        }
+        for list in &mut c {
+            list.sort_by(|a, b| {
+                self.names[self.name[*a as usize] as usize].cmp(&self.names[self.name[*b as usize] as usize])
+            });
+        }
+        c
+    }
+
+    /// The flame graph, truncated to `max_nodes`: children whose total is
+    /// below the `max_nodes`-th largest total fold into one `other` node.
+    pub fn flamegraph(&self, max_nodes: usize) -> FlameGraphLevels {
+        let totals = self.totals();
+        let live = totals.iter().skip(1).filter(|&&t| t != 0).count();
+        let threshold = if max_nodes > 0 && live > max_nodes {
+            let mut all: Vec<i64> = totals.iter().skip(1).copied().filter(|&t| t != 0).collect();
+            let k = max_nodes.min(all.len()) - 1;
+            let (_, nth, _) = all.select_nth_unstable_by(k, |a, b| b.cmp(a));
+            *nth
+        } else {
+            i64::MIN
+        };
+        let children = self.children(&totals);
+        let mut names: IndexSet<String, FxBuildHasher> = IndexSet::with_hasher(FxBuildHasher);
+        names.insert("total".to_owned());
+        let mut levels: Vec<Vec<i64>> = Vec::new();
+        let mut prev_end: Vec<i64> = Vec::new();
+        let mut max_self = 0;
+        // (node or OTHER marker, depth, abs_x, total, self)
+        enum Item {
+            Node(u32),
+            Other(i64),
+        }
+        let mut stack: Vec<(Item, usize, i64)> = vec![(Item::Node(0), 0, 0)];
+        while let Some((item, depth, x)) = stack.pop() {
+            if levels.len() <= depth {
+                levels.push(Vec::new());
+                prev_end.push(0);
+            }
+            let (total, self_v, name_idx) = match &item {
+                Item::Node(0) => (totals[0], 0, 0),
+                Item::Node(n) => {
+                    let name = &self.names[self.name[*n as usize] as usize];
+                    let idx = names.get_index_of(name.as_str()).unwrap_or_else(|| names.insert_full(name.clone()).0);
+                    (totals[*n as usize], self.self_value[*n as usize], idx as i64)
+                }
+                Item::Other(t) => {
+                    let idx = names.get_index_of(OTHER).unwrap_or_else(|| names.insert_full(OTHER.to_owned()).0);
+                    (*t, *t, idx as i64)
+                }
+            };
+            max_self = max_self.max(self_v);
+            levels[depth].extend_from_slice(&[x - prev_end[depth], total, self_v, name_idx]);
+            prev_end[depth] = x + total;
+            if let Item::Node(n) = item {
+                // Children left to right: pushed in reverse so they pop in order.
+                let mut cx = x + self_v;
+                let mut placed: Vec<(Item, usize, i64)> = Vec::new();
+                let mut other = 0;
+                for &c in &children[n as usize] {
+                    let t = totals[c as usize];
+                    if t < threshold {
+                        other += t;
+                        continue;
+                    }
+                    placed.push((Item::Node(c), depth + 1, cx));
+                    cx += t;
+                }
+                if other != 0 {
+                    placed.push((Item::Other(other), depth + 1, cx));
+                }
+                stack.extend(placed.into_iter().rev());
+            }
+        }
+        FlameGraphLevels { names: names.into_iter().collect(), levels, total: totals[0], max_self }
+    }
+
+    /// The tree-bytes encoding: pre-order records `uvarint(len) name
+    /// uvarint(self) uvarint(child_count)` under a nameless root.
+    pub fn tree_bytes(&self, max_nodes: usize) -> Vec<u8> {
+        let fg = self.flamegraph(max_nodes);
+        if fg.total == 0 {
+            return Vec::new();
+        }
+        // Rebuild parent/child structure from levels (children follow their parent's x).
+        let mut out = Vec::new();
+        write_level_tree(&fg, 0, 0, &mut out);
+        out
+    }
+}
+
+fn uvarint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Writes node `i` of level `d` and its subtree.
+fn write_level_tree(fg: &FlameGraphLevels, d: usize, i: usize, out: &mut Vec<u8>) {
+    let abs = |d: usize| -> Vec<(i64, i64)> {
+        let mut x = 0;
+        fg.levels[d]
+            .chunks_exact(4)
+            .map(|n| {
+                let a = x + n[0];
+                x = a + n[1];
+                (a, n[1])
+            })
+            .collect()
+    };
+    let here = abs(d);
+    let node = &fg.levels[d][i * 4..i * 4 + 4];
+    let name = if d == 0 { "" } else { fg.names.get(node[3] as usize).map(String::as_str).unwrap_or("") };
+    let (x, total) = here[i];
+    let kids: Vec<usize> = if d + 1 < fg.levels.len() {
+        abs(d + 1)
+            .iter()
+            .enumerate()
+            .filter(|(_, (cx, ct))| *cx >= x && cx + ct <= x + total && *ct > 0)
+            .map(|(k, _)| k)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    uvarint(name.len() as u64, out);
+    out.extend_from_slice(name.as_bytes());
+    uvarint(node[2].max(0) as u64, out);
+    uvarint(kids.len() as u64, out);
+    for k in kids {
+        write_level_tree(fg, d + 1, k, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> StackTree {
+        let mut t = StackTree::default();
+        t.add_stack(["a"], 1);
+        t.add_stack(["a", "c"], 5);
+        t.add_stack(["b"], 4);
+        t
+    }
+
+    #[test]
+    fn the_spec_example_renders_exactly() {
+        let fg = example().flamegraph(8192);
+        // names are in first-use order: total, a, c, b
+        assert_eq!(fg.names, vec!["total", "a", "c", "b"]);
+        assert_eq!(fg.levels, vec![vec![0, 10, 0, 0], vec![0, 6, 1, 1, 0, 4, 4, 3], vec![1, 5, 5, 2]]);
+        assert_eq!((fg.total, fg.max_self), (10, 5));
+    }
+
+    #[test]
+    fn merging_adds_values_by_path() {
+        let mut t = example();
+        t.merge(&example());
+        let fg = t.flamegraph(0);
+        assert_eq!(fg.total, 20);
+        assert_eq!(fg.levels[2], vec![2, 10, 10, 2]);
+    }
+
+    #[test]
+    fn small_children_fold_into_other() {
+        let mut t = StackTree::default();
+        t.add_stack(["big"], 100);
+        for i in 0..10 {
+            t.add_stack([format!("small{i}").as_str()], i + 1);
+        }
+        // The 3rd largest total is 9: big (100), small9 (10) and small8 (9)
+        // stay; small0..small7 (1+..+8 = 36) become `other`, placed last.
+        let fg = t.flamegraph(3);
+        let name = |i: i64| fg.names[i as usize].as_str();
+        let level: Vec<(&str, i64)> = fg.levels[1].chunks(4).map(|n| (name(n[3]), n[1])).collect();
+        assert_eq!(level, vec![("big", 100), ("small8", 9), ("small9", 10), ("other", 36)]);
+        assert_eq!(fg.total, 155);
+        assert_eq!(fg.max_self, 100);
+    }
+
+    #[test]
+    fn tree_bytes_match_the_spec_layout() {
+        let b = example().tree_bytes(8192);
+        // root (no name, self 0, 2 children) → a (self 1, 1 child) → c (5) ; b (4)
+        assert_eq!(b, vec![0, 0, 2, 1, b'a', 1, 1, 1, b'c', 5, 0, 1, b'b', 4, 0]);
+        assert!(StackTree::default().tree_bytes(10).is_empty());
+    }
+}
