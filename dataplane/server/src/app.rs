@@ -133,6 +133,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let state = Arc::new(HttpState {
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
+        query: all.then(|| {
+            Arc::new(phlox_query::QueryFrontend::new(
+                node.client(),
+                Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store))),
+                phlox_query::QueryLimits::default(),
+            ))
+        }),
         distributor,
         registry: registry.clone(),
         ready: Arc::clone(&ready),

@@ -23,6 +23,7 @@ pub(crate) struct HttpState {
     pub(crate) distributor: Option<Arc<Distributor>>,
     pub(crate) grpc_push: Option<crate::grpc_push::GrpcPushService>,
     pub(crate) grpc_otlp: Option<crate::otlp::GrpcProfilesService>,
+    pub(crate) query: Option<Arc<phlox_query::QueryFrontend>>,
     pub(crate) registry: Registry,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) multitenancy: bool,
@@ -35,6 +36,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/push.v1.PusherService/Push", post(push))
         .route("/ingest", post(crate::ingest::ingest))
+        .route("/querier.v1.QuerierService/{method}", post(crate::query_api::querier))
+        .route("/pyroscope/render", get(crate::render::render))
         .route("/v1development/profiles", post(otlp_export))
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))

@@ -15,6 +15,8 @@ mod ingest;
 mod limits;
 mod otlp;
 mod push_json;
+mod query_api;
+mod render;
 mod writer_sink;
 
 use std::sync::Arc;

@@ -1,0 +1,385 @@
+//! The query frontend: validation as Pyroscope's v2 frontend does it,
+//! block lookup in the metastore, one read leaf per block, merge, render.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use phlox_model::{MatchOp, Matcher, ProfileType, Selector, label_names as ln, parse_selector};
+use phlox_proto::metastore::v1::{BlockMeta, LabelMatcher, MatchType, QueryBlocksRequest};
+use phlox_proto::metastore_client::Metastore;
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1 as t;
+
+use crate::plan::{LeafKind, LeafQuery, LeafResult};
+use crate::{QueryBackend, QueryError};
+
+/// Query limits (Pyroscope's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Longest time range of one query; 0 = unlimited.
+    pub max_query_length: Duration,
+    /// How far back queries reach; older parts are clamped away.
+    pub max_query_lookback: Duration,
+    pub max_flamegraph_nodes_default: i64,
+    pub max_flamegraph_nodes_max: i64,
+    /// Read leaves executed at once per query.
+    pub concurrency: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_query_length: Duration::from_secs(24 * 3600),
+            max_query_lookback: Duration::from_secs(7 * 24 * 3600),
+            max_flamegraph_nodes_default: 8192,
+            max_flamegraph_nodes_max: 1_048_576,
+            concurrency: 16,
+        }
+    }
+}
+
+/// Plans and runs queries.
+pub struct QueryFrontend {
+    metastore: Arc<dyn Metastore>,
+    backend: Arc<dyn QueryBackend>,
+    limits: QueryLimits,
+}
+
+impl std::fmt::Debug for QueryFrontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryFrontend").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn bad<T>(m: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError::InvalidArgument(m.into()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The matchers the metastore can apply (service and profile type).
+fn metastore_matchers(selector: &Selector) -> Vec<LabelMatcher> {
+    selector
+        .matchers
+        .iter()
+        .filter(|m| m.name == ln::SERVICE_NAME || m.name == ln::PROFILE_TYPE)
+        .map(|m| LabelMatcher {
+            r#type: match m.op {
+                MatchOp::Equal => MatchType::Equal,
+                MatchOp::NotEqual => MatchType::NotEqual,
+                MatchOp::Regex => MatchType::Regex,
+                MatchOp::NotRegex => MatchType::NotRegex,
+            } as i32,
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+fn selector_of(matchers: &[String]) -> Result<Selector, QueryError> {
+    let mut s = Selector::default();
+    for m in matchers {
+        let p = parse_selector(m).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+        s.matchers.extend(p.matchers);
+    }
+    Ok(s)
+}
+
+fn selector_with_type(label_selector: &str, profile_type: &str) -> Result<Selector, QueryError> {
+    if ProfileType::parse(profile_type).is_err() {
+        return bad(format!(
+            "invalid profile_typeID {profile_type:?}: expected name:sample_type:sample_unit:period_type:period_unit"
+        ));
+    }
+    let mut s = parse_selector(label_selector).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+    s.matchers.push(Matcher::equal(ln::PROFILE_TYPE, profile_type));
+    Ok(s)
+}
+
+impl QueryFrontend {
+    pub fn new(metastore: Arc<dyn Metastore>, backend: Arc<dyn QueryBackend>, limits: QueryLimits) -> Self {
+        Self { metastore, backend, limits }
+    }
+
+    /// Validates and clamps a range in ms; `None` when it ends before the lookback.
+    fn range(&self, start: i64, end: i64) -> Result<Option<(i64, i64)>, QueryError> {
+        if start == 0 || end == 0 {
+            return bad("missing time range in the query");
+        }
+        if start > end {
+            return bad(format!("invalid time range: start {start} is after end {end}"));
+        }
+        let max = self.limits.max_query_length.as_millis() as i64;
+        if max > 0 && end - start > max {
+            return bad(format!(
+                "the query time range exceeds the limit (max_query_length {}h)",
+                self.limits.max_query_length.as_secs() / 3600
+            ));
+        }
+        let oldest = now_ms() - self.limits.max_query_lookback.as_millis() as i64;
+        if end < oldest {
+            return Ok(None);
+        }
+        Ok(Some((start.max(oldest), end)))
+    }
+
+    fn max_nodes(&self, requested: Option<i64>) -> Result<usize, QueryError> {
+        match requested {
+            None | Some(0) => Ok(self.limits.max_flamegraph_nodes_default as usize),
+            Some(n) if n < 0 => bad(format!("max_nodes must not be negative, got {n}")),
+            Some(n) if n > self.limits.max_flamegraph_nodes_max => {
+                bad(format!("max_nodes {n} exceeds the limit of {}", self.limits.max_flamegraph_nodes_max))
+            }
+            Some(n) => Ok(n as usize),
+        }
+    }
+
+    async fn blocks(
+        &self,
+        tenants: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        selector: &Selector,
+    ) -> Result<Vec<BlockMeta>, QueryError> {
+        let req = QueryBlocksRequest {
+            tenants: tenants.to_vec(),
+            start: start_ms,
+            end: end_ms,
+            matchers: metastore_matchers(selector),
+        };
+        Ok(self.metastore.query_blocks(req).await?.blocks)
+    }
+
+    /// Runs one read leaf per block concurrently and merges the results.
+    async fn run(
+        &self,
+        tenants: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        selector: Selector,
+        kind: LeafKind,
+    ) -> Result<LeafResult, QueryError> {
+        let blocks = self.blocks(tenants, start_ms, end_ms, &selector).await?;
+        let query = Arc::new(LeafQuery {
+            selector,
+            start_nanos: start_ms.saturating_mul(1_000_000),
+            end_nanos: end_ms.saturating_mul(1_000_000).saturating_add(999_999),
+            kind,
+        });
+        let mut result = LeafResult::empty(&query.kind);
+        let mut leaves = futures::stream::iter(blocks.into_iter().map(|b| self.backend.execute(b, Arc::clone(&query))))
+            .buffer_unordered(self.limits.concurrency.max(1));
+        while let Some(r) = leaves.next().await {
+            result.merge(r?);
+        }
+        Ok(result)
+    }
+
+    pub async fn profile_types(
+        &self,
+        tenants: &[String],
+        r: q::ProfileTypesRequest,
+    ) -> Result<q::ProfileTypesResponse, QueryError> {
+        let (start, end) = if r.start == 0 && r.end == 0 { (now_ms() - 3_600_000, now_ms()) } else { (r.start, r.end) };
+        let Some((start, end)) = self.range(start, end)? else { return Ok(q::ProfileTypesResponse::default()) };
+        let mut ids = BTreeSet::new();
+        for b in self.blocks(tenants, start, end, &Selector::default()).await? {
+            for d in b.datasets {
+                ids.extend(d.profile_types);
+            }
+        }
+        let profile_types = ids
+            .into_iter()
+            .filter_map(|id| {
+                let p = ProfileType::parse(&id).ok()?;
+                Some(t::ProfileType {
+                    id: id.clone(),
+                    name: p.name,
+                    sample_type: p.sample_type,
+                    sample_unit: p.sample_unit,
+                    period_type: p.period_type,
+                    period_unit: p.period_unit,
+                })
+            })
+            .collect();
+        Ok(q::ProfileTypesResponse { profile_types })
+    }
+
+    pub async fn label_names(
+        &self,
+        tenants: &[String],
+        r: t::LabelNamesRequest,
+    ) -> Result<t::LabelNamesResponse, QueryError> {
+        let selector = selector_of(&r.matchers)?;
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(t::LabelNamesResponse::default()) };
+        match self.run(tenants, start, end, selector, LeafKind::LabelNames).await? {
+            LeafResult::Names(n) => Ok(t::LabelNamesResponse { names: n.into_iter().collect() }),
+            _ => Ok(t::LabelNamesResponse::default()),
+        }
+    }
+
+    pub async fn label_values(
+        &self,
+        tenants: &[String],
+        r: t::LabelValuesRequest,
+    ) -> Result<t::LabelValuesResponse, QueryError> {
+        if r.name.is_empty() {
+            return bad("label name is required");
+        }
+        let selector = selector_of(&r.matchers)?;
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(t::LabelValuesResponse::default()) };
+        match self.run(tenants, start, end, selector, LeafKind::LabelValues(r.name)).await? {
+            LeafResult::Names(n) => Ok(t::LabelValuesResponse { names: n.into_iter().collect() }),
+            _ => Ok(t::LabelValuesResponse::default()),
+        }
+    }
+
+    pub async fn series(&self, tenants: &[String], r: q::SeriesRequest) -> Result<q::SeriesResponse, QueryError> {
+        let selector = selector_of(&r.matchers)?;
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SeriesResponse::default()) };
+        match self.run(tenants, start, end, selector, LeafKind::LabelSets(r.label_names)).await? {
+            LeafResult::LabelSets(sets) => Ok(q::SeriesResponse {
+                labels_set: sets
+                    .into_iter()
+                    .map(|s| t::Labels {
+                        labels: s.into_iter().map(|(name, value)| t::LabelPair { name, value }).collect(),
+                    })
+                    .collect(),
+            }),
+            _ => Ok(q::SeriesResponse::default()),
+        }
+    }
+
+    /// The merged call tree of a stack-trace query.
+    pub async fn merged_tree(
+        &self,
+        tenants: &[String],
+        profile_type: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<phlox_model::StackTree, QueryError> {
+        let selector = selector_with_type(label_selector, profile_type)?;
+        let Some((start, end)) = self.range(start, end)? else { return Ok(phlox_model::StackTree::default()) };
+        match self.run(tenants, start, end, selector, LeafKind::Tree).await? {
+            LeafResult::Tree(t) => Ok(t),
+            _ => Ok(phlox_model::StackTree::default()),
+        }
+    }
+
+    pub async fn select_merge_stacktraces(
+        &self,
+        tenants: &[String],
+        r: q::SelectMergeStacktracesRequest,
+    ) -> Result<q::SelectMergeStacktracesResponse, QueryError> {
+        if !r.span_selector.is_empty() && !r.trace_id_selector.is_empty() {
+            return bad("span_selector and trace_id_selector cannot be used together");
+        }
+        if !r.span_selector.is_empty()
+            || !r.trace_id_selector.is_empty()
+            || !r.profile_id_selector.is_empty()
+            || r.stack_trace_selector.is_some()
+        {
+            return Err(QueryError::Unimplemented(
+                "span, trace, profile id and stack trace selectors are not supported yet".into(),
+            ));
+        }
+        let max_nodes = self.max_nodes(r.max_nodes)?;
+        let tree = self.merged_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end).await?;
+        match q::ProfileFormat::try_from(r.format).unwrap_or(q::ProfileFormat::Unspecified) {
+            q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => Ok(q::SelectMergeStacktracesResponse {
+                flamegraph: Some(flamegraph(&tree, max_nodes)),
+                ..Default::default()
+            }),
+            q::ProfileFormat::Tree => {
+                Ok(q::SelectMergeStacktracesResponse { tree: tree.tree_bytes(max_nodes).into(), ..Default::default() })
+            }
+            other => Err(QueryError::Unimplemented(format!("format {} is not supported yet", other.as_str_name()))),
+        }
+    }
+
+    pub async fn select_series(
+        &self,
+        tenants: &[String],
+        r: q::SelectSeriesRequest,
+    ) -> Result<q::SelectSeriesResponse, QueryError> {
+        if r.step < 0.001 {
+            return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
+        }
+        if r.stack_trace_selector.is_some() {
+            return Err(QueryError::Unimplemented("stack trace selectors are not supported yet".into()));
+        }
+        let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectSeriesResponse::default()) };
+        let step_ms = ((r.step * 1000.0).round() as i64).max(1);
+        let kind = LeafKind::Series { start_ms: r.start, step_ms, group_by: r.group_by.clone() };
+        let LeafResult::Series(points) = self.run(tenants, start, end, selector, kind).await? else {
+            return Ok(q::SelectSeriesResponse::default());
+        };
+        let average = r.aggregation == Some(t::TimeSeriesAggregationType::Average as i32);
+        let mut series: Vec<(f64, t::Series)> = points
+            .into_iter()
+            .map(|(labels, pts)| {
+                let total: f64 = pts.values().map(|p| p.0).sum();
+                let points = pts
+                    .into_iter()
+                    .map(|(ts, (sum, count))| t::Point {
+                        value: if average && count > 0 { sum / count as f64 } else { sum },
+                        timestamp: ts,
+                        ..Default::default()
+                    })
+                    .collect();
+                (
+                    total,
+                    t::Series {
+                        labels: labels.into_iter().map(|(name, value)| t::LabelPair { name, value }).collect(),
+                        points,
+                    },
+                )
+            })
+            .collect();
+        if let Some(limit) = r.limit.filter(|&l| l > 0) {
+            series.sort_by(|a, b| b.0.total_cmp(&a.0));
+            series.truncate(limit as usize);
+        }
+        let mut series: Vec<t::Series> = series.into_iter().map(|(_, s)| s).collect();
+        series.sort_by(|a, b| {
+            a.labels.iter().map(|l| (&l.name, &l.value)).cmp(b.labels.iter().map(|l| (&l.name, &l.value)))
+        });
+        Ok(q::SelectSeriesResponse { series })
+    }
+
+    pub async fn get_profile_stats(&self, tenants: &[String]) -> Result<t::GetProfileStatsResponse, QueryError> {
+        let blocks = self.blocks(tenants, i64::MIN, i64::MAX, &Selector::default()).await?;
+        let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+        for b in &blocks {
+            for d in &b.datasets {
+                oldest = oldest.min(d.min_time);
+                newest = newest.max(d.max_time);
+            }
+        }
+        if blocks.is_empty() {
+            return Ok(t::GetProfileStatsResponse {
+                data_ingested: false,
+                oldest_profile_time: 0,
+                newest_profile_time: 0,
+            });
+        }
+        Ok(t::GetProfileStatsResponse { data_ingested: true, oldest_profile_time: oldest, newest_profile_time: newest })
+    }
+}
+
+/// The proto flame graph of a tree.
+pub fn flamegraph(tree: &phlox_model::StackTree, max_nodes: usize) -> q::FlameGraph {
+    let fg = tree.flamegraph(max_nodes);
+    q::FlameGraph {
+        names: fg.names,
+        levels: fg.levels.into_iter().map(|values| q::Level { values }).collect(),
+        total: fg.total,
+        max_self: fg.max_self,
+    }
+}

@@ -1,0 +1,25 @@
+//! The read path: a query frontend that plans and a query backend that
+//! executes, joined by the transport-agnostic [`QueryBackend`] trait.
+//!
+//! ```text
+//! RPC ─▶ QueryFrontend: validate, parse selector ─▶ Metastore::query_blocks(tenants, range, service/type matchers)
+//!          │ one read leaf per block (its matching datasets only)
+//!          ▼
+//!        QueryBackend::execute(leaf)  ×N, concurrently  ── LocalBackend: ranged GETs of the needed sections,
+//!          │                                                 series selection, stack values in dense arrays,
+//!          ▼                                                 stack nodes → call tree once per dataset
+//!        merge LeafResults ─▶ flame graph / tree / series / labels
+//! ```
+//!
+//! Today frontend and backend run in one process; the distributed issue
+//! adds a gRPC implementation of [`QueryBackend`] and splits the crate.
+
+mod backend;
+mod error;
+mod frontend;
+mod plan;
+
+pub use backend::{LocalBackend, QueryBackend};
+pub use error::QueryError;
+pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
+pub use plan::{LeafKind, LeafQuery, LeafResult, SeriesPoints};

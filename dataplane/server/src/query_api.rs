@@ -1,0 +1,123 @@
+//! `querier.v1.QuerierService` over Connect (binary proto) on the public port.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use phlox_model::TenantId;
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1 as t;
+use phlox_query::{QueryError, QueryFrontend};
+use prost::Message;
+
+use crate::connect::{self, Codec, ConnectError};
+use crate::http::{HttpState, read_body};
+
+/// Tenants of a read: `X-Scope-OrgID` may name several, joined by `|`.
+pub(crate) fn read_tenants(headers: &HeaderMap, multitenancy: bool) -> Result<Vec<String>, ConnectError> {
+    if !multitenancy {
+        return Ok(vec![TenantId::anonymous().to_string()]);
+    }
+    let raw = headers
+        .get("x-scope-orgid")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ConnectError::new("unauthenticated", "no org id"))?;
+    let mut tenants: Vec<String> = raw
+        .split('|')
+        .map(|t| {
+            TenantId::new(t.trim())
+                .map(|t| t.to_string())
+                .map_err(|e| ConnectError::new("unauthenticated", e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    tenants.sort();
+    tenants.dedup();
+    Ok(tenants)
+}
+
+pub(crate) fn query_error(e: QueryError) -> Response {
+    if matches!(e, QueryError::Unavailable(_) | QueryError::Internal(_)) {
+        tracing::warn!(error = %e, "query failed");
+    }
+    ConnectError::new(e.connect_code(), e.to_string()).into_response()
+}
+
+fn proto_response<M: Message>(m: &M) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/proto")], m.encode_to_vec()).into_response()
+}
+
+fn decode<M: Message + Default>(body: &[u8]) -> Result<M, Response> {
+    M::decode(body).map_err(|e| ConnectError::invalid_argument(format!("malformed request: {e}")).into_response())
+}
+
+async fn call(frontend: &QueryFrontend, tenants: &[String], method: &str, body: &[u8]) -> Result<Response, Response> {
+    let r = match method {
+        "ProfileTypes" => {
+            frontend.profile_types(tenants, decode::<q::ProfileTypesRequest>(body)?).await.map(|r| proto_response(&r))
+        }
+        "LabelNames" => {
+            frontend.label_names(tenants, decode::<t::LabelNamesRequest>(body)?).await.map(|r| proto_response(&r))
+        }
+        "LabelValues" => {
+            frontend.label_values(tenants, decode::<t::LabelValuesRequest>(body)?).await.map(|r| proto_response(&r))
+        }
+        "Series" => frontend.series(tenants, decode::<q::SeriesRequest>(body)?).await.map(|r| proto_response(&r)),
+        "SelectMergeStacktraces" => frontend
+            .select_merge_stacktraces(tenants, decode::<q::SelectMergeStacktracesRequest>(body)?)
+            .await
+            .map(|r| proto_response(&r)),
+        "SelectSeries" => {
+            frontend.select_series(tenants, decode::<q::SelectSeriesRequest>(body)?).await.map(|r| proto_response(&r))
+        }
+        "GetProfileStats" => {
+            let _: t::GetProfileStatsRequest = decode(body)?;
+            frontend.get_profile_stats(tenants).await.map(|r| proto_response(&r))
+        }
+        other => {
+            return Err(ConnectError::new(
+                "unimplemented",
+                format!("querier.v1.QuerierService/{other} is not available yet"),
+            )
+            .into_response());
+        }
+    };
+    r.map_err(query_error)
+}
+
+pub(crate) async fn querier(
+    State(s): State<Arc<HttpState>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(frontend) = s.query.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
+    };
+    match connect::codec(&headers) {
+        Ok(Codec::Proto) => {}
+        Ok(Codec::Json) => {
+            return ConnectError::new(
+                "unimplemented",
+                "JSON query requests are not supported yet; use application/proto",
+            )
+            .into_response();
+        }
+        Err(r) => return r,
+    }
+    let tenants = match read_tenants(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let body = match read_body(body, 16 << 20, "invalid_argument").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let body = match connect::decompress(&headers, body, 16 << 20) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match call(&frontend, &tenants, &method, &body).await {
+        Ok(r) | Err(r) => r,
+    }
+}

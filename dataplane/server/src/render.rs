@@ -1,0 +1,161 @@
+//! `GET /pyroscope/render`: the legacy flamebearer JSON (flame graph +
+//! timeline), as Pyroscope's own UI and older Grafana plugins read it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use phlox_distributor::ingest::parse_time;
+use phlox_model::{ProfileType, parse_selector};
+use phlox_proto::querier::v1 as q;
+use serde_json::{Value, json};
+
+use crate::connect::ConnectError;
+use crate::http::HttpState;
+use crate::query_api::{query_error, read_tenants};
+
+/// Steps of the timeline, in seconds.
+const NICE_STEPS: &[i64] = &[
+    15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800, 2_592_000,
+    31_536_000,
+];
+
+/// interval/1500 rounded up to a nice step, at least 15 s.
+pub(crate) fn timeline_step(interval_s: i64) -> i64 {
+    let raw = interval_s / 1500;
+    NICE_STEPS.iter().copied().find(|&s| s >= raw).unwrap_or(31_536_000)
+}
+
+fn units(sample_type: &str, sample_unit: &str) -> (String, i64) {
+    match sample_type {
+        "cpu" => ("samples".into(), 1_000_000_000),
+        "inuse_objects" | "alloc_objects" | "goroutine" | "samples" => ("objects".into(), 100),
+        _ => (sample_unit.to_owned(), 100),
+    }
+}
+
+fn timeline(start_s: i64, end_s: i64, step: i64, points: &[phlox_proto::types::v1::Point]) -> Value {
+    let start = start_s - start_s.rem_euclid(step);
+    let n = ((end_s - start) / step + 1).max(1) as usize;
+    let mut samples = vec![0u64; n];
+    for p in points {
+        // A point at ts covers (ts - step, ts]: it is the sample of the step that ends at ts.
+        let idx = ((p.timestamp / 1000 - start) / step - 1).max(0) as usize;
+        if let Some(s) = samples.get_mut(idx) {
+            *s += p.value.max(0.0) as u64;
+        }
+    }
+    json!({ "startTime": start, "samples": samples, "durationDelta": step, "watermarks": null })
+}
+
+pub(crate) async fn render(
+    State(s): State<Arc<HttpState>>,
+    Query(p): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(frontend) = s.query.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
+    };
+    let tenants = match read_tenants(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let Some(query) = p.get("query").filter(|q| !q.is_empty()) else {
+        return ConnectError::invalid_argument(
+            "query is required, e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}",
+        )
+        .into_response();
+    };
+    let selector = match parse_selector(query) {
+        Ok(s) => s,
+        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
+    };
+    let Some(profile_type) = selector
+        .metric
+        .clone()
+        .or_else(|| selector.matchers.iter().find(|m| m.name == "__name__").map(|m| m.value.clone()))
+    else {
+        return ConnectError::invalid_argument("query must start with a profile type id").into_response();
+    };
+    let Ok(pt) = ProfileType::parse(&profile_type) else {
+        return ConnectError::invalid_argument(format!("{profile_type:?} is not a profile type id")).into_response();
+    };
+    if p.get("format").is_some_and(|f| f == "dot") {
+        return ConnectError::new("unimplemented", "format=dot is not supported yet").into_response();
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let from = p.get("from").and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
+    let until = p.get("until").and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+    let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
+    // The selector without the profile type name, as the RPCs take it.
+    let label_selector = match query.find('{') {
+        Some(i) => &query[i..],
+        None => "{}",
+    };
+    let req = q::SelectMergeStacktracesRequest {
+        profile_type_id: profile_type.clone(),
+        label_selector: label_selector.to_owned(),
+        start: from,
+        end: until,
+        max_nodes,
+        ..Default::default()
+    };
+    let flame = match frontend.select_merge_stacktraces(&tenants, req).await {
+        Ok(r) => r.flamegraph.unwrap_or_default(),
+        Err(e) => return query_error(e),
+    };
+    let step = timeline_step((until - from) / 1000);
+    let group_by: Vec<String> = p.get("groupBy").map(|g| vec![g.clone()]).unwrap_or_default();
+    let series_req = q::SelectSeriesRequest {
+        profile_type_id: profile_type,
+        label_selector: label_selector.to_owned(),
+        start: from,
+        end: until,
+        group_by: group_by.clone(),
+        step: step as f64,
+        aggregation: p.get("aggregation").filter(|a| *a == "avg").map(|_| 1),
+        ..Default::default()
+    };
+    let series = match frontend.select_series(&tenants, series_req).await {
+        Ok(r) => r.series,
+        Err(e) => return query_error(e),
+    };
+    let empty: Vec<phlox_proto::types::v1::Point> = Vec::new();
+    let top = if series.len() == 1 { &series[0].points } else { &empty };
+    let groups = if group_by.is_empty() {
+        Value::Null
+    } else {
+        let mut g = serde_json::Map::new();
+        for s in &series {
+            let key = s.labels.first().map(|l| l.value.clone()).unwrap_or_else(|| "*".into());
+            g.insert(key, timeline(from / 1000, until / 1000, step, &s.points));
+        }
+        Value::Object(g)
+    };
+    let (units, sample_rate) = units(&pt.sample_type, &pt.sample_unit);
+    let levels: Vec<&Vec<i64>> = flame.levels.iter().map(|l| &l.values).collect();
+    let body = json!({
+        "version": 1,
+        "flamebearer": { "names": flame.names, "levels": levels, "numTicks": flame.total, "maxSelf": flame.max_self },
+        "metadata": { "format": "single", "spyName": "", "sampleRate": sample_rate, "units": units, "name": pt.sample_type },
+        "timeline": timeline(from / 1000, until / 1000, step, top),
+        "groups": groups,
+        "heatmap": null,
+    });
+    axum::Json(body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_steps_are_nice_and_at_least_15s() {
+        assert_eq!(timeline_step(3600), 15);
+        assert_eq!(timeline_step(86_400), 60);
+        assert_eq!(timeline_step(7 * 86_400), 600);
+    }
+}

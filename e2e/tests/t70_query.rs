@@ -1,0 +1,244 @@
+//! The query API over Connect (binary proto), as Grafana's data source calls
+//! it, on known profiles: exact names, totals, self values, label values,
+//! series points; the same answers whether the data is in one segment or many.
+#![allow(clippy::unwrap_used)]
+
+use phlox_e2e::*;
+use phlox_pprof::testkit::ProfileBuilder;
+use phlox_proto::push::v1::PushRequest;
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1 as t;
+use prost::Message;
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+fn profile(time: i64, stacks: &[(&[&str], i64)]) -> Vec<u8> {
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.period("cpu", "nanoseconds", 10_000_000).time_nanos(time);
+    for (s, v) in stacks {
+        b.sample(s, &[*v], &[]);
+    }
+    b.encode()
+}
+
+fn requests(t0: i64) -> Vec<PushRequest> {
+    vec![
+        push_request(
+            &[("__name__", "process_cpu"), ("service_name", "shop"), ("pod", "p1")],
+            profile(t0, &[(&["main", "a", "b"], 30), (&["main", "c"], 10)]),
+            &uuid::Uuid::new_v4().to_string(),
+        ),
+        push_request(
+            &[("__name__", "process_cpu"), ("service_name", "shop"), ("pod", "p2")],
+            profile(t0 + 10_000_000_000, &[(&["main", "a", "b"], 5), (&["main", "d"], 5)]),
+            &uuid::Uuid::new_v4().to_string(),
+        ),
+        push_request(
+            &[("__name__", "process_cpu"), ("service_name", "cart"), ("pod", "p3")],
+            profile(t0, &[(&["main", "x"], 7)]),
+            &uuid::Uuid::new_v4().to_string(),
+        ),
+    ]
+}
+
+async fn rpc<Req: Message, Resp: Message + Default>(
+    base: &str,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, (u16, String)> {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/querier.v1.QuerierService/{method}"))
+        .header("Content-Type", "application/proto")
+        .header("Connect-Protocol-Version", "1")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    if status != 200 {
+        return Err((status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    Ok(Resp::decode(body).unwrap())
+}
+
+/// Decodes flame graph levels into (depth, name, total, self) in layout order.
+fn nodes(fg: &q::FlameGraph) -> Vec<(usize, String, i64, i64)> {
+    fg.levels
+        .iter()
+        .enumerate()
+        .flat_map(|(d, l)| l.values.chunks(4).map(move |n| (d, fg.names[n[3] as usize].clone(), n[1], n[2])))
+        .collect()
+}
+
+struct Answers {
+    shop: q::FlameGraph,
+    p1_total: i64,
+    pods: Vec<String>,
+    series: Vec<t::Series>,
+    types: Vec<String>,
+    sets: usize,
+    render_ticks: i64,
+}
+
+async fn ask(base: &str, t0_ms: i64) -> Answers {
+    let (start, end) = (t0_ms - 60_000, t0_ms + 60_000);
+    let flame = |sel: &str| q::SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: sel.into(),
+        start,
+        end,
+        ..Default::default()
+    };
+    let shop: q::SelectMergeStacktracesResponse =
+        rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop"}"#)).await.unwrap();
+    let p1: q::SelectMergeStacktracesResponse =
+        rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop",pod=~"p1|nope"}"#)).await.unwrap();
+    let pods: t::LabelValuesResponse = rpc(
+        base,
+        "LabelValues",
+        &t::LabelValuesRequest { name: "pod".into(), matchers: vec![r#"{service_name="shop"}"#.into()], start, end },
+    )
+    .await
+    .unwrap();
+    let series: q::SelectSeriesResponse = rpc(
+        base,
+        "SelectSeries",
+        &q::SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start,
+            end,
+            group_by: vec!["service_name".into()],
+            step: 10.0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let types: q::ProfileTypesResponse =
+        rpc(base, "ProfileTypes", &q::ProfileTypesRequest { start, end }).await.unwrap();
+    let sets: q::SeriesResponse = rpc(
+        base,
+        "Series",
+        &q::SeriesRequest {
+            matchers: vec![],
+            label_names: vec!["service_name".into(), "__profile_type__".into()],
+            start,
+            end,
+        },
+    )
+    .await
+    .unwrap();
+    let render =
+        reqwest::get(format!("{base}/pyroscope/render?query={CPU}{{service_name=\"shop\"}}&from={start}&until={end}"))
+            .await
+            .unwrap();
+    assert_eq!(render.status().as_u16(), 200);
+    let render: serde_json::Value = serde_json::from_slice(&render.bytes().await.unwrap()).unwrap();
+    Answers {
+        shop: shop.flamegraph.unwrap(),
+        p1_total: p1.flamegraph.unwrap().total,
+        pods: pods.names,
+        series: series.series,
+        types: types.profile_types.into_iter().map(|p| p.id).collect(),
+        sets: sets.labels_set.len(),
+        render_ticks: render["flamebearer"]["numTicks"].as_i64().unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_return_exact_values_from_one_segment_or_many() {
+    let client = reqwest::Client::new();
+    let t0 = (now_nanos() / 1_000_000_000 - 120) * 1_000_000_000;
+    let t0_ms = t0 / 1_000_000;
+
+    // Many segments: one push at a time, each acked (its own segment).
+    let (_a, dir_a) = data_dir();
+    let many = Phlox::start(&dir_a, &["--ingestion-rate-mb", "0"]);
+    for r in requests(t0) {
+        assert_eq!(push(&client, &many.push_url(), &r).await.unwrap().0, 200);
+    }
+    // One segment: everything in one push.
+    let (_b, dir_b) = data_dir();
+    let one = Phlox::start(&dir_b, &["--ingestion-rate-mb", "0", "--segment-duration", "2s"]);
+    let all = PushRequest { series: requests(t0).into_iter().flat_map(|r| r.series).collect() };
+    assert_eq!(push(&client, &one.push_url(), &all).await.unwrap().0, 200);
+
+    let a = ask(&many.http, t0_ms).await;
+    let b = ask(&one.http, t0_ms).await;
+    for x in [&a, &b] {
+        assert_eq!(
+            nodes(&x.shop),
+            vec![
+                (0, "total".into(), 50, 0),
+                (1, "main".into(), 50, 0),
+                (2, "a".into(), 35, 0),
+                (2, "c".into(), 10, 10),
+                (2, "d".into(), 5, 5),
+                (3, "b".into(), 35, 35),
+            ]
+        );
+        assert_eq!((x.shop.total, x.shop.max_self), (50, 35));
+        assert_eq!(x.p1_total, 40);
+        assert_eq!(x.pods, vec!["p1", "p2"]);
+        assert_eq!(x.types, vec![CPU]);
+        assert_eq!(x.sets, 2);
+        assert_eq!(x.render_ticks, 50);
+        // Series per service; a point at ts covers (ts - 10 s, ts].
+        let got: Vec<(String, Vec<(i64, f64)>)> = x
+            .series
+            .iter()
+            .map(|s| (s.labels[0].value.clone(), s.points.iter().map(|p| (p.timestamp, p.value)).collect()))
+            .collect();
+        let start = t0_ms - 60_000;
+        let edge = |t: i64| start + (t - start + 9_999) / 10_000 * 10_000;
+        assert_eq!(
+            got,
+            vec![
+                ("cart".into(), vec![(edge(t0_ms), 7.0)]),
+                ("shop".into(), vec![(edge(t0_ms), 40.0), (edge(t0_ms + 10_000), 10.0)])
+            ]
+        );
+    }
+    assert_eq!(a.shop, b.shop, "identical flame graphs from one segment or many");
+
+    // Bad queries get a clear 400 and the server keeps serving.
+    let base = &many.http;
+    let (s, e) = (t0_ms - 60_000, t0_ms + 60_000);
+    let bad = |sel: &str, pt: &str, start: i64, end: i64, max_nodes: Option<i64>| q::SelectMergeStacktracesRequest {
+        profile_type_id: pt.into(),
+        label_selector: sel.into(),
+        start,
+        end,
+        max_nodes,
+        ..Default::default()
+    };
+    for (req, msg) in [
+        (bad("{service_name=", CPU, s, e, None), "invalid label selector"),
+        (bad("{}", "cpu", s, e, None), "invalid profile_typeID"),
+        (bad("{}", CPU, e, s, None), "invalid time range"),
+        (bad("{}", CPU, 0, e, None), "missing time range"),
+        (bad("{}", CPU, e - 30 * 86_400_000, e, None), "max_query_length"),
+        (bad("{}", CPU, s, e, Some(-1)), "max_nodes"),
+        (bad("{}", CPU, s, e, Some(1 << 40)), "max_nodes"),
+    ] {
+        let (status, text) =
+            rpc::<_, q::SelectMergeStacktracesResponse>(base, "SelectMergeStacktraces", &req).await.unwrap_err();
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(msg), "{text} should mention {msg}");
+    }
+    let (status, _) = rpc::<_, t::LabelValuesResponse>(
+        base,
+        "LabelValues",
+        &t::LabelValuesRequest { name: String::new(), matchers: vec![], start: s, end: e },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status, 400);
+    let ok: q::ProfileTypesResponse =
+        rpc(base, "ProfileTypes", &q::ProfileTypesRequest { start: s, end: e }).await.unwrap();
+    assert_eq!(ok.profile_types.len(), 1);
+    many.stop();
+    one.stop();
+}
