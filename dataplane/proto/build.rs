@@ -19,13 +19,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
+    config.file_descriptor_set_path(&descriptors);
     config.bytes(["."]);
     tonic_prost_build::configure().build_client(true).build_server(true).compile_with_config(
         config,
         &protos,
         &["proto"],
     )?;
+    // Protobuf-JSON (serde) for the public API, as Connect's JSON codec needs:
+    // lowerCamelCase names (original names accepted), 64-bit integers as
+    // strings, enums by name, bytes as base64.
+    let set = std::fs::read(&descriptors)?;
+    pbjson_build::Builder::new().register_descriptors(&set)?.ignore_unknown_fields().build(&[
+        ".google.v1",
+        ".types.v1",
+        ".push.v1",
+        ".querier.v1",
+    ])?;
     Ok(())
 }

@@ -27,6 +27,31 @@ async fn the_python_sdk_profiles_land_with_their_tags_and_hot_function() {
     .await
     .unwrap();
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The flame graph (render API) shows the burning function as the widest frame.
+    let query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"e2e.python\"}";
+    let r =
+        reqwest::get(format!("{}/pyroscope/render?query={query}&from=now-15m&until=now", server.http)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let names: Vec<&str> = v["flamebearer"]["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let ticks = v["flamebearer"]["numTicks"].as_i64().unwrap();
+    let burn = v["flamebearer"]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| {
+            l.as_array()
+                .unwrap()
+                .chunks(4)
+                .map(|n| (names[n[3].as_i64().unwrap() as usize], n[1].as_i64().unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .filter(|(n, _)| n.contains("burn_cycles"))
+        .map(|(_, t)| t)
+        .max()
+        .unwrap_or(0);
+    assert!(ticks > 0 && burn * 2 > ticks, "burn_cycles is {burn} of {ticks} in the flame graph");
     server.stop();
 
     let got = dump(&dir, &["anonymous"]);

@@ -208,6 +208,124 @@ impl StackTree {
     }
 }
 
+/// A diff flame graph: both trees aligned by path, 7 values per node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiffLevels {
+    pub names: Vec<String>,
+    /// Per depth, 7 values per node: left x delta, left total, left self,
+    /// right x delta, right total, right self, name index.
+    pub levels: Vec<Vec<i64>>,
+    pub left_ticks: i64,
+    pub right_ticks: i64,
+    pub max_self: i64,
+}
+
+/// Aligns two trees (union of children by name at every node) and lays
+/// out each side independently; children below the `max_nodes`-th largest
+/// combined total fold into `other`.
+pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) -> DiffLevels {
+    let mut u = StackTree::default();
+    // Self values per side on the union structure.
+    let side = |u: &mut StackTree, t: &StackTree| -> Vec<i64> {
+        let names: Vec<u32> = t.names.iter().map(|n| u.name_id(n)).collect();
+        let mut map = vec![0u32; t.parent.len()];
+        for i in 1..t.parent.len() {
+            map[i] = u.child(map[t.parent[i] as usize], names[t.name[i] as usize]);
+        }
+        let mut v = vec![0i64; u.parent.len()];
+        for (i, s) in t.self_value.iter().enumerate() {
+            if let Some(x) = v.get_mut(map[i] as usize) {
+                *x += s;
+            }
+        }
+        v
+    };
+    let ls = side(&mut u, left);
+    let rs = side(&mut u, right);
+    let n = u.parent.len();
+    let pad = |mut v: Vec<i64>| {
+        v.resize(n, 0);
+        v
+    };
+    let (ls, rs) = (pad(ls), pad(rs));
+    let totals = |s: &[i64]| {
+        let mut t = s.to_vec();
+        for i in (1..n).rev() {
+            let p = u.parent[i] as usize;
+            t[p] += t[i];
+        }
+        t
+    };
+    let (lt, rt) = (totals(&ls), totals(&rs));
+    let combined: Vec<i64> = lt.iter().zip(&rt).map(|(a, b)| a + b).collect();
+    let live = combined.iter().skip(1).filter(|&&t| t != 0).count();
+    let threshold = if max_nodes > 0 && live > max_nodes {
+        let mut all: Vec<i64> = combined.iter().skip(1).copied().filter(|&t| t != 0).collect();
+        let k = max_nodes.min(all.len()) - 1;
+        *all.select_nth_unstable_by(k, |a, b| b.cmp(a)).1
+    } else {
+        i64::MIN
+    };
+    let mut children = vec![Vec::new(); n];
+    for i in 1..n {
+        if combined[i] != 0 {
+            children[u.parent[i] as usize].push(i as u32);
+        }
+    }
+    for c in &mut children {
+        c.sort_by(|a, b| u.names[u.name[*a as usize] as usize].cmp(&u.names[u.name[*b as usize] as usize]));
+    }
+    let mut names: IndexSet<String, FxBuildHasher> = IndexSet::with_hasher(FxBuildHasher);
+    names.insert("total".to_owned());
+    let mut levels: Vec<Vec<i64>> = Vec::new();
+    let mut prev: Vec<(i64, i64)> = Vec::new();
+    let mut max_self = 0;
+    // (node or other (left, right)), depth, left x, right x
+    let mut stack: Vec<(Result<u32, (i64, i64)>, usize, i64, i64)> = vec![(Ok(0), 0, 0, 0)];
+    while let Some((item, d, lx, rx)) = stack.pop() {
+        if levels.len() <= d {
+            levels.push(Vec::new());
+            prev.push((0, 0));
+        }
+        let (ltot, lself, rtot, rself, name) = match item {
+            Ok(0) => (lt[0], 0, rt[0], 0, 0),
+            Ok(i) => {
+                let nm = &u.names[u.name[i as usize] as usize];
+                let idx = names.get_index_of(nm.as_str()).unwrap_or_else(|| names.insert_full(nm.clone()).0);
+                (lt[i as usize], ls[i as usize], rt[i as usize], rs[i as usize], idx as i64)
+            }
+            Err((l, r)) => {
+                let idx = names.get_index_of(OTHER).unwrap_or_else(|| names.insert_full(OTHER.to_owned()).0);
+                (l, l, r, r, idx as i64)
+            }
+        };
+        max_self = max_self.max(lself).max(rself);
+        levels[d].extend_from_slice(&[lx - prev[d].0, ltot, lself, rx - prev[d].1, rtot, rself, name]);
+        prev[d] = (lx + ltot, rx + rtot);
+        if let Ok(i) = item {
+            let (mut cl, mut cr) = (lx + lself, rx + rself);
+            let mut placed = Vec::new();
+            let (mut ol, mut or) = (0, 0);
+            for &c in &children[i as usize] {
+                let c = c as usize;
+                if combined[c] < threshold {
+                    ol += lt[c];
+                    or += rt[c];
+                    continue;
+                }
+                placed.push((Ok(c as u32), d + 1, cl, cr));
+                cl += lt[c];
+                cr += rt[c];
+            }
+            if ol != 0 || or != 0 {
+                placed.push((Err((ol, or)), d + 1, cl, cr));
+            }
+            stack.extend(placed.into_iter().rev());
+        }
+    }
+    DiffLevels { names: names.into_iter().collect(), levels, left_ticks: lt[0], right_ticks: rt[0], max_self }
+}
+
 fn uvarint(mut v: u64, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -297,6 +415,29 @@ mod tests {
         assert_eq!(level, vec![("big", 100), ("small8", 9), ("small9", 10), ("other", 36)]);
         assert_eq!(fg.total, 155);
         assert_eq!(fg.max_self, 100);
+    }
+
+    #[test]
+    fn diffs_align_both_sides_by_path() {
+        let left = example();
+        let mut right = StackTree::default();
+        right.add_stack(["a", "c"], 2);
+        right.add_stack(["d"], 3);
+        let d = diff_flamegraph(&left, &right, 0);
+        let name = |i: i64| d.names[i as usize].as_str();
+        let rows: Vec<Vec<(&str, i64, i64, i64, i64)>> =
+            d.levels.iter().map(|l| l.chunks(7).map(|n| (name(n[6]), n[1], n[2], n[4], n[5])).collect()).collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec![("total", 10, 0, 5, 0)],
+                vec![("a", 6, 1, 2, 0), ("b", 4, 4, 0, 0), ("d", 0, 0, 3, 3)],
+                vec![("c", 5, 5, 2, 2)],
+            ]
+        );
+        assert_eq!((d.left_ticks, d.right_ticks, d.max_self), (10, 5, 5));
+        // Right x offsets are laid out from right totals only: d starts at 2.
+        assert_eq!(d.levels[1][14..21], [0, 0, 0, 0, 3, 3, 4]);
     }
 
     #[test]

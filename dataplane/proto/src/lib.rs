@@ -14,24 +14,28 @@
 pub mod google {
     pub mod v1 {
         tonic::include_proto!("google.v1");
+        include!(concat!(env!("OUT_DIR"), "/google.v1.serde.rs"));
     }
 }
 
 pub mod types {
     pub mod v1 {
         tonic::include_proto!("types.v1");
+        include!(concat!(env!("OUT_DIR"), "/types.v1.serde.rs"));
     }
 }
 
 pub mod push {
     pub mod v1 {
         tonic::include_proto!("push.v1");
+        include!(concat!(env!("OUT_DIR"), "/push.v1.serde.rs"));
     }
 }
 
 pub mod querier {
     pub mod v1 {
         tonic::include_proto!("querier.v1");
+        include!(concat!(env!("OUT_DIR"), "/querier.v1.serde.rs"));
     }
 }
 

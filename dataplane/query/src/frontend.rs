@@ -353,6 +353,29 @@ impl QueryFrontend {
         Ok(q::SelectSeriesResponse { series })
     }
 
+    /// Two stack-trace queries aligned into one diff flame graph.
+    pub async fn diff(&self, tenants: &[String], r: q::DiffRequest) -> Result<q::DiffResponse, QueryError> {
+        let (Some(left), Some(right)) = (r.left, r.right) else {
+            return bad("diff needs a left and a right query");
+        };
+        let max_nodes = self.max_nodes(left.max_nodes.or(right.max_nodes))?;
+        let (l, rt) = futures::try_join!(
+            self.merged_tree(tenants, &left.profile_type_id, &left.label_selector, left.start, left.end),
+            self.merged_tree(tenants, &right.profile_type_id, &right.label_selector, right.start, right.end),
+        )?;
+        let d = phlox_model::diff_flamegraph(&l, &rt, max_nodes);
+        Ok(q::DiffResponse {
+            flamegraph: Some(q::FlameGraphDiff {
+                names: d.names,
+                levels: d.levels.into_iter().map(|values| q::Level { values }).collect(),
+                total: d.left_ticks + d.right_ticks,
+                max_self: d.max_self,
+                left_ticks: d.left_ticks,
+                right_ticks: d.right_ticks,
+            }),
+        })
+    }
+
     pub async fn get_profile_stats(&self, tenants: &[String]) -> Result<t::GetProfileStatsResponse, QueryError> {
         let blocks = self.blocks(tenants, i64::MIN, i64::MAX, &Selector::default()).await?;
         let (mut oldest, mut newest) = (i64::MAX, i64::MIN);

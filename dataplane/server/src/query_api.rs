@@ -1,4 +1,4 @@
-//! `querier.v1.QuerierService` over Connect (binary proto) on the public port.
+//! `querier.v1.QuerierService` over Connect (binary proto and protobuf-JSON) on the public port.
 
 use std::sync::Arc;
 
@@ -43,36 +43,58 @@ pub(crate) fn query_error(e: QueryError) -> Response {
     ConnectError::new(e.connect_code(), e.to_string()).into_response()
 }
 
-fn proto_response<M: Message>(m: &M) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/proto")], m.encode_to_vec()).into_response()
+/// Encodes a response with the request's codec.
+fn respond<M: Message + serde::Serialize>(codec: Codec, m: &M) -> Response {
+    match codec {
+        Codec::Proto => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/proto")], m.encode_to_vec()).into_response()
+        }
+        Codec::Json => match serde_json::to_vec(m) {
+            Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => ConnectError::new("internal", format!("cannot encode the response: {e}")).into_response(),
+        },
+    }
 }
 
-fn decode<M: Message + Default>(body: &[u8]) -> Result<M, Response> {
-    M::decode(body).map_err(|e| ConnectError::invalid_argument(format!("malformed request: {e}")).into_response())
+/// Decodes a request with its codec (protobuf, or protobuf-JSON).
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<M, Response> {
+    let r = match codec {
+        Codec::Proto => M::decode(body).map_err(|e| e.to_string()),
+        Codec::Json if body.is_empty() => Ok(M::default()),
+        Codec::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    };
+    r.map_err(|e| ConnectError::invalid_argument(format!("malformed request: {e}")).into_response())
 }
 
-async fn call(frontend: &QueryFrontend, tenants: &[String], method: &str, body: &[u8]) -> Result<Response, Response> {
+async fn call(
+    frontend: &QueryFrontend,
+    tenants: &[String],
+    method: &str,
+    c: Codec,
+    body: &[u8],
+) -> Result<Response, Response> {
     let r = match method {
         "ProfileTypes" => {
-            frontend.profile_types(tenants, decode::<q::ProfileTypesRequest>(body)?).await.map(|r| proto_response(&r))
+            frontend.profile_types(tenants, decode::<q::ProfileTypesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
         "LabelNames" => {
-            frontend.label_names(tenants, decode::<t::LabelNamesRequest>(body)?).await.map(|r| proto_response(&r))
+            frontend.label_names(tenants, decode::<t::LabelNamesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
         "LabelValues" => {
-            frontend.label_values(tenants, decode::<t::LabelValuesRequest>(body)?).await.map(|r| proto_response(&r))
+            frontend.label_values(tenants, decode::<t::LabelValuesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
-        "Series" => frontend.series(tenants, decode::<q::SeriesRequest>(body)?).await.map(|r| proto_response(&r)),
+        "Series" => frontend.series(tenants, decode::<q::SeriesRequest>(c, body)?).await.map(|r| respond(c, &r)),
         "SelectMergeStacktraces" => frontend
-            .select_merge_stacktraces(tenants, decode::<q::SelectMergeStacktracesRequest>(body)?)
+            .select_merge_stacktraces(tenants, decode::<q::SelectMergeStacktracesRequest>(c, body)?)
             .await
-            .map(|r| proto_response(&r)),
+            .map(|r| respond(c, &r)),
         "SelectSeries" => {
-            frontend.select_series(tenants, decode::<q::SelectSeriesRequest>(body)?).await.map(|r| proto_response(&r))
+            frontend.select_series(tenants, decode::<q::SelectSeriesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
+        "Diff" => frontend.diff(tenants, decode::<q::DiffRequest>(c, body)?).await.map(|r| respond(c, &r)),
         "GetProfileStats" => {
-            let _: t::GetProfileStatsRequest = decode(body)?;
-            frontend.get_profile_stats(tenants).await.map(|r| proto_response(&r))
+            let _: t::GetProfileStatsRequest = decode(c, body)?;
+            frontend.get_profile_stats(tenants).await.map(|r| respond(c, &r))
         }
         other => {
             return Err(ConnectError::new(
@@ -94,17 +116,10 @@ pub(crate) async fn querier(
     let Some(frontend) = s.query.clone() else {
         return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
     };
-    match connect::codec(&headers) {
-        Ok(Codec::Proto) => {}
-        Ok(Codec::Json) => {
-            return ConnectError::new(
-                "unimplemented",
-                "JSON query requests are not supported yet; use application/proto",
-            )
-            .into_response();
-        }
+    let codec = match connect::codec(&headers) {
+        Ok(c) => c,
         Err(r) => return r,
-    }
+    };
     let tenants = match read_tenants(&headers, s.multitenancy) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
@@ -117,7 +132,7 @@ pub(crate) async fn querier(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    match call(&frontend, &tenants, &method, &body).await {
+    match call(&frontend, &tenants, &method, codec, &body).await {
         Ok(r) | Err(r) => r,
     }
 }
