@@ -280,8 +280,10 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
     let mut levels: Vec<Vec<i64>> = Vec::new();
     let mut prev: Vec<(i64, i64)> = Vec::new();
     let mut max_self = 0;
-    // (node or other (left, right)), depth, left x, right x
-    let mut stack: Vec<(Result<u32, (i64, i64)>, usize, i64, i64)> = vec![(Ok(0), 0, 0, 0)];
+    /// A node, or the `other` aggregate with its (left, right) totals.
+    type Item = Result<u32, (i64, i64)>;
+    // (item, depth, left x, right x)
+    let mut stack: Vec<(Item, usize, i64, i64)> = vec![(Ok(0), 0, 0, 0)];
     while let Some((item, d, lx, rx)) = stack.pop() {
         if levels.len() <= d {
             levels.push(Vec::new());
