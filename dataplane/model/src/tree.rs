@@ -427,7 +427,9 @@ mod tests {
         right.add_stack(["d"], 3);
         let d = diff_flamegraph(&left, &right, 0);
         let name = |i: i64| d.names[i as usize].as_str();
-        let rows: Vec<Vec<(&str, i64, i64, i64, i64)>> =
+        // (name, left total, left self, right total, right self) per level
+        type Row<'a> = (&'a str, i64, i64, i64, i64);
+        let rows: Vec<Vec<Row<'_>>> =
             d.levels.iter().map(|l| l.chunks(7).map(|n| (name(n[6]), n[1], n[2], n[4], n[5])).collect()).collect();
         assert_eq!(
             rows,
