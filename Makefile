@@ -25,6 +25,7 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest
+	$(CARGO) bench -p phlox-query --bench query
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

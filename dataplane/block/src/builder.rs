@@ -423,7 +423,9 @@ impl DatasetBuilder {
             )?);
         }
         let start = out.len();
-        s::write_stream(&schema, &batches, out)?;
+        // Profiles are what queries scan: LZ4 decompresses several times
+        // faster than zstd (see ARCHITECTURE.md, "Performance").
+        s::write_stream_with(&schema, &batches, out, arrow_ipc::CompressionType::LZ4_FRAME)?;
         section(SectionKind::Profiles, out, start);
 
         // Symbols.

@@ -250,6 +250,112 @@ impl DatasetReader {
         Ok(out)
     }
 
+    /// Time and total of each profile of the selected series within
+    /// `[start, end]` nanoseconds, without reading their samples:
+    /// `(series index, time, total)`.
+    pub async fn profile_totals(
+        &self,
+        series: &[u32],
+        start_nanos: i64,
+        end_nanos: i64,
+    ) -> Result<Vec<(u32, i64, i64)>> {
+        let mut wanted = vec![false; self.series.len()];
+        for &i in series {
+            if let Some(w) = wanted.get_mut(i as usize) {
+                *w = true;
+            }
+        }
+        let bytes = self.section(SectionKind::Profiles).await?;
+        let mut out = Vec::new();
+        for b in s::read_stream(&bytes, &s::profiles_schema())? {
+            let sids = s::col_u32(&b, "series")?;
+            let times = s::col_i64(&b, "time_nanos")?;
+            let totals = s::col_i64(&b, "total")?;
+            let ids = if self.shadowed.is_empty() { None } else { Some(s::col_fixed(&b, "id")?) };
+            for i in 0..b.num_rows() {
+                let (sid, t) = (sids.value(i), times.value(i));
+                if !wanted.get(sid as usize).copied().unwrap_or(false) || t < start_nanos || t > end_nanos {
+                    continue;
+                }
+                if let Some(ids) = ids {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(ids.value(i));
+                    let fp = self.series[sid as usize].fingerprint;
+                    if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &ProfileId(id))) {
+                        continue;
+                    }
+                }
+                out.push((sid, t, totals.value(i)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds the values of every sample of the selected series within
+    /// `[start, end]` nanoseconds into `values`, indexed by stack id (the
+    /// query hot path: no per-row allocation). Returns the samples scanned.
+    /// Stack ids outside `values` are ignored.
+    pub async fn accumulate_stack_values(
+        &self,
+        series: &[u32],
+        start_nanos: i64,
+        end_nanos: i64,
+        values: &mut [i64],
+    ) -> Result<u64> {
+        let mut wanted = vec![false; self.series.len()];
+        let mut any = false;
+        for &i in series {
+            if let Some(s) = self.series.get(i as usize)
+                && s.max_time_nanos >= start_nanos
+                && s.min_time_nanos <= end_nanos
+            {
+                wanted[i as usize] = true;
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(0);
+        }
+        let bytes = self.section(SectionKind::Profiles).await?;
+        let mut scanned = 0u64;
+        for b in s::read_stream(&bytes, &s::profiles_schema())? {
+            let sids = s::col_u32(&b, "series")?;
+            let times = s::col_i64(&b, "time_nanos")?;
+            let stacks = s::col_list(&b, "stack_ids")?;
+            let vals = s::col_list(&b, "values")?;
+            let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
+            let value_v = s::list_values::<Int64Type>(vals, "values")?;
+            let (stack_v, value_v) = (stack_v.values(), value_v.values());
+            let ids = if self.shadowed.is_empty() { None } else { Some(s::col_fixed(&b, "id")?) };
+            for i in 0..b.num_rows() {
+                let sid = sids.value(i);
+                let t = times.value(i);
+                if !wanted.get(sid as usize).copied().unwrap_or(false) || t < start_nanos || t > end_nanos {
+                    continue;
+                }
+                if let Some(ids) = ids {
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(ids.value(i));
+                    let fp = self.series[sid as usize].fingerprint;
+                    if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &ProfileId(id))) {
+                        continue;
+                    }
+                }
+                let (sr, vr) = (s::list_range(stacks, i), s::list_range(vals, i));
+                if sr.len() != vr.len() || sr.end > stack_v.len() || vr.end > value_v.len() {
+                    return Err(self.corrupt("stack ids and values differ in length"));
+                }
+                for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
+                    if let Some(slot) = values.get_mut(st as usize) {
+                        *slot += v;
+                    }
+                }
+                scanned += (s::list_range(stacks, i)).len() as u64;
+            }
+        }
+        Ok(scanned)
+    }
+
     fn decode_rows(
         &self,
         b: &RecordBatch,

@@ -90,7 +90,17 @@ pub(crate) fn stacks_schema() -> SchemaRef {
 
 /// Encodes record batches as one zstd-compressed IPC stream.
 pub(crate) fn write_stream(schema: &SchemaRef, batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), ArrowError> {
-    let options = IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))?;
+    write_stream_with(schema, batches, out, arrow_ipc::CompressionType::ZSTD)
+}
+
+/// Encodes record batches as one IPC stream with the given body compression.
+pub(crate) fn write_stream_with(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    out: &mut Vec<u8>,
+    codec: arrow_ipc::CompressionType,
+) -> Result<(), ArrowError> {
+    let options = IpcWriteOptions::default().try_with_compression(Some(codec))?;
     let mut w = StreamWriter::try_new_with_options(out, schema, options)?;
     for b in batches {
         w.write(b)?;

@@ -86,16 +86,16 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
         LeafKind::Series { start_ms, step_ms, group_by } => {
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);
-            for row in ds.profiles(selected, q.start_nanos, q.end_nanos).await? {
-                let labels = labels_of(ds, row.series);
+            for (series, time_nanos, total) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
+                let labels = labels_of(ds, series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
                 // A point at ts covers (ts - step, ts]; steps start at start - step.
-                let t = row.time_nanos.div_euclid(1_000_000);
+                let t = time_nanos.div_euclid(1_000_000);
                 let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
                 let ts = start_ms + k * step;
                 let p = out.entry(key).or_default().entry(ts).or_insert((0.0, 0));
-                p.0 += row.total as f64;
+                p.0 += total as f64;
                 p.1 += 1;
             }
             LeafResult::Series(out)
@@ -108,16 +108,10 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
 /// dense array indexed by stack id, then each used stack node maps to a
 /// call-tree node once (parents precede children in the stack table).
 async fn tree(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<StackTree, QueryError> {
-    let (rows, symbols) = futures::try_join!(ds.profiles(selected, q.start_nanos, q.end_nanos), ds.symbols())?;
+    let symbols = ds.symbols().await?;
     let n = symbols.stack_count();
     let mut values = vec![0i64; n];
-    for row in &rows {
-        for (&s, &v) in row.stack_ids.iter().zip(&row.values) {
-            if let Some(slot) = values.get_mut(s as usize) {
-                *slot += v;
-            }
-        }
-    }
+    ds.accumulate_stack_values(selected, q.start_nanos, q.end_nanos, &mut values).await?;
     // Which nodes are on a path to a valued stack.
     let mut used = vec![false; n];
     for i in (1..n).rev() {

@@ -171,10 +171,14 @@ impl QueryFrontend {
             kind,
         });
         let mut result = LeafResult::empty(&query.kind);
-        let mut leaves = futures::stream::iter(blocks.into_iter().map(|b| self.backend.execute(b, Arc::clone(&query))))
-            .buffer_unordered(self.limits.concurrency.max(1));
+        // Each leaf is its own task, so leaves run on every core.
+        let mut leaves = futures::stream::iter(blocks.into_iter().map(|b| {
+            let (backend, query) = (Arc::clone(&self.backend), Arc::clone(&query));
+            tokio::spawn(async move { backend.execute(b, query).await })
+        }))
+        .buffer_unordered(self.limits.concurrency.max(1));
         while let Some(r) = leaves.next().await {
-            result.merge(r?);
+            result.merge(r.map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))??);
         }
         Ok(result)
     }

@@ -130,16 +130,18 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
     let max_body = config.server.max_request_body_mb << 20;
+    let query = all.then(|| {
+        Arc::new(phlox_query::QueryFrontend::new(
+            node.client(),
+            Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store))),
+            phlox_query::QueryLimits::default(),
+        ))
+    });
     let state = Arc::new(HttpState {
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
-        query: all.then(|| {
-            Arc::new(phlox_query::QueryFrontend::new(
-                node.client(),
-                Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store))),
-                phlox_query::QueryLimits::default(),
-            ))
-        }),
+        grpc_query: query.clone().map(crate::grpc_query::service),
+        query,
         distributor,
         registry: registry.clone(),
         ready: Arc::clone(&ready),

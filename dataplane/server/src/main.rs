@@ -10,6 +10,7 @@ mod cli;
 mod connect;
 mod dump;
 mod grpc_push;
+mod grpc_query;
 mod http;
 mod ingest;
 mod limits;

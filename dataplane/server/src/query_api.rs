@@ -110,9 +110,9 @@ async fn call(
 pub(crate) async fn querier(
     State(s): State<Arc<HttpState>>,
     Path(method): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers().clone();
     let Some(frontend) = s.query.clone() else {
         return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
     };
@@ -124,7 +124,19 @@ pub(crate) async fn querier(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let body = match read_body(body, 16 << 20, "invalid_argument").await {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/grpc")
+        && let Some(grpc) = s.grpc_query.clone()
+    {
+        use tower::ServiceExt;
+        let mut request = request;
+        request.extensions_mut().insert(crate::grpc_query::ReadTenants(tenants));
+        return match grpc.oneshot(request).await {
+            Ok(r) => r.map(axum::body::Body::new),
+            Err(never) => match never {},
+        };
+    }
+    let body = match read_body(request.into_body(), 16 << 20, "invalid_argument").await {
         Ok(b) => b,
         Err(r) => return r,
     };
