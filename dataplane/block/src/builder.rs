@@ -523,6 +523,33 @@ struct DatasetStats {
     symbol_rows: u64,
 }
 
+/// One dataset, encoded on its own (offsets relative to its first byte).
+struct EncodedDataset {
+    bytes: Vec<u8>,
+    meta: Dataset,
+    keys: Vec<u8>,
+}
+
+fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder) -> Result<EncodedDataset> {
+    let (min_ns, max_ns) = (ds.min_time, ds.max_time);
+    let profile_types: Vec<String> = ds.profile_types.iter().cloned().collect();
+    let mut bytes = Vec::new();
+    let (sections, keys, stats) = ds.write(&mut bytes)?;
+    let meta = Dataset {
+        tenant,
+        name: service,
+        min_time: min_ns.div_euclid(1_000_000),
+        max_time: max_ns.div_euclid(1_000_000),
+        sections,
+        profile_types,
+        series_count: stats.series,
+        profile_count: stats.profiles,
+        sample_count: stats.samples,
+        shadowed_keys: Bytes::new(),
+    };
+    Ok(EncodedDataset { bytes, meta, keys })
+}
+
 /// Identity of the object being built.
 #[derive(Debug, Clone)]
 pub struct BlockHeader {
@@ -603,30 +630,49 @@ impl SegmentBuilder {
     pub fn finish(self, header: BlockHeader) -> Result<EncodedBlock> {
         let mut datasets: Vec<_> = self.datasets.into_iter().collect();
         datasets.sort_by(|a, b| a.0.cmp(&b.0));
+        // Datasets encode independently (zstd/LZ4 dominate a flush): spread
+        // them over the cores, each into its own buffer, then concatenate
+        // and shift their section offsets.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(datasets.len()).max(1);
+        let mut encoded: Vec<Option<Result<EncodedDataset>>> = (0..datasets.len()).map(|_| None).collect();
+        type Work = Vec<(usize, ((String, String), DatasetBuilder))>;
+        let mut work: Vec<Work> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, d) in datasets.into_iter().enumerate() {
+            work[i % threads].push((i, d));
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .into_iter()
+                .map(|items| {
+                    scope.spawn(move || {
+                        items.into_iter().map(|(i, (key, ds))| (i, encode_dataset(key, ds))).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                // A panicking encoder leaves its slots empty: reported below.
+                if let Ok(results) = h.join() {
+                    for (i, r) in results {
+                        encoded[i] = Some(r);
+                    }
+                }
+            }
+        });
         let mut out = Vec::with_capacity(self.approx_bytes / 3 + 4096);
-        let mut metas = Vec::with_capacity(datasets.len());
-        let mut keys = Vec::with_capacity(datasets.len());
+        let mut metas = Vec::with_capacity(encoded.len());
+        let mut keys = Vec::with_capacity(encoded.len());
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-        for ((tenant, service), ds) in datasets {
-            let (min_ns, max_ns) = (ds.min_time, ds.max_time);
-            let profile_types: Vec<String> = ds.profile_types.iter().cloned().collect();
-            let (sections, dataset_keys, stats) = ds.write(&mut out)?;
-            let (min_ms, max_ms) = (min_ns.div_euclid(1_000_000), max_ns.div_euclid(1_000_000));
-            min_time = min_time.min(min_ms);
-            max_time = max_time.max(max_ms);
-            metas.push(Dataset {
-                tenant,
-                name: service,
-                min_time: min_ms,
-                max_time: max_ms,
-                sections,
-                profile_types,
-                series_count: stats.series,
-                profile_count: stats.profiles,
-                sample_count: stats.samples,
-                shadowed_keys: Bytes::new(),
-            });
-            keys.push(Bytes::from(dataset_keys));
+        for e in encoded {
+            let mut e = e.ok_or(BlockError::TooLarge("dataset encoder failed"))??;
+            let base = out.len() as u64;
+            for sec in &mut e.meta.sections {
+                sec.offset += base;
+            }
+            out.extend_from_slice(&e.bytes);
+            min_time = min_time.min(e.meta.min_time);
+            max_time = max_time.max(e.meta.max_time);
+            metas.push(e.meta);
+            keys.push(Bytes::from(e.keys));
         }
         if metas.is_empty() {
             return Err(BlockError::Empty);
