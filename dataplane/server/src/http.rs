@@ -39,6 +39,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/ingest", post(crate::ingest::ingest))
         .route("/querier.v1.QuerierService/{method}", post(crate::query_api::querier))
         .route("/pyroscope/render", get(crate::render::render))
+        .route("/pyroscope/render-diff", get(crate::render::render_diff))
+        .route("/pyroscope/label-values", get(crate::render::label_values))
         .route("/v1development/profiles", post(otlp_export))
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))

@@ -159,3 +159,112 @@ mod tests {
         assert_eq!(timeline_step(7 * 86_400), 600);
     }
 }
+
+/// `GET /pyroscope/label-values?label=NAME[&query=SELECTOR][&from=&until=]`:
+/// profile type ids for `__name__`, else the label's values (last hour by default).
+pub(crate) async fn label_values(
+    State(s): State<Arc<HttpState>>,
+    Query(p): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(frontend) = s.query.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
+    };
+    let tenants = match read_tenants(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let Some(label) = p.get("label").filter(|l| !l.is_empty()) else {
+        return ConnectError::invalid_argument("label is required").into_response();
+    };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let from = p.get("from").and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
+    let until = p.get("until").and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+    let values: Vec<String> = if label == "__name__" {
+        match frontend.profile_types(&tenants, q::ProfileTypesRequest { start: from, end: until }).await {
+            Ok(r) => r.profile_types.into_iter().map(|t| t.id).collect(),
+            Err(e) => return query_error(e),
+        }
+    } else {
+        let matchers = p.get("query").map(|q| vec![q.clone()]).unwrap_or_default();
+        let req = phlox_proto::types::v1::LabelValuesRequest { name: label.clone(), matchers, start: from, end: until };
+        match frontend.label_values(&tenants, req).await {
+            Ok(r) => r.names,
+            Err(e) => return query_error(e),
+        }
+    };
+    axum::Json(values).into_response()
+}
+
+/// `GET /pyroscope/render-diff`: two render queries as one "double" flamebearer.
+pub(crate) async fn render_diff(
+    State(s): State<Arc<HttpState>>,
+    Query(p): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(frontend) = s.query.clone() else {
+        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
+    };
+    let tenants = match read_tenants(&headers, s.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let side = |prefix: &str| -> Result<(String, q::SelectMergeStacktracesRequest), Response> {
+        let query = p
+            .get(&format!("{prefix}Query"))
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| ConnectError::invalid_argument(format!("{prefix}Query is required")).into_response())?;
+        let selector =
+            parse_selector(query).map_err(|e| ConnectError::invalid_argument(e.to_string()).into_response())?;
+        let profile_type = selector.metric.ok_or_else(|| {
+            ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id")).into_response()
+        })?;
+        let from = p.get(&format!("{prefix}From")).and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000)
+            / 1_000_000;
+        let until = p.get(&format!("{prefix}Until")).and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+        let label_selector = query.find('{').map(|i| query[i..].to_owned()).unwrap_or_else(|| "{}".into());
+        let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
+        Ok((
+            profile_type.clone(),
+            q::SelectMergeStacktracesRequest {
+                profile_type_id: profile_type,
+                label_selector,
+                start: from,
+                end: until,
+                max_nodes,
+                ..Default::default()
+            },
+        ))
+    };
+    let (left, right) = match (side("left"), side("right")) {
+        (Ok(l), Ok(r)) => (l, r),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    if left.0 != right.0 {
+        return ConnectError::invalid_argument("leftQuery and rightQuery must have the same profile type")
+            .into_response();
+    }
+    let Ok(pt) = ProfileType::parse(&left.0) else {
+        return ConnectError::invalid_argument(format!("{:?} is not a profile type id", left.0)).into_response();
+    };
+    let d = match frontend.diff(&tenants, q::DiffRequest { left: Some(left.1), right: Some(right.1) }).await {
+        Ok(r) => r.flamegraph.unwrap_or_default(),
+        Err(e) => return query_error(e),
+    };
+    let (units, sample_rate) = units(&pt.sample_type, &pt.sample_unit);
+    let levels: Vec<&Vec<i64>> = d.levels.iter().map(|l| &l.values).collect();
+    axum::Json(json!({
+        "version": 1,
+        "flamebearer": { "names": d.names, "levels": levels, "numTicks": d.total, "maxSelf": d.max_self },
+        "metadata": { "format": "double", "spyName": "", "sampleRate": sample_rate, "units": units, "name": pt.sample_type },
+        "leftTicks": d.left_ticks,
+        "rightTicks": d.right_ticks,
+        "timeline": null,
+        "groups": null,
+        "heatmap": null,
+    }))
+    .into_response()
+}
