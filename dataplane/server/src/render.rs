@@ -148,18 +148,6 @@ pub(crate) async fn render(
     axum::Json(body).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timeline_steps_are_nice_and_at_least_15s() {
-        assert_eq!(timeline_step(3600), 15);
-        assert_eq!(timeline_step(86_400), 60);
-        assert_eq!(timeline_step(7 * 86_400), 600);
-    }
-}
-
 /// `GET /pyroscope/label-values?label=NAME[&query=SELECTOR][&from=&until=]`:
 /// profile type ids for `__name__`, else the label's values (last hour by default).
 pub(crate) async fn label_values(
@@ -267,4 +255,16 @@ pub(crate) async fn render_diff(
         "heatmap": null,
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_steps_are_nice_and_at_least_15s() {
+        assert_eq!(timeline_step(3600), 15);
+        assert_eq!(timeline_step(86_400), 60);
+        assert_eq!(timeline_step(7 * 86_400), 600);
+    }
 }
