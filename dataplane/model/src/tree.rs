@@ -101,6 +101,32 @@ impl StackTree {
         }
     }
 
+    /// The interned function names (index = name id).
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Every node with a self value: its name ids from the root down, and
+    /// the value.
+    pub fn stacks(&self) -> Vec<(Vec<u32>, i64)> {
+        let mut out = Vec::new();
+        for i in 1..self.parent.len() {
+            let v = self.self_value[i];
+            if v == 0 {
+                continue;
+            }
+            let mut path = Vec::new();
+            let mut n = i;
+            while n != 0 {
+                path.push(self.name[n]);
+                n = self.parent[n] as usize;
+            }
+            path.reverse();
+            out.push((path, v));
+        }
+        out
+    }
+
     /// Totals per node (self plus descendants).
     pub fn totals(&self) -> Vec<i64> {
         let mut t = self.self_value.clone();

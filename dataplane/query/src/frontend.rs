@@ -302,6 +302,14 @@ impl QueryFrontend {
             q::ProfileFormat::Tree => {
                 Ok(q::SelectMergeStacktracesResponse { tree: tree.tree_bytes(max_nodes).into(), ..Default::default() })
             }
+            q::ProfileFormat::Pprof => {
+                let pt =
+                    ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+                Ok(q::SelectMergeStacktracesResponse {
+                    pprof: Some(q::PprofProfile { profile: Some(tree_to_pprof(&tree, &pt)) }),
+                    ..Default::default()
+                })
+            }
             other => Err(QueryError::Unimplemented(format!("format {} is not supported yet", other.as_str_name()))),
         }
     }
@@ -357,6 +365,23 @@ impl QueryFrontend {
         Ok(q::SelectSeriesResponse { series })
     }
 
+    /// The merged profile as pprof (`SelectMergeProfile`; max_nodes is not
+    /// applied, as in Pyroscope).
+    pub async fn select_merge_profile(
+        &self,
+        tenants: &[String],
+        r: q::SelectMergeProfileRequest,
+    ) -> Result<phlox_proto::google::v1::Profile, QueryError> {
+        if !r.profile_id_selector.is_empty() || !r.trace_id_selector.is_empty() || r.stack_trace_selector.is_some() {
+            return Err(QueryError::Unimplemented(
+                "profile id, trace id and stack trace selectors are not supported yet".into(),
+            ));
+        }
+        let tree = self.merged_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end).await?;
+        let pt = ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+        Ok(tree_to_pprof(&tree, &pt))
+    }
+
     /// Two stack-trace queries aligned into one diff flame graph.
     pub async fn diff(&self, tenants: &[String], r: q::DiffRequest) -> Result<q::DiffResponse, QueryError> {
         let (Some(left), Some(right)) = (r.left, r.right) else {
@@ -397,6 +422,48 @@ impl QueryFrontend {
             });
         }
         Ok(t::GetProfileStatsResponse { data_ingested: true, oldest_profile_time: oldest, newest_profile_time: newest })
+    }
+}
+
+/// The merged profile of a tree as pprof: one function and location per
+/// frame name, one sample per call path with a self value.
+pub fn tree_to_pprof(tree: &phlox_model::StackTree, profile_type: &ProfileType) -> phlox_proto::google::v1::Profile {
+    use phlox_proto::google::v1 as pb;
+    let mut strings: Vec<String> = vec![String::new()];
+    let mut string = |s: &str| {
+        strings.push(s.to_owned());
+        (strings.len() - 1) as i64
+    };
+    let sample_type =
+        pb::ValueType { r#type: string(&profile_type.sample_type), unit: string(&profile_type.sample_unit) };
+    let period_type = (!profile_type.period_type.is_empty())
+        .then(|| pb::ValueType { r#type: string(&profile_type.period_type), unit: string(&profile_type.period_unit) });
+    let names: Vec<String> = tree.names().map(str::to_owned).collect();
+    let mut functions = Vec::with_capacity(names.len());
+    let mut locations = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let id = i as u64 + 1;
+        let n = string(name);
+        functions.push(pb::Function { id, name: n, system_name: n, ..Default::default() });
+        locations.push(pb::Location { id, line: vec![pb::Line { function_id: id, line: 0 }], ..Default::default() });
+    }
+    let sample = tree
+        .stacks()
+        .into_iter()
+        .map(|(path, v)| pb::Sample {
+            location_id: path.iter().rev().map(|&n| u64::from(n) + 1).collect(),
+            value: vec![v],
+            label: vec![],
+        })
+        .collect();
+    pb::Profile {
+        sample_type: vec![sample_type],
+        sample,
+        location: locations,
+        function: functions,
+        string_table: strings,
+        period_type,
+        ..Default::default()
     }
 }
 

@@ -21,5 +21,5 @@ mod plan;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
-pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
+pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
 pub use plan::{LeafKind, LeafQuery, LeafResult, SeriesPoints};
