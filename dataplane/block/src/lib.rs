@@ -19,4 +19,6 @@ mod sections;
 pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, EncodedBlock, SegmentBuilder};
 pub use error::{BlockError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, TAIL_FETCH, TRAILER_LEN};
-pub use reader::{BlockReader, DatasetReader, Frame, FunctionRow, MappingRow, ProfileRow, SeriesInfo, Symbols};
+pub use reader::{
+    BlockReader, DatasetReader, Frame, FunctionRow, MappingRow, ProfileRow, SampleFilter, SeriesInfo, Symbols,
+};

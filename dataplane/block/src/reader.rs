@@ -104,6 +104,16 @@ impl BlockReader {
     }
 }
 
+/// Which profiles and samples a stack query counts (all when empty).
+#[derive(Debug, Clone, Default)]
+pub struct SampleFilter {
+    pub profile_ids: Option<FxHashSet<ProfileId>>,
+    /// Samples whose span id is in the set.
+    pub span_ids: Option<FxHashSet<u64>>,
+    /// Samples whose trace id is in the set.
+    pub trace_ids: Option<FxHashSet<[u8; 16]>>,
+}
+
 /// One series of a dataset with the range of its profile rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesInfo {
@@ -302,6 +312,19 @@ impl DatasetReader {
         end_nanos: i64,
         values: &mut [i64],
     ) -> Result<u64> {
+        self.accumulate_filtered(series, start_nanos, end_nanos, &SampleFilter::default(), values).await
+    }
+
+    /// [`accumulate_stack_values`](Self::accumulate_stack_values) restricted
+    /// to the profiles and samples a [`SampleFilter`] selects.
+    pub async fn accumulate_filtered(
+        &self,
+        series: &[u32],
+        start_nanos: i64,
+        end_nanos: i64,
+        filter: &SampleFilter,
+        values: &mut [i64],
+    ) -> Result<u64> {
         let mut wanted = vec![false; self.series.len()];
         let mut any = false;
         for &i in series {
@@ -326,7 +349,28 @@ impl DatasetReader {
             let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
             let value_v = s::list_values::<Int64Type>(vals, "values")?;
             let (stack_v, value_v) = (stack_v.values(), value_v.values());
-            let ids = if self.shadowed.is_empty() { None } else { Some(s::col_fixed(&b, "id")?) };
+            let need_ids = !self.shadowed.is_empty() || filter.profile_ids.is_some();
+            let ids = if need_ids { Some(s::col_fixed(&b, "id")?) } else { None };
+            let per_sample = filter.span_ids.is_some() || filter.trace_ids.is_some();
+            let (spans, traces) = if per_sample {
+                (Some(s::col_list(&b, "span_ids")?), Some(s::col_list(&b, "trace_ids")?))
+            } else {
+                (None, None)
+            };
+            let span_v = match spans {
+                Some(l) => Some(s::list_values::<UInt64Type>(l, "span_ids")?),
+                None => None,
+            };
+            let trace_v = match traces {
+                Some(l) => Some(
+                    l.values()
+                        .as_any()
+                        .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                        .ok_or_else(|| self.corrupt("trace ids"))?
+                        .clone(),
+                ),
+                None => None,
+            };
             for i in 0..b.num_rows() {
                 let sid = sids.value(i);
                 let t = times.value(i);
@@ -336,21 +380,56 @@ impl DatasetReader {
                 if let Some(ids) = ids {
                     let mut id = [0u8; 16];
                     id.copy_from_slice(ids.value(i));
-                    let fp = self.series[sid as usize].fingerprint;
-                    if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &ProfileId(id))) {
+                    let id = ProfileId(id);
+                    if filter.profile_ids.as_ref().is_some_and(|f| !f.contains(&id)) {
                         continue;
+                    }
+                    if !self.shadowed.is_empty() {
+                        let fp = self.series[sid as usize].fingerprint;
+                        if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &id)) {
+                            continue;
+                        }
                     }
                 }
                 let (sr, vr) = (s::list_range(stacks, i), s::list_range(vals, i));
                 if sr.len() != vr.len() || sr.end > stack_v.len() || vr.end > value_v.len() {
                     return Err(self.corrupt("stack ids and values differ in length"));
                 }
+                scanned += sr.len() as u64;
+                if per_sample {
+                    // Only samples with a selected span (or trace) id count.
+                    let (Some(spans), Some(traces), Some(span_v), Some(trace_v)) = (spans, traces, &span_v, &trace_v)
+                    else {
+                        continue;
+                    };
+                    if s::is_null(spans, i) {
+                        continue;
+                    }
+                    let (pr, tr) = (s::list_range(spans, i), s::list_range(traces, i));
+                    if pr.len() != sr.len() || tr.len() != sr.len() || pr.end > span_v.len() || tr.end > trace_v.len() {
+                        return Err(self.corrupt("span ids and samples differ in length"));
+                    }
+                    for k in 0..sr.len() {
+                        let span_ok = filter.span_ids.as_ref().is_none_or(|f| f.contains(&span_v.value(pr.start + k)));
+                        let trace_ok = filter.trace_ids.as_ref().is_none_or(|f| {
+                            let mut t = [0u8; 16];
+                            t.copy_from_slice(trace_v.value(tr.start + k));
+                            f.contains(&t)
+                        });
+                        if span_ok
+                            && trace_ok
+                            && let Some(slot) = values.get_mut(stack_v[sr.start + k] as usize)
+                        {
+                            *slot += value_v[vr.start + k];
+                        }
+                    }
+                    continue;
+                }
                 for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
                     if let Some(slot) = values.get_mut(st as usize) {
                         *slot += v;
                     }
                 }
-                scanned += (s::list_range(stacks, i)).len() as u64;
             }
         }
         Ok(scanned)

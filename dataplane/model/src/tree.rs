@@ -127,6 +127,19 @@ impl StackTree {
         out
     }
 
+    /// The tree of the stacks that start (from the root) with `prefix`.
+    pub fn with_prefix(&self, prefix: &[&str]) -> StackTree {
+        let ids: Option<Vec<u32>> = prefix.iter().map(|n| self.names.get_index_of(*n).map(|i| i as u32)).collect();
+        let mut out = StackTree::default();
+        let Some(ids) = ids else { return out };
+        for (path, v) in self.stacks() {
+            if path.len() >= ids.len() && path[..ids.len()] == ids[..] {
+                out.add_stack(path.iter().map(|&n| self.names[n as usize].as_str()), v);
+            }
+        }
+        out
+    }
+
     /// Totals per node (self plus descendants).
     pub fn totals(&self) -> Vec<i64> {
         let mut t = self.self_value.clone();
@@ -468,6 +481,15 @@ mod tests {
         assert_eq!((d.left_ticks, d.right_ticks, d.max_self), (10, 5, 5));
         // Right x offsets are laid out from right totals only: d starts at 2.
         assert_eq!(d.levels[1][14..21], [0, 0, 0, 0, 3, 3, 4]);
+    }
+
+    #[test]
+    fn call_site_prefixes_keep_matching_stacks_only() {
+        let t = example();
+        assert_eq!(t.with_prefix(&["a"]).total(), 6);
+        assert_eq!(t.with_prefix(&["a", "c"]).total(), 5);
+        assert_eq!(t.with_prefix(&["c"]).total(), 0);
+        assert_eq!(t.with_prefix(&[]).total(), 10);
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn tree(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<Sta
     let symbols = ds.symbols().await?;
     let n = symbols.stack_count();
     let mut values = vec![0i64; n];
-    ds.accumulate_stack_values(selected, q.start_nanos, q.end_nanos, &mut values).await?;
+    ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;
     // Which nodes are on a path to a valued stack.
     let mut used = vec![false; n];
     for i in (1..n).rev() {

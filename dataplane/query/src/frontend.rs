@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use phlox_model::{MatchOp, Matcher, ProfileType, Selector, label_names as ln, parse_selector};
+use phlox_block::SampleFilter;
+use phlox_model::{MatchOp, Matcher, ProfileId, ProfileType, Selector, label_names as ln, parse_selector};
 use phlox_proto::metastore::v1::{BlockMeta, LabelMatcher, MatchType, QueryBlocksRequest};
 use phlox_proto::metastore_client::Metastore;
 use phlox_proto::querier::v1 as q;
@@ -14,6 +15,60 @@ use phlox_proto::types::v1 as t;
 
 use crate::plan::{LeafKind, LeafQuery, LeafResult};
 use crate::{QueryBackend, QueryError};
+
+/// The id and stack selectors of a stack-trace query.
+#[derive(Debug, Default)]
+struct Selectors<'a> {
+    profile_ids: &'a [String],
+    span_ids: &'a [String],
+    trace_ids: &'a [String],
+    stack_trace: Option<&'a t::StackTraceSelector>,
+}
+
+impl Selectors<'_> {
+    fn filter(&self) -> Result<SampleFilter, QueryError> {
+        let mut f = SampleFilter::default();
+        if !self.profile_ids.is_empty() {
+            f.profile_ids = Some(
+                self.profile_ids
+                    .iter()
+                    .map(|s| {
+                        ProfileId::parse(s)
+                            .ok_or_else(|| QueryError::InvalidArgument(format!("profile id {s:?} is not a UUID")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        if !self.span_ids.is_empty() {
+            f.span_ids = Some(
+                self.span_ids
+                    .iter()
+                    .map(|s| {
+                        u64::from_str_radix(s, 16)
+                            .ok()
+                            .filter(|_| s.len() == 16)
+                            .ok_or_else(|| QueryError::InvalidArgument(format!("span id {s:?} is not 16 hex digits")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        if !self.trace_ids.is_empty() {
+            f.trace_ids = Some(
+                self.trace_ids
+                    .iter()
+                    .map(|s| {
+                        u128::from_str_radix(s, 16)
+                            .ok()
+                            .filter(|_| s.len() == 32)
+                            .map(u128::to_be_bytes)
+                            .ok_or_else(|| QueryError::InvalidArgument(format!("trace id {s:?} is not 32 hex digits")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            );
+        }
+        Ok(f)
+    }
+}
 
 /// Query limits (Pyroscope's defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,9 +218,22 @@ impl QueryFrontend {
         selector: Selector,
         kind: LeafKind,
     ) -> Result<LeafResult, QueryError> {
+        self.run_filtered(tenants, start_ms, end_ms, selector, SampleFilter::default(), kind).await
+    }
+
+    async fn run_filtered(
+        &self,
+        tenants: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        selector: Selector,
+        filter: SampleFilter,
+        kind: LeafKind,
+    ) -> Result<LeafResult, QueryError> {
         let blocks = self.blocks(tenants, start_ms, end_ms, &selector).await?;
         let query = Arc::new(LeafQuery {
             selector,
+            filter,
             start_nanos: start_ms.saturating_mul(1_000_000),
             end_nanos: end_ms.saturating_mul(1_000_000).saturating_add(999_999),
             kind,
@@ -267,11 +335,34 @@ impl QueryFrontend {
         start: i64,
         end: i64,
     ) -> Result<phlox_model::StackTree, QueryError> {
+        self.filtered_tree(tenants, profile_type, label_selector, start, end, &Selectors::default()).await
+    }
+
+    async fn filtered_tree(
+        &self,
+        tenants: &[String],
+        profile_type: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+        sel: &Selectors<'_>,
+    ) -> Result<phlox_model::StackTree, QueryError> {
         let selector = selector_with_type(label_selector, profile_type)?;
+        let filter = sel.filter()?;
         let Some((start, end)) = self.range(start, end)? else { return Ok(phlox_model::StackTree::default()) };
-        match self.run(tenants, start, end, selector, LeafKind::Tree).await? {
-            LeafResult::Tree(t) => Ok(t),
-            _ => Ok(phlox_model::StackTree::default()),
+        let tree = match self.run_filtered(tenants, start, end, selector, filter, LeafKind::Tree).await? {
+            LeafResult::Tree(t) => t,
+            _ => phlox_model::StackTree::default(),
+        };
+        match sel.stack_trace {
+            Some(st) if st.go_pgo.is_some() => {
+                Err(QueryError::Unimplemented("go_pgo stack trace selectors are not supported yet".into()))
+            }
+            Some(st) if !st.call_site.is_empty() => {
+                let prefix: Vec<&str> = st.call_site.iter().map(|l| l.name.as_str()).collect();
+                Ok(tree.with_prefix(&prefix))
+            }
+            _ => Ok(tree),
         }
     }
 
@@ -283,17 +374,14 @@ impl QueryFrontend {
         if !r.span_selector.is_empty() && !r.trace_id_selector.is_empty() {
             return bad("span_selector and trace_id_selector cannot be used together");
         }
-        if !r.span_selector.is_empty()
-            || !r.trace_id_selector.is_empty()
-            || !r.profile_id_selector.is_empty()
-            || r.stack_trace_selector.is_some()
-        {
-            return Err(QueryError::Unimplemented(
-                "span, trace, profile id and stack trace selectors are not supported yet".into(),
-            ));
-        }
         let max_nodes = self.max_nodes(r.max_nodes)?;
-        let tree = self.merged_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end).await?;
+        let sel = Selectors {
+            profile_ids: &r.profile_id_selector,
+            span_ids: &r.span_selector,
+            trace_ids: &r.trace_id_selector,
+            stack_trace: r.stack_trace_selector.as_ref(),
+        };
+        let tree = self.filtered_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
         match q::ProfileFormat::try_from(r.format).unwrap_or(q::ProfileFormat::Unspecified) {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => Ok(q::SelectMergeStacktracesResponse {
                 flamegraph: Some(flamegraph(&tree, max_nodes)),
@@ -312,6 +400,29 @@ impl QueryFrontend {
             }
             other => Err(QueryError::Unimplemented(format!("format {} is not supported yet", other.as_str_name()))),
         }
+    }
+
+    /// The flame graph of the samples of the given spans (traces → profiles).
+    pub async fn select_merge_span_profile(
+        &self,
+        tenants: &[String],
+        r: q::SelectMergeSpanProfileRequest,
+    ) -> Result<q::SelectMergeSpanProfileResponse, QueryError> {
+        let req = q::SelectMergeStacktracesRequest {
+            profile_type_id: r.profile_type_id,
+            label_selector: r.label_selector,
+            start: r.start,
+            end: r.end,
+            max_nodes: r.max_nodes,
+            format: r.format,
+            span_selector: r.span_selector,
+            ..Default::default()
+        };
+        if req.span_selector.is_empty() {
+            return bad("span_selector is required");
+        }
+        let resp = self.select_merge_stacktraces(tenants, req).await?;
+        Ok(q::SelectMergeSpanProfileResponse { flamegraph: resp.flamegraph, tree: resp.tree })
     }
 
     pub async fn select_series(
@@ -372,12 +483,13 @@ impl QueryFrontend {
         tenants: &[String],
         r: q::SelectMergeProfileRequest,
     ) -> Result<phlox_proto::google::v1::Profile, QueryError> {
-        if !r.profile_id_selector.is_empty() || !r.trace_id_selector.is_empty() || r.stack_trace_selector.is_some() {
-            return Err(QueryError::Unimplemented(
-                "profile id, trace id and stack trace selectors are not supported yet".into(),
-            ));
-        }
-        let tree = self.merged_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end).await?;
+        let sel = Selectors {
+            profile_ids: &r.profile_id_selector,
+            span_ids: &[],
+            trace_ids: &r.trace_id_selector,
+            stack_trace: r.stack_trace_selector.as_ref(),
+        };
+        let tree = self.filtered_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
         let pt = ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
         Ok(tree_to_pprof(&tree, &pt))
     }

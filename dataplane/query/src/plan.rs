@@ -25,6 +25,8 @@ pub enum LeafKind {
 #[derive(Debug, Clone)]
 pub struct LeafQuery {
     pub selector: Selector,
+    /// Profiles and samples that count (trees only).
+    pub filter: phlox_block::SampleFilter,
     pub start_nanos: i64,
     pub end_nanos: i64,
     pub kind: LeafKind,

@@ -65,6 +65,13 @@ impl QuerierService for GrpcQuerier {
         let t = tenants(&r)?;
         self.frontend.select_merge_stacktraces(&t, r.into_inner()).await.map(Response::new).map_err(status)
     }
+    async fn select_merge_span_profile(
+        &self,
+        r: Request<q::SelectMergeSpanProfileRequest>,
+    ) -> Result<Response<q::SelectMergeSpanProfileResponse>, Status> {
+        let t = tenants(&r)?;
+        self.frontend.select_merge_span_profile(&t, r.into_inner()).await.map(Response::new).map_err(status)
+    }
     async fn select_merge_profile(
         &self,
         _r: Request<q::SelectMergeProfileRequest>,
