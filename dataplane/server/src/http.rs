@@ -112,13 +112,7 @@ async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) 
     if ct.starts_with("application/grpc")
         && let Some(grpc) = s.grpc_push.clone()
     {
-        use tower::ServiceExt;
-        let mut request = request;
-        request.extensions_mut().insert(tenant);
-        return match grpc.oneshot(request).await {
-            Ok(r) => r.map(Body::new),
-            Err(never) => match never {},
-        };
+        return call_grpc(grpc, request, tenant).await;
     }
     let codec = match connect::codec(&headers) {
         Ok(c) => c,
@@ -167,13 +161,7 @@ async fn otlp_export(State(s): State<Arc<HttpState>>, request: axum::extract::Re
     if ct.starts_with("application/grpc")
         && let Some(grpc) = s.grpc_otlp.clone()
     {
-        use tower::ServiceExt;
-        let mut request = request;
-        request.extensions_mut().insert(tenant);
-        return match grpc.oneshot(request).await {
-            Ok(r) => r.map(Body::new),
-            Err(never) => match never {},
-        };
+        return call_grpc(grpc, request, tenant).await;
     }
     let body = match read_body(request.into_body(), s.max_body, "invalid_argument").await {
         Ok(b) => b,
@@ -185,4 +173,21 @@ async fn otlp_export(State(s): State<Arc<HttpState>>, request: axum::extract::Re
         Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
     };
     crate::otlp::http_export(&distributor, tenant.as_str(), &headers, &body).await
+}
+
+/// Hands a request to a tonic (gRPC / gRPC-Web) service, with `extension`
+/// (the tenant) in its extensions: gRPC shares its paths with Connect.
+pub(crate) async fn call_grpc<S, B, T>(service: S, mut request: axum::extract::Request, extension: T) -> Response
+where
+    S: tower::Service<axum::extract::Request, Response = axum::http::Response<B>, Error = std::convert::Infallible>,
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+    T: Clone + Send + Sync + 'static,
+{
+    use tower::ServiceExt;
+    request.extensions_mut().insert(extension);
+    match service.oneshot(request).await {
+        Ok(r) => r.map(Body::new),
+        Err(never) => match never {},
+    }
 }

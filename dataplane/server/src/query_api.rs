@@ -136,13 +136,7 @@ pub(crate) async fn querier(
     if ct.starts_with("application/grpc")
         && let Some(grpc) = s.grpc_query.clone()
     {
-        use tower::ServiceExt;
-        let mut request = request;
-        request.extensions_mut().insert(crate::grpc_query::ReadTenants(tenants));
-        return match grpc.oneshot(request).await {
-            Ok(r) => r.map(axum::body::Body::new),
-            Err(never) => match never {},
-        };
+        return crate::http::call_grpc(grpc, request, crate::grpc_query::ReadTenants(tenants)).await;
     }
     let body = match read_body(request.into_body(), 16 << 20, "invalid_argument").await {
         Ok(b) => b,

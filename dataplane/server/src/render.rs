@@ -16,6 +16,18 @@ use crate::connect::ConnectError;
 use crate::http::HttpState;
 use crate::query_api::{query_error, read_tenants};
 
+/// The query frontend of this process and the tenants of the request.
+fn frontend_and_tenants(
+    s: &HttpState,
+    headers: &HeaderMap,
+) -> Result<(Arc<phlox_query::QueryFrontend>, Vec<String>), Response> {
+    let frontend = s.query.clone().ok_or_else(|| {
+        ConnectError::new("unimplemented", "this process does not run the query frontend").into_response()
+    })?;
+    let tenants = read_tenants(headers, s.multitenancy).map_err(IntoResponse::into_response)?;
+    Ok((frontend, tenants))
+}
+
 /// Steps of the timeline, in seconds.
 const NICE_STEPS: &[i64] = &[
     15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800, 2_592_000,
@@ -55,12 +67,9 @@ pub(crate) async fn render(
     Query(p): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(frontend) = s.query.clone() else {
-        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
-    };
-    let tenants = match read_tenants(&headers, s.multitenancy) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
+    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Some(query) = p.get("query").filter(|q| !q.is_empty()) else {
         return ConnectError::invalid_argument(
@@ -155,12 +164,9 @@ pub(crate) async fn label_values(
     Query(p): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(frontend) = s.query.clone() else {
-        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
-    };
-    let tenants = match read_tenants(&headers, s.multitenancy) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
+    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Some(label) = p.get("label").filter(|l| !l.is_empty()) else {
         return ConnectError::invalid_argument("label is required").into_response();
@@ -191,12 +197,9 @@ pub(crate) async fn render_diff(
     Query(p): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(frontend) = s.query.clone() else {
-        return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
-    };
-    let tenants = match read_tenants(&headers, s.multitenancy) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
+    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
