@@ -262,13 +262,13 @@ impl DatasetReader {
 
     /// Time and total of each profile of the selected series within
     /// `[start, end]` nanoseconds, without reading their samples:
-    /// `(series index, time, total)`.
+    /// `(series index, time, total, profile id)`.
     pub async fn profile_totals(
         &self,
         series: &[u32],
         start_nanos: i64,
         end_nanos: i64,
-    ) -> Result<Vec<(u32, i64, i64)>> {
+    ) -> Result<Vec<(u32, i64, i64, ProfileId)>> {
         let mut wanted = vec![false; self.series.len()];
         for &i in series {
             if let Some(w) = wanted.get_mut(i as usize) {
@@ -281,21 +281,22 @@ impl DatasetReader {
             let sids = s::col_u32(&b, "series")?;
             let times = s::col_i64(&b, "time_nanos")?;
             let totals = s::col_i64(&b, "total")?;
-            let ids = if self.shadowed.is_empty() { None } else { Some(s::col_fixed(&b, "id")?) };
+            let ids = s::col_fixed(&b, "id")?;
             for i in 0..b.num_rows() {
                 let (sid, t) = (sids.value(i), times.value(i));
                 if !wanted.get(sid as usize).copied().unwrap_or(false) || t < start_nanos || t > end_nanos {
                     continue;
                 }
-                if let Some(ids) = ids {
-                    let mut id = [0u8; 16];
-                    id.copy_from_slice(ids.value(i));
+                let mut id = [0u8; 16];
+                id.copy_from_slice(ids.value(i));
+                let id = ProfileId(id);
+                if !self.shadowed.is_empty() {
                     let fp = self.series[sid as usize].fingerprint;
-                    if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &ProfileId(id))) {
+                    if self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, fp, &id)) {
                         continue;
                     }
                 }
-                out.push((sid, t, totals.value(i)));
+                out.push((sid, t, totals.value(i), id));
             }
         }
         Ok(out)

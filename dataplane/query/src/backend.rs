@@ -83,10 +83,10 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
                 })
                 .collect(),
         ),
-        LeafKind::Series { start_ms, step_ms, group_by } => {
+        LeafKind::Series { start_ms, step_ms, group_by, exemplars } => {
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);
-            for (series, time_nanos, total) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
+            for (series, time_nanos, total, id) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
                 let labels = labels_of(ds, series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
@@ -94,9 +94,21 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
                 let t = time_nanos.div_euclid(1_000_000);
                 let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
                 let ts = start_ms + k * step;
-                let p = out.entry(key).or_default().entry(ts).or_insert((0.0, 0));
-                p.0 += total as f64;
-                p.1 += 1;
+                let p = out.entry(key).or_default().entry(ts).or_default();
+                p.sum += total as f64;
+                p.count += 1;
+                if *exemplars && p.exemplar.as_ref().is_none_or(|e| total > e.value) {
+                    p.exemplar = Some(crate::plan::PointExemplar {
+                        time_ms: t,
+                        profile_id: id.to_string(),
+                        value: total,
+                        labels: labels
+                            .iter()
+                            .filter(|l| !group_by.contains(&l.name) && !l.name.starts_with("__"))
+                            .map(|l| (l.name.clone(), l.value.clone()))
+                            .collect(),
+                    });
+                }
             }
             LeafResult::Series(out)
         }

@@ -439,7 +439,14 @@ impl QueryFrontend {
         let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
         let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectSeriesResponse::default()) };
         let step_ms = ((r.step * 1000.0).round() as i64).max(1);
-        let kind = LeafKind::Series { start_ms: r.start, step_ms, group_by: r.group_by.clone() };
+        let exemplars = match t::ExemplarType::try_from(r.exemplar_type).unwrap_or(t::ExemplarType::Unspecified) {
+            t::ExemplarType::Unspecified | t::ExemplarType::None => false,
+            t::ExemplarType::Individual => true,
+            t::ExemplarType::Span => {
+                return Err(QueryError::Unimplemented("span exemplars are not supported yet".into()));
+            }
+        };
+        let kind = LeafKind::Series { start_ms: r.start, step_ms, group_by: r.group_by.clone(), exemplars };
         let LeafResult::Series(points) = self.run(tenants, start, end, selector, kind).await? else {
             return Ok(q::SelectSeriesResponse::default());
         };
@@ -447,12 +454,27 @@ impl QueryFrontend {
         let mut series: Vec<(f64, t::Series)> = points
             .into_iter()
             .map(|(labels, pts)| {
-                let total: f64 = pts.values().map(|p| p.0).sum();
+                let total: f64 = pts.values().map(|p| p.sum).sum();
                 let points = pts
                     .into_iter()
-                    .map(|(ts, (sum, count))| t::Point {
-                        value: if average && count > 0 { sum / count as f64 } else { sum },
+                    .map(|(ts, p)| t::Point {
+                        value: if average && p.count > 0 { p.sum / p.count as f64 } else { p.sum },
                         timestamp: ts,
+                        exemplars: p
+                            .exemplar
+                            .map(|e| t::Exemplar {
+                                timestamp: e.time_ms,
+                                profile_id: e.profile_id,
+                                value: e.value,
+                                labels: e
+                                    .labels
+                                    .into_iter()
+                                    .map(|(name, value)| t::LabelPair { name, value })
+                                    .collect(),
+                                ..Default::default()
+                            })
+                            .into_iter()
+                            .collect(),
                         ..Default::default()
                     })
                     .collect();

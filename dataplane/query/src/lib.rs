@@ -22,4 +22,4 @@ mod plan;
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
-pub use plan::{LeafKind, LeafQuery, LeafResult, SeriesPoints};
+pub use plan::{LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, SeriesPoints};

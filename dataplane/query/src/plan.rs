@@ -9,11 +9,13 @@ use phlox_model::{Selector, StackTree};
 pub enum LeafKind {
     /// The merged call tree of the selected profiles.
     Tree,
-    /// Per group of `group_by` label values, per step: sum and count of profile totals.
+    /// Per group of `group_by` label values, per step: sum and count of
+    /// profile totals, and with `exemplars` the highest-valued profile.
     Series {
         start_ms: i64,
         step_ms: i64,
         group_by: Vec<String>,
+        exemplars: bool,
     },
     LabelNames,
     LabelValues(String),
@@ -32,8 +34,38 @@ pub struct LeafQuery {
     pub kind: LeafKind,
 }
 
-/// Group labels → step timestamp (ms) → (sum, count).
-pub type SeriesPoints = BTreeMap<Vec<(String, String)>, BTreeMap<i64, (f64, u64)>>;
+/// The profile with the highest value of a point (an INDIVIDUAL exemplar).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointExemplar {
+    pub time_ms: i64,
+    pub profile_id: String,
+    pub value: i64,
+    /// Labels of its series that are not group-by labels.
+    pub labels: Vec<(String, String)>,
+}
+
+/// One point: sum and count of profile totals, and the best exemplar.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PointValue {
+    pub sum: f64,
+    pub count: u64,
+    pub exemplar: Option<PointExemplar>,
+}
+
+impl PointValue {
+    fn merge(&mut self, o: PointValue) {
+        self.sum += o.sum;
+        self.count += o.count;
+        if let Some(e) = o.exemplar
+            && self.exemplar.as_ref().is_none_or(|x| e.value > x.value)
+        {
+            self.exemplar = Some(e);
+        }
+    }
+}
+
+/// Group labels → step timestamp (ms) → point.
+pub type SeriesPoints = BTreeMap<Vec<(String, String)>, BTreeMap<i64, PointValue>>;
 
 /// A partial result; merge nodes combine them.
 #[derive(Debug, Clone)]
@@ -61,10 +93,8 @@ impl LeafResult {
             (LeafResult::Series(a), LeafResult::Series(b)) => {
                 for (k, points) in b {
                     let e = a.entry(k).or_default();
-                    for (t, (s, c)) in points {
-                        let p = e.entry(t).or_insert((0.0, 0));
-                        p.0 += s;
-                        p.1 += c;
+                    for (t, p) in points {
+                        e.entry(t).or_default().merge(p);
                     }
                 }
             }
