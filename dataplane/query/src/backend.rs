@@ -112,6 +112,25 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             }
             LeafResult::Series(out)
         }
+        LeafKind::Points { start_ms, step_ms, group_by } => {
+            let mut out: std::collections::BTreeMap<Vec<(String, String)>, Vec<crate::plan::ProfilePoint>> =
+                Default::default();
+            let step = (*step_ms).max(1);
+            for (series, time_nanos, total, id) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
+                let labels = labels_of(ds, series);
+                let key: Vec<(String, String)> =
+                    group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
+                let t = time_nanos.div_euclid(1_000_000);
+                let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
+                out.entry(key).or_default().push(crate::plan::ProfilePoint {
+                    slot_ms: start_ms + k * step,
+                    time_ms: t,
+                    value: total,
+                    profile_id: id.to_string(),
+                });
+            }
+            LeafResult::Points(out)
+        }
         LeafKind::Tree => LeafResult::Tree(tree(ds, selected, q).await?),
     })
 }

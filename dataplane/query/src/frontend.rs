@@ -402,6 +402,93 @@ impl QueryFrontend {
         }
     }
 
+    /// Heatmap of individual profiles: per group and step, how many
+    /// profiles fall in each of 20 value buckets (equal width between the
+    /// smallest and largest total of the result), with the highest-valued
+    /// profile of each cell as its exemplar.
+    pub async fn select_heatmap(
+        &self,
+        tenants: &[String],
+        r: q::SelectHeatmapRequest,
+    ) -> Result<q::SelectHeatmapResponse, QueryError> {
+        const BUCKETS: usize = 20;
+        if r.step < 0.001 {
+            return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
+        }
+        match q::HeatmapQueryType::try_from(r.query_type).unwrap_or(q::HeatmapQueryType::Unspecified) {
+            q::HeatmapQueryType::Unspecified | q::HeatmapQueryType::Individual => {}
+            q::HeatmapQueryType::Span => {
+                return Err(QueryError::Unimplemented("span heatmaps are not supported yet".into()));
+            }
+        }
+        let exemplars = !matches!(t::ExemplarType::try_from(r.exemplar_type), Ok(t::ExemplarType::None));
+        let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectHeatmapResponse::default()) };
+        let step_ms = ((r.step * 1000.0).round() as i64).max(1);
+        let kind = LeafKind::Points { start_ms: r.start, step_ms, group_by: r.group_by.clone() };
+        let LeafResult::Points(groups) = self.run(tenants, start, end, selector, kind).await? else {
+            return Ok(q::SelectHeatmapResponse::default());
+        };
+        let (lo, hi) =
+            groups.values().flatten().fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(p.value), hi.max(p.value)));
+        if lo > hi {
+            return Ok(q::SelectHeatmapResponse::default());
+        }
+        let width = ((hi - lo) as f64 / BUCKETS as f64).max(f64::MIN_POSITIVE);
+        let y_min: Vec<f64> = (0..BUCKETS).map(|i| lo as f64 + i as f64 * width).collect();
+        let bucket = |v: i64| (((v - lo) as f64 / width) as usize).min(BUCKETS - 1);
+        let mut series: Vec<(usize, t::HeatmapSeries)> = groups
+            .into_iter()
+            .map(|(labels, points)| {
+                let n = points.len();
+                let mut slots: std::collections::BTreeMap<i64, (Vec<i32>, Vec<Option<crate::plan::ProfilePoint>>)> =
+                    Default::default();
+                for p in points {
+                    let (counts, best) =
+                        slots.entry(p.slot_ms).or_insert_with(|| (vec![0; BUCKETS], vec![None; BUCKETS]));
+                    let b = bucket(p.value);
+                    counts[b] += 1;
+                    if best[b].as_ref().is_none_or(|x| p.value > x.value) {
+                        best[b] = Some(p);
+                    }
+                }
+                let slots = slots
+                    .into_iter()
+                    .map(|(ts, (counts, best))| t::HeatmapSlot {
+                        timestamp: ts,
+                        y_min: y_min.clone(),
+                        counts,
+                        exemplars: if exemplars {
+                            best.into_iter()
+                                .flatten()
+                                .map(|p| t::Exemplar {
+                                    timestamp: p.time_ms,
+                                    profile_id: p.profile_id,
+                                    value: p.value,
+                                    ..Default::default()
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect();
+                (
+                    n,
+                    t::HeatmapSeries {
+                        labels: labels.into_iter().map(|(name, value)| t::LabelPair { name, value }).collect(),
+                        slots,
+                    },
+                )
+            })
+            .collect();
+        if let Some(limit) = r.limit.filter(|&l| l > 0) {
+            series.sort_by(|a, b| b.0.cmp(&a.0));
+            series.truncate(limit as usize);
+        }
+        Ok(q::SelectHeatmapResponse { series: series.into_iter().map(|(_, s)| s).collect() })
+    }
+
     /// The flame graph of the samples of the given spans (traces → profiles).
     pub async fn select_merge_span_profile(
         &self,

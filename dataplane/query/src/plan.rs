@@ -17,6 +17,12 @@ pub enum LeafKind {
         group_by: Vec<String>,
         exemplars: bool,
     },
+    /// Every selected profile as a point: (slot timestamp, time, total, id), per group.
+    Points {
+        start_ms: i64,
+        step_ms: i64,
+        group_by: Vec<String>,
+    },
     LabelNames,
     LabelValues(String),
     /// Distinct label sets projected on these names (all when empty).
@@ -32,6 +38,16 @@ pub struct LeafQuery {
     pub start_nanos: i64,
     pub end_nanos: i64,
     pub kind: LeafKind,
+}
+
+/// One profile of a heatmap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfilePoint {
+    /// Right edge (ms) of the step the profile falls in.
+    pub slot_ms: i64,
+    pub time_ms: i64,
+    pub value: i64,
+    pub profile_id: String,
 }
 
 /// The profile with the highest value of a point (an INDIVIDUAL exemplar).
@@ -73,6 +89,7 @@ pub enum LeafResult {
     Tree(StackTree),
     Series(SeriesPoints),
     Names(BTreeSet<String>),
+    Points(BTreeMap<Vec<(String, String)>, Vec<ProfilePoint>>),
     LabelSets(BTreeSet<Vec<(String, String)>>),
 }
 
@@ -81,6 +98,7 @@ impl LeafResult {
         match kind {
             LeafKind::Tree => LeafResult::Tree(StackTree::default()),
             LeafKind::Series { .. } => LeafResult::Series(SeriesPoints::new()),
+            LeafKind::Points { .. } => LeafResult::Points(BTreeMap::new()),
             LeafKind::LabelNames | LeafKind::LabelValues(_) => LeafResult::Names(BTreeSet::new()),
             LeafKind::LabelSets(_) => LeafResult::LabelSets(BTreeSet::new()),
         }
@@ -99,6 +117,11 @@ impl LeafResult {
                 }
             }
             (LeafResult::Names(a), LeafResult::Names(b)) => a.extend(b),
+            (LeafResult::Points(a), LeafResult::Points(b)) => {
+                for (k, mut v) in b {
+                    a.entry(k).or_default().append(&mut v);
+                }
+            }
             (LeafResult::LabelSets(a), LeafResult::LabelSets(b)) => a.extend(b),
             _ => {}
         }

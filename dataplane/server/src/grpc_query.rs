@@ -85,6 +85,13 @@ impl QuerierService for GrpcQuerier {
         let t = tenants(&r)?;
         self.frontend.select_series(&t, r.into_inner()).await.map(Response::new).map_err(status)
     }
+    async fn select_heatmap(
+        &self,
+        r: Request<q::SelectHeatmapRequest>,
+    ) -> Result<Response<q::SelectHeatmapResponse>, Status> {
+        let t = tenants(&r)?;
+        self.frontend.select_heatmap(&t, r.into_inner()).await.map(Response::new).map_err(status)
+    }
     async fn diff(&self, r: Request<q::DiffRequest>) -> Result<Response<q::DiffResponse>, Status> {
         let t = tenants(&r)?;
         self.frontend.diff(&t, r.into_inner()).await.map(Response::new).map_err(status)

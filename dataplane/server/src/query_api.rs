@@ -92,6 +92,9 @@ async fn call(
             frontend.select_series(tenants, decode::<q::SelectSeriesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
         "Diff" => frontend.diff(tenants, decode::<q::DiffRequest>(c, body)?).await.map(|r| respond(c, &r)),
+        "SelectHeatmap" => {
+            frontend.select_heatmap(tenants, decode::<q::SelectHeatmapRequest>(c, body)?).await.map(|r| respond(c, &r))
+        }
         "SelectMergeSpanProfile" => frontend
             .select_merge_span_profile(tenants, decode::<q::SelectMergeSpanProfileRequest>(c, body)?)
             .await
