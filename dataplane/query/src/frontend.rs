@@ -483,7 +483,7 @@ impl QueryFrontend {
             })
             .collect();
         if let Some(limit) = r.limit.filter(|&l| l > 0) {
-            series.sort_by(|a, b| b.0.cmp(&a.0));
+            series.sort_by_key(|s| std::cmp::Reverse(s.0));
             series.truncate(limit as usize);
         }
         Ok(q::SelectHeatmapResponse { series: series.into_iter().map(|(_, s)| s).collect() })
