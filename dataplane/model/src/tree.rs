@@ -247,6 +247,79 @@ impl StackTree {
     }
 }
 
+/// A Graphviz DOT call graph of the tree, as `go tool pprof -dot` draws
+/// one: a node per function (flat and cumulative values), an edge per
+/// caller → callee, keeping the `max_nodes` functions of largest
+/// cumulative value.
+pub fn dot_graph(tree: &StackTree, max_nodes: usize, unit: &str) -> String {
+    use std::fmt::Write;
+    let totals = tree.totals();
+    let total = totals[0].max(1);
+    let n = tree.parent.len();
+    let mut flat: FxHashMap<u32, i64> = FxHashMap::default();
+    let mut cum: FxHashMap<u32, i64> = FxHashMap::default();
+    let mut edges: FxHashMap<(u32, u32), i64> = FxHashMap::default();
+    for i in 1..n {
+        let name = tree.name[i];
+        *flat.entry(name).or_default() += tree.self_value[i];
+        // A function counts once per stack: skip nodes with the same name above.
+        let mut p = tree.parent[i] as usize;
+        let mut recursive = false;
+        while p != 0 {
+            if tree.name[p] == name {
+                recursive = true;
+                break;
+            }
+            p = tree.parent[p] as usize;
+        }
+        if !recursive {
+            *cum.entry(name).or_default() += totals[i];
+        }
+        let parent = tree.parent[i] as usize;
+        if parent != 0 {
+            *edges.entry((tree.name[parent], name)).or_default() += totals[i];
+        }
+    }
+    let mut nodes: Vec<(u32, i64)> = cum.iter().map(|(&k, &v)| (k, v)).filter(|(_, v)| *v != 0).collect();
+    nodes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    nodes.truncate(max_nodes.max(1));
+    let keep: FxHashMap<u32, usize> = nodes.iter().enumerate().map(|(i, (k, _))| (*k, i + 1)).collect();
+    let pct = |v: i64| v as f64 * 100.0 / total as f64;
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"unnamed\" {{");
+    let _ = writeln!(out, "node [style=filled fillcolor=\"#f8f8f8\"]");
+    let _ = writeln!(
+        out,
+        "subgraph cluster_L {{ \"Total: {} {unit}\" [shape=box fontsize=16 label=\"Total: {} {unit}\\lShowing top {} nodes\\l\"] }}",
+        totals[0],
+        totals[0],
+        nodes.len()
+    );
+    for (name, c) in &nodes {
+        let f = flat.get(name).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "N{} [label=\"{}\\n{} ({:.2}%)\\nof {} ({:.2}%)\" shape=box fontsize={:.1}]",
+            keep[name],
+            esc(&tree.names[*name as usize]),
+            f,
+            pct(f),
+            c,
+            pct(*c),
+            8.0 + 16.0 * (f as f64 / total as f64).sqrt()
+        );
+    }
+    let mut e: Vec<((u32, u32), i64)> =
+        edges.into_iter().filter(|((a, b), _)| keep.contains_key(a) && keep.contains_key(b)).collect();
+    e.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for ((a, b), w) in e {
+        let _ = writeln!(out, "N{} -> N{} [label=\" {w}\" weight={}]", keep[&a], keep[&b], (pct(w) as i64).max(1));
+    }
+    out.push_str("}\n");
+    out
+}
+
 /// A diff flame graph: both trees aligned by path, 7 values per node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DiffLevels {
@@ -490,6 +563,16 @@ mod tests {
         assert_eq!(t.with_prefix(&["a", "c"]).total(), 5);
         assert_eq!(t.with_prefix(&["c"]).total(), 0);
         assert_eq!(t.with_prefix(&[]).total(), 10);
+    }
+
+    #[test]
+    fn dot_graphs_list_functions_and_calls() {
+        let d = dot_graph(&example(), 100, "samples");
+        assert!(d.starts_with("digraph"));
+        assert!(d.contains(r#"label="c\n5 (50.00%)\nof 5 (50.00%)""#), "{d}");
+        assert!(d.contains(r#"label="a\n1 (10.00%)\nof 6 (60.00%)""#), "{d}");
+        assert_eq!(d.matches(" -> ").count(), 1);
+        assert_eq!(dot_graph(&example(), 1, "samples").matches("\" shape=box fontsize=").count(), 1);
     }
 
     #[test]

@@ -390,6 +390,19 @@ impl QueryFrontend {
             q::ProfileFormat::Tree => {
                 Ok(q::SelectMergeStacktracesResponse { tree: tree.tree_bytes(max_nodes).into(), ..Default::default() })
             }
+            q::ProfileFormat::Dot => {
+                let pt =
+                    ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+                // As Pyroscope: at most max_nodes (default 100) functions in the graph.
+                let nodes = match r.max_nodes {
+                    Some(n) if n > 0 => max_nodes,
+                    _ => 100,
+                };
+                Ok(q::SelectMergeStacktracesResponse {
+                    dot: phlox_model::dot_graph(&tree, nodes, &pt.sample_unit),
+                    ..Default::default()
+                })
+            }
             q::ProfileFormat::Pprof => {
                 let pt =
                     ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
@@ -398,7 +411,6 @@ impl QueryFrontend {
                     ..Default::default()
                 })
             }
-            other => Err(QueryError::Unimplemented(format!("format {} is not supported yet", other.as_str_name()))),
         }
     }
 

@@ -91,9 +91,7 @@ pub(crate) async fn render(
     let Ok(pt) = ProfileType::parse(&profile_type) else {
         return ConnectError::invalid_argument(format!("{profile_type:?} is not a profile type id")).into_response();
     };
-    if p.get("format").is_some_and(|f| f == "dot") {
-        return ConnectError::new("unimplemented", "format=dot is not supported yet").into_response();
-    }
+    let dot = p.get("format").is_some_and(|f| f == "dot");
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     let from = p.get("from").and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
@@ -112,6 +110,13 @@ pub(crate) async fn render(
         max_nodes,
         ..Default::default()
     };
+    if dot {
+        let req = q::SelectMergeStacktracesRequest { format: q::ProfileFormat::Dot as i32, ..req };
+        return match frontend.select_merge_stacktraces(&tenants, req).await {
+            Ok(r) => ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], r.dot).into_response(),
+            Err(e) => query_error(e),
+        };
+    }
     let flame = match frontend.select_merge_stacktraces(&tenants, req).await {
         Ok(r) => r.flamegraph.unwrap_or_default(),
         Err(e) => return query_error(e),
