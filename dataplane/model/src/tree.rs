@@ -255,11 +255,10 @@ pub fn dot_graph(tree: &StackTree, max_nodes: usize, unit: &str) -> String {
     use std::fmt::Write;
     let totals = tree.totals();
     let total = totals[0].max(1);
-    let n = tree.parent.len();
     let mut flat: FxHashMap<u32, i64> = FxHashMap::default();
     let mut cum: FxHashMap<u32, i64> = FxHashMap::default();
     let mut edges: FxHashMap<(u32, u32), i64> = FxHashMap::default();
-    for i in 1..n {
+    for (i, &node_total) in totals.iter().enumerate().skip(1) {
         let name = tree.name[i];
         *flat.entry(name).or_default() += tree.self_value[i];
         // A function counts once per stack: skip nodes with the same name above.
@@ -273,11 +272,11 @@ pub fn dot_graph(tree: &StackTree, max_nodes: usize, unit: &str) -> String {
             p = tree.parent[p] as usize;
         }
         if !recursive {
-            *cum.entry(name).or_default() += totals[i];
+            *cum.entry(name).or_default() += node_total;
         }
         let parent = tree.parent[i] as usize;
         if parent != 0 {
-            *edges.entry((tree.name[parent], name)).or_default() += totals[i];
+            *edges.entry((tree.name[parent], name)).or_default() += node_total;
         }
     }
     let mut nodes: Vec<(u32, i64)> = cum.iter().map(|(&k, &v)| (k, v)).filter(|(_, v)| *v != 0).collect();
