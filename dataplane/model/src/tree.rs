@@ -150,19 +150,29 @@ impl StackTree {
         t
     }
 
-    fn children(&self, totals: &[i64]) -> Vec<Vec<u32>> {
-        let mut c = vec![Vec::new(); self.parent.len()];
-        for i in 1..self.parent.len() {
-            if totals[i] != 0 {
-                c[self.parent[i] as usize].push(i as u32);
+    /// Children with a total of at least `threshold`, sorted by name, and
+    /// per node the sum of the totals of its children below it (its `other`).
+    fn children(&self, totals: &[i64], threshold: i64) -> (Vec<Vec<u32>>, Vec<i64>) {
+        let n = self.parent.len();
+        let mut c = vec![Vec::new(); n];
+        let mut other = vec![0i64; n];
+        for (i, &t) in totals.iter().enumerate().skip(1) {
+            if t == 0 {
+                continue;
+            }
+            let p = self.parent[i] as usize;
+            if t < threshold {
+                other[p] += t;
+            } else {
+                c[p].push(i as u32);
             }
         }
-        for list in &mut c {
+        for list in c.iter_mut().filter(|l| l.len() > 1) {
             list.sort_by(|a, b| {
                 self.names[self.name[*a as usize] as usize].cmp(&self.names[self.name[*b as usize] as usize])
             });
         }
-        c
+        (c, other)
     }
 
     /// The flame graph, truncated to `max_nodes`: children whose total is
@@ -178,7 +188,7 @@ impl StackTree {
         } else {
             i64::MIN
         };
-        let children = self.children(&totals);
+        let (children, others) = self.children(&totals, threshold);
         let mut names: IndexSet<String, FxBuildHasher> = IndexSet::with_hasher(FxBuildHasher);
         names.insert("total".to_owned());
         let mut levels: Vec<Vec<i64>> = Vec::new();
@@ -214,16 +224,11 @@ impl StackTree {
                 // Children left to right: pushed in reverse so they pop in order.
                 let mut cx = x + self_v;
                 let mut placed: Vec<(Item, usize, i64)> = Vec::new();
-                let mut other = 0;
                 for &c in &children[n as usize] {
-                    let t = totals[c as usize];
-                    if t < threshold {
-                        other += t;
-                        continue;
-                    }
                     placed.push((Item::Node(c), depth + 1, cx));
-                    cx += t;
+                    cx += totals[c as usize];
                 }
+                let other = others[n as usize];
                 if other != 0 {
                     placed.push((Item::Other(other), depth + 1, cx));
                 }
