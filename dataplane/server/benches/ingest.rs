@@ -99,6 +99,37 @@ fn builder_for(inputs: &[Input]) -> SegmentBuilder {
     builder
 }
 
+/// Flushes 20 segments built from `inputs` as the segment writer does
+/// (encode, put, AddBlock on a real metastore): p50, p99, object size.
+fn flush_latency(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<dyn ObjectStore>,
+    client: &Arc<dyn phlox_proto::metastore_client::Metastore>,
+    inputs: &[Input],
+    shard: u32,
+) -> (Duration, Duration, usize) {
+    let mut latencies = Vec::new();
+    let mut size = 0;
+    for _ in 0..20 {
+        let builder = builder_for(inputs);
+        let start = Instant::now();
+        let id = ulid::Ulid::new();
+        let block = builder
+            .finish(BlockHeader { id, tenant: String::new(), shard, level: 0, created_by: "bench".into() })
+            .unwrap();
+        size = block.bytes.len();
+        rt.block_on(async {
+            store.put(&paths::segment_path(shard, id), PutPayload::from(block.bytes.clone())).await.unwrap();
+            client
+                .add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys })
+                .await
+                .unwrap();
+        });
+        latencies.push(start.elapsed());
+    }
+    (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), size)
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -173,26 +204,7 @@ fn main() {
     let rounds = 10_000_000usize.div_ceil(seg_plain).max(1);
     let segment_inputs: Vec<Input> = (0..rounds as i64).flat_map(|r| corpus(100, 1, t0 + r * 10_000_000_000)).collect();
     let seg_plain: usize = segment_inputs.iter().map(|i| i.plain_len).sum();
-    let mut latencies = Vec::new();
-    let mut seg_size = 0;
-    for _ in 0..20 {
-        let builder = builder_for(&segment_inputs);
-        let start = Instant::now();
-        let id = ulid::Ulid::new();
-        let block = builder
-            .finish(BlockHeader { id, tenant: String::new(), shard: 1, level: 0, created_by: "bench".into() })
-            .unwrap();
-        seg_size = block.bytes.len();
-        rt.block_on(async {
-            store.put(&paths::segment_path(1, id), PutPayload::from(block.bytes.clone())).await.unwrap();
-            client
-                .add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys })
-                .await
-                .unwrap();
-        });
-        latencies.push(start.elapsed());
-    }
-    let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
+    let (p50, p99, seg_size) = flush_latency(&rt, &store, &client, &segment_inputs, 1);
     println!(
         "segment flush (encode + put + AddBlock), {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms",
         mb(seg_plain),
@@ -206,25 +218,7 @@ fn main() {
     let wide: Vec<Input> =
         (0..24u64).flat_map(|s| service_corpus(&format!("svc-{s:02}"), 1000 + s, 10, 1, t0)).collect();
     let wide_plain: usize = wide.iter().map(|i| i.plain_len).sum();
-    let mut latencies = Vec::new();
-    for _ in 0..20 {
-        let builder = builder_for(&wide);
-        let start = Instant::now();
-        let id = ulid::Ulid::new();
-        let block = builder
-            .finish(BlockHeader { id, tenant: String::new(), shard: 2, level: 0, created_by: "bench".into() })
-            .unwrap();
-        seg_size = block.bytes.len();
-        rt.block_on(async {
-            store.put(&paths::segment_path(2, id), PutPayload::from(block.bytes.clone())).await.unwrap();
-            client
-                .add_block(AddBlockRequest { block: Some(block.meta), dataset_keys: block.dataset_keys })
-                .await
-                .unwrap();
-        });
-        latencies.push(start.elapsed());
-    }
-    let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
+    let (p50, p99, seg_size) = flush_latency(&rt, &store, &client, &wide, 2);
     println!(
         "segment flush (encode + put + AddBlock), 24 services, {:.1} MB pprof → {:.2} MB object: p50 {:.1} ms, p99 {:.1} ms",
         mb(wide_plain),

@@ -28,6 +28,15 @@ fn frontend_and_tenants(
     Ok((frontend, tenants))
 }
 
+/// `from`/`until`-style parameters as a range in Unix ms (default: the last hour).
+fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> (i64, i64) {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+    let from = p.get(from_key).and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
+    let until = p.get(until_key).and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+    (from, until)
+}
+
 /// Steps of the timeline, in seconds.
 const NICE_STEPS: &[i64] = &[
     15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800, 2_592_000,
@@ -92,10 +101,7 @@ pub(crate) async fn render(
         return ConnectError::invalid_argument(format!("{profile_type:?} is not a profile type id")).into_response();
     };
     let dot = p.get("format").is_some_and(|f| f == "dot");
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let from = p.get("from").and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
-    let until = p.get("until").and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+    let (from, until) = time_range(&p, "from", "until");
     let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
     // The selector without the profile type name, as the RPCs take it.
     let label_selector = match query.find('{') {
@@ -176,10 +182,7 @@ pub(crate) async fn label_values(
     let Some(label) = p.get("label").filter(|l| !l.is_empty()) else {
         return ConnectError::invalid_argument("label is required").into_response();
     };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let from = p.get("from").and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
-    let until = p.get("until").and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+    let (from, until) = time_range(&p, "from", "until");
     let values: Vec<String> = if label == "__name__" {
         match frontend.profile_types(&tenants, q::ProfileTypesRequest { start: from, end: until }).await {
             Ok(r) => r.profile_types.into_iter().map(|t| t.id).collect(),
@@ -206,8 +209,6 @@ pub(crate) async fn render_diff(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
     let side = |prefix: &str| -> Result<(String, q::SelectMergeStacktracesRequest), Response> {
         let query = p
             .get(&format!("{prefix}Query"))
@@ -218,9 +219,7 @@ pub(crate) async fn render_diff(
         let profile_type = selector.metric.ok_or_else(|| {
             ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id")).into_response()
         })?;
-        let from = p.get(&format!("{prefix}From")).and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000)
-            / 1_000_000;
-        let until = p.get(&format!("{prefix}Until")).and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
+        let (from, until) = time_range(&p, &format!("{prefix}From"), &format!("{prefix}Until"));
         let label_selector = query.find('{').map(|i| query[i..].to_owned()).unwrap_or_else(|| "{}".into());
         let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
         Ok((
