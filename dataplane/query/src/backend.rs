@@ -22,17 +22,40 @@ pub trait QueryBackend: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     store: Arc<dyn ObjectStore>,
+    metrics: Option<crate::QueryMetrics>,
 }
 
 impl LocalBackend {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self { store, metrics: None }
+    }
+
+    /// Records in-flight leaves and leaf latency.
+    pub fn with_metrics(mut self, metrics: crate::QueryMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+}
+
+/// Counts a leaf in flight for as long as it lives.
+struct InFlight<'a>(Option<&'a crate::QueryMetrics>, std::time::Instant);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            m.inflight_leaves.dec();
+            m.leaf_duration.observe(self.1.elapsed().as_secs_f64());
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl QueryBackend for LocalBackend {
     async fn execute(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        if let Some(m) = &self.metrics {
+            m.inflight_leaves.inc();
+        }
+        let _inflight = InFlight(self.metrics.as_ref(), std::time::Instant::now());
         let reader = BlockReader::from_meta(Arc::clone(&self.store), block)?;
         let mut result = LeafResult::empty(&query.kind);
         for i in 0..reader.meta().datasets.len() {

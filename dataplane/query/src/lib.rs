@@ -17,9 +17,11 @@
 mod backend;
 mod error;
 mod frontend;
+mod metrics;
 mod plan;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
+pub use metrics::QueryMetrics;
 pub use plan::{LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, SeriesPoints};

@@ -130,10 +130,11 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
     let max_body = config.server.max_request_body_mb << 20;
+    let query_metrics = phlox_query::QueryMetrics::new(&registry)?;
     let query = all.then(|| {
         Arc::new(phlox_query::QueryFrontend::new(
             node.client(),
-            Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store))),
+            Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store)).with_metrics(query_metrics.clone())),
             phlox_query::QueryLimits::default(),
         ))
     });
@@ -141,6 +142,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
         grpc_query: query.clone().map(crate::grpc_query::service),
+        query_metrics,
         query,
         distributor,
         registry: registry.clone(),

@@ -25,6 +25,7 @@ pub(crate) struct HttpState {
     pub(crate) grpc_otlp: Option<crate::otlp::GrpcProfilesService>,
     pub(crate) query: Option<Arc<phlox_query::QueryFrontend>>,
     pub(crate) grpc_query: Option<crate::grpc_query::GrpcQueryService>,
+    pub(crate) query_metrics: phlox_query::QueryMetrics,
     pub(crate) registry: Registry,
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) multitenancy: bool,

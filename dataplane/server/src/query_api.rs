@@ -149,7 +149,14 @@ pub(crate) async fn querier(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    match call(&frontend, &tenants, &method, codec, &body).await {
+    let start = std::time::Instant::now();
+    let response = match call(&frontend, &tenants, &method, codec, &body).await {
         Ok(r) | Err(r) => r,
-    }
+    };
+    let code = response.status().as_str().to_owned();
+    s.query_metrics
+        .query_duration
+        .with_label_values(&[method.as_str(), code.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    response
 }

@@ -1,0 +1,40 @@
+//! Prometheus metrics of the read path: what a dashboard and the query
+//! backend autoscaler need (in-flight work and latency).
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntGauge, Opts, Registry, exponential_buckets};
+
+pub(crate) const INFLIGHT_LEAVES: &str = "phlox_query_backend_inflight_leaves";
+pub(crate) const LEAF_DURATION: &str = "phlox_query_backend_leaf_duration_seconds";
+pub(crate) const QUERY_DURATION: &str = "phlox_query_frontend_request_duration_seconds";
+
+/// Metrics of the query frontend and backend.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    /// Read leaves executing now (the backend's load).
+    pub inflight_leaves: IntGauge,
+    /// Time to execute one read leaf.
+    pub leaf_duration: Histogram,
+    /// Time to answer a query, by method and status code.
+    pub query_duration: HistogramVec,
+}
+
+impl QueryMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self {
+            inflight_leaves: IntGauge::with_opts(Opts::new(INFLIGHT_LEAVES, "Read leaves executing now."))?,
+            leaf_duration: Histogram::with_opts(
+                HistogramOpts::new(LEAF_DURATION, "Time to execute one read leaf (one block).")
+                    .buckets(exponential_buckets(0.001, 2.0, 14)?),
+            )?,
+            query_duration: HistogramVec::new(
+                HistogramOpts::new(QUERY_DURATION, "Time to answer a query, by method and Connect code.")
+                    .buckets(exponential_buckets(0.001, 2.0, 16)?),
+                &["method", "code"],
+            )?,
+        };
+        registry.register(Box::new(m.inflight_leaves.clone()))?;
+        registry.register(Box::new(m.leaf_duration.clone()))?;
+        registry.register(Box::new(m.query_duration.clone()))?;
+        Ok(m)
+    }
+}
