@@ -280,12 +280,11 @@ pub(crate) fn reason(e: &PushError) -> &'static str {
 /// Bytes a push counts against the rate limit: each source pprof once
 /// (uncompressed, as decoded) plus the series labels.
 pub(crate) fn ingested_bytes(profiles: &[SeriesProfile]) -> usize {
-    let mut seen: Vec<*const Profile> = Vec::new();
+    // A push can split into thousands of series profiles: a set, not a scan.
+    let mut seen: std::collections::HashSet<*const Profile> = std::collections::HashSet::new();
     let mut bytes = 0;
     for p in profiles {
-        let ptr = Arc::as_ptr(&p.source);
-        if !seen.contains(&ptr) {
-            seen.push(ptr);
+        if seen.insert(Arc::as_ptr(&p.source)) {
             bytes += p.source.decoded_len;
         }
         bytes += p.labels.iter().map(|l| l.name.len() + l.value.len()).sum::<usize>();
