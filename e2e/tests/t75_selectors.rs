@@ -3,6 +3,7 @@
 
 use phlox_e2e::*;
 use phlox_pprof::testkit::ProfileBuilder;
+use phlox_proto::google::v1::Profile;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
 use prost::Message;
@@ -115,5 +116,131 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
     assert_eq!(r.status().as_u16(), 200);
     let r = q::SelectMergeSpanProfileResponse::decode(r.bytes().await.unwrap()).unwrap();
     assert_eq!(r.flamegraph.unwrap().total, 20);
+
+    // SelectSeries under a call site: per profile, only samples below it.
+    let series = |call: Option<&[&str]>, exemplar: t::ExemplarType| q::SelectSeriesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: s,
+        end: e,
+        step: 120.0,
+        stack_trace_selector: call.map(call_site),
+        exemplar_type: exemplar as i32,
+        ..Default::default()
+    };
+    let total = |r: &q::SelectSeriesResponse| r.series.iter().flat_map(|s| &s.points).map(|p| p.value).sum::<f64>();
+    let all: q::SelectSeriesResponse = rpc(url, "SelectSeries", &series(None, t::ExemplarType::None)).await;
+    assert_eq!(total(&all), 135.0);
+    let db: q::SelectSeriesResponse =
+        rpc(url, "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::None)).await;
+    assert_eq!(total(&db), 110.0);
+    let gc: q::SelectSeriesResponse =
+        rpc(url, "SelectSeries", &series(Some(&["main", "gc"]), t::ExemplarType::None)).await;
+    assert_eq!(total(&gc), 5.0);
+
+    // SPAN exemplars: the span with the highest value, with its trace.
+    let spans: q::SelectSeriesResponse = rpc(url, "SelectSeries", &series(None, t::ExemplarType::Span)).await;
+    let ex: Vec<&t::Exemplar> = spans.series.iter().flat_map(|s| &s.points).flat_map(|p| &p.exemplars).collect();
+    assert_eq!(ex.len(), 1);
+    assert_eq!((ex[0].span_id.as_str(), ex[0].value, ex[0].trace_id.as_str()), (SPAN_B, 20, ""));
+    assert_eq!(ex[0].profile_id, id1);
+    let handler_spans: q::SelectSeriesResponse =
+        rpc(url, "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::Span)).await;
+    let ex: Vec<&t::Exemplar> =
+        handler_spans.series.iter().flat_map(|s| &s.points).flat_map(|p| &p.exemplars).collect();
+    assert_eq!(ex.len(), 1);
+    assert_eq!((ex[0].span_id.as_str(), ex[0].value, ex[0].trace_id.as_str()), (SPAN_A, 10, TRACE));
+
+    // Span heatmap: each span is a point (10 and 20), an exemplar per cell.
+    let heat = |query_type: q::HeatmapQueryType| q::SelectHeatmapRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: s,
+        end: e,
+        step: 120.0,
+        query_type: query_type as i32,
+        exemplar_type: t::ExemplarType::Span as i32,
+        ..Default::default()
+    };
+    let h: q::SelectHeatmapResponse = rpc(url, "SelectHeatmap", &heat(q::HeatmapQueryType::Span)).await;
+    assert_eq!(h.series.len(), 1);
+    let slots = &h.series[0].slots;
+    assert_eq!(slots.len(), 1);
+    assert_eq!(slots[0].counts.iter().sum::<i32>(), 2);
+    assert_eq!((slots[0].counts[0], slots[0].counts[19]), (1, 1));
+    assert_eq!(slots[0].y_min[0], 10.0);
+    let mut cells: Vec<(String, i64, String)> =
+        slots[0].exemplars.iter().map(|e| (e.span_id.clone(), e.value, e.trace_id.clone())).collect();
+    cells.sort();
+    assert_eq!(cells, vec![(SPAN_A.into(), 10, TRACE.into()), (SPAN_B.into(), 20, String::new())]);
+    // Individual heatmap of the same data: two profiles, 35 and 100.
+    let h: q::SelectHeatmapResponse = rpc(url, "SelectHeatmap", &heat(q::HeatmapQueryType::Individual)).await;
+    let slot = &h.series[0].slots[0];
+    assert_eq!((slot.counts[0], slot.counts[19], slot.y_min[0]), (1, 1, 35.0));
+
+    // SelectMergeProfile: full locations (file and line), and Go PGO.
+    let merge = |selector: Option<t::StackTraceSelector>| q::SelectMergeProfileRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: s,
+        end: e,
+        stack_trace_selector: selector,
+        ..Default::default()
+    };
+    let p: Profile = rpc(url, "SelectMergeProfile", &merge(None)).await;
+    assert_eq!(
+        stacks_of(&p),
+        vec![("main;gc".into(), 5), ("main;handler;db".into(), 110), ("main;handler;json".into(), 20)]
+    );
+    let db_fn = p.function.iter().find(|f| p.string_table[f.name as usize] == "db").unwrap();
+    assert_eq!(p.string_table[db_fn.filename as usize], "src/db.rs");
+    assert!(p.location.iter().all(|l| l.line.len() == 1 && l.line[0].line > 0));
+    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(call_site(&["main", "handler"])))).await;
+    assert_eq!(stacks_of(&p), vec![("main;handler;db".into(), 110), ("main;handler;json".into(), 20)]);
+    let pgo = |keep: u32, aggregate_callees: bool| t::StackTraceSelector {
+        call_site: vec![t::Location { name: "gc".into() }],
+        go_pgo: Some(t::GoPgo { keep_locations: keep, aggregate_callees }),
+    };
+    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(pgo(2, false)))).await;
+    assert_eq!(stacks_of(&p), vec![("handler;db".into(), 110), ("handler;json".into(), 20), ("main;gc".into(), 5)]);
+    assert!(p.location.iter().all(|l| l.line[0].line > 0));
+    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(pgo(1, true)))).await;
+    assert_eq!(stacks_of(&p), vec![("db".into(), 110), ("gc".into(), 5), ("json".into(), 20)]);
+    assert!(p.location.iter().all(|l| l.line[0].line == 0));
+    // The same over gRPC.
+    let mut grpc =
+        phlox_proto::querier::v1::querier_service_client::QuerierServiceClient::connect(url.clone()).await.unwrap();
+    let p = grpc.select_merge_profile(merge(Some(pgo(1, true)))).await.unwrap().into_inner();
+    assert_eq!(stacks_of(&p), vec![("db".into(), 110), ("gc".into(), 5), ("json".into(), 20)]);
     server.stop();
+}
+
+/// The samples of a pprof as "root;…;leaf" → value, sorted.
+fn stacks_of(p: &Profile) -> Vec<(String, i64)> {
+    let name = |loc: u64| {
+        let l = p.location.iter().find(|l| l.id == loc).unwrap();
+        let f = p.function.iter().find(|f| f.id == l.line[0].function_id).unwrap();
+        p.string_table[f.name as usize].clone()
+    };
+    let mut out: Vec<(String, i64)> = p
+        .sample
+        .iter()
+        .map(|s| (s.location_id.iter().rev().map(|&l| name(l)).collect::<Vec<_>>().join(";"), s.value[0]))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn rpc<Req: Message, Resp: Message + Default>(base: &str, method: &str, req: &Req) -> Resp {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/querier.v1.QuerierService/{method}"))
+        .header("Content-Type", "application/proto")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(status, 200, "{method}: {}", String::from_utf8_lossy(&body));
+    Resp::decode(body).unwrap()
 }

@@ -10,7 +10,8 @@ use phlox_model::{Labels, StackTree};
 use phlox_proto::metastore::v1::BlockMeta;
 
 use crate::QueryError;
-use crate::plan::{LeafKind, LeafQuery, LeafResult};
+use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
+use crate::stacks::{MergedStacks, call_site_mask};
 
 /// Executes read leaves; in-process ([`LocalBackend`]) or remote.
 #[async_trait::async_trait]
@@ -106,25 +107,35 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
                 })
                 .collect(),
         ),
-        LeafKind::Series { start_ms, step_ms, group_by, exemplars } => {
+        LeafKind::Series { start_ms, step_ms, group_by, exemplars, call_site } => {
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);
-            for (series, time_nanos, total, id) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
-                let labels = labels_of(ds, series);
+            let spans = *exemplars == ExemplarKind::Span;
+            for p in profile_values(ds, selected, q, call_site.as_deref(), spans).await? {
+                let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
-                // A point at ts covers (ts - step, ts]; steps start at start - step.
-                let t = time_nanos.div_euclid(1_000_000);
-                let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
-                let ts = start_ms + k * step;
-                let p = out.entry(key).or_default().entry(ts).or_default();
-                p.sum += total as f64;
-                p.count += 1;
-                if *exemplars && p.exemplar.as_ref().is_none_or(|e| total > e.value) {
-                    p.exemplar = Some(crate::plan::PointExemplar {
+                let t = p.time_nanos.div_euclid(1_000_000);
+                let ts = slot(t, *start_ms, step);
+                let point = out.entry(key).or_default().entry(ts).or_default();
+                point.sum += p.total as f64;
+                point.count += 1;
+                let candidate = match exemplars {
+                    ExemplarKind::None => None,
+                    ExemplarKind::Individual => Some((p.total, 0, [0; 16])),
+                    ExemplarKind::Span => {
+                        p.spans.iter().max_by_key(|s| (s.2, std::cmp::Reverse(s.0))).map(|s| (s.2, s.0, s.1))
+                    }
+                };
+                if let Some((value, span_id, trace_id)) = candidate
+                    && point.exemplar.as_ref().is_none_or(|e| value > e.value)
+                {
+                    point.exemplar = Some(crate::plan::PointExemplar {
                         time_ms: t,
-                        profile_id: id.to_string(),
-                        value: total,
+                        profile_id: p.id.to_string(),
+                        value,
+                        span_id,
+                        trace_id,
                         labels: labels
                             .iter()
                             .filter(|l| !group_by.contains(&l.name) && !l.name.starts_with("__"))
@@ -135,27 +146,135 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             }
             LeafResult::Series(out)
         }
-        LeafKind::Points { start_ms, step_ms, group_by } => {
+        LeafKind::Points { start_ms, step_ms, group_by, spans } => {
             let mut out: std::collections::BTreeMap<Vec<(String, String)>, Vec<crate::plan::ProfilePoint>> =
                 Default::default();
             let step = (*step_ms).max(1);
-            for (series, time_nanos, total, id) in ds.profile_totals(selected, q.start_nanos, q.end_nanos).await? {
-                let labels = labels_of(ds, series);
+            for p in profile_values(ds, selected, q, None, *spans).await? {
+                let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
-                let t = time_nanos.div_euclid(1_000_000);
-                let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
-                out.entry(key).or_default().push(crate::plan::ProfilePoint {
-                    slot_ms: start_ms + k * step,
+                let t = p.time_nanos.div_euclid(1_000_000);
+                let points = out.entry(key).or_default();
+                let point = |value, span_id, trace_id| crate::plan::ProfilePoint {
+                    slot_ms: slot(t, *start_ms, step),
                     time_ms: t,
-                    value: total,
-                    profile_id: id.to_string(),
-                });
+                    value,
+                    profile_id: p.id.to_string(),
+                    span_id,
+                    trace_id,
+                };
+                if *spans {
+                    points.extend(p.spans.iter().map(|&(span, trace, v)| point(v, span, trace)));
+                } else {
+                    points.push(point(p.total, 0, [0; 16]));
+                }
             }
             LeafResult::Points(out)
         }
+        LeafKind::Stacks { call_site, pgo } => {
+            let symbols = ds.symbols().await?;
+            let mut values = vec![0i64; symbols.stack_count()];
+            ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;
+            if !call_site.is_empty() {
+                let mask = call_site_mask(&symbols, call_site);
+                for (v, keep) in values.iter_mut().zip(mask) {
+                    if !keep {
+                        *v = 0;
+                    }
+                }
+            }
+            let mut stacks = MergedStacks::default();
+            stacks.add_dataset(&symbols, &values, *pgo);
+            LeafResult::Stacks(Box::new(stacks))
+        }
         LeafKind::Tree => LeafResult::Tree(tree(ds, selected, q).await?),
     })
+}
+
+/// Right edge (ms) of the step a time falls in: a point at ts covers
+/// (ts - step, ts]; steps start at start - step.
+fn slot(t: i64, start_ms: i64, step: i64) -> i64 {
+    let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
+    start_ms + k * step
+}
+
+/// One profile's value for series and heatmaps.
+struct ProfileValue {
+    series: u32,
+    time_nanos: i64,
+    total: i64,
+    id: phlox_model::ProfileId,
+    /// (span id, trace id, total) per span, when asked for.
+    spans: Vec<(u64, [u8; 16], i64)>,
+}
+
+/// Totals of the selected profiles. Without a call site or spans, these
+/// come from the stored totals without reading samples; otherwise samples
+/// are read, masked by the call site and grouped by span. Profiles left
+/// with no value under a call site are dropped.
+async fn profile_values(
+    ds: &DatasetReader,
+    selected: &[u32],
+    q: &LeafQuery,
+    call_site: Option<&[String]>,
+    spans: bool,
+) -> Result<Vec<ProfileValue>, QueryError> {
+    if call_site.is_none() && !spans {
+        let totals = ds.profile_totals(selected, q.start_nanos, q.end_nanos).await?;
+        return Ok(totals
+            .into_iter()
+            .map(|(series, time_nanos, total, id)| ProfileValue { series, time_nanos, total, id, spans: Vec::new() })
+            .collect());
+    }
+    let mask = match call_site {
+        Some(cs) => Some(call_site_mask(&ds.symbols().await?, cs)),
+        None => None,
+    };
+    let counts = |stack: u32| mask.as_ref().is_none_or(|m| m.get(stack as usize).copied().unwrap_or(false));
+    let mut out = Vec::new();
+    for row in ds.profiles(selected, q.start_nanos, q.end_nanos).await? {
+        let total = if mask.is_some() {
+            row.stack_ids.iter().zip(&row.values).filter(|(s, _)| counts(**s)).map(|(_, v)| v).sum()
+        } else {
+            row.total
+        };
+        if mask.is_some() && total == 0 {
+            continue;
+        }
+        let mut span_totals: Vec<(u64, [u8; 16], i64)> = Vec::new();
+        if spans && let (Some(sp), Some(tr)) = (&row.span_ids, &row.trace_ids) {
+            for (k, (&span, &stack)) in sp.iter().zip(&row.stack_ids).enumerate() {
+                if span != 0 && counts(stack) {
+                    span_totals.push((
+                        span,
+                        tr.get(k).copied().unwrap_or([0; 16]),
+                        row.values.get(k).copied().unwrap_or(0),
+                    ));
+                }
+            }
+            span_totals.sort_unstable_by_key(|s| s.0);
+            span_totals.dedup_by(|b, a| {
+                if a.0 == b.0 {
+                    a.2 += b.2;
+                    if a.1 == [0; 16] {
+                        a.1 = b.1;
+                    }
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        out.push(ProfileValue {
+            series: row.series,
+            time_nanos: row.time_nanos,
+            total,
+            id: row.id,
+            spans: span_totals,
+        });
+    }
+    Ok(out)
 }
 
 /// The call tree of the selected profiles: stack values accumulate in a

@@ -13,7 +13,8 @@ use phlox_proto::metastore_client::Metastore;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
 
-use crate::plan::{LeafKind, LeafQuery, LeafResult};
+use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
+use crate::stacks::{MergedStacks, PgoOptions};
 use crate::{QueryBackend, QueryError};
 
 /// The id and stack selectors of a stack-trace query.
@@ -26,6 +27,20 @@ struct Selectors<'a> {
 }
 
 impl Selectors<'_> {
+    /// Go PGO options; when set, the call site is ignored (as Pyroscope).
+    fn pgo(&self) -> Option<PgoOptions> {
+        let p = self.stack_trace?.go_pgo.as_ref()?;
+        Some(PgoOptions {
+            keep_locations: if p.keep_locations == 0 { usize::MAX } else { p.keep_locations as usize },
+            aggregate_callees: p.aggregate_callees,
+        })
+    }
+
+    /// Call-site function names, root first (empty: none).
+    fn call_site(&self) -> Vec<String> {
+        self.stack_trace.map(|s| s.call_site.iter().map(|l| l.name.clone()).collect()).unwrap_or_default()
+    }
+
     fn filter(&self) -> Result<SampleFilter, QueryError> {
         let mut f = SampleFilter::default();
         if !self.profile_ids.is_empty() {
@@ -350,19 +365,54 @@ impl QueryFrontend {
         let selector = selector_with_type(label_selector, profile_type)?;
         let filter = sel.filter()?;
         let Some((start, end)) = self.range(start, end)? else { return Ok(phlox_model::StackTree::default()) };
+        if let Some(pgo) = sel.pgo() {
+            let stacks = self.run_stacks(tenants, start, end, selector, filter, Vec::new(), Some(pgo)).await?;
+            return Ok(stacks.to_tree());
+        }
         let tree = match self.run_filtered(tenants, start, end, selector, filter, LeafKind::Tree).await? {
             LeafResult::Tree(t) => t,
             _ => phlox_model::StackTree::default(),
         };
-        match sel.stack_trace {
-            Some(st) if st.go_pgo.is_some() => {
-                Err(QueryError::Unimplemented("go_pgo stack trace selectors are not supported yet".into()))
-            }
-            Some(st) if !st.call_site.is_empty() => {
-                let prefix: Vec<&str> = st.call_site.iter().map(|l| l.name.as_str()).collect();
-                Ok(tree.with_prefix(&prefix))
-            }
-            _ => Ok(tree),
+        let call_site = sel.call_site();
+        if call_site.is_empty() {
+            return Ok(tree);
+        }
+        let prefix: Vec<&str> = call_site.iter().map(String::as_str).collect();
+        Ok(tree.with_prefix(&prefix))
+    }
+
+    /// The merged stacks with full locations, for pprof output.
+    async fn merged_stacks(
+        &self,
+        tenants: &[String],
+        profile_type: &str,
+        label_selector: &str,
+        start: i64,
+        end: i64,
+        sel: &Selectors<'_>,
+    ) -> Result<MergedStacks, QueryError> {
+        let selector = selector_with_type(label_selector, profile_type)?;
+        let filter = sel.filter()?;
+        let Some((start, end)) = self.range(start, end)? else { return Ok(MergedStacks::default()) };
+        let pgo = sel.pgo();
+        let call_site = if pgo.is_some() { Vec::new() } else { sel.call_site() };
+        self.run_stacks(tenants, start, end, selector, filter, call_site, pgo).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_stacks(
+        &self,
+        tenants: &[String],
+        start: i64,
+        end: i64,
+        selector: Selector,
+        filter: SampleFilter,
+        call_site: Vec<String>,
+        pgo: Option<PgoOptions>,
+    ) -> Result<MergedStacks, QueryError> {
+        match self.run_filtered(tenants, start, end, selector, filter, LeafKind::Stacks { call_site, pgo }).await? {
+            LeafResult::Stacks(s) => Ok(*s),
+            _ => Ok(MergedStacks::default()),
         }
     }
 
@@ -381,8 +431,13 @@ impl QueryFrontend {
             trace_ids: &r.trace_id_selector,
             stack_trace: r.stack_trace_selector.as_ref(),
         };
-        let tree = self.filtered_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
-        match q::ProfileFormat::try_from(r.format).unwrap_or(q::ProfileFormat::Unspecified) {
+        let format = q::ProfileFormat::try_from(r.format).unwrap_or(q::ProfileFormat::Unspecified);
+        let tree = if format == q::ProfileFormat::Pprof {
+            phlox_model::StackTree::default()
+        } else {
+            self.filtered_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?
+        };
+        match format {
             q::ProfileFormat::Unspecified | q::ProfileFormat::Flamegraph => Ok(q::SelectMergeStacktracesResponse {
                 flamegraph: Some(flamegraph(&tree, max_nodes)),
                 ..Default::default()
@@ -406,8 +461,10 @@ impl QueryFrontend {
             q::ProfileFormat::Pprof => {
                 let pt =
                     ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+                let stacks =
+                    self.merged_stacks(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
                 Ok(q::SelectMergeStacktracesResponse {
-                    pprof: Some(q::PprofProfile { profile: Some(tree_to_pprof(&tree, &pt)) }),
+                    pprof: Some(q::PprofProfile { profile: Some(stacks.to_pprof(&pt)) }),
                     ..Default::default()
                 })
             }
@@ -427,17 +484,12 @@ impl QueryFrontend {
         if r.step < 0.001 {
             return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
         }
-        match q::HeatmapQueryType::try_from(r.query_type).unwrap_or(q::HeatmapQueryType::Unspecified) {
-            q::HeatmapQueryType::Unspecified | q::HeatmapQueryType::Individual => {}
-            q::HeatmapQueryType::Span => {
-                return Err(QueryError::Unimplemented("span heatmaps are not supported yet".into()));
-            }
-        }
+        let spans = matches!(q::HeatmapQueryType::try_from(r.query_type), Ok(q::HeatmapQueryType::Span));
         let exemplars = !matches!(t::ExemplarType::try_from(r.exemplar_type), Ok(t::ExemplarType::None));
         let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
         let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectHeatmapResponse::default()) };
         let step_ms = ((r.step * 1000.0).round() as i64).max(1);
-        let kind = LeafKind::Points { start_ms: r.start, step_ms, group_by: r.group_by.clone() };
+        let kind = LeafKind::Points { start_ms: r.start, step_ms, group_by: r.group_by.clone(), spans };
         let LeafResult::Points(groups) = self.run(tenants, start, end, selector, kind).await? else {
             return Ok(q::SelectHeatmapResponse::default());
         };
@@ -476,6 +528,8 @@ impl QueryFrontend {
                                 .map(|p| t::Exemplar {
                                     timestamp: p.time_ms,
                                     profile_id: p.profile_id,
+                                    span_id: span_hex(p.span_id),
+                                    trace_id: trace_hex(p.trace_id),
                                     value: p.value,
                                     ..Default::default()
                                 })
@@ -532,20 +586,21 @@ impl QueryFrontend {
         if r.step < 0.001 {
             return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
         }
-        if r.stack_trace_selector.is_some() {
-            return Err(QueryError::Unimplemented("stack trace selectors are not supported yet".into()));
-        }
+        // A call site restricts the samples that count; go_pgo has no meaning here.
+        let call_site = r
+            .stack_trace_selector
+            .as_ref()
+            .map(|s| s.call_site.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .filter(|c| !c.is_empty());
         let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
         let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectSeriesResponse::default()) };
         let step_ms = ((r.step * 1000.0).round() as i64).max(1);
         let exemplars = match t::ExemplarType::try_from(r.exemplar_type).unwrap_or(t::ExemplarType::Unspecified) {
-            t::ExemplarType::Unspecified | t::ExemplarType::None => false,
-            t::ExemplarType::Individual => true,
-            t::ExemplarType::Span => {
-                return Err(QueryError::Unimplemented("span exemplars are not supported yet".into()));
-            }
+            t::ExemplarType::Unspecified | t::ExemplarType::None => ExemplarKind::None,
+            t::ExemplarType::Individual => ExemplarKind::Individual,
+            t::ExemplarType::Span => ExemplarKind::Span,
         };
-        let kind = LeafKind::Series { start_ms: r.start, step_ms, group_by: r.group_by.clone(), exemplars };
+        let kind = LeafKind::Series { start_ms: r.start, step_ms, group_by: r.group_by.clone(), exemplars, call_site };
         let LeafResult::Series(points) = self.run(tenants, start, end, selector, kind).await? else {
             return Ok(q::SelectSeriesResponse::default());
         };
@@ -564,6 +619,8 @@ impl QueryFrontend {
                             .map(|e| t::Exemplar {
                                 timestamp: e.time_ms,
                                 profile_id: e.profile_id,
+                                span_id: span_hex(e.span_id),
+                                trace_id: trace_hex(e.trace_id),
                                 value: e.value,
                                 labels: e
                                     .labels
@@ -597,8 +654,9 @@ impl QueryFrontend {
         Ok(q::SelectSeriesResponse { series })
     }
 
-    /// The merged profile as pprof (`SelectMergeProfile`; max_nodes is not
-    /// applied, as in Pyroscope).
+    /// The merged profile as pprof with full locations (`SelectMergeProfile`;
+    /// max_nodes is not applied, as in Pyroscope; `go_pgo` keeps the
+    /// leaf-most locations of each stack).
     pub async fn select_merge_profile(
         &self,
         tenants: &[String],
@@ -610,9 +668,9 @@ impl QueryFrontend {
             trace_ids: &r.trace_id_selector,
             stack_trace: r.stack_trace_selector.as_ref(),
         };
-        let tree = self.filtered_tree(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
+        let stacks = self.merged_stacks(tenants, &r.profile_type_id, &r.label_selector, r.start, r.end, &sel).await?;
         let pt = ProfileType::parse(&r.profile_type_id).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
-        Ok(tree_to_pprof(&tree, &pt))
+        Ok(stacks.to_pprof(&pt))
     }
 
     /// Two stack-trace queries aligned into one diff flame graph.
@@ -656,6 +714,16 @@ impl QueryFrontend {
         }
         Ok(t::GetProfileStatsResponse { data_ingested: true, oldest_profile_time: oldest, newest_profile_time: newest })
     }
+}
+
+/// A span id as 16 hex digits ("" for none).
+fn span_hex(id: u64) -> String {
+    if id == 0 { String::new() } else { format!("{id:016x}") }
+}
+
+/// A trace id as 32 lowercase hex digits ("" for none).
+fn trace_hex(id: [u8; 16]) -> String {
+    if id == [0; 16] { String::new() } else { format!("{:032x}", u128::from_be_bytes(id)) }
 }
 
 /// The merged profile of a tree as pprof: one function and location per

@@ -19,9 +19,11 @@ mod error;
 mod frontend;
 mod metrics;
 mod plan;
+mod stacks;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
 pub use metrics::QueryMetrics;
-pub use plan::{LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, SeriesPoints};
+pub use plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, SeriesPoints};
+pub use stacks::{MergedStacks, PgoOptions, call_site_mask};

@@ -15,18 +15,38 @@ pub enum LeafKind {
         start_ms: i64,
         step_ms: i64,
         group_by: Vec<String>,
-        exemplars: bool,
+        exemplars: ExemplarKind,
+        /// Only samples under this call site (function names, root first) count.
+        call_site: Option<Vec<String>>,
     },
-    /// Every selected profile as a point: (slot timestamp, time, total, id), per group.
+    /// Every selected profile (or with `spans`, every span of a profile) as
+    /// a point, per group.
     Points {
         start_ms: i64,
         step_ms: i64,
         group_by: Vec<String>,
+        spans: bool,
+    },
+    /// The merged stacks with full locations (for pprof output), restricted
+    /// to a call site and optionally reduced for Go PGO.
+    Stacks {
+        call_site: Vec<String>,
+        pgo: Option<crate::stacks::PgoOptions>,
     },
     LabelNames,
     LabelValues(String),
     /// Distinct label sets projected on these names (all when empty).
     LabelSets(Vec<String>),
+}
+
+/// Which exemplar a series point carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExemplarKind {
+    None,
+    /// The profile with the highest total.
+    Individual,
+    /// The span with the highest total (samples grouped by span id).
+    Span,
 }
 
 /// A read leaf's query (the block comes with it).
@@ -48,14 +68,20 @@ pub struct ProfilePoint {
     pub time_ms: i64,
     pub value: i64,
     pub profile_id: String,
+    /// The span of a span point (0 = none), and its trace.
+    pub span_id: u64,
+    pub trace_id: [u8; 16],
 }
 
-/// The profile with the highest value of a point (an INDIVIDUAL exemplar).
+/// The profile (or span) with the highest value of a point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointExemplar {
     pub time_ms: i64,
     pub profile_id: String,
     pub value: i64,
+    /// Set for span exemplars (0 = none).
+    pub span_id: u64,
+    pub trace_id: [u8; 16],
     /// Labels of its series that are not group-by labels.
     pub labels: Vec<(String, String)>,
 }
@@ -91,6 +117,7 @@ pub enum LeafResult {
     Names(BTreeSet<String>),
     Points(BTreeMap<Vec<(String, String)>, Vec<ProfilePoint>>),
     LabelSets(BTreeSet<Vec<(String, String)>>),
+    Stacks(Box<crate::stacks::MergedStacks>),
 }
 
 impl LeafResult {
@@ -101,6 +128,7 @@ impl LeafResult {
             LeafKind::Points { .. } => LeafResult::Points(BTreeMap::new()),
             LeafKind::LabelNames | LeafKind::LabelValues(_) => LeafResult::Names(BTreeSet::new()),
             LeafKind::LabelSets(_) => LeafResult::LabelSets(BTreeSet::new()),
+            LeafKind::Stacks { .. } => LeafResult::Stacks(Box::default()),
         }
     }
 
@@ -123,6 +151,7 @@ impl LeafResult {
                 }
             }
             (LeafResult::LabelSets(a), LeafResult::LabelSets(b)) => a.extend(b),
+            (LeafResult::Stacks(a), LeafResult::Stacks(b)) => a.merge(*b),
             _ => {}
         }
     }

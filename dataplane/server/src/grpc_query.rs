@@ -74,9 +74,10 @@ impl QuerierService for GrpcQuerier {
     }
     async fn select_merge_profile(
         &self,
-        _r: Request<q::SelectMergeProfileRequest>,
+        r: Request<q::SelectMergeProfileRequest>,
     ) -> Result<Response<Profile>, Status> {
-        Err(Status::unimplemented("SelectMergeProfile is not available yet"))
+        let t = tenants(&r)?;
+        self.frontend.select_merge_profile(&t, r.into_inner()).await.map(Response::new).map_err(status)
     }
     async fn select_series(
         &self,

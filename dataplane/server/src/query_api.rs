@@ -127,10 +127,6 @@ pub(crate) async fn querier(
     let Some(frontend) = s.query.clone() else {
         return ConnectError::new("unimplemented", "this process does not run the query frontend").into_response();
     };
-    let codec = match connect::codec(&headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let tenants = match read_tenants(&headers, s.multitenancy) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
@@ -141,6 +137,10 @@ pub(crate) async fn querier(
     {
         return crate::http::call_grpc(grpc, request, crate::grpc_query::ReadTenants(tenants)).await;
     }
+    let codec = match connect::codec(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let body = match read_body(request.into_body(), 16 << 20, "invalid_argument").await {
         Ok(b) => b,
         Err(r) => return r,
