@@ -627,7 +627,6 @@ impl QueryFrontend {
                                     .into_iter()
                                     .map(|(name, value)| t::LabelPair { name, value })
                                     .collect(),
-                                ..Default::default()
                             })
                             .into_iter()
                             .collect(),
