@@ -79,6 +79,9 @@ struct Answers {
     types: Vec<String>,
     sets: usize,
     render_ticks: i64,
+    /// No service_name matcher: the tenant index picks the datasets.
+    p3_total: i64,
+    all_pods: Vec<String>,
 }
 
 async fn ask(base: &str, t0_ms: i64) -> Answers {
@@ -94,6 +97,12 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
         rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop"}"#)).await.unwrap();
     let p1: q::SelectMergeStacktracesResponse =
         rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop",pod=~"p1|nope"}"#)).await.unwrap();
+    let p3: q::SelectMergeStacktracesResponse =
+        rpc(base, "SelectMergeStacktraces", &flame(r#"{pod="p3"}"#)).await.unwrap();
+    let all_pods: t::LabelValuesResponse =
+        rpc(base, "LabelValues", &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start, end })
+            .await
+            .unwrap();
     let pods: t::LabelValuesResponse = rpc(
         base,
         "LabelValues",
@@ -144,6 +153,8 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
         types: types.profile_types.into_iter().map(|p| p.id).collect(),
         sets: sets.labels_set.len(),
         render_ticks: render["flamebearer"]["numTicks"].as_i64().unwrap(),
+        p3_total: p3.flamegraph.unwrap().total,
+        all_pods: all_pods.names,
     }
 }
 
@@ -161,7 +172,13 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     }
     // One segment: everything in one push.
     let (_b, dir_b) = data_dir();
-    let one = Phlox::start(&dir_b, &["--ingestion-rate-mb", "0", "--segment-duration", "2s"]);
+    // One shard, so both services share the object (and its tenant index).
+    let config = _b.path().join("phlox.yaml");
+    std::fs::write(&config, "segment_writer:\n  shards: 1\n").unwrap();
+    let one = Phlox::start(
+        &dir_b,
+        &["--ingestion-rate-mb", "0", "--segment-duration", "2s", "--config", config.to_str().unwrap()],
+    );
     let all = PushRequest { series: requests(t0).into_iter().flat_map(|r| r.series).collect() };
     assert_eq!(push(&client, &one.push_url(), &all).await.unwrap().0, 200);
 
@@ -185,6 +202,8 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         assert_eq!(x.types, vec![CPU]);
         assert_eq!(x.sets, 2);
         assert_eq!(x.render_ticks, 50);
+        assert_eq!(x.p3_total, 7);
+        assert_eq!(x.all_pods, vec!["p1", "p2", "p3"]);
         // Series per service; a point at ts covers (ts - 10 s, ts].
         let got: Vec<(String, Vec<(i64, f64)>)> = x
             .series
@@ -202,6 +221,20 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         );
     }
     assert_eq!(a.shop, b.shop, "identical flame graphs from one segment or many");
+    // In the single segment, queries without a service_name matcher went
+    // through the tenant index: the {pod="p3"} query skipped "shop" and the
+    // label query read no dataset at all.
+    let metrics = reqwest::get(format!("{}/metrics", one.http)).await.unwrap().text().await.unwrap();
+    let count = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("phlox_query_backend_datasets_total{{outcome=\"{outcome}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("index") >= 2.0, "{metrics}");
+    assert!(count("skipped") >= 3.0, "{metrics}");
 
     // Bad queries get a clear 400 and the server keeps serving.
     let base = &many.http;

@@ -309,7 +309,8 @@ impl DatasetBuilder {
 
     /// Writes the seven sections to `out`; returns their descriptors and the
     /// dedup keys in final row order.
-    fn write(self, out: &mut Vec<u8>) -> Result<(Vec<Section>, Vec<u8>, DatasetStats)> {
+    #[allow(clippy::type_complexity)]
+    fn write(self, out: &mut Vec<u8>) -> Result<(Vec<Section>, Vec<u8>, DatasetStats, Vec<IndexSeries>)> {
         let DatasetBuilder { symbols, series, keys, rows, stack_ids, values, span_ids, trace_ids, .. } = self;
         // Series sorted by labels; rows by (series, time, id).
         let mut order: Vec<usize> = (0..series.len()).collect();
@@ -347,25 +348,19 @@ impl DatasetBuilder {
         }
         let sorted: Vec<(&u64, &Labels)> =
             order.iter().map(|&i| series.get_index(i).expect("index in range")).collect();
-        let schema = s::series_schema();
-        let label_offsets = s::offsets(sorted.iter().map(|(_, l)| l.len()))?;
-        let names = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.name.as_str())));
-        let vals = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.value.as_str())));
-        let b = s::batch(
-            &schema,
-            vec![
-                s::u64s(sorted.iter().map(|(f, _)| **f).collect()),
-                s::list(arrow_schema::DataType::Utf8, label_offsets.clone(), names, None)?,
-                s::list(arrow_schema::DataType::Utf8, label_offsets, vals, None)?,
-                s::u32s(first_row),
-                s::u32s(row_count),
-                s::i64s(min_t),
-                s::i64s(max_t),
-            ],
-        )?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        write_series(out, &sorted, first_row, row_count, &min_t, &max_t)?;
         section(SectionKind::Series, out, start);
+        let index_series: Vec<IndexSeries> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, (fp, labels))| IndexSeries {
+                fingerprint: **fp,
+                labels: (*labels).clone(),
+                min_time: min_t[i],
+                max_time: max_t[i],
+            })
+            .collect();
 
         // Profiles, in batches.
         let schema = s::profiles_schema();
@@ -510,8 +505,84 @@ impl DatasetBuilder {
             symbol_rows: (strings.len() + functions.len() + mappings.len() + locations.len() + stack_nodes.len())
                 as u64,
         };
-        Ok((sections, sorted_keys, stats))
+        Ok((sections, sorted_keys, stats, index_series))
     }
+}
+
+/// A series as the tenant index lists it.
+#[derive(Debug, Clone)]
+struct IndexSeries {
+    fingerprint: u64,
+    labels: Labels,
+    min_time: i64,
+    max_time: i64,
+}
+
+/// Writes one series-schema stream (a dataset's series or a tenant index).
+fn write_series(
+    out: &mut Vec<u8>,
+    sorted: &[(&u64, &Labels)],
+    first_row: Vec<u32>,
+    row_count: Vec<u32>,
+    min_t: &[i64],
+    max_t: &[i64],
+) -> Result<()> {
+    let schema = s::series_schema();
+    let label_offsets = s::offsets(sorted.iter().map(|(_, l)| l.len()))?;
+    let names = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.name.as_str())));
+    let vals = s::strings(sorted.iter().flat_map(|(_, l)| l.iter().map(|p| p.value.as_str())));
+    let b = s::batch(
+        &schema,
+        vec![
+            s::u64s(sorted.iter().map(|(f, _)| **f).collect()),
+            s::list(arrow_schema::DataType::Utf8, label_offsets.clone(), names, None)?,
+            s::list(arrow_schema::DataType::Utf8, label_offsets, vals, None)?,
+            s::u32s(first_row),
+            s::u32s(row_count),
+            s::i64s(min_t.to_vec()),
+            s::i64s(max_t.to_vec()),
+        ],
+    )?;
+    s::write_stream(&schema, &[b], out)?;
+    Ok(())
+}
+
+/// The tenant-index dataset of one tenant's datasets: every series, sorted
+/// by labels, in one TENANT_INDEX section.
+fn encode_tenant_index(tenant: &str, datasets: &[(&Dataset, &[IndexSeries])]) -> Result<(Vec<u8>, Dataset)> {
+    let mut all: Vec<&IndexSeries> = datasets.iter().flat_map(|(_, s)| s.iter()).collect();
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let sorted: Vec<(&u64, &Labels)> = all.iter().map(|s| (&s.fingerprint, &s.labels)).collect();
+    let min_t: Vec<i64> = all.iter().map(|s| s.min_time).collect();
+    let max_t: Vec<i64> = all.iter().map(|s| s.max_time).collect();
+    let mut out = Vec::new();
+    write_series(&mut out, &sorted, vec![0; all.len()], vec![0; all.len()], &min_t, &max_t)?;
+    let section = Section {
+        kind: SectionKind::TenantIndex as i32,
+        offset: 0,
+        size: out.len() as u64,
+        crc32: crc32fast::hash(&out),
+    };
+    let profile_types: std::collections::BTreeSet<&String> =
+        datasets.iter().flat_map(|(d, _)| d.profile_types.iter()).collect();
+    let meta = Dataset {
+        tenant: tenant.to_owned(),
+        name: String::new(),
+        min_time: datasets.iter().map(|(d, _)| d.min_time).min().unwrap_or(0),
+        max_time: datasets.iter().map(|(d, _)| d.max_time).max().unwrap_or(0),
+        sections: vec![section],
+        profile_types: profile_types.into_iter().cloned().collect(),
+        series_count: all.len() as u32,
+        profile_count: 0,
+        sample_count: 0,
+        shadowed_keys: Bytes::new(),
+    };
+    Ok((out, meta))
+}
+
+/// Whether a dataset is a tenant index (see `SECTION_KIND_TENANT_INDEX`).
+pub fn is_tenant_index(ds: &Dataset) -> bool {
+    ds.name.is_empty() && ds.sections.len() == 1 && ds.sections[0].kind == SectionKind::TenantIndex as i32
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -528,13 +599,14 @@ struct EncodedDataset {
     bytes: Vec<u8>,
     meta: Dataset,
     keys: Vec<u8>,
+    series: Vec<IndexSeries>,
 }
 
 fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder) -> Result<EncodedDataset> {
     let (min_ns, max_ns) = (ds.min_time, ds.max_time);
     let profile_types: Vec<String> = ds.profile_types.iter().cloned().collect();
     let mut bytes = Vec::new();
-    let (sections, keys, stats) = ds.write(&mut bytes)?;
+    let (sections, keys, stats, series) = ds.write(&mut bytes)?;
     let meta = Dataset {
         tenant,
         name: service,
@@ -547,7 +619,7 @@ fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder) -> Re
         sample_count: stats.samples,
         shadowed_keys: Bytes::new(),
     };
-    Ok(EncodedDataset { bytes, meta, keys })
+    Ok(EncodedDataset { bytes, meta, keys, series })
 }
 
 /// Identity of the object being built.
@@ -662,8 +734,26 @@ impl SegmentBuilder {
         let mut metas = Vec::with_capacity(encoded.len());
         let mut keys = Vec::with_capacity(encoded.len());
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-        for e in encoded {
-            let mut e = e.ok_or(BlockError::TooLarge("dataset encoder failed"))??;
+        let mut encoded = encoded
+            .into_iter()
+            .map(|e| e.ok_or(BlockError::TooLarge("dataset encoder failed"))?)
+            .collect::<Result<Vec<_>>>()?;
+        // A tenant with several datasets gets a tenant index, placed before
+        // its datasets (the empty name sorts first).
+        let mut i = 0;
+        while i < encoded.len() {
+            let tenant = encoded[i].meta.tenant.clone();
+            let n = encoded[i..].iter().take_while(|e| e.meta.tenant == tenant).count();
+            if n > 1 {
+                let parts: Vec<(&Dataset, &[IndexSeries])> =
+                    encoded[i..i + n].iter().map(|e| (&e.meta, e.series.as_slice())).collect();
+                let (bytes, meta) = encode_tenant_index(&tenant, &parts)?;
+                encoded.insert(i, EncodedDataset { bytes, meta, keys: Vec::new(), series: Vec::new() });
+                i += 1;
+            }
+            i += n;
+        }
+        for mut e in encoded {
             let base = out.len() as u64;
             for sec in &mut e.meta.sections {
                 sec.offset += base;

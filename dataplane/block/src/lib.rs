@@ -16,7 +16,7 @@ pub mod paths;
 mod reader;
 mod sections;
 
-pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, EncodedBlock, SegmentBuilder};
+pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, EncodedBlock, SegmentBuilder, is_tenant_index};
 pub use error::{BlockError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, TAIL_FETCH, TRAILER_LEN};
 pub use reader::{

@@ -75,14 +75,29 @@ impl BlockReader {
         &self.path
     }
 
+    /// Reads the series of tenant-index dataset `i` (see
+    /// [`is_tenant_index`](crate::is_tenant_index)); their row ranges are empty.
+    pub async fn tenant_index(&self, i: usize) -> Result<Vec<SeriesInfo>> {
+        let reader = self.unopened(i)?;
+        let bytes = reader.section(SectionKind::TenantIndex).await?;
+        reader.decode_series(&bytes)
+    }
+
     /// Opens dataset `i`: reads its series index section.
     pub async fn dataset(&self, i: usize) -> Result<DatasetReader> {
+        let mut reader = self.unopened(i)?;
+        let bytes = reader.section(SectionKind::Series).await?;
+        reader.series = reader.decode_series(&bytes)?;
+        Ok(reader)
+    }
+
+    fn unopened(&self, i: usize) -> Result<DatasetReader> {
         let ds =
             self.meta.datasets.get(i).cloned().ok_or_else(|| BlockError::Corrupt {
                 path: self.path.to_string(),
                 reason: format!("no dataset {i}"),
             })?;
-        let mut reader = DatasetReader {
+        let reader = DatasetReader {
             store: Arc::clone(&self.store),
             path: self.path.clone(),
             size: self.meta.size,
@@ -98,8 +113,6 @@ impl BlockReader {
             series: Vec::new(),
             dataset: ds,
         };
-        let bytes = reader.section(SectionKind::Series).await?;
-        reader.series = reader.decode_series(&bytes)?;
         Ok(reader)
     }
 }

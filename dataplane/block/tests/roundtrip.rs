@@ -192,3 +192,54 @@ async fn corrupt_objects_are_rejected_without_panics() {
     }
     assert_eq!(detected, good.len().div_ceil(7));
 }
+
+#[tokio::test]
+async fn a_tenant_with_several_datasets_gets_a_tenant_index() {
+    let mut a = ProfileBuilder::new("cpu", "nanoseconds");
+    a.time_nanos(5_000_000_000).sample(&["main"], &[1], &[]);
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.time_nanos(7_000_000_000).sample(&["main"], &[2], &[]);
+    let mut builder = SegmentBuilder::default();
+    for p in series_profiles("shop", &a, 1, &[("pod", "p1")])
+        .into_iter()
+        .chain(series_profiles("cart", &b, 2, &[("pod", "p2")]))
+        .chain(series_profiles("cart", &a, 3, &[("pod", "p3")]))
+    {
+        assert!(builder.add("t1", &p));
+    }
+    for p in series_profiles("solo", &a, 4, &[]) {
+        assert!(builder.add("t2", &p));
+    }
+    let block = builder.finish(header()).unwrap();
+    let names: Vec<(&str, &str, bool)> = block
+        .meta
+        .datasets
+        .iter()
+        .map(|d| (d.tenant.as_str(), d.name.as_str(), phlox_block::is_tenant_index(d)))
+        .collect();
+    assert_eq!(names, vec![("t1", "", true), ("t1", "cart", false), ("t1", "shop", false), ("t2", "solo", false)]);
+    assert_eq!(block.dataset_keys.len(), 4);
+    assert!(block.dataset_keys[0].is_empty());
+    let index = &block.meta.datasets[0];
+    assert_eq!((index.min_time, index.max_time, index.series_count), (5_000, 7_000, 3));
+    assert_eq!(index.profile_types, vec!["process_cpu:cpu:nanoseconds::".to_string()]);
+
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let path = put(&store, block.bytes.clone()).await;
+    let reader = BlockReader::open(store, path).await.unwrap();
+    let series = reader.tenant_index(0).await.unwrap();
+    let got: Vec<(String, i64, i64)> =
+        series.iter().map(|s| (s.labels.get("pod").unwrap().to_owned(), s.min_time_nanos, s.max_time_nanos)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("p1".into(), 5_000_000_000, 5_000_000_000),
+            ("p2".into(), 7_000_000_000, 7_000_000_000),
+            ("p3".into(), 5_000_000_000, 5_000_000_000),
+        ]
+    );
+    assert!(series.iter().all(|s| s.rows.is_empty()));
+    // A data dataset still opens as before; the index is not a dataset.
+    assert_eq!(reader.dataset(1).await.unwrap().series().len(), 2);
+    assert!(reader.dataset(0).await.is_err());
+}

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use phlox_block::{BlockReader, DatasetReader};
-use phlox_model::{Labels, StackTree};
-use phlox_proto::metastore::v1::BlockMeta;
+use phlox_block::{BlockReader, DatasetReader, SeriesInfo, is_tenant_index};
+use phlox_model::{Labels, StackTree, label_names as ln};
+use phlox_proto::metastore::v1::{BlockMeta, Dataset};
+use rustc_hash::FxHashSet;
 
 use crate::QueryError;
 use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
@@ -58,10 +59,43 @@ impl QueryBackend for LocalBackend {
         }
         let _inflight = InFlight(self.metrics.as_ref(), std::time::Instant::now());
         let reader = BlockReader::from_meta(Arc::clone(&self.store), block)?;
+        let meta = reader.meta();
+        let tenant_of = |d: &Dataset| if d.tenant.is_empty() { meta.tenant.clone() } else { d.tenant.clone() };
         let mut result = LeafResult::empty(&query.kind);
-        for i in 0..reader.meta().datasets.len() {
+        // Tenant indexes decide which datasets of their tenant to open.
+        let mut open: Vec<bool> = meta.datasets.iter().map(|d| !is_tenant_index(d)).collect();
+        for (i, index) in meta.datasets.iter().enumerate().filter(|(_, d)| is_tenant_index(d)) {
+            let tenant = tenant_of(index);
+            let members: Vec<usize> =
+                (0..meta.datasets.len()).filter(|&j| open[j] && tenant_of(&meta.datasets[j]) == tenant).collect();
+            if members.len() < 2 {
+                continue;
+            }
+            let series = reader.tenant_index(i).await?;
+            self.count("index", 1);
+            let selected = select(&series, &query);
+            if let Some(labels) = label_result(&series, &selected, &query.kind) {
+                // Label queries are answered by the index alone.
+                result.merge(labels);
+                members.iter().for_each(|&j| open[j] = false);
+                self.count("skipped", members.len() as u64);
+                continue;
+            }
+            let services: FxHashSet<&str> = selected
+                .iter()
+                .map(|&s| series[s as usize].labels.get(ln::SERVICE_NAME).unwrap_or(ln::UNKNOWN_SERVICE))
+                .collect();
+            for &j in &members {
+                if !services.contains(meta.datasets[j].name.as_str()) {
+                    open[j] = false;
+                    self.count("skipped", 1);
+                }
+            }
+        }
+        for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
             let ds = reader.dataset(i).await?;
-            let selected = select(&ds, &query);
+            self.count("read", 1);
+            let selected = select(ds.series(), &query);
             if selected.is_empty() {
                 continue;
             }
@@ -71,9 +105,17 @@ impl QueryBackend for LocalBackend {
     }
 }
 
-/// Series of the dataset that match the selector and overlap the range.
-fn select(ds: &DatasetReader, q: &LeafQuery) -> Vec<u32> {
-    ds.series()
+impl LocalBackend {
+    fn count(&self, outcome: &str, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.datasets.with_label_values(&[outcome]).inc_by(n);
+        }
+    }
+}
+
+/// Series that match the selector and overlap the range.
+fn select(series: &[SeriesInfo], q: &LeafQuery) -> Vec<u32> {
+    series
         .iter()
         .enumerate()
         .filter(|(_, s)| {
@@ -83,23 +125,21 @@ fn select(ds: &DatasetReader, q: &LeafQuery) -> Vec<u32> {
         .collect()
 }
 
-fn labels_of(ds: &DatasetReader, i: u32) -> &Labels {
-    &ds.series()[i as usize].labels
-}
-
-async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<LeafResult, QueryError> {
-    Ok(match &q.kind {
+/// The result of a label query over the selected series; `None` for other kinds.
+fn label_result(series: &[SeriesInfo], selected: &[u32], kind: &LeafKind) -> Option<LeafResult> {
+    let labels = |i: u32| &series[i as usize].labels;
+    Some(match kind {
         LeafKind::LabelNames => {
-            LeafResult::Names(selected.iter().flat_map(|&i| labels_of(ds, i).iter().map(|p| p.name.clone())).collect())
+            LeafResult::Names(selected.iter().flat_map(|&i| labels(i).iter().map(|p| p.name.clone())).collect())
         }
         LeafKind::LabelValues(name) => {
-            LeafResult::Names(selected.iter().filter_map(|&i| labels_of(ds, i).get(name).map(str::to_owned)).collect())
+            LeafResult::Names(selected.iter().filter_map(|&i| labels(i).get(name).map(str::to_owned)).collect())
         }
         LeafKind::LabelSets(names) => LeafResult::LabelSets(
             selected
                 .iter()
                 .map(|&i| {
-                    labels_of(ds, i)
+                    labels(i)
                         .iter()
                         .filter(|p| names.is_empty() || names.contains(&p.name))
                         .map(|p| (p.name.clone(), p.value.clone()))
@@ -107,6 +147,19 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
                 })
                 .collect(),
         ),
+        _ => return None,
+    })
+}
+
+fn labels_of(ds: &DatasetReader, i: u32) -> &Labels {
+    &ds.series()[i as usize].labels
+}
+
+async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<LeafResult, QueryError> {
+    Ok(match &q.kind {
+        LeafKind::LabelNames | LeafKind::LabelValues(_) | LeafKind::LabelSets(_) => {
+            label_result(ds.series(), selected, &q.kind).unwrap_or_else(|| LeafResult::empty(&q.kind))
+        }
         LeafKind::Series { start_ms, step_ms, group_by, exemplars, call_site } => {
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);

@@ -1,11 +1,14 @@
 //! Prometheus metrics of the read path: what a dashboard and the query
 //! backend autoscaler need (in-flight work and latency).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntGauge, Opts, Registry, exponential_buckets};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+};
 
 pub(crate) const INFLIGHT_LEAVES: &str = "phlox_query_backend_inflight_leaves";
 pub(crate) const LEAF_DURATION: &str = "phlox_query_backend_leaf_duration_seconds";
 pub(crate) const QUERY_DURATION: &str = "phlox_query_frontend_request_duration_seconds";
+pub(crate) const DATASETS: &str = "phlox_query_backend_datasets_total";
 
 /// Metrics of the query frontend and backend.
 #[derive(Debug, Clone)]
@@ -16,6 +19,10 @@ pub struct QueryMetrics {
     pub leaf_duration: Histogram,
     /// Time to answer a query, by method and status code.
     pub query_duration: HistogramVec,
+    /// Datasets considered by read leaves: `outcome` is `read` (its series
+    /// index was fetched), `skipped` (the tenant index showed no matching
+    /// series) or `index` (a tenant index was read).
+    pub datasets: IntCounterVec,
 }
 
 impl QueryMetrics {
@@ -31,7 +38,12 @@ impl QueryMetrics {
                     .buckets(exponential_buckets(0.001, 2.0, 16)?),
                 &["method", "code"],
             )?,
+            datasets: IntCounterVec::new(
+                Opts::new(DATASETS, "Datasets considered by read leaves, by outcome (read, skipped, index)."),
+                &["outcome"],
+            )?,
         };
+        registry.register(Box::new(m.datasets.clone()))?;
         registry.register(Box::new(m.inflight_leaves.clone()))?;
         registry.register(Box::new(m.leaf_duration.clone()))?;
         registry.register(Box::new(m.query_duration.clone()))?;

@@ -37,6 +37,9 @@ pub(crate) async fn run(args: &RunArgs, dump: &DumpArgs) -> anyhow::Result<()> {
     for meta in blocks {
         let reader = BlockReader::from_meta(Arc::clone(&store), meta)?;
         for i in 0..reader.meta().datasets.len() {
+            if phlox_block::is_tenant_index(&reader.meta().datasets[i]) {
+                continue;
+            }
             let ds = reader.dataset(i).await?;
             let symbols = ds.symbols().await?;
             let all: Vec<u32> = (0..ds.series().len() as u32).collect();
