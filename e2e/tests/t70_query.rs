@@ -236,6 +236,24 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     assert!(count("index") >= 2.0, "{metrics}");
     assert!(count("skipped") >= 3.0, "{metrics}");
 
+    // AnalyzeQuery: what a query would read, from block metadata.
+    let analyze =
+        |query: &str| q::AnalyzeQueryRequest { start: t0_ms - 60_000, end: t0_ms + 60_000, query: query.into() };
+    let shop: q::AnalyzeQueryResponse =
+        rpc(&one.http, "AnalyzeQuery", &analyze(&format!("{CPU}{{service_name=\"shop\"}}"))).await.unwrap();
+    let scope = &shop.query_scopes[0];
+    assert_eq!((scope.block_count, scope.series_count, scope.profile_count), (1, 2, 2));
+    assert!(scope.index_bytes > 0 && scope.profile_bytes > 0 && scope.symbol_bytes > 0);
+    let impact = shop.query_impact.unwrap();
+    assert_eq!(impact.total_queried_series, 2);
+    assert_eq!(impact.total_bytes_in_time_range, scope.index_bytes + scope.profile_bytes + scope.symbol_bytes);
+    assert!(impact.deduplication_needed, "level-0 segments need dedup");
+    let all: q::AnalyzeQueryResponse = rpc(&one.http, "AnalyzeQuery", &analyze("{}")).await.unwrap();
+    assert_eq!((all.query_scopes[0].series_count, all.query_scopes[0].profile_count), (3, 3));
+    let (status, _) =
+        rpc::<_, q::AnalyzeQueryResponse>(&one.http, "AnalyzeQuery", &analyze("{pod=")).await.unwrap_err();
+    assert_eq!(status, 400);
+
     // Bad queries get a clear 400 and the server keeps serving.
     let base = &many.http;
     let (s, e) = (t0_ms - 60_000, t0_ms + 60_000);

@@ -290,7 +290,8 @@ impl DatasetReader {
         }
         let bytes = self.section(SectionKind::Profiles).await?;
         let mut out = Vec::new();
-        for b in s::read_stream(&bytes, &s::profiles_schema())? {
+        let columns = ["id", "series", "time_nanos", "total"];
+        for b in s::read_stream_columns(&bytes, &s::profiles_schema(), &columns)? {
             let sids = s::col_u32(&b, "series")?;
             let times = s::col_i64(&b, "time_nanos")?;
             let totals = s::col_i64(&b, "total")?;
@@ -355,7 +356,16 @@ impl DatasetReader {
         }
         let bytes = self.section(SectionKind::Profiles).await?;
         let mut scanned = 0u64;
-        for b in s::read_stream(&bytes, &s::profiles_schema())? {
+        let need_ids = !self.shadowed.is_empty() || filter.profile_ids.is_some();
+        let per_sample = filter.span_ids.is_some() || filter.trace_ids.is_some();
+        let mut columns = vec!["series", "time_nanos", "stack_ids", "values"];
+        if need_ids {
+            columns.push("id");
+        }
+        if per_sample {
+            columns.extend(["span_ids", "trace_ids"]);
+        }
+        for b in s::read_stream_columns(&bytes, &s::profiles_schema(), &columns)? {
             let sids = s::col_u32(&b, "series")?;
             let times = s::col_i64(&b, "time_nanos")?;
             let stacks = s::col_list(&b, "stack_ids")?;
@@ -363,9 +373,7 @@ impl DatasetReader {
             let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
             let value_v = s::list_values::<Int64Type>(vals, "values")?;
             let (stack_v, value_v) = (stack_v.values(), value_v.values());
-            let need_ids = !self.shadowed.is_empty() || filter.profile_ids.is_some();
             let ids = if need_ids { Some(s::col_fixed(&b, "id")?) } else { None };
-            let per_sample = filter.span_ids.is_some() || filter.trace_ids.is_some();
             let (spans, traces) = if per_sample {
                 (Some(s::col_list(&b, "span_ids")?), Some(s::col_list(&b, "trace_ids")?))
             } else {

@@ -121,6 +121,26 @@ pub(crate) fn read_stream(bytes: &[u8], expected: &SchemaRef) -> Result<Vec<Reco
     reader.collect()
 }
 
+/// Reads only the named columns of a stream: the other columns' buffers
+/// are skipped, not decompressed.
+pub(crate) fn read_stream_columns(
+    bytes: &[u8],
+    expected: &SchemaRef,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let projection = columns.iter().map(|c| expected.index_of(c)).collect::<Result<Vec<_>, _>>()?;
+    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes), Some(projection.clone()))?;
+    let want = expected.project(&projection)?;
+    if reader.schema().fields() != want.fields() {
+        return Err(ArrowError::SchemaError(format!(
+            "section schema {:?} is not the expected {:?}",
+            reader.schema(),
+            want
+        )));
+    }
+    reader.collect()
+}
+
 pub(crate) fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(Arc::clone(schema), columns)
 }

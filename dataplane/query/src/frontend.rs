@@ -695,6 +695,56 @@ impl QueryFrontend {
         })
     }
 
+    /// What a query would read, from block metadata only (no object is
+    /// fetched): blocks, series, profiles, samples and section bytes of the
+    /// datasets the metastore selects, the tenant indexes excluded.
+    pub async fn analyze_query(
+        &self,
+        tenants: &[String],
+        r: q::AnalyzeQueryRequest,
+    ) -> Result<q::AnalyzeQueryResponse, QueryError> {
+        // The query is a selector, optionally prefixed by a profile type id.
+        let (profile_type, label_selector) = match r.query.find('{') {
+            Some(i) => (r.query[..i].trim(), &r.query[i..]),
+            None => (r.query.trim(), "{}"),
+        };
+        let mut selector = parse_selector(label_selector).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
+        if !profile_type.is_empty() {
+            if ProfileType::parse(profile_type).is_err() {
+                return bad(format!("invalid profile type {profile_type:?} in the query"));
+            }
+            selector.matchers.push(Matcher::equal(ln::PROFILE_TYPE, profile_type));
+        }
+        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::AnalyzeQueryResponse::default()) };
+        let blocks = self.blocks(tenants, start, end, &selector).await?;
+        let mut scope =
+            q::QueryScope { component_type: "object-store".into(), component_count: 1, ..Default::default() };
+        let mut dedup = false;
+        for b in &blocks {
+            scope.block_count += 1;
+            dedup |= b.compaction_level == 0;
+            for d in b.datasets.iter().filter(|d| !phlox_block::is_tenant_index(d)) {
+                scope.series_count += u64::from(d.series_count);
+                scope.profile_count += d.profile_count;
+                scope.sample_count += d.sample_count;
+                for s in &d.sections {
+                    use phlox_proto::metastore::v1::SectionKind as K;
+                    match K::try_from(s.kind) {
+                        Ok(K::Series) => scope.index_bytes += s.size,
+                        Ok(K::Profiles) => scope.profile_bytes += s.size,
+                        _ => scope.symbol_bytes += s.size,
+                    }
+                }
+            }
+        }
+        let impact = q::QueryImpact {
+            total_bytes_in_time_range: scope.index_bytes + scope.profile_bytes + scope.symbol_bytes,
+            total_queried_series: scope.series_count,
+            deduplication_needed: dedup,
+        };
+        Ok(q::AnalyzeQueryResponse { query_scopes: vec![scope], query_impact: Some(impact) })
+    }
+
     pub async fn get_profile_stats(&self, tenants: &[String]) -> Result<t::GetProfileStatsResponse, QueryError> {
         let blocks = self.blocks(tenants, i64::MIN, i64::MAX, &Selector::default()).await?;
         let (mut oldest, mut newest) = (i64::MAX, i64::MIN);

@@ -104,6 +104,13 @@ impl QuerierService for GrpcQuerier {
         let t = tenants(&r)?;
         self.frontend.get_profile_stats(&t).await.map(Response::new).map_err(status)
     }
+    async fn analyze_query(
+        &self,
+        r: Request<q::AnalyzeQueryRequest>,
+    ) -> Result<Response<q::AnalyzeQueryResponse>, Status> {
+        let t = tenants(&r)?;
+        self.frontend.analyze_query(&t, r.into_inner()).await.map(Response::new).map_err(status)
+    }
 }
 
 pub(crate) type GrpcQueryService = GrpcWebService<QuerierServiceServer<GrpcQuerier>>;

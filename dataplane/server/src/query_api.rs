@@ -103,6 +103,9 @@ async fn call(
             .select_merge_profile(tenants, decode::<q::SelectMergeProfileRequest>(c, body)?)
             .await
             .map(|r| respond(c, &r)),
+        "AnalyzeQuery" => {
+            frontend.analyze_query(tenants, decode::<q::AnalyzeQueryRequest>(c, body)?).await.map(|r| respond(c, &r))
+        }
         "GetProfileStats" => {
             let _: t::GetProfileStatsRequest = decode(c, body)?;
             frontend.get_profile_stats(tenants).await.map(|r| respond(c, &r))
