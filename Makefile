@@ -7,17 +7,22 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: help run test e2e bench lint fmt fix verify crds clean
+.PHONY: help run test e2e bench lint fmt fix verify crds clean k8s-validate
 
 help: ## Show the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
 
 run: ## Run Phlox: every component in one process, data in ./data, APIs on :4040 (ARGS=... for flags)
 	$(CARGO) run --release --bin phlox -- $(ARGS)
 
-test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary
+test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary, k8s-validate
 	$(CARGO) build --bin phlox
 	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh --workspace
+	$(CARGO) build --bin phlox-operator
+	scripts/k8s-validate.sh
+
+k8s-validate: ## Validate the operator's rendered objects, config/ and the Helm chart against the Kubernetes 1.33 schemas
+	scripts/k8s-validate.sh
 
 e2e: ## Run only the end-to-end tests (real phlox processes)
 	$(CARGO) build --bin phlox
@@ -26,6 +31,10 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest
 	$(CARGO) bench -p phlox-query --bench query
+
+crds: ## Regenerate the CRD YAML (crds/ and the chart's crds/) from the Rust types
+	$(CARGO) run -q -p phlox-operator -- crd > crds/phlox.dev_pyroscopeclusters.yaml
+	cp crds/phlox.dev_pyroscopeclusters.yaml charts/phlox-operator/crds/
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -42,4 +51,4 @@ verify: lint test ## Everything CI checks
 
 clean: ## Remove build output and the local data directory
 	$(CARGO) clean
-	rm -rf data $(VENV)
+	rm -rf data $(VENV) .venv-k8s .venv-helm

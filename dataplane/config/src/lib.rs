@@ -49,6 +49,17 @@ pub struct PhloxConfig {
     pub overrides: BTreeMap<String, serde_yaml::Mapping>,
     /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
     pub multitenancy_enabled: bool,
+    pub retention: RetentionConfig,
+}
+
+/// How long profiles are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Blocks whose newest profile is older than this are deleted by the
+    /// compaction worker; 0 keeps everything (Pyroscope's default).
+    #[serde(with = "duration")]
+    pub period: Duration,
 }
 
 impl Default for PhloxConfig {
@@ -65,6 +76,7 @@ impl Default for PhloxConfig {
             limits: LimitsConfig::default(),
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -66,6 +66,14 @@ pub(crate) struct RunArgs {
     /// Take the tenant from X-Scope-OrgID.
     #[arg(long, env = "PHLOX_MULTITENANCY_ENABLED", global = true)]
     pub(crate) multitenancy_enabled: Option<bool>,
+    /// Metastore Raft node id: a number, or `auto` for the trailing ordinal
+    /// of the pod name (`POD_NAME`, else the hostname) plus one, as in a
+    /// StatefulSet (`phlox-metastore-2` is node 3).
+    #[arg(long, env = "PHLOX_METASTORE_NODE_ID", global = true)]
+    pub(crate) metastore_node_id: Option<String>,
+    /// Address Raft peers use to reach this metastore node (`host:port`).
+    #[arg(long, env = "PHLOX_METASTORE_ADVERTISE_ADDRESS", global = true)]
+    pub(crate) metastore_advertise_address: Option<String>,
     /// Log level (error, warn, info, debug, trace); PHLOX_LOG takes a full filter.
     #[arg(long, env = "PHLOX_LOG_LEVEL", default_value = "info", global = true)]
     pub(crate) log_level: String,
@@ -121,13 +129,51 @@ impl RunArgs {
         if let Some(v) = self.multitenancy_enabled {
             c.multitenancy_enabled = v;
         }
+        if let Some(v) = &self.metastore_node_id {
+            c.metastore.node_id = node_id(v, std::env::var("POD_NAME").ok().or_else(hostname).as_deref())?;
+        }
+        if let Some(v) = &self.metastore_advertise_address {
+            c.metastore.advertise_address = Some(v.clone());
+        }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// A node id, or `auto`: the trailing `-<ordinal>` of `pod` plus one.
+fn node_id(v: &str, pod: Option<&str>) -> anyhow::Result<u64> {
+    if v != "auto" {
+        return v.parse().with_context(|| format!("--metastore-node-id: {v:?} is neither a number nor `auto`"));
+    }
+    let pod = pod.context("--metastore-node-id=auto needs POD_NAME or a hostname")?;
+    let ordinal: u64 = pod
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .with_context(|| format!("--metastore-node-id=auto: pod name {pod:?} does not end in -<ordinal>"))?;
+    Ok(ordinal + 1)
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
 }
 
 fn serde_yaml_enum(v: &str) -> anyhow::Result<phlox_storage::Backend> {
     let c = PhloxConfig::from_yaml(&format!("storage:\n  backend: {v:?}\n"))
         .with_context(|| format!("--storage-backend: unknown backend {v:?} (filesystem, s3, gcs, azure, memory)"))?;
     Ok(c.storage.backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_id;
+
+    #[test]
+    fn node_ids_come_from_numbers_or_statefulset_ordinals() {
+        assert_eq!(node_id("7", None).unwrap(), 7);
+        assert_eq!(node_id("auto", Some("phlox-metastore-0")).unwrap(), 1);
+        assert_eq!(node_id("auto", Some("phlox-metastore-4")).unwrap(), 5);
+        assert!(node_id("auto", Some("phlox")).is_err());
+        assert!(node_id("auto", None).is_err());
+        assert!(node_id("x", None).is_err());
+    }
 }

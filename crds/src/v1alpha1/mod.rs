@@ -1,0 +1,10 @@
+//! `phlox.dev/v1alpha1`.
+
+mod spec;
+mod status;
+
+pub use spec::{
+    AutoscalingSpec, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, PodOptions, PullPolicy, PyroscopeCluster,
+    PyroscopeClusterSpec, RetentionSpec, ScalableComponentSpec, StorageBackend, StorageSpec, VolumeSpec,
+};
+pub use status::{ComponentStatus, PyroscopeClusterStatus, condition};

@@ -1,0 +1,436 @@
+//! `PyroscopeCluster.spec`.
+// The KubeSchema derive trips `unreachable_pub` on re-exported types.
+#![allow(unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::PyroscopeClusterStatus;
+
+/// The image the operator runs when `spec.image` is not set.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/phlox-dev/phlox:0.1.0";
+
+/// A Phlox cluster: every data-plane component of one installation, run
+/// and kept running by the operator.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "phlox.dev",
+    version = "v1alpha1",
+    kind = "PyroscopeCluster",
+    plural = "pyroscopeclusters",
+    shortname = "pyc",
+    category = "phlox",
+    namespaced,
+    status = "PyroscopeClusterStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Components","type":"string","description":"Components with every replica ready / components","jsonPath":".status.componentsReady"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PyroscopeClusterSpec {
+    /// The `phlox` image every component runs.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Pull policy of that image.
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// Secrets (in this namespace) used to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+    /// The object store that holds every profile.
+    pub storage: StorageSpec,
+    /// Annotations of the pods' ServiceAccount, e.g.
+    /// `eks.amazonaws.com/role-arn` (IRSA) or
+    /// `iam.gke.io/gcp-service-account` (Workload Identity).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// Receives profiles (Push, /ingest, OTLP), applies limits, places them on segment writers.
+    #[serde(default)]
+    pub distributor: ComponentSpec,
+    /// Buffers profiles per shard for a segment window and writes one object per shard.
+    #[serde(default)]
+    pub segment_writer: ScalableComponentSpec,
+    /// The Raft group that indexes blocks (a StatefulSet with a volume per voter).
+    #[serde(default)]
+    pub metastore: MetastoreSpec,
+    /// The public query API (Grafana, the UI, /pyroscope/render).
+    #[serde(default)]
+    pub query_frontend: ComponentSpec,
+    /// Executes read leaves over objects; stateless.
+    #[serde(default)]
+    pub query_backend: ScalableComponentSpec,
+    /// Merges small blocks into larger ones and applies retention.
+    #[serde(default)]
+    pub compaction_worker: ComponentSpec,
+    /// Limits of every tenant (unset keys keep the data plane's defaults).
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Per-tenant limits on top of `limits`, keyed by tenant id. Applied
+    /// without restarting pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, LimitsSpec>,
+    /// How long profiles are kept.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+    /// When on, the `X-Scope-OrgID` header names the tenant of every
+    /// request; otherwise everything belongs to `anonymous`.
+    #[serde(default)]
+    pub multitenancy_enabled: bool,
+}
+
+impl Default for PyroscopeClusterSpec {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+            image_pull_policy: PullPolicy::default(),
+            image_pull_secrets: Vec::new(),
+            storage: StorageSpec::default(),
+            service_account_annotations: BTreeMap::new(),
+            distributor: ComponentSpec::default(),
+            segment_writer: ScalableComponentSpec::default(),
+            metastore: MetastoreSpec::default(),
+            query_frontend: ComponentSpec::default(),
+            query_backend: ScalableComponentSpec::default(),
+            compaction_worker: ComponentSpec::default(),
+            limits: LimitsSpec::default(),
+            overrides: BTreeMap::new(),
+            retention: RetentionSpec::default(),
+            multitenancy_enabled: false,
+        }
+    }
+}
+
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_owned()
+}
+
+/// Kubernetes image pull policies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Object storage backends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    S3,
+    Gcs,
+    Azure,
+    /// A directory on a ReadWriteMany volume shared by every pod.
+    Filesystem,
+}
+
+/// Where blocks are stored.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.backend == 'filesystem' || size(self.bucket) > 0").message("storage.bucket is required for s3, gcs and azure"))]
+#[x_kube(validation = Rule::new("self.backend != 'azure' || size(self.azureAccount) > 0").message("storage.azureAccount is required for azure"))]
+#[x_kube(validation = Rule::new("self.backend != 'filesystem' || size(self.filesystemClaimName) > 0").message("storage.filesystemClaimName (a ReadWriteMany claim shared by every pod) is required for filesystem"))]
+pub struct StorageSpec {
+    pub backend: StorageBackend,
+    /// Bucket (S3, GCS) or container (Azure).
+    #[serde(default)]
+    pub bucket: String,
+    /// Key prefix inside the bucket, to share a bucket between clusters.
+    #[serde(default)]
+    pub prefix: String,
+    /// S3-compatible endpoint, e.g. `http://minio.minio:9000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Allow a plain-HTTP endpoint.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Azure storage account.
+    #[serde(default)]
+    pub azure_account: String,
+    /// A Secret whose keys become environment variables of every pod:
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (S3),
+    /// `GOOGLE_SERVICE_ACCOUNT_KEY` (GCS, the key's JSON),
+    /// `AZURE_STORAGE_ACCESS_KEY` (Azure). Unset: the pod's identity
+    /// (IRSA, Workload Identity) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// For `filesystem`: the ReadWriteMany PersistentVolumeClaim mounted by
+    /// every component.
+    #[serde(default)]
+    pub filesystem_claim_name: String,
+}
+
+/// Options every pod of a component shares.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOptions {
+    /// CPU and memory requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Extra flags appended to the `phlox` command line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// Extra environment variables (e.g. `PHLOX_LOG_LEVEL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_env: Vec<EnvVar>,
+    /// Annotations added to the pods (not to the workload).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+/// A stateless component.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Pods of the component.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    #[serde(flatten)]
+    pub pod: PodOptions,
+}
+
+impl Default for ComponentSpec {
+    fn default() -> Self {
+        Self { replicas: 1, pod: PodOptions::default() }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// A component the operator can scale from its load.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalableComponentSpec {
+    /// Pods of the component while autoscaling is off; the starting point when it is on.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    #[serde(flatten)]
+    pub pod: PodOptions,
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+}
+
+impl Default for ScalableComponentSpec {
+    fn default() -> Self {
+        Self { replicas: 1, pod: PodOptions::default(), autoscaling: AutoscalingSpec::default() }
+    }
+}
+
+/// Scaling from load, as the HorizontalPodAutoscaler computes it: desired =
+/// ceil(current × load per replica / target), with a 10% tolerance. The
+/// operator writes replicas to the workload, never to this resource.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed autoscaling.maxReplicas"))]
+pub struct AutoscalingSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    #[serde(default = "ten")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Load per replica to aim for. Segment writers: ingested MB/s per
+    /// replica (default 8). Query backends: read leaves in flight per
+    /// replica (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001))]
+    pub target_value: Option<f64>,
+    /// A scale-up happens only if every recommendation of this window asks for it.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_up_stabilization_window_seconds: i32,
+    /// A scale-down goes to the highest recommendation of this window.
+    #[serde(default = "five_minutes")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_window_seconds: i32,
+    /// Most pods added in one step.
+    #[serde(default = "four")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_scale_up_step: i32,
+    /// Most pods removed in one step (segment writers drain one by one anyway).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_scale_down_step: i32,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            min_replicas: 1,
+            max_replicas: 10,
+            target_value: None,
+            scale_up_stabilization_window_seconds: 0,
+            scale_down_stabilization_window_seconds: 300,
+            max_scale_up_step: 4,
+            max_scale_down_step: 1,
+        }
+    }
+}
+
+fn ten() -> i32 {
+    10
+}
+
+fn four() -> i32 {
+    4
+}
+
+fn five_minutes() -> i32 {
+    300
+}
+
+/// The metastore: a Raft group of `voters` pods with a volume each.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.voters % 2 == 1").message("metastore.voters must be odd (1, 3 or 5) so that a majority exists"))]
+pub struct MetastoreSpec {
+    /// Raft voters: 1 (no fault tolerance), 3 (survives one loss) or 5.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 5))]
+    pub voters: i32,
+    /// The volume of each voter (Raft log and state).
+    #[serde(default)]
+    pub storage: VolumeSpec,
+    #[serde(flatten)]
+    pub pod: PodOptions,
+}
+
+impl Default for MetastoreSpec {
+    fn default() -> Self {
+        Self { voters: 1, storage: VolumeSpec::default(), pod: PodOptions::default() }
+    }
+}
+
+/// A PersistentVolumeClaim template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Requested size, e.g. `10Gi`.
+    #[serde(default = "ten_gi")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    pub size: String,
+    /// Storage class; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Delete the claims when the PyroscopeCluster is deleted (the
+    /// StatefulSet's PVC retention policy); otherwise they are kept.
+    #[serde(default)]
+    pub delete_with_cluster: bool,
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        Self { size: ten_gi(), storage_class_name: None, delete_with_cluster: false }
+    }
+}
+
+fn ten_gi() -> String {
+    "10Gi".to_owned()
+}
+
+/// Tenant limits; each unset key keeps the data plane's default (see
+/// `config/phlox.yaml`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Ingest rate per tenant in MB/s of uncompressed profiles (0 = unlimited; default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub ingestion_rate_mb: Option<f64>,
+    /// Burst above the rate in MB (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub ingestion_burst_size_mb: Option<f64>,
+    /// Largest profile accepted, in bytes (default 4 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_profile_size_bytes: Option<i64>,
+    /// Most samples per profile (default 16000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_profile_stacktrace_samples: Option<i64>,
+    /// Most labels per sample (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_profile_stacktrace_sample_labels: Option<i64>,
+    /// Deepest stack kept; deeper stacks are truncated (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_profile_stacktrace_depth: Option<i64>,
+    /// Most labels per series (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_label_names_per_series: Option<i64>,
+    /// Longest label name (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_label_name_length: Option<i64>,
+    /// Longest label value (default 2048).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_label_value_length: Option<i64>,
+    /// Profiles older than this are refused (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub reject_older_than: Option<String>,
+    /// Profiles further in the future than this are refused (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub reject_newer_than: Option<String>,
+}
+
+/// How long profiles are kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Blocks whose newest profile is older than this are deleted by the
+    /// compaction worker; `0s` (the default, as in Pyroscope) keeps everything.
+    #[serde(default = "forever")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub period: String,
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        Self { period: forever() }
+    }
+}
+
+fn forever() -> String {
+    "0s".to_owned()
+}

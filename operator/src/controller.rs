@@ -1,0 +1,269 @@
+//! The PyroscopeCluster controller: `reconcile` applies every child,
+//! removes children no longer wanted, and writes the status; `error_policy`
+//! backs off exponentially per object.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+use phlox_crds::v1alpha1::{PyroscopeCluster, PyroscopeClusterStatus};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::apply::{Outcome, apply};
+use crate::metrics::Metrics;
+use crate::names::{Component, FIELD_MANAGER, Names};
+use crate::render::{Children, desired};
+use crate::status::{Observed, compute};
+use crate::{Error, Result};
+
+/// Periodic resync when nothing happens (status refresh).
+const RESYNC: Duration = Duration::from_secs(300);
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Metrics,
+    recorder: Recorder,
+    /// Consecutive failures per object, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Metrics, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.to_owned(), instance };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn event(&self, cr: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev =
+            Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+        if let Err(e) = self.recorder.publish(&ev, cr).await {
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+fn key(cr: &PyroscopeCluster) -> String {
+    format!("{}/{}", cr.namespace().unwrap_or_default(), cr.name_any())
+}
+
+/// Applies one child and records the write.
+async fn child<K>(ctx: &Context, cr_ref: &ObjectReference, ns: &str, obj: K) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let kind = K::kind(&()).to_string();
+    let name = obj.name_any();
+    let (live, outcome) = apply(&ctx.client, ns, obj).await?;
+    let action = match outcome {
+        Outcome::Unchanged => return Ok(live),
+        Outcome::Created => "Created",
+        Outcome::Updated => "Updated",
+    };
+    ctx.metrics.writes.with_label_values(&[&kind, &action.to_lowercase()]).inc();
+    info!(%kind, %name, action, "applied");
+    ctx.event(cr_ref, EventType::Normal, action, "Apply", format!("{action} {kind} {name}")).await;
+    Ok(live)
+}
+
+/// Applies every desired child; returns the observed workloads.
+async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) -> Result<Vec<Observed>> {
+    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let cr_ref = cr.object_ref(&());
+    child(ctx, &cr_ref, &ns, want.service_account).await?;
+    child(ctx, &cr_ref, &ns, want.config_map).await?;
+    for s in want.services {
+        child(ctx, &cr_ref, &ns, s).await?;
+    }
+    let mut observed = Vec::new();
+    for s in want.stateful_sets {
+        let live = child(ctx, &cr_ref, &ns, s).await?;
+        observed.push(Observed::stateful_set(component_of(live.labels()), &live));
+    }
+    for d in want.deployments {
+        let live = child(ctx, &cr_ref, &ns, d).await?;
+        observed.push(Observed::deployment(component_of(live.labels()), &live));
+    }
+    let wanted_pdbs: Vec<String> = want.pdbs.iter().map(|p| p.name_any()).collect();
+    for p in want.pdbs {
+        child(ctx, &cr_ref, &ns, p).await?;
+    }
+    // PDBs come and go with the replica count (none below two pods).
+    let names = Names::of(cr)?;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
+    for p in pdbs.list(&ListParams::default().labels(&selector)).await?.items {
+        let owned = p.owner_references().iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref());
+        if owned && !wanted_pdbs.contains(&p.name_any()) {
+            pdbs.delete(&p.name_any(), &DeleteParams::default()).await?;
+            ctx.metrics.writes.with_label_values(&["PodDisruptionBudget", "deleted"]).inc();
+            ctx.event(
+                &cr_ref,
+                EventType::Normal,
+                "Deleted",
+                "Apply",
+                format!("Deleted PodDisruptionBudget {}", p.name_any()),
+            )
+            .await;
+        }
+    }
+    observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
+    Ok(observed)
+}
+
+fn component_of(labels: &std::collections::BTreeMap<String, String>) -> &'static str {
+    let c = labels.get("app.kubernetes.io/component").map(String::as_str).unwrap_or("");
+    Component::ALL.iter().find(|x| x.as_str() == c).map(|x| x.as_str()).unwrap_or("unknown")
+}
+
+/// Writes the status when it differs from the stored one.
+async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClusterStatus) -> Result<()> {
+    if cr.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let was_ready = ready(cr.status.as_ref());
+    let now_ready = ready(Some(&status));
+    let api: Api<PyroscopeCluster> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    if was_ready != now_ready {
+        let (reason, note) = if now_ready {
+            ("Ready", "every component is ready".to_owned())
+        } else {
+            let m = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone());
+            ("NotReady", m.unwrap_or_default())
+        };
+        ctx.event(&cr.object_ref(&()), EventType::Normal, reason, "Status", note).await;
+    }
+    Ok(())
+}
+
+fn ready(s: Option<&PyroscopeClusterStatus>) -> bool {
+    s.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// One reconcile of one PyroscopeCluster.
+pub async fn reconcile(cr: Arc<PyroscopeCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&cr, &ctx).await;
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            ctx.metrics.reconciles.with_label_values(&["ok"]).inc();
+            if let Ok(mut f) = ctx.failures.lock() {
+                f.remove(&key(&cr));
+            }
+        }
+        Err(e) => {
+            ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+            ctx.metrics.errors.with_label_values(&[e.reason()]).inc();
+            // Best effort: say why in the status and as an event.
+            let status =
+                compute(cr.metadata.generation, &[], Some((e.reason(), e.to_string())), cr.status.as_ref(), now());
+            let mut status = status;
+            if let Some(prev) = &cr.status {
+                status.components = prev.components.clone();
+                status.components_ready = prev.components_ready.clone();
+            }
+            if let Err(se) = write_status(&ctx, &cr, status).await {
+                warn!(error = %se, "cannot write the status");
+            }
+            ctx.event(&cr.object_ref(&()), EventType::Warning, e.reason(), "Reconcile", e.to_string()).await;
+        }
+    }
+    result
+}
+
+async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action> {
+    let want = desired(cr)?;
+    let observed = apply_children(ctx, cr, want).await?;
+    let status = compute(cr.metadata.generation, &observed, None, cr.status.as_ref(), now());
+    write_status(ctx, cr, status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Exponential backoff per object: 5 s, 10 s, 20 s ... 5 min.
+pub fn error_policy(cr: Arc<PyroscopeCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&cr)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = backoff(n);
+    warn!(cluster = %key(&cr), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Delay before retry `n` (1-based).
+pub fn backoff(n: u32) -> Duration {
+    BACKOFF_MIN.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(BACKOFF_MAX)
+}
+
+/// Runs the controller until shutdown; `namespace` limits it to one namespace.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let (crs, owned) = match &namespace {
+        Some(ns) => (Api::<PyroscopeCluster>::namespaced(client.clone(), ns), Some(ns.clone())),
+        None => (Api::<PyroscopeCluster>::all(client.clone()), None),
+    };
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=phlox-operator");
+    Controller::new(crs, watcher::Config::default().any_semantic())
+        .owns(api::<StatefulSet>(&client, &owned), children.clone())
+        .owns(api::<Deployment>(&client, &owned), children.clone())
+        .owns(api::<Service>(&client, &owned), children.clone())
+        .owns(api::<ConfigMap>(&client, &owned), children.clone())
+        .owns(api::<ServiceAccount>(&client, &owned), children.clone())
+        .owns(api::<PodDisruptionBudget>(&client, &owned), children)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                warn!(error = %e, "controller");
+            }
+        })
+        .await;
+}

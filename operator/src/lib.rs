@@ -1,0 +1,40 @@
+//! The Phlox operator: reconciles `PyroscopeCluster` resources into the
+//! objects that run every data-plane component.
+//!
+//! ```text
+//! PyroscopeCluster ──watch──▶ Controller ──▶ reconcile
+//!   (and every owned child)                   │ render::desired(spec): pure, testable
+//!                                             │   ServiceAccount, ConfigMap (phlox.yaml),
+//!                                             │   Services, StatefulSets (metastore, segment-writer),
+//!                                             │   Deployments, PodDisruptionBudgets
+//!                                             │ apply: server-side apply, skipped when the
+//!                                             │   child's desired-hash annotation matches
+//!                                             └ status: per-component replicas, Ready /
+//!                                                 Progressing / Degraded conditions
+//! ```
+//!
+//! Leader election (a Lease) lets several replicas run; `/metrics` and
+//! `/healthz` are served on the metrics port.
+
+mod apply;
+mod controller;
+mod error;
+mod http;
+mod leader;
+mod metrics;
+mod names;
+mod render;
+mod status;
+
+pub use apply::{Outcome, apply, desired_hash};
+pub use controller::{Context, backoff, error_policy, reconcile, run};
+pub use error::{Error, Result};
+pub use http::router;
+pub use leader::{LeaseConfig, can_take, lead, try_acquire};
+pub use metrics::Metrics;
+pub use names::{
+    BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION,
+    FIELD_MANAGER, GRPC_PORT, HTTP_PORT, Names,
+};
+pub use render::{Children, component_options, desired, phlox_config};
+pub use status::{Observed, compute};

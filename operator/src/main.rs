@@ -1,0 +1,138 @@
+//! `phlox-operator`: runs the controller (`run`, the default), prints the
+//! CRD (`crd`) or renders the objects a PyroscopeCluster owns (`render`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use phlox_crds::v1alpha1::PyroscopeCluster;
+use phlox_operator::{Context, LeaseConfig, Metrics};
+use tracing::info;
+
+#[derive(Debug, Parser)]
+#[command(name = "phlox-operator", version, about = "Kubernetes operator for Phlox (PyroscopeCluster)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the PyroscopeCluster CustomResourceDefinition as YAML.
+    Crd,
+    /// Print every object the operator creates for a PyroscopeCluster, as
+    /// multi-document YAML (for review, GitOps diffs and schema checks).
+    Render {
+        /// The PyroscopeCluster YAML file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Address of `/metrics` and `/healthz`.
+    #[arg(long, env = "PHLOX_OPERATOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: String,
+    /// Take a Lease before reconciling, so that several replicas can run.
+    #[arg(long, env = "PHLOX_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "PHLOX_OPERATOR_LEASE_NAME", default_value = "phlox-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace).
+    #[arg(long, env = "PHLOX_OPERATOR_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Only reconcile PyroscopeClusters of this namespace (default: all).
+    #[arg(long, env = "PHLOX_OPERATOR_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, env = "PHLOX_OPERATOR_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn render(file: &PathBuf) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut cr: PyroscopeCluster =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not a PyroscopeCluster", file.display()))?;
+    cr.metadata.namespace.get_or_insert_with(|| "default".to_owned());
+    // Owner references need a uid; the API server assigns the real one.
+    cr.metadata.uid.get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".to_owned());
+    Ok(phlox_operator::desired(&cr)?.to_yaml()?)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?)
+        .init();
+    let metrics = Metrics::new()?;
+    let listener = tokio::net::TcpListener::bind(&args.metrics_address)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_address))?;
+    let server = axum::serve(listener, phlox_operator::router(metrics.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "metrics server");
+        }
+    });
+    let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+    let pod = std::env::var("POD_NAME").ok();
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), pod.clone()));
+    let mut lost = None;
+    if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let cfg = LeaseConfig {
+            name: args.lease_name.clone(),
+            namespace,
+            identity: pod.unwrap_or_else(|| format!("phlox-operator-{}", std::process::id())),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lost = Some(tokio::spawn(phlox_operator::lead(client.clone(), cfg, metrics.clone(), tx)));
+        info!("waiting for the leader lease");
+        rx.await.context("leader election stopped")?;
+    } else {
+        metrics.leader.set(1);
+    }
+    info!(namespace = ?args.watch_namespace, "reconciling PyroscopeClusters");
+    let controller = phlox_operator::run(ctx, args.watch_namespace.clone());
+    match lost {
+        Some(lost) => {
+            tokio::select! {
+                _ = controller => {}
+                _ = lost => anyhow::bail!("lost the leader lease; exiting so that another replica takes over"),
+            }
+        }
+        None => controller.await,
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", phlox_crds::crd_yaml());
+            Ok(())
+        }
+        Some(Command::Render { file }) => {
+            print!("{}", render(&file)?);
+            Ok(())
+        }
+        Some(Command::Run(args)) => tokio::runtime::Runtime::new()?.block_on(run(args)),
+        None => match Cli::parse_from(["phlox-operator", "run"]).command {
+            Some(Command::Run(args)) => tokio::runtime::Runtime::new()?.block_on(run(args)),
+            _ => anyhow::bail!("no command"),
+        },
+    }
+}

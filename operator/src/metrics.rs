@@ -1,0 +1,66 @@
+//! Prometheus metrics of the operator.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets};
+
+/// Reconcile counts, errors, durations and writes.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Reconciles by result (`ok`, `error`).
+    pub reconciles: IntCounterVec,
+    /// Failed reconciles by reason.
+    pub errors: IntCounterVec,
+    pub duration: Histogram,
+    /// Writes to children by kind and action (`created`, `updated`, `deleted`).
+    pub writes: IntCounterVec,
+    /// 1 while this replica holds the leader lease.
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let m = Self {
+            reconciles: IntCounterVec::new(
+                Opts::new("phlox_operator_reconciles_total", "Reconciles of PyroscopeClusters by result."),
+                &["result"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new("phlox_operator_reconcile_errors_total", "Failed reconciles by reason."),
+                &["reason"],
+            )?,
+            duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "phlox_operator_reconcile_duration_seconds",
+                    "Time to reconcile one PyroscopeCluster.",
+                )
+                .buckets(exponential_buckets(0.005, 2.0, 12)?),
+            )?,
+            writes: IntCounterVec::new(
+                Opts::new("phlox_operator_child_writes_total", "Writes to owned objects by kind and action."),
+                &["kind", "action"],
+            )?,
+            leader: IntGauge::with_opts(Opts::new(
+                "phlox_operator_leader",
+                "1 while this replica holds the leader lease.",
+            ))?,
+            registry,
+        };
+        m.registry.register(Box::new(m.reconciles.clone()))?;
+        m.registry.register(Box::new(m.errors.clone()))?;
+        m.registry.register(Box::new(m.duration.clone()))?;
+        m.registry.register(Box::new(m.writes.clone()))?;
+        m.registry.register(Box::new(m.leader.clone()))?;
+        Ok(m)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,136 @@
+//! Names, labels and ports of everything the operator creates.
+
+use std::collections::BTreeMap;
+
+use phlox_crds::v1alpha1::PyroscopeCluster;
+
+/// Public HTTP port of every component (APIs, `/ready`, `/metrics`).
+pub const HTTP_PORT: i32 = 4040;
+/// Internal gRPC port (metastore, Raft, component traffic).
+pub const GRPC_PORT: i32 = 9095;
+/// Where the data-plane config file is mounted.
+pub const CONFIG_DIR: &str = "/etc/phlox";
+/// The config file's key in the ConfigMap.
+pub const CONFIG_FILE: &str = "phlox.yaml";
+/// Local data (metastore log; scratch space elsewhere).
+pub const DATA_DIR: &str = "/data";
+/// Mount point of a `filesystem` bucket's shared volume.
+pub const BUCKET_DIR: &str = "/var/lib/phlox/bucket";
+/// Annotation on pod templates: hash of the config file (without the
+/// per-tenant overrides, which are reloaded live), so pods roll on change.
+pub const CONFIG_HASH_ANNOTATION: &str = "phlox.dev/config-hash";
+/// Annotation on every child: hash of what the operator last applied.
+pub const DESIRED_HASH_ANNOTATION: &str = "phlox.dev/desired-hash";
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "phlox-operator";
+
+/// The data-plane components, with Pyroscope's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    Distributor,
+    SegmentWriter,
+    Metastore,
+    QueryFrontend,
+    QueryBackend,
+    CompactionWorker,
+}
+
+impl Component {
+    pub const ALL: [Component; 6] = [
+        Component::Distributor,
+        Component::SegmentWriter,
+        Component::Metastore,
+        Component::QueryFrontend,
+        Component::QueryBackend,
+        Component::CompactionWorker,
+    ];
+
+    /// The `--target` value and the `app.kubernetes.io/component` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Distributor => "distributor",
+            Component::SegmentWriter => "segment-writer",
+            Component::Metastore => "metastore",
+            Component::QueryFrontend => "query-frontend",
+            Component::QueryBackend => "query-backend",
+            Component::CompactionWorker => "compaction-worker",
+        }
+    }
+
+    /// Runs as a StatefulSet (stable identities) rather than a Deployment.
+    pub fn is_stateful_set(self) -> bool {
+        matches!(self, Component::Metastore | Component::SegmentWriter)
+    }
+}
+
+/// Names of one cluster's objects.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub cluster: String,
+    pub namespace: String,
+}
+
+impl Names {
+    pub fn of(cr: &PyroscopeCluster) -> crate::Result<Self> {
+        Ok(Self {
+            cluster: cr.metadata.name.clone().ok_or(crate::Error::MissingField("metadata.name"))?,
+            namespace: cr.metadata.namespace.clone().ok_or(crate::Error::MissingField("metadata.namespace"))?,
+        })
+    }
+
+    /// Workload, PDB and client Service of a component.
+    pub fn component(&self, c: Component) -> String {
+        format!("{}-{}", self.cluster, c.as_str())
+    }
+
+    /// The headless Service of a StatefulSet component.
+    pub fn headless(&self, c: Component) -> String {
+        format!("{}-{}-headless", self.cluster, c.as_str())
+    }
+
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.cluster)
+    }
+
+    pub fn service_account(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// DNS name of metastore voter `ordinal` (0-based) for Raft peers.
+    pub fn metastore_peer(&self, ordinal: i32) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc:{GRPC_PORT}",
+            self.component(Component::Metastore),
+            self.headless(Component::Metastore),
+            self.namespace
+        )
+    }
+
+    /// Address components use to reach the metastore.
+    pub fn metastore_address(&self) -> String {
+        format!("{}.{}.svc:{GRPC_PORT}", self.component(Component::Metastore), self.namespace)
+    }
+
+    /// Labels that select a component's pods (never change: selectors are immutable).
+    pub fn selector(&self, c: Component) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "phlox".to_owned()),
+            ("app.kubernetes.io/instance".to_owned(), self.cluster.clone()),
+            ("app.kubernetes.io/component".to_owned(), c.as_str().to_owned()),
+        ])
+    }
+
+    /// Labels of a component's objects and pods.
+    pub fn labels(&self, c: Option<Component>) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), "phlox".to_owned()),
+            ("app.kubernetes.io/instance".to_owned(), self.cluster.clone()),
+            ("app.kubernetes.io/part-of".to_owned(), "phlox".to_owned()),
+            ("app.kubernetes.io/managed-by".to_owned(), "phlox-operator".to_owned()),
+        ]);
+        if let Some(c) = c {
+            l.insert("app.kubernetes.io/component".to_owned(), c.as_str().to_owned());
+        }
+        l
+    }
+}

@@ -1,0 +1,139 @@
+//! The data-plane config file (`phlox.yaml`) in a ConfigMap.
+//!
+//! The document is built as YAML and parsed by `phlox-config` itself, so a
+//! spec the data plane would refuse fails here, before any pod starts.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use phlox_config::PhloxConfig;
+use phlox_crds::v1alpha1::{LimitsSpec, PyroscopeCluster, StorageBackend};
+use serde_yaml::{Mapping, Value};
+
+use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Names};
+use crate::{Error, Result};
+
+/// xxh3 of the config document without `overrides` (reloaded live by the
+/// data plane): the pods roll when it changes.
+#[derive(Debug, Clone)]
+pub(crate) struct ConfigHash(pub(crate) String);
+
+fn key(k: &str) -> Value {
+    Value::String(k.to_owned())
+}
+
+/// Limits as the data plane's snake_case keys; unset fields are left out.
+fn limits(l: &LimitsSpec) -> Mapping {
+    let mut m = Mapping::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(key(k), v);
+        }
+    };
+    put("ingestion_rate_mb", l.ingestion_rate_mb.map(Value::from));
+    put("ingestion_burst_size_mb", l.ingestion_burst_size_mb.map(Value::from));
+    put("max_profile_size_bytes", l.max_profile_size_bytes.map(Value::from));
+    put("max_profile_stacktrace_samples", l.max_profile_stacktrace_samples.map(Value::from));
+    put("max_profile_stacktrace_sample_labels", l.max_profile_stacktrace_sample_labels.map(Value::from));
+    put("max_profile_stacktrace_depth", l.max_profile_stacktrace_depth.map(Value::from));
+    put("max_label_names_per_series", l.max_label_names_per_series.map(Value::from));
+    put("max_label_name_length", l.max_label_name_length.map(Value::from));
+    put("max_label_value_length", l.max_label_value_length.map(Value::from));
+    put("reject_older_than", l.reject_older_than.clone().map(Value::from));
+    put("reject_newer_than", l.reject_newer_than.clone().map(Value::from));
+    m
+}
+
+/// The data-plane configuration of a cluster, validated by `phlox-config`.
+pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig> {
+    let spec = &cr.spec;
+    let st = &spec.storage;
+    let backend = match st.backend {
+        StorageBackend::S3 => "s3",
+        StorageBackend::Gcs => "gcs",
+        StorageBackend::Azure => "azure",
+        StorageBackend::Filesystem => "filesystem",
+    };
+    let mut storage = Mapping::new();
+    storage.insert(key("backend"), key(backend));
+    storage.insert(key("prefix"), key(&st.prefix));
+    let mut backend_cfg = Mapping::new();
+    match st.backend {
+        StorageBackend::S3 => {
+            backend_cfg.insert(key("bucket"), key(&st.bucket));
+            if let Some(e) = &st.endpoint {
+                backend_cfg.insert(key("endpoint"), key(e));
+            }
+            if let Some(r) = &st.region {
+                backend_cfg.insert(key("region"), key(r));
+            }
+            backend_cfg.insert(key("insecure"), Value::Bool(st.insecure));
+        }
+        StorageBackend::Gcs => {
+            backend_cfg.insert(key("bucket"), key(&st.bucket));
+        }
+        StorageBackend::Azure => {
+            backend_cfg.insert(key("account"), key(&st.azure_account));
+            backend_cfg.insert(key("container"), key(&st.bucket));
+            if let Some(e) = &st.endpoint {
+                backend_cfg.insert(key("endpoint"), key(e));
+            }
+        }
+        StorageBackend::Filesystem => {
+            backend_cfg.insert(key("dir"), key(BUCKET_DIR));
+        }
+    }
+    storage.insert(key(backend), Value::Mapping(backend_cfg));
+
+    let voters = spec.metastore.voters.max(1);
+    let peers: Vec<Value> = (0..voters).map(|i| key(&format!("{}={}", i + 1, names.metastore_peer(i)))).collect();
+    let mut metastore = Mapping::new();
+    metastore.insert(key("peers"), Value::Sequence(peers));
+    metastore.insert(key("bootstrap"), Value::Bool(true));
+    metastore.insert(key("address"), key(&names.metastore_address()));
+
+    let mut server = Mapping::new();
+    server.insert(key("http_listen_address"), key(&format!("0.0.0.0:{HTTP_PORT}")));
+    server.insert(key("grpc_listen_address"), key(&format!("0.0.0.0:{GRPC_PORT}")));
+
+    let mut overrides = Mapping::new();
+    for (tenant, l) in &spec.overrides {
+        overrides.insert(key(tenant), Value::Mapping(limits(l)));
+    }
+    let mut retention = Mapping::new();
+    retention.insert(key("period"), key(&spec.retention.period));
+
+    let mut doc = Mapping::new();
+    doc.insert(key("version"), Value::from(1));
+    doc.insert(key("target"), key("all"));
+    doc.insert(key("data_dir"), key(DATA_DIR));
+    doc.insert(key("multitenancy_enabled"), Value::Bool(spec.multitenancy_enabled));
+    doc.insert(key("server"), Value::Mapping(server));
+    doc.insert(key("storage"), Value::Mapping(storage));
+    doc.insert(key("metastore"), Value::Mapping(metastore));
+    doc.insert(key("limits"), Value::Mapping(limits(&spec.limits)));
+    doc.insert(key("overrides"), Value::Mapping(overrides));
+    doc.insert(key("retention"), Value::Mapping(retention));
+    let text = serde_yaml::to_string(&doc).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    PhloxConfig::from_yaml(&text).map_err(|e| Error::InvalidSpec(e.to_string()))
+}
+
+/// The ConfigMap holding `phlox.yaml`.
+pub(crate) fn config_map(cr: &PyroscopeCluster, names: &Names) -> Result<(ConfigMap, ConfigHash)> {
+    let config = phlox_config(cr, names)?;
+    let yaml = serde_yaml::to_string(&config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let mut without_overrides = config.clone();
+    without_overrides.overrides.clear();
+    let stable = serde_yaml::to_string(&without_overrides).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(stable.as_bytes()));
+    let header = format!(
+        "# Rendered by phlox-operator from PyroscopeCluster {}/{}; edit the PyroscopeCluster, not this file.\n",
+        names.namespace, names.cluster
+    );
+    let cm = ConfigMap {
+        metadata: super::meta(names, names.config_map(), None),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), format!("{header}{yaml}"))])),
+        ..Default::default()
+    };
+    Ok((cm, ConfigHash(hash)))
+}

@@ -1,0 +1,128 @@
+//! The desired children of a PyroscopeCluster: pure functions of the spec,
+//! so they can be rendered (`phlox-operator render`) and tested without an
+//! API server.
+
+mod config_map;
+mod pod;
+mod policy;
+mod services;
+mod workloads;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use phlox_crds::v1alpha1::PyroscopeCluster;
+use serde::Serialize;
+
+pub use config_map::phlox_config;
+pub use workloads::component_options;
+
+use crate::names::{Component, Names};
+use crate::{Error, Result};
+
+/// Metadata of a child: name, namespace, labels (owner added by [`desired`]).
+fn meta(names: &Names, name: String, c: Option<Component>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(names.labels(c)),
+        ..Default::default()
+    }
+}
+
+/// Every object a PyroscopeCluster owns, in apply order (configuration
+/// and identities before the workloads that use them).
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    pub service_account: ServiceAccount,
+    pub config_map: ConfigMap,
+    pub services: Vec<Service>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub deployments: Vec<Deployment>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    /// Hash of the config file, set on every pod template.
+    pub config_hash: String,
+}
+
+/// The owner reference every child carries (garbage collection on delete).
+fn owner(cr: &PyroscopeCluster) -> Result<OwnerReference> {
+    cr.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))
+}
+
+/// Renders every child of `cr`.
+pub fn desired(cr: &PyroscopeCluster) -> Result<Children> {
+    let names = Names::of(cr)?;
+    let owner = owner(cr)?;
+    let (config_map, config) = config_map::config_map(cr, &names)?;
+    let hash = config.0;
+    let mut c = Children {
+        service_account: policy::service_account(cr, &names),
+        config_map,
+        services: services::services(&names),
+        stateful_sets: vec![workloads::metastore(cr, &names, &hash), workloads::segment_writer(cr, &names, &hash)],
+        deployments: [
+            Component::Distributor,
+            Component::QueryFrontend,
+            Component::QueryBackend,
+            Component::CompactionWorker,
+        ]
+        .into_iter()
+        .map(|comp| workloads::deployment(cr, &names, comp, &hash))
+        .collect(),
+        pdbs: Component::ALL
+            .into_iter()
+            .filter_map(|comp| policy::pdb(&names, comp, component_options(cr, comp).1))
+            .collect(),
+        config_hash: hash,
+    };
+    let set = |m: &mut ObjectMeta| m.owner_references = Some(vec![owner.clone()]);
+    set(&mut c.service_account.metadata);
+    set(&mut c.config_map.metadata);
+    c.services.iter_mut().for_each(|s| set(&mut s.metadata));
+    c.stateful_sets.iter_mut().for_each(|s| set(&mut s.metadata));
+    c.deployments.iter_mut().for_each(|s| set(&mut s.metadata));
+    c.pdbs.iter_mut().for_each(|s| set(&mut s.metadata));
+    Ok(c)
+}
+
+/// One document with `apiVersion` and `kind`, as `kubectl apply` takes it.
+fn document<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(obj)?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), K::api_version(&()).into());
+        m.insert("kind".into(), K::kind(&()).into());
+    }
+    Ok(v)
+}
+
+impl Children {
+    /// Every child as a JSON document (with apiVersion and kind).
+    pub fn documents(&self) -> Result<Vec<serde_json::Value>> {
+        let mut out = vec![document(&self.service_account)?, document(&self.config_map)?];
+        for s in &self.services {
+            out.push(document(s)?);
+        }
+        for s in &self.stateful_sets {
+            out.push(document(s)?);
+        }
+        for d in &self.deployments {
+            out.push(document(d)?);
+        }
+        for p in &self.pdbs {
+            out.push(document(p)?);
+        }
+        Ok(out)
+    }
+
+    /// Every child as multi-document YAML.
+    pub fn to_yaml(&self) -> Result<String> {
+        let mut out = String::new();
+        for d in self.documents()? {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&d).map_err(|e| Error::InvalidSpec(e.to_string()))?);
+        }
+        Ok(out)
+    }
+}

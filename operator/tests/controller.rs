@@ -1,0 +1,385 @@
+//! The reconciler against an in-memory Kubernetes API (kube-fake-client):
+//! every child is created, changes touch exactly the affected children, a
+//! deleted child comes back, a second reconcile writes nothing, and the
+//! status tells the truth.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use kube_fake_client::{ClientBuilder, interceptor};
+use phlox_crds::v1alpha1::PyroscopeCluster;
+use phlox_operator::{Context, Metrics, reconcile};
+use serde_json::{Value, json};
+
+const NS: &str = "phlox";
+
+/// Every write the operator makes: "verb kind/name".
+type Writes = Arc<Mutex<Vec<String>>>;
+
+fn sample() -> PyroscopeCluster {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/samples/pyroscopecluster-minimal.yaml"
+    ))
+    .unwrap();
+    let mut cr: PyroscopeCluster = serde_yaml::from_str(&text).unwrap();
+    cr.metadata.uid = Some("6a1c1a3e-0d7a-4a59-9d1e-2f0c6f5b7c11".into());
+    cr
+}
+
+fn name_of(v: &Value) -> String {
+    format!("{}/{}", v["kind"].as_str().unwrap_or("?"), v["metadata"]["name"].as_str().unwrap_or("?"))
+}
+
+async fn fake(cr: PyroscopeCluster, writes: Writes, fail_patches_of: Option<&'static str>) -> Client {
+    let (w1, w2, w3, w4, w5, w6) =
+        (writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone());
+    let funcs = interceptor::Funcs::new()
+        .create(move |ctx| {
+            w1.lock().unwrap().push(format!("create {}", name_of(ctx.object)));
+            Ok(None)
+        })
+        .patch(move |ctx| {
+            if let Some(kind) = fail_patches_of
+                && ctx.patch["kind"] == kind
+            {
+                return Err(kube_fake_client::Error::Internal("injected failure".into()));
+            }
+            w2.lock().unwrap().push(format!("patch {}", name_of(ctx.patch)));
+            Ok(None)
+        })
+        .patch_status(move |ctx| {
+            w3.lock().unwrap().push(format!("patch-status {}", ctx.name));
+            Ok(None)
+        })
+        .update(move |ctx| {
+            w4.lock().unwrap().push(format!("update {}", name_of(ctx.object)));
+            Ok(None)
+        })
+        .replace(move |ctx| {
+            w5.lock().unwrap().push(format!("replace {}", ctx.name));
+            Ok(None)
+        })
+        .delete(move |ctx| {
+            w6.lock().unwrap().push(format!("delete {}", ctx.name));
+            Ok(None)
+        });
+    ClientBuilder::new()
+        .with_resource::<PyroscopeCluster>()
+        .with_status_subresource::<PyroscopeCluster>()
+        .with_status_subresource::<Deployment>()
+        .with_status_subresource::<StatefulSet>()
+        .with_object(cr)
+        .with_interceptor_funcs(funcs)
+        .build()
+        .await
+        .unwrap()
+}
+
+struct Harness {
+    client: Client,
+    ctx: Arc<Context>,
+    writes: Writes,
+}
+
+impl Harness {
+    async fn new(cr: PyroscopeCluster) -> Self {
+        Self::with_failure(cr, None).await
+    }
+
+    async fn with_failure(cr: PyroscopeCluster, fail: Option<&'static str>) -> Self {
+        let writes: Writes = Arc::default();
+        let client = fake(cr, writes.clone(), fail).await;
+        let ctx = Arc::new(Context::new(client.clone(), Metrics::new().unwrap(), Some("operator-0".into())));
+        Self { client, ctx, writes }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    async fn cr(&self) -> PyroscopeCluster {
+        self.api::<PyroscopeCluster>().get("phlox").await.unwrap()
+    }
+
+    /// Reconciles once; returns the writes it made (events excluded), sorted.
+    async fn reconcile(&self) -> Result<Vec<String>, phlox_operator::Error> {
+        self.writes.lock().unwrap().clear();
+        let r = reconcile(Arc::new(self.cr().await), self.ctx.clone()).await;
+        let mut w: Vec<String> =
+            self.writes.lock().unwrap().iter().filter(|w| !w.contains(" Event/")).cloned().collect();
+        w.sort();
+        r.map(|_| w)
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.writes.lock().unwrap().iter().filter(|w| w.contains(" Event/")).cloned().collect()
+    }
+
+    async fn names<K>(&self) -> Vec<String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let mut n: Vec<String> =
+            self.api::<K>().list(&ListParams::default()).await.unwrap().items.iter().map(|o| o.name_any()).collect();
+        n.sort();
+        n
+    }
+
+    async fn change_spec(&self, patch: Value) {
+        self.api::<PyroscopeCluster>()
+            .patch("phlox", &PatchParams::default(), &Patch::Merge(json!({ "spec": patch })))
+            .await
+            .unwrap();
+    }
+
+    /// Plays the workload controllers: every workload reports all replicas ready.
+    async fn workloads_become_ready(&self) {
+        for d in self.api::<Deployment>().list(&ListParams::default()).await.unwrap().items {
+            let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": d.metadata.generation, "replicas": n,
+                "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n}});
+            self.api::<Deployment>()
+                .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .unwrap();
+        }
+        for s in self.api::<StatefulSet>().list(&ListParams::default()).await.unwrap().items {
+            let n = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": s.metadata.generation, "replicas": n,
+                "readyReplicas": n, "updatedReplicas": n, "currentReplicas": n}});
+            self.api::<StatefulSet>()
+                .patch_status(&s.name_any(), &PatchParams::default(), &Patch::Merge(status))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn condition(cr: &PyroscopeCluster, type_: &str) -> (String, String) {
+    let c = cr.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test]
+async fn creating_a_cluster_creates_every_child_with_an_owner() {
+    let h = Harness::new(sample()).await;
+    let writes = h.reconcile().await.unwrap();
+    assert_eq!(
+        writes,
+        vec![
+            "patch ConfigMap/phlox-config",
+            "patch Deployment/phlox-compaction-worker",
+            "patch Deployment/phlox-distributor",
+            "patch Deployment/phlox-query-backend",
+            "patch Deployment/phlox-query-frontend",
+            "patch Service/phlox-distributor",
+            "patch Service/phlox-metastore",
+            "patch Service/phlox-metastore-headless",
+            "patch Service/phlox-query-backend",
+            "patch Service/phlox-query-frontend",
+            "patch Service/phlox-segment-writer-headless",
+            "patch ServiceAccount/phlox",
+            "patch StatefulSet/phlox-metastore",
+            "patch StatefulSet/phlox-segment-writer",
+            "patch-status phlox",
+        ]
+    );
+    assert_eq!(h.names::<ServiceAccount>().await, vec!["phlox"]);
+    assert_eq!(h.names::<ConfigMap>().await, vec!["phlox-config"]);
+    assert_eq!(h.names::<Service>().await.len(), 6);
+    assert_eq!(h.names::<StatefulSet>().await, vec!["phlox-metastore", "phlox-segment-writer"]);
+    assert_eq!(
+        h.names::<Deployment>().await,
+        vec!["phlox-compaction-worker", "phlox-distributor", "phlox-query-backend", "phlox-query-frontend"]
+    );
+    assert!(h.names::<PodDisruptionBudget>().await.is_empty(), "no PDB for single-pod components");
+    let uid = sample().metadata.uid.unwrap();
+    for d in h.api::<Deployment>().list(&ListParams::default()).await.unwrap().items {
+        let owner = &d.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("PyroscopeCluster", uid.as_str(), Some(true))
+        );
+    }
+    // Status: generation observed, not ready yet, rolling out, not degraded.
+    let cr = h.cr().await;
+    let status = cr.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, cr.metadata.generation);
+    assert_eq!(status.components.len(), 6);
+    assert_eq!(status.components_ready.as_deref(), Some("0/6"));
+    assert_eq!(condition(&cr, "Ready"), ("False".into(), "ComponentsNotReady".into()));
+    assert_eq!(condition(&cr, "Progressing"), ("True".into(), "RollingOut".into()));
+    assert_eq!(condition(&cr, "Degraded"), ("False".into(), "AsExpected".into()));
+    // An event per created child.
+    assert_eq!(h.events().len(), 14, "{:?}", h.events());
+}
+
+#[tokio::test]
+async fn a_second_reconcile_issues_no_writes() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+    assert!(h.events().is_empty());
+    // Also once everything is ready and the status settled.
+    h.workloads_become_ready().await;
+    assert_eq!(h.reconcile().await.unwrap(), vec!["patch-status phlox"]);
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn changes_update_exactly_the_affected_children() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+
+    // Replicas: one workload, and its PDB appears (two pods or more).
+    h.change_spec(json!({"queryBackend": {"replicas": 3}})).await;
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        vec![
+            "patch Deployment/phlox-query-backend",
+            "patch PodDisruptionBudget/phlox-query-backend",
+            "patch-status phlox"
+        ]
+    );
+    let d = h.api::<Deployment>().get("phlox-query-backend").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
+    let pdb = h.api::<PodDisruptionBudget>().get("phlox-query-backend").await.unwrap();
+    assert_eq!(
+        pdb.spec.unwrap().max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+
+    // Back to one pod: the PDB goes away.
+    h.change_spec(json!({"queryBackend": {"replicas": 1}})).await;
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        vec!["delete phlox-query-backend", "patch Deployment/phlox-query-backend", "patch-status phlox"]
+    );
+    assert!(h.names::<PodDisruptionBudget>().await.is_empty());
+
+    // Image: every workload, nothing else.
+    h.change_spec(json!({"image": "ghcr.io/phlox-dev/phlox:0.2.0"})).await;
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        vec![
+            "patch Deployment/phlox-compaction-worker",
+            "patch Deployment/phlox-distributor",
+            "patch Deployment/phlox-query-backend",
+            "patch Deployment/phlox-query-frontend",
+            "patch StatefulSet/phlox-metastore",
+            "patch StatefulSet/phlox-segment-writer",
+            "patch-status phlox",
+        ]
+    );
+    let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
+    let image = sts.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+    assert_eq!(image.as_deref(), Some("ghcr.io/phlox-dev/phlox:0.2.0"));
+
+    // Config: the ConfigMap, and every workload rolls (config hash).
+    let hash_before = pod_annotation(&h, "phlox-distributor").await;
+    h.change_spec(json!({"limits": {"ingestionRateMb": 32}})).await;
+    let w = h.reconcile().await.unwrap();
+    assert_eq!(w.len(), 8, "{w:?}");
+    assert!(w.contains(&"patch ConfigMap/phlox-config".to_owned()));
+    assert_ne!(pod_annotation(&h, "phlox-distributor").await, hash_before);
+    let cm = h.api::<ConfigMap>().get("phlox-config").await.unwrap();
+    assert!(cm.data.unwrap()["phlox.yaml"].contains("ingestion_rate_mb: 32.0"));
+
+    // Per-tenant overrides are reloaded live: the ConfigMap only, no roll.
+    h.change_spec(json!({"overrides": {"team-a": {"ingestionRateMb": 64}}})).await;
+    assert_eq!(h.reconcile().await.unwrap(), vec!["patch ConfigMap/phlox-config", "patch-status phlox"]);
+}
+
+async fn pod_annotation(h: &Harness, deployment: &str) -> String {
+    let d = h.api::<Deployment>().get(deployment).await.unwrap();
+    d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[phlox_operator::CONFIG_HASH_ANNOTATION].clone()
+}
+
+#[tokio::test]
+async fn a_deleted_child_is_restored() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.api::<Deployment>().delete("phlox-distributor", &DeleteParams::default()).await.unwrap();
+    h.api::<Service>().delete("phlox-metastore-headless", &DeleteParams::default()).await.unwrap();
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch Deployment/phlox-distributor".to_owned()), "{w:?}");
+    assert!(w.contains(&"patch Service/phlox-metastore-headless".to_owned()), "{w:?}");
+    assert_eq!(w.iter().filter(|w| w.starts_with("patch ")).count(), 2, "{w:?}");
+    assert!(h.api::<Deployment>().get_opt("phlox-distributor").await.unwrap().is_some());
+    assert!(h.events().iter().any(|e| e.contains("Event/")), "a Created event");
+}
+
+#[tokio::test]
+async fn status_reports_ready_when_every_workload_is() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.workloads_become_ready().await;
+    h.reconcile().await.unwrap();
+    let cr = h.cr().await;
+    assert_eq!(condition(&cr, "Ready"), ("True".into(), "AllComponentsReady".into()));
+    assert_eq!(condition(&cr, "Progressing"), ("False".into(), "Stable".into()));
+    assert_eq!(condition(&cr, "Degraded"), ("False".into(), "AsExpected".into()));
+    let status = cr.status.unwrap();
+    assert_eq!(status.components_ready.as_deref(), Some("6/6"));
+    let metastore = status.components.iter().find(|c| c.name == "metastore").unwrap();
+    assert_eq!((metastore.kind.as_str(), metastore.desired_replicas, metastore.ready_replicas), ("StatefulSet", 1, 1));
+
+    // A spec change: observedGeneration follows, the changed workload is rolling out.
+    h.change_spec(json!({"distributor": {"replicas": 2}})).await;
+    h.reconcile().await.unwrap();
+    let cr = h.cr().await;
+    assert_eq!(cr.status.as_ref().unwrap().observed_generation, cr.metadata.generation);
+    assert_eq!(condition(&cr, "Ready").0, "False");
+    assert_eq!(condition(&cr, "Progressing"), ("True".into(), "RollingOut".into()));
+}
+
+#[tokio::test]
+async fn a_failing_apply_degrades_the_cluster_and_backs_off() {
+    let h = Harness::with_failure(sample(), Some("Deployment")).await;
+    let err = h.reconcile().await.unwrap_err();
+    assert_eq!(err.reason(), "KubernetesApiError");
+    let cr = h.cr().await;
+    assert_eq!(condition(&cr, "Degraded"), ("True".into(), "KubernetesApiError".into()));
+    assert_eq!(condition(&cr, "Ready").0, "False");
+    let cr = Arc::new(cr);
+    let delays: Vec<u64> = (0..3)
+        .map(|_| {
+            let a = phlox_operator::error_policy(cr.clone(), &err, h.ctx.clone());
+            format!("{a:?}").chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0)
+        })
+        .collect();
+    assert!(delays[0] < delays[1] && delays[1] < delays[2], "{delays:?}");
+    assert_eq!(phlox_operator::backoff(1).as_secs(), 5);
+    assert_eq!(phlox_operator::backoff(2).as_secs(), 10);
+    assert_eq!(phlox_operator::backoff(30).as_secs(), 300);
+    let metrics = h.ctx.metrics.render();
+    assert!(metrics.contains("phlox_operator_reconcile_errors_total{reason=\"KubernetesApiError\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    use tower::ServiceExt;
+    let metrics = Metrics::new().unwrap();
+    metrics.reconciles.with_label_values(&["ok"]).inc();
+    let app = phlox_operator::router(metrics);
+    let get = |path: &str| axum::http::Request::builder().uri(path).body(axum::body::Body::empty()).unwrap();
+    let r = app.clone().oneshot(get("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app.oneshot(get("/metrics")).await.unwrap();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("phlox_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
+    assert!(text.contains("phlox_operator_reconcile_duration_seconds"), "{text}");
+}

@@ -1,0 +1,232 @@
+//! Rendering of the samples: names, labels, selectors, ports, args,
+//! probes, resources, volumes and owner references of every object.
+#![allow(clippy::unwrap_used)]
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use phlox_crds::v1alpha1::PyroscopeCluster;
+use phlox_operator::{Children, desired, phlox_config};
+
+fn sample(file: &str) -> PyroscopeCluster {
+    let path = format!("{}/../config/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut cr: PyroscopeCluster = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cr.metadata.uid = Some("0b9e7c2e-51b3-4a8f-9c55-1f8c1f0e2a10".into());
+    cr
+}
+
+fn container(t: &PodTemplateSpec) -> &Container {
+    &t.spec.as_ref().unwrap().containers[0]
+}
+
+fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
+    c.deployments.iter().find(|d| d.name_any() == name).unwrap()
+}
+
+fn sts<'a>(c: &'a Children, name: &str) -> &'a StatefulSet {
+    c.stateful_sets.iter().find(|d| d.name_any() == name).unwrap()
+}
+
+#[test]
+fn the_minimal_sample_renders_every_component() {
+    let cr = sample("pyroscopecluster-minimal.yaml");
+    let c = desired(&cr).unwrap();
+    let docs = c.documents().unwrap();
+    assert_eq!(docs.len(), 14);
+    // Owner, namespace and the common labels on every object.
+    for d in &docs {
+        let m = &d["metadata"];
+        assert_eq!(m["namespace"], "phlox", "{d}");
+        assert_eq!(m["ownerReferences"][0]["kind"], "PyroscopeCluster");
+        assert_eq!(m["ownerReferences"][0]["name"], "phlox");
+        assert_eq!(m["ownerReferences"][0]["controller"], true);
+        assert_eq!(m["labels"]["app.kubernetes.io/instance"], "phlox");
+        assert_eq!(m["labels"]["app.kubernetes.io/managed-by"], "phlox-operator");
+    }
+    let mut kinds: Vec<String> = docs
+        .iter()
+        .map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "ConfigMap/phlox-config",
+            "Deployment/phlox-compaction-worker",
+            "Deployment/phlox-distributor",
+            "Deployment/phlox-query-backend",
+            "Deployment/phlox-query-frontend",
+            "Service/phlox-distributor",
+            "Service/phlox-metastore",
+            "Service/phlox-metastore-headless",
+            "Service/phlox-query-backend",
+            "Service/phlox-query-frontend",
+            "Service/phlox-segment-writer-headless",
+            "ServiceAccount/phlox",
+            "StatefulSet/phlox-metastore",
+            "StatefulSet/phlox-segment-writer",
+        ]
+    );
+
+    // Workloads: selector = pod labels, args, ports, probes, config volume.
+    let d = deployment(&c, "phlox-distributor");
+    let spec = d.spec.as_ref().unwrap();
+    let selector = spec.selector.match_labels.clone().unwrap();
+    assert_eq!(selector["app.kubernetes.io/component"], "distributor");
+    let pod_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+    let ctr = container(&spec.template);
+    assert_eq!(ctr.image.as_deref(), Some(phlox_crds::v1alpha1::DEFAULT_IMAGE));
+    assert_eq!(ctr.args.clone().unwrap(), vec!["--target=distributor", "--config=/etc/phlox/phlox.yaml"]);
+    let ports: Vec<(String, i32)> =
+        ctr.ports.clone().unwrap().into_iter().map(|p| (p.name.unwrap(), p.container_port)).collect();
+    assert_eq!(ports, vec![("http".into(), 4040), ("grpc".into(), 9095)]);
+    let ready = ctr.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+    assert_eq!((ready.path.as_deref(), &ready.port), (Some("/ready"), &IntOrString::String("http".into())));
+    assert!(ctr.liveness_probe.as_ref().unwrap().tcp_socket.is_some());
+    let mounts: Vec<(String, String)> =
+        ctr.volume_mounts.clone().unwrap().into_iter().map(|m| (m.name, m.mount_path)).collect();
+    assert_eq!(mounts, vec![("config".into(), "/etc/phlox".into()), ("data".into(), "/data".into())]);
+    let volumes = spec.template.spec.as_ref().unwrap().volumes.clone().unwrap();
+    assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "phlox-config");
+    assert!(volumes[1].empty_dir.is_some());
+    // Credentials from the Secret, never in the ConfigMap.
+    assert_eq!(ctr.env_from.as_ref().unwrap()[0].secret_ref.as_ref().unwrap().name, "phlox-s3");
+    assert!(!c.config_map.data.as_ref().unwrap()["phlox.yaml"].contains("secret_access_key: \""));
+    // Hardened pods.
+    let sc = ctr.security_context.as_ref().unwrap();
+    assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
+    assert_eq!(spec.template.spec.as_ref().unwrap().service_account_name.as_deref(), Some("phlox"));
+
+    // Services select their component and expose http/grpc by name.
+    let svc = c.services.iter().find(|s| s.name_any() == "phlox-query-frontend").unwrap();
+    let s = svc.spec.as_ref().unwrap();
+    assert_eq!(s.selector.as_ref().unwrap()["app.kubernetes.io/component"], "query-frontend");
+    assert_eq!(s.ports.as_ref().unwrap()[0].port, 4040);
+    assert_eq!(s.ports.as_ref().unwrap()[0].target_port, Some(IntOrString::String("http".into())));
+    let headless = c.services.iter().find(|s| s.name_any() == "phlox-metastore-headless").unwrap();
+    let h = headless.spec.as_ref().unwrap();
+    assert_eq!((h.cluster_ip.as_deref(), h.publish_not_ready_addresses), (Some("None"), Some(true)));
+
+    // The metastore: one voter, its identity, a volume claim.
+    let m = sts(&c, "phlox-metastore").spec.clone().unwrap();
+    assert_eq!((m.replicas, m.service_name.as_deref()), (Some(1), Some("phlox-metastore-headless")));
+    assert_eq!(m.pod_management_policy.as_deref(), Some("Parallel"));
+    let env: Vec<(String, Option<String>)> =
+        container(&m.template).env.clone().unwrap().into_iter().map(|e| (e.name, e.value)).collect();
+    assert!(env.contains(&("PHLOX_METASTORE_NODE_ID".into(), Some("auto".into()))));
+    assert!(env.contains(&(
+        "PHLOX_METASTORE_ADVERTISE_ADDRESS".into(),
+        Some("$(POD_NAME).phlox-metastore-headless.phlox.svc:9095".into())
+    )));
+    let claim = &m.volume_claim_templates.unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    assert_eq!(
+        claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+        Quantity("10Gi".into())
+    );
+    assert_eq!(m.persistent_volume_claim_retention_policy.unwrap().when_deleted.as_deref(), Some("Retain"));
+
+    // Segment writers: stable names, no volume claim, longer grace for the last flush.
+    let w = sts(&c, "phlox-segment-writer").spec.clone().unwrap();
+    assert_eq!(w.service_name.as_deref(), Some("phlox-segment-writer-headless"));
+    assert!(w.volume_claim_templates.is_none());
+    assert_eq!(w.template.spec.as_ref().unwrap().termination_grace_period_seconds, Some(60));
+    assert!(c.pdbs.is_empty());
+
+    // Every pod template carries the config hash.
+    for t in c
+        .deployments
+        .iter()
+        .map(|d| &d.spec.as_ref().unwrap().template)
+        .chain(c.stateful_sets.iter().map(|s| &s.spec.as_ref().unwrap().template))
+    {
+        assert_eq!(
+            t.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[phlox_operator::CONFIG_HASH_ANNOTATION],
+            c.config_hash
+        );
+    }
+}
+
+#[test]
+fn the_production_sample_renders_three_voters_resources_and_budgets() {
+    let cr = sample("pyroscopecluster-production-s3.yaml");
+    let c = desired(&cr).unwrap();
+    let m = sts(&c, "phlox-prod-metastore").spec.clone().unwrap();
+    assert_eq!(m.replicas, Some(3));
+    let claim = &m.volume_claim_templates.unwrap()[0];
+    assert_eq!(claim.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("gp3"));
+    let res = container(&m.template).resources.clone().unwrap();
+    assert_eq!(res.requests.unwrap()["memory"], Quantity("1Gi".into()));
+    assert_eq!(res.limits.unwrap()["memory"], Quantity("2Gi".into()));
+
+    // Raft peers: node ids 1..3 at the voters' stable DNS names.
+    let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+    assert_eq!(
+        config.metastore.peers,
+        vec![
+            "1=phlox-prod-metastore-0.phlox-prod-metastore-headless.observability.svc:9095",
+            "2=phlox-prod-metastore-1.phlox-prod-metastore-headless.observability.svc:9095",
+            "3=phlox-prod-metastore-2.phlox-prod-metastore-headless.observability.svc:9095",
+        ]
+    );
+    assert_eq!(config.metastore.address.as_deref(), Some("phlox-prod-metastore.observability.svc:9095"));
+    assert_eq!(config.storage.s3.bucket, "acme-profiles");
+    assert_eq!(config.storage.prefix, "prod");
+    assert_eq!(config.limits.ingestion_rate_mb, 16.0);
+    assert_eq!(config.overrides["team-checkout"]["ingestion_rate_mb"], serde_yaml::Value::from(64.0));
+    assert!(config.multitenancy_enabled);
+
+    // Replicas; autoscaled components start within [min, max].
+    let replicas = |n: &str| deployment(&c, n).spec.as_ref().unwrap().replicas;
+    assert_eq!(replicas("phlox-prod-distributor"), Some(2));
+    assert_eq!(replicas("phlox-prod-query-backend"), Some(2));
+    assert_eq!(sts(&c, "phlox-prod-segment-writer").spec.as_ref().unwrap().replicas, Some(3));
+
+    // PDBs: one pod at a time, the metastore keeps its majority.
+    let mut pdbs: Vec<(String, IntOrString)> =
+        c.pdbs.iter().map(|p| (p.name_any(), p.spec.as_ref().unwrap().max_unavailable.clone().unwrap())).collect();
+    pdbs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        pdbs,
+        vec![
+            ("phlox-prod-compaction-worker".into(), IntOrString::Int(1)),
+            ("phlox-prod-distributor".into(), IntOrString::Int(1)),
+            ("phlox-prod-metastore".into(), IntOrString::Int(1)),
+            ("phlox-prod-query-backend".into(), IntOrString::Int(1)),
+            ("phlox-prod-query-frontend".into(), IntOrString::Int(1)),
+            ("phlox-prod-segment-writer".into(), IntOrString::Int(1)),
+        ]
+    );
+
+    // Scheduling options reach the pods.
+    let cw = deployment(&c, "phlox-prod-compaction-worker").spec.as_ref().unwrap().template.spec.clone().unwrap();
+    assert_eq!(cw.node_selector.unwrap()["node.kubernetes.io/instance-type"], "m6i.xlarge");
+    assert_eq!(cw.tolerations.unwrap()[0].key.as_deref(), Some("dedicated"));
+    // Without an affinity of their own, pods prefer distinct nodes.
+    let qb = deployment(&c, "phlox-prod-query-backend").spec.as_ref().unwrap().template.spec.clone().unwrap();
+    assert!(qb.affinity.unwrap().pod_anti_affinity.is_some());
+}
+
+#[test]
+fn the_config_hash_ignores_overrides_but_not_limits() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    let base = desired(&cr).unwrap().config_hash;
+    cr.spec
+        .overrides
+        .insert("t".into(), phlox_crds::v1alpha1::LimitsSpec { ingestion_rate_mb: Some(9.0), ..Default::default() });
+    assert_eq!(desired(&cr).unwrap().config_hash, base);
+    cr.spec.limits.ingestion_rate_mb = Some(9.0);
+    assert_ne!(desired(&cr).unwrap().config_hash, base);
+}
+
+#[test]
+fn a_spec_the_data_plane_would_refuse_is_an_error_not_a_config_map() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.spec.limits.reject_older_than = Some("soon".into());
+    let err = desired(&cr).unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert!(err.to_string().contains("soon"), "{err}");
+}
