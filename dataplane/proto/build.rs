@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/push/v1/push.proto",
         "proto/querier/v1/querier.proto",
         "proto/metastore/v1/metastore.proto",
+        "proto/segmentwriter/v1/segmentwriter.proto",
+        "proto/querybackend/v1/querybackend.proto",
         // OpenTelemetry profiles ingest (opentelemetry-proto v1.10.0, vendored).
         "proto/opentelemetry/proto/common/v1/common.proto",
         "proto/opentelemetry/proto/resource/v1/resource.proto",

@@ -30,6 +30,8 @@ pub fn phlox_bin() -> PathBuf {
 pub struct Phlox {
     child: Child,
     pub http: String,
+    /// The internal gRPC address (`host:port`).
+    pub grpc: String,
     pub data_dir: PathBuf,
 }
 
@@ -57,14 +59,17 @@ impl Phlox {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "phlox is ready"
                 {
-                    let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
+                    let _ = tx.send((
+                        v["http"].as_str().unwrap_or_default().to_owned(),
+                        v["grpc"].as_str().unwrap_or_default().to_owned(),
+                    ));
                 }
             }
         });
-        let http = rx
+        let (http, grpc) = rx
             .recv_timeout(Duration::from_secs(120))
             .unwrap_or_else(|_| panic!("phlox did not become ready; see {}", data_dir.with_extension("log").display()));
-        Phlox { child, http: format!("http://{http}"), data_dir: data_dir.to_owned() }
+        Phlox { child, http: format!("http://{http}"), grpc, data_dir: data_dir.to_owned() }
     }
 
     /// SIGKILL: no flush, no goodbye.

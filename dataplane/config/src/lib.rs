@@ -43,6 +43,7 @@ pub struct PhloxConfig {
     pub distributor: DistributorConfig,
     pub segment_writer: SegmentWriterConfig,
     pub metastore: MetastoreConfig,
+    pub query_frontend: QueryFrontendConfig,
     pub limits: LimitsConfig,
     /// Per-tenant limits: tenant → any keys of `limits`, applied on top of
     /// `limits`. Re-read from the config file without a restart.
@@ -50,6 +51,16 @@ pub struct PhloxConfig {
     /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
     pub multitenancy_enabled: bool,
     pub retention: RetentionConfig,
+}
+
+/// The query frontend of a distributed deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryFrontendConfig {
+    /// Query backends (`host:port` of their gRPC port; a DNS name may
+    /// resolve to many, as a headless Service does). Empty: read leaves run
+    /// in this process.
+    pub backends: Vec<String>,
 }
 
 /// How long profiles are kept.
@@ -73,6 +84,7 @@ impl Default for PhloxConfig {
             distributor: DistributorConfig::default(),
             segment_writer: SegmentWriterConfig::default(),
             metastore: MetastoreConfig::default(),
+            query_frontend: QueryFrontendConfig::default(),
             limits: LimitsConfig::default(),
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,

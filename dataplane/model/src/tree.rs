@@ -30,6 +30,19 @@ impl Default for StackTree {
     }
 }
 
+/// Trees are equal when their names (in id order) and nodes (in node order)
+/// are: the same structure, built in the same order.
+impl PartialEq for StackTree {
+    fn eq(&self, o: &Self) -> bool {
+        self.names.iter().eq(o.names.iter())
+            && self.parent == o.parent
+            && self.name == o.name
+            && self.self_value == o.self_value
+    }
+}
+
+impl Eq for StackTree {}
+
 /// A flame graph in Pyroscope's level encoding.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlameGraphLevels {
@@ -79,6 +92,79 @@ impl StackTree {
 
     pub fn node_count(&self) -> usize {
         self.parent.len()
+    }
+
+    /// The tree as parallel arrays, for transport: the names (index = name
+    /// id), and per node (node 0 is the root, with parent 0 and name 0) its
+    /// parent, name id and self value. Parents precede children.
+    pub fn into_parts(self) -> (Vec<String>, Vec<u32>, Vec<u32>, Vec<i64>) {
+        let mut name = self.name;
+        if let Some(root) = name.first_mut() {
+            *root = 0;
+        }
+        (self.names.into_iter().collect(), self.parent, name, self.self_value)
+    }
+
+    /// [`StackTree::into_parts`] of a copy.
+    pub fn to_parts(&self) -> (Vec<String>, Vec<u32>, Vec<u32>, Vec<i64>) {
+        self.clone().into_parts()
+    }
+
+    /// The tree of [`StackTree::into_parts`], checked as untrusted input:
+    /// equal lengths, a root with parent 0 and name 0, distinct names, every
+    /// parent before its child, name ids in range, no two children of a node
+    /// with the same name, and values whose absolute sum fits an `i64` (so
+    /// totals cannot overflow).
+    pub fn from_parts(
+        names: Vec<String>,
+        parent: Vec<u32>,
+        name: Vec<u32>,
+        self_value: Vec<i64>,
+    ) -> Result<Self, String> {
+        let n = parent.len();
+        if n == 0 || name.len() != n || self_value.len() != n {
+            return Err(format!(
+                "tree arrays must be non-empty and of equal length: {n} parents, {} names, {} values",
+                name.len(),
+                self_value.len()
+            ));
+        }
+        if n > u32::MAX as usize || names.len() > u32::MAX as usize {
+            return Err("tree too large".to_owned());
+        }
+        if parent[0] != 0 || name[0] != 0 {
+            return Err("tree root must have parent 0 and name 0".to_owned());
+        }
+        let mut sum: i64 = 0;
+        for v in &self_value {
+            sum = sum
+                .checked_add(v.checked_abs().ok_or("tree value out of range")?)
+                .ok_or("tree values overflow a 64-bit total")?;
+        }
+        let mut set: IndexSet<String, FxBuildHasher> = IndexSet::with_capacity_and_hasher(names.len(), FxBuildHasher);
+        for s in names {
+            if set.contains(&s) {
+                return Err(format!("duplicate tree name {s:?}"));
+            }
+            set.insert(s);
+        }
+        let mut index: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+        index.reserve(n - 1);
+        for i in 1..n {
+            let (p, f) = (parent[i], name[i]);
+            if p as usize >= i {
+                return Err(format!("tree node {i}: parent {p} does not precede it"));
+            }
+            if f as usize >= set.len() {
+                return Err(format!("tree node {i}: name id {f} out of range ({} names)", set.len()));
+            }
+            if index.insert((p, f), i as u32).is_some() {
+                return Err(format!("tree node {i}: duplicate child {f} of node {p}"));
+            }
+        }
+        let mut name = name;
+        name[0] = u32::MAX;
+        Ok(Self { names: set, parent, name, self_value, index })
     }
 
     /// Sum of all values.
@@ -577,6 +663,29 @@ mod tests {
         assert!(d.contains(r#"label="a\n1 (10.00%)\nof 6 (60.00%)""#), "{d}");
         assert_eq!(d.matches(" -> ").count(), 1);
         assert_eq!(dot_graph(&example(), 1, "samples").matches("\" shape=box fontsize=").count(), 1);
+    }
+
+    #[test]
+    fn parts_round_trip_and_hostile_parts_are_rejected() {
+        let mut t = example();
+        t.add_stack([], 2); // the root's own value
+        let (names, parent, name, values) = t.to_parts();
+        assert_eq!(StackTree::from_parts(names.clone(), parent.clone(), name.clone(), values.clone()), Ok(t.clone()));
+        assert_eq!(StackTree::from_parts(vec![], vec![0], vec![0], vec![0]), Ok(StackTree::default()));
+        let bad = |names: Vec<&str>, parent: Vec<u32>, name: Vec<u32>, values: Vec<i64>| {
+            StackTree::from_parts(names.into_iter().map(str::to_owned).collect(), parent, name, values).unwrap_err()
+        };
+        assert!(bad(vec![], vec![], vec![], vec![]).contains("non-empty"));
+        assert!(bad(vec!["a"], vec![0, 0], vec![0, 0], vec![0]).contains("equal length"));
+        assert!(bad(vec!["a"], vec![1, 0], vec![0, 0], vec![0, 0]).contains("root"));
+        assert!(bad(vec!["a", "b"], vec![0, 0, 2], vec![0, 0, 1], vec![0; 3]).contains("precede"));
+        assert!(bad(vec!["a", "b"], vec![0, 1, 0], vec![0, 0, 1], vec![0; 3]).contains("precede"));
+        assert!(bad(vec!["a"], vec![0, 0], vec![0, 1], vec![0; 2]).contains("out of range"));
+        assert!(bad(vec!["a", "a"], vec![0, 0], vec![0, 0], vec![0; 2]).contains("duplicate tree name"));
+        assert!(bad(vec!["a"], vec![0, 0, 0], vec![0, 0, 0], vec![0; 3]).contains("duplicate child"));
+        assert!(bad(vec!["a", "b"], vec![0, 0, 0], vec![0, 0, 1], vec![0, i64::MAX, 1]).contains("overflow"));
+        assert!(bad(vec!["a"], vec![0, 0], vec![0, 0], vec![0, i64::MIN]).contains("out of range"));
+        assert!(names.len() == 3 && parent.len() == name.len() && name.len() == values.len());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod build;
 mod compress;
+mod encode;
 mod error;
 mod profile;
 mod split;

@@ -106,6 +106,45 @@ pub struct SeriesProfile {
 }
 
 impl SeriesProfile {
+    /// Rebuilds a series profile from what another process sent: its final
+    /// labels, id, time, sample type and sample indices in `source`. The
+    /// labels must carry `__profile_type__`; indices are checked.
+    pub fn from_parts(
+        source: Arc<Profile>,
+        labels: Labels,
+        id: ProfileId,
+        time_nanos: i64,
+        value_index: usize,
+        samples: Vec<u32>,
+    ) -> Result<Self, DecodeError> {
+        let bad = |m: String| DecodeError::Invalid(m);
+        if value_index >= source.sample_types.len() {
+            return Err(bad(format!("sample type {value_index} out of range ({} types)", source.sample_types.len())));
+        }
+        let n = source.sample_count();
+        if let Some(&i) = samples.iter().find(|&&i| i as usize >= n) {
+            return Err(bad(format!("sample {i} out of range ({n} samples)")));
+        }
+        let profile_type = labels
+            .get(ln::PROFILE_TYPE)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("series labels lack __profile_type__".into()))?
+            .to_owned();
+        let total = samples.iter().map(|&i| source.sample_value(i as usize, value_index)).sum();
+        Ok(SeriesProfile {
+            fingerprint: labels.fingerprint(),
+            labels,
+            profile_type,
+            time_nanos,
+            id,
+            span_keys: SpanKeys::find(&source),
+            source,
+            value_index,
+            samples,
+            total,
+        })
+    }
+
     /// The `service_name` label (always present after [`split`]).
     pub fn service_name(&self) -> &str {
         self.labels.get(ln::SERVICE_NAME).unwrap_or(ln::UNKNOWN_SERVICE)

@@ -3,6 +3,8 @@
 //! - `google.v1`, `types.v1`, `push.v1`: the Pyroscope-compatible public API,
 //!   written from the published field numbers (see `../shared/spec/wire-api.md`).
 //! - `metastore.v1`: the internal block index API and the Raft transport.
+//! - `segmentwriter.v1`, `querybackend.v1`: distributor → segment writer and
+//!   query frontend → query backend, between processes.
 //! - `opentelemetry.proto.*`: the OTLP profiles ingest API (opentelemetry-proto
 //!   v1.10.0, vendored under `proto/opentelemetry`, Apache-2.0).
 //!
@@ -42,6 +44,18 @@ pub mod querier {
 pub mod metastore {
     pub mod v1 {
         tonic::include_proto!("metastore.v1");
+    }
+}
+
+pub mod segmentwriter {
+    pub mod v1 {
+        tonic::include_proto!("segmentwriter.v1");
+    }
+}
+
+pub mod querybackend {
+    pub mod v1 {
+        tonic::include_proto!("querybackend.v1");
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use crate::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, ListSegmentWritersRequest,
+    ListSegmentWritersResponse, QueryBlocksRequest, QueryBlocksResponse,
     metastore_service_client::MetastoreServiceClient,
 };
 
@@ -18,6 +19,13 @@ pub trait Metastore: Send + Sync + 'static {
     async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status>;
     /// Segment-writer heartbeat; returns the current membership.
     async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status>;
+    /// The segment-writer membership (a read), for distributors.
+    async fn list_segment_writers(
+        &self,
+        _request: ListSegmentWritersRequest,
+    ) -> Result<ListSegmentWritersResponse, tonic::Status> {
+        Err(tonic::Status::unimplemented("this metastore does not list segment writers"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -30,6 +38,12 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
     }
     async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
         (**self).heartbeat(request).await
+    }
+    async fn list_segment_writers(
+        &self,
+        request: ListSegmentWritersRequest,
+    ) -> Result<ListSegmentWritersResponse, tonic::Status> {
+        (**self).list_segment_writers(request).await
     }
 }
 
@@ -62,5 +76,11 @@ impl Metastore for GrpcMetastore {
     }
     async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
         Ok(self.client.clone().heartbeat(request).await?.into_inner())
+    }
+    async fn list_segment_writers(
+        &self,
+        request: ListSegmentWritersRequest,
+    ) -> Result<ListSegmentWritersResponse, tonic::Status> {
+        Ok(self.client.clone().list_segment_writers(request).await?.into_inner())
     }
 }

@@ -11,19 +11,25 @@
 //!        merge LeafResults ─▶ flame graph / tree / series / labels
 //! ```
 //!
-//! Today frontend and backend run in one process; the distributed issue
-//! adds a gRPC implementation of [`QueryBackend`] and splits the crate.
+//! In one process the frontend calls [`LocalBackend`]; between processes it
+//! calls [`RemoteBackend`], which sends each leaf over gRPC to a
+//! [`QueryBackendServer`] wrapping the backend process's [`LocalBackend`].
 
 mod backend;
 mod error;
 mod frontend;
 mod metrics;
 mod plan;
+mod remote;
 mod stacks;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
 pub use metrics::QueryMetrics;
-pub use plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, SeriesPoints};
+pub use plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, ProfilePoint, SeriesPoints};
+pub use remote::{
+    QUERY_BACKEND_MAX_MESSAGE_SIZE, QueryBackendServer, RemoteBackend, RemoteBackendOptions, query_from_proto,
+    query_to_proto, result_from_proto, result_to_proto,
+};
 pub use stacks::{MergedStacks, PgoOptions, call_site_mask};

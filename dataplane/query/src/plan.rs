@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use phlox_model::{Selector, StackTree};
 
 /// What a read leaf computes over one block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LeafKind {
     /// The merged call tree of the selected profiles.
     Tree,
@@ -60,6 +60,18 @@ pub struct LeafQuery {
     pub kind: LeafKind,
 }
 
+impl PartialEq for LeafQuery {
+    fn eq(&self, o: &Self) -> bool {
+        self.selector == o.selector
+            && self.filter.profile_ids == o.filter.profile_ids
+            && self.filter.span_ids == o.filter.span_ids
+            && self.filter.trace_ids == o.filter.trace_ids
+            && self.start_nanos == o.start_nanos
+            && self.end_nanos == o.end_nanos
+            && self.kind == o.kind
+    }
+}
+
 /// One profile of a heatmap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfilePoint {
@@ -110,7 +122,7 @@ impl PointValue {
 pub type SeriesPoints = BTreeMap<Vec<(String, String)>, BTreeMap<i64, PointValue>>;
 
 /// A partial result; merge nodes combine them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LeafResult {
     Tree(StackTree),
     Series(SeriesPoints),

@@ -54,11 +54,15 @@ pub struct PgoOptions {
 }
 
 /// A function as merged across datasets: (name, system name, filename, start line).
-type FunctionKey = (u32, u32, u32, i64);
+pub(crate) type FunctionKey = (u32, u32, u32, i64);
+
+/// Borrowed [`MergedStacks`] internals: strings, functions, locations (lines
+/// innermost first) and stacks (locations leaf first → value).
+pub(crate) type StacksParts<'a> = (&'a [String], &'a [FunctionKey], &'a [Vec<(u32, i64)>], &'a HashMap<Vec<u32>, i64>);
 
 /// A merged profile keyed by symbols, so datasets with different symbol
 /// tables combine exactly. Strings, functions and locations are interned.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MergedStacks {
     strings: Vec<String>,
     string_ids: FxHashMap<String, u32>,
@@ -98,6 +102,64 @@ impl MergedStacks {
         self.locations.push(lines.clone());
         self.location_ids.insert(lines, id);
         id
+    }
+
+    /// The interned strings, functions, locations and the valued stacks
+    /// (locations leaf first), for transport.
+    pub(crate) fn parts(&self) -> StacksParts<'_> {
+        (&self.strings, &self.functions, &self.locations, &self.stacks)
+    }
+
+    /// The stacks of [`MergedStacks::parts`], checked as untrusted input:
+    /// distinct strings, functions, locations and stack paths, every index
+    /// in range, and values whose absolute sum fits an `i64`.
+    pub(crate) fn from_parts(
+        strings: Vec<String>,
+        functions: Vec<FunctionKey>,
+        locations: Vec<Vec<(u32, i64)>>,
+        stacks: Vec<(Vec<u32>, i64)>,
+    ) -> Result<Self, String> {
+        let mut out = MergedStacks::default();
+        for s in strings {
+            if out.string_ids.contains_key(&s) {
+                return Err(format!("duplicate string {s:?}"));
+            }
+            out.string(&s);
+        }
+        for (i, key) in functions.into_iter().enumerate() {
+            let (n, sn, f, _) = key;
+            if [n, sn, f].iter().any(|&s| s as usize >= out.strings.len()) {
+                return Err(format!("function {i}: string index out of range"));
+            }
+            if out.function_ids.contains_key(&key) {
+                return Err(format!("function {i} is a duplicate"));
+            }
+            out.function(key);
+        }
+        for (i, lines) in locations.into_iter().enumerate() {
+            if lines.iter().any(|&(f, _)| f as usize >= out.functions.len()) {
+                return Err(format!("location {i}: function index out of range"));
+            }
+            if out.location_ids.contains_key(&lines) {
+                return Err(format!("location {i} is a duplicate"));
+            }
+            out.location(lines);
+        }
+        let mut sum: i64 = 0;
+        out.stacks.reserve(stacks.len());
+        for (i, (path, value)) in stacks.into_iter().enumerate() {
+            if path.iter().any(|&l| l as usize >= out.locations.len()) {
+                return Err(format!("stack {i}: location index out of range"));
+            }
+            sum = value
+                .checked_abs()
+                .and_then(|v| sum.checked_add(v))
+                .ok_or_else(|| format!("stack {i}: values overflow a 64-bit total"))?;
+            if out.stacks.insert(path, value).is_some() {
+                return Err(format!("stack {i} is a duplicate"));
+            }
+        }
+        Ok(out)
     }
 
     /// Adds the valued stacks of one dataset (`values` indexed by stack id).

@@ -96,6 +96,11 @@ impl SegmentWriter {
         Self { inner, tasks: Mutex::new(tasks) }
     }
 
+    /// This writer's id (`created_by` of its segments, its membership id).
+    pub fn id(&self) -> &str {
+        &self.inner.config.id
+    }
+
     /// Number of shards.
     pub fn shards(&self) -> u32 {
         self.inner.shards.len() as u32

@@ -18,8 +18,9 @@ use tracing::{info, warn};
 use crate::http::{HttpState, router};
 use crate::writer_sink::LocalWriter;
 
-/// The targets this build can run in one process.
-const SUPPORTED_TARGETS: &[&str] = &["all", "metastore"];
+/// The targets this build runs, alone or comma-separated in one process.
+const SUPPORTED_TARGETS: &[&str] =
+    &["all", "metastore", "distributor", "segment-writer", "query-frontend", "query-backend"];
 
 fn parse_targets(target: &str) -> anyhow::Result<Vec<String>> {
     let targets: Vec<String> = target.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
@@ -66,40 +67,139 @@ async fn shutdown_signal() {
     info!("shutdown signal received");
 }
 
+/// The metastore of a process that needs none (a query backend).
+struct NoMetastore;
+
+#[async_trait::async_trait]
+impl phlox_proto::metastore_client::Metastore for NoMetastore {
+    async fn add_block(
+        &self,
+        _: phlox_proto::metastore::v1::AddBlockRequest,
+    ) -> Result<phlox_proto::metastore::v1::AddBlockResponse, tonic::Status> {
+        Err(tonic::Status::failed_precondition("this process has no metastore"))
+    }
+    async fn query_blocks(
+        &self,
+        _: phlox_proto::metastore::v1::QueryBlocksRequest,
+    ) -> Result<phlox_proto::metastore::v1::QueryBlocksResponse, tonic::Status> {
+        Err(tonic::Status::failed_precondition("this process has no metastore"))
+    }
+    async fn heartbeat(
+        &self,
+        _: phlox_proto::metastore::v1::HeartbeatRequest,
+    ) -> Result<phlox_proto::metastore::v1::HeartbeatResponse, tonic::Status> {
+        Err(tonic::Status::failed_precondition("this process has no metastore"))
+    }
+}
+
+/// Heartbeats a segment writer into the metastore's membership every 3 s.
+fn spawn_heartbeat(metastore: Arc<dyn phlox_proto::metastore_client::Metastore>, id: String, address: String) {
+    tokio::spawn(async move {
+        loop {
+            let request = phlox_proto::metastore::v1::HeartbeatRequest {
+                member: Some(phlox_proto::metastore::v1::SegmentWriterMember {
+                    id: id.clone(),
+                    address: address.clone(),
+                    last_heartbeat: 0,
+                }),
+            };
+            if let Err(e) = metastore.heartbeat(request).await {
+                warn!(error = %e, "segment-writer heartbeat failed");
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    });
+}
+
 /// Re-reads the configuration (file, env and flags) for reloads.
 pub(crate) type ConfigLoader = Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>;
 
+/// Which components this process runs.
+#[derive(Debug, Clone, Copy)]
+struct Roles {
+    all: bool,
+    metastore: bool,
+    distributor: bool,
+    segment_writer: bool,
+    query_frontend: bool,
+    query_backend: bool,
+}
+
+impl Roles {
+    fn of(targets: &[String]) -> Self {
+        let all = targets.iter().any(|t| t == "all");
+        let has = |name: &str| all || targets.iter().any(|t| t == name);
+        Self {
+            all,
+            metastore: has("metastore"),
+            distributor: has("distributor"),
+            segment_writer: has("segment-writer"),
+            query_frontend: has("query-frontend"),
+            query_backend: has("query-backend"),
+        }
+    }
+}
+
+/// A gRPC channel to `host:port`, connected lazily.
+fn channel(address: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
+    Ok(tonic::transport::Endpoint::from_shared(uri)
+        .with_context(|| format!("invalid address {address:?}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy())
+}
+
+/// This process's gRPC address as others should dial it.
+fn own_address(config: &PhloxConfig, grpc_addr: SocketAddr) -> String {
+    if let Some(a) = &config.metastore.advertise_address {
+        return a.clone();
+    }
+    match std::env::var("POD_IP") {
+        Ok(ip) if !ip.is_empty() => format!("{ip}:{}", grpc_addr.port()),
+        _ => advertise(grpc_addr),
+    }
+}
+
 pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> anyhow::Result<()> {
     let targets = parse_targets(&config.target)?;
-    let all = targets.iter().any(|t| t == "all");
+    let roles = Roles::of(&targets);
+    let all = roles.all;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let registry = Registry::new();
     let store = phlox_storage::build(&config.storage, &config.data_dir)?;
 
-    // Metastore and the internal gRPC port.
+    // The internal gRPC port; the metastore when this process runs it.
     let grpc_listener = TcpListener::bind(&config.server.grpc_listen_address)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.grpc_listen_address))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let advertise_address = config.metastore.advertise_address.clone().unwrap_or_else(|| advertise(grpc_addr));
-    let node = MetastoreNode::start_with_registry(metastore_config(&config, advertise_address)?, &registry).await?;
-    let (stop_grpc, mut grpc_stopped) = watch::channel(false);
-    let grpc = tonic::transport::Server::builder()
-        .add_service(node.raft_service())
-        .add_service(node.metastore_service())
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), async move {
-            let _ = grpc_stopped.changed().await;
-        });
-    let grpc = tokio::spawn(grpc);
-    node.wait_for_leader(Duration::from_secs(120)).await.context("metastore has no leader")?;
-    node.spawn_dlq_recovery(Arc::clone(&store), config.metastore.dlq_recovery_interval);
+    let address = own_address(&config, grpc_addr);
+    let node = if roles.metastore {
+        Some(MetastoreNode::start_with_registry(metastore_config(&config, address.clone())?, &registry).await?)
+    } else {
+        None
+    };
+    // Query backends read objects only; everything else needs the metastore.
+    let needs_metastore = roles.distributor || roles.segment_writer || roles.query_frontend;
+    let metastore: Arc<dyn phlox_proto::metastore_client::Metastore> = match (&node, &config.metastore.address) {
+        (Some(n), _) => n.client(),
+        (None, Some(a)) => Arc::new(phlox_proto::metastore_client::GrpcMetastore::new(channel(a)?)),
+        (None, None) if needs_metastore => {
+            bail!("--metastore-address is required when this process does not run the metastore")
+        }
+        (None, None) => Arc::new(NoMetastore),
+    };
 
     // Write path.
-    let (writer, distributor) = if all {
-        let sw = &config.segment_writer;
+    let sw = &config.segment_writer;
+    let writer = if roles.segment_writer {
         let writer_config = SegmentWriterConfig {
-            id: format!("segment-writer-{}", config.metastore.node_id),
+            id: if all {
+                format!("segment-writer-{}", config.metastore.node_id)
+            } else {
+                std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| address.clone())
+            },
             shards: sw.shards,
             segment_duration: sw.segment_duration,
             max_attempts: sw.max_attempts,
@@ -108,36 +208,89 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             dedup_window: sw.dedup_window,
             ..SegmentWriterConfig::default()
         };
-        let writer = Arc::new(SegmentWriter::start(
+        Some(Arc::new(SegmentWriter::start(
             writer_config,
             Arc::clone(&store),
-            node.client(),
+            Arc::clone(&metastore),
             SegmentWriterMetrics::new(&registry)?,
-        ));
+        )))
+    } else {
+        None
+    };
+    let distributor = if roles.distributor {
         let tenant_limits = crate::limits::tenant_limits(&config)?;
         let limits = Arc::new(LimitsStore::new(tenant_limits.clone()));
         if let Some(load) = reload.clone() {
             crate::limits::spawn_reload(load, Arc::clone(&limits), tenant_limits, Duration::from_secs(10));
         }
-        let distributor =
-            Distributor::new(Arc::new(LocalWriter(Arc::clone(&writer))), limits, DistributorMetrics::new(&registry)?)
-                .with_shards_per_dataset(config.distributor.shards_per_dataset);
-        (Some(writer), Some(Arc::new(distributor)))
+        let sink: Arc<dyn phlox_distributor::ShardWriter> = match &writer {
+            Some(w) if all => Arc::new(LocalWriter(Arc::clone(w))),
+            _ => {
+                let remote = crate::writer_sink::RemoteWriters::new(Arc::clone(&metastore), sw.shards);
+                remote.spawn_refresh(Duration::from_secs(2));
+                remote
+            }
+        };
+        Some(Arc::new(
+            Distributor::new(sink, limits, DistributorMetrics::new(&registry)?)
+                .with_shards_per_dataset(config.distributor.shards_per_dataset),
+        ))
     } else {
-        (None, None)
+        None
     };
 
+    // Read path.
+    let query_metrics = phlox_query::QueryMetrics::new(&registry)?;
+    let local_backend = phlox_query::LocalBackend::new(Arc::clone(&store)).with_metrics(query_metrics.clone());
+
+    let (stop_grpc, mut grpc_stopped) = watch::channel(false);
+    let mut routes = tonic::service::Routes::default();
+    if let Some(n) = &node {
+        routes = routes.add_service(n.raft_service()).add_service(n.metastore_service());
+    }
+    if let Some(w) = &writer {
+        routes = routes.add_service(crate::grpc_writer::service(Arc::clone(w), sw.shards));
+    }
+    if roles.query_backend {
+        routes =
+            routes.add_service(phlox_query::QueryBackendServer::new(Arc::new(local_backend.clone())).into_service());
+    }
+    let grpc = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(grpc_listener),
+        async move {
+            let _ = grpc_stopped.changed().await;
+        },
+    );
+    let grpc = tokio::spawn(grpc);
+    if let Some(n) = &node {
+        n.wait_for_leader(Duration::from_secs(120)).await.context("metastore has no leader")?;
+        n.spawn_dlq_recovery(Arc::clone(&store), config.metastore.dlq_recovery_interval);
+    }
+    // Segment writers of a distributed deployment announce themselves.
+    if writer.is_some() && !all {
+        spawn_heartbeat(
+            Arc::clone(&metastore),
+            writer.as_ref().map(|w| w.id().to_owned()).unwrap_or_default(),
+            address.clone(),
+        );
+    }
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
     let max_body = config.server.max_request_body_mb << 20;
-    let query_metrics = phlox_query::QueryMetrics::new(&registry)?;
-    let query = all.then(|| {
-        Arc::new(phlox_query::QueryFrontend::new(
-            node.client(),
-            Arc::new(phlox_query::LocalBackend::new(Arc::clone(&store)).with_metrics(query_metrics.clone())),
+    let query = if roles.query_frontend {
+        let backend: Arc<dyn phlox_query::QueryBackend> = if config.query_frontend.backends.is_empty() {
+            Arc::new(local_backend.clone())
+        } else {
+            Arc::new(phlox_query::RemoteBackend::new(config.query_frontend.backends.clone()))
+        };
+        Some(Arc::new(phlox_query::QueryFrontend::new(
+            Arc::clone(&metastore),
+            backend,
             phlox_query::QueryLimits::default(),
-        ))
-    });
+        )))
+    } else {
+        None
+    };
     let state = Arc::new(HttpState {
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
@@ -169,7 +322,9 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         if let Some(w) = &writer {
             w.shutdown().await;
         }
-        node.shutdown().await;
+        if let Some(n) = &node {
+            n.shutdown().await;
+        }
         let _ = stop_grpc.send(true);
         let _ = grpc.await;
     };

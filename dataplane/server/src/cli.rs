@@ -74,6 +74,12 @@ pub(crate) struct RunArgs {
     /// Address Raft peers use to reach this metastore node (`host:port`).
     #[arg(long, env = "PHLOX_METASTORE_ADVERTISE_ADDRESS", global = true)]
     pub(crate) metastore_advertise_address: Option<String>,
+    /// Metastore gRPC address for components that do not run it (`host:port`).
+    #[arg(long, env = "PHLOX_METASTORE_ADDRESS", global = true)]
+    pub(crate) metastore_address: Option<String>,
+    /// Query backends' gRPC addresses, comma-separated (query-frontend target).
+    #[arg(long, env = "PHLOX_QUERY_BACKENDS", global = true, value_delimiter = ',')]
+    pub(crate) query_backends: Option<Vec<String>>,
     /// Log level (error, warn, info, debug, trace); PHLOX_LOG takes a full filter.
     #[arg(long, env = "PHLOX_LOG_LEVEL", default_value = "info", global = true)]
     pub(crate) log_level: String,
@@ -134,6 +140,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.metastore_advertise_address {
             c.metastore.advertise_address = Some(v.clone());
+        }
+        if let Some(v) = &self.metastore_address {
+            c.metastore.address = Some(v.clone());
+        }
+        if let Some(v) = &self.query_backends {
+            c.query_frontend.backends = v.clone();
         }
         c.validate()?;
         Ok(c)

@@ -11,6 +11,7 @@ mod connect;
 mod dump;
 mod grpc_push;
 mod grpc_query;
+mod grpc_writer;
 mod http;
 mod ingest;
 mod limits;

@@ -100,6 +100,15 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     for (tenant, l) in &spec.overrides {
         overrides.insert(key(tenant), Value::Mapping(limits(l)));
     }
+    let mut query_frontend = Mapping::new();
+    query_frontend.insert(
+        key("backends"),
+        Value::Sequence(vec![key(&format!(
+            "{}.{}.svc:{GRPC_PORT}",
+            names.component(crate::names::Component::QueryBackend),
+            names.namespace
+        ))]),
+    );
     let mut retention = Mapping::new();
     retention.insert(key("period"), key(&spec.retention.period));
 
@@ -111,6 +120,7 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     doc.insert(key("server"), Value::Mapping(server));
     doc.insert(key("storage"), Value::Mapping(storage));
     doc.insert(key("metastore"), Value::Mapping(metastore));
+    doc.insert(key("query_frontend"), Value::Mapping(query_frontend));
     doc.insert(key("limits"), Value::Mapping(limits(&spec.limits)));
     doc.insert(key("overrides"), Value::Mapping(overrides));
     doc.insert(key("retention"), Value::Mapping(retention));

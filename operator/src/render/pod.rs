@@ -72,6 +72,8 @@ pub(crate) fn template(
     let mut envs = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
+        // The address a segment writer registers for distributors to dial.
+        field_env("POD_IP", "status.podIP"),
         env("PHLOX_LOG_FORMAT", "json"),
     ];
     envs.extend(extra_env);

@@ -17,7 +17,7 @@ fn port(name: &str, port: i32) -> ServicePort {
     }
 }
 
-fn service(names: &Names, c: Component, name: String, headless: bool) -> Service {
+fn service(names: &Names, c: Component, name: String, headless: bool, not_ready: bool) -> Service {
     Service {
         metadata: super::meta(names, name, Some(c)),
         spec: Some(ServiceSpec {
@@ -25,7 +25,7 @@ fn service(names: &Names, c: Component, name: String, headless: bool) -> Service
             ports: Some(vec![port("http", HTTP_PORT), port("grpc", GRPC_PORT)]),
             cluster_ip: headless.then(|| "None".to_owned()),
             // Raft peers and writers must resolve each other before they are ready.
-            publish_not_ready_addresses: headless.then_some(true),
+            publish_not_ready_addresses: not_ready.then_some(true),
             type_: Some("ClusterIP".into()),
             ..Default::default()
         }),
@@ -39,10 +39,10 @@ pub(crate) fn services(names: &Names) -> Vec<Service> {
     let mut out: Vec<Service> =
         [Component::Distributor, Component::QueryFrontend, Component::QueryBackend, Component::Metastore]
             .into_iter()
-            .map(|c| service(names, c, names.component(c), false))
+            .map(|c| service(names, c, names.component(c), false, false))
             .collect();
     for c in [Component::Metastore, Component::SegmentWriter] {
-        out.push(service(names, c, names.headless(c), true));
+        out.push(service(names, c, names.headless(c), true, true));
     }
     out
 }

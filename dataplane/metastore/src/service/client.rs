@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use phlox_proto::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, ListSegmentWritersRequest,
+    ListSegmentWritersResponse, QueryBlocksRequest, QueryBlocksResponse,
 };
 use phlox_proto::metastore_client::Metastore;
 
@@ -34,6 +35,13 @@ impl Metastore for LocalMetastore {
     }
 
     async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
+        Ok(self.core.call(&request, Origin::Client).await?)
+    }
+
+    async fn list_segment_writers(
+        &self,
+        request: ListSegmentWritersRequest,
+    ) -> Result<ListSegmentWritersResponse, tonic::Status> {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use phlox_proto::metastore::v1::metastore_service_server::MetastoreService;
 use phlox_proto::metastore::v1::{
-    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, QueryBlocksRequest, QueryBlocksResponse,
+    AddBlockRequest, AddBlockResponse, HeartbeatRequest, HeartbeatResponse, ListSegmentWritersRequest,
+    ListSegmentWritersResponse, QueryBlocksRequest, QueryBlocksResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -44,6 +45,13 @@ impl MetastoreService for MetastoreGrpcService {
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.handle(request).await
+    }
+
+    async fn list_segment_writers(
+        &self,
+        request: Request<ListSegmentWritersRequest>,
+    ) -> Result<Response<ListSegmentWritersResponse>, Status> {
         self.handle(request).await
     }
 }

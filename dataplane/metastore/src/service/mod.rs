@@ -7,6 +7,7 @@ mod client;
 mod forward;
 mod grpc;
 mod heartbeat;
+mod list_segment_writers;
 mod query_blocks;
 mod route;
 

@@ -1,0 +1,173 @@
+//! Distributed mode: every component in its own process over gRPC — one
+//! metastore, two segment writers, a distributor, two query backends and a
+//! query frontend — on one shared bucket. Exact totals per tenant and
+//! service through the query API; both writers and both backends work.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use phlox_e2e::*;
+use phlox_pprof::testkit::ProfileBuilder;
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1 as t;
+use prost::Message;
+
+const CPU: &str = "process_cpu:cpu:nanoseconds::";
+
+async fn rpc<Req: Message, Resp: Message + Default>(base: &str, tenant: &str, method: &str, req: &Req) -> Resp {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/querier.v1.QuerierService/{method}"))
+        .header("Content-Type", "application/proto")
+        .header("X-Scope-OrgID", tenant)
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(status, 200, "{method}: {}", String::from_utf8_lossy(&body));
+    Resp::decode(body).unwrap()
+}
+
+/// A counter's value summed over its label sets, from a /metrics page.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(p: &Phlox) -> String {
+    reqwest::get(format!("{}/metrics", p.http)).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_component_in_its_own_process_gives_exact_totals() {
+    let (tmp, _) = data_dir();
+    let bucket = tmp.path().join("bucket");
+    let cfg = tmp.path().join("phlox.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "multitenancy_enabled: true\nstorage:\n  backend: filesystem\n  filesystem:\n    dir: {}\n\
+             segment_writer:\n  shards: 16\nlimits:\n  ingestion_rate_mb: 0\n",
+            bucket.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let dir = |name: &str| tmp.path().join(name);
+    let start = |name: &str, args: &[&str]| {
+        let mut all = vec!["--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        Phlox::start(&dir(name), &all)
+    };
+    let metastore = start("metastore", &["--target", "metastore"]);
+    let ms = metastore.grpc.clone();
+    let writers = [
+        start("writer-a", &["--target", "segment-writer", "--metastore-address", &ms]),
+        start("writer-b", &["--target", "segment-writer", "--metastore-address", &ms]),
+    ];
+    let distributor = start("distributor", &["--target", "distributor", "--metastore-address", &ms]);
+    let backends =
+        [start("backend-a", &["--target", "query-backend"]), start("backend-b", &["--target", "query-backend"])];
+    let list = format!("{},{}", backends[0].grpc, backends[1].grpc);
+    let frontend =
+        start("frontend", &["--target", "query-frontend", "--metastore-address", &ms, "--query-backends", &list]);
+
+    // Known profiles: 2 tenants × 3 services × 4 pushes, one stack each.
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for round in 0..4i64 {
+        for tenant in ["acme", "globex"] {
+            for (k, service) in ["cart", "shop", "search"].into_iter().enumerate() {
+                let value = 10 * (k as i64 + 1) + round + if tenant == "acme" { 0 } else { 1000 };
+                let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+                b.time_nanos(now - round * 1_000_000_000).sample(&["main", service, "work"], &[value], &[]);
+                let req = push_request(&[("__name__", "process_cpu"), ("service_name", service)], b.encode(), "");
+                let r = client
+                    .post(distributor.push_url())
+                    .header("Content-Type", "application/proto")
+                    .header("X-Scope-OrgID", tenant)
+                    .body(req.encode_to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+                *expected.entry((tenant.to_owned(), service.to_owned())).or_default() += value;
+            }
+        }
+    }
+
+    // Every acked profile is there, exactly once, through the frontend.
+    let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    for ((tenant, service), total) in &expected {
+        let r: q::SelectMergeStacktracesResponse = rpc(
+            &frontend.http,
+            tenant,
+            "SelectMergeStacktraces",
+            &q::SelectMergeStacktracesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: format!("{{service_name=\"{service}\"}}"),
+                start: s,
+                end: e,
+                ..Default::default()
+            },
+        )
+        .await;
+        let fg = r.flamegraph.unwrap();
+        assert_eq!(fg.total, *total, "{tenant}/{service}");
+        assert!(fg.names.contains(service), "{tenant}/{service}: {:?}", fg.names);
+    }
+    let services: t::LabelValuesResponse = rpc(
+        &frontend.http,
+        "globex",
+        "LabelValues",
+        &t::LabelValuesRequest { name: "service_name".into(), matchers: vec![], start: s, end: e },
+    )
+    .await;
+    assert_eq!(services.names, vec!["cart", "search", "shop"]);
+    let all: q::SelectMergeStacktracesResponse = rpc(
+        &frontend.http,
+        "acme|globex",
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: s,
+            end: e,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all.flamegraph.unwrap().total, expected.values().sum::<i64>());
+
+    // Both writers took shards; both backends executed leaves.
+    for w in &writers {
+        let m = metrics(w).await;
+        assert!(metric(&m, "phlox_segment_writer_profiles_total") > 0.0, "a writer got nothing:\n{m}");
+    }
+    for b in &backends {
+        let m = metrics(b).await;
+        assert!(metric(&m, "phlox_query_backend_leaf_duration_seconds_count") > 0.0, "a backend got nothing:\n{m}");
+    }
+    let written: f64 = {
+        let mut sum = 0.0;
+        for w in &writers {
+            sum += metric(&metrics(w).await, "phlox_segment_writer_profiles_total");
+        }
+        sum
+    };
+    assert_eq!(written as usize, expected.len() * 4, "every profile written once");
+    frontend.stop();
+    distributor.stop();
+    for w in writers {
+        w.stop();
+    }
+    for b in backends {
+        b.stop();
+    }
+    metastore.stop();
+}
