@@ -38,11 +38,22 @@ pub struct Phlox {
 impl Phlox {
     /// Starts `phlox` on `data_dir` with free ports and waits until it is ready.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Phlox {
+        Self::spawn(data_dir, extra).wait()
+    }
+
+    /// Starts `phlox` without waiting (for processes that need each other
+    /// to become ready, as Raft voters do). Listen addresses default to
+    /// free loopback ports unless `extra` sets them.
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Starting {
         let log = data_dir.with_extension("log");
-        let mut child = Command::new(phlox_bin())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
+        let mut cmd = Command::new(phlox_bin());
+        cmd.arg("--data-dir").arg(data_dir);
+        for flag in ["--http-listen-address", "--grpc-listen-address"] {
+            if !extra.contains(&flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        let mut child = cmd
             .args(["--log-format", "json"])
             .args(extra)
             .stdin(Stdio::null())
@@ -66,10 +77,7 @@ impl Phlox {
                 }
             }
         });
-        let (http, grpc) = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("phlox did not become ready; see {}", data_dir.with_extension("log").display()));
-        Phlox { child, http: format!("http://{http}"), grpc, data_dir: data_dir.to_owned() }
+        Starting { child, ready: rx, data_dir: data_dir.to_owned() }
     }
 
     /// SIGKILL: no flush, no goodbye.
@@ -96,6 +104,29 @@ impl Phlox {
     pub fn push_url(&self) -> String {
         format!("{}/push.v1.PusherService/Push", self.http)
     }
+}
+
+/// A `phlox` process that is starting.
+#[derive(Debug)]
+pub struct Starting {
+    child: Child,
+    ready: std::sync::mpsc::Receiver<(String, String)>,
+    data_dir: PathBuf,
+}
+
+impl Starting {
+    /// Waits until the process logs that it is ready.
+    pub fn wait(self) -> Phlox {
+        let (http, grpc) = self.ready.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+            panic!("phlox did not become ready; see {}", self.data_dir.with_extension("log").display())
+        });
+        Phlox { child: self.child, http: format!("http://{http}"), grpc, data_dir: self.data_dir }
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Drop for Phlox {

@@ -42,39 +42,119 @@ async fn metrics(p: &Phlox) -> String {
     reqwest::get(format!("{}/metrics", p.http)).await.unwrap().text().await.unwrap()
 }
 
+/// Six processes on one shared filesystem bucket.
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    metastore: Phlox,
+    writers: Vec<Phlox>,
+    distributor: Phlox,
+    backends: Vec<Phlox>,
+    frontend: Phlox,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let (tmp, _) = data_dir();
+        let bucket = tmp.path().join("bucket");
+        let cfg = tmp.path().join("phlox.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "multitenancy_enabled: true\nstorage:\n  backend: filesystem\n  filesystem:\n    dir: {}\n\
+                 segment_writer:\n  shards: 16\nlimits:\n  ingestion_rate_mb: 0\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let cfg = cfg.to_str().unwrap().to_owned();
+        let start = |name: &str, args: &[&str]| {
+            let mut all = vec!["--config", cfg.as_str()];
+            all.extend_from_slice(args);
+            Phlox::start(&tmp.path().join(name), &all)
+        };
+        let metastore = start("metastore", &["--target", "metastore"]);
+        let ms = metastore.grpc.clone();
+        let writers = vec![
+            start("writer-a", &["--target", "segment-writer", "--metastore-address", &ms]),
+            start("writer-b", &["--target", "segment-writer", "--metastore-address", &ms]),
+        ];
+        let distributor = start("distributor", &["--target", "distributor", "--metastore-address", &ms]);
+        let backends = vec![
+            start("backend-a", &["--target", "query-backend"]),
+            start("backend-b", &["--target", "query-backend"]),
+        ];
+        let list = format!("{},{}", backends[0].grpc, backends[1].grpc);
+        let frontend =
+            start("frontend", &["--target", "query-frontend", "--metastore-address", &ms, "--query-backends", &list]);
+        Self { _tmp: tmp, metastore, writers, distributor, backends, frontend }
+    }
+
+    fn stop(self) {
+        self.frontend.stop();
+        self.distributor.stop();
+        for w in self.writers {
+            w.stop();
+        }
+        for b in self.backends {
+            b.stop();
+        }
+        self.metastore.stop();
+    }
+}
+
+/// Pushes one profile (one stack, `value`) until it is acked; the fixed
+/// profile id makes retries idempotent, as SDK retries are.
+async fn push_until_acked(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    service: &str,
+    value: i64,
+    time: i64,
+    id: &str,
+) {
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.time_nanos(time).sample(&["main", service, "work"], &[value], &[]);
+    let body = push_request(&[("__name__", "process_cpu"), ("service_name", service)], b.encode(), id).encode_to_vec();
+    for _ in 0..100 {
+        let r = client
+            .post(url)
+            .header("Content-Type", "application/proto")
+            .header("X-Scope-OrgID", tenant)
+            .body(body.clone())
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().as_u16() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("push {id} was never acked");
+}
+
+async fn flame_total(frontend: &Phlox, tenant: &str, selector: &str, s: i64, e: i64) -> i64 {
+    let r: q::SelectMergeStacktracesResponse = rpc(
+        &frontend.http,
+        tenant,
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: selector.into(),
+            start: s,
+            end: e,
+            ..Default::default()
+        },
+    )
+    .await;
+    r.flamegraph.unwrap().total
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_component_in_its_own_process_gives_exact_totals() {
-    let (tmp, _) = data_dir();
-    let bucket = tmp.path().join("bucket");
-    let cfg = tmp.path().join("phlox.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "multitenancy_enabled: true\nstorage:\n  backend: filesystem\n  filesystem:\n    dir: {}\n\
-             segment_writer:\n  shards: 16\nlimits:\n  ingestion_rate_mb: 0\n",
-            bucket.display()
-        ),
-    )
-    .unwrap();
-    let cfg = cfg.to_str().unwrap().to_owned();
-    let dir = |name: &str| tmp.path().join(name);
-    let start = |name: &str, args: &[&str]| {
-        let mut all = vec!["--config", cfg.as_str()];
-        all.extend_from_slice(args);
-        Phlox::start(&dir(name), &all)
-    };
-    let metastore = start("metastore", &["--target", "metastore"]);
-    let ms = metastore.grpc.clone();
-    let writers = [
-        start("writer-a", &["--target", "segment-writer", "--metastore-address", &ms]),
-        start("writer-b", &["--target", "segment-writer", "--metastore-address", &ms]),
-    ];
-    let distributor = start("distributor", &["--target", "distributor", "--metastore-address", &ms]);
-    let backends =
-        [start("backend-a", &["--target", "query-backend"]), start("backend-b", &["--target", "query-backend"])];
-    let list = format!("{},{}", backends[0].grpc, backends[1].grpc);
-    let frontend =
-        start("frontend", &["--target", "query-frontend", "--metastore-address", &ms, "--query-backends", &list]);
+    let c = Cluster::start();
+    let (writers, distributor, backends, frontend) = (&c.writers, &c.distributor, &c.backends, &c.frontend);
 
     // Known profiles: 2 tenants × 3 services × 4 pushes, one stack each.
     let client = reqwest::Client::new();
@@ -145,29 +225,60 @@ async fn every_component_in_its_own_process_gives_exact_totals() {
     assert_eq!(all.flamegraph.unwrap().total, expected.values().sum::<i64>());
 
     // Both writers took shards; both backends executed leaves.
-    for w in &writers {
+    for w in writers {
         let m = metrics(w).await;
         assert!(metric(&m, "phlox_segment_writer_profiles_total") > 0.0, "a writer got nothing:\n{m}");
     }
-    for b in &backends {
+    for b in backends {
         let m = metrics(b).await;
         assert!(metric(&m, "phlox_query_backend_leaf_duration_seconds_count") > 0.0, "a backend got nothing:\n{m}");
     }
     let written: f64 = {
         let mut sum = 0.0;
-        for w in &writers {
+        for w in writers {
             sum += metric(&metrics(w).await, "phlox_segment_writer_profiles_total");
         }
         sum
     };
     assert_eq!(written as usize, expected.len() * 4, "every profile written once");
-    frontend.stop();
-    distributor.stop();
-    for w in writers {
-        w.stop();
+    c.stop();
+}
+
+/// A segment writer SIGKILLed during ingest and a query backend killed
+/// before queries: every acked profile is present exactly once, and
+/// queries fail over to the remaining backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_writer_and_a_backend_loses_and_duplicates_nothing() {
+    let mut c = Cluster::start();
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let url = c.distributor.push_url();
+    let pushes: Vec<(String, i64, String)> = (0..60i64)
+        .map(|i| {
+            let service = ["cart", "shop", "search", "auth"][(i % 4) as usize].to_owned();
+            (service, 100 + i, format!("00000000-0000-4000-8000-{:012x}", i + 1))
+        })
+        .collect();
+    let expected: i64 = pushes.iter().map(|p| p.1).sum();
+    let ingest = {
+        let (client, url, pushes) = (client.clone(), url.clone(), pushes.clone());
+        tokio::spawn(async move {
+            for (i, (service, value, id)) in pushes.iter().enumerate() {
+                push_until_acked(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
+            }
+        })
+    };
+    // Kill writer b while pushes are in flight.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    c.writers.remove(1).kill();
+    ingest.await.unwrap();
+    // Kill a query backend: queries go to the other.
+    c.backends.remove(1).kill();
+    let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    assert_eq!(flame_total(&c.frontend, "acme", "{}", s, e).await, expected);
+    for service in ["cart", "shop", "search", "auth"] {
+        let want: i64 = pushes.iter().filter(|p| p.0 == service).map(|p| p.1).sum();
+        assert_eq!(flame_total(&c.frontend, "acme", &format!("{{service_name=\"{service}\"}}"), s, e).await, want);
     }
-    for b in backends {
-        b.stop();
-    }
-    metastore.stop();
+    c.stop();
 }

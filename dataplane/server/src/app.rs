@@ -140,13 +140,27 @@ impl Roles {
     }
 }
 
-/// A gRPC channel to `host:port`, connected lazily.
+/// A gRPC channel to `host:port`, connected lazily; a comma-separated list
+/// balances over its addresses and avoids the ones that are down (several
+/// metastore voters: followers forward writes to the leader).
 fn channel(address: &str) -> anyhow::Result<tonic::transport::Channel> {
-    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    Ok(tonic::transport::Endpoint::from_shared(uri)
-        .with_context(|| format!("invalid address {address:?}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy())
+    let endpoint = |a: &str| {
+        let uri = if a.contains("://") { a.to_owned() } else { format!("http://{a}") };
+        anyhow::Ok(
+            tonic::transport::Endpoint::from_shared(uri)
+                .with_context(|| format!("invalid address {a:?}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30)),
+        )
+    };
+    let list: Vec<&str> = address.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    match list.as_slice() {
+        [] => bail!("empty address"),
+        [one] => Ok(endpoint(one)?.connect_lazy()),
+        many => Ok(tonic::transport::Channel::balance_list(
+            many.iter().map(|a| endpoint(a)).collect::<anyhow::Result<Vec<_>>>()?.into_iter(),
+        )),
+    }
 }
 
 /// This process's gRPC address as others should dial it.
