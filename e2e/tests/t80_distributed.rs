@@ -282,3 +282,55 @@ async fn killing_a_writer_and_a_backend_loses_and_duplicates_nothing() {
     }
     c.stop();
 }
+
+/// A segment writer told to drain under steady ingest: it leaves the
+/// placement, flushes, reports itself drained, takes nothing afterwards,
+/// and no acked profile is lost or counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_writer_under_steady_ingest_loses_and_duplicates_nothing() {
+    let c = Cluster::start();
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let pushes: Vec<(String, i64, String)> = (0..40i64)
+        .map(|i| {
+            let service = ["cart", "shop", "search", "auth"][(i % 4) as usize].to_owned();
+            (service, 500 + i, format!("00000000-0000-4000-9000-{:012x}", i + 1))
+        })
+        .collect();
+    let ingest = {
+        let (client, url, pushes) = (client.clone(), c.distributor.push_url(), pushes.clone());
+        tokio::spawn(async move {
+            for (i, (service, value, id)) in pushes.iter().enumerate() {
+                push_until_acked(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let drain = format!("{}/segment-writer/drain", c.writers[1].http);
+    let r = client.post(&drain).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let mut drained = false;
+    for _ in 0..300 {
+        let state: serde_json::Value =
+            serde_json::from_slice(&client.get(&drain).send().await.unwrap().bytes().await.unwrap()).unwrap();
+        assert_eq!(state["draining"], true);
+        if state["drained"] == true {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(drained, "the writer never reported itself drained");
+    let m = metrics(&c.writers[1]).await;
+    assert_eq!(metric(&m, "phlox_segment_writer_drained"), 1.0);
+    let taken = metric(&m, "phlox_segment_writer_profiles_total");
+    ingest.await.unwrap();
+    assert_eq!(
+        metric(&metrics(&c.writers[1]).await, "phlox_segment_writer_profiles_total"),
+        taken,
+        "a drained writer takes nothing"
+    );
+    let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    assert_eq!(flame_total(&c.frontend, "acme", "{}", s, e).await, pushes.iter().map(|p| p.1).sum::<i64>());
+    c.stop();
+}

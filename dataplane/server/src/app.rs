@@ -92,25 +92,6 @@ impl phlox_proto::metastore_client::Metastore for NoMetastore {
     }
 }
 
-/// Heartbeats a segment writer into the metastore's membership every 3 s.
-fn spawn_heartbeat(metastore: Arc<dyn phlox_proto::metastore_client::Metastore>, id: String, address: String) {
-    tokio::spawn(async move {
-        loop {
-            let request = phlox_proto::metastore::v1::HeartbeatRequest {
-                member: Some(phlox_proto::metastore::v1::SegmentWriterMember {
-                    id: id.clone(),
-                    address: address.clone(),
-                    last_heartbeat: 0,
-                }),
-            };
-            if let Err(e) = metastore.heartbeat(request).await {
-                warn!(error = %e, "segment-writer heartbeat failed");
-            }
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        }
-    });
-}
-
 /// Re-reads the configuration (file, env and flags) for reloads.
 pub(crate) type ConfigLoader = Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>;
 
@@ -280,14 +261,21 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         n.wait_for_leader(Duration::from_secs(120)).await.context("metastore has no leader")?;
         n.spawn_dlq_recovery(Arc::clone(&store), config.metastore.dlq_recovery_interval);
     }
-    // Segment writers of a distributed deployment announce themselves.
-    if writer.is_some() && !all {
-        spawn_heartbeat(
-            Arc::clone(&metastore),
-            writer.as_ref().map(|w| w.id().to_owned()).unwrap_or_default(),
-            address.clone(),
-        );
-    }
+    // Segment writers of a distributed deployment join the placement.
+    let drain = match &writer {
+        Some(w) if !all => {
+            let d = crate::drain::Drain::new(
+                Arc::clone(w),
+                Arc::clone(&metastore),
+                address.clone(),
+                Duration::from_secs(3),
+                &registry,
+            )?;
+            d.spawn_heartbeats();
+            Some(d)
+        }
+        _ => None,
+    };
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
     let max_body = config.server.max_request_body_mb << 20;
@@ -325,6 +313,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     info!(http = %http_addr, grpc = %grpc_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 
     let mut app = router(state);
+    if let Some(d) = &drain {
+        app = app.merge(
+            axum::Router::new()
+                .route("/segment-writer/drain", axum::routing::get(crate::drain::status).post(crate::drain::start))
+                .with_state(Arc::clone(d)),
+        );
+    }
     if crate::auth::enabled(&config.server.auth) {
         app = app.layer(axum::middleware::from_fn_with_state(Arc::new(config.server.auth.clone()), crate::auth::check));
     }
@@ -333,8 +328,11 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     // In-flight pushes have been answered; flush what is buffered, stop.
     ready.store(false, Ordering::Release);
     let stop = async {
-        if let Some(w) = &writer {
-            w.shutdown().await;
+        // A distributed writer drains: it leaves the placement first.
+        match (&drain, &writer) {
+            (Some(d), _) => d.drain().await,
+            (None, Some(w)) => w.shutdown().await,
+            (None, None) => {}
         }
         if let Some(n) = &node {
             n.shutdown().await;

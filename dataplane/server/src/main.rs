@@ -8,6 +8,7 @@ mod app;
 mod auth;
 mod cli;
 mod connect;
+mod drain;
 mod dump;
 mod grpc_push;
 mod grpc_query;

@@ -60,7 +60,7 @@ impl RemoteWriters {
         let mut live: Vec<(String, String)> = r
             .members
             .into_iter()
-            .filter(|m| m.last_heartbeat >= newest - STALE_AFTER_MS && !m.address.is_empty())
+            .filter(|m| m.last_heartbeat >= newest - STALE_AFTER_MS && !m.address.is_empty() && !m.draining)
             .map(|m| (m.id, m.address))
             .collect();
         live.sort();

@@ -25,6 +25,9 @@ pub enum Command {
         address: String,
         /// Proposer's wall clock, Unix ms.
         now_ms: i64,
+        /// The writer is leaving the placement.
+        #[serde(default)]
+        draining: bool,
     },
     /// Remove blocks from the index and tombstone their objects.
     DeleteBlocks {

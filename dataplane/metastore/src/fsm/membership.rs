@@ -21,11 +21,14 @@ pub struct Member {
     pub address: String,
     /// Unix ms of its last heartbeat, as the leader saw it.
     pub last_heartbeat_ms: i64,
+    /// Leaving the placement (distributors stop routing to it).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 impl From<Member> for SegmentWriterMember {
     fn from(m: Member) -> Self {
-        SegmentWriterMember { id: m.id, address: m.address, last_heartbeat: m.last_heartbeat_ms }
+        SegmentWriterMember { id: m.id, address: m.address, last_heartbeat: m.last_heartbeat_ms, draining: m.draining }
     }
 }
 
@@ -37,11 +40,17 @@ pub(crate) fn validate_heartbeat(id: &str) -> Result<(), InvalidRequest> {
 }
 
 /// Records a heartbeat, expires silent members and answers the membership.
-pub(crate) fn apply_heartbeat(members: &mut Members, id: String, address: String, now_ms: i64) -> Response {
+pub(crate) fn apply_heartbeat(
+    members: &mut Members,
+    id: String,
+    address: String,
+    now_ms: i64,
+    draining: bool,
+) -> Response {
     if let Err(e) = validate_heartbeat(&id) {
         return Response::Rejected(e);
     }
-    members.insert(id.clone(), Member { id, address, last_heartbeat_ms: now_ms });
+    members.insert(id.clone(), Member { id, address, last_heartbeat_ms: now_ms, draining });
     let cutoff = now_ms.saturating_sub(MEMBER_EXPIRY_MS);
     members.retain(|_, m| m.last_heartbeat_ms >= cutoff);
     Response::Members(members.values().cloned().collect())
@@ -61,15 +70,15 @@ mod tests {
     #[test]
     fn heartbeats_update_members_and_expire_silent_ones() {
         let mut members = Members::new();
-        apply_heartbeat(&mut members, "b".into(), "b:1".into(), 0);
-        let r = apply_heartbeat(&mut members, "a".into(), "a:1".into(), 10);
+        apply_heartbeat(&mut members, "b".into(), "b:1".into(), 0, false);
+        let r = apply_heartbeat(&mut members, "a".into(), "a:1".into(), 10, false);
         assert_eq!(ids(&r), vec!["a", "b"]);
-        let r = apply_heartbeat(&mut members, "a".into(), "a:2".into(), MEMBER_EXPIRY_MS + 5);
+        let r = apply_heartbeat(&mut members, "a".into(), "a:2".into(), MEMBER_EXPIRY_MS + 5, false);
         assert_eq!(ids(&r), vec!["a"]);
         assert_eq!(members["a"].address, "a:2");
         assert_eq!(members["a"].last_heartbeat_ms, MEMBER_EXPIRY_MS + 5);
         assert_eq!(
-            apply_heartbeat(&mut members, String::new(), "x".into(), 1),
+            apply_heartbeat(&mut members, String::new(), "x".into(), 1, false),
             Response::Rejected(InvalidRequest::MissingMember)
         );
     }

@@ -47,7 +47,9 @@ impl MetastoreState {
             Command::AddBlock { request } => {
                 apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request)
             }
-            Command::Heartbeat { id, address, now_ms } => apply_heartbeat(&mut self.members, id, address, now_ms),
+            Command::Heartbeat { id, address, now_ms, draining } => {
+                apply_heartbeat(&mut self.members, id, address, now_ms, draining)
+            }
             Command::DeleteBlocks { ids, now_ms } => {
                 apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
             }

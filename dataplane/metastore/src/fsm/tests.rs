@@ -284,7 +284,7 @@ fn snapshot_round_trip_restores_an_equal_state() {
     let mut state = fixture();
     add(&mut state, segment(4, vec![dataset("a", "api", 0, 5, &[])]), vec![keys(&[7, 8])]);
     add(&mut state, segment(5, vec![dataset("a", "api", 1, 6, &[])]), vec![keys(&[8])]);
-    state.apply(Command::Heartbeat { id: "w1".into(), address: "h:1".into(), now_ms: 5 });
+    state.apply(Command::Heartbeat { id: "w1".into(), address: "h:1".into(), now_ms: 5, draining: false });
     state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: 6 });
     let json = serde_json::to_vec(&state).unwrap();
     let restored: MetastoreState = serde_json::from_slice(&json).unwrap();

@@ -24,7 +24,8 @@ impl Routed for HeartbeatRequest {
 
     async fn run_local(&self, core: &Core) -> Result<Local<HeartbeatResponse>> {
         let member = self.member.clone().unwrap_or_default();
-        let command = Command::Heartbeat { id: member.id, address: member.address, now_ms: now_ms() };
+        let command =
+            Command::Heartbeat { id: member.id, address: member.address, now_ms: now_ms(), draining: member.draining };
         match core.write_local(command).await? {
             Local::Done(Response::Members(members)) => {
                 Ok(Local::Done(HeartbeatResponse { members: members.into_iter().map(Into::into).collect() }))
