@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
-use phlox_model::{Labels, ProfileId, ProfileKey};
+use phlox_model::{Labels, ProfileId, ProfileKey, label_names as ln};
 use phlox_pprof::{Profile, SeriesProfile};
 use phlox_proto::metastore::v1::{BlockMeta, Dataset, Section, SectionKind};
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use ulid::Ulid;
 
 use crate::format::{FORMAT_VERSION, write_footer};
+use crate::reader::{RowRef, SeriesInfo, Symbols};
 use crate::sections as s;
 use crate::{BlockError, Result};
 
@@ -197,6 +198,134 @@ impl SymbolsBuilder {
         }
         node
     }
+
+    fn import_string(&mut self, m: &mut ImportMaps, src: &Symbols, i: u32) -> Result<u32> {
+        let Some(&memo) = m.strings.get(i as usize) else { return Err(import_corrupt("string out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        let text = src.strings[i as usize].as_str();
+        let id = match self.strings.get_index_of(text) {
+            Some(id) => id,
+            None => self.strings.insert_full(Box::from(text)).0,
+        } as u32;
+        m.strings[i as usize] = id;
+        Ok(id)
+    }
+
+    fn import_function(&mut self, m: &mut ImportMaps, src: &Symbols, i: u32) -> Result<u32> {
+        let Some(&memo) = m.functions.get(i as usize) else { return Err(import_corrupt("function out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        let f = src.functions[i as usize];
+        let key = FunctionKey {
+            name: self.import_string(m, src, f.name)?,
+            system_name: self.import_string(m, src, f.system_name)?,
+            filename: self.import_string(m, src, f.filename)?,
+            start_line: f.start_line,
+        };
+        let id = self.functions.insert_full(key).0 as u32;
+        m.functions[i as usize] = id;
+        Ok(id)
+    }
+
+    fn import_mapping(&mut self, m: &mut ImportMaps, src: &Symbols, i: u32) -> Result<u32> {
+        let Some(&memo) = m.mappings.get(i as usize) else { return Err(import_corrupt("mapping out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        let mp = src.mappings[i as usize];
+        let key = MappingKey {
+            memory_start: mp.memory_start,
+            memory_limit: mp.memory_limit,
+            file_offset: mp.file_offset,
+            filename: self.import_string(m, src, mp.filename)?,
+            build_id: self.import_string(m, src, mp.build_id)?,
+            flags: mp.flags,
+        };
+        let id = self.mappings.insert_full(key).0 as u32;
+        m.mappings[i as usize] = id;
+        Ok(id)
+    }
+
+    fn import_location(&mut self, m: &mut ImportMaps, src: &Symbols, i: u32) -> Result<u32> {
+        let Some(&memo) = m.locations.get(i as usize) else { return Err(import_corrupt("location out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        let at = i as usize;
+        let (Some(&mapping), Some(&address), Some(range)) =
+            (src.location_mapping.get(at), src.location_address.get(at), src.location_lines.get(at))
+        else {
+            return Err(import_corrupt("location out of range"));
+        };
+        let Some(lines) = src.lines.get(range.start as usize..range.end as usize) else {
+            return Err(import_corrupt("location lines out of range"));
+        };
+        let mapping = self.import_mapping(m, src, mapping)?;
+        let mut out = Vec::with_capacity(lines.len());
+        for &(function, line) in lines {
+            out.push((self.import_function(m, src, function)?, line));
+        }
+        let key = LocationKey { mapping, address, lines: out.into_boxed_slice() };
+        let id = self.locations.insert_full(key).0 as u32;
+        m.locations[at] = id;
+        Ok(id)
+    }
+
+    /// The node of source stack `i` in this dataset's tree: walks up to the
+    /// first ancestor already translated (the root always is), then interns
+    /// the missing nodes root-most first. Source parents precede children.
+    fn import_stack(&mut self, m: &mut ImportMaps, src: &Symbols, i: u32) -> Result<u32> {
+        let Some(&memo) = m.stacks.get(i as usize) else { return Err(import_corrupt("stack out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        m.walk.clear();
+        let mut at = i as usize;
+        while m.stacks[at] == UNMAPPED {
+            m.walk.push(at as u32);
+            let parent = src.stack_parent[at] as usize;
+            if parent >= at {
+                return Err(import_corrupt("stack node out of order"));
+            }
+            at = parent;
+        }
+        let mut node = m.stacks[at];
+        while let Some(k) = m.walk.pop() {
+            let Some(&loc) = src.stack_location.get(k as usize) else {
+                return Err(import_corrupt("stack node out of range"));
+            };
+            let loc = self.import_location(m, src, loc)?;
+            let next = self.stack_nodes.len() as u32;
+            node = *self.stack_index.entry((node, loc)).or_insert_with(|| {
+                self.stack_nodes.push((node, loc));
+                next
+            });
+            m.stacks[k as usize] = node;
+        }
+        Ok(node)
+    }
+}
+
+fn import_corrupt(reason: &str) -> BlockError {
+    BlockError::Corrupt { path: String::new(), reason: format!("imported row: {reason}") }
+}
+
+/// Memo of one source dataset's symbol ids → the builder dataset's (or
+/// `UNMAPPED`), filled on first use: only what imported rows reference is
+/// copied.
+#[derive(Debug, Default)]
+struct ImportMaps {
+    strings: Vec<u32>,
+    functions: Vec<u32>,
+    mappings: Vec<u32>,
+    locations: Vec<u32>,
+    stacks: Vec<u32>,
+    series: Vec<u32>,
+    /// Scratch of [`SymbolsBuilder::import_stack`].
+    walk: Vec<u32>,
 }
 
 fn reset(v: &mut Vec<u32>, len: usize) {
@@ -277,8 +406,30 @@ impl DatasetBuilder {
                 }
             }
         }
+        let (series, _) = self.series.insert_full(p.fingerprint, p.labels.clone());
+        self.profile_types.insert(p.profile_type.clone());
+        self.push_row(key, series as u32, p.time_nanos, p.id, p.total);
+        true
+    }
+
+    /// Appends a row whose samples are in `scratch` (sorted, merged and
+    /// without zeros here).
+    fn push_row(&mut self, key: ProfileKey, series: u32, time_nanos: i64, id: ProfileId, total: i64) {
         // Stack order compresses best and makes rows canonical.
         self.scratch.sort_unstable_by_key(|&(stack, span, trace, _)| (stack, span, trace));
+        // Merge equal (stack, span, trace) entries (an imported row's may
+        // collide once translated; a pprof row's are unique already).
+        let mut w = 0;
+        for r in 0..self.scratch.len() {
+            let e = self.scratch[r];
+            if w > 0 && (self.scratch[w - 1].0, self.scratch[w - 1].1, self.scratch[w - 1].2) == (e.0, e.1, e.2) {
+                self.scratch[w - 1].3 = self.scratch[w - 1].3.wrapping_add(e.3);
+            } else {
+                self.scratch[w] = e;
+                w += 1;
+            }
+        }
+        self.scratch.truncate(w);
         self.scratch.retain(|e| e.3 != 0);
         let has_spans = self.scratch.iter().any(|e| e.1 != 0 || e.2 != [0; 16]);
         let start = self.stack_ids.len() as u32;
@@ -291,20 +442,74 @@ impl DatasetBuilder {
                 self.trace_ids.push(trace);
             }
         }
-        let (series, _) = self.series.insert_full(p.fingerprint, p.labels.clone());
-        self.profile_types.insert(p.profile_type.clone());
-        self.min_time = self.min_time.min(p.time_nanos);
-        self.max_time = self.max_time.max(p.time_nanos);
+        self.min_time = self.min_time.min(time_nanos);
+        self.max_time = self.max_time.max(time_nanos);
         self.keys.push(key);
         self.rows.push(Row {
-            series: series as u32,
-            time_nanos: p.time_nanos,
-            id: p.id,
-            total: p.total,
+            series,
+            time_nanos,
+            id,
+            total,
             samples: start..self.stack_ids.len() as u32,
             spans: span_start,
         });
-        true
+    }
+
+    /// Adds a stored row of another dataset (see [`DatasetImport`]): its
+    /// stack ids are translated through `m`, its samples re-sorted by the
+    /// new ids. Returns false for a key already in this dataset.
+    fn import(
+        &mut self,
+        m: &mut ImportMaps,
+        src: &Symbols,
+        series: &[SeriesInfo],
+        key_tenant: &str,
+        row: &RowRef<'_>,
+    ) -> Result<bool> {
+        let Some(info) = series.get(row.series as usize) else { return Err(import_corrupt("series out of range")) };
+        let key = ProfileKey::new(key_tenant, info.fingerprint, &row.id);
+        if self.seen.contains(&key) {
+            return Ok(false);
+        }
+        let n = row.stack_ids.len();
+        if row.values.len() != n
+            || row.span_ids.is_some_and(|s| s.len() != n)
+            || row.trace_ids.is_some_and(|t| t.len() != n * 16)
+        {
+            return Err(import_corrupt("samples and values differ in length"));
+        }
+        self.scratch.clear();
+        for (k, (&stack, &value)) in row.stack_ids.iter().zip(row.values).enumerate() {
+            if value == 0 {
+                continue;
+            }
+            let stack = self.symbols.import_stack(m, src, stack)?;
+            let span = row.span_ids.map_or(0, |s| s[k]);
+            let mut trace = [0u8; 16];
+            if let Some(t) = row.trace_ids {
+                trace.copy_from_slice(&t[k * 16..k * 16 + 16]);
+            }
+            self.scratch.push((stack, span, trace, value));
+        }
+        let sid = match m.series[row.series as usize] {
+            UNMAPPED => {
+                let sid = match self.series.get_index_of(&info.fingerprint) {
+                    Some(sid) => sid,
+                    None => self.series.insert_full(info.fingerprint, info.labels.clone()).0,
+                } as u32;
+                if let Some(t) = info.labels.get(ln::PROFILE_TYPE)
+                    && !self.profile_types.contains(t)
+                {
+                    self.profile_types.insert(t.to_owned());
+                }
+                m.series[row.series as usize] = sid;
+                sid
+            }
+            sid => sid,
+        };
+        self.seen.insert(key);
+        self.push_row(key, sid, row.time_nanos, row.id, row.total);
+        Ok(true)
     }
 
     /// Writes the seven sections to `out`; returns their descriptors and the
@@ -642,6 +847,17 @@ pub struct EncodedBlock {
     pub dataset_keys: Vec<Bytes>,
 }
 
+/// The import of one stored dataset into a [`SegmentBuilder`] (see
+/// [`SegmentBuilder::import_dataset`]): the source's symbols and series and
+/// the memo of their translation.
+#[derive(Debug)]
+pub struct DatasetImport<'a> {
+    dataset: usize,
+    symbols: &'a Symbols,
+    series: &'a [SeriesInfo],
+    maps: ImportMaps,
+}
+
 /// Builds one object holding many (tenant, service) datasets.
 #[derive(Debug)]
 pub struct SegmentBuilder {
@@ -684,6 +900,53 @@ impl SegmentBuilder {
         added
     }
 
+    /// Starts importing the stored rows of one dataset of another object
+    /// (compaction) into dataset (`tenant`, `service`) of this one:
+    /// `symbols` and `series` are the source dataset's. Feed its rows to
+    /// [`import_row`](Self::import_row).
+    pub fn import_dataset<'a>(
+        &mut self,
+        tenant: &str,
+        service: &str,
+        symbols: &'a Symbols,
+        series: &'a [SeriesInfo],
+    ) -> DatasetImport<'a> {
+        let key = (tenant.to_owned(), service.to_owned());
+        let dataset = match self.datasets.get_index_of(&key) {
+            Some(i) => i,
+            None => self.datasets.insert_full(key, DatasetBuilder::new()).0,
+        };
+        let mut maps = ImportMaps::default();
+        reset(&mut maps.strings, symbols.strings.len());
+        reset(&mut maps.functions, symbols.functions.len());
+        reset(&mut maps.mappings, symbols.mappings.len());
+        reset(&mut maps.locations, symbols.location_mapping.len());
+        reset(&mut maps.stacks, symbols.stack_parent.len().min(symbols.stack_location.len()));
+        if let Some(root) = maps.stacks.first_mut() {
+            *root = 0;
+        }
+        reset(&mut maps.series, series.len());
+        DatasetImport { dataset, symbols, series, maps }
+    }
+
+    /// Adds one stored row of the dataset `import` reads: symbols are
+    /// translated (each source symbol once, through the import's memo), the
+    /// dedup key is (tenant, series fingerprint, profile id) as for pprof
+    /// rows. Stacks are kept as stored (no depth cut). Returns false (and
+    /// adds nothing) for a key already in this object; an error when the
+    /// row references symbols or series the source does not have.
+    pub fn import_row(&mut self, import: &mut DatasetImport<'_>, row: &RowRef<'_>) -> Result<bool> {
+        let Some(((tenant, _), ds)) = self.datasets.get_index_mut(import.dataset) else {
+            return Err(import_corrupt("no such dataset"));
+        };
+        let added = ds.import(&mut import.maps, import.symbols, import.series, tenant, row)?;
+        if added {
+            self.profiles += 1;
+            self.approx_bytes += row.stack_ids.len() * 12 + 64;
+        }
+        Ok(added)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.profiles == 0
     }
@@ -700,7 +963,8 @@ impl SegmentBuilder {
 
     /// Encodes the object. Datasets are ordered by (tenant, service).
     pub fn finish(self, header: BlockHeader) -> Result<EncodedBlock> {
-        let mut datasets: Vec<_> = self.datasets.into_iter().collect();
+        // (An import whose rows were all duplicates leaves an empty dataset.)
+        let mut datasets: Vec<_> = self.datasets.into_iter().filter(|(_, ds)| !ds.rows.is_empty()).collect();
         datasets.sort_by(|a, b| a.0.cmp(&b.0));
         // Datasets encode independently (zstd/LZ4 dominate a flush): spread
         // them over the cores, each into its own buffer, then concatenate

@@ -7,18 +7,23 @@
 //! SeriesProfile ──▶ SegmentBuilder::add ──▶ finish ──▶ EncodedBlock { bytes, meta, keys }
 //!                                                            │ put to paths::segment_path
 //! BlockReader::open (tail GET) ──▶ dataset(i) (series GET) ──▶ profiles / symbols (ranged GETs)
+//!
+//! compact(sources, tenant) ──▶ per source dataset of the tenant: symbols + for_each_row
+//!                              ──▶ SegmentBuilder::import_row ──▶ finish ──▶ one block of the tenant
 //! ```
 
 mod builder;
+mod compact;
 mod error;
 mod format;
 pub mod paths;
 mod reader;
 mod sections;
 
-pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, EncodedBlock, SegmentBuilder, is_tenant_index};
+pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, DatasetImport, EncodedBlock, SegmentBuilder, is_tenant_index};
+pub use compact::compact;
 pub use error::{BlockError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, TAIL_FETCH, TRAILER_LEN};
 pub use reader::{
-    BlockReader, DatasetReader, Frame, FunctionRow, MappingRow, ProfileRow, SampleFilter, SeriesInfo, Symbols,
+    BlockReader, DatasetReader, Frame, FunctionRow, MappingRow, ProfileRow, RowRef, SampleFilter, SeriesInfo, Symbols,
 };

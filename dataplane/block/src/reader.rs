@@ -152,6 +152,25 @@ pub struct ProfileRow {
     pub trace_ids: Option<Vec<[u8; 16]>>,
 }
 
+/// One stored profile row as [`DatasetReader::for_each_row`] hands it out:
+/// borrowed from the decoded batch, stack ids refer to the dataset's
+/// [`Symbols`].
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub id: ProfileId,
+    /// Index into [`DatasetReader::series`] (checked to be in range).
+    pub series: u32,
+    pub time_nanos: i64,
+    pub total: i64,
+    pub stack_ids: &'a [u32],
+    /// Parallel to `stack_ids`.
+    pub values: &'a [i64],
+    /// Per sample, when the profile has span ids (0 = none).
+    pub span_ids: Option<&'a [u64]>,
+    /// Per sample, 16 bytes each, present with `span_ids`.
+    pub trace_ids: Option<&'a [u8]>,
+}
+
 /// A dataset of an object.
 #[derive(Debug, Clone)]
 pub struct DatasetReader {
@@ -529,6 +548,83 @@ impl DatasetReader {
         Ok(())
     }
 
+    /// Calls `f` with every stored row in storage order (series, time, id),
+    /// except the rows the metastore shadowed. The profiles section is
+    /// decoded one batch at a time and rows borrow the batch: nothing is
+    /// allocated per row. Stops at the first error `f` returns.
+    pub async fn for_each_row(&self, mut f: impl FnMut(&RowRef<'_>) -> Result<()>) -> Result<()> {
+        let bytes = self.section(SectionKind::Profiles).await?;
+        let schema = s::profiles_schema();
+        let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(&bytes[..]), None)?;
+        if reader.schema().fields() != schema.fields() {
+            return Err(self.corrupt("profiles section has an unexpected schema"));
+        }
+        for b in reader {
+            let b = b?;
+            let ids = s::col_fixed(&b, "id")?;
+            let sids = s::col_u32(&b, "series")?;
+            let times = s::col_i64(&b, "time_nanos")?;
+            let totals = s::col_i64(&b, "total")?;
+            let stacks = s::col_list(&b, "stack_ids")?;
+            let values = s::col_list(&b, "values")?;
+            let spans = s::col_list(&b, "span_ids")?;
+            let traces = s::col_list(&b, "trace_ids")?;
+            let stack_v = s::list_values::<UInt32Type>(stacks, "stack_ids")?;
+            let value_v = s::list_values::<Int64Type>(values, "values")?;
+            let span_v = s::list_values::<UInt64Type>(spans, "span_ids")?;
+            let trace_v = traces
+                .values()
+                .as_any()
+                .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                .filter(|a| a.value_length() == 16)
+                .ok_or_else(|| self.corrupt("trace ids"))?;
+            let (stack_v, value_v, span_v, trace_data) =
+                (stack_v.values(), value_v.values(), span_v.values(), trace_v.value_data());
+            for i in 0..b.num_rows() {
+                let sid = sids.value(i);
+                let Some(series) = self.series.get(sid as usize) else {
+                    return Err(self.corrupt("profile row of an unknown series"));
+                };
+                let mut id = [0u8; 16];
+                id.copy_from_slice(ids.value(i));
+                let id = ProfileId(id);
+                if !self.shadowed.is_empty()
+                    && self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, series.fingerprint, &id))
+                {
+                    continue;
+                }
+                let (sr, vr) = (s::list_range(stacks, i), s::list_range(values, i));
+                if sr.len() != vr.len() || sr.end > stack_v.len() || vr.end > value_v.len() {
+                    return Err(self.corrupt("stack ids and values differ in length"));
+                }
+                let (span_ids, trace_ids) = if s::is_null(spans, i) {
+                    (None, None)
+                } else {
+                    let (pr, tr) = (s::list_range(spans, i), s::list_range(traces, i));
+                    if pr.len() != sr.len()
+                        || tr.len() != sr.len()
+                        || pr.end > span_v.len()
+                        || tr.end.checked_mul(16).is_none_or(|e| e > trace_data.len())
+                    {
+                        return Err(self.corrupt("span ids and samples differ in length"));
+                    }
+                    (Some(&span_v[pr]), Some(&trace_data[tr.start * 16..tr.end * 16]))
+                };
+                f(&RowRef {
+                    id,
+                    series: sid,
+                    time_nanos: times.value(i),
+                    total: totals.value(i),
+                    stack_ids: &stack_v[sr],
+                    values: &value_v[vr],
+                    span_ids,
+                    trace_ids,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads all symbol sections (one ranged GET: they are contiguous).
     pub async fn symbols(&self) -> Result<Symbols> {
         let kinds = [
@@ -543,6 +639,11 @@ impl DatasetReader {
         let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
         let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0);
         let all = self.store.get_range(&self.path, lo..hi).await?;
+        if all.len() as u64 != hi - lo {
+            // The object is shorter than its metadata says (a store returns
+            // what it has of a range).
+            return Err(self.corrupt("symbol sections outside the object"));
+        }
         let part = |i: usize| -> Result<Bytes> {
             let r = &ranges[i];
             let b = all.slice((r.start - lo) as usize..(r.end - lo) as usize);

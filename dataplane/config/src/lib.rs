@@ -44,6 +44,7 @@ pub struct PhloxConfig {
     pub segment_writer: SegmentWriterConfig,
     pub metastore: MetastoreConfig,
     pub query_frontend: QueryFrontendConfig,
+    pub compaction: CompactionConfig,
     pub limits: LimitsConfig,
     /// Per-tenant limits: tenant → any keys of `limits`, applied on top of
     /// `limits`. Re-read from the config file without a restart.
@@ -61,6 +62,34 @@ pub struct QueryFrontendConfig {
     /// resolve to many, as a headless Service does). Empty: read leaves run
     /// in this process.
     pub backends: Vec<String>,
+}
+
+/// Compaction: when blocks of a level (0, 1, 2) are merged one level up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Blocks of a tenant at each level that start a job.
+    pub min_blocks: Vec<u32>,
+    /// Age (seconds) of a level's oldest block that starts a job anyway.
+    pub max_age_seconds: Vec<u64>,
+    /// How often an idle worker asks for a job.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// How long a compacted-away object stays in the bucket (queries that
+    /// listed it finish) before it is deleted.
+    #[serde(with = "duration")]
+    pub tombstone_grace: Duration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            min_blocks: vec![20, 10, 10],
+            max_age_seconds: vec![60, 600, 3600],
+            poll_interval: Duration::from_secs(2),
+            tombstone_grace: Duration::from_secs(60),
+        }
+    }
 }
 
 /// How long profiles are kept.
@@ -85,6 +114,7 @@ impl Default for PhloxConfig {
             segment_writer: SegmentWriterConfig::default(),
             metastore: MetastoreConfig::default(),
             query_frontend: QueryFrontendConfig::default(),
+            compaction: CompactionConfig::default(),
             limits: LimitsConfig::default(),
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,

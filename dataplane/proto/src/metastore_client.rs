@@ -26,6 +26,20 @@ pub trait Metastore: Send + Sync + 'static {
     ) -> Result<ListSegmentWritersResponse, tonic::Status> {
         Err(tonic::Status::unimplemented("this metastore does not list segment writers"))
     }
+    /// A compaction worker asks for a job.
+    async fn poll_compaction_job(
+        &self,
+        _request: crate::metastore::v1::PollCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::PollCompactionJobResponse, tonic::Status> {
+        Err(tonic::Status::unimplemented("this metastore does not plan compaction"))
+    }
+    /// A compaction worker finished a job.
+    async fn complete_compaction_job(
+        &self,
+        _request: crate::metastore::v1::CompleteCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
+        Err(tonic::Status::unimplemented("this metastore does not plan compaction"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -44,6 +58,18 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
         request: ListSegmentWritersRequest,
     ) -> Result<ListSegmentWritersResponse, tonic::Status> {
         (**self).list_segment_writers(request).await
+    }
+    async fn poll_compaction_job(
+        &self,
+        request: crate::metastore::v1::PollCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::PollCompactionJobResponse, tonic::Status> {
+        (**self).poll_compaction_job(request).await
+    }
+    async fn complete_compaction_job(
+        &self,
+        request: crate::metastore::v1::CompleteCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
+        (**self).complete_compaction_job(request).await
     }
 }
 
@@ -82,5 +108,17 @@ impl Metastore for GrpcMetastore {
         request: ListSegmentWritersRequest,
     ) -> Result<ListSegmentWritersResponse, tonic::Status> {
         Ok(self.client.clone().list_segment_writers(request).await?.into_inner())
+    }
+    async fn poll_compaction_job(
+        &self,
+        request: crate::metastore::v1::PollCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::PollCompactionJobResponse, tonic::Status> {
+        Ok(self.client.clone().poll_compaction_job(request).await?.into_inner())
+    }
+    async fn complete_compaction_job(
+        &self,
+        request: crate::metastore::v1::CompleteCompactionJobRequest,
+    ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
+        Ok(self.client.clone().complete_compaction_job(request).await?.into_inner())
     }
 }

@@ -20,7 +20,7 @@ use crate::writer_sink::LocalWriter;
 
 /// The targets this build runs, alone or comma-separated in one process.
 const SUPPORTED_TARGETS: &[&str] =
-    &["all", "metastore", "distributor", "segment-writer", "query-frontend", "query-backend"];
+    &["all", "metastore", "distributor", "segment-writer", "query-frontend", "query-backend", "compaction-worker"];
 
 fn parse_targets(target: &str) -> anyhow::Result<Vec<String>> {
     let targets: Vec<String> = target.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
@@ -104,6 +104,7 @@ struct Roles {
     segment_writer: bool,
     query_frontend: bool,
     query_backend: bool,
+    compaction_worker: bool,
 }
 
 impl Roles {
@@ -117,6 +118,7 @@ impl Roles {
             segment_writer: has("segment-writer"),
             query_frontend: has("query-frontend"),
             query_backend: has("query-backend"),
+            compaction_worker: has("compaction-worker"),
         }
     }
 }
@@ -171,12 +173,14 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let grpc_addr = grpc_listener.local_addr()?;
     let address = own_address(&config, grpc_addr);
     let node = if roles.metastore {
-        Some(MetastoreNode::start_with_registry(metastore_config(&config, address.clone())?, &registry).await?)
+        Some(Arc::new(
+            MetastoreNode::start_with_registry(metastore_config(&config, address.clone())?, &registry).await?,
+        ))
     } else {
         None
     };
     // Query backends read objects only; everything else needs the metastore.
-    let needs_metastore = roles.distributor || roles.segment_writer || roles.query_frontend;
+    let needs_metastore = roles.distributor || roles.segment_writer || roles.query_frontend || roles.compaction_worker;
     let metastore: Arc<dyn phlox_proto::metastore_client::Metastore> = match (&node, &config.metastore.address) {
         (Some(n), _) => n.client(),
         (None, Some(a)) => Arc::new(phlox_proto::metastore_client::GrpcMetastore::new(channel(a)?)),
@@ -260,6 +264,29 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     if let Some(n) = &node {
         n.wait_for_leader(Duration::from_secs(120)).await.context("metastore has no leader")?;
         n.spawn_dlq_recovery(Arc::clone(&store), config.metastore.dlq_recovery_interval);
+        crate::compaction::spawn_tombstone_cleaner(
+            Arc::clone(n),
+            Arc::clone(&store),
+            config.compaction.tombstone_grace,
+        );
+    }
+    if roles.compaction_worker {
+        let c = &config.compaction;
+        let worker = crate::compaction::CompactionWorker::new(
+            crate::compaction::WorkerConfig {
+                id: std::env::var("POD_NAME")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("compaction-worker-{address}")),
+                min_blocks: c.min_blocks.clone(),
+                max_age_ms: c.max_age_seconds.iter().map(|s| (*s as i64).saturating_mul(1000)).collect(),
+                poll_interval: c.poll_interval,
+            },
+            Arc::clone(&metastore),
+            Arc::clone(&store),
+            &registry,
+        )?;
+        worker.spawn();
     }
     // Segment writers of a distributed deployment join the placement.
     let drain = match &writer {

@@ -7,6 +7,7 @@
 mod app;
 mod auth;
 mod cli;
+mod compaction;
 mod connect;
 mod drain;
 mod dump;

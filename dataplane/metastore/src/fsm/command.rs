@@ -36,6 +36,22 @@ pub enum Command {
         /// Proposer's wall clock, Unix ms.
         now_ms: i64,
     },
+    /// A compaction worker asks for a job (planning runs first).
+    PollCompactionJob {
+        worker: String,
+        /// Proposer's wall clock, Unix ms.
+        now_ms: i64,
+        lease_ms: i64,
+        policy: super::compaction::CompactionPolicy,
+    },
+    /// A compaction worker finished a job: swap its sources for `block`.
+    CompleteCompactionJob {
+        id: String,
+        token: u64,
+        #[serde(with = "proto_hex")]
+        block: phlox_proto::metastore::v1::BlockMeta,
+        now_ms: i64,
+    },
     /// Forget tombstones whose objects have been deleted from the bucket.
     RemoveTombstones {
         /// Object keys of the tombstones.
@@ -44,7 +60,7 @@ pub enum Command {
 }
 
 /// The result of applying one log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Entries that carry no command (blank and membership entries).
     Empty,
@@ -67,6 +83,10 @@ pub enum Response {
         /// Tombstones that existed and are now gone.
         removed: u64,
     },
+    /// Result of [`Command::PollCompactionJob`]: a leased job, or none.
+    CompactionJob(#[serde(with = "proto_hex")] phlox_proto::metastore::v1::PollCompactionJobResponse),
+    /// Result of [`Command::CompleteCompactionJob`].
+    JobCompleted,
     /// The command was refused and changed nothing.
     Rejected(InvalidRequest),
 }

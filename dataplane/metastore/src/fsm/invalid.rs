@@ -47,6 +47,14 @@ pub enum InvalidRequest {
         len: usize,
     },
     /// A heartbeat without a member or with an empty member id.
+    #[error("compaction poll has no worker id")]
+    MissingWorker,
+    #[error("unknown compaction job {id}")]
+    UnknownJob { id: String },
+    #[error("compaction job {id}: token {token} is not the current lease")]
+    StaleLease { id: String, token: u64 },
+    #[error("compaction job {id}: the result is not one block of the job's tenant one level up")]
+    JobResultMismatch { id: String },
     #[error("heartbeat has no member id")]
     MissingMember,
     /// A query whose start is after its end.

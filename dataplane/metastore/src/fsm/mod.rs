@@ -9,6 +9,7 @@
 mod add_block;
 mod codec;
 mod command;
+mod compaction;
 mod dedup;
 mod index;
 mod invalid;
@@ -22,6 +23,7 @@ mod tests;
 
 pub(crate) use add_block::validate_add_block;
 pub use command::{Command, Response};
+pub use compaction::{CompactionPolicy, Job, Lease, MAX_LEVEL};
 pub use dedup::DEDUP_WINDOW_MS;
 pub use index::PARTITION_MS;
 pub use invalid::InvalidRequest;

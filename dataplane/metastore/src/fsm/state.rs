@@ -6,6 +6,7 @@ use ulid::Ulid;
 
 use super::add_block::apply_add_block;
 use super::codec::{decode_hex, encode_hex};
+use super::compaction::{Jobs, apply_complete, apply_poll};
 use super::dedup::DedupIndex;
 use super::index::{BlockIndex, IndexedBlock};
 use super::membership::{Members, apply_heartbeat};
@@ -28,6 +29,7 @@ pub struct MetastoreState {
     dedup: DedupIndex,
     members: Members,
     tombstones: Tombstones,
+    jobs: Jobs,
 }
 
 impl MetastoreState {
@@ -54,6 +56,12 @@ impl MetastoreState {
                 apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
             }
             Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
+            Command::PollCompactionJob { worker, now_ms, lease_ms, policy } => {
+                apply_poll(&self.index, &mut self.jobs, &worker, now_ms, lease_ms, &policy)
+            }
+            Command::CompleteCompactionJob { id, token, block, now_ms } => {
+                apply_complete(&mut self.index, &mut self.jobs, &mut self.tombstones, &id, token, block, now_ms)
+            }
         }
     }
 
@@ -110,6 +118,7 @@ struct StateRef<'a> {
     dedup: &'a DedupIndex,
     members: Vec<&'a Member>,
     tombstones: Vec<&'a Tombstone>,
+    jobs: &'a Jobs,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +128,8 @@ struct StateOwned {
     dedup: DedupIndex,
     members: Vec<Member>,
     tombstones: Vec<Tombstone>,
+    #[serde(default)]
+    jobs: Jobs,
 }
 
 impl Serialize for MetastoreState {
@@ -129,6 +140,7 @@ impl Serialize for MetastoreState {
             dedup: &self.dedup,
             members: self.members.values().collect(),
             tombstones: self.tombstones.values().collect(),
+            jobs: &self.jobs,
         }
         .serialize(serializer)
     }
@@ -152,6 +164,7 @@ impl<'de> Deserialize<'de> for MetastoreState {
             dedup: repr.dedup,
             members: repr.members.into_iter().map(|m| (m.id.clone(), m)).collect(),
             tombstones: repr.tombstones.into_iter().map(|t| (t.key.clone(), t)).collect(),
+            jobs: repr.jobs,
         })
     }
 }

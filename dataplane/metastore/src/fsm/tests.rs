@@ -310,3 +310,132 @@ fn commands_round_trip_through_json() {
     let json = serde_json::to_string(&command).unwrap();
     assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command);
 }
+
+mod compaction_jobs {
+    use super::*;
+    use phlox_proto::metastore::v1::PollCompactionJobResponse;
+
+    fn poll(state: &mut MetastoreState, worker: &str, now_ms: i64, min: u32) -> PollCompactionJobResponse {
+        let policy = CompactionPolicy { min_blocks: vec![min, 2, 2], max_age_ms: vec![i64::MAX, i64::MAX, i64::MAX] };
+        match state.apply(Command::PollCompactionJob { worker: worker.into(), now_ms, lease_ms: 1000, policy }) {
+            Response::CompactionJob(r) => r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn compacted(n: u64, tenant: &str, level: u32) -> BlockMeta {
+        BlockMeta {
+            id: id(n),
+            tenant: tenant.into(),
+            compaction_level: level,
+            min_time: 10,
+            max_time: 40,
+            datasets: vec![dataset("", "api", 10, 40, &["cpu"])],
+            ..Default::default()
+        }
+    }
+
+    fn complete(state: &mut MetastoreState, job: &str, token: u64, block: BlockMeta) -> Response {
+        state.apply(Command::CompleteCompactionJob { id: job.into(), token, block, now_ms: 99 })
+    }
+
+    #[test]
+    fn jobs_are_planned_per_tenant_leased_fenced_and_swapped() {
+        let mut state = MetastoreState::new();
+        // Two segments shared by tenants a and b, one of a only.
+        add(
+            &mut state,
+            segment(1, vec![dataset("a", "api", 10, 20, &["cpu"]), dataset("b", "api", 10, 20, &["cpu"])]),
+            vec![],
+        );
+        add(
+            &mut state,
+            segment(2, vec![dataset("a", "db", 15, 30, &["cpu"]), dataset("b", "api", 20, 30, &["cpu"])]),
+            vec![],
+        );
+        add(&mut state, segment(3, vec![dataset("a", "api", 30, 40, &["cpu"])]), vec![]);
+        // Fewer blocks than the policy wants: nothing.
+        assert!(poll(&mut state, "w1", 50, 4).job.is_none());
+        // Tenant a has 3 level-0 blocks, b has 2: with min 2, a job each.
+        let first = poll(&mut state, "w1", 50, 2).job.unwrap();
+        let second = poll(&mut state, "w2", 50, 2).job.unwrap();
+        assert_eq!((first.token, second.token), (1, 2));
+        let (a, b) = if first.tenant == "a" { (first, second) } else { (second, first) };
+        assert_eq!((a.tenant.as_str(), a.level, b.tenant.as_str()), ("a", 0, "b"));
+        assert_eq!(a.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![id(1), id(2), id(3)]);
+        assert!(a.sources.iter().all(|s| s.datasets.iter().all(|d| d.tenant == "a")), "only the tenant's datasets");
+        assert_eq!(b.sources.len(), 2);
+        assert!(poll(&mut state, "w3", 50, 2).job.is_none(), "both jobs are leased");
+        // The leases expire; w3 takes a job with a new token; its old holder is fenced off.
+        let again = poll(&mut state, "w3", 50 + 1000, 2).job.unwrap();
+        assert_eq!(again.token, 3);
+        let again_b = poll(&mut state, "w4", 50 + 1000, 2).job.unwrap();
+        assert_eq!(again_b.token, 4);
+        let (a_token, b_token) =
+            if again.id == a.id { (again.token, again_b.token) } else { (again_b.token, again.token) };
+        let a = phlox_proto::metastore::v1::CompactionJob { token: a_token, ..a };
+        let b = phlox_proto::metastore::v1::CompactionJob { token: b_token, ..b };
+        assert!(matches!(
+            complete(&mut state, &a.id, 1, compacted(10, "a", 1)),
+            Response::Rejected(InvalidRequest::StaleLease { .. })
+        ));
+        assert!(matches!(
+            complete(&mut state, &a.id, 2, compacted(10, "a", 1)),
+            Response::Rejected(InvalidRequest::StaleLease { .. })
+        ));
+        assert!(matches!(
+            complete(&mut state, &a.id, a.token, compacted(10, "b", 1)),
+            Response::Rejected(InvalidRequest::JobResultMismatch { .. })
+        ));
+        assert_eq!(complete(&mut state, &a.id, a.token, compacted(10, "a", 1)), Response::JobCompleted);
+        // Tenant a now reads the compacted block only; b still reads its segments.
+        assert_eq!(query(&state, &["a"], 0, HOUR, vec![]), vec![(id(10), vec!["/api".to_string()])]);
+        assert_eq!(
+            query(&state, &["b"], 0, HOUR, vec![]),
+            vec![(id(1), vec!["b/api".to_string()]), (id(2), vec!["b/api".to_string()])]
+        );
+        // Segment 3 held only tenant a: tombstoned. 1 and 2 wait for b.
+        let tombstoned: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        assert_eq!(tombstoned, vec![id(3)]);
+        assert_eq!(complete(&mut state, &b.id, b.token, compacted(11, "b", 1)), Response::JobCompleted);
+        let mut tombstoned: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        tombstoned.sort();
+        assert_eq!(tombstoned, vec![id(1), id(2), id(3)]);
+        assert!(matches!(
+            complete(&mut state, &b.id, b.token, compacted(11, "b", 1)),
+            Response::Rejected(InvalidRequest::UnknownJob { .. })
+        ));
+        // Jobs survive a snapshot.
+        let mut state2 = MetastoreState::new();
+        add(&mut state2, segment(4, vec![dataset("c", "x", 1, 2, &["cpu"])]), vec![]);
+        add(&mut state2, segment(5, vec![dataset("c", "x", 1, 2, &["cpu"])]), vec![]);
+        let job = poll(&mut state2, "w", 5, 2).job.unwrap();
+        let restored: MetastoreState = serde_json::from_str(&serde_json::to_string(&state2).unwrap()).unwrap();
+        assert_eq!(restored, state2);
+        let mut restored = restored;
+        assert!(poll(&mut restored, "w2", 6, 2).job.is_none(), "the lease survived");
+        assert_eq!(job.sources.len(), 2);
+    }
+
+    #[test]
+    fn an_old_lone_segment_is_split_out_by_age() {
+        let mut state = MetastoreState::new();
+        add(&mut state, segment(1, vec![dataset("a", "api", 10, 20, &["cpu"])]), vec![]);
+        let policy = CompactionPolicy { min_blocks: vec![20, 10, 10], max_age_ms: vec![60_000, 600_000, 3_600_000] };
+        let created = Ulid::from_string(&id(1)).unwrap().timestamp_ms() as i64;
+        let early = state.apply(Command::PollCompactionJob {
+            worker: "w".into(),
+            now_ms: created + 1_000,
+            lease_ms: 1000,
+            policy: policy.clone(),
+        });
+        assert!(matches!(early, Response::CompactionJob(ref r) if r.job.is_none()));
+        let late = state.apply(Command::PollCompactionJob {
+            worker: "w".into(),
+            now_ms: created + 61_000,
+            lease_ms: 1000,
+            policy,
+        });
+        assert!(matches!(late, Response::CompactionJob(ref r) if r.job.as_ref().is_some_and(|j| j.sources.len() == 1)));
+    }
+}

@@ -38,6 +38,20 @@ impl Metastore for LocalMetastore {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 
+    async fn poll_compaction_job(
+        &self,
+        request: phlox_proto::metastore::v1::PollCompactionJobRequest,
+    ) -> Result<phlox_proto::metastore::v1::PollCompactionJobResponse, tonic::Status> {
+        Ok(self.core.call(&request, Origin::Client).await?)
+    }
+
+    async fn complete_compaction_job(
+        &self,
+        request: phlox_proto::metastore::v1::CompleteCompactionJobRequest,
+    ) -> Result<phlox_proto::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
+        Ok(self.core.call(&request, Origin::Client).await?)
+    }
+
     async fn list_segment_writers(
         &self,
         request: ListSegmentWritersRequest,

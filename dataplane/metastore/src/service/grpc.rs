@@ -48,6 +48,20 @@ impl MetastoreService for MetastoreGrpcService {
         self.handle(request).await
     }
 
+    async fn poll_compaction_job(
+        &self,
+        request: Request<phlox_proto::metastore::v1::PollCompactionJobRequest>,
+    ) -> Result<Response<phlox_proto::metastore::v1::PollCompactionJobResponse>, Status> {
+        self.handle(request).await
+    }
+
+    async fn complete_compaction_job(
+        &self,
+        request: Request<phlox_proto::metastore::v1::CompleteCompactionJobRequest>,
+    ) -> Result<Response<phlox_proto::metastore::v1::CompleteCompactionJobResponse>, Status> {
+        self.handle(request).await
+    }
+
     async fn list_segment_writers(
         &self,
         request: Request<ListSegmentWritersRequest>,

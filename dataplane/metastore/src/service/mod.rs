@@ -4,6 +4,7 @@
 
 mod add_block;
 mod client;
+mod compaction;
 mod forward;
 mod grpc;
 mod heartbeat;

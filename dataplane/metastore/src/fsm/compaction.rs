@@ -1,0 +1,207 @@
+//! Compaction jobs: the planner groups a tenant's blocks of one level into
+//! a job, a worker takes it under a lease (with a fencing token), and
+//! completing it swaps the sources for the merged block atomically: the
+//! tenant's datasets leave the sources, sources left empty are tombstoned.
+//!
+//! Deterministic: planning runs inside the apply of a poll, from the state
+//! and the command (its clock and policy) only.
+
+use std::collections::BTreeMap;
+
+use phlox_block::is_tenant_index;
+use phlox_proto::metastore::v1::{BlockMeta, CompactionJob, PollCompactionJobResponse};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::index::{BlockIndex, IndexedBlock};
+use super::tombstones::{Tombstone, Tombstones, object_key};
+use super::{InvalidRequest, Response};
+
+/// Highest level a compaction produces.
+pub const MAX_LEVEL: u32 = 3;
+/// Most sources of one job.
+pub(crate) const MAX_SOURCES: usize = 64;
+
+/// When the blocks of a level are compacted: `min_blocks[level]` blocks of
+/// a tenant, or as soon as the oldest is `max_age_ms[level]` old (for level
+/// 0 even alone: it splits a shared segment into the tenant's own block).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionPolicy {
+    pub min_blocks: Vec<u32>,
+    pub max_age_ms: Vec<i64>,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self { min_blocks: vec![20, 10, 10], max_age_ms: vec![60_000, 600_000, 3_600_000] }
+    }
+}
+
+/// A worker's hold on a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub worker: String,
+    pub expires_ms: i64,
+    /// Fencing token: only the current holder can complete the job.
+    pub token: u64,
+}
+
+/// A planned compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub tenant: String,
+    /// Level of the sources; the result is one level up.
+    pub level: u32,
+    /// Source block ids, in order.
+    pub sources: Vec<String>,
+    pub lease: Option<Lease>,
+}
+
+/// Jobs by id and the last fencing token handed out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Jobs {
+    pub(crate) jobs: BTreeMap<String, Job>,
+    pub(crate) last_token: u64,
+}
+
+fn created_ms(id: &Ulid) -> i64 {
+    id.timestamp_ms() as i64
+}
+
+/// Plans jobs for every (tenant, level) group of blocks not yet in a job.
+fn plan(index: &BlockIndex, jobs: &mut Jobs, now_ms: i64, policy: &CompactionPolicy) {
+    let taken: std::collections::BTreeSet<(&str, &str)> =
+        jobs.jobs.values().flat_map(|j| j.sources.iter().map(move |s| (j.tenant.as_str(), s.as_str()))).collect();
+    let mut groups: BTreeMap<(String, u32), Vec<Ulid>> = BTreeMap::new();
+    for (id, block) in index.iter() {
+        let level = block.header.compaction_level;
+        if level >= MAX_LEVEL {
+            continue;
+        }
+        let idstr = block.header.id.as_str();
+        let mut tenants: Vec<&str> = block.datasets.iter().map(|d| block.dataset_tenant(d)).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for t in tenants {
+            if !taken.contains(&(t, idstr)) {
+                groups.entry((t.to_owned(), level)).or_default().push(*id);
+            }
+        }
+    }
+    let mut new_jobs = Vec::new();
+    for ((tenant, level), mut ids) in groups {
+        ids.sort();
+        let l = level as usize;
+        let min = policy.min_blocks.get(l).copied().unwrap_or(u32::MAX).max(1) as usize;
+        let max_age = policy.max_age_ms.get(l).copied().unwrap_or(i64::MAX);
+        let old = ids.first().is_some_and(|id| now_ms.saturating_sub(created_ms(id)) >= max_age);
+        let enough_for_age = if level == 0 { !ids.is_empty() } else { ids.len() >= 2 };
+        if ids.len() < min && !(old && enough_for_age) {
+            continue;
+        }
+        for chunk in ids.chunks(MAX_SOURCES) {
+            if level > 0 && chunk.len() < 2 {
+                continue;
+            }
+            let sources: Vec<String> = chunk.iter().map(Ulid::to_string).collect();
+            let key = format!("{tenant}\n{level}\n{}", sources.join(","));
+            let id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+            new_jobs.push(Job { id, tenant: tenant.clone(), level, sources, lease: None });
+        }
+    }
+    for j in new_jobs {
+        jobs.jobs.entry(j.id.clone()).or_insert(j);
+    }
+}
+
+/// A worker asks for a job: plan, then lease the first free (or expired) one.
+pub(crate) fn apply_poll(
+    index: &BlockIndex,
+    jobs: &mut Jobs,
+    worker: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    policy: &CompactionPolicy,
+) -> Response {
+    if worker.is_empty() {
+        return Response::Rejected(InvalidRequest::MissingWorker);
+    }
+    plan(index, jobs, now_ms, policy);
+    let Some(job) = jobs.jobs.values_mut().find(|j| j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)) else {
+        return Response::CompactionJob(PollCompactionJobResponse { job: None });
+    };
+    jobs.last_token += 1;
+    let token = jobs.last_token;
+    let expires_ms = now_ms.saturating_add(lease_ms);
+    job.lease = Some(Lease { worker: worker.to_owned(), expires_ms, token });
+    let sources = job
+        .sources
+        .iter()
+        .filter_map(|s| Ulid::from_string(s).ok())
+        .filter_map(|id| index.get(&id))
+        .map(|b| {
+            let mut meta = b.to_meta();
+            meta.datasets.retain(|d| b.dataset_tenant(d) == job.tenant);
+            meta
+        })
+        .collect();
+    Response::CompactionJob(PollCompactionJobResponse {
+        job: Some(CompactionJob {
+            id: job.id.clone(),
+            tenant: job.tenant.clone(),
+            level: job.level,
+            token,
+            sources,
+            lease_expires: expires_ms,
+        }),
+    })
+}
+
+/// A worker finished a job: swap its sources for `block`.
+pub(crate) fn apply_complete(
+    index: &mut BlockIndex,
+    jobs: &mut Jobs,
+    tombstones: &mut Tombstones,
+    id: &str,
+    token: u64,
+    block: BlockMeta,
+    now_ms: i64,
+) -> Response {
+    let Some(job) = jobs.jobs.get(id) else {
+        return Response::Rejected(InvalidRequest::UnknownJob { id: id.to_owned() });
+    };
+    if job.lease.as_ref().map(|l| l.token) != Some(token) {
+        return Response::Rejected(InvalidRequest::StaleLease { id: id.to_owned(), token });
+    }
+    let Ok(new_id) = Ulid::from_string(&block.id) else {
+        return Response::Rejected(InvalidRequest::InvalidBlockId { id: block.id.clone() });
+    };
+    if block.tenant != job.tenant || block.compaction_level != job.level + 1 || block.datasets.is_empty() {
+        return Response::Rejected(InvalidRequest::JobResultMismatch { id: id.to_owned() });
+    }
+    let job = match jobs.jobs.remove(id) {
+        Some(j) => j,
+        None => return Response::Rejected(InvalidRequest::UnknownJob { id: id.to_owned() }),
+    };
+    index.insert(new_id, IndexedBlock::new(block));
+    for source in job.sources.iter().filter_map(|s| Ulid::from_string(s).ok()) {
+        let Some(mut b) = index.remove(&source) else { continue };
+        let header_tenant = b.header.tenant.clone();
+        b.datasets.retain(|d| {
+            let t = if d.tenant.is_empty() { header_tenant.as_str() } else { d.tenant.as_str() };
+            t != job.tenant
+        });
+        // A segment left with only tenant indexes holds no data either.
+        if b.datasets.iter().all(is_tenant_index) {
+            let key = object_key(source, &b);
+            tombstones.insert(
+                key.clone(),
+                Tombstone { key, block_id: b.header.id.clone(), tenant: header_tenant, deleted_at_ms: now_ms },
+            );
+        } else {
+            index.insert(source, b);
+        }
+    }
+    Response::JobCompleted
+}

@@ -1,0 +1,171 @@
+//! The compaction worker: polls the metastore for a job, merges the job's
+//! source blocks (one tenant's datasets) into one block a level up, writes
+//! it, and completes the job with its lease's fencing token. A worker that
+//! dies mid-job loses nothing: the lease expires, another worker redoes the
+//! job and writes the same object (its id is derived from the job).
+//! Also: the leader deletes tombstoned objects after a grace period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use phlox_block::{BlockHeader, BlockReader, paths};
+use phlox_metastore::MetastoreNode;
+use phlox_proto::metastore::v1::{CompactionJob, CompleteCompactionJobRequest, PollCompactionJobRequest};
+use phlox_proto::metastore_client::Metastore;
+use prometheus::{IntCounterVec, Opts, Registry};
+use tracing::{info, warn};
+use ulid::Ulid;
+
+/// Planning policy and pacing of a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) id: String,
+    pub(crate) min_blocks: Vec<u32>,
+    pub(crate) max_age_ms: Vec<i64>,
+    pub(crate) poll_interval: Duration,
+}
+
+pub(crate) struct CompactionWorker {
+    config: WorkerConfig,
+    metastore: Arc<dyn Metastore>,
+    store: Arc<dyn ObjectStore>,
+    jobs: IntCounterVec,
+    blocks: IntCounterVec,
+}
+
+impl CompactionWorker {
+    pub(crate) fn new(
+        config: WorkerConfig,
+        metastore: Arc<dyn Metastore>,
+        store: Arc<dyn ObjectStore>,
+        registry: &Registry,
+    ) -> anyhow::Result<Self> {
+        let jobs = IntCounterVec::new(
+            Opts::new("phlox_compaction_worker_jobs_total", "Compaction jobs by result (done, stale, failed)."),
+            &["result"],
+        )?;
+        let blocks = IntCounterVec::new(
+            Opts::new("phlox_compaction_worker_blocks_total", "Blocks read (source) and written (output)."),
+            &["kind"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(blocks.clone()))?;
+        Ok(Self { config, metastore, store, jobs, blocks })
+    }
+
+    /// Polls and runs jobs until the process ends.
+    pub(crate) fn spawn(self) {
+        tokio::spawn(async move {
+            loop {
+                let request = PollCompactionJobRequest {
+                    worker: self.config.id.clone(),
+                    min_blocks: self.config.min_blocks.clone(),
+                    max_age_ms: self.config.max_age_ms.clone(),
+                    lease_ms: 0,
+                };
+                match self.metastore.poll_compaction_job(request).await {
+                    Ok(r) => {
+                        if let Some(job) = r.job {
+                            self.run(job).await;
+                            continue;
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot poll for compaction jobs"),
+                }
+                tokio::time::sleep(self.config.poll_interval).await;
+            }
+        });
+    }
+
+    async fn run(&self, job: CompactionJob) {
+        let result = self.compact(&job).await;
+        let outcome = match result {
+            Ok(()) => "done",
+            Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                // Another worker's lease or a finished job: the output is the same object.
+                info!(job = %job.id, reason = %e.message(), "compaction job superseded");
+                "stale"
+            }
+            Err(e) => {
+                warn!(job = %job.id, error = %e, "compaction job failed; its lease will expire and it will be redone");
+                "failed"
+            }
+        };
+        self.jobs.with_label_values(&[outcome]).inc();
+    }
+
+    async fn compact(&self, job: &CompactionJob) -> Result<(), tonic::Status> {
+        let internal = |e: String| tonic::Status::internal(e);
+        let readers = job
+            .sources
+            .iter()
+            .map(|m| BlockReader::from_meta(Arc::clone(&self.store), m.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| internal(e.to_string()))?;
+        let id = output_id(job);
+        let header = BlockHeader {
+            id,
+            tenant: job.tenant.clone(),
+            shard: 0,
+            level: job.level + 1,
+            created_by: self.config.id.clone(),
+        };
+        let encoded = phlox_block::compact(&readers, &job.tenant, header).await.map_err(|e| internal(e.to_string()))?;
+        let path = paths::object_path(&job.tenant, 0, job.level + 1, id);
+        self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
+        self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
+        self.metastore
+            .complete_compaction_job(CompleteCompactionJobRequest {
+                id: job.id.clone(),
+                token: job.token,
+                block: Some(encoded.meta),
+            })
+            .await?;
+        self.blocks.with_label_values(&["output"]).inc();
+        info!(job = %job.id, tenant = %job.tenant, level = job.level + 1, sources = job.sources.len(), block = %id, "compacted");
+        Ok(())
+    }
+}
+
+/// The output block id of a job: the newest source's time, bits from the
+/// job id, so a redone job writes the same object.
+fn output_id(job: &CompactionJob) -> Ulid {
+    let newest = job.sources.iter().filter_map(|s| Ulid::from_string(&s.id).ok()).map(|u| u.timestamp_ms()).max();
+    let bits = xxhash_rust::xxh3::xxh3_128(job.id.as_bytes());
+    Ulid::from_parts(newest.unwrap_or(0), bits)
+}
+
+/// On the metastore leader: deletes objects tombstoned more than `grace`
+/// ago (queries that listed them have finished), then forgets them.
+pub(crate) fn spawn_tombstone_cleaner(node: Arc<MetastoreNode>, store: Arc<dyn ObjectStore>, grace: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if !node.is_leader() {
+                continue;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let mut gone = Vec::new();
+            for t in node.tombstones() {
+                if now - t.deleted_at_ms < grace.as_millis() as i64 {
+                    continue;
+                }
+                match store.delete(&object_store::path::Path::from(t.key.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => gone.push(t.key),
+                    Err(e) => warn!(key = %t.key, error = %e, "cannot delete a tombstoned object"),
+                }
+            }
+            if !gone.is_empty() {
+                let n = gone.len();
+                match node.remove_tombstones(gone).await {
+                    Ok(_) => info!(objects = n, "deleted tombstoned objects"),
+                    Err(e) => warn!(error = %e, "cannot forget tombstones"),
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,175 @@
+//! Compaction in a running `phlox`: level-0 segments of two tenants are
+//! merged into per-tenant blocks, compacted-away objects are deleted after
+//! the grace period, and every query answers exactly as before.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use phlox_e2e::*;
+use phlox_pprof::testkit::ProfileBuilder;
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1 as t;
+use prost::Message;
+
+const CPU: &str = "process_cpu:cpu:nanoseconds::";
+
+/// (objects, bytes) under a directory, recursively.
+fn objects(dir: &Path) -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    let (mut n, mut bytes) = (0, 0);
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            let (a, b) = objects(&p);
+            n += a;
+            bytes += b;
+        } else if p.extension().is_some_and(|x| x == "block") {
+            n += 1;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    (n, bytes)
+}
+
+async fn rpc<Req: Message, Resp: Message + Default>(base: &str, tenant: &str, method: &str, req: &Req) -> Resp {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/querier.v1.QuerierService/{method}"))
+        .header("Content-Type", "application/proto")
+        .header("X-Scope-OrgID", tenant)
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    Resp::decode(r.bytes().await.unwrap()).unwrap()
+}
+
+/// Everything a user would look at, per tenant.
+async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let fg: q::SelectMergeStacktracesResponse = rpc(
+            base,
+            tenant,
+            "SelectMergeStacktraces",
+            &q::SelectMergeStacktracesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: s,
+                end: e,
+                ..Default::default()
+            },
+        )
+        .await;
+        let fg = fg.flamegraph.unwrap();
+        let mut names = fg.names.clone();
+        names.sort();
+        out.push(format!(
+            "{tenant} total={} max_self={} names={names:?} levels={}",
+            fg.total,
+            fg.max_self,
+            fg.levels.len()
+        ));
+        let series: q::SelectSeriesResponse = rpc(
+            base,
+            tenant,
+            "SelectSeries",
+            &q::SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: s,
+                end: e,
+                step: 1.0,
+                group_by: vec!["service_name".into()],
+                ..Default::default()
+            },
+        )
+        .await;
+        for sr in series.series {
+            let pts: Vec<(i64, f64)> = sr.points.iter().map(|p| (p.timestamp, p.value)).collect();
+            out.push(format!("{tenant} {:?} {pts:?}", sr.labels.iter().map(|l| &l.value).collect::<Vec<_>>()));
+        }
+        let values: t::LabelValuesResponse = rpc(
+            base,
+            tenant,
+            "LabelValues",
+            &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start: s, end: e },
+        )
+        .await;
+        out.push(format!("{tenant} pods={:?}", values.names));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_every_answer_and_shrinks_the_bucket() {
+    let (tmp, dir) = data_dir();
+    let cfg = tmp.path().join("phlox.yaml");
+    std::fs::write(
+        &cfg,
+        "multitenancy_enabled: true\nsegment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
+         limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [6, 3, 3]\n  max_age_seconds: [3600, 3600, 3600]\n\
+         \x20 poll_interval: 200ms\n  tombstone_grace: 1s\n",
+    )
+    .unwrap();
+    let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    // Twelve segments: each push is acked once its own segment is stored.
+    for i in 0..12i64 {
+        for tenant in ["acme", "globex"] {
+            let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+            b.time_nanos(now - i * 1_000_000_000)
+                .sample(&["main", "handle", if i % 2 == 0 { "parse" } else { "render" }], &[10 + i], &[])
+                .sample(&["main", "gc"], &[3], &[("span_id", "00000000000000aa")]);
+            let service = if i % 3 == 0 { "api" } else { "web" };
+            let pod = format!("p{}", i % 4);
+            let req =
+                push_request(&[("__name__", "process_cpu"), ("service_name", service), ("pod", &pod)], b.encode(), "");
+            let r = client
+                .post(server.push_url())
+                .header("Content-Type", "application/proto")
+                .header("X-Scope-OrgID", tenant)
+                .body(req.encode_to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    }
+    let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    let before = answers(&server.http, s, e).await;
+    let bucket = dir.join("bucket");
+    let (segments_before, segment_bytes) = objects(&bucket.join("segments"));
+    assert!(segments_before >= 6, "{segments_before} segments");
+
+    // Wait until level-0 segments are merged and deleted.
+    let mut settled = false;
+    for _ in 0..300 {
+        let (segments, _) = objects(&bucket.join("segments"));
+        let (blocks, _) = objects(&bucket.join("blocks"));
+        if segments == 0 && blocks > 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        settled,
+        "segments were not compacted away: {:?} / {:?}",
+        objects(&bucket.join("segments")),
+        objects(&bucket.join("blocks"))
+    );
+    let (blocks, block_bytes) = objects(&bucket.join("blocks"));
+    let after = answers(&server.http, s, e).await;
+    assert_eq!(after, before, "every answer is the same after compaction");
+    assert!(blocks < segments_before, "{blocks} blocks from {segments_before} segments");
+    assert!(block_bytes < segment_bytes, "{block_bytes} bytes from {segment_bytes}");
+    println!(
+        "compaction: {segments_before} segments, {segment_bytes} B -> {blocks} blocks, {block_bytes} B ({:.2}x bytes)",
+        block_bytes as f64 / segment_bytes as f64
+    );
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("phlox_compaction_worker_jobs_total{result=\"done\"}"), "{metrics}");
+    server.stop();
+}
