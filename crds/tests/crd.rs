@@ -133,7 +133,7 @@ fn defaults_fill_what_the_user_did_not_write() {
     assert_eq!(stored["queryBackend"]["autoscaling"]["enabled"], false);
     assert_eq!(stored["queryBackend"]["autoscaling"]["maxReplicas"], 10);
     assert_eq!(stored["queryBackend"]["autoscaling"]["scaleDownStabilizationWindowSeconds"], 300);
-    assert_eq!(stored["retention"]["period"], "0s");
+    assert_eq!(stored["retention"]["period"], "31d");
     assert_eq!(stored["multitenancyEnabled"], false);
     // The schema carries the same defaults, so the API server stores them.
     let schema = json_schema();
@@ -141,7 +141,7 @@ fn defaults_fill_what_the_user_did_not_write() {
     assert_eq!(spec["image"]["default"], phlox_crds::v1alpha1::DEFAULT_IMAGE);
     assert_eq!(spec["metastore"]["properties"]["voters"]["default"], 1);
     assert_eq!(spec["queryBackend"]["properties"]["autoscaling"]["properties"]["maxReplicas"]["default"], 10);
-    assert_eq!(spec["retention"]["properties"]["period"]["default"], "0s");
+    assert_eq!(spec["retention"]["properties"]["period"]["default"], "31d");
 }
 
 #[test]

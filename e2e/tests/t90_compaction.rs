@@ -173,3 +173,82 @@ async fn compaction_keeps_every_answer_and_shrinks_the_bucket() {
     assert!(metrics.contains("phlox_compaction_worker_jobs_total{result=\"done\"}"), "{metrics}");
     server.stop();
 }
+
+/// Retention per tenant: data older than the tenant's retention leaves the
+/// index and its objects are deleted; a tenant whose override keeps
+/// everything keeps it; fresh data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_data_per_tenant() {
+    let (tmp, dir) = data_dir();
+    let cfg = tmp.path().join("phlox.yaml");
+    std::fs::write(
+        &cfg,
+        "multitenancy_enabled: true\nsegment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
+         limits:\n  ingestion_rate_mb: 0\n  retention_period: 30s\noverrides:\n  keep:\n    retention_period: 0s\n\
+         compaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [3600, 3600, 3600]\n\
+         \x20 tombstone_grace: 1s\n  retention_interval: 300ms\n",
+    )
+    .unwrap();
+    let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let push = |tenant: &'static str, age_s: i64, value: i64| {
+        let (client, url) = (client.clone(), server.push_url());
+        async move {
+            let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+            b.time_nanos(now - age_s * 1_000_000_000).sample(&["main", "work"], &[value], &[]);
+            let req = push_request(&[("__name__", "process_cpu"), ("service_name", "svc")], b.encode(), "");
+            let r = client
+                .post(url)
+                .header("Content-Type", "application/proto")
+                .header("X-Scope-OrgID", tenant)
+                .body(req.encode_to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+        }
+    };
+    push("acme", 600, 7).await; // 10 min old: past acme's 30 s
+    push("acme", 0, 5).await;
+    push("keep", 600, 11).await; // kept: retention 0s
+    let total = |tenant: &'static str| {
+        let base = server.http.clone();
+        async move {
+            let r: q::SelectMergeStacktracesResponse = rpc(
+                &base,
+                tenant,
+                "SelectMergeStacktraces",
+                &q::SelectMergeStacktracesRequest {
+                    profile_type_id: CPU.into(),
+                    label_selector: "{}".into(),
+                    start: now / 1_000_000 - 3_600_000,
+                    end: now / 1_000_000 + 60_000,
+                    ..Default::default()
+                },
+            )
+            .await;
+            r.flamegraph.unwrap().total
+        }
+    };
+    let segments = |d: &Path| objects(&d.join("bucket").join("segments")).0;
+    let before = segments(&dir);
+    let mut done = false;
+    for _ in 0..200 {
+        if total("acme").await == 5 && segments(&dir) < before {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        done,
+        "old data of acme was not deleted (total {}, segments {before} -> {})",
+        total("acme").await,
+        segments(&dir)
+    );
+    assert_eq!(total("keep").await, 11, "retention 0s keeps everything");
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("phlox_metastore_retention_deleted_total{kind=\"dataset\"} 1"), "{metrics}");
+    server.stop();
+}

@@ -412,25 +412,30 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
     pub reject_newer_than: Option<String>,
+    /// Data older than this is deleted (`0s` keeps everything). In
+    /// `limits`, overrides `retention.period`; per tenant in `overrides`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub retention_period: Option<String>,
 }
 
 /// How long profiles are kept.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
-    /// Blocks whose newest profile is older than this are deleted by the
-    /// compaction worker; `0s` (the default, as in Pyroscope) keeps everything.
-    #[serde(default = "forever")]
+    /// Data older than this is deleted by the metastore leader (per tenant
+    /// through `overrides`); `0s` keeps everything.
+    #[serde(default = "thirty_one_days")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
     pub period: String,
 }
 
 impl Default for RetentionSpec {
     fn default() -> Self {
-        Self { period: forever() }
+        Self { period: thirty_one_days() }
     }
 }
 
-fn forever() -> String {
-    "0s".to_owned()
+fn thirty_one_days() -> String {
+    "31d".to_owned()
 }

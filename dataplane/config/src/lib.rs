@@ -51,7 +51,6 @@ pub struct PhloxConfig {
     pub overrides: BTreeMap<String, serde_yaml::Mapping>,
     /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
     pub multitenancy_enabled: bool,
-    pub retention: RetentionConfig,
 }
 
 /// The query frontend of a distributed deployment.
@@ -79,6 +78,9 @@ pub struct CompactionConfig {
     /// listed it finish) before it is deleted.
     #[serde(with = "duration")]
     pub tombstone_grace: Duration,
+    /// How often the metastore leader applies `limits.retention_period`.
+    #[serde(with = "duration")]
+    pub retention_interval: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -88,18 +90,9 @@ impl Default for CompactionConfig {
             max_age_seconds: vec![60, 600, 3600],
             poll_interval: Duration::from_secs(2),
             tombstone_grace: Duration::from_secs(60),
+            retention_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// How long profiles are kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetentionConfig {
-    /// Blocks whose newest profile is older than this are deleted by the
-    /// compaction worker; 0 keeps everything (Pyroscope's default).
-    #[serde(with = "duration")]
-    pub period: Duration,
 }
 
 impl Default for PhloxConfig {
@@ -118,7 +111,6 @@ impl Default for PhloxConfig {
             limits: LimitsConfig::default(),
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,
-            retention: RetentionConfig::default(),
         }
     }
 }
@@ -274,6 +266,10 @@ pub struct LimitsConfig {
     pub reject_older_than: Duration,
     #[serde(with = "duration")]
     pub reject_newer_than: Duration,
+    /// Data older than this is deleted (0 keeps everything); per tenant
+    /// through `overrides`.
+    #[serde(with = "duration")]
+    pub retention_period: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -290,6 +286,7 @@ impl Default for LimitsConfig {
             max_label_value_length: 2048,
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
+            retention_period: Duration::from_secs(31 * 24 * 3600),
         }
     }
 }

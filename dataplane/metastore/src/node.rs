@@ -290,6 +290,21 @@ impl MetastoreNode {
         }
     }
 
+    /// Drops datasets older than their tenant's retention (`default_ms`,
+    /// or per tenant in `overrides`; 0 keeps everything) and tombstones
+    /// blocks left without data: (datasets, blocks). Runs on the leader only.
+    pub async fn apply_retention(
+        &self,
+        default_ms: i64,
+        overrides: std::collections::BTreeMap<String, i64>,
+    ) -> Result<(u64, u64)> {
+        match self.write_on_leader(Command::ApplyRetention { now_ms: now_ms(), default_ms, overrides }).await? {
+            Response::RetentionApplied { datasets, blocks } => Ok((datasets, blocks)),
+            Response::Rejected(e) => Err(e.into()),
+            other => Err(MetastoreError::UnexpectedResponse(other)),
+        }
+    }
+
     /// Forgets tombstones whose objects are gone. Runs on the leader only.
     pub async fn remove_tombstones(&self, keys: Vec<String>) -> Result<u64> {
         match self.write_on_leader(Command::RemoveTombstones { keys }).await? {

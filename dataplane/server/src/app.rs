@@ -269,6 +269,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             Arc::clone(&store),
             config.compaction.tombstone_grace,
         );
+        crate::compaction::spawn_retention(
+            Arc::clone(n),
+            config.clone(),
+            reload.clone(),
+            config.compaction.retention_interval,
+            &registry,
+        )?;
     }
     if roles.compaction_worker {
         let c = &config.compaction;

@@ -136,6 +136,50 @@ fn output_id(job: &CompactionJob) -> Ulid {
     Ulid::from_parts(newest.unwrap_or(0), bits)
 }
 
+/// On the metastore leader: applies each tenant's `retention_period` every
+/// `every` (re-reading the configuration, so overrides apply without a
+/// restart).
+pub(crate) fn spawn_retention(
+    node: Arc<MetastoreNode>,
+    config: phlox_config::PhloxConfig,
+    reload: Option<crate::app::ConfigLoader>,
+    every: Duration,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    let deleted = IntCounterVec::new(
+        Opts::new("phlox_metastore_retention_deleted_total", "Datasets and blocks deleted by retention."),
+        &["kind"],
+    )?;
+    registry.register(Box::new(deleted.clone()))?;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if !node.is_leader() {
+                continue;
+            }
+            let config = reload.as_ref().and_then(|r| r().ok()).unwrap_or_else(|| config.clone());
+            let default_ms = config.limits.retention_period.as_millis() as i64;
+            let overrides = match config.tenant_limits() {
+                Ok(t) => t.into_iter().map(|(t, l)| (t, l.retention_period.as_millis() as i64)).collect(),
+                Err(e) => {
+                    warn!(error = %e, "invalid per-tenant limits; retention skipped");
+                    continue;
+                }
+            };
+            match node.apply_retention(default_ms, overrides).await {
+                Ok((0, 0)) => {}
+                Ok((datasets, blocks)) => {
+                    deleted.with_label_values(&["dataset"]).inc_by(datasets);
+                    deleted.with_label_values(&["block"]).inc_by(blocks);
+                    info!(datasets, blocks, "retention applied");
+                }
+                Err(e) => warn!(error = %e, "cannot apply retention"),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// On the metastore leader: deletes objects tombstoned more than `grace`
 /// ago (queries that listed them have finished), then forgets them.
 pub(crate) fn spawn_tombstone_cleaner(node: Arc<MetastoreNode>, store: Arc<dyn ObjectStore>, grace: Duration) {

@@ -41,6 +41,7 @@ fn limits(l: &LimitsSpec) -> Mapping {
     put("max_label_value_length", l.max_label_value_length.map(Value::from));
     put("reject_older_than", l.reject_older_than.clone().map(Value::from));
     put("reject_newer_than", l.reject_newer_than.clone().map(Value::from));
+    put("retention_period", l.retention_period.clone().map(Value::from));
     m
 }
 
@@ -109,8 +110,6 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
             names.namespace
         ))]),
     );
-    let mut retention = Mapping::new();
-    retention.insert(key("period"), key(&spec.retention.period));
 
     let mut doc = Mapping::new();
     doc.insert(key("version"), Value::from(1));
@@ -121,9 +120,12 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     doc.insert(key("storage"), Value::Mapping(storage));
     doc.insert(key("metastore"), Value::Mapping(metastore));
     doc.insert(key("query_frontend"), Value::Mapping(query_frontend));
-    doc.insert(key("limits"), Value::Mapping(limits(&spec.limits)));
+    let mut global = limits(&spec.limits);
+    if spec.limits.retention_period.is_none() {
+        global.insert(key("retention_period"), key(&spec.retention.period));
+    }
+    doc.insert(key("limits"), Value::Mapping(global));
     doc.insert(key("overrides"), Value::Mapping(overrides));
-    doc.insert(key("retention"), Value::Mapping(retention));
     let text = serde_yaml::to_string(&doc).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     PhloxConfig::from_yaml(&text).map_err(|e| Error::InvalidSpec(e.to_string()))
 }

@@ -52,6 +52,8 @@ pub enum Command {
         block: phlox_proto::metastore::v1::BlockMeta,
         now_ms: i64,
     },
+    /// Drop datasets older than their tenant's retention (ms; 0 keeps all).
+    ApplyRetention { now_ms: i64, default_ms: i64, overrides: std::collections::BTreeMap<String, i64> },
     /// Forget tombstones whose objects have been deleted from the bucket.
     RemoveTombstones {
         /// Object keys of the tombstones.
@@ -85,6 +87,13 @@ pub enum Response {
     },
     /// Result of [`Command::PollCompactionJob`]: a leased job, or none.
     CompactionJob(#[serde(with = "proto_hex")] phlox_proto::metastore::v1::PollCompactionJobResponse),
+    /// Result of [`Command::ApplyRetention`].
+    RetentionApplied {
+        /// Datasets removed from the index.
+        datasets: u64,
+        /// Blocks left without data and tombstoned.
+        blocks: u64,
+    },
     /// Result of [`Command::CompleteCompactionJob`].
     JobCompleted,
     /// The command was refused and changed nothing.

@@ -15,6 +15,7 @@ mod index;
 mod invalid;
 mod membership;
 mod query;
+mod retention;
 mod state;
 mod tombstones;
 

@@ -11,6 +11,7 @@ use super::dedup::DedupIndex;
 use super::index::{BlockIndex, IndexedBlock};
 use super::membership::{Members, apply_heartbeat};
 use super::query::query_blocks;
+use super::retention::apply_retention;
 use super::tombstones::{Tombstones, apply_delete_blocks, apply_remove_tombstones};
 use super::{Command, InvalidRequest, Member, Response, Tombstone};
 
@@ -56,6 +57,9 @@ impl MetastoreState {
                 apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
             }
             Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
+            Command::ApplyRetention { now_ms, default_ms, overrides } => {
+                apply_retention(&mut self.index, &mut self.tombstones, now_ms, default_ms, &overrides)
+            }
             Command::PollCompactionJob { worker, now_ms, lease_ms, policy } => {
                 apply_poll(&self.index, &mut self.jobs, &worker, now_ms, lease_ms, &policy)
             }

@@ -439,3 +439,26 @@ mod compaction_jobs {
         assert!(matches!(late, Response::CompactionJob(ref r) if r.job.as_ref().is_some_and(|j| j.sources.len() == 1)));
     }
 }
+
+#[test]
+fn retention_drops_expired_datasets_per_tenant_and_tombstones_empty_blocks() {
+    let mut state = MetastoreState::new();
+    // Tenant a: old and new datasets; tenant b: old only, longer retention.
+    add(
+        &mut state,
+        segment(1, vec![dataset("a", "api", 10, 20, &["cpu"]), dataset("b", "api", 10, 20, &["cpu"])]),
+        vec![],
+    );
+    add(&mut state, segment(2, vec![dataset("a", "db", 100, 200, &["cpu"])]), vec![]);
+    add(&mut state, segment(3, vec![dataset("a", "api", 10, 20, &["cpu"])]), vec![]);
+    let overrides = [("b".to_string(), 10_000i64)].into();
+    let r = state.apply(Command::ApplyRetention { now_ms: 150, default_ms: 100, overrides });
+    // cutoff a = 50: a/api of 1 and 3 go; b keeps (cutoff < 0).
+    assert_eq!(r, Response::RetentionApplied { datasets: 2, blocks: 1 });
+    assert_eq!(query(&state, &["a"], 0, HOUR, vec![]), vec![(id(2), vec!["a/db".to_string()])]);
+    assert_eq!(query(&state, &["b"], 0, HOUR, vec![]), vec![(id(1), vec!["b/api".to_string()])]);
+    assert_eq!(state.tombstones().into_iter().map(|t| t.block_id).collect::<Vec<_>>(), vec![id(3)]);
+    // 0 keeps everything.
+    let r = state.apply(Command::ApplyRetention { now_ms: 1_000_000, default_ms: 0, overrides: Default::default() });
+    assert_eq!(r, Response::RetentionApplied { datasets: 0, blocks: 0 });
+}
