@@ -252,3 +252,87 @@ async fn retention_deletes_old_data_per_tenant() {
     assert!(metrics.contains("phlox_metastore_retention_deleted_total{kind=\"dataset\"} 1"), "{metrics}");
     server.stop();
 }
+
+/// A compaction worker SIGKILLed while it works: its lease expires, a
+/// second worker redoes the job, and every profile is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_compaction_worker_loses_nothing() {
+    let (tmp, _) = data_dir();
+    let cfg = tmp.path().join("phlox.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nsegment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
+             limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [4, 1000, 1000]\n  max_age_seconds: [3600, 3600, 3600]\n\
+             \x20 poll_interval: 100ms\n  tombstone_grace: 1s\n  lease: 2s\n",
+            tmp.path().join("bucket").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let start = |name: &str, args: &[&str]| {
+        let mut all = vec!["--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        Phlox::start(&tmp.path().join(name), &all)
+    };
+    let metastore = start("metastore", &["--target", "metastore"]);
+    let ms = metastore.grpc.clone();
+    let writer = start("writer", &["--target", "segment-writer", "--metastore-address", &ms]);
+    let distributor = start("distributor", &["--target", "distributor", "--metastore-address", &ms]);
+    let frontend = start("frontend", &["--target", "query-frontend", "--metastore-address", &ms]);
+    let mut first = Some(start("worker-1", &["--target", "compaction-worker", "--metastore-address", &ms]));
+
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let mut expected = 0;
+    for i in 0..16i64 {
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.time_nanos(now - i * 1_000_000_000).sample(&["main", "work", &format!("f{}", i % 3)], &[100 + i], &[]);
+        let req = push_request(&[("__name__", "process_cpu"), ("service_name", "svc")], b.encode(), "");
+        let r = client
+            .post(distributor.push_url())
+            .header("Content-Type", "application/proto")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        expected += 100 + i;
+        if i == 9 {
+            // Jobs are running by now (4 segments start one): kill the worker.
+            if let Some(w) = first.take() {
+                w.kill();
+            }
+        }
+    }
+    let second = start("worker-2", &["--target", "compaction-worker", "--metastore-address", &ms]);
+    let bucket = tmp.path().join("bucket");
+    let mut settled = false;
+    for _ in 0..300 {
+        if objects(&bucket.join("segments")).0 == 0 && objects(&bucket.join("blocks")).0 > 0 {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(settled, "segments left: {:?}", objects(&bucket.join("segments")));
+    let r: q::SelectMergeStacktracesResponse = rpc(
+        &frontend.http,
+        "anonymous",
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: now / 1_000_000 - 60_000,
+            end: now / 1_000_000 + 60_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.flamegraph.unwrap().total, expected, "every profile exactly once after compaction");
+    second.stop();
+    frontend.stop();
+    distributor.stop();
+    writer.stop();
+    metastore.stop();
+}

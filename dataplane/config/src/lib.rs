@@ -78,6 +78,10 @@ pub struct CompactionConfig {
     /// listed it finish) before it is deleted.
     #[serde(with = "duration")]
     pub tombstone_grace: Duration,
+    /// How long a worker holds a job; a job whose worker died is redone
+    /// after this.
+    #[serde(with = "duration")]
+    pub lease: Duration,
     /// How often the metastore leader applies `limits.retention_period`.
     #[serde(with = "duration")]
     pub retention_interval: Duration,
@@ -91,6 +95,7 @@ impl Default for CompactionConfig {
             poll_interval: Duration::from_secs(2),
             tombstone_grace: Duration::from_secs(60),
             retention_interval: Duration::from_secs(60),
+            lease: Duration::from_secs(300),
         }
     }
 }

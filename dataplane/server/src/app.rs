@@ -288,6 +288,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
                 min_blocks: c.min_blocks.clone(),
                 max_age_ms: c.max_age_seconds.iter().map(|s| (*s as i64).saturating_mul(1000)).collect(),
                 poll_interval: c.poll_interval,
+                lease: c.lease,
             },
             Arc::clone(&metastore),
             Arc::clone(&store),

@@ -24,6 +24,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) min_blocks: Vec<u32>,
     pub(crate) max_age_ms: Vec<i64>,
     pub(crate) poll_interval: Duration,
+    pub(crate) lease: Duration,
 }
 
 pub(crate) struct CompactionWorker {
@@ -62,7 +63,7 @@ impl CompactionWorker {
                     worker: self.config.id.clone(),
                     min_blocks: self.config.min_blocks.clone(),
                     max_age_ms: self.config.max_age_ms.clone(),
-                    lease_ms: 0,
+                    lease_ms: self.config.lease.as_millis() as i64,
                 };
                 match self.metastore.poll_compaction_job(request).await {
                     Ok(r) => {
