@@ -29,7 +29,7 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 	scripts/cargo-test.sh -p phlox-e2e
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
-	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest
+	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed
 	$(CARGO) bench -p phlox-query --bench query
 
 crds: ## Regenerate the CRD YAML (crds/ and the chart's crds/) from the Rust types

@@ -1,0 +1,259 @@
+//! `make bench`, part 3: distributed mode with real processes on one
+//! machine. Ingest throughput and ack latency with 1 vs 2 segment writers,
+//! flame-graph latency with 1 vs 2 query backends on the same data, and the
+//! stored bytes after compaction vs the gzipped pprof pushed.
+//!
+//! Every process shares the machine's cores, so the ratios show the
+//! overhead and balance of the split rather than the gain of extra nodes.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use phlox_pprof::testkit::Program;
+use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use phlox_proto::querier::v1 as q;
+use phlox_proto::types::v1::LabelPair;
+use prost::Message;
+
+struct Proc {
+    child: Child,
+    http: String,
+    grpc: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phlox"))
+        .args(["--data-dir", dir.join(name).to_str().unwrap(), "--config", config.to_str().unwrap()])
+        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
+        .args(["--log-format", "json"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "phlox is ready"
+            {
+                let _ = tx.send((
+                    v["http"].as_str().unwrap_or_default().to_owned(),
+                    v["grpc"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+    });
+    let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    Proc { child, http: format!("http://{http}"), grpc }
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn bucket_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| if e.path().is_dir() { bucket_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+        .sum()
+}
+
+/// Closed-loop pushes: returns (req/s, MB/s of pprof, p50, p99).
+async fn ingest(
+    url: &str,
+    corpus: Arc<Vec<(Vec<u8>, usize)>>,
+    clients: usize,
+    per_client: usize,
+    round: usize,
+) -> (f64, f64, Duration, Duration) {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url, corpus) = (http.clone(), url.to_owned(), Arc::clone(&corpus));
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut bytes) = (Vec::new(), 0);
+            for i in 0..per_client {
+                let (gz, plain) = &corpus[(c * per_client + i) % corpus.len()];
+                let req = PushRequest {
+                    series: vec![RawProfileSeries {
+                        labels: vec![
+                            LabelPair { name: "__name__".into(), value: "process_cpu".into() },
+                            LabelPair { name: "service_name".into(), value: format!("svc-{}", c % 8) },
+                            LabelPair { name: "pod".into(), value: format!("pod-{c}") },
+                        ],
+                        samples: vec![RawSample {
+                            raw_profile: gz.clone().into(),
+                            id: format!("{c:08x}-{round:04x}-4000-8000-{i:012x}"),
+                        }],
+                        annotations: vec![],
+                    }],
+                };
+                let t0 = Instant::now();
+                let r = http
+                    .post(&url)
+                    .header("Content-Type", "application/proto")
+                    .body(req.encode_to_vec())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+                lat.push(t0.elapsed());
+                bytes += plain;
+            }
+            (lat, bytes)
+        }));
+    }
+    let (mut lat, mut bytes) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, b) = t.await.unwrap();
+        lat.extend(l);
+        bytes += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (lat.len() as f64 / secs, bytes as f64 / 1e6 / secs, percentile(&mut lat, 0.5), percentile(&mut lat, 0.99))
+}
+
+async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
+    let req = q::SelectMergeStacktracesRequest {
+        profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+        label_selector: "{}".into(),
+        start,
+        end,
+        ..Default::default()
+    };
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let t0 = Instant::now();
+        let r = http
+            .post(format!("{base}/querier.v1.QuerierService/SelectMergeStacktraces"))
+            .header("Content-Type", "application/proto")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let body = r.bytes().await.unwrap();
+        assert!(q::SelectMergeStacktracesResponse::decode(body).unwrap().flamegraph.unwrap().total > 0);
+        times.push(t0.elapsed());
+    }
+    percentile(&mut times[1..], 0.5).as_secs_f64() * 1e3
+}
+
+fn main() {
+    let program = Program::new(7, 3000, 5000, 48);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let corpus: Arc<Vec<(Vec<u8>, usize)>> = Arc::new(
+        (0..128u64)
+            .map(|i| {
+                let mut b = program.cpu_profile(i, 1000);
+                b.time_nanos(now + i as i64);
+                let plain = b.encode();
+                (gzip(&plain), plain.len())
+            })
+            .collect(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (clients, per_client) = (32, 8);
+    for writers in [1usize, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = dir.path().join("bucket");
+        let config = dir.path().join("phlox.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nsegment_writer:\n  shards: 16\n\
+                 limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [2, 3600, 3600]\n\
+                 \x20 poll_interval: 200ms\n  tombstone_grace: 1s\n",
+                bucket.display()
+            ),
+        )
+        .unwrap();
+        let ms = start(dir.path(), "metastore", &config, &["--target", "metastore"]);
+        let _ws: Vec<Proc> = (0..writers)
+            .map(|i| {
+                start(
+                    dir.path(),
+                    &format!("writer-{i}"),
+                    &config,
+                    &["--target", "segment-writer", "--metastore-address", &ms.grpc],
+                )
+            })
+            .collect();
+        let d =
+            start(dir.path(), "distributor", &config, &["--target", "distributor", "--metastore-address", &ms.grpc]);
+        let url = format!("{}/push.v1.PusherService/Push", d.http);
+        let (rps, mbps, p50, p99) = rt.block_on(ingest(&url, Arc::clone(&corpus), clients, per_client, writers));
+        println!(
+            "ingest, {writers} segment writer(s), {clients} closed-loop clients: {rps:.1} req/s, {mbps:.1} MB/s pprof, ack p50 {:.0} ms, p99 {:.0} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        if writers == 2 {
+            let backends: Vec<Proc> = (0..2)
+                .map(|i| start(dir.path(), &format!("backend-{i}"), &config, &["--target", "query-backend"]))
+                .collect();
+            let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+            for n in [1usize, 2] {
+                let list = backends[..n].iter().map(|b| b.grpc.clone()).collect::<Vec<_>>().join(",");
+                let f = start(
+                    dir.path(),
+                    &format!("frontend-{n}"),
+                    &config,
+                    &["--target", "query-frontend", "--metastore-address", &ms.grpc, "--query-backends", &list],
+                );
+                let ms_ = rt.block_on(flame_ms(&f.http, s, e));
+                println!(
+                    "flame graph over {} profiles, {n} query backend(s): {ms_:.0} ms (median of 5 warm)",
+                    clients * per_client
+                );
+            }
+            // Compaction: level-0 segments older than 2 s merge per tenant.
+            let gz: usize = (0..clients * per_client).map(|k| corpus[k % corpus.len()].0.len()).sum();
+            let segments_bytes = bucket_bytes(&bucket.join("segments"));
+            let w = start(
+                dir.path(),
+                "compactor",
+                &config,
+                &["--target", "compaction-worker", "--metastore-address", &ms.grpc],
+            );
+            for _ in 0..600 {
+                if bucket_bytes(&bucket.join("segments")) == 0 && bucket_bytes(&bucket.join("blocks")) > 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let blocks_bytes = bucket_bytes(&bucket.join("blocks"));
+            println!(
+                "stored: segments {:.2} MB ({:.3}x the {:.1} MB of gzipped pprof) -> after compaction {:.2} MB ({:.3}x)",
+                segments_bytes as f64 / 1e6,
+                segments_bytes as f64 / gz as f64,
+                gz as f64 / 1e6,
+                blocks_bytes as f64 / 1e6,
+                blocks_bytes as f64 / gz as f64
+            );
+            drop(w);
+        }
+    }
+}
