@@ -183,6 +183,11 @@ pub struct DatasetReader {
 }
 
 impl DatasetReader {
+    /// The object this dataset lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn meta(&self) -> &Dataset {
         &self.dataset
     }

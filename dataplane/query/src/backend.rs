@@ -25,11 +25,18 @@ pub trait QueryBackend: Send + Sync + 'static {
 pub struct LocalBackend {
     store: Arc<dyn ObjectStore>,
     metrics: Option<crate::QueryMetrics>,
+    symbols: Arc<crate::SymbolCache>,
 }
 
 impl LocalBackend {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, metrics: None }
+        Self { store, metrics: None, symbols: Arc::default() }
+    }
+
+    /// Keeps at most `max_bytes` of decoded symbols between queries (0: none).
+    pub fn with_symbol_cache(mut self, max_bytes: usize) -> Self {
+        self.symbols = Arc::new(crate::SymbolCache::new(max_bytes));
+        self
     }
 
     /// Records in-flight leaves and leaf latency.
@@ -99,7 +106,7 @@ impl QueryBackend for LocalBackend {
             if selected.is_empty() {
                 continue;
             }
-            result.merge(execute_dataset(&ds, &selected, &query).await?);
+            result.merge(execute_dataset(&ds, &selected, &query, &self.symbols).await?);
         }
         Ok(result)
     }
@@ -155,7 +162,12 @@ fn labels_of(ds: &DatasetReader, i: u32) -> &Labels {
     &ds.series()[i as usize].labels
 }
 
-async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<LeafResult, QueryError> {
+async fn execute_dataset(
+    ds: &DatasetReader,
+    selected: &[u32],
+    q: &LeafQuery,
+    cache: &crate::SymbolCache,
+) -> Result<LeafResult, QueryError> {
     Ok(match &q.kind {
         LeafKind::LabelNames | LeafKind::LabelValues(_) | LeafKind::LabelSets(_) => {
             label_result(ds.series(), selected, &q.kind).unwrap_or_else(|| LeafResult::empty(&q.kind))
@@ -164,7 +176,7 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);
             let spans = *exemplars == ExemplarKind::Span;
-            for p in profile_values(ds, selected, q, call_site.as_deref(), spans).await? {
+            for p in profile_values(ds, selected, q, call_site.as_deref(), spans, cache).await? {
                 let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
@@ -203,7 +215,7 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             let mut out: std::collections::BTreeMap<Vec<(String, String)>, Vec<crate::plan::ProfilePoint>> =
                 Default::default();
             let step = (*step_ms).max(1);
-            for p in profile_values(ds, selected, q, None, *spans).await? {
+            for p in profile_values(ds, selected, q, None, *spans, cache).await? {
                 let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
@@ -226,7 +238,7 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             LeafResult::Points(out)
         }
         LeafKind::Stacks { call_site, pgo } => {
-            let symbols = ds.symbols().await?;
+            let symbols = cache.get(ds).await?;
             let mut values = vec![0i64; symbols.stack_count()];
             ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;
             if !call_site.is_empty() {
@@ -241,7 +253,7 @@ async fn execute_dataset(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) ->
             stacks.add_dataset(&symbols, &values, *pgo);
             LeafResult::Stacks(Box::new(stacks))
         }
-        LeafKind::Tree => LeafResult::Tree(tree(ds, selected, q).await?),
+        LeafKind::Tree => LeafResult::Tree(tree(ds, selected, q, cache).await?),
     })
 }
 
@@ -272,6 +284,7 @@ async fn profile_values(
     q: &LeafQuery,
     call_site: Option<&[String]>,
     spans: bool,
+    cache: &crate::SymbolCache,
 ) -> Result<Vec<ProfileValue>, QueryError> {
     if call_site.is_none() && !spans {
         let totals = ds.profile_totals(selected, q.start_nanos, q.end_nanos).await?;
@@ -281,7 +294,7 @@ async fn profile_values(
             .collect());
     }
     let mask = match call_site {
-        Some(cs) => Some(call_site_mask(&ds.symbols().await?, cs)),
+        Some(cs) => Some(call_site_mask(&*cache.get(ds).await?, cs)),
         None => None,
     };
     let counts = |stack: u32| mask.as_ref().is_none_or(|m| m.get(stack as usize).copied().unwrap_or(false));
@@ -333,8 +346,13 @@ async fn profile_values(
 /// The call tree of the selected profiles: stack values accumulate in a
 /// dense array indexed by stack id, then each used stack node maps to a
 /// call-tree node once (parents precede children in the stack table).
-async fn tree(ds: &DatasetReader, selected: &[u32], q: &LeafQuery) -> Result<StackTree, QueryError> {
-    let symbols = ds.symbols().await?;
+async fn tree(
+    ds: &DatasetReader,
+    selected: &[u32],
+    q: &LeafQuery,
+    cache: &crate::SymbolCache,
+) -> Result<StackTree, QueryError> {
+    let symbols = cache.get(ds).await?;
     let n = symbols.stack_count();
     let mut values = vec![0i64; n];
     ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;

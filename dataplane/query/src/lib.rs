@@ -22,6 +22,7 @@ mod metrics;
 mod plan;
 mod remote;
 mod stacks;
+mod symbol_cache;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
@@ -33,3 +34,4 @@ pub use remote::{
     query_to_proto, result_from_proto, result_to_proto,
 };
 pub use stacks::{MergedStacks, PgoOptions, call_site_mask};
+pub use symbol_cache::{DEFAULT_SYMBOL_CACHE_BYTES, SymbolCache};
