@@ -112,7 +112,14 @@ impl CompactionWorker {
             level: job.level + 1,
             created_by: self.config.id.clone(),
         };
-        let encoded = phlox_block::compact(&readers, &job.tenant, header).await.map_err(|e| internal(e.to_string()))?;
+        // Merging is CPU-bound (decode, re-encode, compress): run it on a
+        // blocking thread so that the runtime keeps serving pushes and queries.
+        let (tenant, handle) = (job.tenant.clone(), tokio::runtime::Handle::current());
+        let encoded =
+            tokio::task::spawn_blocking(move || handle.block_on(phlox_block::compact(&readers, &tenant, header)))
+                .await
+                .map_err(|e| internal(format!("compaction task: {e}")))?
+                .map_err(|e| internal(e.to_string()))?;
         let path = paths::object_path(&job.tenant, 0, job.level + 1, id);
         self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
         self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
