@@ -73,6 +73,29 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
     }
 }
 
+/// Calls `call` again (up to 4 retries, 100 ms doubling) when the metastore
+/// is unreachable: a voter that just died, a leader change. Every metastore
+/// call is idempotent (AddBlock by block id, heartbeats, reads; a repeated
+/// job completion is refused as unknown).
+async fn retry<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(s) if attempt < 4 && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                attempt += 1;
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// A remote metastore reached over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcMetastore {
@@ -95,30 +118,54 @@ impl GrpcMetastore {
 #[async_trait::async_trait]
 impl Metastore for GrpcMetastore {
     async fn add_block(&self, request: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
-        Ok(self.client.clone().add_block(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.add_block(r).await?.into_inner()) }
+        })
+        .await
     }
     async fn query_blocks(&self, request: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
-        Ok(self.client.clone().query_blocks(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.query_blocks(r).await?.into_inner()) }
+        })
+        .await
     }
     async fn heartbeat(&self, request: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
-        Ok(self.client.clone().heartbeat(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.heartbeat(r).await?.into_inner()) }
+        })
+        .await
     }
     async fn list_segment_writers(
         &self,
         request: ListSegmentWritersRequest,
     ) -> Result<ListSegmentWritersResponse, tonic::Status> {
-        Ok(self.client.clone().list_segment_writers(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.list_segment_writers(r).await?.into_inner()) }
+        })
+        .await
     }
     async fn poll_compaction_job(
         &self,
         request: crate::metastore::v1::PollCompactionJobRequest,
     ) -> Result<crate::metastore::v1::PollCompactionJobResponse, tonic::Status> {
-        Ok(self.client.clone().poll_compaction_job(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.poll_compaction_job(r).await?.into_inner()) }
+        })
+        .await
     }
     async fn complete_compaction_job(
         &self,
         request: crate::metastore::v1::CompleteCompactionJobRequest,
     ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
-        Ok(self.client.clone().complete_compaction_job(request).await?.into_inner())
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.complete_compaction_job(r).await?.into_inner()) }
+        })
+        .await
     }
 }
