@@ -143,7 +143,7 @@ impl Metastore for GrpcMetastore {
         request: ListSegmentWritersRequest,
     ) -> Result<ListSegmentWritersResponse, tonic::Status> {
         retry(|| {
-            let (mut c, r) = (self.client.clone(), request.clone());
+            let (mut c, r) = (self.client.clone(), request);
             async move { Ok(c.list_segment_writers(r).await?.into_inner()) }
         })
         .await
