@@ -278,3 +278,60 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let d = t.path().join("data");
     (t, d)
 }
+
+/// Calls a `querier.v1.QuerierService` method over Connect (binary proto)
+/// as `tenant` (`X-Scope-OrgID`, ignored without multi-tenancy): the
+/// decoded answer, or the status and body of an error.
+pub async fn query<Req: Message, Resp: Message + Default>(
+    base: &str,
+    tenant: &str,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, (u16, String)> {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/querier.v1.QuerierService/{method}"))
+        .header("Content-Type", "application/proto")
+        .header("Connect-Protocol-Version", "1")
+        .header("X-Scope-OrgID", tenant)
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    if status != 200 {
+        return Err((status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    Ok(Resp::decode(body).unwrap())
+}
+
+/// Posts a Push body (Connect, binary proto) as `tenant` until it is acked,
+/// as SDKs retry; with a fixed profile id, retries are idempotent.
+pub async fn push_until_acked(client: &reqwest::Client, url: &str, tenant: &str, body: Vec<u8>) {
+    for _ in 0..600 {
+        let r = client
+            .post(url)
+            .header("Content-Type", "application/proto")
+            .header("X-Scope-OrgID", tenant)
+            .timeout(Duration::from_secs(60))
+            .body(body.clone())
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().as_u16() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("a push was never acked");
+}
+
+/// A metric's value from a `/metrics` page, summed over its label sets.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

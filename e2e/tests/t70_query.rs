@@ -8,7 +8,6 @@ use phlox_pprof::testkit::ProfileBuilder;
 use phlox_proto::push::v1::PushRequest;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
-use prost::Message;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -39,27 +38,6 @@ fn requests(t0: i64) -> Vec<PushRequest> {
             &uuid::Uuid::new_v4().to_string(),
         ),
     ]
-}
-
-async fn rpc<Req: Message, Resp: Message + Default>(
-    base: &str,
-    method: &str,
-    req: &Req,
-) -> Result<Resp, (u16, String)> {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/querier.v1.QuerierService/{method}"))
-        .header("Content-Type", "application/proto")
-        .header("Connect-Protocol-Version", "1")
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body = r.bytes().await.unwrap();
-    if status != 200 {
-        return Err((status, String::from_utf8_lossy(&body).into_owned()));
-    }
-    Ok(Resp::decode(body).unwrap())
 }
 
 /// Decodes flame graph levels into (depth, name, total, self) in layout order.
@@ -94,24 +72,32 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
         ..Default::default()
     };
     let shop: q::SelectMergeStacktracesResponse =
-        rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop"}"#)).await.unwrap();
+        query(base, "anonymous", "SelectMergeStacktraces", &flame(r#"{service_name="shop"}"#)).await.unwrap();
     let p1: q::SelectMergeStacktracesResponse =
-        rpc(base, "SelectMergeStacktraces", &flame(r#"{service_name="shop",pod=~"p1|nope"}"#)).await.unwrap();
-    let p3: q::SelectMergeStacktracesResponse =
-        rpc(base, "SelectMergeStacktraces", &flame(r#"{pod="p3"}"#)).await.unwrap();
-    let all_pods: t::LabelValuesResponse =
-        rpc(base, "LabelValues", &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start, end })
+        query(base, "anonymous", "SelectMergeStacktraces", &flame(r#"{service_name="shop",pod=~"p1|nope"}"#))
             .await
             .unwrap();
-    let pods: t::LabelValuesResponse = rpc(
+    let p3: q::SelectMergeStacktracesResponse =
+        query(base, "anonymous", "SelectMergeStacktraces", &flame(r#"{pod="p3"}"#)).await.unwrap();
+    let all_pods: t::LabelValuesResponse = query(
         base,
+        "anonymous",
+        "LabelValues",
+        &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start, end },
+    )
+    .await
+    .unwrap();
+    let pods: t::LabelValuesResponse = query(
+        base,
+        "anonymous",
         "LabelValues",
         &t::LabelValuesRequest { name: "pod".into(), matchers: vec![r#"{service_name="shop"}"#.into()], start, end },
     )
     .await
     .unwrap();
-    let series: q::SelectSeriesResponse = rpc(
+    let series: q::SelectSeriesResponse = query(
         base,
+        "anonymous",
         "SelectSeries",
         &q::SelectSeriesRequest {
             profile_type_id: CPU.into(),
@@ -126,9 +112,10 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
     .await
     .unwrap();
     let types: q::ProfileTypesResponse =
-        rpc(base, "ProfileTypes", &q::ProfileTypesRequest { start, end }).await.unwrap();
-    let sets: q::SeriesResponse = rpc(
+        query(base, "anonymous", "ProfileTypes", &q::ProfileTypesRequest { start, end }).await.unwrap();
+    let sets: q::SeriesResponse = query(
         base,
+        "anonymous",
         "Series",
         &q::SeriesRequest {
             matchers: vec![],
@@ -240,7 +227,9 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     let analyze =
         |query: &str| q::AnalyzeQueryRequest { start: t0_ms - 60_000, end: t0_ms + 60_000, query: query.into() };
     let shop: q::AnalyzeQueryResponse =
-        rpc(&one.http, "AnalyzeQuery", &analyze(&format!("{CPU}{{service_name=\"shop\"}}"))).await.unwrap();
+        query(&one.http, "anonymous", "AnalyzeQuery", &analyze(&format!("{CPU}{{service_name=\"shop\"}}")))
+            .await
+            .unwrap();
     let scope = &shop.query_scopes[0];
     assert_eq!((scope.block_count, scope.series_count, scope.profile_count), (1, 2, 2));
     assert!(scope.index_bytes > 0 && scope.profile_bytes > 0 && scope.symbol_bytes > 0);
@@ -248,10 +237,11 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     assert_eq!(impact.total_queried_series, 2);
     assert_eq!(impact.total_bytes_in_time_range, scope.index_bytes + scope.profile_bytes + scope.symbol_bytes);
     assert!(impact.deduplication_needed, "level-0 segments need dedup");
-    let all: q::AnalyzeQueryResponse = rpc(&one.http, "AnalyzeQuery", &analyze("{}")).await.unwrap();
+    let all: q::AnalyzeQueryResponse = query(&one.http, "anonymous", "AnalyzeQuery", &analyze("{}")).await.unwrap();
     assert_eq!((all.query_scopes[0].series_count, all.query_scopes[0].profile_count), (3, 3));
-    let (status, _) =
-        rpc::<_, q::AnalyzeQueryResponse>(&one.http, "AnalyzeQuery", &analyze("{pod=")).await.unwrap_err();
+    let (status, _) = query::<_, q::AnalyzeQueryResponse>(&one.http, "anonymous", "AnalyzeQuery", &analyze("{pod="))
+        .await
+        .unwrap_err();
     assert_eq!(status, 400);
 
     // Bad queries get a clear 400 and the server keeps serving.
@@ -275,12 +265,15 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         (bad("{}", CPU, s, e, Some(1 << 40)), "max_nodes"),
     ] {
         let (status, text) =
-            rpc::<_, q::SelectMergeStacktracesResponse>(base, "SelectMergeStacktraces", &req).await.unwrap_err();
+            query::<_, q::SelectMergeStacktracesResponse>(base, "anonymous", "SelectMergeStacktraces", &req)
+                .await
+                .unwrap_err();
         assert_eq!(status, 400, "{text}");
         assert!(text.contains(msg), "{text} should mention {msg}");
     }
-    let (status, _) = rpc::<_, t::LabelValuesResponse>(
+    let (status, _) = query::<_, t::LabelValuesResponse>(
         base,
+        "anonymous",
         "LabelValues",
         &t::LabelValuesRequest { name: String::new(), matchers: vec![], start: s, end: e },
     )
@@ -288,7 +281,7 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     .unwrap_err();
     assert_eq!(status, 400);
     let ok: q::ProfileTypesResponse =
-        rpc(base, "ProfileTypes", &q::ProfileTypesRequest { start: s, end: e }).await.unwrap();
+        query(base, "anonymous", "ProfileTypes", &q::ProfileTypesRequest { start: s, end: e }).await.unwrap();
     assert_eq!(ok.profile_types.len(), 1);
     many.stop();
     one.stop();

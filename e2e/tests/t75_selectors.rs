@@ -129,23 +129,29 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
         ..Default::default()
     };
     let total = |r: &q::SelectSeriesResponse| r.series.iter().flat_map(|s| &s.points).map(|p| p.value).sum::<f64>();
-    let all: q::SelectSeriesResponse = rpc(url, "SelectSeries", &series(None, t::ExemplarType::None)).await;
+    let all: q::SelectSeriesResponse =
+        query(url, "anonymous", "SelectSeries", &series(None, t::ExemplarType::None)).await.unwrap();
     assert_eq!(total(&all), 135.0);
     let db: q::SelectSeriesResponse =
-        rpc(url, "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::None)).await;
+        query(url, "anonymous", "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::None))
+            .await
+            .unwrap();
     assert_eq!(total(&db), 110.0);
     let gc: q::SelectSeriesResponse =
-        rpc(url, "SelectSeries", &series(Some(&["main", "gc"]), t::ExemplarType::None)).await;
+        query(url, "anonymous", "SelectSeries", &series(Some(&["main", "gc"]), t::ExemplarType::None)).await.unwrap();
     assert_eq!(total(&gc), 5.0);
 
     // SPAN exemplars: the span with the highest value, with its trace.
-    let spans: q::SelectSeriesResponse = rpc(url, "SelectSeries", &series(None, t::ExemplarType::Span)).await;
+    let spans: q::SelectSeriesResponse =
+        query(url, "anonymous", "SelectSeries", &series(None, t::ExemplarType::Span)).await.unwrap();
     let ex: Vec<&t::Exemplar> = spans.series.iter().flat_map(|s| &s.points).flat_map(|p| &p.exemplars).collect();
     assert_eq!(ex.len(), 1);
     assert_eq!((ex[0].span_id.as_str(), ex[0].value, ex[0].trace_id.as_str()), (SPAN_B, 20, ""));
     assert_eq!(ex[0].profile_id, id1);
     let handler_spans: q::SelectSeriesResponse =
-        rpc(url, "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::Span)).await;
+        query(url, "anonymous", "SelectSeries", &series(Some(&["main", "handler", "db"]), t::ExemplarType::Span))
+            .await
+            .unwrap();
     let ex: Vec<&t::Exemplar> =
         handler_spans.series.iter().flat_map(|s| &s.points).flat_map(|p| &p.exemplars).collect();
     assert_eq!(ex.len(), 1);
@@ -162,7 +168,8 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
         exemplar_type: t::ExemplarType::Span as i32,
         ..Default::default()
     };
-    let h: q::SelectHeatmapResponse = rpc(url, "SelectHeatmap", &heat(q::HeatmapQueryType::Span)).await;
+    let h: q::SelectHeatmapResponse =
+        query(url, "anonymous", "SelectHeatmap", &heat(q::HeatmapQueryType::Span)).await.unwrap();
     assert_eq!(h.series.len(), 1);
     let slots = &h.series[0].slots;
     assert_eq!(slots.len(), 1);
@@ -174,7 +181,8 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
     cells.sort();
     assert_eq!(cells, vec![(SPAN_A.into(), 10, TRACE.into()), (SPAN_B.into(), 20, String::new())]);
     // Individual heatmap of the same data: two profiles, 35 and 100.
-    let h: q::SelectHeatmapResponse = rpc(url, "SelectHeatmap", &heat(q::HeatmapQueryType::Individual)).await;
+    let h: q::SelectHeatmapResponse =
+        query(url, "anonymous", "SelectHeatmap", &heat(q::HeatmapQueryType::Individual)).await.unwrap();
     let slot = &h.series[0].slots[0];
     assert_eq!((slot.counts[0], slot.counts[19], slot.y_min[0]), (1, 1, 35.0));
 
@@ -187,7 +195,7 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
         stack_trace_selector: selector,
         ..Default::default()
     };
-    let p: Profile = rpc(url, "SelectMergeProfile", &merge(None)).await;
+    let p: Profile = query(url, "anonymous", "SelectMergeProfile", &merge(None)).await.unwrap();
     assert_eq!(
         stacks_of(&p),
         vec![("main;gc".into(), 5), ("main;handler;db".into(), 110), ("main;handler;json".into(), 20)]
@@ -195,16 +203,17 @@ async fn id_and_call_site_selectors_pick_exact_samples() {
     let db_fn = p.function.iter().find(|f| p.string_table[f.name as usize] == "db").unwrap();
     assert_eq!(p.string_table[db_fn.filename as usize], "src/db.rs");
     assert!(p.location.iter().all(|l| l.line.len() == 1 && l.line[0].line > 0));
-    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(call_site(&["main", "handler"])))).await;
+    let p: Profile =
+        query(url, "anonymous", "SelectMergeProfile", &merge(Some(call_site(&["main", "handler"])))).await.unwrap();
     assert_eq!(stacks_of(&p), vec![("main;handler;db".into(), 110), ("main;handler;json".into(), 20)]);
     let pgo = |keep: u32, aggregate_callees: bool| t::StackTraceSelector {
         call_site: vec![t::Location { name: "gc".into() }],
         go_pgo: Some(t::GoPgo { keep_locations: keep, aggregate_callees }),
     };
-    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(pgo(2, false)))).await;
+    let p: Profile = query(url, "anonymous", "SelectMergeProfile", &merge(Some(pgo(2, false)))).await.unwrap();
     assert_eq!(stacks_of(&p), vec![("handler;db".into(), 110), ("handler;json".into(), 20), ("main;gc".into(), 5)]);
     assert!(p.location.iter().all(|l| l.line[0].line > 0));
-    let p: Profile = rpc(url, "SelectMergeProfile", &merge(Some(pgo(1, true)))).await;
+    let p: Profile = query(url, "anonymous", "SelectMergeProfile", &merge(Some(pgo(1, true)))).await.unwrap();
     assert_eq!(stacks_of(&p), vec![("db".into(), 110), ("gc".into(), 5), ("json".into(), 20)]);
     assert!(p.location.iter().all(|l| l.line[0].line == 0));
     // The same over gRPC.
@@ -229,18 +238,4 @@ fn stacks_of(p: &Profile) -> Vec<(String, i64)> {
         .collect();
     out.sort();
     out
-}
-
-async fn rpc<Req: Message, Resp: Message + Default>(base: &str, method: &str, req: &Req) -> Resp {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/querier.v1.QuerierService/{method}"))
-        .header("Content-Type", "application/proto")
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body = r.bytes().await.unwrap();
-    assert_eq!(status, 200, "{method}: {}", String::from_utf8_lossy(&body));
-    Resp::decode(body).unwrap()
 }

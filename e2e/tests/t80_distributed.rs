@@ -14,30 +14,6 @@ use prost::Message;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds::";
 
-async fn rpc<Req: Message, Resp: Message + Default>(base: &str, tenant: &str, method: &str, req: &Req) -> Resp {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/querier.v1.QuerierService/{method}"))
-        .header("Content-Type", "application/proto")
-        .header("X-Scope-OrgID", tenant)
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let body = r.bytes().await.unwrap();
-    assert_eq!(status, 200, "{method}: {}", String::from_utf8_lossy(&body));
-    Resp::decode(body).unwrap()
-}
-
-/// A counter's value summed over its label sets, from a /metrics page.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter(|l| l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn metrics(p: &Phlox) -> String {
     reqwest::get(format!("{}/metrics", p.http)).await.unwrap().text().await.unwrap()
 }
@@ -104,38 +80,15 @@ impl Cluster {
 
 /// Pushes one profile (one stack, `value`) until it is acked; the fixed
 /// profile id makes retries idempotent, as SDK retries are.
-async fn push_until_acked(
-    client: &reqwest::Client,
-    url: &str,
-    tenant: &str,
-    service: &str,
-    value: i64,
-    time: i64,
-    id: &str,
-) {
+async fn push_one(client: &reqwest::Client, url: &str, tenant: &str, service: &str, value: i64, time: i64, id: &str) {
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");
     b.time_nanos(time).sample(&["main", service, "work"], &[value], &[]);
     let body = push_request(&[("__name__", "process_cpu"), ("service_name", service)], b.encode(), id).encode_to_vec();
-    for _ in 0..100 {
-        let r = client
-            .post(url)
-            .header("Content-Type", "application/proto")
-            .header("X-Scope-OrgID", tenant)
-            .body(body.clone())
-            .send()
-            .await;
-        if let Ok(r) = r
-            && r.status().as_u16() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("push {id} was never acked");
+    phlox_e2e::push_until_acked(client, url, tenant, body).await;
 }
 
 async fn flame_total(frontend: &Phlox, tenant: &str, selector: &str, s: i64, e: i64) -> i64 {
-    let r: q::SelectMergeStacktracesResponse = rpc(
+    let r: q::SelectMergeStacktracesResponse = query(
         &frontend.http,
         tenant,
         "SelectMergeStacktraces",
@@ -147,7 +100,8 @@ async fn flame_total(frontend: &Phlox, tenant: &str, selector: &str, s: i64, e: 
             ..Default::default()
         },
     )
-    .await;
+    .await
+    .unwrap();
     r.flamegraph.unwrap().total
 }
 
@@ -184,7 +138,7 @@ async fn every_component_in_its_own_process_gives_exact_totals() {
     // Every acked profile is there, exactly once, through the frontend.
     let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
     for ((tenant, service), total) in &expected {
-        let r: q::SelectMergeStacktracesResponse = rpc(
+        let r: q::SelectMergeStacktracesResponse = query(
             &frontend.http,
             tenant,
             "SelectMergeStacktraces",
@@ -196,20 +150,22 @@ async fn every_component_in_its_own_process_gives_exact_totals() {
                 ..Default::default()
             },
         )
-        .await;
+        .await
+        .unwrap();
         let fg = r.flamegraph.unwrap();
         assert_eq!(fg.total, *total, "{tenant}/{service}");
         assert!(fg.names.contains(service), "{tenant}/{service}: {:?}", fg.names);
     }
-    let services: t::LabelValuesResponse = rpc(
+    let services: t::LabelValuesResponse = query(
         &frontend.http,
         "globex",
         "LabelValues",
         &t::LabelValuesRequest { name: "service_name".into(), matchers: vec![], start: s, end: e },
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(services.names, vec!["cart", "search", "shop"]);
-    let all: q::SelectMergeStacktracesResponse = rpc(
+    let all: q::SelectMergeStacktracesResponse = query(
         &frontend.http,
         "acme|globex",
         "SelectMergeStacktraces",
@@ -221,7 +177,8 @@ async fn every_component_in_its_own_process_gives_exact_totals() {
             ..Default::default()
         },
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(all.flamegraph.unwrap().total, expected.values().sum::<i64>());
 
     // Both writers took shards; both backends executed leaves.
@@ -264,7 +221,7 @@ async fn killing_a_writer_and_a_backend_loses_and_duplicates_nothing() {
         let (client, url, pushes) = (client.clone(), url.clone(), pushes.clone());
         tokio::spawn(async move {
             for (i, (service, value, id)) in pushes.iter().enumerate() {
-                push_until_acked(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
+                push_one(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
             }
         })
     };
@@ -301,7 +258,7 @@ async fn draining_a_writer_under_steady_ingest_loses_and_duplicates_nothing() {
         let (client, url, pushes) = (client.clone(), c.distributor.push_url(), pushes.clone());
         tokio::spawn(async move {
             for (i, (service, value, id)) in pushes.iter().enumerate() {
-                push_until_acked(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
+                push_one(&client, &url, "acme", service, *value, now - i as i64 * 1_000_000, id).await;
             }
         })
     };

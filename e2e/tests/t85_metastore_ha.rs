@@ -15,20 +15,11 @@ async fn raft_state(p: &Phlox) -> Option<i64> {
     text.lines().find(|l| l.starts_with("phlox_metastore_raft_state "))?.rsplit(' ').next()?.parse().ok()
 }
 
-async fn push_until_acked(client: &reqwest::Client, url: &str, value: i64, time: i64, id: &str) {
+async fn push_one(client: &reqwest::Client, url: &str, value: i64, time: i64, id: &str) {
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");
     b.time_nanos(time).sample(&["main", "work"], &[value], &[]);
     let body = push_request(&[("__name__", "process_cpu"), ("service_name", "svc")], b.encode(), id).encode_to_vec();
-    for _ in 0..300 {
-        let r = client.post(url).header("Content-Type", "application/proto").body(body.clone()).send().await;
-        if let Ok(r) = r
-            && r.status().as_u16() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("push {id} was never acked");
+    phlox_e2e::push_until_acked(client, url, "anonymous", body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +73,8 @@ async fn the_metastore_survives_losing_its_leader_during_ingest() {
     let url = distributor.push_url();
     let values: Vec<i64> = (0..30).map(|i| 1000 + i).collect();
     for (i, v) in values.iter().enumerate().take(10) {
-        push_until_acked(
-            &client,
-            &url,
-            *v,
-            now - i as i64 * 1_000_000,
-            &format!("00000000-0000-4000-8000-{:012x}", i + 1),
-        )
-        .await;
+        push_one(&client, &url, *v, now - i as i64 * 1_000_000, &format!("00000000-0000-4000-8000-{:012x}", i + 1))
+            .await;
     }
     // SIGKILL the leader; the other two elect a new one.
     let mut leader = None;
@@ -101,14 +86,8 @@ async fn the_metastore_survives_losing_its_leader_during_ingest() {
     let leader = leader.expect("one voter leads");
     metastores.remove(leader).kill();
     for (i, v) in values.iter().enumerate().skip(10) {
-        push_until_acked(
-            &client,
-            &url,
-            *v,
-            now - i as i64 * 1_000_000,
-            &format!("00000000-0000-4000-8000-{:012x}", i + 1),
-        )
-        .await;
+        push_one(&client, &url, *v, now - i as i64 * 1_000_000, &format!("00000000-0000-4000-8000-{:012x}", i + 1))
+            .await;
     }
     let mut states = Vec::new();
     for m in &metastores {

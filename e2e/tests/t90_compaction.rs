@@ -31,24 +31,11 @@ fn objects(dir: &Path) -> (usize, u64) {
     (n, bytes)
 }
 
-async fn rpc<Req: Message, Resp: Message + Default>(base: &str, tenant: &str, method: &str, req: &Req) -> Resp {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/querier.v1.QuerierService/{method}"))
-        .header("Content-Type", "application/proto")
-        .header("X-Scope-OrgID", tenant)
-        .body(req.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    Resp::decode(r.bytes().await.unwrap()).unwrap()
-}
-
 /// Everything a user would look at, per tenant.
 async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
     let mut out = Vec::new();
     for tenant in ["acme", "globex"] {
-        let fg: q::SelectMergeStacktracesResponse = rpc(
+        let fg: q::SelectMergeStacktracesResponse = query(
             base,
             tenant,
             "SelectMergeStacktraces",
@@ -60,7 +47,8 @@ async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
                 ..Default::default()
             },
         )
-        .await;
+        .await
+        .unwrap();
         let fg = fg.flamegraph.unwrap();
         let mut names = fg.names.clone();
         names.sort();
@@ -70,7 +58,7 @@ async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
             fg.max_self,
             fg.levels.len()
         ));
-        let series: q::SelectSeriesResponse = rpc(
+        let series: q::SelectSeriesResponse = query(
             base,
             tenant,
             "SelectSeries",
@@ -84,18 +72,20 @@ async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
                 ..Default::default()
             },
         )
-        .await;
+        .await
+        .unwrap();
         for sr in series.series {
             let pts: Vec<(i64, f64)> = sr.points.iter().map(|p| (p.timestamp, p.value)).collect();
             out.push(format!("{tenant} {:?} {pts:?}", sr.labels.iter().map(|l| &l.value).collect::<Vec<_>>()));
         }
-        let values: t::LabelValuesResponse = rpc(
+        let values: t::LabelValuesResponse = query(
             base,
             tenant,
             "LabelValues",
             &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start: s, end: e },
         )
-        .await;
+        .await
+        .unwrap();
         out.push(format!("{tenant} pods={:?}", values.names));
     }
     out
@@ -215,7 +205,7 @@ async fn retention_deletes_old_data_per_tenant() {
     let total = |tenant: &'static str| {
         let base = server.http.clone();
         async move {
-            let r: q::SelectMergeStacktracesResponse = rpc(
+            let r: q::SelectMergeStacktracesResponse = query(
                 &base,
                 tenant,
                 "SelectMergeStacktraces",
@@ -227,7 +217,8 @@ async fn retention_deletes_old_data_per_tenant() {
                     ..Default::default()
                 },
             )
-            .await;
+            .await
+            .unwrap();
             r.flamegraph.unwrap().total
         }
     };
@@ -316,7 +307,7 @@ async fn a_killed_compaction_worker_loses_nothing() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(settled, "segments left: {:?}", objects(&bucket.join("segments")));
-    let r: q::SelectMergeStacktracesResponse = rpc(
+    let r: q::SelectMergeStacktracesResponse = query(
         &frontend.http,
         "anonymous",
         "SelectMergeStacktraces",
@@ -328,7 +319,8 @@ async fn a_killed_compaction_worker_loses_nothing() {
             ..Default::default()
         },
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(r.flamegraph.unwrap().total, expected, "every profile exactly once after compaction");
     second.stop();
     frontend.stop();

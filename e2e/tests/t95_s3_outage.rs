@@ -29,26 +29,11 @@ fn signal(pid: u32, sig: &str) {
     assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success());
 }
 
-async fn push_until_acked(client: &reqwest::Client, url: &str, value: i64, time: i64, id: &str) {
+async fn push_one(client: &reqwest::Client, url: &str, value: i64, time: i64, id: &str) {
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");
     b.time_nanos(time).sample(&["main", "work"], &[value], &[]);
     let body = push_request(&[("__name__", "process_cpu"), ("service_name", "svc")], b.encode(), id).encode_to_vec();
-    for _ in 0..600 {
-        let r = client
-            .post(url)
-            .header("Content-Type", "application/proto")
-            .timeout(Duration::from_secs(60))
-            .body(body.clone())
-            .send()
-            .await;
-        if let Ok(r) = r
-            && r.status().as_u16() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("push {id} was never acked");
+    phlox_e2e::push_until_acked(client, url, "anonymous", body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +86,7 @@ async fn an_s3_outage_loses_and_duplicates_nothing() {
         tokio::spawn(async move {
             for (i, v) in values.iter().enumerate() {
                 let id = format!("00000000-0000-4000-a000-{:012x}", i + 1);
-                push_until_acked(&client, &url, *v, now - i as i64 * 1_000_000, &id).await;
+                push_one(&client, &url, *v, now - i as i64 * 1_000_000, &id).await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })

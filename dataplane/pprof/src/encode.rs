@@ -86,4 +86,11 @@ impl Profile {
     pub fn encode(&self) -> Vec<u8> {
         self.to_proto().encode_to_vec()
     }
+
+    /// [`encode`](Self::encode), computed once per profile: a profile whose
+    /// series go to several segment writers is encoded once, not per push.
+    /// Meant for shared (`Arc`) profiles, which are no longer changed.
+    pub fn encoded(&self) -> bytes::Bytes {
+        self.encoded.0.get_or_init(|| bytes::Bytes::from(self.encode())).clone()
+    }
 }

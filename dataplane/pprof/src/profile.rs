@@ -174,6 +174,19 @@ pub struct Profile {
     location_index: IdIndex,
     function_index: IdIndex,
     mapping_index: IdIndex,
+    /// [`Profile::encoded`], computed once.
+    pub(crate) encoded: EncodedCache,
+}
+
+/// The encoding of a profile, kept once computed. A clone starts empty, so
+/// a cloned profile that is then changed never reuses a stale encoding.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedCache(pub(crate) std::sync::OnceLock<bytes::Bytes>);
+
+impl Clone for EncodedCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 impl Profile {

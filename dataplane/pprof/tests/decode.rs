@@ -253,6 +253,9 @@ fn encoded_profiles_decode_to_the_same_profile_and_series() {
     let original = Profile::decode(&b.encode()).unwrap();
     let again = Profile::decode(&original.encode()).unwrap();
     assert_eq!(again.to_proto(), original.to_proto());
+    // The cached encoding is the encoding; a clone does not inherit it.
+    assert_eq!(original.encoded().as_ref(), original.encode().as_slice());
+    assert!(std::ptr::eq(original.encoded().as_ptr(), original.encoded().as_ptr()), "computed once");
     assert_eq!(again.sample_count(), original.sample_count());
     assert_eq!(again.values, original.values);
     assert_eq!(again.location_ids, original.location_ids);

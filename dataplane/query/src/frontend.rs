@@ -775,48 +775,6 @@ fn trace_hex(id: [u8; 16]) -> String {
     if id == [0; 16] { String::new() } else { format!("{:032x}", u128::from_be_bytes(id)) }
 }
 
-/// The merged profile of a tree as pprof: one function and location per
-/// frame name, one sample per call path with a self value.
-pub fn tree_to_pprof(tree: &phlox_model::StackTree, profile_type: &ProfileType) -> phlox_proto::google::v1::Profile {
-    use phlox_proto::google::v1 as pb;
-    let mut strings: Vec<String> = vec![String::new()];
-    let mut string = |s: &str| {
-        strings.push(s.to_owned());
-        (strings.len() - 1) as i64
-    };
-    let sample_type =
-        pb::ValueType { r#type: string(&profile_type.sample_type), unit: string(&profile_type.sample_unit) };
-    let period_type = (!profile_type.period_type.is_empty())
-        .then(|| pb::ValueType { r#type: string(&profile_type.period_type), unit: string(&profile_type.period_unit) });
-    let names: Vec<String> = tree.names().map(str::to_owned).collect();
-    let mut functions = Vec::with_capacity(names.len());
-    let mut locations = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let id = i as u64 + 1;
-        let n = string(name);
-        functions.push(pb::Function { id, name: n, system_name: n, ..Default::default() });
-        locations.push(pb::Location { id, line: vec![pb::Line { function_id: id, line: 0 }], ..Default::default() });
-    }
-    let sample = tree
-        .stacks()
-        .into_iter()
-        .map(|(path, v)| pb::Sample {
-            location_id: path.iter().rev().map(|&n| u64::from(n) + 1).collect(),
-            value: vec![v],
-            label: vec![],
-        })
-        .collect();
-    pb::Profile {
-        sample_type: vec![sample_type],
-        sample,
-        location: locations,
-        function: functions,
-        string_table: strings,
-        period_type,
-        ..Default::default()
-    }
-}
-
 /// The proto flame graph of a tree.
 pub fn flamegraph(tree: &phlox_model::StackTree, max_nodes: usize) -> q::FlameGraph {
     let fg = tree.flamegraph(max_nodes);

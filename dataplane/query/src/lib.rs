@@ -26,7 +26,7 @@ mod symbol_cache;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
-pub use frontend::{QueryFrontend, QueryLimits, flamegraph, tree_to_pprof};
+pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
 pub use metrics::QueryMetrics;
 pub use plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, ProfilePoint, SeriesPoints};
 pub use remote::{

@@ -59,7 +59,7 @@ pub(crate) fn encode_push(tenant: &str, shard: u32, profiles: &[SeriesProfile]) 
         let at = match sources.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                sources.push((key, sw::SourceProfile { pprof: p.source.encode().into(), series: Vec::new() }));
+                sources.push((key, sw::SourceProfile { pprof: p.source.encoded(), series: Vec::new() }));
                 sources.len() - 1
             }
         };
