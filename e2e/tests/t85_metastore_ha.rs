@@ -96,24 +96,21 @@ async fn the_metastore_survives_losing_its_leader_during_ingest() {
     assert_eq!(states.iter().filter(|&&s| s == 2).count(), 1, "a new leader: {states:?}");
 
     let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
-    let r = client
-        .post(format!("{}/querier.v1.QuerierService/SelectMergeStacktraces", frontend.http))
-        .header("Content-Type", "application/proto")
-        .body(
-            q::SelectMergeStacktracesRequest {
-                profile_type_id: CPU.into(),
-                label_selector: "{}".into(),
-                start: s,
-                end: e,
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let total = q::SelectMergeStacktracesResponse::decode(r.bytes().await.unwrap()).unwrap().flamegraph.unwrap().total;
+    let r: q::SelectMergeStacktracesResponse = query(
+        &frontend.http,
+        "anonymous",
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: s,
+            end: e,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let total = r.flamegraph.unwrap().total;
     assert_eq!(total, values.iter().sum::<i64>(), "every acked profile exactly once");
     frontend.stop();
     distributor.stop();

@@ -97,24 +97,21 @@ async fn an_s3_outage_loses_and_duplicates_nothing() {
     signal(moto.0.id(), "-CONT");
     ingest.await.unwrap();
 
-    let r = client
-        .post(format!("{}/querier.v1.QuerierService/SelectMergeStacktraces", server.http))
-        .header("Content-Type", "application/proto")
-        .body(
-            q::SelectMergeStacktracesRequest {
-                profile_type_id: CPU.into(),
-                label_selector: "{}".into(),
-                start: now / 1_000_000 - 60_000,
-                end: now / 1_000_000 + 60_000,
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let total = q::SelectMergeStacktracesResponse::decode(r.bytes().await.unwrap()).unwrap().flamegraph.unwrap().total;
+    let r: q::SelectMergeStacktracesResponse = query(
+        &server.http,
+        "anonymous",
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: now / 1_000_000 - 60_000,
+            end: now / 1_000_000 + 60_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let total = r.flamegraph.unwrap().total;
     assert_eq!(total, values.iter().sum::<i64>(), "every acked profile exactly once");
     server.stop();
 }
