@@ -328,3 +328,132 @@ async fn a_killed_compaction_worker_loses_nothing() {
     writer.stop();
     metastore.stop();
 }
+
+/// `POST /admin/v1/delete`: a tenant's data in a time range goes (datasets
+/// inside it at once, blocks straddling it through a rewrite job), data
+/// outside it and other tenants' data stay, and bad requests get a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_api_removes_a_tenants_time_range() {
+    let (tmp, dir) = data_dir();
+    let cfg = tmp.path().join("phlox.yaml");
+    // Thresholds so high that only the deletion plans a job.
+    std::fs::write(
+        &cfg,
+        "multitenancy_enabled: true\nsegment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
+         limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [3600, 3600, 3600]\n\
+         \x20 poll_interval: 200ms\n  tombstone_grace: 1s\n",
+    )
+    .unwrap();
+    let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let s = 1_000_000_000i64;
+    let profile = |age_s: i64, value: i64| {
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.time_nanos(now - age_s * s).sample(&["main", "work"], &[value], &[]);
+        b.encode()
+    };
+    let labels = |service: &'static str| [("__name__", "process_cpu"), ("service_name", service)];
+    // acme/api 300 s ago: outside the range.
+    let old = push_request(&labels("api"), profile(300, 7), "");
+    // acme/api 120 s ago and now, in one push: one dataset straddling the range's end.
+    let mut straddling = push_request(&labels("api"), profile(120, 5), "");
+    straddling.series[0].samples.push(push_request(&labels("api"), profile(0, 3), "").series[0].samples[0].clone());
+    // acme/web 100 s ago: inside the range.
+    let inside = push_request(&labels("web"), profile(100, 11), "");
+    // globex 120 s ago: another tenant.
+    let other = push_request(&labels("api"), profile(120, 100), "");
+    for (tenant, req) in [("acme", &old), ("acme", &straddling), ("acme", &inside), ("globex", &other)] {
+        push_until_acked(&client, &server.push_url(), tenant, req.encode_to_vec()).await;
+    }
+    let total = |tenant: &'static str| {
+        let base = server.http.clone();
+        async move {
+            let r: q::SelectMergeStacktracesResponse = query(
+                &base,
+                tenant,
+                "SelectMergeStacktraces",
+                &q::SelectMergeStacktracesRequest {
+                    profile_type_id: CPU.into(),
+                    label_selector: "{}".into(),
+                    start: now / 1_000_000 - 3_600_000,
+                    end: now / 1_000_000 + 60_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            r.flamegraph.unwrap().total
+        }
+    };
+    assert_eq!((total("acme").await, total("globex").await), (7 + 5 + 3 + 11, 100));
+
+    let delete = |params: String| {
+        let (client, base) = (client.clone(), server.http.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/admin/v1/delete?{params}"))
+                .header("X-Scope-OrgID", "acme")
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Bad requests name the problem.
+    let (code, body) = delete(format!("from={}", now / s - 200)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("`until` is required"), "{body}");
+    let (code, body) = delete(format!("from={}&until={}", now / s, now / s - 200)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is after"), "{body}");
+    let (code, body) = delete("from=yesterday-ish&until=now".into()).await;
+    assert_eq!(code, 400, "{body}");
+
+    // Delete acme's [now-200 s, now-60 s] and wait for the rewrite.
+    let (code, body) = delete(format!("from={}&until={}&wait=60s", now / s - 200, now / s - 60)).await;
+    assert_eq!(code, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["state"], "done", "{body}");
+    assert_eq!(d["datasetsRemoved"], 1, "{body}");
+    assert_eq!(d["blocksTombstoned"], 1, "{body}");
+    assert_eq!(d["blocksPending"], 0, "{body}");
+    assert_eq!(total("acme").await, 7 + 3, "the range's 5 and 11 are gone, 7 and 3 stay");
+    assert_eq!(total("globex").await, 100, "other tenants keep their data");
+    // Listed, and counted in the metrics.
+    let listed = client
+        .get(format!("{}/admin/v1/deletions", server.http))
+        .header("X-Scope-OrgID", "acme")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["deletions"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["deletions"][0]["id"], d["id"]);
+    let metrics = reqwest::get(format!("{}/metrics", server.http)).await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&metrics, "phlox_deletions_total"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "phlox_deleted_total"), 2.0, "{metrics}");
+    // The data stays deleted across a restart.
+    server.stop();
+    let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let base = server.http.clone();
+    let r: q::SelectMergeStacktracesResponse = query(
+        &base,
+        "acme",
+        "SelectMergeStacktraces",
+        &q::SelectMergeStacktracesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: now / 1_000_000 - 3_600_000,
+            end: now / 1_000_000 + 60_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.flamegraph.unwrap().total, 10);
+    server.stop();
+}

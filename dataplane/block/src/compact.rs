@@ -32,6 +32,26 @@ use crate::{BlockError, BlockHeader, BlockReader, EncodedBlock, Result, SegmentB
 /// scoped threads inside this future: callers on an async runtime should
 /// run it where blocking is acceptable (e.g. a dedicated compaction task).
 pub async fn compact(sources: &[BlockReader], tenant: &str, header: BlockHeader) -> Result<EncodedBlock> {
+    compact_excluding(sources, tenant, header, &[]).await
+}
+
+/// [`compact`], also dropping every row whose time falls in one of
+/// `exclude` (Unix milliseconds, both ends inclusive: a deletion's ranges).
+/// [`BlockError::Empty`] when nothing remains.
+pub async fn compact_excluding(
+    sources: &[BlockReader],
+    tenant: &str,
+    header: BlockHeader,
+    exclude: &[(i64, i64)],
+) -> Result<EncodedBlock> {
+    const NANOS_PER_MS: i64 = 1_000_000;
+    let exclude: Vec<(i64, i64)> = exclude
+        .iter()
+        .map(|&(s, e)| {
+            (s.saturating_mul(NANOS_PER_MS), e.saturating_mul(NANOS_PER_MS).saturating_add(NANOS_PER_MS - 1))
+        })
+        .collect();
+    let excluded = |t: i64| exclude.iter().any(|&(s, e)| s <= t && t <= e);
     let mut builder = SegmentBuilder::default();
     for source in sources {
         for (i, ds) in source.meta().datasets.iter().enumerate() {
@@ -48,7 +68,15 @@ pub async fn compact(sources: &[BlockReader], tenant: &str, header: BlockHeader)
             let reader = source.dataset(i).await.map_err(with_path)?;
             let symbols = reader.symbols().await.map_err(with_path)?;
             let mut import = builder.import_dataset(tenant, &ds.name, &symbols, reader.series());
-            reader.for_each_row(|row| builder.import_row(&mut import, row).map(|_| ())).await.map_err(with_path)?;
+            reader
+                .for_each_row(|row| {
+                    if excluded(row.time_nanos) {
+                        return Ok(());
+                    }
+                    builder.import_row(&mut import, row).map(|_| ())
+                })
+                .await
+                .map_err(with_path)?;
         }
     }
     if builder.is_empty() {

@@ -158,16 +158,21 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributorConfig {
-    /// Shards a (tenant, service) dataset spreads over.
+    /// Fewest shards a (tenant, service) dataset spreads over.
     pub shards_per_dataset: u32,
+    /// Most shards a dataset spreads over as its ingest rate grows.
+    pub max_shards_per_dataset: u32,
+    /// Ingest rate (MB/s of uncompressed profiles) per shard of a dataset;
+    /// 0 keeps every dataset at `shards_per_dataset`.
+    pub shard_unit_mb_per_second: f64,
 }
 
 impl Default for DistributorConfig {
     fn default() -> Self {
-        Self { shards_per_dataset: 2 }
+        Self { shards_per_dataset: 2, max_shards_per_dataset: 32, shard_unit_mb_per_second: 0.5 }
     }
 }
 
@@ -347,6 +352,12 @@ impl PhloxConfig {
         }
         if self.segment_writer.max_attempts == 0 {
             return bad("segment_writer.max_attempts must be at least 1");
+        }
+        if self.distributor.max_shards_per_dataset < self.distributor.shards_per_dataset {
+            return bad("distributor.max_shards_per_dataset must be at least shards_per_dataset");
+        }
+        if self.distributor.shard_unit_mb_per_second.is_nan() || self.distributor.shard_unit_mb_per_second < 0.0 {
+            return bad("distributor.shard_unit_mb_per_second must be 0 or more");
         }
         if self.distributor.shards_per_dataset == 0 {
             return bad("distributor.shards_per_dataset must be at least 1");

@@ -9,18 +9,21 @@ use phlox_proto::types::v1 as types;
 use tracing::debug;
 
 use crate::limits::{LimitsStore, RateLimiter};
-use crate::placement::shard_for;
+use crate::placement::{AdaptiveShards, ShardChange, shard_for};
 use crate::{DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
-/// Default number of shards a dataset spreads over.
+/// Default shards a dataset spreads over: at least 2, up to 32, one per
+/// 512 KiB/s of uncompressed profiles.
 const DEFAULT_SHARDS_PER_DATASET: u32 = 2;
+const DEFAULT_MAX_SHARDS_PER_DATASET: u32 = 32;
+const DEFAULT_SHARD_UNIT_BYTES_PER_SECOND: f64 = 512.0 * 1024.0;
 
 /// The distributor; cheap to share behind an `Arc`.
 pub struct Distributor {
     writer: Arc<dyn ShardWriter>,
     limits: Arc<LimitsStore>,
     rate: RateLimiter,
-    shards_per_dataset: u32,
+    shards_per_dataset: AdaptiveShards,
     pub(crate) metrics: DistributorMetrics,
 }
 
@@ -36,7 +39,12 @@ pub(crate) fn now_nanos() -> i64 {
 
 impl Distributor {
     pub fn new(writer: Arc<dyn ShardWriter>, limits: Arc<LimitsStore>, metrics: DistributorMetrics) -> Self {
-        Self { writer, limits, rate: RateLimiter::default(), shards_per_dataset: DEFAULT_SHARDS_PER_DATASET, metrics }
+        let shards_per_dataset = AdaptiveShards::new(
+            DEFAULT_SHARDS_PER_DATASET,
+            DEFAULT_MAX_SHARDS_PER_DATASET,
+            DEFAULT_SHARD_UNIT_BYTES_PER_SECOND,
+        );
+        Self { writer, limits, rate: RateLimiter::default(), shards_per_dataset, metrics }
     }
 
     /// The limits of a tenant right now (they can be reloaded).
@@ -57,9 +65,10 @@ impl Distributor {
         )))
     }
 
-    /// How many shards one (tenant, service) dataset spreads over.
-    pub fn with_shards_per_dataset(mut self, n: u32) -> Self {
-        self.shards_per_dataset = n.max(1);
+    /// How many shards one (tenant, service) dataset spreads over: `min`
+    /// to `max`, one per `unit_bytes_per_second` of its ingest rate.
+    pub fn with_shards_per_dataset(mut self, min: u32, max: u32, unit_bytes_per_second: f64) -> Self {
+        self.shards_per_dataset = AdaptiveShards::new(min, max, unit_bytes_per_second);
         self
     }
 
@@ -94,9 +103,34 @@ impl Distributor {
     /// Sends per-series profiles to their shards and waits for every ack.
     pub async fn write(&self, tenant: &str, profiles: Vec<SeriesProfile>) -> Result<(), PushError> {
         let shards = self.writer.shards();
+        // Per dataset (service): its bytes (each source profile once) and so its shard count.
+        let mut by_service: BTreeMap<&str, (u64, Vec<usize>)> = BTreeMap::new();
+        for p in &profiles {
+            let (bytes, seen) = by_service.entry(p.service_name()).or_default();
+            // The address identifies the shared source (not held across an await).
+            let source = Arc::as_ptr(&p.source) as usize;
+            if !seen.contains(&source) {
+                seen.push(source);
+                *bytes += p.source.decoded_len as u64;
+            }
+        }
+        let now = std::time::Instant::now();
+        let per_dataset: BTreeMap<String, u32> = by_service
+            .into_iter()
+            .map(|(service, (bytes, _))| {
+                let (k, change) = self.shards_per_dataset.observe(tenant, service, bytes, now);
+                if let Some(change) = change {
+                    let direction = if change == ShardChange::Grew { "up" } else { "down" };
+                    self.metrics.dataset_shard_changes.with_label_values(&[direction]).inc();
+                    debug!(tenant, service, shards = k, direction, "dataset shard count changed");
+                }
+                (service.to_owned(), k)
+            })
+            .collect();
         let mut by_shard: BTreeMap<u32, Vec<SeriesProfile>> = BTreeMap::new();
         for p in profiles {
-            let shard = shard_for(tenant, p.service_name(), p.fingerprint, shards, self.shards_per_dataset);
+            let k = per_dataset.get(p.service_name()).copied().unwrap_or(1);
+            let shard = shard_for(tenant, p.service_name(), p.fingerprint, shards, k);
             by_shard.entry(shard).or_default().push(p);
         }
         self.metrics.series_profiles.inc_by(by_shard.values().map(|v| v.len() as u64).sum());

@@ -5,6 +5,7 @@ pub(crate) const RECEIVED_PROFILES: &str = "phlox_distributor_received_profiles_
 pub(crate) const SERIES_PROFILES: &str = "phlox_distributor_series_profiles_total";
 pub(crate) const DISCARDED_PROFILES: &str = "phlox_distributor_discarded_profiles_total";
 pub(crate) const DISCARDED_BYTES: &str = "phlox_distributor_discarded_bytes_total";
+pub(crate) const DATASET_SHARD_CHANGES: &str = "phlox_distributor_dataset_shard_changes_total";
 
 /// Prometheus metrics of the distributor.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct DistributorMetrics {
     pub discarded_profiles: IntCounterVec,
     /// Request bytes (as received) of refused requests, by `reason`.
     pub discarded_bytes: IntCounterVec,
+    /// Datasets whose shard count followed their ingest rate, by `direction` (up, down).
+    pub dataset_shard_changes: IntCounterVec,
 }
 
 impl DistributorMetrics {
@@ -39,7 +42,12 @@ impl DistributorMetrics {
                 Opts::new(DISCARDED_BYTES, "Bytes of refused requests as received, by reason."),
                 &["reason"],
             )?,
+            dataset_shard_changes: IntCounterVec::new(
+                Opts::new(DATASET_SHARD_CHANGES, "Changes of a dataset's shard count with its ingest rate."),
+                &["direction"],
+            )?,
         };
+        registry.register(Box::new(m.dataset_shard_changes.clone()))?;
         registry.register(Box::new(m.received_bytes.clone()))?;
         registry.register(Box::new(m.received_profiles.clone()))?;
         registry.register(Box::new(m.series_profiles.clone()))?;

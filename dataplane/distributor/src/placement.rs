@@ -56,3 +56,162 @@ mod tests {
         assert!(shard_for("t", "svc", 5, 1, 4) == 0);
     }
 }
+
+/// How many shards each dataset spreads over, adapted to its ingest rate:
+/// `ceil(rate / unit)` clamped to `[min, max]`, measured over windows of
+/// [`RATE_WINDOW`]. It grows at once (a hot service gets more shards, so
+/// more segment writers, within one window) and shrinks one shard at a time
+/// after [`SHRINK_AFTER`] low windows, so a noisy rate does not move series
+/// back and forth. Local to each distributor: with several distributors each
+/// sees its share of a dataset's traffic, and a series may then land on a
+/// different shard than another distributor picks, which only costs some
+/// symbol deduplication (profiles are deduplicated by id in the metastore).
+#[derive(Debug)]
+pub struct AdaptiveShards {
+    min: u32,
+    max: u32,
+    unit_bytes_per_second: f64,
+    datasets: std::sync::Mutex<Datasets>,
+}
+
+/// Length of one rate measurement.
+pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// Low windows in a row before a dataset gives a shard back.
+pub const SHRINK_AFTER: u32 = 3;
+/// A dataset idle this long is forgotten (it starts again at `min`).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[derive(Debug, Default)]
+struct Datasets {
+    by_key: std::collections::HashMap<(String, String), DatasetRate>,
+    last_sweep: Option<std::time::Instant>,
+}
+
+#[derive(Debug)]
+struct DatasetRate {
+    window_start: std::time::Instant,
+    bytes: u64,
+    shards: u32,
+    low_windows: u32,
+}
+
+/// A change of a dataset's shard count, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardChange {
+    Grew,
+    Shrank,
+}
+
+impl AdaptiveShards {
+    /// Datasets use `min..=max` shards, one per `unit_bytes_per_second` of
+    /// uncompressed profile bytes.
+    pub fn new(min: u32, max: u32, unit_bytes_per_second: f64) -> Self {
+        let min = min.max(1);
+        Self {
+            min,
+            max: max.max(min),
+            unit_bytes_per_second: if unit_bytes_per_second > 0.0 { unit_bytes_per_second } else { f64::INFINITY },
+            datasets: std::sync::Mutex::new(Datasets::default()),
+        }
+    }
+
+    /// Records `bytes` of a dataset at `now` and returns its shard count
+    /// (and whether it just changed).
+    pub fn observe(
+        &self,
+        tenant: &str,
+        service: &str,
+        bytes: u64,
+        now: std::time::Instant,
+    ) -> (u32, Option<ShardChange>) {
+        let mut guard = self.datasets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let datasets = &mut *guard;
+        if datasets.last_sweep.is_none_or(|t| now.saturating_duration_since(t) >= IDLE) {
+            datasets.by_key.retain(|_, d| now.saturating_duration_since(d.window_start) < IDLE);
+            datasets.last_sweep = Some(now);
+        }
+        let key = (tenant.to_owned(), service.to_owned());
+        let d = datasets.by_key.entry(key).or_insert(DatasetRate {
+            window_start: now,
+            bytes: 0,
+            shards: self.min,
+            low_windows: 0,
+        });
+        d.bytes = d.bytes.saturating_add(bytes);
+        let elapsed = now.saturating_duration_since(d.window_start);
+        let mut change = None;
+        if elapsed >= RATE_WINDOW {
+            let rate = d.bytes as f64 / elapsed.as_secs_f64();
+            let want = ((rate / self.unit_bytes_per_second).ceil() as u32).clamp(self.min, self.max);
+            if want > d.shards {
+                d.shards = want;
+                d.low_windows = 0;
+                change = Some(ShardChange::Grew);
+            } else if want < d.shards {
+                d.low_windows += 1;
+                if d.low_windows >= SHRINK_AFTER {
+                    d.shards -= 1;
+                    d.low_windows = 0;
+                    change = Some(ShardChange::Shrank);
+                }
+            } else {
+                d.low_windows = 0;
+            }
+            d.window_start = now;
+            d.bytes = 0;
+        }
+        (d.shards, change)
+    }
+}
+
+#[cfg(test)]
+mod adaptive_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Feeds `rate` bytes/s for `secs` seconds in 1 s pushes; the shard count after each push.
+    fn feed(a: &AdaptiveShards, t0: Instant, from_s: u64, secs: u64, rate: u64) -> Vec<u32> {
+        (from_s..from_s + secs).map(|s| a.observe("t", "svc", rate, t0 + Duration::from_secs(s + 1)).0).collect()
+    }
+
+    #[test]
+    fn shards_follow_the_rate_up_at_once_and_down_slowly() {
+        let a = AdaptiveShards::new(2, 8, 1000.0);
+        let t0 = Instant::now();
+        a.observe("t", "svc", 0, t0);
+        // 500 B/s: the minimum.
+        assert!(feed(&a, t0, 0, 30, 500).iter().all(|&k| k == 2));
+        // 5 kB/s: 5 shards at the end of the first full window.
+        let up = feed(&a, t0, 30, 20, 5000);
+        assert_eq!(&up[..9], &[2; 9]);
+        assert_eq!(up[9], 5, "{up:?}");
+        assert!(up[9..].iter().all(|&k| k == 5));
+        // 50 kB/s: capped at 8.
+        assert_eq!(*feed(&a, t0, 50, 10, 50_000).last().unwrap(), 8);
+        // Back to 500 B/s: one shard fewer every 3 windows, down to 2.
+        let down = feed(&a, t0, 60, 200, 500);
+        let changes: Vec<u32> = down.windows(2).filter(|w| w[0] != w[1]).map(|w| w[1]).collect();
+        assert_eq!(changes, vec![7, 6, 5, 4, 3, 2], "{down:?}");
+        assert_eq!(down.iter().position(|&k| k == 7), Some(29), "3 windows of 10 s");
+        // Other datasets are independent.
+        assert_eq!(a.observe("t", "other", 1_000_000, t0 + Duration::from_secs(300)).0, 2);
+    }
+
+    #[test]
+    fn a_rate_that_wobbles_around_a_boundary_does_not_flap() {
+        let a = AdaptiveShards::new(1, 8, 1000.0);
+        let t0 = Instant::now();
+        a.observe("t", "svc", 0, t0);
+        let mut all = Vec::new();
+        for w in 0..30u64 {
+            // Alternating 2.9 kB/s and 1.9 kB/s windows (3 and 2 shards wanted):
+            // it grows to 3 once and stays.
+            let rate = if w % 2 == 0 { 2900 } else { 1900 };
+            all.extend(feed(&a, t0, w * 10, 10, rate));
+        }
+        let changes = all.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(changes, 1, "{all:?}");
+        assert_eq!(*all.last().unwrap(), 3);
+    }
+}

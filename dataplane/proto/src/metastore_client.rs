@@ -40,6 +40,20 @@ pub trait Metastore: Send + Sync + 'static {
     ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
         Err(tonic::Status::unimplemented("this metastore does not plan compaction"))
     }
+    /// Deletes a tenant's data in a time range (idempotent).
+    async fn delete_range(
+        &self,
+        _request: crate::metastore::v1::DeleteRangeRequest,
+    ) -> Result<crate::metastore::v1::DeleteRangeResponse, tonic::Status> {
+        Err(tonic::Status::unimplemented("this metastore does not delete ranges"))
+    }
+    /// Deletions and their progress (a read).
+    async fn list_deletions(
+        &self,
+        _request: crate::metastore::v1::ListDeletionsRequest,
+    ) -> Result<crate::metastore::v1::ListDeletionsResponse, tonic::Status> {
+        Err(tonic::Status::unimplemented("this metastore does not delete ranges"))
+    }
 }
 
 #[async_trait::async_trait]
@@ -70,6 +84,18 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
         request: crate::metastore::v1::CompleteCompactionJobRequest,
     ) -> Result<crate::metastore::v1::CompleteCompactionJobResponse, tonic::Status> {
         (**self).complete_compaction_job(request).await
+    }
+    async fn delete_range(
+        &self,
+        request: crate::metastore::v1::DeleteRangeRequest,
+    ) -> Result<crate::metastore::v1::DeleteRangeResponse, tonic::Status> {
+        (**self).delete_range(request).await
+    }
+    async fn list_deletions(
+        &self,
+        request: crate::metastore::v1::ListDeletionsRequest,
+    ) -> Result<crate::metastore::v1::ListDeletionsResponse, tonic::Status> {
+        (**self).list_deletions(request).await
     }
 }
 
@@ -165,6 +191,26 @@ impl Metastore for GrpcMetastore {
         retry(|| {
             let (mut c, r) = (self.client.clone(), request.clone());
             async move { Ok(c.complete_compaction_job(r).await?.into_inner()) }
+        })
+        .await
+    }
+    async fn delete_range(
+        &self,
+        request: crate::metastore::v1::DeleteRangeRequest,
+    ) -> Result<crate::metastore::v1::DeleteRangeResponse, tonic::Status> {
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.delete_range(r).await?.into_inner()) }
+        })
+        .await
+    }
+    async fn list_deletions(
+        &self,
+        request: crate::metastore::v1::ListDeletionsRequest,
+    ) -> Result<crate::metastore::v1::ListDeletionsResponse, tonic::Status> {
+        retry(|| {
+            let (mut c, r) = (self.client.clone(), request.clone());
+            async move { Ok(c.list_deletions(r).await?.into_inner()) }
         })
         .await
     }

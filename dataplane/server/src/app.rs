@@ -230,10 +230,11 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
                 remote
             }
         };
-        Some(Arc::new(
-            Distributor::new(sink, limits, DistributorMetrics::new(&registry)?)
-                .with_shards_per_dataset(config.distributor.shards_per_dataset),
-        ))
+        Some(Arc::new(Distributor::new(sink, limits, DistributorMetrics::new(&registry)?).with_shards_per_dataset(
+            config.distributor.shards_per_dataset,
+            config.distributor.max_shards_per_dataset,
+            config.distributor.shard_unit_mb_per_second * 1e6,
+        )))
     } else {
         None
     };
@@ -339,6 +340,11 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         ready: Arc::clone(&ready),
         multitenancy: config.multitenancy_enabled,
         max_body,
+        admin: if roles.query_frontend || node.is_some() {
+            Some(crate::admin::Admin::new(Arc::clone(&metastore), &registry)?)
+        } else {
+            None
+        },
     });
     let http_listener = TcpListener::bind(&config.server.http_listen_address)
         .await

@@ -105,22 +105,36 @@ impl CompactionWorker {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| internal(e.to_string()))?;
         let id = output_id(job);
-        let header = BlockHeader {
-            id,
-            tenant: job.tenant.clone(),
-            shard: 0,
-            level: job.level + 1,
-            created_by: self.config.id.clone(),
-        };
+        let level = if job.output_level > 0 { job.output_level } else { job.level + 1 };
+        let header =
+            BlockHeader { id, tenant: job.tenant.clone(), shard: 0, level, created_by: self.config.id.clone() };
+        let exclude: Vec<(i64, i64)> = job.exclude.iter().map(|r| (r.start, r.end)).collect();
         // Merging is CPU-bound (decode, re-encode, compress): run it on a
         // blocking thread so that the runtime keeps serving pushes and queries.
         let (tenant, handle) = (job.tenant.clone(), tokio::runtime::Handle::current());
-        let encoded =
-            tokio::task::spawn_blocking(move || handle.block_on(phlox_block::compact(&readers, &tenant, header)))
-                .await
-                .map_err(|e| internal(format!("compaction task: {e}")))?
-                .map_err(|e| internal(e.to_string()))?;
-        let path = paths::object_path(&job.tenant, 0, job.level + 1, id);
+        let merged = tokio::task::spawn_blocking(move || {
+            handle.block_on(phlox_block::compact_excluding(&readers, &tenant, header, &exclude))
+        })
+        .await
+        .map_err(|e| internal(format!("compaction task: {e}")))?;
+        let encoded = match merged {
+            Ok(encoded) => encoded,
+            // A deletion's ranges held every row: the sources go, nothing replaces them.
+            Err(phlox_block::BlockError::Empty) if !job.exclude.is_empty() => {
+                self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
+                self.metastore
+                    .complete_compaction_job(CompleteCompactionJobRequest {
+                        id: job.id.clone(),
+                        token: job.token,
+                        block: None,
+                    })
+                    .await?;
+                info!(job = %job.id, tenant = %job.tenant, sources = job.sources.len(), "rewrite left nothing: sources removed");
+                return Ok(());
+            }
+            Err(e) => return Err(internal(e.to_string())),
+        };
+        let path = paths::object_path(&job.tenant, 0, level, id);
         self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
         self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
         self.metastore
@@ -131,7 +145,7 @@ impl CompactionWorker {
             })
             .await?;
         self.blocks.with_label_values(&["output"]).inc();
-        info!(job = %job.id, tenant = %job.tenant, level = job.level + 1, sources = job.sources.len(), block = %id, "compacted");
+        info!(job = %job.id, tenant = %job.tenant, level, excluded = job.exclude.len(), sources = job.sources.len(), block = %id, "compacted");
         Ok(())
     }
 }
@@ -140,7 +154,13 @@ impl CompactionWorker {
 /// job id, so a redone job writes the same object.
 fn output_id(job: &CompactionJob) -> Ulid {
     let newest = job.sources.iter().filter_map(|s| Ulid::from_string(&s.id).ok()).map(|u| u.timestamp_ms()).max();
-    let bits = xxhash_rust::xxh3::xxh3_128(job.id.as_bytes());
+    // The exclusions are part of the identity: a job redone under a
+    // deletion writes a different object than its earlier lease did.
+    let mut key = job.id.clone();
+    for r in &job.exclude {
+        key.push_str(&format!("\n{}..{}", r.start, r.end));
+    }
+    let bits = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
     Ulid::from_parts(newest.unwrap_or(0), bits)
 }
 

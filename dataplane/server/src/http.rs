@@ -30,6 +30,8 @@ pub(crate) struct HttpState {
     pub(crate) ready: Arc<AtomicBool>,
     pub(crate) multitenancy: bool,
     pub(crate) max_body: usize,
+    /// The admin API, where this process reaches the metastore for it.
+    pub(crate) admin: Option<crate::admin::Admin>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -45,6 +47,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/v1development/profiles", post(otlp_export))
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
+        .route("/admin/v1/delete", post(crate::admin::delete))
+        .route("/admin/v1/deletions", get(crate::admin::deletions))
         // Bodies are read by `read_body` with the limit and a Connect error.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -51,7 +51,13 @@ pub enum Command {
         #[serde(with = "proto_hex")]
         block: phlox_proto::metastore::v1::BlockMeta,
         now_ms: i64,
+        /// The job's exclusions removed every row: `block` is empty and
+        /// the sources are swapped for nothing.
+        #[serde(default)]
+        no_output: bool,
     },
+    /// Delete `tenant`'s data in `[start_ms, end_ms]` (Unix ms, inclusive).
+    DeleteRange { tenant: String, start_ms: i64, end_ms: i64, now_ms: i64 },
     /// Drop datasets older than their tenant's retention (ms; 0 keeps all).
     ApplyRetention { now_ms: i64, default_ms: i64, overrides: std::collections::BTreeMap<String, i64> },
     /// Forget tombstones whose objects have been deleted from the bucket.
@@ -96,6 +102,8 @@ pub enum Response {
     },
     /// Result of [`Command::CompleteCompactionJob`].
     JobCompleted,
+    /// Result of [`Command::DeleteRange`]: the deletion and its progress.
+    Deleted(#[serde(with = "proto_hex")] phlox_proto::metastore::v1::Deletion),
     /// The command was refused and changed nothing.
     Rejected(InvalidRequest),
 }

@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 
 use phlox_block::is_tenant_index;
-use phlox_proto::metastore::v1::{BlockMeta, CompactionJob, PollCompactionJobResponse};
+use phlox_proto::metastore::v1::{BlockMeta, CompactionJob, PollCompactionJobResponse, TimeRange};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use super::deletion::{Deletions, tenant_meta};
 use super::index::{BlockIndex, IndexedBlock};
 use super::tombstones::{Tombstone, Tombstones, object_key};
 use super::{InvalidRequest, Response};
@@ -56,6 +57,17 @@ pub struct Job {
     /// Source block ids, in order.
     pub sources: Vec<String>,
     pub lease: Option<Lease>,
+    /// Deletions whose ranges the current lease excludes.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Job {
+    /// Level of the result: one up, but a rewrite of top-level blocks (for
+    /// a deletion) stays at the top.
+    pub fn output_level(&self) -> u32 {
+        (self.level + 1).min(MAX_LEVEL)
+    }
 }
 
 /// Jobs by id and the last fencing token handed out.
@@ -70,21 +82,27 @@ fn created_ms(id: &Ulid) -> i64 {
 }
 
 /// Plans jobs for every (tenant, level) group of blocks not yet in a job.
-fn plan(index: &BlockIndex, jobs: &mut Jobs, now_ms: i64, policy: &CompactionPolicy) {
+/// `forced` (tenant, block id) pairs are pending a deletion's rewrite: their
+/// group is planned at once, even alone and at the top level.
+fn plan(
+    index: &BlockIndex,
+    jobs: &mut Jobs,
+    now_ms: i64,
+    policy: &CompactionPolicy,
+    forced: &std::collections::BTreeSet<(String, String)>,
+) {
     let taken: std::collections::BTreeSet<(&str, &str)> =
         jobs.jobs.values().flat_map(|j| j.sources.iter().map(move |s| (j.tenant.as_str(), s.as_str()))).collect();
     let mut groups: BTreeMap<(String, u32), Vec<Ulid>> = BTreeMap::new();
     for (id, block) in index.iter() {
         let level = block.header.compaction_level;
-        if level >= MAX_LEVEL {
-            continue;
-        }
         let idstr = block.header.id.as_str();
         let mut tenants: Vec<&str> = block.datasets.iter().map(|d| block.dataset_tenant(d)).collect();
         tenants.sort_unstable();
         tenants.dedup();
         for t in tenants {
-            if !taken.contains(&(t, idstr)) {
+            let rewrite = forced.contains(&(t.to_owned(), idstr.to_owned()));
+            if (level < MAX_LEVEL || rewrite) && !taken.contains(&(t, idstr)) {
                 groups.entry((t.to_owned(), level)).or_default().push(*id);
             }
         }
@@ -92,22 +110,29 @@ fn plan(index: &BlockIndex, jobs: &mut Jobs, now_ms: i64, policy: &CompactionPol
     let mut new_jobs = Vec::new();
     for ((tenant, level), mut ids) in groups {
         ids.sort();
+        let rewrite = ids.iter().any(|id| forced.contains(&(tenant.clone(), id.to_string())));
+        if level >= MAX_LEVEL {
+            // Top-level blocks are only rewritten, one job per pending block.
+            ids.retain(|id| forced.contains(&(tenant.clone(), id.to_string())));
+        }
         let l = level as usize;
         let min = policy.min_blocks.get(l).copied().unwrap_or(u32::MAX).max(1) as usize;
         let max_age = policy.max_age_ms.get(l).copied().unwrap_or(i64::MAX);
         let old = ids.first().is_some_and(|id| now_ms.saturating_sub(created_ms(id)) >= max_age);
         let enough_for_age = if level == 0 { !ids.is_empty() } else { ids.len() >= 2 };
-        if ids.len() < min && !(old && enough_for_age) {
+        if ids.len() < min && !(old && enough_for_age) && !rewrite {
             continue;
         }
-        for chunk in ids.chunks(MAX_SOURCES) {
-            if level > 0 && chunk.len() < 2 {
+        let chunk_len = if level >= MAX_LEVEL { 1 } else { MAX_SOURCES };
+        for chunk in ids.chunks(chunk_len) {
+            let chunk_rewrite = chunk.iter().any(|id| forced.contains(&(tenant.clone(), id.to_string())));
+            if level > 0 && chunk.len() < 2 && !chunk_rewrite {
                 continue;
             }
             let sources: Vec<String> = chunk.iter().map(Ulid::to_string).collect();
             let key = format!("{tenant}\n{level}\n{}", sources.join(","));
             let id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
-            new_jobs.push(Job { id, tenant: tenant.clone(), level, sources, lease: None });
+            new_jobs.push(Job { id, tenant: tenant.clone(), level, sources, lease: None, exclude: Vec::new() });
         }
     }
     for j in new_jobs {
@@ -119,6 +144,7 @@ fn plan(index: &BlockIndex, jobs: &mut Jobs, now_ms: i64, policy: &CompactionPol
 pub(crate) fn apply_poll(
     index: &BlockIndex,
     jobs: &mut Jobs,
+    deletions: &Deletions,
     worker: &str,
     now_ms: i64,
     lease_ms: i64,
@@ -127,7 +153,7 @@ pub(crate) fn apply_poll(
     if worker.is_empty() {
         return Response::Rejected(InvalidRequest::MissingWorker);
     }
-    plan(index, jobs, now_ms, policy);
+    plan(index, jobs, now_ms, policy, &deletions.pending_blocks());
     let Some(job) = jobs.jobs.values_mut().find(|j| j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)) else {
         return Response::CompactionJob(PollCompactionJobResponse { job: None });
     };
@@ -135,16 +161,15 @@ pub(crate) fn apply_poll(
     let token = jobs.last_token;
     let expires_ms = now_ms.saturating_add(lease_ms);
     job.lease = Some(Lease { worker: worker.to_owned(), expires_ms, token });
+    let pending: Vec<_> = deletions.pending_of(&job.tenant).collect();
+    job.exclude = pending.iter().map(|d| d.id.clone()).collect();
+    let exclude = pending.iter().map(|d| TimeRange { start: d.start_ms, end: d.end_ms }).collect();
     let sources = job
         .sources
         .iter()
         .filter_map(|s| Ulid::from_string(s).ok())
         .filter_map(|id| index.get(&id))
-        .map(|b| {
-            let mut meta = b.to_meta();
-            meta.datasets.retain(|d| b.dataset_tenant(d) == job.tenant);
-            meta
-        })
+        .map(|b| tenant_meta(b, &job.tenant))
         .collect();
     Response::CompactionJob(PollCompactionJobResponse {
         job: Some(CompactionJob {
@@ -154,18 +179,23 @@ pub(crate) fn apply_poll(
             token,
             sources,
             lease_expires: expires_ms,
+            exclude,
+            output_level: job.output_level(),
         }),
     })
 }
 
-/// A worker finished a job: swap its sources for `block`.
+/// A worker finished a job: swap its sources for `block` (`None` when the
+/// job's exclusions removed every row).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_complete(
     index: &mut BlockIndex,
     jobs: &mut Jobs,
     tombstones: &mut Tombstones,
+    deletions: &mut Deletions,
     id: &str,
     token: u64,
-    block: BlockMeta,
+    block: Option<BlockMeta>,
     now_ms: i64,
 ) -> Response {
     let Some(job) = jobs.jobs.get(id) else {
@@ -174,17 +204,27 @@ pub(crate) fn apply_complete(
     if job.lease.as_ref().map(|l| l.token) != Some(token) {
         return Response::Rejected(InvalidRequest::StaleLease { id: id.to_owned(), token });
     }
-    let Ok(new_id) = Ulid::from_string(&block.id) else {
-        return Response::Rejected(InvalidRequest::InvalidBlockId { id: block.id.clone() });
+    let new_id = match &block {
+        Some(block) => {
+            let Ok(new_id) = Ulid::from_string(&block.id) else {
+                return Response::Rejected(InvalidRequest::InvalidBlockId { id: block.id.clone() });
+            };
+            if block.tenant != job.tenant || block.compaction_level != job.output_level() || block.datasets.is_empty() {
+                return Response::Rejected(InvalidRequest::JobResultMismatch { id: id.to_owned() });
+            }
+            Some(new_id)
+        }
+        // Only exclusions can leave nothing.
+        None if !job.exclude.is_empty() => None,
+        None => return Response::Rejected(InvalidRequest::MissingBlock),
     };
-    if block.tenant != job.tenant || block.compaction_level != job.level + 1 || block.datasets.is_empty() {
-        return Response::Rejected(InvalidRequest::JobResultMismatch { id: id.to_owned() });
-    }
     let job = match jobs.jobs.remove(id) {
         Some(j) => j,
         None => return Response::Rejected(InvalidRequest::UnknownJob { id: id.to_owned() }),
     };
-    index.insert(new_id, IndexedBlock::new(block));
+    if let (Some(new_id), Some(block)) = (new_id, block) {
+        index.insert(new_id, IndexedBlock::new(block));
+    }
     for source in job.sources.iter().filter_map(|s| Ulid::from_string(s).ok()) {
         let Some(mut b) = index.remove(&source) else { continue };
         let header_tenant = b.header.tenant.clone();
@@ -203,5 +243,8 @@ pub(crate) fn apply_complete(
             index.insert(source, b);
         }
     }
+    let output = new_id.and_then(|u| index.get(&u).map(|b| (u.to_string(), b)));
+    deletions.on_job_completed(&job.tenant, &job.exclude, output.as_ref().map(|(id, b)| (id.as_str(), *b)));
+    deletions.settle(index, now_ms);
     Response::JobCompleted
 }

@@ -57,6 +57,9 @@ pub enum InvalidRequest {
     JobResultMismatch { id: String },
     #[error("heartbeat has no member id")]
     MissingMember,
+    /// A deletion without a tenant.
+    #[error("delete request has no tenant")]
+    MissingTenant,
     /// A query whose start is after its end.
     #[error("query range {start}..={end} is empty")]
     InvalidQueryRange {

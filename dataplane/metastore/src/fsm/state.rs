@@ -8,6 +8,7 @@ use super::add_block::apply_add_block;
 use super::codec::{decode_hex, encode_hex};
 use super::compaction::{Jobs, apply_complete, apply_poll};
 use super::dedup::DedupIndex;
+use super::deletion::{Deletion, Deletions, apply_delete_range};
 use super::index::{BlockIndex, IndexedBlock};
 use super::membership::{Members, apply_heartbeat};
 use super::query::query_blocks;
@@ -31,6 +32,7 @@ pub struct MetastoreState {
     members: Members,
     tombstones: Tombstones,
     jobs: Jobs,
+    deletions: Deletions,
 }
 
 impl MetastoreState {
@@ -48,24 +50,51 @@ impl MetastoreState {
     pub fn apply(&mut self, command: Command) -> Response {
         match command {
             Command::AddBlock { request } => {
-                apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request)
+                let id = request.block.as_ref().map(|b| b.id.clone()).unwrap_or_default();
+                let response = apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request);
+                if let Response::AddBlock { added: true, .. } = response
+                    && let Some(block) = Ulid::from_string(&id).ok().and_then(|u| self.index.get(&u))
+                {
+                    self.deletions.on_block_added(&id, block);
+                }
+                response
             }
             Command::Heartbeat { id, address, now_ms, draining } => {
                 apply_heartbeat(&mut self.members, id, address, now_ms, draining)
             }
             Command::DeleteBlocks { ids, now_ms } => {
-                apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms)
+                let response = apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms);
+                self.deletions.settle(&self.index, now_ms);
+                response
             }
             Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
             Command::ApplyRetention { now_ms, default_ms, overrides } => {
-                apply_retention(&mut self.index, &mut self.tombstones, now_ms, default_ms, &overrides)
+                let response = apply_retention(&mut self.index, &mut self.tombstones, now_ms, default_ms, &overrides);
+                self.deletions.settle(&self.index, now_ms);
+                response
             }
             Command::PollCompactionJob { worker, now_ms, lease_ms, policy } => {
-                apply_poll(&self.index, &mut self.jobs, &worker, now_ms, lease_ms, &policy)
+                apply_poll(&self.index, &mut self.jobs, &self.deletions, &worker, now_ms, lease_ms, &policy)
             }
-            Command::CompleteCompactionJob { id, token, block, now_ms } => {
-                apply_complete(&mut self.index, &mut self.jobs, &mut self.tombstones, &id, token, block, now_ms)
-            }
+            Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => apply_complete(
+                &mut self.index,
+                &mut self.jobs,
+                &mut self.tombstones,
+                &mut self.deletions,
+                &id,
+                token,
+                (!no_output).then_some(block),
+                now_ms,
+            ),
+            Command::DeleteRange { tenant, start_ms, end_ms, now_ms } => apply_delete_range(
+                &mut self.index,
+                &mut self.tombstones,
+                &mut self.deletions,
+                tenant,
+                start_ms,
+                end_ms,
+                now_ms,
+            ),
         }
     }
 
@@ -96,6 +125,11 @@ impl MetastoreState {
         self.members.values().cloned().collect()
     }
 
+    /// Deletions of `tenant` (every tenant when empty), by id.
+    pub fn deletions(&self, tenant: &str) -> Vec<Deletion> {
+        self.deletions.list(tenant)
+    }
+
     /// Pending tombstones, by object key.
     pub fn tombstones(&self) -> Vec<Tombstone> {
         self.tombstones.values().cloned().collect()
@@ -123,6 +157,7 @@ struct StateRef<'a> {
     members: Vec<&'a Member>,
     tombstones: Vec<&'a Tombstone>,
     jobs: &'a Jobs,
+    deletions: &'a Deletions,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +169,8 @@ struct StateOwned {
     tombstones: Vec<Tombstone>,
     #[serde(default)]
     jobs: Jobs,
+    #[serde(default)]
+    deletions: Deletions,
 }
 
 impl Serialize for MetastoreState {
@@ -145,6 +182,7 @@ impl Serialize for MetastoreState {
             members: self.members.values().collect(),
             tombstones: self.tombstones.values().collect(),
             jobs: &self.jobs,
+            deletions: &self.deletions,
         }
         .serialize(serializer)
     }
@@ -169,6 +207,7 @@ impl<'de> Deserialize<'de> for MetastoreState {
             members: repr.members.into_iter().map(|m| (m.id.clone(), m)).collect(),
             tombstones: repr.tombstones.into_iter().map(|t| (t.key.clone(), t)).collect(),
             jobs: repr.jobs,
+            deletions: repr.deletions,
         })
     }
 }

@@ -336,7 +336,7 @@ mod compaction_jobs {
     }
 
     fn complete(state: &mut MetastoreState, job: &str, token: u64, block: BlockMeta) -> Response {
-        state.apply(Command::CompleteCompactionJob { id: job.into(), token, block, now_ms: 99 })
+        state.apply(Command::CompleteCompactionJob { id: job.into(), token, block, now_ms: 99, no_output: false })
     }
 
     #[test]
@@ -461,4 +461,177 @@ fn retention_drops_expired_datasets_per_tenant_and_tombstones_empty_blocks() {
     // 0 keeps everything.
     let r = state.apply(Command::ApplyRetention { now_ms: 1_000_000, default_ms: 0, overrides: Default::default() });
     assert_eq!(r, Response::RetentionApplied { datasets: 0, blocks: 0 });
+}
+
+mod deletions {
+    use super::*;
+    use phlox_proto::metastore::v1::{CompactionJob, Deletion as DeletionProto};
+
+    fn delete(state: &mut MetastoreState, tenant: &str, start: i64, end: i64, now_ms: i64) -> DeletionProto {
+        match state.apply(Command::DeleteRange { tenant: tenant.into(), start_ms: start, end_ms: end, now_ms }) {
+            Response::Deleted(d) => d,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn poll(state: &mut MetastoreState, worker: &str, now_ms: i64) -> Option<CompactionJob> {
+        // Thresholds that never plan on their own: only deletions do.
+        let policy = CompactionPolicy { min_blocks: vec![1000; 3], max_age_ms: vec![i64::MAX; 3] };
+        match state.apply(Command::PollCompactionJob { worker: worker.into(), now_ms, lease_ms: 1000, policy }) {
+            Response::CompactionJob(r) => r.job,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn rewritten(n: u64, tenant: &str, level: u32, min: i64, max: i64) -> BlockMeta {
+        BlockMeta {
+            id: id(n),
+            tenant: tenant.into(),
+            compaction_level: level,
+            min_time: min,
+            max_time: max,
+            datasets: vec![dataset("", "api", min, max, &["cpu"])],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn covered_datasets_leave_at_once_and_straddling_blocks_are_rewritten() {
+        let mut state = MetastoreState::new();
+        // Segment 1: a/api inside the range, b/api too (another tenant).
+        add(
+            &mut state,
+            segment(1, vec![dataset("a", "api", 100, 200, &["cpu"]), dataset("b", "api", 100, 200, &["cpu"])]),
+            vec![],
+        );
+        // Segment 2: a/api straddles the range's end.
+        add(&mut state, segment(2, vec![dataset("a", "api", 250, 400, &["cpu"])]), vec![]);
+        // Segment 3: a only, inside: tombstoned.
+        add(&mut state, segment(3, vec![dataset("a", "db", 120, 130, &["cpu"])]), vec![]);
+        // Segment 4: a, outside the range: untouched.
+        add(&mut state, segment(4, vec![dataset("a", "api", 500, 600, &["cpu"])]), vec![]);
+
+        let d = delete(&mut state, "a", 50, 300, 1_000);
+        assert_eq!((d.datasets_removed, d.blocks_tombstoned, d.blocks_pending, d.done_at), (2, 1, 1, 0));
+        assert_eq!(state.tombstones().into_iter().map(|t| t.block_id).collect::<Vec<_>>(), vec![id(3)]);
+        assert_eq!(query(&state, &["b"], 0, HOUR, vec![]), vec![(id(1), vec!["b/api".to_string()])]);
+        assert_eq!(
+            query(&state, &["a"], 0, HOUR, vec![]),
+            vec![(id(2), vec!["a/api".to_string()]), (id(4), vec!["a/api".to_string()])]
+        );
+        // Repeating the request is the same deletion.
+        let again = delete(&mut state, "a", 50, 300, 1_001);
+        assert_eq!((again.id.as_str(), again.blocks_pending), (d.id.as_str(), 1));
+
+        // The pending block's group (a's level-0 blocks) gets a job at
+        // once, excluding the range.
+        let job = poll(&mut state, "w", 2_000).expect("a rewrite job");
+        assert_eq!(job.sources.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![id(2), id(4)]);
+        assert_eq!((job.tenant.as_str(), job.output_level), ("a", 1));
+        assert_eq!(job.exclude.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(), vec![(50, 300)]);
+        assert!(poll(&mut state, "w2", 2_000).is_none(), "nothing else to rewrite");
+        assert_eq!(
+            state.apply(Command::CompleteCompactionJob {
+                id: job.id.clone(),
+                token: job.token,
+                block: rewritten(20, "a", 1, 301, 600),
+                now_ms: 3_000,
+                no_output: false,
+            }),
+            Response::JobCompleted
+        );
+        let listed = state.deletions("a");
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].done_ms, listed[0].pending.len()), (Some(3_000), 0));
+        assert!(state.deletions("b").is_empty());
+        assert_eq!(query(&state, &["a"], 0, HOUR, vec![]), vec![(id(20), vec!["/api".to_string()])]);
+    }
+
+    #[test]
+    fn a_rewrite_that_leaves_nothing_swaps_the_sources_for_nothing() {
+        let mut state = MetastoreState::new();
+        add(&mut state, segment(1, vec![dataset("a", "api", 100, 400, &["cpu"])]), vec![]);
+        // Without exclusions an empty result is refused.
+        let d = delete(&mut state, "a", 150, 200, 1_000);
+        assert_eq!(d.blocks_pending, 1);
+        let job = poll(&mut state, "w", 2_000).unwrap();
+        assert_eq!(
+            state.apply(Command::CompleteCompactionJob {
+                id: job.id.clone(),
+                token: job.token,
+                block: BlockMeta::default(),
+                now_ms: 3_000,
+                no_output: true,
+            }),
+            Response::JobCompleted
+        );
+        assert!(query(&state, &["a"], 0, HOUR, vec![]).is_empty());
+        assert_eq!(state.tombstones().len(), 1);
+        assert!(state.deletions("a")[0].done_ms.is_some());
+    }
+
+    #[test]
+    fn a_job_leased_before_the_deletion_leaves_its_output_pending() {
+        let mut state = MetastoreState::new();
+        for n in 1..=2 {
+            add(&mut state, segment(n, vec![dataset("a", "api", 100, 400, &["cpu"])]), vec![]);
+        }
+        let policy = CompactionPolicy { min_blocks: vec![2, 2, 2], max_age_ms: vec![i64::MAX; 3] };
+        let Response::CompactionJob(r) =
+            state.apply(Command::PollCompactionJob { worker: "w".into(), now_ms: 500, lease_ms: 10_000, policy })
+        else {
+            panic!("no job")
+        };
+        let old = r.job.unwrap();
+        assert!(old.exclude.is_empty());
+        let d = delete(&mut state, "a", 150, 200, 1_000);
+        assert_eq!(d.blocks_pending, 2);
+        // The old job completes with the range's rows still in its output.
+        assert_eq!(
+            state.apply(Command::CompleteCompactionJob {
+                id: old.id.clone(),
+                token: old.token,
+                block: rewritten(30, "a", 1, 100, 400),
+                now_ms: 2_000,
+                no_output: false,
+            }),
+            Response::JobCompleted
+        );
+        let listed = state.deletions("a");
+        assert_eq!(listed[0].pending.iter().cloned().collect::<Vec<_>>(), vec![id(30)]);
+        // So the output is rewritten in turn; it stays at level 1 + 1.
+        let job = poll(&mut state, "w", 3_000).unwrap();
+        assert_eq!((job.sources[0].id.clone(), job.output_level), (id(30), 2));
+        // Late data for the range, indexed while pending, is pending too.
+        add(&mut state, segment(40, vec![dataset("a", "api", 160, 170, &["cpu"])]), vec![]);
+        assert!(state.deletions("a")[0].pending.contains(&id(40)));
+    }
+
+    #[test]
+    fn top_level_blocks_are_rewritten_in_place_and_state_survives_a_snapshot() {
+        let mut state = MetastoreState::new();
+        add(
+            &mut state,
+            BlockMeta {
+                id: id(1),
+                tenant: "a".into(),
+                compaction_level: MAX_LEVEL,
+                min_time: 100,
+                max_time: 400,
+                datasets: vec![dataset("", "api", 100, 400, &["cpu"])],
+                ..Default::default()
+            },
+            vec![],
+        );
+        delete(&mut state, "a", 150, 200, 1_000);
+        let json = serde_json::to_vec(&state).unwrap();
+        let mut restored: MetastoreState = serde_json::from_slice(&json).unwrap();
+        assert_eq!(restored, state);
+        let job = poll(&mut restored, "w", 2_000).unwrap();
+        assert_eq!((job.level, job.output_level, job.sources.len()), (MAX_LEVEL, MAX_LEVEL, 1));
+        assert!(matches!(
+            state.apply(Command::DeleteRange { tenant: "a".into(), start_ms: 1, end_ms: 2, now_ms: 3 }),
+            Response::Deleted(d) if d.done_at == 3 && d.blocks_pending == 0
+        ));
+    }
 }

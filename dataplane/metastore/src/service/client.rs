@@ -52,6 +52,20 @@ impl Metastore for LocalMetastore {
         Ok(self.core.call(&request, Origin::Client).await?)
     }
 
+    async fn delete_range(
+        &self,
+        request: phlox_proto::metastore::v1::DeleteRangeRequest,
+    ) -> Result<phlox_proto::metastore::v1::DeleteRangeResponse, tonic::Status> {
+        Ok(self.core.call(&request, Origin::Client).await?)
+    }
+
+    async fn list_deletions(
+        &self,
+        request: phlox_proto::metastore::v1::ListDeletionsRequest,
+    ) -> Result<phlox_proto::metastore::v1::ListDeletionsResponse, tonic::Status> {
+        Ok(self.core.call(&request, Origin::Client).await?)
+    }
+
     async fn list_segment_writers(
         &self,
         request: ListSegmentWritersRequest,

@@ -63,9 +63,8 @@ impl Routed for CompleteCompactionJobRequest {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.block.is_none() {
-            return Err(InvalidRequest::MissingBlock.into());
-        }
+        // An absent block (the job's exclusions removed every row) is
+        // checked against the job at apply time.
         Ok(())
     }
 
@@ -75,6 +74,7 @@ impl Routed for CompleteCompactionJobRequest {
             token: self.token,
             block: self.block.clone().unwrap_or_default(),
             now_ms: now_ms(),
+            no_output: self.block.is_none(),
         };
         match core.write_local(command).await? {
             Local::Done(Response::JobCompleted) => Ok(Local::Done(CompleteCompactionJobResponse {})),

@@ -62,6 +62,20 @@ impl MetastoreService for MetastoreGrpcService {
         self.handle(request).await
     }
 
+    async fn delete_range(
+        &self,
+        request: Request<phlox_proto::metastore::v1::DeleteRangeRequest>,
+    ) -> Result<Response<phlox_proto::metastore::v1::DeleteRangeResponse>, Status> {
+        self.handle(request).await
+    }
+
+    async fn list_deletions(
+        &self,
+        request: Request<phlox_proto::metastore::v1::ListDeletionsRequest>,
+    ) -> Result<Response<phlox_proto::metastore::v1::ListDeletionsResponse>, Status> {
+        self.handle(request).await
+    }
+
     async fn list_segment_writers(
         &self,
         request: Request<ListSegmentWritersRequest>,

@@ -5,6 +5,7 @@
 mod add_block;
 mod client;
 mod compaction;
+mod delete_range;
 mod forward;
 mod grpc;
 mod heartbeat;
