@@ -31,6 +31,7 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed
 	$(CARGO) bench -p phlox-query --bench query
+	$(CARGO) bench -p phlox-autoscaler --bench traces
 
 crds: ## Regenerate the CRD YAML (crds/ and the chart's crds/) from the Rust types
 	$(CARGO) run -q -p phlox-operator -- crd > crds/phlox.dev_pyroscopeclusters.yaml

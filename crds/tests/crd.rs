@@ -87,7 +87,7 @@ fn samples_are_admitted() {
         assert!(!cr.spec.storage.bucket.is_empty());
         n += 1;
     }
-    assert_eq!(n, 2, "both samples checked");
+    assert_eq!(n, 3, "every sample checked");
 }
 
 #[test]
@@ -154,5 +154,5 @@ fn the_crd_has_the_names_columns_and_status_kubectl_shows() {
     assert_eq!(v.name, "v1alpha1");
     assert!(v.subresources.as_ref().unwrap().status.is_some());
     let cols: Vec<&str> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(cols, vec!["Ready", "Components", "Reason", "Age"]);
+    assert_eq!(cols, vec!["Ready", "Components", "Reason", "Writers", "Backends", "Age"]);
 }

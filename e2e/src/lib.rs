@@ -335,3 +335,65 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Processes of one cluster: a temporary directory, one config file whose
+/// storage is a filesystem bucket in it, and a log and data dir per process.
+#[derive(Debug)]
+pub struct Processes {
+    pub tmp: tempfile::TempDir,
+    config: String,
+}
+
+impl Processes {
+    /// `extra` is YAML appended to the config after the storage section.
+    pub fn new(extra: &str) -> Self {
+        let (tmp, _) = data_dir();
+        let config = tmp.path().join("phlox.yaml");
+        let yaml = format!(
+            "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\n{extra}",
+            tmp.path().join("bucket").display()
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let config = config.to_str().unwrap().to_owned();
+        Self { tmp, config }
+    }
+
+    /// Starts `phlox` named `name` with the shared config and `args`, and waits until it is ready.
+    pub fn start(&self, name: &str, args: &[&str]) -> Phlox {
+        let mut all = vec!["--config", self.config.as_str()];
+        all.extend_from_slice(args);
+        Phlox::start(&self.tmp.path().join(name), &all)
+    }
+
+    /// The shared bucket directory.
+    pub fn bucket(&self) -> PathBuf {
+        self.tmp.path().join("bucket")
+    }
+}
+
+/// The total of a flame graph (SelectMergeStacktraces) of `tenant` over
+/// `[start_ms, end_ms]` for `selector`.
+pub async fn flame_total(
+    base: &str,
+    tenant: &str,
+    profile_type: &str,
+    selector: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> i64 {
+    let r: phlox_proto::querier::v1::SelectMergeStacktracesResponse = query(
+        base,
+        tenant,
+        "SelectMergeStacktraces",
+        &phlox_proto::querier::v1::SelectMergeStacktracesRequest {
+            profile_type_id: profile_type.into(),
+            label_selector: selector.into(),
+            start: start_ms,
+            end: end_ms,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    r.flamegraph.map_or(0, |f| f.total)
+}

@@ -20,7 +20,7 @@ async fn metrics(p: &Phlox) -> String {
 
 /// Six processes on one shared filesystem bucket.
 struct Cluster {
-    _tmp: tempfile::TempDir,
+    _procs: Processes,
     metastore: Phlox,
     writers: Vec<Phlox>,
     distributor: Phlox,
@@ -30,24 +30,10 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        let (tmp, _) = data_dir();
-        let bucket = tmp.path().join("bucket");
-        let cfg = tmp.path().join("phlox.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "multitenancy_enabled: true\nstorage:\n  backend: filesystem\n  filesystem:\n    dir: {}\n\
-                 segment_writer:\n  shards: 16\nlimits:\n  ingestion_rate_mb: 0\n",
-                bucket.display()
-            ),
-        )
-        .unwrap();
-        let cfg = cfg.to_str().unwrap().to_owned();
-        let start = |name: &str, args: &[&str]| {
-            let mut all = vec!["--config", cfg.as_str()];
-            all.extend_from_slice(args);
-            Phlox::start(&tmp.path().join(name), &all)
-        };
+        let procs = Processes::new(
+            "multitenancy_enabled: true\nsegment_writer:\n  shards: 16\nlimits:\n  ingestion_rate_mb: 0\n",
+        );
+        let start = |name: &str, args: &[&str]| procs.start(name, args);
         let metastore = start("metastore", &["--target", "metastore"]);
         let ms = metastore.grpc.clone();
         let writers = vec![
@@ -62,7 +48,7 @@ impl Cluster {
         let list = format!("{},{}", backends[0].grpc, backends[1].grpc);
         let frontend =
             start("frontend", &["--target", "query-frontend", "--metastore-address", &ms, "--query-backends", &list]);
-        Self { _tmp: tmp, metastore, writers, distributor, backends, frontend }
+        Self { _procs: procs, metastore, writers, distributor, backends, frontend }
     }
 
     fn stop(self) {
@@ -88,21 +74,7 @@ async fn push_one(client: &reqwest::Client, url: &str, tenant: &str, service: &s
 }
 
 async fn flame_total(frontend: &Phlox, tenant: &str, selector: &str, s: i64, e: i64) -> i64 {
-    let r: q::SelectMergeStacktracesResponse = query(
-        &frontend.http,
-        tenant,
-        "SelectMergeStacktraces",
-        &q::SelectMergeStacktracesRequest {
-            profile_type_id: CPU.into(),
-            label_selector: selector.into(),
-            start: s,
-            end: e,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    r.flamegraph.unwrap().total
+    phlox_e2e::flame_total(&frontend.http, tenant, CPU, selector, s, e).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,23 +204,7 @@ async fn retention_deletes_old_data_per_tenant() {
     push("keep", 600, 11).await; // kept: retention 0s
     let total = |tenant: &'static str| {
         let base = server.http.clone();
-        async move {
-            let r: q::SelectMergeStacktracesResponse = query(
-                &base,
-                tenant,
-                "SelectMergeStacktraces",
-                &q::SelectMergeStacktracesRequest {
-                    profile_type_id: CPU.into(),
-                    label_selector: "{}".into(),
-                    start: now / 1_000_000 - 3_600_000,
-                    end: now / 1_000_000 + 60_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-            r.flamegraph.unwrap().total
-        }
+        async move { flame_total(&base, tenant, CPU, "{}", now / 1_000_000 - 3_600_000, now / 1_000_000 + 60_000).await }
     };
     let segments = |d: &Path| objects(&d.join("bucket").join("segments")).0;
     let before = segments(&dir);
@@ -248,24 +232,12 @@ async fn retention_deletes_old_data_per_tenant() {
 /// second worker redoes the job, and every profile is there exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_compaction_worker_loses_nothing() {
-    let (tmp, _) = data_dir();
-    let cfg = tmp.path().join("phlox.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nsegment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
-             limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [4, 1000, 1000]\n  max_age_seconds: [3600, 3600, 3600]\n\
-             \x20 poll_interval: 100ms\n  tombstone_grace: 1s\n  lease: 2s\n",
-            tmp.path().join("bucket").display()
-        ),
-    )
-    .unwrap();
-    let cfg = cfg.to_str().unwrap().to_owned();
-    let start = |name: &str, args: &[&str]| {
-        let mut all = vec!["--config", cfg.as_str()];
-        all.extend_from_slice(args);
-        Phlox::start(&tmp.path().join(name), &all)
-    };
+    let procs = Processes::new(
+        "segment_writer:\n  segment_duration: 100ms\n  shards: 1\n\
+         limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [4, 1000, 1000]\n  max_age_seconds: [3600, 3600, 3600]\n\
+         \x20 poll_interval: 100ms\n  tombstone_grace: 1s\n  lease: 2s\n",
+    );
+    let start = |name: &str, args: &[&str]| procs.start(name, args);
     let metastore = start("metastore", &["--target", "metastore"]);
     let ms = metastore.grpc.clone();
     let writer = start("writer", &["--target", "segment-writer", "--metastore-address", &ms]);
@@ -297,7 +269,7 @@ async fn a_killed_compaction_worker_loses_nothing() {
         }
     }
     let second = start("worker-2", &["--target", "compaction-worker", "--metastore-address", &ms]);
-    let bucket = tmp.path().join("bucket");
+    let bucket = procs.bucket();
     let mut settled = false;
     for _ in 0..300 {
         if objects(&bucket.join("segments")).0 == 0 && objects(&bucket.join("blocks")).0 > 0 {
@@ -368,23 +340,7 @@ async fn delete_api_removes_a_tenants_time_range() {
     }
     let total = |tenant: &'static str| {
         let base = server.http.clone();
-        async move {
-            let r: q::SelectMergeStacktracesResponse = query(
-                &base,
-                tenant,
-                "SelectMergeStacktraces",
-                &q::SelectMergeStacktracesRequest {
-                    profile_type_id: CPU.into(),
-                    label_selector: "{}".into(),
-                    start: now / 1_000_000 - 3_600_000,
-                    end: now / 1_000_000 + 60_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-            r.flamegraph.unwrap().total
-        }
+        async move { flame_total(&base, tenant, CPU, "{}", now / 1_000_000 - 3_600_000, now / 1_000_000 + 60_000).await }
     };
     assert_eq!((total("acme").await, total("globex").await), (7 + 5 + 3 + 11, 100));
 
@@ -439,21 +395,7 @@ async fn delete_api_removes_a_tenants_time_range() {
     // The data stays deleted across a restart.
     server.stop();
     let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
-    let base = server.http.clone();
-    let r: q::SelectMergeStacktracesResponse = query(
-        &base,
-        "acme",
-        "SelectMergeStacktraces",
-        &q::SelectMergeStacktracesRequest {
-            profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
-            start: now / 1_000_000 - 3_600_000,
-            end: now / 1_000_000 + 60_000,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.flamegraph.unwrap().total, 10);
+    let (s, e) = (now / 1_000_000 - 3_600_000, now / 1_000_000 + 60_000);
+    assert_eq!(flame_total(&server.http, "acme", CPU, "{}", s, e).await, 10);
     server.stop();
 }

@@ -21,10 +21,11 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::apply::{Outcome, apply};
+use crate::autoscale::{self, Autoscaler};
 use crate::metrics::Metrics;
 use crate::names::{Component, FIELD_MANAGER, Names};
-use crate::render::{Children, desired};
-use crate::status::{Observed, compute};
+use crate::render::{Children, desired_with};
+use crate::status::{Observed, compute, with_autoscaling};
 use crate::{Error, Result};
 
 /// Periodic resync when nothing happens (status refresh).
@@ -39,6 +40,8 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Load-based replicas of the autoscaled components.
+    pub autoscaler: Autoscaler,
 }
 
 impl std::fmt::Debug for Context {
@@ -55,7 +58,14 @@ impl Context {
             client,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            autoscaler: Autoscaler::default(),
         }
+    }
+
+    /// Uses `autoscaler` (e.g. one with a test clock).
+    pub fn with_autoscaler(mut self, autoscaler: Autoscaler) -> Self {
+        self.autoscaler = autoscaler;
+        self
     }
 
     async fn event(&self, cr: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
@@ -206,11 +216,24 @@ pub async fn reconcile(cr: Arc<PyroscopeCluster>, ctx: Arc<Context>) -> Result<A
 }
 
 async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action> {
-    let want = desired(cr)?;
+    let autoscaling = autoscale::enabled(cr);
+    let plan = if autoscaling {
+        ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics).await?
+    } else {
+        ctx.autoscaler.forget(&key(cr), &[]);
+        autoscale::Plan::default()
+    };
+    let want = desired_with(cr, &plan.replicas)?;
     let observed = apply_children(ctx, cr, want).await?;
     let status = compute(cr.metadata.generation, &observed, None, cr.status.as_ref(), now());
+    let status = with_autoscaling(status, plan.status, cr.status.as_ref(), cr.metadata.generation, now());
     write_status(ctx, cr, status).await?;
-    Ok(Action::requeue(RESYNC))
+    let cr_ref = cr.object_ref(&());
+    for (type_, reason, note) in plan.events {
+        ctx.event(&cr_ref, type_, &reason, "Autoscale", note).await;
+    }
+    // Autoscaled clusters are evaluated every sync period.
+    Ok(Action::requeue(if autoscaling { autoscale::SYNC_PERIOD } else { RESYNC }))
 }
 
 /// Exponential backoff per object: 5 s, 10 s, 20 s ... 5 min.

@@ -17,6 +17,7 @@
 //! `/healthz` are served on the metrics port.
 
 mod apply;
+pub mod autoscale;
 mod controller;
 mod error;
 mod http;
@@ -36,5 +37,5 @@ pub use names::{
     BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION,
     FIELD_MANAGER, GRPC_PORT, HTTP_PORT, Names,
 };
-pub use render::{Children, component_options, desired, phlox_config};
-pub use status::{Observed, compute};
+pub use render::{Children, component_options, desired, desired_with, phlox_config};
+pub use status::{Observed, compute, with_autoscaling};

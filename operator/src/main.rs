@@ -1,5 +1,6 @@
 //! `phlox-operator`: runs the controller (`run`, the default), prints the
-//! CRD (`crd`) or renders the objects a PyroscopeCluster owns (`render`).
+//! CRD (`crd`), renders the objects a PyroscopeCluster owns (`render`) or
+//! dry-runs the autoscaler over a load trace (`simulate`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,15 @@ enum Command {
         /// The PyroscopeCluster YAML file.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+    },
+    /// Dry-run the autoscaler over a JSON load trace (the CR's `autoscaling`
+    /// block, `stepSeconds`, `load` per step, optional `podReadySeconds`):
+    /// one JSON line per step with the time, load, per-pod metric, current
+    /// and desired replicas, then a summary line.
+    Simulate {
+        /// The trace file (`-` for stdin).
+        #[arg(long)]
+        trace: PathBuf,
     },
 }
 
@@ -118,6 +128,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn simulate(file: &PathBuf) -> anyhow::Result<String> {
+    use phlox_autoscaler::simulate;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the trace from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let trace = simulate::parse_trace(&text).with_context(|| format!("{} is not a valid trace", file.display()))?;
+    let steps = simulate::run(&trace)?;
+    let summary = simulate::summarize(&trace, &steps)?;
+    let mut out = String::new();
+    for step in &steps {
+        out.push_str(&serde_json::to_string(step)?);
+        out.push('\n');
+    }
+    out.push_str(&serde_json::to_string(&serde_json::json!({ "summary": summary }))?);
+    out.push('\n');
+    Ok(out)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -127,6 +157,10 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Render { file }) => {
             print!("{}", render(&file)?);
+            Ok(())
+        }
+        Some(Command::Simulate { trace }) => {
+            print!("{}", simulate(&trace)?);
             Ok(())
         }
         Some(Command::Run(args)) => tokio::runtime::Runtime::new()?.block_on(run(args)),

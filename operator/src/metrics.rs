@@ -15,6 +15,12 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
+    /// Autoscaler decisions by component and reason.
+    pub decisions: IntCounterVec,
+    /// Replica changes the autoscaler made, by component and direction.
+    pub scale_events: IntCounterVec,
+    /// Failed reads of load metrics (pods, Prometheus, drain state), by component.
+    pub fetch_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -44,8 +50,26 @@ impl Metrics {
                 "phlox_operator_leader",
                 "1 while this replica holds the leader lease.",
             ))?,
+            decisions: IntCounterVec::new(
+                Opts::new("phlox_operator_autoscaler_decisions_total", "Autoscaler decisions by component and reason."),
+                &["component", "reason"],
+            )?,
+            scale_events: IntCounterVec::new(
+                Opts::new("phlox_operator_scale_events_total", "Replica changes by component and direction."),
+                &["component", "direction"],
+            )?,
+            fetch_errors: IntCounterVec::new(
+                Opts::new(
+                    "phlox_operator_metric_fetch_errors_total",
+                    "Failed reads of load metrics (pods, Prometheus, drain state) by component.",
+                ),
+                &["component"],
+            )?,
             registry,
         };
+        m.registry.register(Box::new(m.decisions.clone()))?;
+        m.registry.register(Box::new(m.scale_events.clone()))?;
+        m.registry.register(Box::new(m.fetch_errors.clone()))?;
         m.registry.register(Box::new(m.reconciles.clone()))?;
         m.registry.register(Box::new(m.errors.clone()))?;
         m.registry.register(Box::new(m.duration.clone()))?;

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use phlox_crds::v1alpha1::{ComponentStatus, PyroscopeClusterStatus, condition};
+use phlox_crds::v1alpha1::{AutoscalingStatus, ComponentStatus, PyroscopeClusterStatus, ScalingSummary, condition};
 
 /// One workload as observed.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,5 +161,48 @@ pub fn compute(
         conditions,
         components: observed.iter().map(|o| o.status.clone()).collect(),
         components_ready: Some(format!("{ready}/{total}")),
+        autoscaling: Vec::new(),
+        scaling: None,
     }
+}
+
+/// Adds the autoscaler's decisions to `status`: per component, the
+/// `current/desired` summary and the `ScalingActive` condition (absent when
+/// no component is autoscaled; False when one lacks its metric or cannot
+/// drain a writer).
+pub fn with_autoscaling(
+    mut status: PyroscopeClusterStatus,
+    autoscaling: Vec<AutoscalingStatus>,
+    previous: Option<&PyroscopeClusterStatus>,
+    generation: Option<i64>,
+    now: Time,
+) -> PyroscopeClusterStatus {
+    if autoscaling.is_empty() {
+        return status;
+    }
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let inactive: Vec<&AutoscalingStatus> =
+        autoscaling.iter().filter(|a| matches!(a.reason.as_str(), "MetricsMissing" | "DrainTimeout")).collect();
+    let (active, reason, message) = match inactive.first() {
+        Some(first) => (
+            false,
+            first.reason.clone(),
+            inactive.iter().map(|a| format!("{}: {}", a.component, a.message)).collect::<Vec<_>>().join("; "),
+        ),
+        None => (
+            true,
+            "ValidMetrics".to_owned(),
+            autoscaling.iter().map(|a| format!("{}: {}", a.component, a.message)).collect::<Vec<_>>().join("; "),
+        ),
+    };
+    let mut conditions = std::mem::take(&mut status.conditions);
+    set(&mut conditions, prev, condition::SCALING_ACTIVE, active, &reason, message, generation, &now);
+    status.conditions = conditions;
+    let summary = |c: &str| {
+        autoscaling.iter().find(|a| a.component == c).map(|a| format!("{}/{}", a.current_replicas, a.desired_replicas))
+    };
+    status.scaling =
+        Some(ScalingSummary { segment_writer: summary("segment-writer"), query_backend: summary("query-backend") });
+    status.autoscaling = autoscaling;
+    status
 }

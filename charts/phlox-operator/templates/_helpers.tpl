@@ -84,6 +84,11 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
 - apiGroups: [""]
   resources: ["configmaps", "services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Autoscaling: read the pods' addresses and readiness; restart a drained
+# segment writer whose removal was cancelled.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -4,7 +4,8 @@ mod spec;
 mod status;
 
 pub use spec::{
-    AutoscalingSpec, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, PodOptions, PullPolicy, PyroscopeCluster,
-    PyroscopeClusterSpec, RetentionSpec, ScalableComponentSpec, StorageBackend, StorageSpec, VolumeSpec,
+    AutoscalingSpec, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, PodOptions, PrometheusSource, PullPolicy,
+    PyroscopeCluster, PyroscopeClusterSpec, RetentionSpec, ScalableComponentSpec, StorageBackend, StorageSpec,
+    VolumeSpec,
 };
-pub use status::{ComponentStatus, PyroscopeClusterStatus, condition};
+pub use status::{AutoscalingStatus, ComponentStatus, PyroscopeClusterStatus, ScalingSummary, condition};

@@ -31,6 +31,8 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/phlox-dev/phlox:0.1.0";
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Components","type":"string","description":"Components with every replica ready / components","jsonPath":".status.componentsReady"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Writers","type":"string","description":"Segment writers: current/desired replicas","jsonPath":".status.scaling.segmentWriter"}"#,
+    printcolumn = r#"{"name":"Backends","type":"string","description":"Query backends: current/desired replicas","jsonPath":".status.scaling.queryBackend"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -285,6 +287,25 @@ pub struct AutoscalingSpec {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_scale_down_step: i32,
+    /// Read the pool's load from this Prometheus instead of scraping the
+    /// pods' `/metrics` (which remains the fallback when it fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// A Prometheus HTTP API to read the load from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// PromQL giving the pool's total load in the target's unit (one
+    /// sample). Default: the component's own signal, summed over the
+    /// cluster's pods (`namespace` and `pod` labels as the Prometheus
+    /// Kubernetes service discovery sets them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 impl Default for AutoscalingSpec {
@@ -298,6 +319,7 @@ impl Default for AutoscalingSpec {
             scale_down_stabilization_window_seconds: 300,
             max_scale_up_step: 4,
             max_scale_down_step: 1,
+            prometheus: None,
         }
     }
 }

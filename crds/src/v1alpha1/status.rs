@@ -14,6 +14,9 @@ pub mod condition {
     /// The operator cannot apply the desired state, or a component has
     /// fewer ready replicas than it needs to serve.
     pub const DEGRADED: &str = "Degraded";
+    /// Autoscaling works: every autoscaled component has its load metric
+    /// (False with `MetricsMissing` or `DrainTimeout` otherwise).
+    pub const SCALING_ACTIVE: &str = "ScalingActive";
 }
 
 /// What the operator observed.
@@ -34,6 +37,56 @@ pub struct PyroscopeClusterStatus {
     /// `ready/total` components, for `kubectl get pyc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components_ready: Option<String>,
+    /// Per autoscaled component: the last decision and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["component"]))]
+    pub autoscaling: Vec<AutoscalingStatus>,
+    /// `current/desired` replicas per autoscaled component, for `kubectl get pyc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingSummary>,
+}
+
+/// `current/desired` replicas of the autoscaled components.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_writer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_backend: Option<String>,
+}
+
+/// The autoscaler's last decision for one component.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// `segment-writer` or `query-backend`.
+    pub component: String,
+    /// The workload's replicas when the decision was made.
+    pub current_replicas: i32,
+    /// The replicas the autoscaler wants.
+    pub desired_replicas: i32,
+    /// The load signal, e.g. `ingest MB/s per pod`.
+    pub metric: String,
+    /// Its value per reporting pod (absent when missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The target per pod.
+    pub target: f64,
+    /// Pods whose metric was read.
+    pub reporting_pods: i32,
+    /// `ScaleUp`, `ScaleDown`, `WithinTolerance`, `StabilizingDown`,
+    /// `MetricsMissing`, `Draining`, `DrainTimeout`, ...
+    pub reason: String,
+    pub message: String,
+    /// When the replicas last changed, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_reason: Option<String>,
+    /// The segment writer being drained before it is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_pod: Option<String>,
 }
 
 /// One component's workload.

@@ -26,11 +26,37 @@ pub struct LocalBackend {
     store: Arc<dyn ObjectStore>,
     metrics: Option<crate::QueryMetrics>,
     symbols: Arc<crate::SymbolCache>,
+    /// Execution slots: leaves beyond them queue (and show as queued).
+    slots: Arc<tokio::sync::Semaphore>,
+    slot_count: usize,
+}
+
+/// Default execution slots: two leaves per core (a leaf alternates between
+/// waiting for GETs and decoding).
+fn default_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 impl LocalBackend {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, metrics: None, symbols: Arc::default() }
+        let slot_count = default_slots();
+        Self {
+            store,
+            metrics: None,
+            symbols: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
+            slot_count,
+        }
+    }
+
+    /// Executes at most `n` leaves at once (at least 1).
+    pub fn with_slots(mut self, n: usize) -> Self {
+        self.slot_count = n.max(1);
+        self.slots = Arc::new(tokio::sync::Semaphore::new(self.slot_count));
+        if let Some(m) = &self.metrics {
+            m.leaf_slots.set(self.slot_count as i64);
+        }
+        self
     }
 
     /// Keeps at most `max_bytes` of decoded symbols between queries (0: none).
@@ -41,6 +67,7 @@ impl LocalBackend {
 
     /// Records in-flight leaves and leaf latency.
     pub fn with_metrics(mut self, metrics: crate::QueryMetrics) -> Self {
+        metrics.leaf_slots.set(self.slot_count as i64);
         self.metrics = Some(metrics);
         self
     }
@@ -52,8 +79,10 @@ struct InFlight<'a>(Option<&'a crate::QueryMetrics>, std::time::Instant);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(m) = self.0 {
+            let elapsed = self.1.elapsed().as_secs_f64();
             m.inflight_leaves.dec();
-            m.leaf_duration.observe(self.1.elapsed().as_secs_f64());
+            m.leaf_duration.observe(elapsed);
+            m.busy_seconds.inc_by(elapsed);
         }
     }
 }
@@ -61,6 +90,15 @@ impl Drop for InFlight<'_> {
 #[async_trait::async_trait]
 impl QueryBackend for LocalBackend {
     async fn execute(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        if let Some(m) = &self.metrics {
+            m.queued_leaves.inc();
+        }
+        let permit = self.slots.acquire().await;
+        if let Some(m) = &self.metrics {
+            m.queued_leaves.dec();
+        }
+        // The semaphore is never closed; a closed one would only lift the limit.
+        let _permit = permit.ok();
         if let Some(m) = &self.metrics {
             m.inflight_leaves.inc();
         }

@@ -9,6 +9,13 @@ pub(crate) const INFLIGHT_LEAVES: &str = "phlox_query_backend_inflight_leaves";
 pub(crate) const LEAF_DURATION: &str = "phlox_query_backend_leaf_duration_seconds";
 pub(crate) const QUERY_DURATION: &str = "phlox_query_frontend_request_duration_seconds";
 pub(crate) const DATASETS: &str = "phlox_query_backend_datasets_total";
+/// Read leaves waiting for an execution slot.
+pub(crate) const QUEUED_LEAVES: &str = "phlox_query_backend_queued_leaves";
+/// Wall time spent executing leaves, summed over slots: its rate divided by
+/// the slots is the busy ratio.
+pub(crate) const BUSY_SECONDS: &str = "phlox_query_backend_busy_seconds_total";
+/// Leaves a backend executes at once.
+pub(crate) const LEAF_SLOTS: &str = "phlox_query_backend_leaf_slots";
 
 /// Metrics of the query frontend and backend.
 #[derive(Debug, Clone)]
@@ -23,6 +30,12 @@ pub struct QueryMetrics {
     /// index was fetched), `skipped` (the tenant index showed no matching
     /// series) or `index` (a tenant index was read).
     pub datasets: IntCounterVec,
+    /// Read leaves waiting for an execution slot.
+    pub queued_leaves: IntGauge,
+    /// Wall time spent executing leaves, summed.
+    pub busy_seconds: prometheus::Counter,
+    /// Execution slots of this backend.
+    pub leaf_slots: IntGauge,
 }
 
 impl QueryMetrics {
@@ -42,7 +55,16 @@ impl QueryMetrics {
                 Opts::new(DATASETS, "Datasets considered by read leaves, by outcome (read, skipped, index)."),
                 &["outcome"],
             )?,
+            queued_leaves: IntGauge::with_opts(Opts::new(QUEUED_LEAVES, "Read leaves waiting for a slot."))?,
+            busy_seconds: prometheus::Counter::with_opts(Opts::new(
+                BUSY_SECONDS,
+                "Wall time spent executing read leaves, summed over slots.",
+            ))?,
+            leaf_slots: IntGauge::with_opts(Opts::new(LEAF_SLOTS, "Read leaves this backend executes at once."))?,
         };
+        registry.register(Box::new(m.queued_leaves.clone()))?;
+        registry.register(Box::new(m.busy_seconds.clone()))?;
+        registry.register(Box::new(m.leaf_slots.clone()))?;
         registry.register(Box::new(m.datasets.clone()))?;
         registry.register(Box::new(m.inflight_leaves.clone()))?;
         registry.register(Box::new(m.leaf_duration.clone()))?;

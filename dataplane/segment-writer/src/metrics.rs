@@ -8,6 +8,13 @@ pub(crate) const BUFFERED_BYTES: &str = "phlox_segment_writer_buffered_bytes";
 pub(crate) const UPLOAD_RETRIES: &str = "phlox_segment_writer_upload_retries_total";
 pub(crate) const FAILED_FLUSHES: &str = "phlox_segment_writer_failed_flushes_total";
 pub(crate) const DLQ: &str = "phlox_segment_writer_dlq_blocks_total";
+/// Uncompressed pprof bytes pushed (each source profile once per push):
+/// its rate is the writer's ingest load, what the autoscaler scales on.
+pub(crate) const INGESTED_BYTES: &str = "phlox_segment_writer_ingested_bytes_total";
+/// Pushes waiting for their segment to be durable.
+pub(crate) const INFLIGHT_PUSHES: &str = "phlox_segment_writer_inflight_pushes";
+/// Time from a push's arrival to its ack (segment window + flush).
+pub(crate) const PUSH_WAIT: &str = "phlox_segment_writer_push_wait_seconds";
 
 /// Prometheus metrics of a segment writer.
 #[derive(Debug, Clone)]
@@ -20,6 +27,9 @@ pub struct SegmentWriterMetrics {
     pub upload_retries: IntCounter,
     pub failed_flushes: IntCounter,
     pub dlq: IntCounter,
+    pub ingested_bytes: IntCounter,
+    pub inflight_pushes: IntGauge,
+    pub push_wait: Histogram,
 }
 
 impl SegmentWriterMetrics {
@@ -56,7 +66,22 @@ impl SegmentWriterMetrics {
                 DLQ,
                 "Blocks written to the dead-letter prefix after a failed registration.",
             ))?,
+            ingested_bytes: IntCounter::with_opts(Opts::new(
+                INGESTED_BYTES,
+                "Uncompressed pprof bytes pushed to this writer (each source profile once per push).",
+            ))?,
+            inflight_pushes: IntGauge::with_opts(Opts::new(
+                INFLIGHT_PUSHES,
+                "Pushes waiting for their segment to be durable.",
+            ))?,
+            push_wait: Histogram::with_opts(
+                HistogramOpts::new(PUSH_WAIT, "Time from a push's arrival to its ack (segment window + flush).")
+                    .buckets(exponential_buckets(0.01, 2.0, 12)?),
+            )?,
         };
+        registry.register(Box::new(m.ingested_bytes.clone()))?;
+        registry.register(Box::new(m.inflight_pushes.clone()))?;
+        registry.register(Box::new(m.push_wait.clone()))?;
         registry.register(Box::new(m.flush_duration.clone()))?;
         registry.register(Box::new(m.segment_size.clone()))?;
         registry.register(Box::new(m.profiles.clone()))?;

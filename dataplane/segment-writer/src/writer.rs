@@ -113,6 +113,17 @@ impl SegmentWriter {
         if self.inner.closing.load(Ordering::Acquire) {
             return Err(WriteError::ShuttingDown);
         }
+        let metrics = &self.inner.metrics;
+        metrics.ingested_bytes.inc_by(source_bytes(profiles));
+        metrics.inflight_pushes.inc();
+        let started = std::time::Instant::now();
+        let result = self.push_inner(tenant, shard, profiles).await;
+        metrics.inflight_pushes.dec();
+        metrics.push_wait.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn push_inner(&self, tenant: &str, shard: u32, profiles: &[SeriesProfile]) -> Result<(), WriteError> {
         let shards = self.inner.shards.len() as u32;
         let state = self.inner.shards.get(shard as usize).ok_or(WriteError::UnknownShard { shard, shards })?;
         let rx = {
@@ -286,4 +297,17 @@ impl Inner {
             }
         }
     }
+}
+
+/// Uncompressed bytes of the source profiles of a push, each counted once
+/// (a source split into many series profiles is shared by them).
+fn source_bytes(profiles: &[SeriesProfile]) -> u64 {
+    let mut sources = std::collections::HashSet::with_capacity(profiles.len().min(64));
+    let mut bytes = 0u64;
+    for p in profiles {
+        if sources.insert(std::sync::Arc::as_ptr(&p.source)) {
+            bytes += p.source.decoded_len as u64;
+        }
+    }
+    bytes
 }

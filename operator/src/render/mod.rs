@@ -51,8 +51,13 @@ fn owner(cr: &PyroscopeCluster) -> Result<OwnerReference> {
     cr.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))
 }
 
-/// Renders every child of `cr`.
+/// Renders every child of `cr` with the spec's replicas.
 pub fn desired(cr: &PyroscopeCluster) -> Result<Children> {
+    desired_with(cr, &crate::autoscale::Replicas::new())
+}
+
+/// Renders every child of `cr`, with the autoscaler's replicas where it decided.
+pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replicas) -> Result<Children> {
     let names = Names::of(cr)?;
     let owner = owner(cr)?;
     let (config_map, config) = config_map::config_map(cr, &names)?;
@@ -61,7 +66,10 @@ pub fn desired(cr: &PyroscopeCluster) -> Result<Children> {
         service_account: policy::service_account(cr, &names),
         config_map,
         services: services::services(&names),
-        stateful_sets: vec![workloads::metastore(cr, &names, &hash), workloads::segment_writer(cr, &names, &hash)],
+        stateful_sets: vec![
+            workloads::metastore(cr, &names, &hash),
+            workloads::segment_writer(cr, &names, &hash, overrides),
+        ],
         deployments: [
             Component::Distributor,
             Component::QueryFrontend,
@@ -69,11 +77,11 @@ pub fn desired(cr: &PyroscopeCluster) -> Result<Children> {
             Component::CompactionWorker,
         ]
         .into_iter()
-        .map(|comp| workloads::deployment(cr, &names, comp, &hash))
+        .map(|comp| workloads::deployment(cr, &names, comp, &hash, overrides))
         .collect(),
         pdbs: Component::ALL
             .into_iter()
-            .filter_map(|comp| policy::pdb(&names, comp, component_options(cr, comp).1))
+            .filter_map(|comp| policy::pdb(&names, comp, workloads::replicas(cr, comp, overrides)))
             .collect(),
         config_hash: hash,
     };

@@ -30,9 +30,14 @@ pub fn component_options(cr: &PyroscopeCluster, c: Component) -> (&PodOptions, i
     }
 }
 
-/// Replicas of an autoscaled component: `replicas` kept within
-/// [min, max]. The autoscaler (a later issue) replaces this with its
-/// recommendation; this is the single place that decides.
+/// Replicas of a component: the autoscaler's decision when it made one,
+/// else the spec's.
+pub(crate) fn replicas(cr: &PyroscopeCluster, c: Component, overrides: &crate::autoscale::Replicas) -> i32 {
+    overrides.get(&c).copied().unwrap_or_else(|| component_options(cr, c).1)
+}
+
+/// Replicas of an autoscaled component before the autoscaler decided:
+/// `replicas` kept within [min, max].
 fn scaled(s: &ScalableComponentSpec) -> i32 {
     if s.autoscaling.enabled {
         s.replicas.clamp(s.autoscaling.min_replicas, s.autoscaling.max_replicas.max(s.autoscaling.min_replicas))
@@ -46,8 +51,15 @@ fn selector(names: &Names, c: Component) -> LabelSelector {
 }
 
 /// A stateless component's Deployment (surge first: never below the desired count).
-pub(crate) fn deployment(cr: &PyroscopeCluster, names: &Names, c: Component, config_hash: &str) -> Deployment {
-    let (opts, replicas) = component_options(cr, c);
+pub(crate) fn deployment(
+    cr: &PyroscopeCluster,
+    names: &Names,
+    c: Component,
+    config_hash: &str,
+    overrides: &crate::autoscale::Replicas,
+) -> Deployment {
+    let (opts, _) = component_options(cr, c);
+    let replicas = replicas(cr, c, overrides);
     Deployment {
         metadata: super::meta(names, names.component(c), Some(c)),
         spec: Some(DeploymentSpec {
@@ -70,9 +82,15 @@ pub(crate) fn deployment(cr: &PyroscopeCluster, names: &Names, c: Component, con
 
 /// The segment writers' StatefulSet: stable names, no volume (segments
 /// live in the object store once acked), all pods start at once.
-pub(crate) fn segment_writer(cr: &PyroscopeCluster, names: &Names, config_hash: &str) -> StatefulSet {
+pub(crate) fn segment_writer(
+    cr: &PyroscopeCluster,
+    names: &Names,
+    config_hash: &str,
+    overrides: &crate::autoscale::Replicas,
+) -> StatefulSet {
     let c = Component::SegmentWriter;
-    let (opts, replicas) = component_options(cr, c);
+    let (opts, _) = component_options(cr, c);
+    let replicas = replicas(cr, c, overrides);
     StatefulSet {
         metadata: super::meta(names, names.component(c), Some(c)),
         spec: Some(StatefulSetSpec {
