@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/types/v1/types.proto",
         "proto/push/v1/push.proto",
         "proto/querier/v1/querier.proto",
+        "proto/settings/v1/recording_rules.proto",
         "proto/metastore/v1/metastore.proto",
         "proto/segmentwriter/v1/segmentwriter.proto",
         "proto/querybackend/v1/querybackend.proto",
@@ -40,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".types.v1",
         ".push.v1",
         ".querier.v1",
+        ".settings.v1",
     ])?;
     Ok(())
 }

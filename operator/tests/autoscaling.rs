@@ -392,3 +392,44 @@ async fn a_writer_that_never_drains_blocks_its_removal_and_is_reported() {
     assert_eq!(writes.iter().filter(|w| w.contains("DrainTimeout")).count(), 1, "one Warning event: {writes:?}");
     assert!(!writes.iter().any(|w| w.starts_with("patch StatefulSet")), "{writes:?}");
 }
+
+/// A fake Prometheus answering every instant query with `value`; records the queries.
+async fn prometheus(value: &'static str, queries: Arc<Mutex<Vec<String>>>) -> u16 {
+    let app = Router::new().route(
+        "/api/v1/query",
+        get(move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+            let queries = Arc::clone(&queries);
+            async move {
+                queries.lock().unwrap().push(q.get("query").cloned().unwrap_or_default());
+                axum::Json(json!({"status": "success", "data": {"resultType": "vector",
+                    "result": [{"metric": {}, "value": [1_700_000_000.0, value]}]}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[tokio::test]
+async fn the_load_can_come_from_prometheus() {
+    let queries = Arc::new(Mutex::new(Vec::new()));
+    let port = prometheus("30", Arc::clone(&queries)).await;
+    let cr = cluster(json!({"queryBackend": {"replicas": 1, "autoscaling": {
+        "enabled": true, "minReplicas": 1, "maxReplicas": 6, "targetValue": 4,
+        "prometheus": {"url": format!("http://127.0.0.1:{port}")}}}}));
+    let h = Harness::new(cr).await;
+    // The pod itself reports no load: only Prometheus's 30 leaves can scale up.
+    h.pod("query-backend", "phlox-query-backend-a").await;
+    h.reconcile().await;
+    assert_eq!(h.deployment_replicas("phlox-query-backend").await, 5);
+    let s = h.scaling("query-backend").await;
+    assert_eq!((s.value, s.reporting_pods, s.reason.as_str()), (Some(30.0), 1, "LimitedByStep"));
+    let q = queries.lock().unwrap().clone();
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0].contains("phlox_query_backend_inflight_leaves{namespace=\"phlox\",pod=~\"phlox-query-backend-"),
+        "{q:?}"
+    );
+}

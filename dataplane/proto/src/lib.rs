@@ -1,6 +1,7 @@
 //! Protobuf messages and gRPC services of Phlox.
 //!
-//! - `google.v1`, `types.v1`, `push.v1`: the Pyroscope-compatible public API,
+//! - `google.v1`, `types.v1`, `push.v1`, `querier.v1`, `settings.v1`: the
+//!   Pyroscope-compatible public API,
 //!   written from the published field numbers (see `../shared/spec/wire-api.md`).
 //! - `metastore.v1`: the internal block index API and the Raft transport.
 //! - `segmentwriter.v1`, `querybackend.v1`: distributor → segment writer and
@@ -38,6 +39,13 @@ pub mod querier {
     pub mod v1 {
         tonic::include_proto!("querier.v1");
         include!(concat!(env!("OUT_DIR"), "/querier.v1.serde.rs"));
+    }
+}
+
+pub mod settings {
+    pub mod v1 {
+        tonic::include_proto!("settings.v1");
+        include!(concat!(env!("OUT_DIR"), "/settings.v1.serde.rs"));
     }
 }
 

@@ -94,16 +94,31 @@ impl Drain {
 
     /// Drains (once; later calls wait for the first).
     pub(crate) async fn drain(self: &Arc<Self>) {
-        if self.draining.swap(true, Ordering::AcqRel) {
-            while !self.drained.load(Ordering::Acquire) {
-                let notified = self.done.notified();
-                if self.drained.load(Ordering::Acquire) {
-                    break;
-                }
-                notified.await;
-            }
-            return;
+        if self.begin() {
+            self.finish().await;
+        } else {
+            self.wait_drained().await;
         }
+    }
+
+    /// Marks the writer draining at once (so that the answer to a drain call
+    /// already says so); true for the call that started the drain.
+    fn begin(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    async fn wait_drained(&self) {
+        while !self.drained.load(Ordering::Acquire) {
+            let notified = self.done.notified();
+            if self.drained.load(Ordering::Acquire) {
+                break;
+            }
+            notified.await;
+        }
+    }
+
+    /// Leaves the placement, flushes, and reports drained.
+    async fn finish(&self) {
         info!(writer = %self.id, "draining: leaving the placement");
         self.draining_gauge.set(1);
         self.heartbeat().await;
@@ -127,8 +142,10 @@ impl Drain {
 
 /// `POST /segment-writer/drain`: starts draining, answers 202 at once.
 pub(crate) async fn start(State(d): State<Arc<Drain>>) -> Response {
-    let task = Arc::clone(&d);
-    tokio::spawn(async move { task.drain().await });
+    if d.begin() {
+        let task = Arc::clone(&d);
+        tokio::spawn(async move { task.finish().await });
+    }
     (StatusCode::ACCEPTED, Json(d.state())).into_response()
 }
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretEnvSource, SecurityContext, TCPSocketAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+    EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,6 +17,9 @@ use phlox_crds::v1alpha1::{PodOptions, PyroscopeCluster, StorageBackend};
 use crate::names::{
     BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, GRPC_PORT, HTTP_PORT, Names,
 };
+
+/// Seconds a query backend waits between being told to stop and SIGTERM.
+const QUERY_BACKEND_PRE_STOP_SECONDS: i64 = 5;
 
 /// Non-root user of the distroless image.
 const USER: i64 = 65532;
@@ -145,6 +149,16 @@ pub(crate) fn template(
             period_seconds: Some(20),
             timeout_seconds: Some(2),
             failure_threshold: Some(6),
+            ..Default::default()
+        }),
+        // A query backend leaving (scale-in, rollout) waits before SIGTERM so
+        // that frontends, re-resolving the backends' names, stop sending it
+        // leaves; the ones in flight finish within the termination grace.
+        lifecycle: (c == Component::QueryBackend).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: QUERY_BACKEND_PRE_STOP_SECONDS }),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         resources: opts.resources.clone(),
