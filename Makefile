@@ -15,8 +15,9 @@ help: ## Show the targets
 run: ## Run Phlox: every component in one process, data in ./data, APIs on :4040 (ARGS=... for flags)
 	$(CARGO) run --release --bin phlox -- $(ARGS)
 
-test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary, k8s-validate
+test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary (with Prometheus), k8s-validate
 	$(CARGO) build --bin phlox
+	scripts/ensure-prometheus.sh
 	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh --workspace
 	$(CARGO) build --bin phlox-operator
 	scripts/k8s-validate.sh
@@ -26,6 +27,7 @@ k8s-validate: ## Validate the operator's rendered objects, config/ and the Helm 
 
 e2e: ## Run only the end-to-end tests (real phlox processes)
 	$(CARGO) build --bin phlox
+	scripts/ensure-prometheus.sh
 	scripts/cargo-test.sh -p phlox-e2e
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)

@@ -230,3 +230,38 @@ fn a_spec_the_data_plane_would_refuse_is_an_error_not_a_config_map() {
     assert_eq!(err.reason(), "InvalidSpec");
     assert!(err.to_string().contains("soon"), "{err}");
 }
+
+#[test]
+fn recording_rules_of_the_cluster_reach_the_config_and_do_not_roll_pods() {
+    let mut cr = sample("pyroscopecluster-production-s3.yaml");
+    let names = phlox_operator::Names::of(&cr).unwrap();
+    let config = phlox_config(&cr, &names).unwrap();
+    let rr = &config.recording_rules;
+    assert_eq!(rr.remote_write_url, "http://mimir-distributor.monitoring:8080/api/v1/push");
+    let rules = &rr.rules["team-checkout"];
+    assert_eq!(rules.len(), 1);
+    let r = &rules[0];
+    assert_eq!(
+        (r.id.as_str(), r.metric_name.as_str(), r.function_name.as_deref()),
+        (
+            "checkout-tls-handshake",
+            "profiles_recorded_checkout_tls_handshake_cpu_nanoseconds",
+            Some("crypto/tls.(*Conn).Handshake")
+        )
+    );
+    assert_eq!(r.group_by, vec!["region".to_owned()]);
+    assert_eq!(r.external_labels.get("team").map(String::as_str), Some("checkout"));
+    assert_eq!(
+        r.matchers,
+        vec![
+            "{__profile_type__=\"process_cpu:cpu:nanoseconds:cpu:nanoseconds\", service_name=\"checkout\"}".to_owned()
+        ]
+    );
+    // Rules are reloaded live: changing them does not change the pods' config hash.
+    let base = desired(&cr).unwrap().config_hash;
+    cr.spec.recording_rules.rules[0].group_by.push("pod".into());
+    assert_eq!(desired(&cr).unwrap().config_hash, base);
+    // The endpoint is not reloaded: it rolls the pods.
+    cr.spec.recording_rules.remote_write_url = "http://other:9090/api/v1/write".into();
+    assert_ne!(desired(&cr).unwrap().config_hash, base);
+}

@@ -5,7 +5,7 @@ mod status;
 
 pub use spec::{
     AutoscalingSpec, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, PodOptions, PrometheusSource, PullPolicy,
-    PyroscopeCluster, PyroscopeClusterSpec, RetentionSpec, ScalableComponentSpec, StorageBackend, StorageSpec,
-    VolumeSpec,
+    PyroscopeCluster, PyroscopeClusterSpec, RecordingRuleSpec, RecordingRulesSpec, RetentionSpec,
+    ScalableComponentSpec, StorageBackend, StorageSpec, VolumeSpec,
 };
 pub use status::{AutoscalingStatus, ComponentStatus, PyroscopeClusterStatus, ScalingSummary, condition};

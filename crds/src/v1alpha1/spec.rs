@@ -86,6 +86,63 @@ pub struct PyroscopeClusterSpec {
     /// request; otherwise everything belongs to `anonymous`.
     #[serde(default)]
     pub multitenancy_enabled: bool,
+    /// Recording rules kept in Git: metrics from profiles, exported by
+    /// Prometheus remote-write. Listed as `provisioned` by the API, which
+    /// cannot change them; applied without restarting pods.
+    #[serde(default, skip_serializing_if = "RecordingRulesSpec::is_empty")]
+    pub recording_rules: RecordingRulesSpec,
+}
+
+/// Recording rules and where their metrics go.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingRulesSpec {
+    /// Prometheus remote-write endpoint, e.g.
+    /// `http://prometheus.monitoring:9090/api/v1/write` (empty: rules are
+    /// managed, nothing is exported).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remote_write_url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RecordingRuleSpec>,
+}
+
+impl RecordingRulesSpec {
+    fn is_empty(&self) -> bool {
+        self.remote_write_url.is_empty() && self.rules.is_empty()
+    }
+}
+
+/// One recording rule (the fields of Pyroscope's `RecordingRule`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingRuleSpec {
+    /// Tenant the rule belongs to (`anonymous` without multi-tenancy).
+    #[serde(default = "anonymous")]
+    #[schemars(length(min = 1))]
+    pub tenant: String,
+    /// Stable id, unique per tenant; it becomes the `profiles_rule_id` label.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// Name of the recorded metric; must start with `profiles_recorded_`.
+    #[schemars(regex(pattern = r"^profiles_recorded_[a-zA-Z0-9_:]*$"))]
+    pub metric_name: String,
+    /// Label selectors; together exactly one `__profile_type__` equality
+    /// matcher, e.g. `{__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds", service_name="api"}`.
+    #[schemars(length(min = 1))]
+    pub matchers: Vec<String>,
+    /// Series labels kept on the metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// Labels added to the metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
+    /// Record only the samples whose stack contains this function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+}
+
+fn anonymous() -> String {
+    "anonymous".to_owned()
 }
 
 impl Default for PyroscopeClusterSpec {
@@ -106,6 +163,7 @@ impl Default for PyroscopeClusterSpec {
             overrides: BTreeMap::new(),
             retention: RetentionSpec::default(),
             multitenancy_enabled: false,
+            recording_rules: RecordingRulesSpec::default(),
         }
     }
 }
@@ -439,6 +497,10 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
     pub retention_period: Option<String>,
+    /// Recording rules a tenant may create through the API (default 25; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_recording_rules: Option<i64>,
 }
 
 /// How long profiles are kept.

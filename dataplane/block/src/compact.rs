@@ -18,7 +18,32 @@
 //! ordered by name, so compacting the same sources twice gives the same
 //! bytes.
 
-use crate::{BlockError, BlockHeader, BlockReader, EncodedBlock, Result, SegmentBuilder, is_tenant_index};
+use phlox_proto::metastore::v1::BlockMeta;
+
+use crate::{
+    BlockError, BlockHeader, BlockReader, EncodedBlock, Result, RowRef, SegmentBuilder, SeriesInfo, Symbols,
+    is_tenant_index,
+};
+
+/// Sees what a compaction imports: each source dataset, then each of its
+/// rows that made it into the output (rows shadowed by the metastore,
+/// already imported from an earlier source or excluded are not shown). So
+/// an observer of level-0 compactions sees every profile exactly once (the
+/// recording rules' evaluation).
+pub trait RowObserver: Send {
+    /// A source dataset begins: its object's metadata, symbols and series.
+    fn dataset(&mut self, source: &BlockMeta, symbols: &Symbols, series: &[SeriesInfo]);
+    /// A row of the current dataset was imported.
+    fn row(&mut self, row: &RowRef<'_>);
+}
+
+/// Observes nothing.
+struct NoObserver;
+
+impl RowObserver for NoObserver {
+    fn dataset(&mut self, _: &BlockMeta, _: &Symbols, _: &[SeriesInfo]) {}
+    fn row(&mut self, _: &RowRef<'_>) {}
+}
 
 /// Merges tenant `tenant`'s datasets of `sources` into one block (id, shard,
 /// level and `created_by` from `header`; its tenant is set to `tenant`).
@@ -44,6 +69,17 @@ pub async fn compact_excluding(
     header: BlockHeader,
     exclude: &[(i64, i64)],
 ) -> Result<EncodedBlock> {
+    compact_observed(sources, tenant, header, exclude, &mut NoObserver).await
+}
+
+/// [`compact_excluding`], showing `observer` every imported row.
+pub async fn compact_observed(
+    sources: &[BlockReader],
+    tenant: &str,
+    header: BlockHeader,
+    exclude: &[(i64, i64)],
+    observer: &mut dyn RowObserver,
+) -> Result<EncodedBlock> {
     const NANOS_PER_MS: i64 = 1_000_000;
     let exclude: Vec<(i64, i64)> = exclude
         .iter()
@@ -67,13 +103,17 @@ pub async fn compact_excluding(
             };
             let reader = source.dataset(i).await.map_err(with_path)?;
             let symbols = reader.symbols().await.map_err(with_path)?;
+            observer.dataset(source.meta(), &symbols, reader.series());
             let mut import = builder.import_dataset(tenant, &ds.name, &symbols, reader.series());
             reader
                 .for_each_row(|row| {
                     if excluded(row.time_nanos) {
                         return Ok(());
                     }
-                    builder.import_row(&mut import, row).map(|_| ())
+                    if builder.import_row(&mut import, row)? {
+                        observer.row(row);
+                    }
+                    Ok(())
                 })
                 .await
                 .map_err(with_path)?;

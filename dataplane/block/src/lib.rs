@@ -21,7 +21,7 @@ mod reader;
 mod sections;
 
 pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, DatasetImport, EncodedBlock, SegmentBuilder, is_tenant_index};
-pub use compact::{compact, compact_excluding};
+pub use compact::{RowObserver, compact, compact_excluding, compact_observed};
 pub use error::{BlockError, Result};
 pub use format::{FORMAT_VERSION, MAGIC, TAIL_FETCH, TRAILER_LEN};
 pub use reader::{

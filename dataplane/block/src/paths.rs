@@ -4,6 +4,7 @@
 //! segments/<shard:4 digits>/<ulid>.block     level 0: one object per shard and segment, many tenants
 //! blocks/<tenant>/<ulid>.block              compacted, one tenant
 //! dlq/<shard:4 digits>/<ulid>.meta          AddBlockRequest of a block whose registration failed
+//! settings/<tenant>/recording_rules.binpb    a tenant's recording rules (settings.v1.RecordingRulesStore)
 //! ```
 
 use object_store::path::Path;
@@ -41,6 +42,14 @@ pub fn block_path(tenant: &str, id: Ulid) -> Path {
 /// have no tenant (level 0), compacted blocks do.
 pub fn object_path(tenant: &str, shard: u32, level: u32, id: Ulid) -> Path {
     if level == 0 || tenant.is_empty() { segment_path(shard, id) } else { block_path(tenant, id) }
+}
+
+/// Prefix of per-tenant settings.
+pub const SETTINGS_PREFIX: &str = "settings";
+
+/// Key of a tenant's recording rules.
+pub fn recording_rules_path(tenant: &str) -> Path {
+    Path::from_iter([SETTINGS_PREFIX, tenant, "recording_rules.binpb"])
 }
 
 /// Key of a dead-letter entry.

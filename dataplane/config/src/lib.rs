@@ -51,6 +51,40 @@ pub struct PhloxConfig {
     pub overrides: BTreeMap<String, serde_yaml::Mapping>,
     /// When on, `X-Scope-OrgID` names the tenant; otherwise every request is `anonymous`.
     pub multitenancy_enabled: bool,
+    /// Metrics from profiles: where they go and the rules kept in this file.
+    pub recording_rules: RecordingRulesConfig,
+}
+
+/// Recording rules: evaluated as level-0 segments are compacted, exported by
+/// Prometheus remote-write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingRulesConfig {
+    /// Remote-write endpoint (e.g. `http://prometheus:9090/api/v1/write`);
+    /// empty: rules are managed but no metric is exported.
+    pub remote_write_url: String,
+    /// Extra headers of every remote-write request (e.g. `Authorization`).
+    pub remote_write_headers: BTreeMap<String, String>,
+    /// Provisioned rules per tenant: listed with `provisioned: true`,
+    /// read-only through the API.
+    pub rules: BTreeMap<String, Vec<ProvisionedRule>>,
+}
+
+/// A recording rule kept in the configuration (or a PyroscopeCluster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisionedRule {
+    /// Stable id (unique per tenant).
+    pub id: String,
+    /// `profiles_recorded_...`.
+    pub metric_name: String,
+    /// Label selectors; exactly one `__profile_type__` equality matcher in all.
+    pub matchers: Vec<String>,
+    pub group_by: Vec<String>,
+    pub external_labels: BTreeMap<String, String>,
+    /// Only samples whose stack contains this function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
 }
 
 /// The query frontend of a distributed deployment.
@@ -116,6 +150,7 @@ impl Default for PhloxConfig {
             limits: LimitsConfig::default(),
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,
+            recording_rules: RecordingRulesConfig::default(),
         }
     }
 }
@@ -280,6 +315,9 @@ pub struct LimitsConfig {
     /// through `overrides`.
     #[serde(with = "duration")]
     pub retention_period: Duration,
+    /// Recording rules a tenant may create through the API (provisioned
+    /// rules do not count); 0: no limit.
+    pub max_recording_rules: usize,
 }
 
 impl Default for LimitsConfig {
@@ -297,6 +335,7 @@ impl Default for LimitsConfig {
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
             retention_period: Duration::from_secs(31 * 24 * 3600),
+            max_recording_rules: 25,
         }
     }
 }

@@ -239,6 +239,20 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         None
     };
 
+    // Recording rules: served by the query frontend, evaluated by compaction workers.
+    let rule_store = if roles.query_frontend || roles.compaction_worker {
+        let rules = Arc::new(phlox_recording::RuleStore::new(Arc::clone(&store)));
+        for e in rules.set_provisioned(&provisioned_rules_of(&config.recording_rules.rules)) {
+            tracing::error!(error = %e, "recording_rules.rules: this rule is left out");
+        }
+        if let Some(load) = reload.clone() {
+            crate::rules_api::spawn_provisioned_reload(Arc::clone(&rules), load);
+        }
+        Some(rules)
+    } else {
+        None
+    };
+
     // Read path.
     let query_metrics = phlox_query::QueryMetrics::new(&registry)?;
     let local_backend = phlox_query::LocalBackend::new(Arc::clone(&store)).with_metrics(query_metrics.clone());
@@ -295,6 +309,20 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             Arc::clone(&store),
             &registry,
         )?;
+        let rr = &config.recording_rules;
+        let worker = match (&rule_store, rr.remote_write_url.is_empty()) {
+            (Some(rules), false) => {
+                let mut rw = phlox_recording::remote_write::RemoteWriteConfig::new(rr.remote_write_url.clone());
+                rw.headers = rr.remote_write_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let exporter = Arc::new(
+                    phlox_recording::remote_write::Exporter::new(rw, &registry)
+                        .context("recording_rules.remote_write_url")?,
+                );
+                exporter.spawn();
+                worker.with_recording(crate::compaction::Recording::new(Arc::clone(rules), exporter, &registry)?)
+            }
+            _ => worker,
+        };
         worker.spawn();
     }
     // Segment writers of a distributed deployment join the placement.
@@ -329,6 +357,17 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     } else {
         None
     };
+    let rules_api = match (&rule_store, roles.query_frontend) {
+        (Some(store), true) => {
+            let tenant_limits = config.tenant_limits().context("overrides")?;
+            Some(Arc::new(crate::rules_api::RulesApi {
+                store: Arc::clone(store),
+                default_max: config.limits.max_recording_rules,
+                max_by_tenant: tenant_limits.into_iter().map(|(t, l)| (t, l.max_recording_rules)).collect(),
+            }))
+        }
+        _ => None,
+    };
     let state = Arc::new(HttpState {
         grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
         grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
@@ -340,6 +379,8 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         ready: Arc::clone(&ready),
         multitenancy: config.multitenancy_enabled,
         max_body,
+        rules: rules_api.clone(),
+        grpc_rules: rules_api.clone().map(crate::rules_api::service),
         admin: if roles.query_frontend || node.is_some() {
             Some(crate::admin::Admin::new(Arc::clone(&metastore), &registry)?)
         } else {
@@ -386,4 +427,27 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     }
     info!("phlox stopped");
     Ok(())
+}
+
+/// The configuration's provisioned recording rules, per tenant.
+pub(crate) fn provisioned_rules_of(
+    rules: &std::collections::BTreeMap<String, Vec<phlox_config::ProvisionedRule>>,
+) -> std::collections::BTreeMap<String, Vec<phlox_recording::Provisioned>> {
+    rules
+        .iter()
+        .map(|(tenant, rules)| {
+            let rules = rules
+                .iter()
+                .map(|r| phlox_recording::Provisioned {
+                    id: r.id.clone(),
+                    metric_name: r.metric_name.clone(),
+                    matchers: r.matchers.clone(),
+                    group_by: r.group_by.clone(),
+                    external_labels: r.external_labels.clone(),
+                    function_name: r.function_name.clone(),
+                })
+                .collect();
+            (tenant.clone(), rules)
+        })
+        .collect()
 }

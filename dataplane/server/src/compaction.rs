@@ -33,6 +33,52 @@ pub(crate) struct CompactionWorker {
     store: Arc<dyn ObjectStore>,
     jobs: IntCounterVec,
     blocks: IntCounterVec,
+    recording: Option<Recording>,
+}
+
+/// Recording rules: evaluated over level-0 jobs, exported after the job
+/// completed (so a job redone after a lost lease is not counted twice).
+pub(crate) struct Recording {
+    pub(crate) rules: Arc<phlox_recording::RuleStore>,
+    pub(crate) exporter: Arc<phlox_recording::remote_write::Exporter>,
+    pub(crate) profiles: prometheus::IntCounter,
+}
+
+impl Recording {
+    pub(crate) fn new(
+        rules: Arc<phlox_recording::RuleStore>,
+        exporter: Arc<phlox_recording::remote_write::Exporter>,
+        registry: &Registry,
+    ) -> anyhow::Result<Self> {
+        let profiles = prometheus::IntCounter::new(
+            "phlox_recording_evaluated_profiles_total",
+            "Profiles that fed at least one recording rule.",
+        )?;
+        registry.register(Box::new(profiles.clone()))?;
+        Ok(Self { rules, exporter, profiles })
+    }
+
+    /// The tenant's rules, compiled (a rule that no longer validates is skipped).
+    async fn evaluator(&self, tenant: &str) -> Option<phlox_recording::Evaluator> {
+        let rules = match self.rules.list(tenant).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(tenant, error = %e, "cannot read the recording rules; this job records nothing");
+                return None;
+            }
+        };
+        let compiled: Vec<_> = rules
+            .iter()
+            .filter_map(|r| match phlox_recording::CompiledRule::new(r) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(tenant, rule = %r.id, error = %e, "skipping an invalid recording rule");
+                    None
+                }
+            })
+            .collect();
+        (!compiled.is_empty()).then(|| phlox_recording::Evaluator::new(compiled))
+    }
 }
 
 impl CompactionWorker {
@@ -52,7 +98,13 @@ impl CompactionWorker {
         )?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(blocks.clone()))?;
-        Ok(Self { config, metastore, store, jobs, blocks })
+        Ok(Self { config, metastore, store, jobs, blocks, recording: None })
+    }
+
+    /// Evaluates recording rules over level-0 jobs and exports the samples.
+    pub(crate) fn with_recording(mut self, recording: Recording) -> Self {
+        self.recording = Some(recording);
+        self
     }
 
     /// Polls and runs jobs until the process ends.
@@ -111,9 +163,19 @@ impl CompactionWorker {
         let exclude: Vec<(i64, i64)> = job.exclude.iter().map(|r| (r.start, r.end)).collect();
         // Merging is CPU-bound (decode, re-encode, compress): run it on a
         // blocking thread so that the runtime keeps serving pushes and queries.
+        // Level-0 jobs see every profile for the first time: recording rules
+        // are evaluated over the rows they import.
+        let mut evaluator = match &self.recording {
+            Some(r) if job.level == 0 => r.evaluator(&job.tenant).await,
+            _ => None,
+        };
         let (tenant, handle) = (job.tenant.clone(), tokio::runtime::Handle::current());
-        let merged = tokio::task::spawn_blocking(move || {
-            handle.block_on(phlox_block::compact_excluding(&readers, &tenant, header, &exclude))
+        let (merged, evaluator) = tokio::task::spawn_blocking(move || {
+            let merged = match evaluator.as_mut() {
+                Some(e) => handle.block_on(phlox_block::compact_observed(&readers, &tenant, header, &exclude, e)),
+                None => handle.block_on(phlox_block::compact_excluding(&readers, &tenant, header, &exclude)),
+            };
+            (merged, evaluator)
         })
         .await
         .map_err(|e| internal(format!("compaction task: {e}")))?;
@@ -145,6 +207,25 @@ impl CompactionWorker {
             })
             .await?;
         self.blocks.with_label_values(&["output"]).inc();
+        if let (Some(recording), Some(evaluator)) = (&self.recording, evaluator) {
+            recording.profiles.inc_by(evaluator.profiles);
+            let oldest_profile_ms = evaluator.oldest_ms.unwrap_or(0);
+            let series: Vec<phlox_recording::remote_write::Series> = evaluator
+                .into_series()
+                .into_iter()
+                .map(|(labels, samples)| phlox_recording::remote_write::Series {
+                    labels,
+                    samples: samples.into_iter().collect(),
+                })
+                .collect();
+            if !series.is_empty() {
+                recording.exporter.submit(phlox_recording::remote_write::Batch {
+                    tenant: job.tenant.clone(),
+                    series,
+                    oldest_profile_ms,
+                });
+            }
+        }
         info!(job = %job.id, tenant = %job.tenant, level, excluded = job.exclude.len(), sources = job.sources.len(), block = %id, "compacted");
         Ok(())
     }

@@ -97,6 +97,32 @@ pub(crate) fn empty_proto_response() -> Response {
         .into_response()
 }
 
+/// Encodes a response with the request's codec.
+pub(crate) fn respond<M: prost::Message + serde::Serialize>(codec: Codec, m: &M) -> Response {
+    match codec {
+        Codec::Proto => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/proto")], m.encode_to_vec()).into_response()
+        }
+        Codec::Json => match serde_json::to_vec(m) {
+            Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => ConnectError::new("internal", format!("cannot encode the response: {e}")).into_response(),
+        },
+    }
+}
+
+/// Decodes a request with its codec (protobuf, or protobuf-JSON).
+pub(crate) fn decode<M: prost::Message + Default + serde::de::DeserializeOwned>(
+    codec: Codec,
+    body: &[u8],
+) -> Result<M, Response> {
+    let r = match codec {
+        Codec::Proto => M::decode(body).map_err(|e| e.to_string()),
+        Codec::Json if body.is_empty() => Ok(M::default()),
+        Codec::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    };
+    r.map_err(|e| ConnectError::invalid_argument(format!("malformed request: {e}")).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

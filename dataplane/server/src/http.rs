@@ -32,6 +32,9 @@ pub(crate) struct HttpState {
     pub(crate) max_body: usize,
     /// The admin API, where this process reaches the metastore for it.
     pub(crate) admin: Option<crate::admin::Admin>,
+    /// `settings.v1.RecordingRulesService` (Connect and gRPC).
+    pub(crate) rules: Option<Arc<crate::rules_api::RulesApi>>,
+    pub(crate) grpc_rules: Option<crate::rules_api::GrpcRulesService>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -47,6 +50,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/v1development/profiles", post(otlp_export))
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
+        .route("/settings.v1.RecordingRulesService/{method}", post(crate::rules_api::rules))
         .route("/admin/v1/delete", post(crate::admin::delete))
         .route("/admin/v1/deletions", get(crate::admin::deletions))
         // Bodies are read by `read_body` with the limit and a Connect error.

@@ -22,6 +22,7 @@ mod otlp;
 mod push_json;
 mod query_api;
 mod render;
+mod rules_api;
 mod writer_sink;
 
 use std::sync::Arc;

@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use phlox_model::TenantId;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
 use phlox_query::{QueryError, QueryFrontend};
-use prost::Message;
 
-use crate::connect::{self, Codec, ConnectError};
+use crate::connect::{self, Codec, ConnectError, decode, respond};
 use crate::http::{HttpState, read_body};
 
 /// Tenants of a read: `X-Scope-OrgID` may name several, joined by `|`.
@@ -41,29 +40,6 @@ pub(crate) fn query_error(e: QueryError) -> Response {
         tracing::warn!(error = %e, "query failed");
     }
     ConnectError::new(e.connect_code(), e.to_string()).into_response()
-}
-
-/// Encodes a response with the request's codec.
-fn respond<M: Message + serde::Serialize>(codec: Codec, m: &M) -> Response {
-    match codec {
-        Codec::Proto => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/proto")], m.encode_to_vec()).into_response()
-        }
-        Codec::Json => match serde_json::to_vec(m) {
-            Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(e) => ConnectError::new("internal", format!("cannot encode the response: {e}")).into_response(),
-        },
-    }
-}
-
-/// Decodes a request with its codec (protobuf, or protobuf-JSON).
-fn decode<M: Message + Default + serde::de::DeserializeOwned>(codec: Codec, body: &[u8]) -> Result<M, Response> {
-    let r = match codec {
-        Codec::Proto => M::decode(body).map_err(|e| e.to_string()),
-        Codec::Json if body.is_empty() => Ok(M::default()),
-        Codec::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
-    };
-    r.map_err(|e| ConnectError::invalid_argument(format!("malformed request: {e}")).into_response())
 }
 
 async fn call(

@@ -13,8 +13,9 @@ use serde_yaml::{Mapping, Value};
 use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Names};
 use crate::{Error, Result};
 
-/// xxh3 of the config document without `overrides` (reloaded live by the
-/// data plane): the pods roll when it changes.
+/// xxh3 of the config document without `overrides` and the provisioned
+/// recording rules (reloaded live by the data plane): the pods roll when it
+/// changes.
 #[derive(Debug, Clone)]
 pub(crate) struct ConfigHash(pub(crate) String);
 
@@ -42,7 +43,37 @@ fn limits(l: &LimitsSpec) -> Mapping {
     put("reject_older_than", l.reject_older_than.clone().map(Value::from));
     put("reject_newer_than", l.reject_newer_than.clone().map(Value::from));
     put("retention_period", l.retention_period.clone().map(Value::from));
+    put("max_recording_rules", l.max_recording_rules.map(Value::from));
     m
+}
+
+/// `recording_rules`: the remote-write URL and the rules per tenant.
+fn recording_rules(spec: &phlox_crds::v1alpha1::RecordingRulesSpec) -> Mapping {
+    let mut by_tenant: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for r in &spec.rules {
+        let mut m = Mapping::new();
+        m.insert(key("id"), key(&r.id));
+        m.insert(key("metric_name"), key(&r.metric_name));
+        m.insert(key("matchers"), Value::Sequence(r.matchers.iter().map(|s| key(s)).collect()));
+        m.insert(key("group_by"), Value::Sequence(r.group_by.iter().map(|s| key(s)).collect()));
+        let mut labels = Mapping::new();
+        for (k, v) in &r.external_labels {
+            labels.insert(key(k), key(v));
+        }
+        m.insert(key("external_labels"), Value::Mapping(labels));
+        if let Some(f) = &r.function_name {
+            m.insert(key("function_name"), key(f));
+        }
+        by_tenant.entry(r.tenant.as_str()).or_default().push(Value::Mapping(m));
+    }
+    let mut rules = Mapping::new();
+    for (tenant, list) in by_tenant {
+        rules.insert(key(tenant), Value::Sequence(list));
+    }
+    let mut out = Mapping::new();
+    out.insert(key("remote_write_url"), key(&spec.remote_write_url));
+    out.insert(key("rules"), Value::Mapping(rules));
+    out
 }
 
 /// The data-plane configuration of a cluster, validated by `phlox-config`.
@@ -126,6 +157,7 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     }
     doc.insert(key("limits"), Value::Mapping(global));
     doc.insert(key("overrides"), Value::Mapping(overrides));
+    doc.insert(key("recording_rules"), Value::Mapping(recording_rules(&spec.recording_rules)));
     let text = serde_yaml::to_string(&doc).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     PhloxConfig::from_yaml(&text).map_err(|e| Error::InvalidSpec(e.to_string()))
 }
@@ -134,8 +166,10 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
 pub(crate) fn config_map(cr: &PyroscopeCluster, names: &Names) -> Result<(ConfigMap, ConfigHash)> {
     let config = phlox_config(cr, names)?;
     let yaml = serde_yaml::to_string(&config).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    // Overrides and provisioned recording rules are reloaded live: they do not roll pods.
     let mut without_overrides = config.clone();
     without_overrides.overrides.clear();
+    without_overrides.recording_rules.rules.clear();
     let stable = serde_yaml::to_string(&without_overrides).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(stable.as_bytes()));
     let header = format!(
