@@ -7,7 +7,7 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: help run test e2e bench lint fmt fix verify crds clean k8s-validate
+.PHONY: help run test e2e bench lint fmt fix verify crds clean k8s-validate browser-test
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
@@ -21,6 +21,11 @@ test: ## Run all tests: unit, integration, S3 conformance on a local moto server
 	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh --workspace
 	$(CARGO) build --bin phlox-operator
 	scripts/k8s-validate.sh
+	scripts/browser-test.sh
+
+browser-test: ## The web UI in headless Chromium (installed if missing), screenshots in target/ui-test/
+	$(CARGO) build --bin phlox
+	scripts/browser-test.sh
 
 k8s-validate: ## Validate the operator's rendered objects, config/ and the Helm chart against the Kubernetes 1.33 schemas
 	scripts/k8s-validate.sh

@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/push/v1/push.proto",
         "proto/querier/v1/querier.proto",
         "proto/settings/v1/recording_rules.proto",
+        "proto/capabilities/v1/feature_flags.proto",
+        "proto/version/v1/version.proto",
         "proto/metastore/v1/metastore.proto",
         "proto/segmentwriter/v1/segmentwriter.proto",
         "proto/querybackend/v1/querybackend.proto",
@@ -42,6 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".push.v1",
         ".querier.v1",
         ".settings.v1",
+        ".capabilities.v1",
+        ".version.v1",
     ])?;
     Ok(())
 }

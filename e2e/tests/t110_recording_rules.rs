@@ -371,3 +371,46 @@ async fn recorded_metrics_reach_prometheus_with_exact_values_and_labels() {
     assert_eq!(metric(&metrics, "phlox_recording_failed_samples_total"), 0.0);
     server.stop();
 }
+
+/// What Grafana asks before showing the recording-rules UI: the feature
+/// flags (every known name listed), the query API version and the build info.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_learn_the_servers_capabilities() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &[]);
+    let client = reqwest::Client::new();
+    let post = |path: &str| {
+        client.post(format!("{}{path}", server.http)).header("Content-Type", "application/json").body("{}").send()
+    };
+    let flags: Value = serde_json::from_str(
+        &post("/capabilities.v1.FeatureFlagsService/GetFeatureFlags").await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    let by_name: std::collections::BTreeMap<&str, bool> = flags["featureFlags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["enabled"].as_bool().unwrap_or(false)))
+        .collect();
+    assert_eq!(
+        by_name,
+        [
+            ("pyroscopeRuler", true),
+            ("pyroscopeRulerFunctions", true),
+            ("utf8LabelNames", true),
+            ("v2StorageLayer", true)
+        ]
+        .into_iter()
+        .collect()
+    );
+    let version: Value =
+        serde_json::from_str(&post("/version.v1.Version/Version").await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(version, json!({"QuerierAPI": "1"}));
+    let info: Value = serde_json::from_str(
+        &reqwest::get(format!("{}/api/v1/status/buildinfo", server.http)).await.unwrap().text().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["status"], "success");
+    assert!(info["data"]["version"].as_str().unwrap().starts_with("2.0.0+phlox-"), "{info}");
+    server.stop();
+}

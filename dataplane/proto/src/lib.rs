@@ -49,6 +49,20 @@ pub mod settings {
     }
 }
 
+pub mod capabilities {
+    pub mod v1 {
+        tonic::include_proto!("capabilities.v1");
+        include!(concat!(env!("OUT_DIR"), "/capabilities.v1.serde.rs"));
+    }
+}
+
+pub mod version {
+    pub mod v1 {
+        tonic::include_proto!("version.v1");
+        include!(concat!(env!("OUT_DIR"), "/version.v1.serde.rs"));
+    }
+}
+
 pub mod metastore {
     pub mod v1 {
         tonic::include_proto!("metastore.v1");

@@ -39,6 +39,8 @@ pub(crate) struct HttpState {
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
+        .route("/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::asset))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/push.v1.PusherService/Push", post(push))
@@ -51,6 +53,9 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
         .route("/settings.v1.RecordingRulesService/{method}", post(crate::rules_api::rules))
+        .route("/capabilities.v1.FeatureFlagsService/GetFeatureFlags", post(crate::compat::feature_flags))
+        .route("/version.v1.Version/Version", post(crate::compat::querier_version))
+        .route("/api/v1/status/buildinfo", get(crate::compat::build_info))
         .route("/admin/v1/delete", post(crate::admin::delete))
         .route("/admin/v1/deletions", get(crate::admin::deletions))
         // Bodies are read by `read_body` with the limit and a Connect error.

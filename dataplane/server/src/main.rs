@@ -9,6 +9,7 @@ mod app;
 mod auth;
 mod cli;
 mod compaction;
+mod compat;
 mod connect;
 mod drain;
 mod dump;
@@ -23,6 +24,7 @@ mod push_json;
 mod query_api;
 mod render;
 mod rules_api;
+mod ui;
 mod writer_sink;
 
 use std::sync::Arc;
