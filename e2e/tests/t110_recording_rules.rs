@@ -12,8 +12,13 @@ use serde_json::{Value, json};
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 async fn call(base: &str, tenant: &str, method: &str, body: Value) -> (u16, Value) {
+    connect_json(base, tenant, &format!("settings.v1.RecordingRulesService/{method}"), body).await
+}
+
+/// A unary Connect JSON call as Grafana makes it: status and parsed body.
+async fn connect_json(base: &str, tenant: &str, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{base}/settings.v1.RecordingRulesService/{method}"))
+        .post(format!("{base}/{path}"))
         .header("Content-Type", "application/json")
         .header("X-Scope-OrgID", tenant)
         .body(body.to_string())
@@ -412,5 +417,38 @@ async fn clients_learn_the_servers_capabilities() {
     .unwrap();
     assert_eq!(info["status"], "success");
     assert!(info["data"]["version"].as_str().unwrap().starts_with("2.0.0+phlox-"), "{info}");
+    server.stop();
+}
+
+/// `settings.v1.SettingsService` as Grafana's profiles app calls it: per
+/// tenant, the newest value wins, deletes, clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_settings_are_kept_per_tenant() {
+    let (tmp, dir) = data_dir();
+    let cfg = tmp.path().join("phlox.yaml");
+    std::fs::write(&cfg, "multitenancy_enabled: true\n").unwrap();
+    let server = Phlox::start(&dir, &["--config", cfg.to_str().unwrap()]);
+    let settings = |tenant: &'static str, method: &'static str, body: Value| {
+        let base = server.http.clone();
+        async move { connect_json(&base, tenant, &format!("settings.v1.SettingsService/{method}"), body).await }
+    };
+    let (code, set) =
+        settings("acme", "Set", json!({"setting": {"name": "pyroscope.maxNodes", "value": "4096"}})).await;
+    assert_eq!(code, 200, "{set}");
+    let at: i64 = set["setting"]["modifiedAt"].as_str().unwrap().parse().unwrap();
+    assert!(at > 1_700_000_000_000, "the server stamped it: {set}");
+    let (code, stale) = settings(
+        "acme",
+        "Set",
+        json!({"setting": {"name": "pyroscope.maxNodes", "value": "1", "modifiedAt": (at - 1).to_string()}}),
+    )
+    .await;
+    assert_eq!((code, stale["code"].as_str()), (409, Some("already_exists")), "{stale}");
+    let (_, got) = settings("acme", "Get", json!({})).await;
+    assert_eq!(got["settings"][0]["value"], "4096");
+    assert_eq!(settings("globex", "Get", json!({})).await.1, json!({}));
+    assert_eq!(settings("acme", "Delete", json!({"name": "pyroscope.maxNodes"})).await.0, 200);
+    assert_eq!(settings("acme", "Delete", json!({"name": "pyroscope.maxNodes"})).await.0, 404);
+    assert_eq!(settings("acme", "Set", json!({"setting": {"name": ""}})).await.0, 400);
     server.stop();
 }

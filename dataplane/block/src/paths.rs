@@ -5,6 +5,7 @@
 //! blocks/<tenant>/<ulid>.block              compacted, one tenant
 //! dlq/<shard:4 digits>/<ulid>.meta          AddBlockRequest of a block whose registration failed
 //! settings/<tenant>/recording_rules.binpb    a tenant's recording rules (settings.v1.RecordingRulesStore)
+//! settings/<tenant>/settings.binpb           a tenant's key/value settings (settings.v1.SettingsStore)
 //! ```
 
 use object_store::path::Path;
@@ -50,6 +51,11 @@ pub const SETTINGS_PREFIX: &str = "settings";
 /// Key of a tenant's recording rules.
 pub fn recording_rules_path(tenant: &str) -> Path {
     Path::from_iter([SETTINGS_PREFIX, tenant, "recording_rules.binpb"])
+}
+
+/// Key of a tenant's key/value settings.
+pub fn settings_path(tenant: &str) -> Path {
+    Path::from_iter([SETTINGS_PREFIX, tenant, "settings.binpb"])
 }
 
 /// Key of a dead-letter entry.

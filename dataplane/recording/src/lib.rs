@@ -9,13 +9,16 @@
 //!   rules of the configuration (read-only);
 //! - `eval`: evaluation of the rules over the rows a level-0 compaction
 //!   imports, so each profile is observed exactly once;
-//! - `remote_write`: export to Prometheus.
+//! - `remote_write`: export to Prometheus;
+//! - [`settings`]: the per-tenant key/value settings of `settings.v1.SettingsService`.
 
 pub mod eval;
 pub mod remote_write;
 pub mod rule;
+pub mod settings;
 pub mod store;
 
 pub use eval::{CompiledRule, Evaluator, RULE_ID_LABEL, SHARD_LABEL};
 pub use rule::{DEFAULT_MAX_RULES, METRIC_PREFIX, RuleError, ValidRule, validate};
+pub use settings::{SettingsError, SettingsStoreClient};
 pub use store::{Provisioned, RuleStore, StoreError};

@@ -379,6 +379,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         ready: Arc::clone(&ready),
         multitenancy: config.multitenancy_enabled,
         max_body,
+        settings: roles.query_frontend.then(|| Arc::new(phlox_recording::SettingsStoreClient::new(Arc::clone(&store)))),
         rules: rules_api.clone(),
         grpc_rules: rules_api.clone().map(crate::rules_api::service),
         admin: if roles.query_frontend || node.is_some() {

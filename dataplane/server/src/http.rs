@@ -35,6 +35,8 @@ pub(crate) struct HttpState {
     /// `settings.v1.RecordingRulesService` (Connect and gRPC).
     pub(crate) rules: Option<Arc<crate::rules_api::RulesApi>>,
     pub(crate) grpc_rules: Option<crate::rules_api::GrpcRulesService>,
+    /// `settings.v1.SettingsService` (Connect).
+    pub(crate) settings: Option<Arc<phlox_recording::SettingsStoreClient>>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -53,6 +55,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(otlp_export))
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
         .route("/settings.v1.RecordingRulesService/{method}", post(crate::rules_api::rules))
+        .route("/settings.v1.SettingsService/{method}", post(crate::rules_api::settings))
         .route("/capabilities.v1.FeatureFlagsService/GetFeatureFlags", post(crate::compat::feature_flags))
         .route("/version.v1.Version/Version", post(crate::compat::querier_version))
         .route("/api/v1/status/buildinfo", get(crate::compat::build_info))
@@ -60,6 +63,9 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/admin/v1/deletions", get(crate::admin::deletions))
         // Bodies are read by `read_body` with the limit and a Connect error.
         .layer(DefaultBodyLimit::disable())
+        // Responses (flame graphs are MBs of JSON) are gzipped for clients that
+        // accept it; gRPC, images and tiny bodies are left alone.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 

@@ -77,6 +77,18 @@ fn store_error(e: &StoreError) -> ConnectError {
     ConnectError::new(e.code(), e.to_string())
 }
 
+/// The codec and the (decompressed, at most 1 MiB) body of a unary Connect
+/// call.
+async fn connect_body(
+    headers: &axum::http::HeaderMap,
+    request: axum::extract::Request,
+) -> Result<(connect::Codec, bytes::Bytes), Response> {
+    let codec = connect::codec(headers)?;
+    let body = read_body(request.into_body(), 1 << 20, "invalid_argument").await?;
+    let body = connect::decompress(headers, body, 1 << 20).map_err(IntoResponse::into_response)?;
+    Ok((codec, body))
+}
+
 /// `POST /settings.v1.RecordingRulesService/{method}`.
 pub(crate) async fn rules(
     State(st): State<Arc<HttpState>>,
@@ -97,17 +109,9 @@ pub(crate) async fn rules(
     {
         return crate::http::call_grpc(grpc, request, tenant).await;
     }
-    let codec = match connect::codec(&headers) {
-        Ok(c) => c,
+    let (codec, body) = match connect_body(&headers, request).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let body = match read_body(request.into_body(), 1 << 20, "invalid_argument").await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let body = match connect::decompress(&headers, body, 1 << 20) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
     };
     match api.call(tenant.as_str(), &method, codec, &body).await {
         Ok(r) | Err(r) => r,
@@ -205,4 +209,60 @@ pub(crate) fn spawn_provisioned_reload(store: Arc<RuleStore>, load: crate::app::
             current = Some(next);
         }
     });
+}
+
+/// `POST /settings.v1.SettingsService/{Get,Set,Delete}` (Connect): the
+/// tenant's key/value settings.
+pub(crate) async fn settings(
+    State(st): State<Arc<HttpState>>,
+    Path(method): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let Some(store) = st.settings.as_ref() else {
+        return ConnectError::new("unimplemented", "this process does not serve settings").into_response();
+    };
+    let tenant = match tenant(&headers, st.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let (codec, body) = match connect_body(&headers, request).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tenant = tenant.as_str();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let result = match method.as_str() {
+        "Get" => match decode::<s::GetSettingsRequest>(codec, &body) {
+            Ok(_) => store.get(tenant).await.map(|settings| respond(codec, &s::GetSettingsResponse { settings })),
+            Err(r) => return r,
+        },
+        "Set" => match decode::<s::SetSettingsRequest>(codec, &body) {
+            Ok(req) => match req.setting {
+                Some(setting) => store
+                    .set(tenant, setting, now_ms)
+                    .await
+                    .map(|setting| respond(codec, &s::SetSettingsResponse { setting: Some(setting) })),
+                None => return ConnectError::invalid_argument("setting is missing").into_response(),
+            },
+            Err(r) => return r,
+        },
+        "Delete" => match decode::<s::DeleteSettingsRequest>(codec, &body) {
+            Ok(req) => store.delete(tenant, &req.name).await.map(|()| respond(codec, &s::DeleteSettingsResponse {})),
+            Err(r) => return r,
+        },
+        other => {
+            return ConnectError::new("unimplemented", format!("settings.v1.SettingsService/{other} does not exist"))
+                .into_response();
+        }
+    };
+    result.unwrap_or_else(|e| {
+        if e.code() == "internal" {
+            tracing::warn!(error = %e, "settings");
+        }
+        ConnectError::new(e.code(), e.to_string()).into_response()
+    })
 }

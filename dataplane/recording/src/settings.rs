@@ -1,0 +1,135 @@
+//! Per-tenant key/value settings (`settings.v1.SettingsService`, used by
+//! Grafana's profiles app), one object per tenant in the bucket
+//! (`settings/<tenant>/settings.binpb`).
+//!
+//! A Set carries `modifiedAt` (Unix ms): 0 or less means "now"; a Set older
+//! than the stored value is refused (`already_exists`), so concurrent
+//! writers keep the newest value.
+
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use phlox_block::paths::settings_path;
+use phlox_proto::settings::v1::{Setting, SettingsStore};
+use prost::Message;
+
+/// Why a settings call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("setting name is empty")]
+    EmptyName,
+    #[error("setting {name:?} was modified at {stored}, after this update's {sent}")]
+    Stale { name: String, stored: i64, sent: i64 },
+    #[error("setting {0:?} not found")]
+    NotFound(String),
+    #[error("settings storage: {0}")]
+    Storage(#[from] object_store::Error),
+    #[error("settings object of tenant {tenant:?} is corrupt: {reason}")]
+    Corrupt { tenant: String, reason: String },
+}
+
+impl SettingsError {
+    /// The Connect/gRPC code name of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmptyName => "invalid_argument",
+            Self::Stale { .. } => "already_exists",
+            Self::NotFound(_) => "not_found",
+            Self::Storage(_) | Self::Corrupt { .. } => "internal",
+        }
+    }
+}
+
+/// Settings of every tenant.
+#[derive(Debug)]
+pub struct SettingsStoreClient {
+    store: Arc<dyn ObjectStore>,
+    write: tokio::sync::Mutex<()>,
+}
+
+impl SettingsStoreClient {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, write: tokio::sync::Mutex::new(()) }
+    }
+
+    async fn load(&self, tenant: &str) -> Result<SettingsStore, SettingsError> {
+        match self.store.get(&settings_path(tenant)).await {
+            Ok(r) => SettingsStore::decode(r.bytes().await?)
+                .map_err(|e| SettingsError::Corrupt { tenant: tenant.to_owned(), reason: e.to_string() }),
+            Err(object_store::Error::NotFound { .. }) => Ok(SettingsStore::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every setting of `tenant`, by name.
+    pub async fn get(&self, tenant: &str) -> Result<Vec<Setting>, SettingsError> {
+        let mut s = self.load(tenant).await?.settings;
+        s.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(s)
+    }
+
+    /// Stores a setting at `now_ms` unless it carries its own time.
+    pub async fn set(&self, tenant: &str, mut setting: Setting, now_ms: i64) -> Result<Setting, SettingsError> {
+        if setting.name.is_empty() {
+            return Err(SettingsError::EmptyName);
+        }
+        if setting.modified_at <= 0 {
+            setting.modified_at = now_ms;
+        }
+        let _guard = self.write.lock().await;
+        let mut all = self.load(tenant).await?;
+        match all.settings.iter_mut().find(|s| s.name == setting.name) {
+            Some(stored) if stored.modified_at > setting.modified_at => {
+                return Err(SettingsError::Stale {
+                    name: setting.name,
+                    stored: stored.modified_at,
+                    sent: setting.modified_at,
+                });
+            }
+            Some(stored) => *stored = setting.clone(),
+            None => all.settings.push(setting.clone()),
+        }
+        self.store.put(&settings_path(tenant), PutPayload::from(all.encode_to_vec())).await?;
+        Ok(setting)
+    }
+
+    /// Deletes a setting.
+    pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), SettingsError> {
+        let _guard = self.write.lock().await;
+        let mut all = self.load(tenant).await?;
+        let before = all.settings.len();
+        all.settings.retain(|s| s.name != name);
+        if all.settings.len() == before {
+            return Err(SettingsError::NotFound(name.to_owned()));
+        }
+        self.store.put(&settings_path(tenant), PutPayload::from(all.encode_to_vec())).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn setting(name: &str, value: &str, modified_at: i64) -> Setting {
+        Setting { name: name.into(), value: value.into(), modified_at }
+    }
+
+    #[tokio::test]
+    async fn settings_keep_the_newest_value_per_tenant() {
+        let s = SettingsStoreClient::new(Arc::new(InMemory::new()));
+        assert_eq!(s.set("t", setting("a", "1", 0), 1000).await.unwrap().modified_at, 1000);
+        assert_eq!(s.set("t", setting("a", "2", 2000), 1500).await.unwrap().value, "2");
+        let e = s.set("t", setting("a", "old", 1999), 3000).await.unwrap_err();
+        assert_eq!(e.code(), "already_exists");
+        s.set("t", setting("b", "x", 0), 5).await.unwrap();
+        assert_eq!(s.get("t").await.unwrap(), vec![setting("a", "2", 2000), setting("b", "x", 5)]);
+        assert!(s.get("other").await.unwrap().is_empty());
+        s.delete("t", "a").await.unwrap();
+        assert_eq!(s.delete("t", "a").await.unwrap_err().code(), "not_found");
+        assert_eq!(s.set("t", setting("", "x", 0), 5).await.unwrap_err().code(), "invalid_argument");
+        assert_eq!(s.get("t").await.unwrap(), vec![setting("b", "x", 5)]);
+    }
+}
