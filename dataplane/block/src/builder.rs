@@ -781,6 +781,7 @@ fn encode_tenant_index(tenant: &str, datasets: &[(&Dataset, &[IndexSeries])]) ->
         profile_count: 0,
         sample_count: 0,
         shadowed_keys: Bytes::new(),
+        deleted: Vec::new(),
     };
     Ok((out, meta))
 }
@@ -823,6 +824,7 @@ fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder) -> Re
         profile_count: stats.profiles,
         sample_count: stats.samples,
         shadowed_keys: Bytes::new(),
+        deleted: Vec::new(),
     };
     Ok(EncodedDataset { bytes, meta, keys, series })
 }

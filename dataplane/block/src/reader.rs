@@ -111,6 +111,7 @@ impl BlockReader {
                 })
                 .collect(),
             series: Vec::new(),
+            deleted: deleted_nanos(&ds.deleted),
             dataset: ds,
         };
         Ok(reader)
@@ -125,6 +126,17 @@ pub struct SampleFilter {
     pub span_ids: Option<FxHashSet<u64>>,
     /// Samples whose trace id is in the set.
     pub trace_ids: Option<FxHashSet<[u8; 16]>>,
+}
+
+/// Millisecond ranges (both ends inclusive) as nanosecond ranges.
+fn deleted_nanos(ranges: &[phlox_proto::metastore::v1::TimeRange]) -> Vec<(i64, i64)> {
+    const NANOS_PER_MS: i64 = 1_000_000;
+    ranges
+        .iter()
+        .map(|r| {
+            (r.start.saturating_mul(NANOS_PER_MS), r.end.saturating_mul(NANOS_PER_MS).saturating_add(NANOS_PER_MS - 1))
+        })
+        .collect()
 }
 
 /// One series of a dataset with the range of its profile rows.
@@ -180,9 +192,17 @@ pub struct DatasetReader {
     dataset: Dataset,
     series: Vec<SeriesInfo>,
     shadowed: FxHashSet<ProfileKey>,
+    /// Nanosecond ranges (inclusive) of pending deletions: rows in them
+    /// are skipped.
+    deleted: Vec<(i64, i64)>,
 }
 
 impl DatasetReader {
+    /// Whether a row at `t` (ns) lies in a pending deletion's range.
+    fn is_deleted(&self, t: i64) -> bool {
+        self.deleted.iter().any(|&(s, e)| s <= t && t <= e)
+    }
+
     /// The object this dataset lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -322,7 +342,11 @@ impl DatasetReader {
             let ids = s::col_fixed(&b, "id")?;
             for i in 0..b.num_rows() {
                 let (sid, t) = (sids.value(i), times.value(i));
-                if !wanted.get(sid as usize).copied().unwrap_or(false) || t < start_nanos || t > end_nanos {
+                if !wanted.get(sid as usize).copied().unwrap_or(false)
+                    || t < start_nanos
+                    || t > end_nanos
+                    || self.is_deleted(t)
+                {
                     continue;
                 }
                 let mut id = [0u8; 16];
@@ -420,7 +444,11 @@ impl DatasetReader {
             for i in 0..b.num_rows() {
                 let sid = sids.value(i);
                 let t = times.value(i);
-                if !wanted.get(sid as usize).copied().unwrap_or(false) || t < start_nanos || t > end_nanos {
+                if !wanted.get(sid as usize).copied().unwrap_or(false)
+                    || t < start_nanos
+                    || t > end_nanos
+                    || self.is_deleted(t)
+                {
                     continue;
                 }
                 if let Some(ids) = ids {
@@ -509,7 +537,7 @@ impl DatasetReader {
         for i in 0..b.num_rows() {
             let sid = sids.value(i);
             let t = times.value(i);
-            if !wanted.contains(&sid) || t < start || t > end {
+            if !wanted.contains(&sid) || t < start || t > end || self.is_deleted(t) {
                 continue;
             }
             let mut id = [0u8; 16];
@@ -554,7 +582,7 @@ impl DatasetReader {
     }
 
     /// Calls `f` with every stored row in storage order (series, time, id),
-    /// except the rows the metastore shadowed. The profiles section is
+    /// except the rows the metastore shadowed or marked deleted. The profiles section is
     /// decoded one batch at a time and rows borrow the batch: nothing is
     /// allocated per row. Stops at the first error `f` returns.
     pub async fn for_each_row(&self, mut f: impl FnMut(&RowRef<'_>) -> Result<()>) -> Result<()> {
@@ -593,8 +621,9 @@ impl DatasetReader {
                 let mut id = [0u8; 16];
                 id.copy_from_slice(ids.value(i));
                 let id = ProfileId(id);
-                if !self.shadowed.is_empty()
-                    && self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, series.fingerprint, &id))
+                if (!self.shadowed.is_empty()
+                    && self.shadowed.contains(&ProfileKey::new(&self.dataset.tenant, series.fingerprint, &id)))
+                    || self.is_deleted(times.value(i))
                 {
                     continue;
                 }

@@ -154,6 +154,43 @@ async fn reader_from_meta_needs_no_tail_read() {
     assert_eq!(rows[0].total, 3);
 }
 
+/// Rows inside a range the metastore marks deleted (a pending deletion) are
+/// skipped by every read path; rows outside it are kept.
+#[tokio::test]
+async fn rows_in_ranges_marked_deleted_are_skipped() {
+    let mut builder = SegmentBuilder::default();
+    // Profiles at 5 s (value 3), 6 s (value 4) and 7 s (value 5).
+    for (id, (secs, value)) in [(5i64, 3i64), (6, 4), (7, 5)].into_iter().enumerate() {
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.time_nanos(secs * 1_000_000_000).sample(&["a", "b"], &[value], &[]);
+        for p in series_profiles("svc", &b, id as u8 + 1, &[]) {
+            assert!(builder.add("t", &p));
+        }
+    }
+    let block = builder.finish(header()).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    put(&store, block.bytes.clone()).await;
+    let mut meta = block.meta.clone();
+    // Deleted: [6000 ms, 6999 ms], both ends inclusive, so 6 s goes.
+    meta.datasets[0].deleted = vec![phlox_proto::metastore::v1::TimeRange { start: 6_000, end: 6_999 }];
+    let ds = BlockReader::from_meta(Arc::clone(&store), meta).unwrap().dataset(0).await.unwrap();
+    let rows = ds.profiles(&[0], i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.total).collect::<Vec<_>>(), vec![3, 5]);
+    let totals = ds.profile_totals(&[0], i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(totals.iter().map(|t| t.2).collect::<Vec<_>>(), vec![3, 5]);
+    let mut values = vec![0i64; ds.symbols().await.unwrap().stack_count()];
+    ds.accumulate_stack_values(&[0], i64::MIN, i64::MAX, &mut values).await.unwrap();
+    assert_eq!(values.iter().sum::<i64>(), 8);
+    let mut seen = Vec::new();
+    ds.for_each_row(|r| {
+        seen.push(r.total);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen, vec![3, 5]);
+}
+
 #[tokio::test]
 async fn corrupt_objects_are_rejected_without_panics() {
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");

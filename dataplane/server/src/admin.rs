@@ -131,6 +131,15 @@ pub(crate) async fn delete(
             }
         },
     };
+    // A repeated request is the same deletion with cumulative counts: the
+    // metrics count only what this request removed.
+    let before = admin
+        .metastore
+        .list_deletions(ListDeletionsRequest { tenant: tenant.as_str().to_owned() })
+        .await
+        .ok()
+        .and_then(|l| l.deletions.into_iter().find(|d| d.start == start && d.end == end))
+        .map_or((0, 0), |d| (d.datasets_removed, d.blocks_tombstoned));
     let request = DeleteRangeRequest { tenant: tenant.as_str().to_owned(), start, end };
     let mut deletion = match admin.metastore.delete_range(request).await {
         Ok(r) => r.deletion.unwrap_or_default(),
@@ -140,8 +149,8 @@ pub(crate) async fn delete(
             return status_error(&e);
         }
     };
-    admin.deleted.with_label_values(&["datasets"]).inc_by(deletion.datasets_removed);
-    admin.deleted.with_label_values(&["blocks"]).inc_by(deletion.blocks_tombstoned);
+    admin.deleted.with_label_values(&["datasets"]).inc_by(deletion.datasets_removed.saturating_sub(before.0));
+    admin.deleted.with_label_values(&["blocks"]).inc_by(deletion.blocks_tombstoned.saturating_sub(before.1));
     let deadline = tokio::time::Instant::now() + wait;
     while deletion.done_at == 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;

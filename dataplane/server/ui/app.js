@@ -29,6 +29,8 @@ const MODES = ['single', 'diff', 'heatmap'];
 const ROW_HEIGHT = 18; // px per flame graph level
 const MIN_NODE_PX = 0.5; // nodes narrower than this are not drawn
 const TOP_TABLE_LIMIT = 500; // rows put into the DOM
+// The diff table opens with the functions that grew most (in percentage points).
+const DEFAULT_DIFF_SORT = 'change-desc';
 const EXEMPLAR_LIMIT = 100;
 const FONT = '12px ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace';
 const SMALL_FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
@@ -82,21 +84,46 @@ function formatLabelName(name) {
   return /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(name) ? name : `"${escapeLabelValue(name)}"`;
 }
 
-/** `{service_name="x", k="v"}`; later filters override earlier ones of the same name. */
+// Label matcher operators (Prometheus syntax); `=~` and `!~` take a regular
+// expression (RE2, anchored on the server) instead of a value.
+const FILTER_OPS = ['=', '!=', '=~', '!~'];
+const FILTER_OP_TITLES = {
+  '=': 'equals', '!=': 'does not equal', '=~': 'matches regex', '!~': 'does not match regex',
+};
+
+function isRegexOp(op) {
+  return op === '=~' || op === '!~';
+}
+
+function normalizeOp(op) {
+  return FILTER_OPS.includes(op) ? op : '=';
+}
+
+/** Escapes RE2 metacharacters, so a label value can seed a regex filter. */
+function escapeRegex(v) {
+  return String(v).replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
+
+/**
+ * `{service_name="x", k="v", j!~"r"}`. One matcher per label name: a later
+ * filter overrides an earlier one of the same name whatever its operator,
+ * so a diff side's filter replaces a main filter on the same label.
+ */
 function buildSelector(service, filters) {
   const byName = new Map();
-  for (const f of filters || []) if (f && f.name) byName.set(f.name, f.value);
+  for (const f of filters || []) if (f && f.name) byName.set(f.name, f);
   const parts = [];
   if (service) parts.push(`service_name="${escapeLabelValue(service)}"`);
-  for (const [name, value] of byName) {
+  for (const [name, f] of byName) {
     if (name === 'service_name' && service) continue;
-    parts.push(`${formatLabelName(name)}="${escapeLabelValue(value)}"`);
+    parts.push(`${formatLabelName(name)}${normalizeOp(f.op)}"${escapeLabelValue(f.value)}"`);
   }
   return `{${parts.join(', ')}}`;
 }
 
+/** A filter as shown on its chip: the matcher with the value unescaped, for reading. */
 function filterText(f) {
-  return `${f.name}="${f.value}"`;
+  return `${f.name}${normalizeOp(f.op)}"${f.value}"`;
 }
 
 function pad2(n) {
@@ -497,18 +524,27 @@ function flameSummary(g) {
   return `${nodeName(g, w)} ${fmtPct(percent(g.total[w], g.rootTotal))}`;
 }
 
+// Value columns the top tables aggregate: pairs of [self, total] arrays of
+// the decoded graph, named as in decodeFlameGraph.
+const SINGLE_COLUMNS = [['self', 'total']];
+const DIFF_COLUMNS = [['lSelf', 'lTotal'], ['rSelf', 'rTotal']];
+
 /**
  * Aggregates the graph by function name: self = sum of self over all nodes
  * of that name; total = sum of totals over the nodes of that name that have
  * no ancestor of the same name (so recursion is not counted twice). An
  * iterative DFS keeps, per name, how many nodes of that name are on the
- * current path. Returns [{name, self, total}] (root excluded).
+ * current path. `columns` lists [selfKey, totalKey] pairs of g's arrays
+ * (both sides of a diff are aggregated in one pass). Returns one object per
+ * name (root excluded): {name, [selfKey], [totalKey], ...}.
  */
-function aggregateByName(g) {
+function aggregateByName(g, columns = SINGLE_COLUMNS) {
   if (!g || g.n === 0) return [];
   const N = g.names.length;
-  const selfBy = new Float64Array(N);
-  const totalBy = new Float64Array(N);
+  const cols = columns.map(([selfKey, totalKey]) => ({
+    selfKey, totalKey, selfSrc: g[selfKey], totalSrc: g[totalKey],
+    selfBy: new Float64Array(N), totalBy: new Float64Array(N),
+  }));
   const onPath = new Int32Array(N);
   const seen = new Uint8Array(N);
   const stack = [];
@@ -526,17 +562,50 @@ function aggregateByName(g) {
     }
     const nm = g.nameIdx[v];
     seen[nm] = 1;
-    selfBy[nm] += g.self[v];
-    if (onPath[nm] === 0) totalBy[nm] += g.total[v];
+    const outermost = onPath[nm] === 0;
+    for (const c of cols) {
+      c.selfBy[nm] += c.selfSrc[v];
+      if (outermost) c.totalBy[nm] += c.totalSrc[v];
+    }
     onPath[nm]++;
     stack.push(~v);
     pushChildren(v);
   }
   const rows = [];
   for (let k = 0; k < N; k++) {
-    if (seen[k]) rows.push({ name: g.names[k], self: selfBy[k], total: totalBy[k] });
+    if (!seen[k]) continue;
+    const row = { name: g.names[k] };
+    for (const c of cols) {
+      row[c.selfKey] = c.selfBy[k];
+      row[c.totalKey] = c.totalBy[k];
+    }
+    rows.push(row);
   }
   return rows;
+}
+
+/**
+ * Rows of the diff table from aggregated diff rows: `metric` ('self' or
+ * 'total') as a percentage of each side's own total, the change in
+ * percentage points (the sort key) and the relative change of the share
+ * (the flame graph's colour scale; ±Infinity when new).
+ */
+function diffTableRows(agg, g, metric) {
+  const lKey = metric === 'self' ? 'lSelf' : 'lTotal';
+  const rKey = metric === 'self' ? 'rSelf' : 'rTotal';
+  return agg.map((r) => {
+    const left = percent(r[lKey], g.leftTicks);
+    const right = percent(r[rKey], g.rightTicks);
+    return {
+      name: r.name,
+      lValue: r[lKey],
+      rValue: r[rKey],
+      left,
+      right,
+      change: right - left,
+      rel: diffChange(r[lKey], r[rKey], g.leftTicks, g.rightTicks),
+    };
+  });
 }
 
 function sortRows(rows, sort) {
@@ -1224,13 +1293,19 @@ class Heatmap extends TimeCanvas {
 // ---------------------------------------------------------------------------
 
 /**
- * A label name select, a value select (values filtered by the current
- * selector minus this label), an add button and removable chips.
+ * A label name select, an operator select, a value select (values filtered
+ * by the current selector minus this label) or, for the regex operators, a
+ * free-text input (the values offered as suggestions), an add button and
+ * removable chips.
  */
 class FilterPicker {
-  constructor({ nameSelect, valueSelect, addButton, chips, chipTestId, onChange, selectorWithout, onError }) {
+  constructor({
+    nameSelect, opSelect, valueSelect, regexInput, addButton, chips, chipTestId, onChange, selectorWithout, onError,
+  }) {
     this.nameSelect = nameSelect;
+    this.opSelect = opSelect;
     this.valueSelect = valueSelect;
+    this.regexInput = regexInput;
     this.addButton = addButton;
     this.chips = chips;
     this.chipTestId = chipTestId;
@@ -1243,9 +1318,31 @@ class FilterPicker {
     this.valuesReq = 0;
     this.namesReq = 0;
     setOptions(nameSelect, [], 'label…');
+    setOptions(opSelect, FILTER_OPS.map((op) => ({ value: op, label: op, title: FILTER_OP_TITLES[op] })));
     setOptions(valueSelect, [], 'value…');
+    // The regex input suggests the label's values through a datalist.
+    this.suggestions = document.createElement('datalist');
+    this.suggestions.id = `label-suggestions-${++FilterPicker.count}`;
+    regexInput.after(this.suggestions);
+    regexInput.setAttribute('list', this.suggestions.id);
     nameSelect.addEventListener('change', () => this.loadValues());
+    opSelect.addEventListener('change', () => this.syncOp());
+    regexInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') this.add(); });
     addButton.addEventListener('click', () => this.add());
+    this.syncOp();
+  }
+
+  /** Shows the value select or the regex input, as the operator needs. */
+  syncOp() {
+    const regex = isRegexOp(this.opSelect.value);
+    this.opSelect.title = FILTER_OP_TITLES[this.opSelect.value] || '';
+    // Switching to a regex seeds it with the chosen value, matched literally.
+    if (regex && !this.regexInput.value && this.valueSelect.value) {
+      this.regexInput.value = escapeRegex(this.valueSelect.value);
+    }
+    this.valueSelect.hidden = regex;
+    this.regexInput.hidden = !regex;
+    this.regexInput.disabled = !this.nameSelect.value;
   }
 
   setFilters(filters) {
@@ -1289,8 +1386,9 @@ class FilterPicker {
       names.sort();
       setOptions(this.nameSelect, names, 'label…', selected);
       if (this.nameSelect.value !== selected || !selected) {
-        setOptions(this.valueSelect, [], 'value…');
+        this.setValues([]);
         this.valueSelect.disabled = true;
+        this.syncOp();
       } else {
         await this.loadValues(signal);
       }
@@ -1299,12 +1397,18 @@ class FilterPicker {
     }
   }
 
+  setValues(values, selected) {
+    setOptions(this.valueSelect, values, 'value…', selected);
+    setOptions(this.suggestions, values);
+  }
+
   async loadValues(signal) {
     const name = this.nameSelect.value;
     const req = ++this.valuesReq;
     const selected = this.valueSelect.value;
+    this.syncOp();
     if (!name || !this.range) {
-      setOptions(this.valueSelect, [], 'value…');
+      this.setValues([]);
       this.valueSelect.disabled = true;
       return;
     }
@@ -1315,7 +1419,7 @@ class FilterPicker {
       }, signal);
       if (req !== this.valuesReq) return;
       const values = (resp.names || []).slice().sort();
-      setOptions(this.valueSelect, values, 'value…', selected);
+      this.setValues(values, selected);
       // Preselect the single value so "Add" works right away.
       if (values.length === 1) this.valueSelect.value = values[0];
       this.valueSelect.disabled = false;
@@ -1326,13 +1430,22 @@ class FilterPicker {
 
   add() {
     const name = this.nameSelect.value;
-    const value = this.valueSelect.value;
-    if (!name || !value || this.valueSelect.disabled) return;
+    const op = normalizeOp(this.opSelect.value);
+    if (!name) return;
+    let value;
+    if (isRegexOp(op)) {
+      // An empty regex is meaningful (`!~""`: the label is set), so allowed.
+      value = this.regexInput.value;
+    } else {
+      value = this.valueSelect.value;
+      if (!value || this.valueSelect.disabled) return;
+    }
     const next = this.filters.filter((f) => f.name !== name);
-    next.push({ name, value });
+    next.push({ name, op, value });
     this.onChange(next);
   }
 }
+FilterPicker.count = 0;
 
 /** Replaces a select's options with a placeholder plus `values`. */
 function setOptions(select, values, placeholder, selected) {
@@ -1348,6 +1461,7 @@ function setOptions(select, values, placeholder, selected) {
     if (typeof v === 'object') {
       o.value = v.value;
       o.textContent = v.label;
+      if (v.title) o.title = v.title;
     } else {
       o.value = v;
       o.textContent = v;
@@ -1384,15 +1498,37 @@ function defaultState() {
     zoom: '',
     maxNodes: DEFAULT_MAX_NODES,
     sort: 'total-desc',
+    diffSort: DEFAULT_DIFF_SORT,
+    diffMetric: 'total', // what the diff table compares: 'total' or 'self'
     tenant: '',
   };
 }
 
-/** `name=value` (split at the first `=`). */
+// A filter in the URL is `name<op>value` with the operator written as in
+// PromQL (`region!=us`, `region=~eu.*`); plain `name=value` (the format
+// before operators existed) still means equality. The name ends at the
+// first `=` (so label names with `=` or a trailing `!` cannot round-trip).
+// The value is raw, except that an equality value starting with `~` or `\`
+// gets a `\` prefix, so that it is not read as `=~`.
+
+function formatFilterParam(f) {
+  const op = normalizeOp(f.op);
+  const value = op === '=' && /^[~\\]/.test(f.value) ? `\\${f.value}` : f.value;
+  return `${f.name}${op}${value}`;
+}
+
 function parseFilter(text) {
-  const i = String(text).indexOf('=');
+  const t = String(text);
+  const i = t.indexOf('=');
   if (i <= 0) return null;
-  return { name: text.slice(0, i), value: text.slice(i + 1) };
+  const negated = t[i - 1] === '!';
+  const regex = t[i + 1] === '~';
+  const name = t.slice(0, negated ? i - 1 : i);
+  if (!name) return null;
+  const op = `${negated ? '!' : ''}=${regex ? '~' : ''}`;
+  let value = t.slice(regex ? i + 2 : i + 1);
+  if (op === '=' && value.startsWith('\\')) value = value.slice(1);
+  return { name, op, value };
 }
 
 function parseState(query) {
@@ -1415,6 +1551,8 @@ function parseState(query) {
   const mn = Number(p.get('maxNodes'));
   if (Number.isInteger(mn) && mn > 0) s.maxNodes = mn;
   if (/^(name|self|total)-(asc|desc)$/.test(p.get('sort') || '')) s.sort = p.get('sort');
+  if (/^(name|left|right|change)-(asc|desc)$/.test(p.get('dsort') || '')) s.diffSort = p.get('dsort');
+  if (p.get('dmetric') === 'self') s.diffMetric = 'self';
   s.tenant = str('tenant');
   return s;
 }
@@ -1424,17 +1562,19 @@ function serializeState(s) {
   const set = (k, v) => { if (v !== '' && v != null) p.set(k, String(v)); };
   set('service', s.service);
   set('type', s.type);
-  for (const f of s.filters) p.append('f', `${f.name}=${f.value}`);
+  for (const f of s.filters) p.append('f', formatFilterParam(f));
   set('from', s.from);
   set('until', s.until);
   if (s.mode !== 'single') set('mode', s.mode);
   if (s.mode === 'diff') {
     set('lfrom', s.left.from);
     set('luntil', s.left.until);
-    for (const f of s.left.filters) p.append('lf', `${f.name}=${f.value}`);
+    for (const f of s.left.filters) p.append('lf', formatFilterParam(f));
     set('rfrom', s.right.from);
     set('runtil', s.right.until);
-    for (const f of s.right.filters) p.append('rf', `${f.name}=${f.value}`);
+    for (const f of s.right.filters) p.append('rf', formatFilterParam(f));
+    if (s.diffSort !== DEFAULT_DIFF_SORT) set('dsort', s.diffSort);
+    if (s.diffMetric !== 'total') set('dmetric', s.diffMetric);
   }
   if (s.mode === 'heatmap' && s.heatmap !== 'individual') set('hm', s.heatmap);
   set('pid', s.pid);
@@ -1467,6 +1607,8 @@ const app = {
   graph: null,
   diffGraph: null,
   rows: [],
+  diffAgg: [], // the diff graph aggregated by name, once per response
+  diffRows: [], // diffAgg as table rows for the current metric
   pending: 0,
   brushSide: 'left',
   firstRenderDone: false,
@@ -1844,6 +1986,9 @@ function showDiff(fgOrGraph, emptyText) {
   setOverlay('diff-flamegraph-msg', empty ? (emptyText || 'No profiles in either selection') : '');
   $('diff-totals').textContent = empty ? '' :
     `Baseline total ${formatValue(g.leftTicks, unit())} · comparison total ${formatValue(g.rightTicks, unit())}`;
+  app.diffAgg = aggregateByName(g, DIFF_COLUMNS);
+  updateDiffRows();
+  renderDiffTable();
   updateZoomUi();
 }
 
@@ -1987,44 +2132,78 @@ function openExemplar(ex) {
   navigate(changes);
 }
 
-// --- top table --------------------------------------------------------------
+// --- top tables -------------------------------------------------------------
+//
+// The single view's table (function, self, total) and the diff view's table
+// (symbol, baseline, comparison, change) share filtering by the search box,
+// sorting by header clicks and row clicks that highlight the function.
+// Rows are aggregated once per response; a render only filters, sorts and
+// puts the first TOP_TABLE_LIMIT rows into the DOM.
 
-function renderTopTable() {
-  const table = app.el.topTable;
-  const body = table.tBodies[0];
-  const g = app.graph;
-  const s = app.state;
-  body.textContent = '';
-  const q = s.search.trim().toLowerCase();
-  const rows = q ? app.rows.filter((r) => String(r.name).toLowerCase().includes(q)) : app.rows.slice();
-  sortRows(rows, s.sort);
-  const [col, dir] = s.sort.split('-');
+/** The rows matching the search, sorted; `all` itself is left untouched. */
+function visibleRows(all, search, sort) {
+  const q = search.trim().toLowerCase();
+  const rows = q ? all.filter((r) => String(r.name).toLowerCase().includes(q)) : all.slice();
+  return sortRows(rows, sort);
+}
+
+/** Marks the sorted column's header (arrow via CSS, aria-sort for screen readers). */
+function markSortHeaders(table, sort) {
+  const [col, dir] = sort.split('-');
   for (const th of table.tHead.rows[0].cells) {
     const active = th.dataset.sort === col;
     th.classList.toggle('sorted', active);
     th.setAttribute('aria-sort', active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none');
     th.dataset.dir = active ? dir : '';
   }
-  const root = g ? g.rootTotal : 0;
+}
+
+/** The sort after a click on column `col`: flips the direction, or starts a new column. */
+function nextSort(current, col) {
+  const [cur, dir] = current.split('-');
+  if (cur === col) return `${col}-${dir === 'asc' ? 'desc' : 'asc'}`;
+  return `${col}-${col === 'name' ? 'asc' : 'desc'}`;
+}
+
+/**
+ * Replaces a table's body with the first rows of `rows` (built by
+ * `cellsOf(row)`) and explains in `noteEl` what is not shown.
+ */
+function fillTable(table, noteEl, rows, allCount, testId, cellsOf) {
+  const body = table.tBodies[0];
+  body.textContent = '';
+  const search = app.state.search;
   const shown = rows.slice(0, TOP_TABLE_LIMIT);
   const frag = document.createDocumentFragment();
   for (const r of shown) {
     const tr = document.createElement('tr');
-    tr.dataset.testid = 'top-row';
+    tr.dataset.testid = testId;
     tr.className = 'clickable';
+    // The row the search was set from (by a click) stays marked.
+    if (search && r.name === search) tr.classList.add('selected');
     const name = document.createElement('td');
     name.dataset.col = 'name';
     name.className = 'name';
     name.textContent = r.name;
     name.title = r.name;
-    tr.append(name, valueCell('self', r.self, root), valueCell('total', r.total, root));
+    tr.append(name, ...cellsOf(r));
     tr.addEventListener('click', () => setSearch(r.name, true));
     frag.appendChild(tr);
   }
   body.appendChild(frag);
-  $('top-table-note').textContent = rows.length > shown.length ?
+  noteEl.textContent = rows.length > shown.length ?
     `Showing ${shown.length} of ${rows.length} functions; search to narrow down.` :
-    (rows.length === 0 && app.rows.length ? 'No function matches the search.' : '');
+    (rows.length === 0 && allCount ? 'No function matches the search.' : '');
+}
+
+function renderTopTable() {
+  const table = app.el.topTable;
+  const s = app.state;
+  const rows = visibleRows(app.rows, s.search, s.sort);
+  markSortHeaders(table, s.sort);
+  const root = app.graph ? app.graph.rootTotal : 0;
+  fillTable(table, $('top-table-note'), rows, app.rows.length, 'top-row',
+    (r) => [valueCell('self', r.self, root), valueCell('total', r.total, root)]);
 }
 
 function valueCell(col, v, root) {
@@ -2041,6 +2220,61 @@ function valueCell(col, v, root) {
   return td;
 }
 
+/** Recomputes the diff table's rows for the current metric (no API call). */
+function updateDiffRows() {
+  const g = app.diffGraph;
+  app.diffRows = g ? diffTableRows(app.diffAgg, g, app.state.diffMetric) : [];
+}
+
+function renderDiffTable() {
+  const table = app.el.diffTable;
+  const s = app.state;
+  const self = s.diffMetric === 'self';
+  for (const b of $('diff-metric').querySelectorAll('button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.metric === s.diffMetric));
+  }
+  $('diff-left-head').textContent = `Baseline ${self ? 'self' : 'total'}`;
+  $('diff-right-head').textContent = `Comparison ${self ? 'self' : 'total'}`;
+  const rows = visibleRows(app.diffRows, s.search, s.diffSort);
+  markSortHeaders(table, s.diffSort);
+  fillTable(table, $('diff-table-note'), rows, app.diffRows.length, 'diff-row',
+    (r) => [shareCell('left', r.left, r.lValue), shareCell('right', r.right, r.rValue), changeCell(r)]);
+}
+
+/** A side's share of its own total; the raw value in the cell's title. */
+function shareCell(col, pct, value) {
+  const td = document.createElement('td');
+  td.dataset.col = col;
+  td.className = 'num';
+  td.textContent = fmtPct(pct);
+  td.title = formatValue(value, unit());
+  return td;
+}
+
+/**
+ * The change in percentage points, with a swatch in the flame graph's
+ * colour for the relative change, which the title spells out.
+ */
+function changeCell(r) {
+  const td = document.createElement('td');
+  td.dataset.col = 'change';
+  td.className = 'num';
+  const swatch = document.createElement('span');
+  swatch.className = 'change-swatch';
+  swatch.style.background = diffColor(r.rel);
+  const text = document.createElement('span');
+  const pp = Math.abs(r.change) < 0.005 ? 0 : r.change; // no "−0.00"
+  text.textContent = `${pp > 0 ? '+' : pp < 0 ? '−' : ''}${Math.abs(pp).toFixed(2)} pp`;
+  if (pp !== 0) text.className = pp > 0 ? 'grew' : 'shrank';
+  td.append(swatch, text);
+  let rel;
+  if (r.rel === Infinity) rel = 'new in comparison';
+  else if (r.rValue === 0 && r.lValue > 0) rel = 'gone in comparison (−100%)';
+  else rel = `${r.rel >= 0 ? '+' : '−'}${Math.abs(r.rel).toFixed(2)}% relative to the baseline share`;
+  td.title = `${text.textContent}: ${fmtPct(r.left)} → ${fmtPct(r.right)}, ${rel}`;
+  return td;
+}
+
 // --- search and zoom --------------------------------------------------------
 
 function setSearch(q, push) {
@@ -2049,8 +2283,13 @@ function setSearch(q, push) {
   writeUrl(push);
   app.flame.setSearch(q);
   app.diffFlame.setSearch(q);
-  if (app.state.mode === 'diff') app.diffFlame.render(); else app.flame.render();
-  renderTopTable();
+  if (app.state.mode === 'diff') {
+    app.diffFlame.render();
+    renderDiffTable();
+  } else {
+    app.flame.render();
+    renderTopTable();
+  }
   updateZoomUi();
 }
 
@@ -2162,7 +2401,9 @@ function makeSidePicker(side) {
   const root = $(side === 'left' ? 'diff-left' : 'diff-right');
   return new FilterPicker({
     nameSelect: root.querySelector('.side-label-name'),
+    opSelect: root.querySelector('.side-label-op'),
     valueSelect: root.querySelector('.side-label-value'),
+    regexInput: root.querySelector('.side-label-regex'),
     addButton: root.querySelector('.side-add'),
     chips: root.querySelector('.chips'),
     chipTestId: null,
@@ -2216,6 +2457,7 @@ function init() {
   el.loading = $('loading');
   el.summary = $('flamegraph-summary');
   el.topTable = $('top-table');
+  el.diffTable = $('diff-table');
   el.resetZoom = $('reset-zoom');
   el.pprof = $('pprof-download');
   el.heatmapKind = $('heatmap-kind');
@@ -2229,7 +2471,9 @@ function init() {
 
   app.mainFilters = new FilterPicker({
     nameSelect: $('label-name'),
+    opSelect: $('label-op'),
     valueSelect: $('label-value'),
+    regexInput: $('label-regex'),
     addButton: $('add-filter'),
     chips: $('filter-chips'),
     chipTestId: 'filter-chip',
@@ -2285,14 +2529,24 @@ function init() {
   el.topTable.tHead.addEventListener('click', (e) => {
     const th = e.target.closest('th[data-sort]');
     if (!th) return;
-    const col = th.dataset.sort;
-    const [cur, dir] = app.state.sort.split('-');
-    let next;
-    if (cur === col) next = `${col}-${dir === 'asc' ? 'desc' : 'asc'}`;
-    else next = `${col}-${col === 'name' ? 'asc' : 'desc'}`;
-    app.state.sort = next;
+    app.state.sort = nextSort(app.state.sort, th.dataset.sort);
     writeUrl(false);
     renderTopTable();
+  });
+  el.diffTable.tHead.addEventListener('click', (e) => {
+    const th = e.target.closest('th[data-sort]');
+    if (!th) return;
+    app.state.diffSort = nextSort(app.state.diffSort, th.dataset.sort);
+    writeUrl(false);
+    renderDiffTable();
+  });
+  $('diff-metric').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-metric]');
+    if (!b || b.dataset.metric === app.state.diffMetric) return;
+    app.state.diffMetric = b.dataset.metric;
+    writeUrl(false);
+    updateDiffRows();
+    renderDiffTable();
   });
 
   observeWidth($('flamegraph-wrap'), () => app.flame.render());

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use phlox_block::is_tenant_index;
-use phlox_proto::metastore::v1::{BlockMeta, Dataset};
+use phlox_proto::metastore::v1::{BlockMeta, Dataset, TimeRange};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
@@ -98,6 +98,26 @@ impl Deletions {
     /// Pending deletions of `tenant`.
     pub(crate) fn pending_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a Deletion> + 'a {
         self.by_id.values().filter(move |d| d.done_ms.is_none() && d.tenant == tenant)
+    }
+
+    /// Writes into each dataset of a query answer the ranges of its
+    /// tenant's pending deletions that overlap it, so readers skip the
+    /// range's rows before compaction has rewritten the block.
+    pub(crate) fn mark_deleted(&self, blocks: &mut [BlockMeta]) {
+        if self.by_id.values().all(|d| d.done_ms.is_some()) {
+            return;
+        }
+        for block in blocks {
+            for ds in &mut block.datasets {
+                let tenant = if ds.tenant.is_empty() { block.tenant.as_str() } else { ds.tenant.as_str() };
+                let ranges: Vec<TimeRange> = self
+                    .pending_of(tenant)
+                    .filter(|d| d.start_ms <= ds.max_time && d.end_ms >= ds.min_time)
+                    .map(|d| TimeRange { start: d.start_ms, end: d.end_ms })
+                    .collect();
+                ds.deleted = ranges;
+            }
+        }
     }
 
     /// (tenant, block id) pairs that a pending deletion needs rewritten.

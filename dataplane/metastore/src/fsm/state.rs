@@ -101,7 +101,9 @@ impl MetastoreState {
     /// Blocks of `request.tenants` overlapping `[start, end]`, each with only
     /// its matching datasets, ordered by `min_time` then id.
     pub fn query(&self, request: &QueryBlocksRequest) -> Result<Vec<BlockMeta>, InvalidRequest> {
-        query_blocks(&self.index, request)
+        let mut blocks = query_blocks(&self.index, request)?;
+        self.deletions.mark_deleted(&mut blocks);
+        Ok(blocks)
     }
 
     /// Number of indexed blocks.
