@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/settings/v1/recording_rules.proto",
         "proto/capabilities/v1/feature_flags.proto",
         "proto/version/v1/version.proto",
+        "proto/adhocprofiles/v1/adhocprofiles.proto",
+        "proto/grpc/health/v1/health.proto",
         "proto/metastore/v1/metastore.proto",
         "proto/segmentwriter/v1/segmentwriter.proto",
         "proto/querybackend/v1/querybackend.proto",
@@ -46,6 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".settings.v1",
         ".capabilities.v1",
         ".version.v1",
+        ".adhocprofiles.v1",
+        ".grpc.health.v1",
     ])?;
     Ok(())
 }

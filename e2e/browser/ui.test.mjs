@@ -1,8 +1,9 @@
 // Browser test of the web UI: headless Chromium (Debian's package) driven by
 // playwright-core. Ingests known profiles into a running phlox, opens the
 // UI, and checks what a user sees: the widest function of the flame graph
-// and its percentage, a label filter changing it, the diff view, and the
-// render time of an 8192-node flame graph (reported, not asserted).
+// and its percentage, label filters (=, !=, =~) changing it and surviving a
+// reload, the diff view and its table (baseline vs comparison shares), and
+// the render time of an 8192-node flame graph (reported, not asserted).
 //
 // Usage: node ui.test.mjs <base url> <output dir>
 import { chromium } from 'playwright-core';
@@ -56,6 +57,40 @@ async function waitSummary(prefix) {
   );
   return (await summary()).trim();
 }
+const waitReady = () => page.waitForFunction(() => window.__phlox && window.__phlox.ready, null, { timeout: 20000 });
+
+/** Adds a label filter with a picker's selects (`root`: the picker's container). */
+async function addFilter(root, { name, op, value }) {
+  await page.selectOption(`${root} select[aria-label$="label name" i]`, name);
+  await page.selectOption(`${root} select[aria-label$="operator" i]`, op);
+  if (op.includes('~')) {
+    await page.fill(`${root} input[aria-label$="regular expression" i]`, value);
+  } else {
+    const values = `${root} select[aria-label$="label value" i]`;
+    await page.waitForFunction(
+      (sel) => { const s = document.querySelector(sel); return s && !s.disabled; },
+      values,
+      { timeout: 10000 },
+    );
+    await page.selectOption(values, value);
+  }
+  await page.click(`${root} button:has-text("Add filter")`);
+}
+
+const chipTexts = () => page.locator('[data-testid=filter-chip] > span').allInnerTexts();
+const urlFilters = (key) => page.evaluate((k) => new URLSearchParams(location.search).getAll(k), key);
+
+/** The diff table's rows by symbol: {left, right, change} as displayed. */
+const diffRows = () =>
+  page.evaluate(() => {
+    const rows = {};
+    for (const tr of document.querySelectorAll('[data-testid=diff-row]')) {
+      const cell = (c) => tr.querySelector(`[data-col=${c}]`).textContent.trim();
+      rows[cell('name')] = { left: cell('left'), right: cell('right'), change: cell('change') };
+    }
+    return rows;
+  });
+const diffOrder = () => page.locator('[data-testid=diff-row] [data-col=name]').allInnerTexts();
 
 try {
   const started = Date.now();
@@ -91,6 +126,69 @@ try {
   await page.waitForSelector('[data-testid=diff-legend]', { state: 'visible', timeout: 20000 });
   await page.waitForFunction(() => window.__phlox && window.__phlox.ready, null, { timeout: 20000 });
   await page.screenshot({ path: path.join(out, 'diff.png'), fullPage: true });
+
+  // Operators: region != us selects the same data as region = eu.
+  await page.goto(`${base}/?service=shop&f=region=eu`, { waitUntil: 'load' });
+  assert.equal(await waitSummary('handle'), 'handle 75.00%');
+  await page.goto(`${base}/?service=shop`, { waitUntil: 'load' });
+  assert.equal(await waitSummary('handle'), 'handle 57.50%');
+  await addFilter('#main-filters', { name: 'region', op: '!=', value: 'us' });
+  assert.equal(await waitSummary('handle 75'), 'handle 75.00%');
+  assert.deepEqual(await chipTexts(), ['region!="us"']);
+  assert.deepEqual(await urlFilters('f'), ['region!=us']);
+  await page.reload({ waitUntil: 'load' });
+  assert.equal(await waitSummary('handle'), 'handle 75.00%');
+  assert.deepEqual(await chipTexts(), ['region!="us"']);
+  // A regex with a backslash (escaped in the selector) replaces the filter on that label.
+  await addFilter('#main-filters', { name: 'region', op: '=~', value: 'e\\w' });
+  await page.waitForFunction(() => document.querySelector('[data-testid=filter-chip]').textContent.includes('=~'));
+  assert.equal(await waitSummary('handle'), 'handle 75.00%');
+  assert.deepEqual(await chipTexts(), ['region=~"e\\w"']);
+  await page.reload({ waitUntil: 'load' });
+  assert.equal(await waitSummary('handle'), 'handle 75.00%');
+  assert.deepEqual(await urlFilters('f'), ['region=~e\\w']);
+
+  // The diff table: baseline region = eu, comparison region != eu (= us),
+  // both over the whole range; shares of each side's own total (100 each).
+  await page.goto(`${base}/?service=shop&mode=diff&lfrom=now-1h&luntil=now&rfrom=now-1h&runtil=now`, { waitUntil: 'load' });
+  await waitReady();
+  await addFilter('#diff-left', { name: 'region', op: '=', value: 'eu' });
+  await waitReady();
+  await addFilter('#diff-right', { name: 'region', op: '!=', value: 'eu' });
+  await waitReady();
+  const expectRows = {
+    gc: { left: '25.00%', right: '60.00%', change: '+35.00 pp' },
+    handle: { left: '75.00%', right: '40.00%', change: '−35.00 pp' },
+    parse: { left: '30.00%', right: '40.00%', change: '+10.00 pp' },
+    render: { left: '45.00%', right: '0.00%', change: '−45.00 pp' },
+  };
+  assert.deepEqual(await diffRows(), expectRows);
+  // Sorted by change (grew most first) until a header is clicked.
+  assert.deepEqual(await diffOrder(), ['gc', 'parse', 'handle', 'render']);
+  await page.locator('[data-testid=diff-table-wrap]').screenshot({ path: path.join(out, 'diff-table.png') });
+  await page.screenshot({ path: path.join(out, 'diff-with-table.png'), fullPage: true });
+  await page.click('[data-testid=diff-table] th[data-sort=left]');
+  assert.deepEqual(await diffOrder(), ['handle', 'render', 'parse', 'gc']);
+  await page.click('[data-testid=diff-table] th[data-sort=left]');
+  assert.deepEqual(await diffOrder(), ['gc', 'parse', 'render', 'handle']);
+  // Self instead of total: handle has no self time.
+  await page.click('[data-testid=diff-metric-self]');
+  assert.deepEqual((await diffRows()).handle, { left: '0.00%', right: '0.00%', change: '0.00 pp' });
+  assert.deepEqual((await diffRows()).gc, expectRows.gc);
+  await page.click('[data-testid=diff-metric-total]');
+  // The sides' filters (with their operators) survive a reload.
+  assert.deepEqual([await urlFilters('lf'), await urlFilters('rf')], [['region=eu'], ['region!=eu']]);
+  await page.reload({ waitUntil: 'load' });
+  await waitReady();
+  assert.deepEqual(await diffRows(), expectRows);
+  // The search box filters the rows; a row click highlights its function.
+  await page.fill('[data-testid=search]', 'pa');
+  assert.deepEqual(await diffOrder(), ['parse']);
+  await page.fill('[data-testid=search]', '');
+  await page.click('[data-testid=diff-row]:has([data-col=name]:text-is("handle"))');
+  assert.equal(await page.inputValue('[data-testid=search]'), 'handle');
+  assert.deepEqual(await diffOrder(), ['handle']);
+  assert.match(await page.locator('#zoom-info').innerText(), /^1 matching frames?$/);
 
   // A large flame graph: timings reported.
   const big = await browser.newPage({ viewport: { width: 1400, height: 1000 } });

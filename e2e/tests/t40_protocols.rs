@@ -160,3 +160,96 @@ async fn every_push_protocol_and_the_ingest_api_store_what_clients_send() {
     assert_eq!(total, 40_000_000);
     assert_eq!(labels["env"], "dev");
 }
+
+/// Grafana's ad hoc view: a pprof file captured from the Node.js SDK is
+/// uploaded (Connect JSON, base64), listed, read back per sample type and
+/// diffed with a collapsed-stacks file; garbage gets a 400 naming the
+/// problem. The standard health check answers over Connect and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adhoc_profiles_and_the_health_check_answer_as_grafana_calls_them() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &[]);
+    let client = reqwest::Client::new();
+    let call = |method: &str, body: serde_json::Value| {
+        let (client, url) = (client.clone(), format!("{}/adhocprofiles.v1.AdHocProfileService/{method}", server.http));
+        async move {
+            let r = client
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap())
+        }
+    };
+    let fb_ticks = |v: &serde_json::Value| -> serde_json::Value {
+        let fb: serde_json::Value = serde_json::from_str(v["flamebearerProfile"].as_str().unwrap()).unwrap();
+        fb["flamebearer"]["numTicks"].clone()
+    };
+    let raw = std::fs::read(captures_dir().join("node-pyroscope-nodejs-0.6.4-ingest-heap.pprof.gz")).unwrap();
+    let totals = totals_by_type(&raw);
+    let p = Profile::decode(&maybe_gunzip(&raw, 1 << 24).unwrap()).unwrap();
+    let types: Vec<String> = p.sample_types.iter().map(|t| p.strings.str(t.r#type).to_owned()).collect();
+
+    let (code, up) = call("Upload", serde_json::json!({"name": "heap.pprof.gz", "profile": encode_base64(&raw)})).await;
+    assert_eq!(code, 200, "{up}");
+    assert_eq!(up["profileTypes"], serde_json::json!(types));
+    assert_eq!(up["profileType"], types[0].as_str());
+    assert_eq!(fb_ticks(&up), totals[&types[0]], "the first sample type's total");
+    let id = up["id"].as_str().unwrap().to_owned();
+
+    let (code, got) = call("Get", serde_json::json!({"id": id, "profileType": types[1]})).await;
+    assert_eq!((code, got["name"].as_str()), (200, Some("heap.pprof.gz")), "{got}");
+    assert_eq!(fb_ticks(&got), totals[&types[1]]);
+    let (code, missing) = call("Get", serde_json::json!({"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"})).await;
+    assert_eq!((code, missing["code"].as_str()), (404, Some("not_found")), "{missing}");
+
+    let folded = format!("main;work {}\n", totals[&types[0]] / 2);
+    let (_, other) =
+        call("Upload", serde_json::json!({"name": "half.txt", "profile": encode_base64(folded.as_bytes())})).await;
+    let (code, listed) = call("List", serde_json::json!({})).await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = listed["profiles"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["heap.pprof.gz", "half.txt"]);
+    // No sample type in common ("samples" vs the heap's types): refused.
+    let (code, d) = call("Diff", serde_json::json!({"leftId": id, "rightId": other["id"]})).await;
+    assert_eq!(code, 400, "{d}");
+    let (code, d) = call("Diff", serde_json::json!({"leftId": id, "rightId": id, "profileType": types[1]})).await;
+    assert_eq!(code, 200, "{d}");
+    let fb: serde_json::Value = serde_json::from_str(d["flamebearerProfile"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (fb["leftTicks"].clone(), fb["rightTicks"].clone()),
+        (totals[&types[1]].into(), totals[&types[1]].into())
+    );
+
+    let (code, bad) =
+        call("Upload", serde_json::json!({"name": "x", "profile": encode_base64(b"\x00\x01garbage")})).await;
+    assert_eq!(code, 400, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("neither pprof"), "{bad}");
+
+    // Health: Connect JSON, then gRPC (h2c) through a generated client.
+    let r = client
+        .post(format!("{}/grpc.health.v1.Health/Check", server.http))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"{"status":"SERVING"}"#);
+    let mut health =
+        phlox_proto::grpc::health::v1::health_client::HealthClient::connect(server.http.clone()).await.unwrap();
+    let status = health.check(phlox_proto::grpc::health::v1::HealthCheckRequest::default()).await.unwrap();
+    assert_eq!(status.into_inner().status, 1, "SERVING");
+    // The status pages Grafana and operators read: YAML text.
+    for (path, expect) in
+        [("config", "multitenancy_enabled: false"), ("config/default", "segment_writer:"), ("config/diff", "")]
+    {
+        let r = client.get(format!("{}/api/v1/status/{path}", server.http)).send().await.unwrap();
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8", "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(expect), "{path}: {text}");
+    }
+    server.stop();
+}

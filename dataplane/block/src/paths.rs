@@ -53,6 +53,14 @@ pub fn recording_rules_path(tenant: &str) -> Path {
     Path::from_iter([SETTINGS_PREFIX, tenant, "recording_rules.binpb"])
 }
 
+/// Prefix of ad hoc (uploaded, not ingested) profiles.
+pub const ADHOC_PREFIX: &str = "adhoc";
+
+/// Key of an ad hoc profile of a tenant.
+pub fn adhoc_path(tenant: &str, id: Ulid) -> Path {
+    Path::from_iter([ADHOC_PREFIX, tenant, &format!("{id}.json")])
+}
+
 /// Key of a tenant's key/value settings.
 pub fn settings_path(tenant: &str) -> Path {
     Path::from_iter([SETTINGS_PREFIX, tenant, "settings.binpb"])

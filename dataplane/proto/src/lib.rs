@@ -63,6 +63,22 @@ pub mod version {
     }
 }
 
+pub mod adhocprofiles {
+    pub mod v1 {
+        tonic::include_proto!("adhocprofiles.v1");
+        include!(concat!(env!("OUT_DIR"), "/adhocprofiles.v1.serde.rs"));
+    }
+}
+
+pub mod grpc {
+    pub mod health {
+        pub mod v1 {
+            tonic::include_proto!("grpc.health.v1");
+            include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.serde.rs"));
+        }
+    }
+}
+
 pub mod metastore {
     pub mod v1 {
         tonic::include_proto!("metastore.v1");

@@ -13,11 +13,22 @@ use phlox_block::paths::settings_path;
 use phlox_proto::settings::v1::{Setting, SettingsStore};
 use prost::Message;
 
+/// Most settings a tenant keeps.
+pub const MAX_SETTINGS: usize = 256;
+/// Longest setting name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Longest setting value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
 /// Why a settings call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("setting name is empty")]
     EmptyName,
+    #[error("setting {what} is {len} bytes, more than the limit of {limit}")]
+    TooLong { what: &'static str, len: usize, limit: usize },
+    #[error("a tenant keeps at most {0} settings; delete one first")]
+    TooMany(usize),
     #[error("setting {name:?} was modified at {stored}, after this update's {sent}")]
     Stale { name: String, stored: i64, sent: i64 },
     #[error("setting {0:?} not found")]
@@ -32,7 +43,8 @@ impl SettingsError {
     /// The Connect/gRPC code name of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::EmptyName => "invalid_argument",
+            Self::EmptyName | Self::TooLong { .. } => "invalid_argument",
+            Self::TooMany(_) => "resource_exhausted",
             Self::Stale { .. } => "already_exists",
             Self::NotFound(_) => "not_found",
             Self::Storage(_) | Self::Corrupt { .. } => "internal",
@@ -73,11 +85,19 @@ impl SettingsStoreClient {
         if setting.name.is_empty() {
             return Err(SettingsError::EmptyName);
         }
+        for (what, len, limit) in
+            [("name", setting.name.len(), MAX_NAME_BYTES), ("value", setting.value.len(), MAX_VALUE_BYTES)]
+        {
+            if len > limit {
+                return Err(SettingsError::TooLong { what, len, limit });
+            }
+        }
         if setting.modified_at <= 0 {
             setting.modified_at = now_ms;
         }
         let _guard = self.write.lock().await;
         let mut all = self.load(tenant).await?;
+        let count = all.settings.len();
         match all.settings.iter_mut().find(|s| s.name == setting.name) {
             Some(stored) if stored.modified_at > setting.modified_at => {
                 return Err(SettingsError::Stale {
@@ -87,6 +107,7 @@ impl SettingsStoreClient {
                 });
             }
             Some(stored) => *stored = setting.clone(),
+            None if count >= MAX_SETTINGS => return Err(SettingsError::TooMany(MAX_SETTINGS)),
             None => all.settings.push(setting.clone()),
         }
         self.store.put(&settings_path(tenant), PutPayload::from(all.encode_to_vec())).await?;
@@ -127,6 +148,15 @@ mod tests {
         s.set("t", setting("b", "x", 0), 5).await.unwrap();
         assert_eq!(s.get("t").await.unwrap(), vec![setting("a", "2", 2000), setting("b", "x", 5)]);
         assert!(s.get("other").await.unwrap().is_empty());
+        let e = s.set("t", setting("v", &"x".repeat(MAX_VALUE_BYTES + 1), 0), 5).await.unwrap_err();
+        assert_eq!((e.code(), e.to_string().contains("value is 65537 bytes")), ("invalid_argument", true), "{e}");
+        for i in 0..MAX_SETTINGS - 2 {
+            s.set("full", setting(&format!("k{i}"), "v", 0), 5).await.unwrap();
+        }
+        s.set("full", setting("last", "v", 0), 5).await.unwrap();
+        s.set("full", setting("last2", "v", 0), 5).await.unwrap();
+        assert_eq!(s.set("full", setting("one-more", "v", 0), 5).await.unwrap_err().code(), "resource_exhausted");
+        s.set("full", setting("last", "updated", 0), 6).await.unwrap();
         s.delete("t", "a").await.unwrap();
         assert_eq!(s.delete("t", "a").await.unwrap_err().code(), "not_found");
         assert_eq!(s.set("t", setting("", "x", 0), 5).await.unwrap_err().code(), "invalid_argument");

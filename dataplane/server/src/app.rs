@@ -380,6 +380,10 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         multitenancy: config.multitenancy_enabled,
         max_body,
         settings: roles.query_frontend.then(|| Arc::new(phlox_recording::SettingsStoreClient::new(Arc::clone(&store)))),
+        config: Arc::new(config.clone()),
+        adhoc: roles
+            .query_frontend
+            .then(|| Arc::new(crate::adhoc::AdHoc::new(Arc::clone(&store), phlox_query::QueryLimits::default()))),
         rules: rules_api.clone(),
         grpc_rules: rules_api.clone().map(crate::rules_api::service),
         admin: if roles.query_frontend || node.is_some() {

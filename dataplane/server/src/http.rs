@@ -37,6 +37,10 @@ pub(crate) struct HttpState {
     pub(crate) grpc_rules: Option<crate::rules_api::GrpcRulesService>,
     /// `settings.v1.SettingsService` (Connect).
     pub(crate) settings: Option<Arc<phlox_recording::SettingsStoreClient>>,
+    /// `adhocprofiles.v1.AdHocProfileService` (Connect).
+    pub(crate) adhoc: Option<Arc<crate::adhoc::AdHoc>>,
+    /// The configuration this process runs with (`/api/v1/status/config`).
+    pub(crate) config: Arc<phlox_config::PhloxConfig>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -56,9 +60,14 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/pyroscope/ingest", post(crate::ingest::ingest))
         .route("/settings.v1.RecordingRulesService/{method}", post(crate::rules_api::rules))
         .route("/settings.v1.SettingsService/{method}", post(crate::rules_api::settings))
+        .route("/adhocprofiles.v1.AdHocProfileService/{method}", post(crate::adhoc::adhoc))
+        .route("/grpc.health.v1.Health/Check", post(crate::compat::health_check))
         .route("/capabilities.v1.FeatureFlagsService/GetFeatureFlags", post(crate::compat::feature_flags))
         .route("/version.v1.Version/Version", post(crate::compat::querier_version))
         .route("/api/v1/status/buildinfo", get(crate::compat::build_info))
+        .route("/api/v1/status/config", get(crate::compat::status_config))
+        .route("/api/v1/status/config/default", get(crate::compat::status_config_default))
+        .route("/api/v1/status/config/diff", get(crate::compat::status_config_diff))
         .route("/admin/v1/delete", post(crate::admin::delete))
         .route("/admin/v1/deletions", get(crate::admin::deletions))
         // Bodies are read by `read_body` with the limit and a Connect error.

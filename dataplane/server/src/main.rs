@@ -4,6 +4,7 @@
 //! `./data` and the APIs on :4040. `phlox dump` prints what a data
 //! directory holds, through the same metastore and block reader a query uses.
 
+mod adhoc;
 mod admin;
 mod app;
 mod auth;

@@ -155,17 +155,44 @@ pub(crate) async fn render(
         }
         Value::Object(g)
     };
-    let (units, sample_rate) = units(&pt.sample_type, &pt.sample_unit);
+    let timeline = timeline(from / 1000, until / 1000, step, top);
+    axum::Json(flamebearer_single(&flame, &pt.sample_type, &pt.sample_unit, timeline, groups)).into_response()
+}
+
+/// A flamebearer profile (`format: single`) of a flame graph.
+pub(crate) fn flamebearer_single(
+    flame: &q::FlameGraph,
+    sample_type: &str,
+    sample_unit: &str,
+    timeline: Value,
+    groups: Value,
+) -> Value {
+    let (units, sample_rate) = units(sample_type, sample_unit);
     let levels: Vec<&Vec<i64>> = flame.levels.iter().map(|l| &l.values).collect();
-    let body = json!({
+    json!({
         "version": 1,
         "flamebearer": { "names": flame.names, "levels": levels, "numTicks": flame.total, "maxSelf": flame.max_self },
-        "metadata": { "format": "single", "spyName": "", "sampleRate": sample_rate, "units": units, "name": pt.sample_type },
-        "timeline": timeline(from / 1000, until / 1000, step, top),
+        "metadata": { "format": "single", "spyName": "", "sampleRate": sample_rate, "units": units, "name": sample_type },
+        "timeline": timeline,
         "groups": groups,
         "heatmap": null,
-    });
-    axum::Json(body).into_response()
+    })
+}
+
+/// A flamebearer profile (`format: double`) of a diff flame graph.
+pub(crate) fn flamebearer_double(d: &q::FlameGraphDiff, sample_type: &str, sample_unit: &str) -> Value {
+    let (units, sample_rate) = units(sample_type, sample_unit);
+    let levels: Vec<&Vec<i64>> = d.levels.iter().map(|l| &l.values).collect();
+    json!({
+        "version": 1,
+        "flamebearer": { "names": d.names, "levels": levels, "numTicks": d.total, "maxSelf": d.max_self },
+        "metadata": { "format": "double", "spyName": "", "sampleRate": sample_rate, "units": units, "name": sample_type },
+        "leftTicks": d.left_ticks,
+        "rightTicks": d.right_ticks,
+        "timeline": null,
+        "groups": null,
+        "heatmap": null,
+    })
 }
 
 /// `GET /pyroscope/label-values?label=NAME[&query=SELECTOR][&from=&until=]`:
@@ -249,19 +276,7 @@ pub(crate) async fn render_diff(
         Ok(r) => r.flamegraph.unwrap_or_default(),
         Err(e) => return query_error(e),
     };
-    let (units, sample_rate) = units(&pt.sample_type, &pt.sample_unit);
-    let levels: Vec<&Vec<i64>> = d.levels.iter().map(|l| &l.values).collect();
-    axum::Json(json!({
-        "version": 1,
-        "flamebearer": { "names": d.names, "levels": levels, "numTicks": d.total, "maxSelf": d.max_self },
-        "metadata": { "format": "double", "spyName": "", "sampleRate": sample_rate, "units": units, "name": pt.sample_type },
-        "leftTicks": d.left_ticks,
-        "rightTicks": d.right_ticks,
-        "timeline": null,
-        "groups": null,
-        "heatmap": null,
-    }))
-    .into_response()
+    axum::Json(flamebearer_double(&d, &pt.sample_type, &pt.sample_unit)).into_response()
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@
 //   1. constants and small helpers (time, formatting, selectors)
 //   2. the API client (Connect JSON errors, tenant header, protobuf encoding)
 //   3. flame graph model: decoding levels into flat typed arrays, tree links,
-//      widest node, top table aggregation, zoom paths
+//      widest node, top table aggregation (single and diff), zoom paths
 //   4. colours
 //   5. FlameGraphView: the canvas renderer (single and diff)
 //   6. TimeCanvas, Timeline and Heatmap: canvases over time with brushing
-//   7. FilterPicker: label name/value selects and removable chips
+//   7. FilterPicker: label name, operator (= != =~ !~) and value pickers,
+//      removable chips
 //   8. URL state
 //   9. the app controller: loading, rendering, event wiring
 //
@@ -1505,11 +1506,11 @@ function defaultState() {
 }
 
 // A filter in the URL is `name<op>value` with the operator written as in
-// PromQL (`region!=us`, `region=~eu.*`); plain `name=value` (the format
-// before operators existed) still means equality. The name ends at the
-// first `=` (so label names with `=` or a trailing `!` cannot round-trip).
+// PromQL (`region!=us`, `region=~eu.*`, `region!~us`); plain `name=value`
+// (the format before operators existed) still means equality. The name ends
+// at the first operator (so a label name containing one cannot round-trip).
 // The value is raw, except that an equality value starting with `~` or `\`
-// gets a `\` prefix, so that it is not read as `=~`.
+// gets a `\` prefix, so that `=` + `~x` is not read as `=~` + `x`.
 
 function formatFilterParam(f) {
   const op = normalizeOp(f.op);
@@ -1518,16 +1519,11 @@ function formatFilterParam(f) {
 }
 
 function parseFilter(text) {
-  const t = String(text);
-  const i = t.indexOf('=');
-  if (i <= 0) return null;
-  const negated = t[i - 1] === '!';
-  const regex = t[i + 1] === '~';
-  const name = t.slice(0, negated ? i - 1 : i);
-  if (!name) return null;
-  const op = `${negated ? '!' : ''}=${regex ? '~' : ''}`;
-  let value = t.slice(regex ? i + 2 : i + 1);
-  if (op === '=' && value.startsWith('\\')) value = value.slice(1);
+  // Lazy name: the first operator wins; `!=`/`!~`/`=~` before `=` at one position.
+  const m = /^(.+?)(!=|!~|=~|=)(.*)$/s.exec(String(text));
+  if (!m) return null;
+  const [, name, op, raw] = m;
+  const value = op === '=' && raw.startsWith('\\') ? raw.slice(1) : raw;
   return { name, op, value };
 }
 
@@ -2233,8 +2229,9 @@ function renderDiffTable() {
   for (const b of $('diff-metric').querySelectorAll('button')) {
     b.setAttribute('aria-pressed', String(b.dataset.metric === s.diffMetric));
   }
-  $('diff-left-head').textContent = `Baseline ${self ? 'self' : 'total'}`;
-  $('diff-right-head').textContent = `Comparison ${self ? 'self' : 'total'}`;
+  // The headers stay short (the toggle shows the metric); the title spells it out.
+  $('diff-left-head').title = `${self ? 'Self' : 'Total'} of the baseline, % of the baseline's total`;
+  $('diff-right-head').title = `${self ? 'Self' : 'Total'} of the comparison, % of the comparison's total`;
   const rows = visibleRows(app.diffRows, s.search, s.diffSort);
   markSortHeaders(table, s.diffSort);
   fillTable(table, $('diff-table-note'), rows, app.diffRows.length, 'diff-row',

@@ -1,0 +1,411 @@
+//! `adhocprofiles.v1.AdHocProfileService` (Connect JSON and proto): single
+//! profiles uploaded from a file (Grafana's "ad hoc" view), kept per tenant
+//! in the bucket and shown as flamebearer profiles without being ingested.
+//!
+//! An upload carries the file in base64: a pprof profile (gzipped or not)
+//! or collapsed stacks (`a;b;c 12` per line). It is stored as sent, with its
+//! name and upload time, at `adhoc/<tenant>/<ulid>.json`; every Get parses
+//! it again (uploads are rare, and the stored form stays the file).
+
+use std::sync::Arc;
+
+use axum::extract::{Path as AxPath, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use phlox_block::paths::{ADHOC_PREFIX, adhoc_path};
+use phlox_model::StackTree;
+use phlox_pprof::Profile;
+use phlox_proto::adhocprofiles::v1 as a;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use crate::connect::{self, Codec, ConnectError, decode, respond};
+use crate::http::HttpState;
+
+/// Largest file an upload may carry once decoded (and gunzipped).
+const MAX_PROFILE_BYTES: usize = 64 << 20;
+
+/// The stored form of an upload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    name: String,
+    /// Unix ms.
+    uploaded_at: i64,
+    /// The file, base64 as uploaded.
+    data: String,
+}
+
+/// The service: a bucket and the flame graph node limits of queries.
+#[derive(Debug)]
+pub(crate) struct AdHoc {
+    store: Arc<dyn ObjectStore>,
+    limits: phlox_query::QueryLimits,
+}
+
+/// One sample type of a parsed file and its call tree.
+#[derive(Debug)]
+struct Typed {
+    name: String,
+    unit: String,
+    tree: StackTree,
+}
+
+fn bad(message: impl Into<String>) -> ConnectError {
+    ConnectError::invalid_argument(message)
+}
+
+/// Parses an uploaded file (base64) into one call tree per sample type.
+fn parse(data: &str) -> Result<Vec<Typed>, ConnectError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| bad(format!("profile is not base64: {e}")))?;
+    if raw.len() > MAX_PROFILE_BYTES {
+        return Err(bad(format!("profile is {} bytes, more than the limit of {MAX_PROFILE_BYTES}", raw.len())));
+    }
+    let raw = phlox_pprof::maybe_gunzip(&raw, MAX_PROFILE_BYTES)
+        .map_err(|e| bad(format!("profile does not gunzip (limit {MAX_PROFILE_BYTES} bytes): {e}")))?;
+    let pprof_error = match Profile::decode(&raw).and_then(|p| p.validate().map(|()| p)) {
+        Ok(p) if !p.sample_types.is_empty() => return Ok(pprof_trees(&p)),
+        Ok(_) => "it has no sample types".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    collapsed_tree(&raw).ok_or_else(|| {
+        bad(format!("profile is neither pprof ({pprof_error}) nor collapsed stacks (`a;b;c 12` per line)"))
+    })
+}
+
+/// One tree per sample type of a pprof profile.
+fn pprof_trees(p: &Profile) -> Vec<Typed> {
+    let mut out: Vec<Typed> = p
+        .sample_types
+        .iter()
+        .map(|t| Typed {
+            name: p.strings.str(t.r#type).to_owned(),
+            unit: p.strings.str(t.unit).to_owned(),
+            tree: StackTree::default(),
+        })
+        .collect();
+    let mut frames: Vec<String> = Vec::new();
+    for i in 0..p.sample_count() {
+        frames.clear();
+        // Root first: locations are leaf first, lines innermost first.
+        for &loc_id in p.sample_location_ids(i).iter().rev() {
+            let Some(loc) = p.location(loc_id) else { continue };
+            let lines = p.lines.get(loc.lines.start as usize..loc.lines.end as usize).unwrap_or(&[]);
+            if lines.is_empty() {
+                frames.push(format!("0x{:x}", loc.address));
+            }
+            for line in lines.iter().rev() {
+                let name = p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or("");
+                frames.push(if name.is_empty() { format!("0x{:x}", loc.address) } else { name.to_owned() });
+            }
+        }
+        for (t, typed) in out.iter_mut().enumerate() {
+            let v = p.sample_value(i, t);
+            if v != 0 {
+                typed.tree.add_stack(frames.iter().map(String::as_str), v);
+            }
+        }
+    }
+    out
+}
+
+/// Collapsed stacks: `frame;frame;frame value` per line, blank lines
+/// skipped. `None` when any line is not of that form.
+fn collapsed_tree(raw: &[u8]) -> Option<Vec<Typed>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut tree = StackTree::default();
+    let mut lines = 0;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (stack, value) = line.rsplit_once(' ')?;
+        let value: i64 = value.parse().ok()?;
+        if stack.trim().is_empty() {
+            return None;
+        }
+        tree.add_stack(stack.trim().split(';'), value);
+        lines += 1;
+    }
+    (lines > 0).then(|| vec![Typed { name: "samples".into(), unit: "count".into(), tree }])
+}
+
+/// The index of the wanted sample type (the first when none is asked for).
+fn pick(types: &[Typed], wanted: Option<&str>) -> Result<usize, ConnectError> {
+    match wanted.filter(|w| !w.is_empty()) {
+        None => Ok(0),
+        Some(w) => types.iter().position(|t| t.name == w).ok_or_else(|| {
+            let known: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+            bad(format!("profile type {w:?} is not in the profile (it has {known:?})"))
+        }),
+    }
+}
+
+impl AdHoc {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, limits: phlox_query::QueryLimits) -> Self {
+        Self { store, limits }
+    }
+
+    fn max_nodes(&self, requested: Option<i64>) -> Result<usize, ConnectError> {
+        match requested {
+            None | Some(0) => Ok(self.limits.max_flamegraph_nodes_default.max(1) as usize),
+            Some(n) if n < 0 => Err(bad(format!("max_nodes {n} is negative"))),
+            Some(n) if n > self.limits.max_flamegraph_nodes_max => {
+                Err(bad(format!("max_nodes {n} exceeds the limit of {}", self.limits.max_flamegraph_nodes_max)))
+            }
+            Some(n) => Ok(n as usize),
+        }
+    }
+
+    async fn load(&self, tenant: &str, id: &str) -> Result<Stored, ConnectError> {
+        let ulid =
+            Ulid::from_string(id).map_err(|_| ConnectError::new("not_found", format!("profile {id:?} not found")))?;
+        let bytes = match self.store.get(&adhoc_path(tenant, ulid)).await {
+            Ok(r) => r.bytes().await.map_err(storage)?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ConnectError::new("not_found", format!("profile {id:?} not found")));
+            }
+            Err(e) => return Err(storage(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ConnectError::new("internal", format!("stored profile {id:?} is corrupt: {e}")))
+    }
+
+    fn response(
+        &self,
+        id: String,
+        stored: &Stored,
+        profile_type: Option<&str>,
+        max_nodes: Option<i64>,
+    ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
+        let types = parse(&stored.data)?;
+        let i = pick(&types, profile_type)?;
+        let flame = phlox_query::flamegraph(&types[i].tree, self.max_nodes(max_nodes)?);
+        let fb = crate::render::flamebearer_single(
+            &flame,
+            &types[i].name,
+            &types[i].unit,
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+        );
+        Ok(a::AdHocProfilesGetResponse {
+            id,
+            name: stored.name.clone(),
+            uploaded_at: stored.uploaded_at,
+            profile_type: types[i].name.clone(),
+            profile_types: types.iter().map(|t| t.name.clone()).collect(),
+            flamebearer_profile: fb.to_string(),
+        })
+    }
+
+    async fn upload(
+        &self,
+        tenant: &str,
+        r: a::AdHocProfilesUploadRequest,
+    ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
+        let uploaded_at = now_ms();
+        let stored = Stored { name: r.name, uploaded_at, data: r.profile };
+        // Parse first: a file that cannot be shown is not kept.
+        let id = Ulid::new();
+        let response = self.response(id.to_string(), &stored, None, r.max_nodes)?;
+        let bytes = serde_json::to_vec(&stored).map_err(|e| ConnectError::new("internal", e.to_string()))?;
+        self.store.put(&adhoc_path(tenant, id), PutPayload::from(bytes)).await.map_err(storage)?;
+        Ok(response)
+    }
+
+    async fn list(&self, tenant: &str) -> Result<a::AdHocProfilesListResponse, ConnectError> {
+        let prefix = object_store::path::Path::from_iter([ADHOC_PREFIX, tenant]);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(storage)?;
+        let mut profiles = Vec::with_capacity(metas.len());
+        for m in metas {
+            let Some(id) = m.location.filename().and_then(|f| f.strip_suffix(".json")) else { continue };
+            match self.load(tenant, id).await {
+                Ok(s) => profiles.push(a::AdHocProfilesProfileMetadata {
+                    id: id.to_owned(),
+                    name: s.name,
+                    uploaded_at: s.uploaded_at,
+                }),
+                // Deleted between the list and the read.
+                Err(e) if e.code == "not_found" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        profiles.sort_by(|x, y| (x.uploaded_at, &x.id).cmp(&(y.uploaded_at, &y.id)));
+        Ok(a::AdHocProfilesListResponse { profiles })
+    }
+
+    async fn diff(
+        &self,
+        tenant: &str,
+        r: a::AdHocProfilesDiffRequest,
+    ) -> Result<a::AdHocProfilesDiffResponse, ConnectError> {
+        let (left, right) = futures::try_join!(self.load(tenant, &r.left_id), self.load(tenant, &r.right_id))?;
+        let (left, right) = (parse(&left.data)?, parse(&right.data)?);
+        // Only types both sides have can be compared.
+        let common: Vec<String> =
+            left.iter().filter(|l| right.iter().any(|r| r.name == l.name)).map(|l| l.name.clone()).collect();
+        let name = match r.profile_type.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) if common.iter().any(|c| c == t) => t.to_owned(),
+            Some(t) => return Err(bad(format!("profile type {t:?} is not in both profiles (common: {common:?})"))),
+            None => common.first().cloned().ok_or_else(|| bad("the two profiles have no sample type in common"))?,
+        };
+        let (l, rt) = (&left[pick(&left, Some(&name))?], &right[pick(&right, Some(&name))?]);
+        let d = phlox_model::diff_flamegraph(&l.tree, &rt.tree, self.max_nodes(r.max_nodes)?);
+        let flame = phlox_proto::querier::v1::FlameGraphDiff {
+            names: d.names,
+            levels: d.levels.into_iter().map(|values| phlox_proto::querier::v1::Level { values }).collect(),
+            total: d.left_ticks + d.right_ticks,
+            max_self: d.max_self,
+            left_ticks: d.left_ticks,
+            right_ticks: d.right_ticks,
+        };
+        Ok(a::AdHocProfilesDiffResponse {
+            profile_types: common,
+            flamebearer_profile: crate::render::flamebearer_double(&flame, &l.name, &l.unit).to_string(),
+        })
+    }
+
+    async fn call(&self, tenant: &str, method: &str, codec: Codec, body: &[u8]) -> Response {
+        let result = match method {
+            "Upload" => match decode::<a::AdHocProfilesUploadRequest>(codec, body) {
+                Ok(r) => self.upload(tenant, r).await.map(|m| respond(codec, &m)),
+                Err(r) => return r,
+            },
+            "Get" => match decode::<a::AdHocProfilesGetRequest>(codec, body) {
+                Ok(r) => match self.load(tenant, &r.id).await {
+                    Ok(stored) => {
+                        self.response(r.id, &stored, r.profile_type.as_deref(), r.max_nodes).map(|m| respond(codec, &m))
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(r) => return r,
+            },
+            "List" => match decode::<a::AdHocProfilesListRequest>(codec, body) {
+                Ok(_) => self.list(tenant).await.map(|m| respond(codec, &m)),
+                Err(r) => return r,
+            },
+            "Diff" => match decode::<a::AdHocProfilesDiffRequest>(codec, body) {
+                Ok(r) => self.diff(tenant, r).await.map(|m| respond(codec, &m)),
+                Err(r) => return r,
+            },
+            other => Err(ConnectError::new(
+                "unimplemented",
+                format!("adhocprofiles.v1.AdHocProfileService/{other} does not exist"),
+            )),
+        };
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+}
+
+fn storage(e: object_store::Error) -> ConnectError {
+    tracing::warn!(error = %e, "ad hoc profiles storage");
+    ConnectError::new("internal", format!("ad hoc profiles storage: {e}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `POST /adhocprofiles.v1.AdHocProfileService/{method}`.
+pub(crate) async fn adhoc(
+    State(st): State<Arc<HttpState>>,
+    AxPath(method): AxPath<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let headers = request.headers().clone();
+    let Some(service) = st.adhoc.as_ref() else {
+        return ConnectError::new("unimplemented", "this process does not serve ad hoc profiles").into_response();
+    };
+    let tenant = match crate::http::tenant(&headers, st.multitenancy) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let codec = match connect::codec(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // Base64 makes the body a third larger than the file.
+    let limit = MAX_PROFILE_BYTES / 3 * 4 + (1 << 20);
+    let body = match crate::http::read_body(request.into_body(), limit, "resource_exhausted").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let body = match connect::decompress(&headers, body, limit) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    service.call(tenant.as_str(), &method, codec, &body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn flame_total(fb: &str) -> i64 {
+        let v: serde_json::Value = serde_json::from_str(fb).unwrap_or_default();
+        v["flamebearer"]["numTicks"].as_i64().unwrap_or(-1)
+    }
+
+    #[test]
+    fn pprof_files_give_one_tree_per_sample_type() {
+        let mut b = phlox_pprof::testkit::ProfileBuilder::new("samples", "count");
+        b.add_sample_type("cpu", "nanoseconds");
+        b.sample(&["main", "work"], &[3, 30], &[]);
+        b.sample(&["main", "gc"], &[1, 10], &[]);
+        let types = parse(&b64(&b.encode())).unwrap();
+        let names: Vec<(&str, &str, i64)> =
+            types.iter().map(|t| (t.name.as_str(), t.unit.as_str(), t.tree.total())).collect();
+        assert_eq!(names, vec![("samples", "count", 4), ("cpu", "nanoseconds", 40)]);
+        // Gzipped, the same.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &b.encode()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(parse(&b64(&gz)).unwrap()[1].tree.total(), 40);
+    }
+
+    #[test]
+    fn collapsed_stacks_are_accepted_and_garbage_is_named() {
+        let types = parse(&b64(b"main;work 7\n\nmain;gc 5\n")).unwrap();
+        assert_eq!((types[0].name.as_str(), types[0].tree.total()), ("samples", 12));
+        let e = parse(&b64(b"not a profile")).unwrap_err();
+        assert!(e.message.contains("neither pprof"), "{}", e.message);
+        let e = parse("%%%").unwrap_err();
+        assert!(e.message.contains("not base64"), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn uploads_are_kept_per_tenant_and_diffed() {
+        let svc = AdHoc::new(Arc::new(object_store::memory::InMemory::new()), phlox_query::QueryLimits::default());
+        let up = |name: &str, data: &[u8]| a::AdHocProfilesUploadRequest {
+            name: name.into(),
+            profile: b64(data),
+            max_nodes: None,
+        };
+        let l = svc.upload("t", up("before.txt", b"main;work 7\nmain;gc 3\n")).await.unwrap();
+        assert_eq!((l.profile_type.as_str(), flame_total(&l.flamebearer_profile)), ("samples", 10));
+        let r = svc.upload("t", up("after.txt", b"main;work 2\nmain;gc 3\n")).await.unwrap();
+        let listed = svc.list("t").await.unwrap().profiles;
+        assert_eq!(listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["before.txt", "after.txt"]);
+        assert!(svc.list("other").await.unwrap().profiles.is_empty());
+        let got = svc.response(l.id.clone(), &svc.load("t", &l.id).await.unwrap(), None, None).unwrap();
+        assert_eq!((got.name.as_str(), flame_total(&got.flamebearer_profile)), ("before.txt", 10));
+        assert_eq!(svc.load("other", &l.id).await.unwrap_err().code, "not_found");
+        let d = svc
+            .diff(
+                "t",
+                a::AdHocProfilesDiffRequest { left_id: l.id, right_id: r.id, profile_type: None, max_nodes: None },
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&d.flamebearer_profile).unwrap();
+        assert_eq!((v["leftTicks"].as_i64(), v["rightTicks"].as_i64()), (Some(10), Some(5)));
+        assert_eq!(v["metadata"]["format"], "double");
+    }
+}
