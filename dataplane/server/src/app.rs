@@ -292,6 +292,12 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             &registry,
         )?;
     }
+    // The compaction worker and its recording-rules exporter, stopped in
+    // order on shutdown: no new job, the current one finished, then the
+    // recorded samples it produced sent.
+    let (stop_compaction, compaction_stopped) = watch::channel(false);
+    let mut compaction: Option<(tokio::task::JoinHandle<()>, Option<Arc<phlox_recording::remote_write::Exporter>>)> =
+        None;
     if roles.compaction_worker {
         let c = &config.compaction;
         let worker = crate::compaction::CompactionWorker::new(
@@ -319,11 +325,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
                         .context("recording_rules.remote_write_url")?,
                 );
                 exporter.spawn();
-                worker.with_recording(crate::compaction::Recording::new(Arc::clone(rules), exporter, &registry)?)
+                let recording = crate::compaction::Recording::new(Arc::clone(rules), Arc::clone(&exporter), &registry)?;
+                (worker.with_recording(recording), Some(exporter))
             }
-            _ => worker,
+            _ => (worker, None),
         };
-        worker.spawn();
+        let (worker, exporter) = worker;
+        compaction = Some((worker.spawn(compaction_stopped), exporter));
     }
     // Segment writers of a distributed deployment join the placement.
     let drain = match &writer {
@@ -420,6 +428,15 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             (Some(d), _) => d.drain().await,
             (None, Some(w)) => w.shutdown().await,
             (None, None) => {}
+        }
+        let _ = stop_compaction.send(true);
+        if let Some((worker, exporter)) = compaction.take() {
+            let _ = worker.await;
+            if let Some(e) = exporter
+                && !e.flush(Duration::from_secs(10)).await
+            {
+                warn!("recorded samples still unsent at shutdown");
+            }
         }
         if let Some(n) = &node {
             n.shutdown().await;

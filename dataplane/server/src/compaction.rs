@@ -108,9 +108,16 @@ impl CompactionWorker {
     }
 
     /// Polls and runs jobs until the process ends.
-    pub(crate) fn spawn(self) {
+    /// Polls for jobs until `stop` turns true; the job at hand is finished
+    /// first, so a worker stopping on SIGTERM completes (or leaves to its
+    /// lease) what it holds and takes nothing new.
+    pub(crate) fn spawn(self, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
+                if *stop.borrow_and_update() {
+                    info!("compaction worker stopped");
+                    return;
+                }
                 let request = PollCompactionJobRequest {
                     worker: self.config.id.clone(),
                     min_blocks: self.config.min_blocks.clone(),
@@ -126,9 +133,12 @@ impl CompactionWorker {
                     }
                     Err(e) => warn!(error = %e, "cannot poll for compaction jobs"),
                 }
-                tokio::time::sleep(self.config.poll_interval).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = stop.changed() => {}
+                }
             }
-        });
+        })
     }
 
     async fn run(&self, job: CompactionJob) {
