@@ -140,6 +140,11 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
     assert_eq!(ingest("name=keep.cpu&from=now", "text/plain", b"main;keep 5\n".to_vec()).await.0, 200);
     let good = profile(1);
     let bomb = gzip(&vec![0u8; 64 << 20]);
+    let overflowing = {
+        let mut b = phlox_pprof::testkit::ProfileBuilder::new("cpu", "nanoseconds");
+        b.sample(&["a"], &[i64::MAX], &[]).sample(&["b"], &[1], &[]);
+        b.encode()
+    };
     type Case = (&'static str, &'static str, Vec<u8>, u16, &'static str);
     let cases: Vec<Case> = vec![
         ("name=app.cpu&format=pprof", "application/octet-stream", b"garbage".to_vec(), 422, "malformed pprof"),
@@ -158,6 +163,14 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
         ("name=app.cpu", "text/plain", vec![0xff, 0xfe, b' ', b'1'], 422, "UTF-8"),
         ("name=app.cpu&format=tree", "binary/octet-stream+tree", vec![0x00, 0x00, 0x05, 0x01], 422, "truncated"),
         ("name=app.cpu&format=trie", "binary/octet-stream", vec![0xff; 12], 422, "varint"),
+        (
+            "name=app.cpu",
+            "text/plain",
+            b"main;a 9223372036854775807\nmain;b 9223372036854775807\n".to_vec(),
+            400,
+            "overflow a 64-bit total",
+        ),
+        ("name=app.cpu&format=pprof", "application/octet-stream", overflowing.clone(), 422, "overflow a 64-bit total"),
         ("name={a=b}", "text/plain", b"main 1\n".to_vec(), 400, "empty"),
         ("name=app.unknownsuffix", "text/plain", b"main 1\n".to_vec(), 400, "suffix"),
     ];

@@ -494,14 +494,14 @@ impl DatasetReader {
                             && trace_ok
                             && let Some(slot) = values.get_mut(stack_v[sr.start + k] as usize)
                         {
-                            *slot += value_v[vr.start + k];
+                            *slot = slot.saturating_add(value_v[vr.start + k]);
                         }
                     }
                     continue;
                 }
                 for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
                     if let Some(slot) = values.get_mut(st as usize) {
-                        *slot += v;
+                        *slot = slot.saturating_add(v);
                     }
                 }
             }

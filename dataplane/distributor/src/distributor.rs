@@ -188,6 +188,8 @@ impl Distributor {
 
     /// The per-profile limits: samples, labels per sample, age.
     pub(crate) fn check(&self, l: &Limits, p: &Profile, now_nanos: i64) -> Result<(), PushError> {
+        // Profiles built from text formats are not validated as pprof is.
+        p.validate_totals().map_err(|e| PushError::InvalidArgument(e.to_string()))?;
         if p.sample_count() > l.max_profile_stacktrace_samples {
             return Err(PushError::InvalidArgument(format!(
                 "profile has {} samples, exceeding the limit of {} (max_profile_stacktrace_samples)",

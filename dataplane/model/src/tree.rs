@@ -80,13 +80,14 @@ impl StackTree {
             let n = self.name_id(f);
             node = self.child(node, n);
         }
-        self.self_value[node as usize] += value;
+        let v = &mut self.self_value[node as usize];
+        *v = v.saturating_add(value);
     }
 
     /// Adds to the self value of a node.
     pub fn add_self(&mut self, node: u32, value: i64) {
         if let Some(v) = self.self_value.get_mut(node as usize) {
-            *v += value;
+            *v = v.saturating_add(value);
         }
     }
 
@@ -169,7 +170,7 @@ impl StackTree {
 
     /// Sum of all values.
     pub fn total(&self) -> i64 {
-        self.self_value.iter().sum()
+        self.self_value.iter().fold(0i64, |a, &v| a.saturating_add(v))
     }
 
     /// Merges another tree into this one.
@@ -182,7 +183,8 @@ impl StackTree {
         }
         for (i, v) in other.self_value.iter().enumerate() {
             if *v != 0 {
-                self.self_value[map[i] as usize] += v;
+                let s = &mut self.self_value[map[i] as usize];
+                *s = s.saturating_add(*v);
             }
         }
     }
@@ -231,7 +233,7 @@ impl StackTree {
         let mut t = self.self_value.clone();
         for i in (1..self.parent.len()).rev() {
             let p = self.parent[i] as usize;
-            t[p] += t[i];
+            t[p] = t[p].saturating_add(t[i]);
         }
         t
     }
@@ -454,7 +456,7 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
         let mut t = s.to_vec();
         for i in (1..n).rev() {
             let p = u.parent[i] as usize;
-            t[p] += t[i];
+            t[p] = t[p].saturating_add(t[i]);
         }
         t
     };

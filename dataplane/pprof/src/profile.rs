@@ -419,6 +419,30 @@ impl Profile {
             check(l.str, "label value")?;
             check(l.num_unit, "label unit")?;
         }
+        self.validate_totals()
+    }
+
+    /// Totals are 64-bit sums: a profile whose absolute values of one
+    /// sample type cannot be summed is refused rather than wrapped (or
+    /// panicking).
+    pub fn validate_totals(&self) -> Result<(), DecodeError> {
+        use DecodeError::Invalid;
+        let types = self.sample_types.len();
+        if types > 0 {
+            let mut sums = vec![0i64; types];
+            for row in self.values.chunks_exact(types) {
+                for (t, (sum, &v)) in sums.iter_mut().zip(row).enumerate() {
+                    // Absolute values: then no subset (a series, a
+                    // stack) of the samples can overflow either.
+                    *sum = v.checked_abs().and_then(|a| sum.checked_add(a)).ok_or_else(|| {
+                        Invalid(format!(
+                            "the values of sample type {:?} overflow a 64-bit total",
+                            self.strings.str(self.sample_types[t].r#type)
+                        ))
+                    })?;
+                }
+            }
+        }
         Ok(())
     }
 }

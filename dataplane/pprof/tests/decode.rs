@@ -160,6 +160,13 @@ fn malformed_profiles_get_typed_errors() {
         matches!(Profile::decode(&p.encode_to_vec()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("unknown location"))
     );
 
+    // Values whose 64-bit total overflows.
+    let mut huge = ProfileBuilder::new("cpu", "nanoseconds");
+    huge.sample(&["a"], &[i64::MAX / 2 + 1], &[]).sample(&["b"], &[i64::MAX / 2 + 1], &[]);
+    assert!(
+        matches!(Profile::decode(&huge.encode()).unwrap().validate(), Err(DecodeError::Invalid(m)) if m.contains("overflow a 64-bit total"))
+    );
+
     let mut p = b.build();
     p.sample_type.clear();
     p.sample[0].value.clear();

@@ -118,9 +118,12 @@ fn collapsed_tree(raw: &[u8]) -> Option<Vec<Typed>> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut tree = StackTree::default();
     let mut lines = 0;
+    // Absolute sum, so no node's value can overflow.
+    let mut sum = 0i64;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (stack, value) = line.rsplit_once(' ')?;
         let value: i64 = value.parse().ok()?;
+        sum = sum.checked_add(value.checked_abs()?)?;
         if stack.trim().is_empty() {
             return None;
         }
@@ -376,6 +379,8 @@ mod tests {
         assert_eq!((types[0].name.as_str(), types[0].tree.total()), ("samples", 12));
         let e = parse(&b64(b"not a profile")).unwrap_err();
         assert!(e.message.contains("neither pprof"), "{}", e.message);
+        let e = parse(&b64(b"a 9223372036854775807\nb 1\n")).unwrap_err();
+        assert!(e.message.contains("neither pprof"), "overflowing values are refused: {}", e.message);
         let e = parse("%%%").unwrap_err();
         assert!(e.message.contains("not base64"), "{}", e.message);
     }
