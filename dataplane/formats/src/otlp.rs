@@ -103,6 +103,9 @@ pub enum OtlpError {
     /// pprof sample type names may not contain `-` (a `malformed_profile` rule).
     #[error("failed to convert otel profile: sample type {0:?} contains '-'")]
     InvalidSampleType(String),
+    /// Totals are 64-bit sums (absolute values, so no subset overflows).
+    #[error("failed to convert otel profile: the values of sample type {0:?} overflow a 64-bit total")]
+    ValuesOverflow(String),
     #[error("failed to parse protobuf request: {0}")]
     Protobuf(String),
     #[error("failed to parse JSON request: {0}")]
@@ -131,5 +134,19 @@ pub fn decode_request(body: &[u8], json: bool) -> Result<ExportProfilesServiceRe
 /// distinct sample-level `service.name` within a profile, in order of first
 /// appearance). `now_nanos` stands in for a zero `time_unix_nano`.
 pub fn convert(request: &ExportProfilesServiceRequest, now_nanos: i64) -> Result<Vec<OtlpProfile>, OtlpError> {
-    convert::convert(request, now_nanos)
+    let out = convert::convert(request, now_nanos)?;
+    for p in &out {
+        let types = p.profile.sample_type.len();
+        for t in 0..types {
+            let sum = p.profile.sample.iter().try_fold(0i64, |sum, s| {
+                s.value.get(t).map_or(Some(sum), |v| v.checked_abs().and_then(|a| sum.checked_add(a)))
+            });
+            if sum.is_none() {
+                let name = p.profile.sample_type[t].r#type;
+                let name = usize::try_from(name).ok().and_then(|i| p.profile.string_table.get(i)).cloned();
+                return Err(OtlpError::ValuesOverflow(name.unwrap_or_default()));
+            }
+        }
+    }
+    Ok(out)
 }

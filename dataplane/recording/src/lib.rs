@@ -17,6 +17,7 @@ pub mod remote_write;
 pub mod rule;
 pub mod settings;
 pub mod store;
+mod versioned;
 
 pub use eval::{CompiledRule, Evaluator, RULE_ID_LABEL, SHARD_LABEL};
 pub use rule::{DEFAULT_MAX_RULES, METRIC_PREFIX, RuleError, ValidRule, validate};

@@ -2,16 +2,21 @@
 //! Grafana's profiles app), one object per tenant in the bucket
 //! (`settings/<tenant>/settings.binpb`).
 //!
+//! Writes are conditional on the version read (see `versioned`), so
+//! several query-frontends never lose each other's changes.
+//!
 //! A Set carries `modifiedAt` (Unix ms): 0 or less means "now"; a Set older
 //! than the stored value is refused (`already_exists`), so concurrent
 //! writers keep the newest value.
 
 use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::ObjectStore;
 use phlox_block::paths::settings_path;
 use phlox_proto::settings::v1::{Setting, SettingsStore};
 use prost::Message;
+
+use crate::versioned::{self, Written};
 
 /// Most settings a tenant keeps.
 pub const MAX_SETTINGS: usize = 256;
@@ -37,6 +42,8 @@ pub enum SettingsError {
     Storage(#[from] object_store::Error),
     #[error("settings object of tenant {tenant:?} is corrupt: {reason}")]
     Corrupt { tenant: String, reason: String },
+    #[error("settings of tenant {0:?} are being changed by others; try again")]
+    Busy(String),
 }
 
 impl SettingsError {
@@ -47,6 +54,7 @@ impl SettingsError {
             Self::TooMany(_) => "resource_exhausted",
             Self::Stale { .. } => "already_exists",
             Self::NotFound(_) => "not_found",
+            Self::Busy(_) => "aborted",
             Self::Storage(_) | Self::Corrupt { .. } => "internal",
         }
     }
@@ -65,12 +73,28 @@ impl SettingsStoreClient {
     }
 
     async fn load(&self, tenant: &str) -> Result<SettingsStore, SettingsError> {
-        match self.store.get(&settings_path(tenant)).await {
-            Ok(r) => SettingsStore::decode(r.bytes().await?)
-                .map_err(|e| SettingsError::Corrupt { tenant: tenant.to_owned(), reason: e.to_string() }),
-            Err(object_store::Error::NotFound { .. }) => Ok(SettingsStore::default()),
-            Err(e) => Err(e.into()),
+        let read = versioned::read(&*self.store, &settings_path(tenant)).await?;
+        decode(tenant, read.bytes)
+    }
+
+    /// Applies `change` to the tenant's settings and writes them back
+    /// (conditionally, again on a fresh read after a lost race).
+    async fn modify<T>(
+        &self,
+        tenant: &str,
+        mut change: impl FnMut(&mut SettingsStore) -> Result<T, SettingsError>,
+    ) -> Result<T, SettingsError> {
+        let _guard = self.write.lock().await;
+        let path = settings_path(tenant);
+        for _ in 0..versioned::MAX_ATTEMPTS {
+            let read = versioned::read(&*self.store, &path).await?;
+            let mut all = decode(tenant, read.bytes.clone())?;
+            let out = change(&mut all)?;
+            if versioned::write(&*self.store, &path, read, all.encode_to_vec()).await? == Written::Yes {
+                return Ok(out);
+            }
         }
+        Err(SettingsError::Busy(tenant.to_owned()))
     }
 
     /// Every setting of `tenant`, by name.
@@ -95,36 +119,47 @@ impl SettingsStoreClient {
         if setting.modified_at <= 0 {
             setting.modified_at = now_ms;
         }
-        let _guard = self.write.lock().await;
-        let mut all = self.load(tenant).await?;
-        let count = all.settings.len();
-        match all.settings.iter_mut().find(|s| s.name == setting.name) {
-            Some(stored) if stored.modified_at > setting.modified_at => {
-                return Err(SettingsError::Stale {
-                    name: setting.name,
+        self.modify(tenant, |all| {
+            let count = all.settings.len();
+            match all.settings.iter_mut().find(|s| s.name == setting.name) {
+                Some(stored) if stored.modified_at > setting.modified_at => Err(SettingsError::Stale {
+                    name: setting.name.clone(),
                     stored: stored.modified_at,
                     sent: setting.modified_at,
-                });
+                }),
+                Some(stored) => {
+                    *stored = setting.clone();
+                    Ok(setting.clone())
+                }
+                None if count >= MAX_SETTINGS => Err(SettingsError::TooMany(MAX_SETTINGS)),
+                None => {
+                    all.settings.push(setting.clone());
+                    Ok(setting.clone())
+                }
             }
-            Some(stored) => *stored = setting.clone(),
-            None if count >= MAX_SETTINGS => return Err(SettingsError::TooMany(MAX_SETTINGS)),
-            None => all.settings.push(setting.clone()),
-        }
-        self.store.put(&settings_path(tenant), PutPayload::from(all.encode_to_vec())).await?;
-        Ok(setting)
+        })
+        .await
     }
 
     /// Deletes a setting.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), SettingsError> {
-        let _guard = self.write.lock().await;
-        let mut all = self.load(tenant).await?;
-        let before = all.settings.len();
-        all.settings.retain(|s| s.name != name);
-        if all.settings.len() == before {
-            return Err(SettingsError::NotFound(name.to_owned()));
-        }
-        self.store.put(&settings_path(tenant), PutPayload::from(all.encode_to_vec())).await?;
-        Ok(())
+        self.modify(tenant, |all| {
+            let before = all.settings.len();
+            all.settings.retain(|s| s.name != name);
+            if all.settings.len() == before {
+                return Err(SettingsError::NotFound(name.to_owned()));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn decode(tenant: &str, bytes: Option<bytes::Bytes>) -> Result<SettingsStore, SettingsError> {
+    match bytes {
+        Some(b) => SettingsStore::decode(b)
+            .map_err(|e| SettingsError::Corrupt { tenant: tenant.to_owned(), reason: e.to_string() }),
+        None => Ok(SettingsStore::default()),
     }
 }
 

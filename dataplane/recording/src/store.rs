@@ -3,15 +3,17 @@
 //! `settings.v1.RecordingRulesStore`), plus the provisioned rules of the
 //! configuration, which are listed first and are read-only.
 //!
-//! Writes are read-modify-write of the tenant's object under a lock of this
-//! process; each rule carries a generation, and an upsert must name the
-//! generation it read (optimistic concurrency: a stale one is refused).
+//! Writes are read-modify-write of the tenant's object, conditional on the
+//! version read (see `versioned`), so query-frontends writing at once never
+//! lose each other's changes; each rule carries a generation, and an upsert
+//! must name the generation it read (optimistic concurrency: a stale one is
+//! refused).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use phlox_block::paths::recording_rules_path;
 use phlox_proto::settings::v1::{
     RecordingRule, RecordingRuleStore, RecordingRulesStore, StacktraceFilter, StacktraceFilterFunctionName,
@@ -21,6 +23,7 @@ use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 
 use crate::rule::{RuleError, validate};
+use crate::versioned::{self, Written};
 
 /// A rule kept in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub enum StoreError {
     Storage(#[from] object_store::Error),
     #[error("recording rules object of tenant {tenant:?} is corrupt: {reason}")]
     Corrupt { tenant: String, reason: String },
+    #[error("recording rules of tenant {0:?} are being changed by others; try again")]
+    Busy(String),
 }
 
 impl StoreError {
@@ -61,7 +66,7 @@ impl StoreError {
             Self::Invalid(_) => "invalid_argument",
             Self::NotFound(_) => "not_found",
             Self::Provisioned(_) => "permission_denied",
-            Self::Conflict { .. } => "aborted",
+            Self::Conflict { .. } | Self::Busy(_) => "aborted",
             Self::InvalidProvisioned { .. } | Self::Storage(_) | Self::Corrupt { .. } => "internal",
         }
     }
@@ -156,20 +161,31 @@ impl RuleStore {
 
     async fn load(&self, tenant: &str) -> Result<RecordingRulesStore, StoreError> {
         match self.store.get(&recording_rules_path(tenant)).await {
-            Ok(r) => {
-                let bytes: Bytes = r.bytes().await?;
-                RecordingRulesStore::decode(bytes)
-                    .map_err(|e| StoreError::Corrupt { tenant: tenant.to_owned(), reason: e.to_string() })
-            }
+            Ok(r) => decode(tenant, Some(r.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(RecordingRulesStore::default()),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn save(&self, tenant: &str, rules: &RecordingRulesStore) -> Result<(), StoreError> {
+    /// Applies `change` to the tenant's rules and writes them back, again
+    /// on a fresh read when another writer got there first.
+    async fn modify<T>(
+        &self,
+        tenant: &str,
+        mut change: impl FnMut(&mut RecordingRulesStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _guard = self.write.lock().await;
         let path = recording_rules_path(tenant);
-        self.store.put(&path, PutPayload::from(rules.encode_to_vec())).await?;
-        Ok(())
+        for _ in 0..versioned::MAX_ATTEMPTS {
+            let read = versioned::read(&*self.store, &path).await?;
+            let mut all = decode(tenant, read.bytes.clone())?;
+            let out = change(&mut all)?;
+            all.generation += 1;
+            if versioned::write(&*self.store, &path, read, all.encode_to_vec()).await? == Written::Yes {
+                return Ok(out);
+            }
+        }
+        Err(StoreError::Busy(tenant.to_owned()))
     }
 
     /// Every rule of `tenant`: provisioned first, then the API's, by id.
@@ -199,41 +215,41 @@ impl RuleStore {
         if !request.id.is_empty() && self.provisioned_of(tenant).iter().any(|r| r.id == request.id) {
             return Err(StoreError::Provisioned(request.id));
         }
-        let _guard = self.write.lock().await;
-        let mut all = self.load(tenant).await?;
-        let existing = all.rules.iter().position(|r| r.id == request.id && !request.id.is_empty());
-        let others = all.rules.len() - usize::from(existing.is_some());
-        let valid = validate(&request, others, max_rules)?;
-        let generation = match existing {
-            Some(i) => {
-                let current = all.rules[i].generation;
-                if request.generation != current {
-                    return Err(StoreError::Conflict { id: request.id, sent: request.generation, current });
+        let new_id = ulid::Ulid::new().to_string().to_lowercase();
+        self.modify(tenant, |all| {
+            let existing = all.rules.iter().position(|r| r.id == request.id && !request.id.is_empty());
+            let others = all.rules.len() - usize::from(existing.is_some());
+            let valid = validate(&request, others, max_rules)?;
+            let generation = match existing {
+                Some(i) => {
+                    let current = all.rules[i].generation;
+                    if request.generation != current {
+                        return Err(StoreError::Conflict { id: request.id.clone(), sent: request.generation, current });
+                    }
+                    current + 1
                 }
-                current + 1
+                None => 1,
+            };
+            let id = if request.id.is_empty() { new_id.clone() } else { request.id.clone() };
+            let stored = RecordingRuleStore {
+                id,
+                metric_name: request.metric_name.clone(),
+                prometheus_data_source: String::new(),
+                matchers: request.matchers.clone(),
+                group_by: request.group_by.clone(),
+                external_labels: request.external_labels.clone(),
+                generation,
+                stacktrace_filter: request.stacktrace_filter.clone(),
+            };
+            match existing {
+                Some(i) => all.rules[i] = stored.clone(),
+                None => all.rules.push(stored.clone()),
             }
-            None => 1,
-        };
-        let id = if request.id.is_empty() { ulid::Ulid::new().to_string().to_lowercase() } else { request.id };
-        let stored = RecordingRuleStore {
-            id: id.clone(),
-            metric_name: request.metric_name,
-            prometheus_data_source: String::new(),
-            matchers: request.matchers,
-            group_by: request.group_by,
-            external_labels: request.external_labels,
-            generation,
-            stacktrace_filter: request.stacktrace_filter,
-        };
-        match existing {
-            Some(i) => all.rules[i] = stored.clone(),
-            None => all.rules.push(stored.clone()),
-        }
-        all.generation += 1;
-        self.save(tenant, &all).await?;
-        let mut rule = to_rule(&stored, false)?;
-        rule.profile_type = valid.profile_type;
-        Ok(rule)
+            let mut rule = to_rule(&stored, false)?;
+            rule.profile_type = valid.profile_type;
+            Ok(rule)
+        })
+        .await
     }
 
     /// Deletes a rule (deleting an unknown id is an error).
@@ -241,15 +257,24 @@ impl RuleStore {
         if self.provisioned_of(tenant).iter().any(|r| r.id == id) {
             return Err(StoreError::Provisioned(id.to_owned()));
         }
-        let _guard = self.write.lock().await;
-        let mut all = self.load(tenant).await?;
-        let before = all.rules.len();
-        all.rules.retain(|r| r.id != id);
-        if all.rules.len() == before {
-            return Err(StoreError::NotFound(id.to_owned()));
-        }
-        all.generation += 1;
-        self.save(tenant, &all).await
+        self.modify(tenant, |all| {
+            let before = all.rules.len();
+            all.rules.retain(|r| r.id != id);
+            if all.rules.len() == before {
+                return Err(StoreError::NotFound(id.to_owned()));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The tenant's rules object (absent: no rules).
+fn decode(tenant: &str, bytes: Option<Bytes>) -> Result<RecordingRulesStore, StoreError> {
+    match bytes {
+        Some(b) => RecordingRulesStore::decode(b)
+            .map_err(|e| StoreError::Corrupt { tenant: tenant.to_owned(), reason: e.to_string() }),
+        None => Ok(RecordingRulesStore::default()),
     }
 }
 
@@ -270,6 +295,27 @@ mod tests {
             generation,
             ..Default::default()
         }
+    }
+
+    /// Two query-frontends (two stores over one bucket) creating rules at
+    /// once: every acknowledged rule is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_frontends_lose_no_rule() {
+        let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let frontends = [Arc::new(RuleStore::new(Arc::clone(&bucket))), Arc::new(RuleStore::new(Arc::clone(&bucket)))];
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let store = Arc::clone(&frontends[i % 2]);
+            tasks.push(tokio::spawn(async move { store.upsert("t", request("", 0), 0).await.map(|r| r.id) }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.push(t.await.unwrap().unwrap());
+        }
+        acked.sort();
+        let mut listed: Vec<String> = frontends[0].list("t").await.unwrap().into_iter().map(|r| r.id).collect();
+        listed.sort();
+        assert_eq!(listed, acked);
     }
 
     #[tokio::test]

@@ -38,10 +38,11 @@ struct Stored {
 }
 
 /// The service: a bucket and the flame graph node limits of queries.
-#[derive(Debug)]
 pub(crate) struct AdHoc {
     store: Arc<dyn ObjectStore>,
     limits: phlox_query::QueryLimits,
+    /// Monotonic ids, so uploads of one millisecond list in upload order.
+    ids: std::sync::Mutex<ulid::Generator>,
 }
 
 /// One sample type of a parsed file and its call tree.
@@ -144,9 +145,15 @@ fn pick(types: &[Typed], wanted: Option<&str>) -> Result<usize, ConnectError> {
     }
 }
 
+impl std::fmt::Debug for AdHoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdHoc").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
 impl AdHoc {
     pub(crate) fn new(store: Arc<dyn ObjectStore>, limits: phlox_query::QueryLimits) -> Self {
-        Self { store, limits }
+        Self { store, limits, ids: std::sync::Mutex::new(ulid::Generator::new()) }
     }
 
     fn max_nodes(&self, requested: Option<i64>) -> Result<usize, ConnectError> {
@@ -209,7 +216,11 @@ impl AdHoc {
         let uploaded_at = now_ms();
         let stored = Stored { name: r.name, uploaded_at, data: r.profile };
         // Parse first: a file that cannot be shown is not kept.
-        let id = Ulid::new();
+        let id = match self.ids.lock().ok().and_then(|mut g| g.generate().ok()) {
+            Some(id) => id,
+            // A poisoned lock or a millisecond's ids used up: a random id.
+            None => Ulid::new(),
+        };
         let response = self.response(id.to_string(), &stored, None, r.max_nodes)?;
         let bytes = serde_json::to_vec(&stored).map_err(|e| ConnectError::new("internal", e.to_string()))?;
         self.store.put(&adhoc_path(tenant, id), PutPayload::from(bytes)).await.map_err(storage)?;

@@ -1,6 +1,8 @@
 //! The behaviours Phlox needs from a bucket, as one async suite that every
 //! backend's tests call: whole-object put/get, overwrite, suffix and bounded
-//! ranged GETs, listing by prefix, head, delete, and NotFound.
+//! ranged GETs, listing by prefix, head, delete, NotFound, and conditional
+//! writes (create-if-absent; update-if-unchanged where the backend has it)
+//! for the per-tenant settings objects.
 //!
 //! Each check panics with a message naming the behaviour (it is test code).
 
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 /// Runs every check under `root/` (cleaned up at the end).
 pub async fn run(store: Arc<dyn ObjectStore>, root: &str) {
@@ -63,6 +65,36 @@ pub async fn run(store: Arc<dyn ObjectStore>, root: &str) {
     assert!(matches!(missing, Err(object_store::Error::NotFound { .. })), "get of a missing object is NotFound");
     let missing = store.head(&p("segments/9999/none.block")).await;
     assert!(matches!(missing, Err(object_store::Error::NotFound { .. })), "head of a missing object is NotFound");
+
+    // Conditional writes (settings and recording rules): a create of an
+    // existing object fails; an update against a stale version fails where
+    // the backend has conditional updates (the local filesystem has not).
+    let put = |mode: PutMode, bytes: &'static [u8]| {
+        let (store, path) = (Arc::clone(&store), p("settings/t/s.binpb"));
+        async move { store.put_opts(&path, PutPayload::from_static(bytes), PutOptions { mode, ..Default::default() }).await }
+    };
+    put(PutMode::Create, b"1").await.expect("create of an absent object");
+    let created = put(PutMode::Create, b"2").await;
+    assert!(
+        matches!(created, Err(object_store::Error::AlreadyExists { .. })),
+        "create of an existing object: {created:?}"
+    );
+    let read = store.get(&p("settings/t/s.binpb")).await.expect("get");
+    let version = UpdateVersion { e_tag: read.meta.e_tag.clone(), version: read.meta.version.clone() };
+    match put(PutMode::Update(version.clone()), b"3").await {
+        Err(object_store::Error::NotImplemented { .. }) => {}
+        other => {
+            other.expect("update against the current version");
+            let stale = put(PutMode::Update(version), b"4").await;
+            assert!(
+                matches!(stale, Err(object_store::Error::Precondition { .. })),
+                "update against a stale version: {stale:?}"
+            );
+            let got = store.get(&p("settings/t/s.binpb")).await.expect("get").bytes().await.expect("body");
+            assert_eq!(got.as_ref(), b"3", "the stale update changed nothing");
+        }
+    }
+    store.delete(&p("settings/t/s.binpb")).await.expect("delete settings");
 
     // Delete.
     for k in ["segments/0001/a.block", "segments/0002/b.block", "dlq/0001/c.meta"] {
