@@ -331,6 +331,9 @@ async fn delete_api_removes_a_tenants_time_range() {
     // acme/api 120 s ago and now, in one push: one dataset straddling the range's end.
     let mut straddling = push_request(&labels("api"), profile(120, 5), "");
     straddling.series[0].samples.push(push_request(&labels("api"), profile(0, 3), "").series[0].samples[0].clone());
+    // A second series of that dataset, only inside the range.
+    let old_phase = [("__name__", "process_cpu"), ("service_name", "api"), ("phase", "old")];
+    straddling.series.push(push_request(&old_phase, profile(120, 13), "").series[0].clone());
     // acme/web 100 s ago: inside the range.
     let inside = push_request(&labels("web"), profile(100, 11), "");
     // globex 120 s ago: another tenant.
@@ -342,7 +345,7 @@ async fn delete_api_removes_a_tenants_time_range() {
         let base = server.http.clone();
         async move { flame_total(&base, tenant, CPU, "{}", now / 1_000_000 - 3_600_000, now / 1_000_000 + 60_000).await }
     };
-    assert_eq!((total("acme").await, total("globex").await), (7 + 5 + 3 + 11, 100));
+    assert_eq!((total("acme").await, total("globex").await), (7 + 5 + 13 + 3 + 11, 100));
 
     let delete = |params: String| {
         let (client, base) = (client.clone(), server.http.clone());
@@ -366,12 +369,31 @@ async fn delete_api_removes_a_tenants_time_range() {
     let (code, body) = delete("from=yesterday-ish&until=now".into()).await;
     assert_eq!(code, 400, "{body}");
 
+    let (start, end) = (now / 1_000_000 - 3_600_000, now / 1_000_000 + 60_000);
+    let phases = || {
+        let base = server.http.clone();
+        async move {
+            let r: phlox_proto::types::v1::LabelValuesResponse = query(
+                &base,
+                "acme",
+                "LabelValues",
+                &phlox_proto::types::v1::LabelValuesRequest { name: "phase".into(), matchers: vec![], start, end },
+            )
+            .await
+            .unwrap();
+            r.names
+        }
+    };
+    assert_eq!(phases().await, vec!["old".to_string()]);
+
     // Delete acme's [now-200 s, now-60 s] without waiting: queries leave
     // the range out at once, also while the straddling block is pending.
     let range = format!("from={}&until={}", now / s - 200, now / s - 60);
     let (code, body) = delete(format!("{range}&wait=0s")).await;
     assert!(code == 202 || code == 200, "{code} {body}");
-    assert_eq!(total("acme").await, 7 + 3, "pending or not, the range's 5 and 11 are not answered: {body}");
+    assert_eq!(total("acme").await, 7 + 3, "pending or not, the range's 5, 13 and 11 are not answered: {body}");
+    // Nor are the labels of a series whose every row is in the range.
+    assert!(phases().await.is_empty());
     // The same request again is the same deletion; wait for the rewrite.
     let (code, body) = delete(format!("{range}&wait=60s")).await;
     assert_eq!(code, 200, "{body}");

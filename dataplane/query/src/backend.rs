@@ -7,7 +7,7 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use phlox_block::{BlockReader, DatasetReader, SeriesInfo, is_tenant_index};
 use phlox_model::{Labels, StackTree, label_names as ln};
-use phlox_proto::metastore::v1::{BlockMeta, Dataset};
+use phlox_proto::metastore::v1::{BlockMeta, Dataset, TimeRange};
 use rustc_hash::FxHashSet;
 
 use crate::QueryError;
@@ -118,7 +118,7 @@ impl QueryBackend for LocalBackend {
             }
             let series = reader.tenant_index(i).await?;
             self.count("index", 1);
-            let selected = select(&series, &query);
+            let selected = select(&series, &query, &index.deleted);
             if let Some(labels) = label_result(&series, &selected, &query.kind) {
                 // Label queries are answered by the index alone.
                 result.merge(labels);
@@ -140,7 +140,7 @@ impl QueryBackend for LocalBackend {
         for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
             let ds = reader.dataset(i).await?;
             self.count("read", 1);
-            let selected = select(ds.series(), &query);
+            let selected = select(ds.series(), &query, &ds.meta().deleted);
             if selected.is_empty() {
                 continue;
             }
@@ -158,13 +158,25 @@ impl LocalBackend {
     }
 }
 
-/// Series that match the selector and overlap the range.
-fn select(series: &[SeriesInfo], q: &LeafQuery) -> Vec<u32> {
+/// Series that match the selector and overlap the range, except those
+/// whose every row lies in a pending deletion's range (`deleted`, Unix ms,
+/// inclusive: the dataset's `deleted` field in a query answer).
+fn select(series: &[SeriesInfo], q: &LeafQuery, deleted: &[TimeRange]) -> Vec<u32> {
+    const NANOS_PER_MS: i64 = 1_000_000;
+    let gone = |s: &SeriesInfo| {
+        deleted.iter().any(|r| {
+            r.start.saturating_mul(NANOS_PER_MS) <= s.min_time_nanos
+                && s.max_time_nanos <= r.end.saturating_mul(NANOS_PER_MS).saturating_add(NANOS_PER_MS - 1)
+        })
+    };
     series
         .iter()
         .enumerate()
         .filter(|(_, s)| {
-            s.max_time_nanos >= q.start_nanos && s.min_time_nanos <= q.end_nanos && q.selector.matches(&s.labels)
+            s.max_time_nanos >= q.start_nanos
+                && s.min_time_nanos <= q.end_nanos
+                && q.selector.matches(&s.labels)
+                && !gone(s)
         })
         .map(|(i, _)| i as u32)
         .collect()
