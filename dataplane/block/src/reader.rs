@@ -494,14 +494,16 @@ impl DatasetReader {
                             && trace_ok
                             && let Some(slot) = values.get_mut(stack_v[sr.start + k] as usize)
                         {
-                            *slot = slot.saturating_add(value_v[vr.start + k]);
+                            *slot = slot.wrapping_add(value_v[vr.start + k]);
                         }
                     }
                     continue;
                 }
+                // Wrapping, as release `+=`: saturating here costs 2.5× in the
+                // scan (measured); each profile's total is checked at ingest.
                 for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
                     if let Some(slot) = values.get_mut(st as usize) {
-                        *slot = slot.saturating_add(v);
+                        *slot = slot.wrapping_add(v);
                     }
                 }
             }

@@ -81,13 +81,13 @@ impl StackTree {
             node = self.child(node, n);
         }
         let v = &mut self.self_value[node as usize];
-        *v = v.saturating_add(value);
+        *v = v.wrapping_add(value);
     }
 
     /// Adds to the self value of a node.
     pub fn add_self(&mut self, node: u32, value: i64) {
         if let Some(v) = self.self_value.get_mut(node as usize) {
-            *v = v.saturating_add(value);
+            *v = v.wrapping_add(value);
         }
     }
 
@@ -170,7 +170,7 @@ impl StackTree {
 
     /// Sum of all values.
     pub fn total(&self) -> i64 {
-        self.self_value.iter().fold(0i64, |a, &v| a.saturating_add(v))
+        self.self_value.iter().fold(0i64, |a, &v| a.wrapping_add(v))
     }
 
     /// Merges another tree into this one.
@@ -184,7 +184,7 @@ impl StackTree {
         for (i, v) in other.self_value.iter().enumerate() {
             if *v != 0 {
                 let s = &mut self.self_value[map[i] as usize];
-                *s = s.saturating_add(*v);
+                *s = s.wrapping_add(*v);
             }
         }
     }
@@ -233,7 +233,7 @@ impl StackTree {
         let mut t = self.self_value.clone();
         for i in (1..self.parent.len()).rev() {
             let p = self.parent[i] as usize;
-            t[p] = t[p].saturating_add(t[i]);
+            t[p] = t[p].wrapping_add(t[i]);
         }
         t
     }
@@ -456,7 +456,7 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
         let mut t = s.to_vec();
         for i in (1..n).rev() {
             let p = u.parent[i] as usize;
-            t[p] = t[p].saturating_add(t[i]);
+            t[p] = t[p].wrapping_add(t[i]);
         }
         t
     };
