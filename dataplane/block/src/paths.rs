@@ -56,10 +56,19 @@ pub fn recording_rules_path(tenant: &str) -> Path {
 /// Prefix of ad hoc (uploaded, not ingested) profiles.
 pub const ADHOC_PREFIX: &str = "adhoc";
 
-/// Key of an ad hoc profile of a tenant.
-pub fn adhoc_path(tenant: &str, id: Ulid) -> Path {
-    Path::from_iter([ADHOC_PREFIX, tenant, &format!("{id}.json")])
+/// Key of an ad hoc profile's file, as uploaded (base64-decoded).
+pub fn adhoc_file_path(tenant: &str, id: Ulid) -> Path {
+    Path::from_iter([ADHOC_PREFIX, tenant, &format!("{id}.profile")])
 }
+
+/// Key of an ad hoc profile's name and upload time (written after the
+/// file: an upload is listed once its metadata exists).
+pub fn adhoc_meta_path(tenant: &str, id: Ulid) -> Path {
+    Path::from_iter([ADHOC_PREFIX, tenant, &format!("{id}{ADHOC_META_SUFFIX}")])
+}
+
+/// File name suffix of an ad hoc profile's metadata object.
+pub const ADHOC_META_SUFFIX: &str = ".meta.json";
 
 /// Key of a tenant's key/value settings.
 pub fn settings_path(tenant: &str) -> Path {

@@ -3,9 +3,11 @@
 //! in the bucket and shown as flamebearer profiles without being ingested.
 //!
 //! An upload carries the file in base64: a pprof profile (gzipped or not)
-//! or collapsed stacks (`a;b;c 12` per line). It is stored as sent, with its
-//! name and upload time, at `adhoc/<tenant>/<ulid>.json`; every Get parses
-//! it again (uploads are rare, and the stored form stays the file).
+//! or collapsed stacks (`a;b;c 12` per line). The file is stored as sent
+//! (decoded) at `adhoc/<tenant>/<ulid>.profile`, then its name and upload
+//! time at `adhoc/<tenant>/<ulid>.meta.json`, which List reads alone; every
+//! Get parses the file again (uploads are rare, and the stored form stays
+//! the file).
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use phlox_block::paths::{ADHOC_PREFIX, adhoc_path};
+use phlox_block::paths::{ADHOC_META_SUFFIX, ADHOC_PREFIX, adhoc_file_path, adhoc_meta_path};
 use phlox_model::StackTree;
 use phlox_pprof::Profile;
 use phlox_proto::adhocprofiles::v1 as a;
@@ -27,14 +29,12 @@ use crate::http::HttpState;
 /// Largest file an upload may carry once decoded (and gunzipped).
 const MAX_PROFILE_BYTES: usize = 64 << 20;
 
-/// The stored form of an upload.
+/// The stored metadata of an upload.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+struct Meta {
     name: String,
     /// Unix ms.
     uploaded_at: i64,
-    /// The file, base64 as uploaded.
-    data: String,
 }
 
 /// The service: a bucket and the flame graph node limits of queries.
@@ -57,15 +57,20 @@ fn bad(message: impl Into<String>) -> ConnectError {
     ConnectError::invalid_argument(message)
 }
 
-/// Parses an uploaded file (base64) into one call tree per sample type.
-fn parse(data: &str) -> Result<Vec<Typed>, ConnectError> {
+/// The file of an upload request (base64).
+fn decode_base64(data: &str) -> Result<Vec<u8>, ConnectError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| bad(format!("profile is not base64: {e}")))?;
     if raw.len() > MAX_PROFILE_BYTES {
         return Err(bad(format!("profile is {} bytes, more than the limit of {MAX_PROFILE_BYTES}", raw.len())));
     }
-    let raw = phlox_pprof::maybe_gunzip(&raw, MAX_PROFILE_BYTES)
+    Ok(raw)
+}
+
+/// Parses an uploaded file into one call tree per sample type.
+fn parse(raw: &[u8]) -> Result<Vec<Typed>, ConnectError> {
+    let raw = phlox_pprof::maybe_gunzip(raw, MAX_PROFILE_BYTES)
         .map_err(|e| bad(format!("profile does not gunzip (limit {MAX_PROFILE_BYTES} bytes): {e}")))?;
     let pprof_error = match Profile::decode(&raw).and_then(|p| p.validate().map(|()| p)) {
         Ok(p) if !p.sample_types.is_empty() => return Ok(pprof_trees(&p)),
@@ -167,29 +172,42 @@ impl AdHoc {
         }
     }
 
-    async fn load(&self, tenant: &str, id: &str) -> Result<Stored, ConnectError> {
-        let ulid =
-            Ulid::from_string(id).map_err(|_| ConnectError::new("not_found", format!("profile {id:?} not found")))?;
-        let bytes = match self.store.get(&adhoc_path(tenant, ulid)).await {
-            Ok(r) => r.bytes().await.map_err(storage)?,
+    async fn get_object(&self, path: &object_store::path::Path, id: &str) -> Result<bytes::Bytes, ConnectError> {
+        match self.store.get(path).await {
+            Ok(r) => r.bytes().await.map_err(storage),
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(ConnectError::new("not_found", format!("profile {id:?} not found")));
+                Err(ConnectError::new("not_found", format!("profile {id:?} not found")))
             }
-            Err(e) => return Err(storage(e)),
-        };
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    fn id_of(id: &str) -> Result<Ulid, ConnectError> {
+        Ulid::from_string(id).map_err(|_| ConnectError::new("not_found", format!("profile {id:?} not found")))
+    }
+
+    async fn load_meta(&self, tenant: &str, id: &str) -> Result<Meta, ConnectError> {
+        let bytes = self.get_object(&adhoc_meta_path(tenant, Self::id_of(id)?), id).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ConnectError::new("internal", format!("stored profile {id:?} is corrupt: {e}")))
+    }
+
+    /// An upload's metadata and file.
+    async fn load(&self, tenant: &str, id: &str) -> Result<(Meta, bytes::Bytes), ConnectError> {
+        let meta = self.load_meta(tenant, id).await?;
+        let file = self.get_object(&adhoc_file_path(tenant, Self::id_of(id)?), id).await?;
+        Ok((meta, file))
     }
 
     fn response(
         &self,
         id: String,
-        stored: &Stored,
+        meta: &Meta,
+        types: &[Typed],
         profile_type: Option<&str>,
         max_nodes: Option<i64>,
     ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
-        let types = parse(&stored.data)?;
-        let i = pick(&types, profile_type)?;
+        let i = pick(types, profile_type)?;
         let flame = phlox_query::flamegraph(&types[i].tree, self.max_nodes(max_nodes)?);
         let fb = crate::render::flamebearer_single(
             &flame,
@@ -200,12 +218,21 @@ impl AdHoc {
         );
         Ok(a::AdHocProfilesGetResponse {
             id,
-            name: stored.name.clone(),
-            uploaded_at: stored.uploaded_at,
+            name: meta.name.clone(),
+            uploaded_at: meta.uploaded_at,
             profile_type: types[i].name.clone(),
             profile_types: types.iter().map(|t| t.name.clone()).collect(),
             flamebearer_profile: fb.to_string(),
         })
+    }
+
+    async fn get(
+        &self,
+        tenant: &str,
+        r: a::AdHocProfilesGetRequest,
+    ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
+        let (meta, file) = self.load(tenant, &r.id).await?;
+        self.response(r.id, &meta, &parse(&file)?, r.profile_type.as_deref(), r.max_nodes)
     }
 
     async fn upload(
@@ -213,17 +240,18 @@ impl AdHoc {
         tenant: &str,
         r: a::AdHocProfilesUploadRequest,
     ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
-        let uploaded_at = now_ms();
-        let stored = Stored { name: r.name, uploaded_at, data: r.profile };
-        // Parse first: a file that cannot be shown is not kept.
+        let meta = Meta { name: r.name, uploaded_at: now_ms() };
         let id = match self.ids.lock().ok().and_then(|mut g| g.generate().ok()) {
             Some(id) => id,
             // A poisoned lock or a millisecond's ids used up: a random id.
             None => Ulid::new(),
         };
-        let response = self.response(id.to_string(), &stored, None, r.max_nodes)?;
-        let bytes = serde_json::to_vec(&stored).map_err(|e| ConnectError::new("internal", e.to_string()))?;
-        self.store.put(&adhoc_path(tenant, id), PutPayload::from(bytes)).await.map_err(storage)?;
+        // Parse first: a file that cannot be shown is not kept.
+        let file = decode_base64(&r.profile)?;
+        let response = self.response(id.to_string(), &meta, &parse(&file)?, None, r.max_nodes)?;
+        let meta_bytes = serde_json::to_vec(&meta).map_err(|e| ConnectError::new("internal", e.to_string()))?;
+        self.store.put(&adhoc_file_path(tenant, id), PutPayload::from(file)).await.map_err(storage)?;
+        self.store.put(&adhoc_meta_path(tenant, id), PutPayload::from(meta_bytes)).await.map_err(storage)?;
         Ok(response)
     }
 
@@ -232,8 +260,8 @@ impl AdHoc {
         let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(storage)?;
         let mut profiles = Vec::with_capacity(metas.len());
         for m in metas {
-            let Some(id) = m.location.filename().and_then(|f| f.strip_suffix(".json")) else { continue };
-            match self.load(tenant, id).await {
+            let Some(id) = m.location.filename().and_then(|f| f.strip_suffix(ADHOC_META_SUFFIX)) else { continue };
+            match self.load_meta(tenant, id).await {
                 Ok(s) => profiles.push(a::AdHocProfilesProfileMetadata {
                     id: id.to_owned(),
                     name: s.name,
@@ -254,7 +282,7 @@ impl AdHoc {
         r: a::AdHocProfilesDiffRequest,
     ) -> Result<a::AdHocProfilesDiffResponse, ConnectError> {
         let (left, right) = futures::try_join!(self.load(tenant, &r.left_id), self.load(tenant, &r.right_id))?;
-        let (left, right) = (parse(&left.data)?, parse(&right.data)?);
+        let (left, right) = (parse(&left.1)?, parse(&right.1)?);
         // Only types both sides have can be compared.
         let common: Vec<String> =
             left.iter().filter(|l| right.iter().any(|r| r.name == l.name)).map(|l| l.name.clone()).collect();
@@ -286,12 +314,7 @@ impl AdHoc {
                 Err(r) => return r,
             },
             "Get" => match decode::<a::AdHocProfilesGetRequest>(codec, body) {
-                Ok(r) => match self.load(tenant, &r.id).await {
-                    Ok(stored) => {
-                        self.response(r.id, &stored, r.profile_type.as_deref(), r.max_nodes).map(|m| respond(codec, &m))
-                    }
-                    Err(e) => Err(e),
-                },
+                Ok(r) => self.get(tenant, r).await.map(|m| respond(codec, &m)),
                 Err(r) => return r,
             },
             "List" => match decode::<a::AdHocProfilesListRequest>(codec, body) {
@@ -373,7 +396,7 @@ mod tests {
         b.add_sample_type("cpu", "nanoseconds");
         b.sample(&["main", "work"], &[3, 30], &[]);
         b.sample(&["main", "gc"], &[1, 10], &[]);
-        let types = parse(&b64(&b.encode())).unwrap();
+        let types = parse(&b.encode()).unwrap();
         let names: Vec<(&str, &str, i64)> =
             types.iter().map(|t| (t.name.as_str(), t.unit.as_str(), t.tree.total())).collect();
         assert_eq!(names, vec![("samples", "count", 4), ("cpu", "nanoseconds", 40)]);
@@ -381,18 +404,18 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &b.encode()).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(parse(&b64(&gz)).unwrap()[1].tree.total(), 40);
+        assert_eq!(parse(&gz).unwrap()[1].tree.total(), 40);
     }
 
     #[test]
     fn collapsed_stacks_are_accepted_and_garbage_is_named() {
-        let types = parse(&b64(b"main;work 7\n\nmain;gc 5\n")).unwrap();
+        let types = parse(b"main;work 7\n\nmain;gc 5\n").unwrap();
         assert_eq!((types[0].name.as_str(), types[0].tree.total()), ("samples", 12));
-        let e = parse(&b64(b"not a profile")).unwrap_err();
+        let e = parse(b"not a profile").unwrap_err();
         assert!(e.message.contains("neither pprof"), "{}", e.message);
-        let e = parse(&b64(b"a 9223372036854775807\nb 1\n")).unwrap_err();
+        let e = parse(b"a 9223372036854775807\nb 1\n").unwrap_err();
         assert!(e.message.contains("neither pprof"), "overflowing values are refused: {}", e.message);
-        let e = parse("%%%").unwrap_err();
+        let e = decode_base64("%%%").unwrap_err();
         assert!(e.message.contains("not base64"), "{}", e.message);
     }
 
@@ -410,7 +433,10 @@ mod tests {
         let listed = svc.list("t").await.unwrap().profiles;
         assert_eq!(listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["before.txt", "after.txt"]);
         assert!(svc.list("other").await.unwrap().profiles.is_empty());
-        let got = svc.response(l.id.clone(), &svc.load("t", &l.id).await.unwrap(), None, None).unwrap();
+        let got = svc
+            .get("t", a::AdHocProfilesGetRequest { id: l.id.clone(), profile_type: None, max_nodes: None })
+            .await
+            .unwrap();
         assert_eq!((got.name.as_str(), flame_total(&got.flamebearer_profile)), ("before.txt", 10));
         assert_eq!(svc.load("other", &l.id).await.unwrap_err().code, "not_found");
         let d = svc
