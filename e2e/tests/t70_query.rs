@@ -286,3 +286,89 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
     many.stop();
     one.stop();
 }
+
+/// Hostile queries get a 4xx naming the problem, or an exact answer; the
+/// server keeps serving and its answers stay right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_or_answered_and_the_server_keeps_serving() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &[]);
+    let client = reqwest::Client::new();
+    let t0 = now_nanos();
+    for r in requests(t0) {
+        push_until_acked(&client, &server.push_url(), "anonymous", prost::Message::encode_to_vec(&r)).await;
+    }
+    let merge = |selector: String, start: i64, end: i64| {
+        let base = server.http.clone();
+        async move {
+            let req = q::SelectMergeStacktracesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: selector,
+                start,
+                end,
+                max_nodes: None,
+                ..Default::default()
+            };
+            query::<_, q::SelectMergeStacktracesResponse>(&base, "anonymous", "SelectMergeStacktraces", &req)
+                .await
+                .map(|r| r.flamegraph.map(|f| f.total).unwrap_or(0))
+        }
+    };
+    let now_ms = t0 / 1_000_000;
+    // Times at the ends of i64.
+    for (start, end) in [(i64::MIN, now_ms), (i64::MIN, i64::MAX), (-1, i64::MAX), (now_ms - 3_600_000, i64::MAX)] {
+        match merge("{}".into(), start, end).await {
+            Err((status, body)) => assert!((400..500).contains(&status), "{start}..{end}: {status} {body}"),
+            Ok(total) => assert!(total >= 0, "{start}..{end}"),
+        }
+    }
+    let series = |start: i64, end: i64, step: f64| {
+        let base = server.http.clone();
+        async move {
+            let req = q::SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start,
+                end,
+                step,
+                ..Default::default()
+            };
+            query::<_, q::SelectSeriesResponse>(&base, "anonymous", "SelectSeries", &req).await.map(|_| ())
+        }
+    };
+    for (start, end, step) in
+        [(i64::MIN, now_ms, 15.0), (i64::MIN + 1, i64::MAX, 1e-3), (now_ms - 60_000, now_ms, 1e300)]
+    {
+        if let Err((status, body)) = series(start, end, step).await {
+            assert!((400..500).contains(&status), "{start}..{end} step {step}: {status} {body}");
+        }
+    }
+    // Too many matchers, a huge selector: 400s that name the problem briefly.
+    let many = format!("{{{}}}", (0..100_000).map(|i| format!("l{i}=~\"v{i}.*\"")).collect::<Vec<_>>().join(","));
+    let (status, body) = merge(many.clone(), now_ms - 3_600_000, now_ms + 60_000).await.unwrap_err();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than 128 matchers") && body.len() < 1_000, "{}", &body[..body.len().min(400)]);
+    let (status, body) =
+        merge(format!("{{a=\"{}", "x".repeat(10 << 20)), now_ms - 3_600_000, now_ms).await.unwrap_err();
+    assert_eq!(status, 400);
+    assert!(body.len() < 1_000, "the error quotes a bounded part of the selector");
+    // Still serving, with exact answers.
+    assert_eq!(
+        merge("{service_name=\"shop\"}".into(), now_ms - 3_600_000, now_ms + 60_000).await.unwrap(),
+        ask_total(&requests(t0))
+    );
+    server.stop();
+}
+
+/// The total of the CPU profiles of `shop` in `requests`.
+fn ask_total(requests: &[PushRequest]) -> i64 {
+    requests
+        .iter()
+        .filter(|r| r.series[0].labels.iter().any(|l| l.name == "service_name" && l.value == "shop"))
+        .flat_map(|r| &r.series[0].samples)
+        .map(|s| {
+            let p = phlox_pprof::Profile::decode(&s.raw_profile).unwrap();
+            (0..p.sample_count()).map(|i| p.sample_value(i, 0)).sum::<i64>()
+        })
+        .sum()
+}

@@ -13,6 +13,6 @@ mod tree;
 pub use ids::{ProfileId, ProfileKey};
 pub use labels::{LabelPair, Labels, label_names};
 pub use profile_type::{ProfileType, ProfileTypeError};
-pub use selector::{MatchOp, Matcher, Selector, SelectorError, parse_selector};
+pub use selector::{MAX_MATCHERS, MatchOp, Matcher, Selector, SelectorError, parse_selector};
 pub use tenant::{DEFAULT_TENANT, TenantError, TenantId};
 pub use tree::{DiffLevels, FlameGraphLevels, OTHER, StackTree, diff_flamegraph, dot_graph};

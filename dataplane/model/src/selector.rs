@@ -41,11 +41,20 @@ impl PartialEq for Matcher {
     }
 }
 
+/// Most matchers one selector (or one query's selectors together) may have.
+pub const MAX_MATCHERS: usize = 128;
+/// Compiled size bound of one regular expression (and of its lazy DFA
+/// cache), so that a hostile pattern costs at most a few MiB.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 impl Matcher {
     pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Self, SelectorError> {
         let re = match op {
             MatchOp::Regex | MatchOp::NotRegex => Some(
-                regex::Regex::new(&format!("^(?:{value})$"))
+                regex::RegexBuilder::new(&format!("^(?:{value})$"))
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(REGEX_SIZE_LIMIT)
+                    .build()
                     .map_err(|e| SelectorError(format!("invalid regular expression {value:?}: {e}")))?,
             ),
             _ => None,
@@ -96,7 +105,16 @@ struct P<'a> {
 
 impl<'a> P<'a> {
     fn err<T>(&self, what: &str) -> Result<T, SelectorError> {
-        Err(SelectorError(format!("{what} at position {} of {:?}", self.i, self.s)))
+        // A hostile selector can be megabytes long: quote 100 bytes of it.
+        const QUOTED: usize = 100;
+        if self.s.len() <= QUOTED {
+            return Err(SelectorError(format!("{what} at position {} of {:?}", self.i, self.s)));
+        }
+        let mut end = QUOTED;
+        while !self.s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Err(SelectorError(format!("{what} at position {} of {:?}… ({} bytes)", self.i, &self.s[..end], self.s.len())))
     }
     fn ws(&mut self) {
         while self.s[self.i..].starts_with(|c: char| c.is_whitespace()) {
@@ -194,6 +212,9 @@ pub fn parse_selector(s: &str) -> Result<Selector, SelectorError> {
                 return p.err("expected one of = != =~ !~");
             };
             let value = p.quoted()?;
+            if sel.matchers.len() == MAX_MATCHERS {
+                return p.err(&format!("more than {MAX_MATCHERS} matchers"));
+            }
             sel.matchers.push(Matcher::new(&name, op, &value)?);
             if p.eat(",") {
                 if p.eat("}") {
@@ -246,7 +267,11 @@ mod tests {
     fn malformed_selectors_are_explained() {
         for bad in
             [r#"{a="b""#, r#"{a=b}"#, r#"{a~"b"}"#, r#"{="b"}"#, r#"{a="b"} x"#, r#"{a=~"("}"#, "{a=\"b\" c=\"d\"}"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain([format!("{{{}}}", vec!["a=\"b\""; MAX_MATCHERS + 1].join(","))])
         {
+            let bad = bad.as_str();
             let e = parse_selector(bad).unwrap_err();
             assert!(e.to_string().starts_with("invalid label selector"), "{bad}: {e}");
         }

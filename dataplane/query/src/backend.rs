@@ -310,8 +310,10 @@ async fn execute_dataset(
 /// Right edge (ms) of the step a time falls in: a point at ts covers
 /// (ts - step, ts]; steps start at start - step.
 fn slot(t: i64, start_ms: i64, step: i64) -> i64 {
-    let k = (t - start_ms).div_euclid(step) + i64::from((t - start_ms).rem_euclid(step) != 0);
-    start_ms + k * step
+    // In i128: a request's start can be anywhere in i64 (once per profile).
+    let (d, step) = (i128::from(t) - i128::from(start_ms), i128::from(step.max(1)));
+    let k = d.div_euclid(step) + i128::from(d.rem_euclid(step) != 0);
+    i64::try_from(i128::from(start_ms) + k * step).unwrap_or(if k > 0 { i64::MAX } else { i64::MIN })
 }
 
 /// One profile's value for series and heatmaps.
@@ -453,4 +455,22 @@ async fn tree(
         }
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot;
+
+    #[test]
+    fn slots_are_right_edges_and_never_overflow() {
+        assert_eq!(slot(1_000, 0, 15), 1_005);
+        assert_eq!(slot(1_005, 0, 15), 1_005);
+        assert_eq!(slot(-1, 0, 15), 0);
+        // Starts and times anywhere in i64 (hostile requests): exact, or
+        // saturated where the edge is past i64.
+        let edge = slot(1_700_000_000_000, i64::MIN, 15_000);
+        assert!((0..15_000).contains(&(edge - 1_700_000_000_000)), "{edge}");
+        assert_eq!(slot(i64::MIN, i64::MAX, 1), i64::MIN);
+        assert_eq!(slot(i64::MAX, i64::MIN, i64::MAX), i64::MAX);
+    }
 }

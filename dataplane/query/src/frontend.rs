@@ -155,6 +155,9 @@ fn selector_of(matchers: &[String]) -> Result<Selector, QueryError> {
     for m in matchers {
         let p = parse_selector(m).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
         s.matchers.extend(p.matchers);
+        if s.matchers.len() > phlox_model::MAX_MATCHERS {
+            return bad(format!("the selectors have more than {} matchers together", phlox_model::MAX_MATCHERS));
+        }
     }
     Ok(s)
 }
@@ -184,13 +187,13 @@ impl QueryFrontend {
             return bad(format!("invalid time range: start {start} is after end {end}"));
         }
         let max = self.limits.max_query_length.as_millis() as i64;
-        if max > 0 && end - start > max {
+        if max > 0 && end.saturating_sub(start) > max {
             return bad(format!(
                 "the query time range exceeds the limit (max_query_length {}h)",
                 self.limits.max_query_length.as_secs() / 3600
             ));
         }
-        let oldest = now_ms() - self.limits.max_query_lookback.as_millis() as i64;
+        let oldest = now_ms().saturating_sub(self.limits.max_query_lookback.as_millis() as i64);
         if end < oldest {
             return Ok(None);
         }

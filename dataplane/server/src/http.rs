@@ -111,14 +111,18 @@ pub(crate) fn tenant(headers: &HeaderMap, multitenancy: bool) -> Result<TenantId
 /// Connect error of `code`.
 pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> Result<Bytes, Response> {
     use http_body_util::BodyExt;
+    let too_large = || {
+        let mut r = ConnectError::new(code, format!("request body exceeds the limit of {limit} bytes")).into_response();
+        *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        r
+    };
+    // A Content-Length over the limit is refused before reading a byte.
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            let mut r =
-                ConnectError::new(code, format!("request body exceeds the limit of {limit} bytes")).into_response();
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            Err(r)
-        }
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => {
             let mut r = ConnectError::new("unknown", format!("cannot read the request body: {e}")).into_response();
             *r.status_mut() = StatusCode::REQUEST_TIMEOUT;

@@ -32,7 +32,8 @@ fn frontend_and_tenants(
 fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> (i64, i64) {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let from = p.get(from_key).and_then(|t| parse_time(t, now)).unwrap_or(now - 3_600_000_000_000) / 1_000_000;
+    let from =
+        p.get(from_key).and_then(|t| parse_time(t, now)).unwrap_or(now.saturating_sub(3_600_000_000_000)) / 1_000_000;
     let until = p.get(until_key).and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
     (from, until)
 }
@@ -59,11 +60,11 @@ fn units(sample_type: &str, sample_unit: &str) -> (String, i64) {
 
 fn timeline(start_s: i64, end_s: i64, step: i64, points: &[phlox_proto::types::v1::Point]) -> Value {
     let start = start_s - start_s.rem_euclid(step);
-    let n = ((end_s - start) / step + 1).max(1) as usize;
+    let n = (end_s.saturating_sub(start) / step).saturating_add(1).clamp(1, 1 << 20) as usize;
     let mut samples = vec![0u64; n];
     for p in points {
         // A point at ts covers (ts - step, ts]: it is the sample of the step that ends at ts.
-        let idx = ((p.timestamp / 1000 - start) / step - 1).max(0) as usize;
+        let idx = ((p.timestamp / 1000).saturating_sub(start) / step - 1).max(0) as usize;
         if let Some(s) = samples.get_mut(idx) {
             *s += p.value.max(0.0) as u64;
         }
@@ -127,7 +128,7 @@ pub(crate) async fn render(
         Ok(r) => r.flamegraph.unwrap_or_default(),
         Err(e) => return query_error(e),
     };
-    let step = timeline_step((until - from) / 1000);
+    let step = timeline_step(until.saturating_sub(from) / 1000);
     let group_by: Vec<String> = p.get("groupBy").map(|g| vec![g.clone()]).unwrap_or_default();
     let series_req = q::SelectSeriesRequest {
         profile_type_id: profile_type,

@@ -259,7 +259,7 @@ impl Distributor {
         if b.sample_count() == 0 {
             return Ok(Vec::new());
         }
-        b.time_nanos(from).duration_nanos((until - from).max(0));
+        b.time_nanos(from).duration_nanos(until.saturating_sub(from).max(0));
         let profile = b.finish();
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(body.len() as u64);
         self.check(l, &profile, now)?;

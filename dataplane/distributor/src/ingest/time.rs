@@ -49,7 +49,7 @@ pub fn parse_time(text: &str, now_nanos: i64) -> Option<i64> {
     } else {
         return None;
     };
-    Some(now_nanos + sign * n.checked_mul(secs)?.checked_mul(NANOS)?)
+    now_nanos.checked_add(sign * n.checked_mul(secs)?.checked_mul(NANOS)?)
 }
 
 fn yyyymmdd(t: &str) -> Option<i64> {
@@ -86,5 +86,8 @@ mod tests {
         assert_eq!(parse_time("now-1mon", now), Some(now - 30 * 86_400 * NANOS));
         assert_eq!(parse_time("yesterday", now), None);
         assert_eq!(parse_time("", now), None);
+        // Past the end of i64 nanoseconds: not a time.
+        assert_eq!(parse_time("now+7500000000s", now), Some(now + 7_500_000_000 * NANOS));
+        assert_eq!(parse_time("now+9000000000s", now), None);
     }
 }
