@@ -107,8 +107,13 @@ pub(crate) fn tenant(headers: &HeaderMap, multitenancy: bool) -> Result<TenantId
     TenantId::new(v.trim()).map_err(|e| ConnectError::new("unauthenticated", e.to_string()))
 }
 
+/// Longest a request body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Longest a request body may pause between chunks.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads a request body of at most `limit` bytes; over it: 413 with a
-/// Connect error of `code`.
+/// Connect error of `code`; one that does not arrive in time: 408.
 pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> Result<Bytes, Response> {
     use http_body_util::BodyExt;
     let too_large = || {
@@ -117,18 +122,44 @@ pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> R
         r
     };
     // A Content-Length over the limit is refused before reading a byte.
-    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
+    let hint = axum::body::HttpBody::size_hint(&body);
+    if hint.lower() > limit as u64 {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => {
-            let mut r = ConnectError::new("unknown", format!("cannot read the request body: {e}")).into_response();
-            *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
-            Err(r)
+    // One contiguous buffer, chunks copied in as they come: a body sent in
+    // millions of tiny chunks costs its bytes, not a frame per byte.
+    let exact = hint.exact().map(|n| n as usize);
+    let mut buf = bytes::BytesMut::with_capacity(exact.unwrap_or(0).min(limit));
+    let mut body = body;
+    let failed = |e: String| {
+        let mut r = ConnectError::new("unknown", format!("cannot read the request body: {e}")).into_response();
+        *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        r
+    };
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    loop {
+        // A client that stops sending (or trickles) does not hold a task
+        // and its buffer forever.
+        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame());
+        let frame = match tokio::time::timeout_at(deadline, next).await {
+            Err(_) => return Err(failed(format!("not received within {}s", BODY_READ_TIMEOUT.as_secs()))),
+            Ok(Err(_)) => return Err(failed(format!("nothing received for {}s", BODY_IDLE_TIMEOUT.as_secs()))),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(Err(e)))) => return Err(failed(e.to_string())),
+            Ok(Ok(Some(Ok(f)))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            // A single-chunk body is kept as it came, without a copy.
+            if buf.is_empty() && exact == Some(data.len()) {
+                return Ok(data);
+            }
+            buf.extend_from_slice(&data);
         }
     }
+    Ok(buf.freeze())
 }
 
 async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) -> Response {
