@@ -250,7 +250,7 @@ impl StackTree {
             }
             let p = self.parent[i] as usize;
             if t < threshold {
-                other[p] += t;
+                other[p] = other[p].wrapping_add(t);
             } else {
                 c[p].push(i as u32);
             }
@@ -306,15 +306,15 @@ impl StackTree {
                 }
             };
             max_self = max_self.max(self_v);
-            levels[depth].extend_from_slice(&[x - prev_end[depth], total, self_v, name_idx]);
-            prev_end[depth] = x + total;
+            levels[depth].extend_from_slice(&[x.wrapping_sub(prev_end[depth]), total, self_v, name_idx]);
+            prev_end[depth] = x.wrapping_add(total);
             if let Item::Node(n) = item {
                 // Children left to right: pushed in reverse so they pop in order.
-                let mut cx = x + self_v;
+                let mut cx = x.wrapping_add(self_v);
                 let mut placed: Vec<(Item, usize, i64)> = Vec::new();
                 for &c in &children[n as usize] {
                     placed.push((Item::Node(c), depth + 1, cx));
-                    cx += totals[c as usize];
+                    cx = cx.wrapping_add(totals[c as usize]);
                 }
                 let other = others[n as usize];
                 if other != 0 {
@@ -353,7 +353,8 @@ pub fn dot_graph(tree: &StackTree, max_nodes: usize, unit: &str) -> String {
     let mut edges: FxHashMap<(u32, u32), i64> = FxHashMap::default();
     for (i, &node_total) in totals.iter().enumerate().skip(1) {
         let name = tree.name[i];
-        *flat.entry(name).or_default() += tree.self_value[i];
+        let f = flat.entry(name).or_default();
+        *f = f.wrapping_add(tree.self_value[i]);
         // A function counts once per stack: skip nodes with the same name above.
         let mut p = tree.parent[i] as usize;
         let mut recursive = false;
@@ -365,11 +366,13 @@ pub fn dot_graph(tree: &StackTree, max_nodes: usize, unit: &str) -> String {
             p = tree.parent[p] as usize;
         }
         if !recursive {
-            *cum.entry(name).or_default() += node_total;
+            let c = cum.entry(name).or_default();
+            *c = c.wrapping_add(node_total);
         }
         let parent = tree.parent[i] as usize;
         if parent != 0 {
-            *edges.entry((tree.name[parent], name)).or_default() += node_total;
+            let e = edges.entry((tree.name[parent], name)).or_default();
+            *e = e.wrapping_add(node_total);
         }
     }
     let mut nodes: Vec<(u32, i64)> = cum.iter().map(|(&k, &v)| (k, v)).filter(|(_, v)| *v != 0).collect();
@@ -439,7 +442,7 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
         let mut v = vec![0i64; u.parent.len()];
         for (i, s) in t.self_value.iter().enumerate() {
             if let Some(x) = v.get_mut(map[i] as usize) {
-                *x += s;
+                *x = x.wrapping_add(*s);
             }
         }
         v
@@ -461,7 +464,7 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
         t
     };
     let (lt, rt) = (totals(&ls), totals(&rs));
-    let combined: Vec<i64> = lt.iter().zip(&rt).map(|(a, b)| a + b).collect();
+    let combined: Vec<i64> = lt.iter().zip(&rt).map(|(a, b)| a.wrapping_add(*b)).collect();
     let live = combined.iter().skip(1).filter(|&&t| t != 0).count();
     let threshold = if max_nodes > 0 && live > max_nodes {
         let mut all: Vec<i64> = combined.iter().skip(1).copied().filter(|&t| t != 0).collect();
@@ -506,22 +509,30 @@ pub fn diff_flamegraph(left: &StackTree, right: &StackTree, max_nodes: usize) ->
             }
         };
         max_self = max_self.max(lself).max(rself);
-        levels[d].extend_from_slice(&[lx - prev[d].0, ltot, lself, rx - prev[d].1, rtot, rself, name]);
-        prev[d] = (lx + ltot, rx + rtot);
+        levels[d].extend_from_slice(&[
+            lx.wrapping_sub(prev[d].0),
+            ltot,
+            lself,
+            rx.wrapping_sub(prev[d].1),
+            rtot,
+            rself,
+            name,
+        ]);
+        prev[d] = (lx.wrapping_add(ltot), rx.wrapping_add(rtot));
         if let Ok(i) = item {
-            let (mut cl, mut cr) = (lx + lself, rx + rself);
+            let (mut cl, mut cr) = (lx.wrapping_add(lself), rx.wrapping_add(rself));
             let mut placed = Vec::new();
-            let (mut ol, mut or) = (0, 0);
+            let (mut ol, mut or) = (0i64, 0i64);
             for &c in &children[i as usize] {
                 let c = c as usize;
                 if combined[c] < threshold {
-                    ol += lt[c];
-                    or += rt[c];
+                    ol = ol.wrapping_add(lt[c]);
+                    or = or.wrapping_add(rt[c]);
                     continue;
                 }
                 placed.push((Ok(c as u32), d + 1, cl, cr));
-                cl += lt[c];
-                cr += rt[c];
+                cl = cl.wrapping_add(lt[c]);
+                cr = cr.wrapping_add(rt[c]);
             }
             if ol != 0 || or != 0 {
                 placed.push((Err((ol, or)), d + 1, cl, cr));
@@ -543,12 +554,12 @@ fn uvarint(mut v: u64, out: &mut Vec<u8>) {
 /// Writes node `i` of level `d` and its subtree.
 fn write_level_tree(fg: &FlameGraphLevels, d: usize, i: usize, out: &mut Vec<u8>) {
     let abs = |d: usize| -> Vec<(i64, i64)> {
-        let mut x = 0;
+        let mut x = 0i64;
         fg.levels[d]
             .chunks_exact(4)
             .map(|n| {
-                let a = x + n[0];
-                x = a + n[1];
+                let a = x.wrapping_add(n[0]);
+                x = a.wrapping_add(n[1]);
                 (a, n[1])
             })
             .collect()
@@ -561,7 +572,7 @@ fn write_level_tree(fg: &FlameGraphLevels, d: usize, i: usize, out: &mut Vec<u8>
         abs(d + 1)
             .iter()
             .enumerate()
-            .filter(|(_, (cx, ct))| *cx >= x && cx + ct <= x + total && *ct > 0)
+            .filter(|(_, (cx, ct))| *cx >= x && cx.wrapping_add(*ct) <= x.wrapping_add(total) && *ct > 0)
             .map(|(k, _)| k)
             .collect()
     } else {

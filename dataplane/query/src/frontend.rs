@@ -501,9 +501,10 @@ impl QueryFrontend {
         if lo > hi {
             return Ok(q::SelectHeatmapResponse::default());
         }
-        let width = ((hi - lo) as f64 / BUCKETS as f64).max(f64::MIN_POSITIVE);
+        // In f64: values can span all of i64.
+        let width = ((hi as f64 - lo as f64) / BUCKETS as f64).max(f64::MIN_POSITIVE);
         let y_min: Vec<f64> = (0..BUCKETS).map(|i| lo as f64 + i as f64 * width).collect();
-        let bucket = |v: i64| (((v - lo) as f64 / width) as usize).min(BUCKETS - 1);
+        let bucket = |v: i64| (((v as f64 - lo as f64) / width) as usize).min(BUCKETS - 1);
         let mut series: Vec<(usize, t::HeatmapSeries)> = groups
             .into_iter()
             .map(|(labels, points)| {

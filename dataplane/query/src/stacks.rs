@@ -209,7 +209,8 @@ impl MergedStacks {
                 path.push(id);
             }
             if !path.is_empty() {
-                *self.stacks.entry(path.clone()).or_insert(0) += value;
+                let v = self.stacks.entry(path.clone()).or_insert(0);
+                *v = v.wrapping_add(value);
             }
         }
     }
@@ -229,12 +230,13 @@ impl MergedStacks {
             .collect();
         for (path, v) in other.stacks {
             let path: Vec<u32> = path.into_iter().map(|l| locations[l as usize]).collect();
-            *self.stacks.entry(path).or_insert(0) += v;
+            let s = self.stacks.entry(path).or_insert(0);
+            *s = s.wrapping_add(v);
         }
     }
 
     pub fn total(&self) -> i64 {
-        self.stacks.values().sum()
+        self.stacks.values().fold(0i64, |a, &v| a.wrapping_add(v))
     }
 
     /// The call tree by function name.

@@ -28,6 +28,15 @@ use crate::http::HttpState;
 
 /// Largest file an upload may carry once decoded (and gunzipped).
 const MAX_PROFILE_BYTES: usize = 64 << 20;
+/// Frames kept per stack (the root-most, as ingest keeps them with its
+/// default `max_profile_stacktrace_depth`).
+const MAX_DEPTH: usize = 1000;
+/// Most call tree nodes a file may make (bounds the memory of a parse).
+const MAX_TREE_NODES: usize = 1 << 20;
+
+fn too_many_nodes() -> ConnectError {
+    bad(format!("profile has more than {MAX_TREE_NODES} distinct call tree nodes"))
+}
 
 /// The stored metadata of an upload.
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,17 +82,17 @@ fn parse(raw: &[u8]) -> Result<Vec<Typed>, ConnectError> {
     let raw = phlox_pprof::maybe_gunzip(raw, MAX_PROFILE_BYTES)
         .map_err(|e| bad(format!("profile does not gunzip (limit {MAX_PROFILE_BYTES} bytes): {e}")))?;
     let pprof_error = match Profile::decode(&raw).and_then(|p| p.validate().map(|()| p)) {
-        Ok(p) if !p.sample_types.is_empty() => return Ok(pprof_trees(&p)),
+        Ok(p) if !p.sample_types.is_empty() => return pprof_trees(&p),
         Ok(_) => "it has no sample types".to_owned(),
         Err(e) => e.to_string(),
     };
-    collapsed_tree(&raw).ok_or_else(|| {
-        bad(format!("profile is neither pprof ({pprof_error}) nor collapsed stacks (`a;b;c 12` per line)"))
+    collapsed_tree(&raw).unwrap_or_else(|| {
+        Err(bad(format!("profile is neither pprof ({pprof_error}) nor collapsed stacks (`a;b;c 12` per line)")))
     })
 }
 
 /// One tree per sample type of a pprof profile.
-fn pprof_trees(p: &Profile) -> Vec<Typed> {
+fn pprof_trees(p: &Profile) -> Result<Vec<Typed>, ConnectError> {
     let mut out: Vec<Typed> = p
         .sample_types
         .iter()
@@ -108,19 +117,24 @@ fn pprof_trees(p: &Profile) -> Vec<Typed> {
                 frames.push(if name.is_empty() { format!("0x{:x}", loc.address) } else { name.to_owned() });
             }
         }
+        frames.truncate(MAX_DEPTH);
         for (t, typed) in out.iter_mut().enumerate() {
             let v = p.sample_value(i, t);
             if v != 0 {
                 typed.tree.add_stack(frames.iter().map(String::as_str), v);
+                if typed.tree.node_count() > MAX_TREE_NODES {
+                    return Err(too_many_nodes());
+                }
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Collapsed stacks: `frame;frame;frame value` per line, blank lines
-/// skipped. `None` when any line is not of that form.
-fn collapsed_tree(raw: &[u8]) -> Option<Vec<Typed>> {
+/// skipped. `None` when any line is not of that form; an error when the
+/// tree grows past [`MAX_TREE_NODES`].
+fn collapsed_tree(raw: &[u8]) -> Option<Result<Vec<Typed>, ConnectError>> {
     let text = std::str::from_utf8(raw).ok()?;
     let mut tree = StackTree::default();
     let mut lines = 0;
@@ -133,10 +147,13 @@ fn collapsed_tree(raw: &[u8]) -> Option<Vec<Typed>> {
         if stack.trim().is_empty() {
             return None;
         }
-        tree.add_stack(stack.trim().split(';'), value);
+        tree.add_stack(stack.trim().split(';').take(MAX_DEPTH), value);
+        if tree.node_count() > MAX_TREE_NODES {
+            return Some(Err(too_many_nodes()));
+        }
         lines += 1;
     }
-    (lines > 0).then(|| vec![Typed { name: "samples".into(), unit: "count".into(), tree }])
+    (lines > 0).then(|| Ok(vec![Typed { name: "samples".into(), unit: "count".into(), tree }]))
 }
 
 /// The index of the wanted sample type (the first when none is asked for).
@@ -415,6 +432,12 @@ mod tests {
         assert!(e.message.contains("neither pprof"), "{}", e.message);
         let e = parse(b"a 9223372036854775807\nb 1\n").unwrap_err();
         assert!(e.message.contains("neither pprof"), "overflowing values are refused: {}", e.message);
+        // Deep stacks keep their root-most frames; too many nodes is a 400.
+        let deep = format!("{} 1\n", vec!["f"; 5_000].join(";"));
+        assert_eq!(parse(deep.as_bytes()).unwrap()[0].tree.node_count(), MAX_DEPTH + 1);
+        let wide: String = (0..MAX_TREE_NODES + 1).map(|i| format!("f{i} 1\n")).collect();
+        let e = parse(wide.as_bytes()).unwrap_err();
+        assert!(e.message.contains("distinct call tree nodes"), "{}", e.message);
         let e = decode_base64("%%%").unwrap_err();
         assert!(e.message.contains("not base64"), "{}", e.message);
     }

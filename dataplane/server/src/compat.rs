@@ -25,8 +25,11 @@ use crate::connect::{self, Codec, decode, respond};
 
 /// The codec and body of a small Connect request (at most 64 KiB).
 async fn small_request(request: axum::extract::Request) -> Result<(Codec, bytes::Bytes), Response> {
-    let codec = connect::codec(request.headers())?;
+    let headers = request.headers().clone();
+    let codec = connect::codec(&headers)?;
     let body = crate::http::read_body(request.into_body(), 64 << 10, "invalid_argument").await?;
+    // Content-Encoding as on every Connect route: gzip, identity, else 501.
+    let body = connect::decompress(&headers, body, 64 << 10).map_err(IntoResponse::into_response)?;
     Ok((codec, body))
 }
 

@@ -64,7 +64,8 @@ fn yyyymmdd(t: &str) -> Option<i64> {
     let mp = (m + 9) % 12;
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * 86_400 * NANOS)
+    // Year 9999 is past i64 nanoseconds (2262): not a time.
+    (era * 146_097 + doe - 719_468).checked_mul(86_400)?.checked_mul(NANOS)
 }
 
 #[cfg(test)]
@@ -89,5 +90,7 @@ mod tests {
         // Past the end of i64 nanoseconds: not a time.
         assert_eq!(parse_time("now+7500000000s", now), Some(now + 7_500_000_000 * NANOS));
         assert_eq!(parse_time("now+9000000000s", now), None);
+        // Year 9999 is past i64 nanoseconds: read as seconds instead.
+        assert_eq!(parse_time("99991231", now), Some(99_991_231 * NANOS));
     }
 }
