@@ -484,8 +484,8 @@ impl QueryFrontend {
         r: q::SelectHeatmapRequest,
     ) -> Result<q::SelectHeatmapResponse, QueryError> {
         const BUCKETS: usize = 20;
-        if r.step < 0.001 {
-            return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
+        if !r.step.is_finite() || r.step < 0.001 {
+            return bad(format!("step must be a number of seconds of at least 0.001, got {}", r.step));
         }
         let spans = matches!(q::HeatmapQueryType::try_from(r.query_type), Ok(q::HeatmapQueryType::Span));
         let exemplars = !matches!(t::ExemplarType::try_from(r.exemplar_type), Ok(t::ExemplarType::None));
@@ -587,8 +587,8 @@ impl QueryFrontend {
         tenants: &[String],
         r: q::SelectSeriesRequest,
     ) -> Result<q::SelectSeriesResponse, QueryError> {
-        if r.step < 0.001 {
-            return bad(format!("step must be at least 0.001 seconds, got {}", r.step));
+        if !r.step.is_finite() || r.step < 0.001 {
+            return bad(format!("step must be a number of seconds of at least 0.001, got {}", r.step));
         }
         // A call site restricts the samples that count; go_pgo has no meaning here.
         let call_site = r
