@@ -313,7 +313,7 @@ impl AdHoc {
         let flame = phlox_proto::querier::v1::FlameGraphDiff {
             names: d.names,
             levels: d.levels.into_iter().map(|values| phlox_proto::querier::v1::Level { values }).collect(),
-            total: d.left_ticks + d.right_ticks,
+            total: d.left_ticks.wrapping_add(d.right_ticks),
             max_self: d.max_self,
             left_ticks: d.left_ticks,
             right_ticks: d.right_ticks,
