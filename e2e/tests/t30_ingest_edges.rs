@@ -96,7 +96,7 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
         assert!(text.contains(msg), "{text} should mention {msg}");
         assert!(text.starts_with("{\"code\":"), "Connect error body: {text}");
     }
-    // Too large a body is refused before it is read.
+    // Too large a body gets a 413 (read up to the limit, so the client sees the answer).
     let (got, _) = post(vec![0u8; 257 << 20], "identity", Some("t1")).await;
     assert_eq!(got, 413);
     // Refusals are counted by reason.

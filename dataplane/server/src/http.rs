@@ -121,11 +121,10 @@ pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> R
         *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
         r
     };
-    // A Content-Length over the limit is refused before reading a byte.
+    // Read up to the limit even when the Content-Length is over it: a 413
+    // sent while the client is still writing would reach it as a broken
+    // pipe instead of an answer.
     let hint = axum::body::HttpBody::size_hint(&body);
-    if hint.lower() > limit as u64 {
-        return Err(too_large());
-    }
     // One contiguous buffer, chunks copied in as they come: a body sent in
     // millions of tiny chunks costs its bytes, not a frame per byte.
     let exact = hint.exact().map(|n| n as usize);

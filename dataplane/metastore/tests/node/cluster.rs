@@ -51,10 +51,22 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
         members.push(Member { node, server, address: address.clone() });
     }
 
-    let leader_id = leader_other_than(&members[0].node, None).await;
-    for m in &members {
-        assert_eq!(leader_other_than(&m.node, None).await, leader_id);
-    }
+    // Under load the first election can be followed by another: wait until
+    // every node knows the same leader, and that leader knows it leads.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let leader_id = loop {
+        let mut seen = Vec::new();
+        for m in &members {
+            seen.push(leader_other_than(&m.node, None).await);
+        }
+        let agreed = seen.iter().all(|&l| l == seen[0])
+            && members.iter().any(|m| m.node.node_id() == seen[0] && m.node.is_leader());
+        if agreed {
+            break seen[0];
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no agreed leader: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let leader = members.iter().position(|m| m.node.node_id() == leader_id).unwrap();
     let follower = (leader + 1) % 3;
     assert!(members[leader].node.is_leader());
