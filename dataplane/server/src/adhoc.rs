@@ -102,26 +102,40 @@ fn pprof_trees(p: &Profile) -> Result<Vec<Typed>, ConnectError> {
             tree: StackTree::default(),
         })
         .collect();
-    let mut frames: Vec<String> = Vec::new();
-    for i in 0..p.sample_count() {
-        frames.clear();
-        // Root first: locations are leaf first, lines innermost first.
-        for &loc_id in p.sample_location_ids(i).iter().rev() {
-            let Some(loc) = p.location(loc_id) else { continue };
+    // The frames of each location (outermost first), named once: samples
+    // then only borrow them.
+    let location_frames: Vec<Vec<String>> = p
+        .locations
+        .iter()
+        .map(|loc| {
             let lines = p.lines.get(loc.lines.start as usize..loc.lines.end as usize).unwrap_or(&[]);
             if lines.is_empty() {
-                frames.push(format!("0x{:x}", loc.address));
+                return vec![format!("0x{:x}", loc.address)];
             }
-            for line in lines.iter().rev() {
-                let name = p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or("");
-                frames.push(if name.is_empty() { format!("0x{:x}", loc.address) } else { name.to_owned() });
+            lines
+                .iter()
+                .rev()
+                .map(|line| {
+                    let name = p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or("");
+                    if name.is_empty() { format!("0x{:x}", loc.address) } else { name.to_owned() }
+                })
+                .collect()
+        })
+        .collect();
+    let mut frames: Vec<&str> = Vec::new();
+    for i in 0..p.sample_count() {
+        frames.clear();
+        // Root first: locations are leaf first.
+        for &loc_id in p.sample_location_ids(i).iter().rev() {
+            if let Some(pos) = p.location_position(loc_id) {
+                frames.extend(location_frames[pos].iter().map(String::as_str));
             }
         }
         frames.truncate(MAX_DEPTH);
         for (t, typed) in out.iter_mut().enumerate() {
             let v = p.sample_value(i, t);
             if v != 0 {
-                typed.tree.add_stack(frames.iter().map(String::as_str), v);
+                typed.tree.add_stack(frames.iter().copied(), v);
                 if typed.tree.node_count() > MAX_TREE_NODES {
                     return Err(too_many_nodes());
                 }
@@ -257,7 +271,7 @@ impl AdHoc {
         tenant: &str,
         r: a::AdHocProfilesUploadRequest,
     ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
-        let meta = Meta { name: r.name, uploaded_at: now_ms() };
+        let meta = Meta { name: r.name, uploaded_at: crate::http::now_ms() };
         let id = match self.ids.lock().ok().and_then(|mut g| g.generate().ok()) {
             Some(id) => id,
             // A poisoned lock or a millisecond's ids used up: a random id.
@@ -356,13 +370,6 @@ fn storage(e: object_store::Error) -> ConnectError {
     ConnectError::new("internal", format!("ad hoc profiles storage: {e}"))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `POST /adhocprofiles.v1.AdHocProfileService/{method}`.
 pub(crate) async fn adhoc(
     State(st): State<Arc<HttpState>>,
@@ -377,19 +384,11 @@ pub(crate) async fn adhoc(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let codec = match connect::codec(&headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     // Base64 makes the body a third larger than the file.
     let limit = MAX_PROFILE_BYTES / 3 * 4 + (1 << 20);
-    let body = match crate::http::read_body(request.into_body(), limit, "resource_exhausted").await {
-        Ok(b) => b,
+    let (codec, body) = match connect::unary_request(&headers, request.into_body(), limit, "resource_exhausted").await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let body = match connect::decompress(&headers, body, limit) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
     };
     service.call(tenant.as_str(), &method, codec, &body).await
 }

@@ -25,12 +25,8 @@ use crate::connect::{self, Codec, decode, respond};
 
 /// The codec and body of a small Connect request (at most 64 KiB).
 async fn small_request(request: axum::extract::Request) -> Result<(Codec, bytes::Bytes), Response> {
-    let headers = request.headers().clone();
-    let codec = connect::codec(&headers)?;
-    let body = crate::http::read_body(request.into_body(), 64 << 10, "invalid_argument").await?;
-    // Content-Encoding as on every Connect route: gzip, identity, else 501.
-    let body = connect::decompress(&headers, body, 64 << 10).map_err(IntoResponse::into_response)?;
-    Ok((codec, body))
+    let (parts, body) = request.into_parts();
+    connect::unary_request(&parts.headers, body, 64 << 10, "invalid_argument").await
 }
 
 /// The version Phlox reports: the Pyroscope release whose API it speaks,
@@ -91,11 +87,6 @@ pub(crate) async fn health_check(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"));
-    let status = if st.ready.load(Ordering::Acquire) {
-        health::health_check_response::ServingStatus::Serving
-    } else {
-        health::health_check_response::ServingStatus::NotServing
-    };
     if grpc {
         let service = tonic_web::GrpcWebLayer::new().layer(grpc_health(Arc::clone(&st.ready)));
         return crate::http::call_grpc(service, request, ()).await;
@@ -107,7 +98,16 @@ pub(crate) async fn health_check(
     if let Err(r) = decode::<health::HealthCheckRequest>(codec, &body) {
         return r;
     }
-    respond(codec, &health::HealthCheckResponse { status: status as i32 })
+    respond(codec, &health::HealthCheckResponse { status: serving_status(&st.ready) as i32 })
+}
+
+/// SERVING once every component of the process runs (`/ready`).
+fn serving_status(ready: &std::sync::atomic::AtomicBool) -> health::health_check_response::ServingStatus {
+    if ready.load(Ordering::Acquire) {
+        health::health_check_response::ServingStatus::Serving
+    } else {
+        health::health_check_response::ServingStatus::NotServing
+    }
 }
 
 /// The gRPC form of the health check, on the same path.
@@ -122,12 +122,7 @@ impl health::health_server::Health for GrpcHealth {
         &self,
         _: tonic::Request<health::HealthCheckRequest>,
     ) -> Result<tonic::Response<health::HealthCheckResponse>, tonic::Status> {
-        let status = if self.ready.load(Ordering::Acquire) {
-            health::health_check_response::ServingStatus::Serving
-        } else {
-            health::health_check_response::ServingStatus::NotServing
-        };
-        Ok(tonic::Response::new(health::HealthCheckResponse { status: status as i32 }))
+        Ok(tonic::Response::new(health::HealthCheckResponse { status: serving_status(&self.ready) as i32 }))
     }
 }
 

@@ -91,6 +91,20 @@ pub(crate) fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Resu
     }
 }
 
+/// The codec and body of a unary Connect call: read with `limit` (413
+/// over it), `Content-Encoding` undone within the same limit.
+pub(crate) async fn unary_request(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    code: &'static str,
+) -> Result<(Codec, Bytes), Response> {
+    let codec = codec(headers)?;
+    let body = crate::http::read_body(body, limit, code).await?;
+    let body = decompress(headers, body, limit).map_err(IntoResponse::into_response)?;
+    Ok((codec, body))
+}
+
 /// An empty protobuf message response.
 pub(crate) fn empty_proto_response() -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/proto"))], Bytes::new())

@@ -107,6 +107,14 @@ pub(crate) fn tenant(headers: &HeaderMap, multitenancy: bool) -> Result<TenantId
     TenantId::new(v.trim()).map_err(|e| ConnectError::new("unauthenticated", e.to_string()))
 }
 
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Longest a request body may take to arrive.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Longest a request body may pause between chunks.
@@ -128,7 +136,9 @@ pub(crate) async fn read_body(body: Body, limit: usize, code: &'static str) -> R
     // One contiguous buffer, chunks copied in as they come: a body sent in
     // millions of tiny chunks costs its bytes, not a frame per byte.
     let exact = hint.exact().map(|n| n as usize);
-    let mut buf = bytes::BytesMut::with_capacity(exact.unwrap_or(0).min(limit));
+    // A claimed length reserves at most 16 MiB up front; more grows as
+    // bytes actually arrive.
+    let mut buf = bytes::BytesMut::with_capacity(exact.unwrap_or(0).min(limit).min(16 << 20));
     let mut body = body;
     let failed = |e: String| {
         let mut r = ConnectError::new("unknown", format!("cannot read the request body: {e}")).into_response();

@@ -18,7 +18,7 @@ use tonic_web::{GrpcWebLayer, GrpcWebService};
 use tower::Layer;
 
 use crate::connect::{self, Codec, ConnectError, decode, respond};
-use crate::http::{HttpState, read_body, tenant};
+use crate::http::{HttpState, tenant};
 
 /// The rules API: the store and each tenant's `max_recording_rules`.
 #[derive(Debug)]
@@ -77,18 +77,6 @@ fn store_error(e: &StoreError) -> ConnectError {
     ConnectError::new(e.code(), e.to_string())
 }
 
-/// The codec and the (decompressed, at most 1 MiB) body of a unary Connect
-/// call.
-async fn connect_body(
-    headers: &axum::http::HeaderMap,
-    request: axum::extract::Request,
-) -> Result<(connect::Codec, bytes::Bytes), Response> {
-    let codec = connect::codec(headers)?;
-    let body = read_body(request.into_body(), 1 << 20, "invalid_argument").await?;
-    let body = connect::decompress(headers, body, 1 << 20).map_err(IntoResponse::into_response)?;
-    Ok((codec, body))
-}
-
 /// `POST /settings.v1.RecordingRulesService/{method}`.
 pub(crate) async fn rules(
     State(st): State<Arc<HttpState>>,
@@ -109,7 +97,7 @@ pub(crate) async fn rules(
     {
         return crate::http::call_grpc(grpc, request, tenant).await;
     }
-    let (codec, body) = match connect_body(&headers, request).await {
+    let (codec, body) = match connect::unary_request(&headers, request.into_body(), 1 << 20, "invalid_argument").await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -226,15 +214,12 @@ pub(crate) async fn settings(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let (codec, body) = match connect_body(&headers, request).await {
+    let (codec, body) = match connect::unary_request(&headers, request.into_body(), 1 << 20, "invalid_argument").await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let tenant = tenant.as_str();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now_ms = crate::http::now_ms();
     let result = match method.as_str() {
         "Get" => match decode::<s::GetSettingsRequest>(codec, &body) {
             Ok(_) => store.get(tenant).await.map(|settings| respond(codec, &s::GetSettingsResponse { settings })),
