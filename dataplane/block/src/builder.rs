@@ -695,7 +695,8 @@ impl DatasetBuilder {
         let b = s::batch(
             &schema,
             vec![
-                s::u32s(stack_nodes.iter().map(|n| n.0).collect()),
+                // Parents precede children, so the distance never wraps.
+                s::u32s(stack_nodes.iter().enumerate().map(|(i, n)| i as u32 - n.0).collect()),
                 s::u32s(stack_nodes.iter().map(|n| n.1).collect()),
             ],
         )?;

@@ -18,8 +18,10 @@ use crate::{BlockError, Result};
 
 /// Magic bytes at the very end of every object.
 pub const MAGIC: &[u8; 4] = b"PHLX";
-/// Current object layout version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current object layout version. 2: STACKS holds each node's parent as a
+/// distance back (`parent_distance`); 1: absolute `parent` ids. Readers
+/// accept both; the STACKS schema says which.
+pub const FORMAT_VERSION: u32 = 2;
 /// Trailer length in bytes.
 pub const TRAILER_LEN: usize = 16;
 /// How much of the tail a reader fetches first: footers of segments are

@@ -81,7 +81,19 @@ pub(crate) fn locations_schema() -> SchemaRef {
     ]))
 }
 
+/// STACKS since format version 2: each node's parent as its distance back
+/// (`node - parent`, 0 for the root). A node inserted for a new stack is
+/// almost always the child of the node inserted just before it, so the
+/// column is mostly 1s and compresses ~10× better than absolute parents.
 pub(crate) fn stacks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("parent_distance", DataType::UInt32, false),
+        Field::new("location", DataType::UInt32, false),
+    ]))
+}
+
+/// STACKS of format version 1: absolute parent ids. Still read.
+pub(crate) fn stacks_schema_v1() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("parent", DataType::UInt32, false),
         Field::new("location", DataType::UInt32, false),
@@ -119,6 +131,22 @@ pub(crate) fn read_stream(bytes: &[u8], expected: &SchemaRef) -> Result<Vec<Reco
         )));
     }
     reader.collect()
+}
+
+/// Decodes an IPC stream whose schema is one of `expected`; returns which.
+pub(crate) fn read_stream_one_of(
+    bytes: &[u8],
+    expected: &[SchemaRef],
+) -> Result<(usize, Vec<RecordBatch>), ArrowError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes), None)?;
+    let Some(which) = expected.iter().position(|e| reader.schema().fields() == e.fields()) else {
+        return Err(ArrowError::SchemaError(format!(
+            "section schema {:?} is none of the expected {:?}",
+            reader.schema(),
+            expected
+        )));
+    };
+    Ok((which, reader.collect::<Result<_, _>>()?))
 }
 
 /// Reads only the named columns of a stream: the other columns' buffers

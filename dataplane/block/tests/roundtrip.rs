@@ -231,6 +231,33 @@ async fn corrupt_objects_are_rejected_without_panics() {
 }
 
 #[tokio::test]
+async fn objects_of_a_newer_format_version_are_refused() {
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.sample(&["main", "work"], &[5], &[]);
+    let mut builder = SegmentBuilder::default();
+    for p in series_profiles("svc", &b, 4, &[]) {
+        builder.add("t", &p);
+    }
+    let block = builder.finish(header()).unwrap();
+    assert_eq!(block.meta.format_version, phlox_block::FORMAT_VERSION);
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let newer = phlox_block::FORMAT_VERSION + 1;
+
+    let mut bytes = block.bytes.to_vec();
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&newer.to_le_bytes());
+    let path = put(&store, bytes::Bytes::from(bytes)).await;
+    let err = BlockReader::open(Arc::clone(&store), path).await.unwrap_err();
+    assert!(matches!(err, BlockError::UnsupportedVersion { version, .. } if version == newer), "{err}");
+
+    // Metadata the metastore holds says so too: no read is attempted.
+    let mut meta = block.meta.clone();
+    meta.format_version = newer;
+    let err = BlockReader::from_meta(store, meta).unwrap_err();
+    assert!(matches!(err, BlockError::UnsupportedVersion { version, .. } if version == newer), "{err}");
+}
+
+#[tokio::test]
 async fn a_tenant_with_several_datasets_gets_a_tenant_index() {
     let mut a = ProfileBuilder::new("cpu", "nanoseconds");
     a.time_nanos(5_000_000_000).sample(&["main"], &[1], &[]);

@@ -70,12 +70,72 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+fn bucket_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.path().is_dir() {
+            bucket_files(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
 fn bucket_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| if e.path().is_dir() { bucket_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
-        .sum()
+    let mut files = Vec::new();
+    bucket_files(dir, &mut files);
+    files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum()
+}
+
+/// What the objects under `dir` hold, from their footers: object count and
+/// bytes of profiles, series indexes (and tenant indexes), symbols
+/// (strings, functions, mappings, locations, stacks) and footers.
+#[derive(Default, Debug)]
+struct Breakdown {
+    objects: usize,
+    profiles: u64,
+    index: u64,
+    symbols: u64,
+    footers: u64,
+}
+
+fn breakdown(dir: &Path) -> Breakdown {
+    use phlox_proto::metastore::v1::{BlockMeta, SectionKind};
+    let mut files = Vec::new();
+    bucket_files(dir, &mut files);
+    let mut b = Breakdown::default();
+    for f in files {
+        // A source being deleted by compaction may vanish under us.
+        let Ok(bytes) = std::fs::read(&f) else { continue };
+        let n = bytes.len();
+        let footer_len = u32::from_le_bytes(bytes[n - 16..n - 12].try_into().unwrap()) as usize;
+        let meta = BlockMeta::decode(&bytes[n - 16 - footer_len..n - 16]).unwrap();
+        b.objects += 1;
+        b.footers += (footer_len + 16) as u64;
+        for s in meta.datasets.iter().flat_map(|d| &d.sections) {
+            match SectionKind::try_from(s.kind).unwrap() {
+                SectionKind::Profiles => b.profiles += s.size,
+                SectionKind::Series | SectionKind::TenantIndex => b.index += s.size,
+                _ => b.symbols += s.size,
+            }
+        }
+    }
+    b
+}
+
+fn print_breakdown(what: &str, b: &Breakdown, gz: usize) {
+    let total = b.profiles + b.index + b.symbols + b.footers;
+    println!(
+        "stored, {what}: {} objects, {:.2} MB = {:.3}x the {:.1} MB of gzipped pprof (profiles {:.2} MB, series {:.2} MB, symbols {:.2} MB, footers {:.2} MB)",
+        b.objects,
+        total as f64 / 1e6,
+        total as f64 / gz as f64,
+        gz as f64 / 1e6,
+        b.profiles as f64 / 1e6,
+        b.index as f64 / 1e6,
+        b.symbols as f64 / 1e6,
+        b.footers as f64 / 1e6,
+    );
 }
 
 /// Closed-loop pushes: returns (req/s, MB/s of pprof, p50, p99).
@@ -184,7 +244,7 @@ fn main() {
             &config,
             format!(
                 "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nsegment_writer:\n  shards: 16\n\
-                 limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [2, 3600, 3600]\n\
+                 limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [2, 2, 2]\n\
                  \x20 poll_interval: 200ms\n  tombstone_grace: 1s\n",
                 bucket.display()
             ),
@@ -229,29 +289,47 @@ fn main() {
                     clients * per_client
                 );
             }
-            // Compaction: level-0 segments older than 2 s merge per tenant.
-            let gz: usize = (0..clients * per_client).map(|k| corpus[k % corpus.len()].0.len()).sum();
-            let segments_bytes = bucket_bytes(&bucket.join("segments"));
+            // Compaction: level-0 segments older than 2 s merge per tenant
+            // into level-1 blocks, and blocks of the next levels (two or
+            // more, older than 2 s) into the level above.
+            // More of the same services first, so each dataset holds what
+            // about three minutes of 8 pods pushing every 10 s give (128 profiles).
+            let (bulk_clients, bulk_per_client) = (64, 12);
+            let (rps, ..) = rt.block_on(ingest(&url, Arc::clone(&corpus), bulk_clients, bulk_per_client, 99));
+            println!("bulk ingest for compaction: {} more profiles at {rps:.1} req/s", bulk_clients * bulk_per_client);
+            let gz: usize = (0..clients * per_client)
+                .chain(0..bulk_clients * bulk_per_client)
+                .map(|k| corpus[k % corpus.len()].0.len())
+                .sum();
+            let segments = breakdown(&bucket.join("segments"));
+            print_breakdown("level-0 segments", &segments, gz);
             let w = start(
                 dir.path(),
                 "compactor",
                 &config,
                 &["--target", "compaction-worker", "--metastore-address", &ms.grpc],
             );
-            for _ in 0..600 {
-                if bucket_bytes(&bucket.join("segments")) == 0 && bucket_bytes(&bucket.join("blocks")) > 0 {
+            // Settled: no segment left and the blocks unchanged for 5 s
+            // (sources are deleted 1 s after their job).
+            let (mut last, mut since) = ((0, 0), Instant::now());
+            for _ in 0..1200 {
+                let blocks = breakdown(&bucket.join("blocks"));
+                let segments_left = bucket_bytes(&bucket.join("segments")) > 0;
+                let now = (blocks.objects, blocks.profiles + blocks.index + blocks.symbols);
+                if now != last || segments_left {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() > Duration::from_secs(5) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let blocks_bytes = bucket_bytes(&bucket.join("blocks"));
+            let blocks = breakdown(&bucket.join("blocks"));
+            print_breakdown("after compaction", &blocks, gz);
             println!(
-                "stored: segments {:.2} MB ({:.3}x the {:.1} MB of gzipped pprof) -> after compaction {:.2} MB ({:.3}x)",
-                segments_bytes as f64 / 1e6,
-                segments_bytes as f64 / gz as f64,
-                gz as f64 / 1e6,
-                blocks_bytes as f64 / 1e6,
-                blocks_bytes as f64 / gz as f64
+                "symbol bytes: {:.2} MB in level-0 segments -> {:.2} MB after compaction ({:.0}x smaller)",
+                segments.symbols as f64 / 1e6,
+                blocks.symbols as f64 / 1e6,
+                segments.symbols as f64 / blocks.symbols.max(1) as f64
             );
             drop(w);
         }
