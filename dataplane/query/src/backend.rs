@@ -14,10 +14,24 @@ use crate::QueryError;
 use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
 use crate::stacks::{MergedStacks, call_site_mask};
 
-/// Executes read leaves; in-process ([`LocalBackend`]) or remote.
+/// Executes plan nodes; in-process ([`LocalBackend`]) or remote.
 #[async_trait::async_trait]
 pub trait QueryBackend: Send + Sync + 'static {
+    /// A read leaf: the query over one block.
     async fn execute(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError>;
+
+    /// A merge node: every block as a read leaf, the results merged; the
+    /// whole result or the first error. This default runs the leaves
+    /// concurrently in the caller's task.
+    async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        let mut result = LeafResult::empty(&query.kind);
+        let mut leaves: futures::stream::FuturesUnordered<_> =
+            blocks.into_iter().map(|b| self.execute(b, Arc::clone(&query))).collect();
+        while let Some(r) = futures::StreamExt::next(&mut leaves).await {
+            result.merge(r?);
+        }
+        Ok(result)
+    }
 }
 
 /// Reads blocks straight from the bucket.
@@ -148,9 +162,33 @@ impl QueryBackend for LocalBackend {
         }
         Ok(result)
     }
+
+    async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        self.execute_merge_local(blocks, query).await
+    }
 }
 
 impl LocalBackend {
+    /// A merge node in this process: each leaf is its own task (so leaves
+    /// run on every core, within the backend's slots), merged as they end.
+    pub async fn execute_merge_local(
+        &self,
+        blocks: Vec<BlockMeta>,
+        query: Arc<LeafQuery>,
+    ) -> Result<LeafResult, QueryError> {
+        let mut leaves: tokio::task::JoinSet<Result<LeafResult, QueryError>> = tokio::task::JoinSet::new();
+        for b in blocks {
+            let (backend, query) = (self.clone(), Arc::clone(&query));
+            leaves.spawn(async move { backend.execute(b, query).await });
+        }
+        let mut result = LeafResult::empty(&query.kind);
+        while let Some(r) = leaves.join_next().await {
+            // Dropping the set on an error aborts the other leaves.
+            result.merge(r.map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))??);
+        }
+        Ok(result)
+    }
+
     fn count(&self, outcome: &str, n: u64) {
         if let Some(m) = &self.metrics {
             m.datasets.with_label_values(&[outcome]).inc_by(n);

@@ -94,7 +94,7 @@ pub struct QueryLimits {
     pub max_query_lookback: Duration,
     pub max_flamegraph_nodes_default: i64,
     pub max_flamegraph_nodes_max: i64,
-    /// Read leaves executed at once per query.
+    /// Plan nodes executed at once per query.
     pub concurrency: usize,
 }
 
@@ -108,6 +108,26 @@ impl Default for QueryLimits {
             concurrency: 16,
         }
     }
+}
+
+/// Most read leaves under one merge node.
+const MAX_MERGE_CHILDREN: usize = 32;
+
+/// The plan: one read leaf per block, grouped under merge nodes so that a
+/// query has about `concurrency` nodes (a node of several blocks is merged
+/// by the backend that runs it, so the frontend merges one result per node
+/// instead of one per block). Blocks stay in the metastore's order.
+pub(crate) fn plan_nodes(blocks: Vec<BlockMeta>, concurrency: usize) -> Vec<Vec<BlockMeta>> {
+    if blocks.is_empty() {
+        return Vec::new();
+    }
+    let per_node = blocks.len().div_ceil(concurrency.max(1)).clamp(1, MAX_MERGE_CHILDREN);
+    let mut nodes = Vec::with_capacity(blocks.len().div_ceil(per_node));
+    let mut it = blocks.into_iter().peekable();
+    while it.peek().is_some() {
+        nodes.push(it.by_ref().take(per_node).collect());
+    }
+    nodes
 }
 
 /// Plans and runs queries.
@@ -257,13 +277,20 @@ impl QueryFrontend {
             kind,
         });
         let mut result = LeafResult::empty(&query.kind);
-        // Each leaf is its own task, so leaves run on every core.
-        let mut leaves = futures::stream::iter(blocks.into_iter().map(|b| {
+        // Each node is its own task, so nodes run on every core (and on
+        // every backend).
+        let nodes = plan_nodes(blocks, self.limits.concurrency);
+        let mut nodes = futures::stream::iter(nodes.into_iter().map(|mut blocks| {
             let (backend, query) = (Arc::clone(&self.backend), Arc::clone(&query));
-            tokio::spawn(async move { backend.execute(b, query).await })
+            tokio::spawn(async move {
+                match blocks.len() {
+                    1 => backend.execute(blocks.remove(0), query).await,
+                    _ => backend.execute_merge(blocks, query).await,
+                }
+            })
         }))
         .buffer_unordered(self.limits.concurrency.max(1));
-        while let Some(r) = leaves.next().await {
+        while let Some(r) = nodes.next().await {
             result.merge(r.map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))??);
         }
         Ok(result)
@@ -787,5 +814,37 @@ pub fn flamegraph(tree: &phlox_model::StackTree, max_nodes: usize) -> q::FlameGr
         levels: fg.levels.into_iter().map(|values| q::Level { values }).collect(),
         total: fg.total,
         max_self: fg.max_self,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phlox_proto::metastore::v1::BlockMeta;
+
+    use super::plan_nodes;
+
+    fn blocks(n: usize) -> Vec<BlockMeta> {
+        (0..n).map(|i| BlockMeta { id: format!("{i:04}"), ..Default::default() }).collect()
+    }
+
+    fn sizes(nodes: &[Vec<BlockMeta>]) -> Vec<usize> {
+        nodes.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn plans_about_one_node_per_concurrent_slot() {
+        assert!(plan_nodes(blocks(0), 16).is_empty());
+        // Few blocks: one leaf each.
+        assert_eq!(sizes(&plan_nodes(blocks(5), 16)), vec![1; 5]);
+        assert_eq!(sizes(&plan_nodes(blocks(16), 16)), vec![1; 16]);
+        // 72 blocks, 16 at once: 15 nodes of at most 5, in order.
+        let nodes = plan_nodes(blocks(72), 16);
+        assert_eq!(sizes(&nodes), [vec![5; 14], vec![2]].concat());
+        let ids: Vec<String> = nodes.into_iter().flatten().map(|b| b.id).collect();
+        assert_eq!(ids, (0..72).map(|i| format!("{i:04}")).collect::<Vec<_>>());
+        // Many blocks: at most 32 per node.
+        assert_eq!(sizes(&plan_nodes(blocks(2000), 16)), [vec![32; 62], vec![16]].concat());
+        // A concurrency of 0 counts as 1.
+        assert_eq!(sizes(&plan_nodes(blocks(3), 0)), vec![3]);
     }
 }

@@ -445,13 +445,18 @@ impl QueryBackendService for QueryBackendServer {
         request: tonic::Request<pb::ExecuteRequest>,
     ) -> Result<tonic::Response<pb::ExecuteResponse>, tonic::Status> {
         let r = request.into_inner();
-        let block = r.block.ok_or_else(|| tonic::Status::invalid_argument("invalid leaf query: missing block"))?;
+        let mut blocks: Vec<BlockMeta> = r.block.into_iter().chain(r.blocks).collect();
         let query = query_from_proto(
             r.query.ok_or_else(|| tonic::Status::invalid_argument("invalid leaf query: missing query"))?,
         )
         .map_err(status_of)?;
-        let result = self.backend.execute(block, Arc::new(query)).await.map_err(status_of)?;
-        Ok(tonic::Response::new(pb::ExecuteResponse { result: Some(result_to_proto(result)) }))
+        let query = Arc::new(query);
+        let result = match blocks.len() {
+            0 => return Err(tonic::Status::invalid_argument("invalid leaf query: missing block")),
+            1 => self.backend.execute(blocks.remove(0), query).await,
+            _ => self.backend.execute_merge(blocks, query).await,
+        };
+        Ok(tonic::Response::new(pb::ExecuteResponse { result: Some(result_to_proto(result.map_err(status_of)?)) }))
     }
 }
 
@@ -780,8 +785,23 @@ fn classify(addr: SocketAddr, s: &tonic::Status) -> Failure {
 #[async_trait::async_trait]
 impl QueryBackend for RemoteBackend {
     async fn execute(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        let request =
+            pb::ExecuteRequest { block: Some(block), query: Some(query_to_proto(&query)), blocks: Vec::new() };
+        self.send(request, &query.kind).await
+    }
+
+    /// One request for the whole node: the backend that takes it reads the
+    /// blocks and merges them, and a retry moves the whole node.
+    async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        let request = pb::ExecuteRequest { block: None, query: Some(query_to_proto(&query)), blocks };
+        self.send(request, &query.kind).await
+    }
+}
+
+impl RemoteBackend {
+    /// Sends a plan node to one backend after the other until one answers.
+    async fn send(&self, request: pb::ExecuteRequest, kind: &LeafKind) -> Result<LeafResult, QueryError> {
         let inner = &self.inner;
-        let request = pb::ExecuteRequest { block: Some(block), query: Some(query_to_proto(&query)) };
         let mut backends = inner.backends().await?;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
@@ -789,7 +809,7 @@ impl QueryBackend for RemoteBackend {
         for round in 0..2 {
             for b in inner.order(&backends, &tried) {
                 tried.push(b.addr);
-                match inner.call(&b, request.clone(), &query.kind).await {
+                match inner.call(&b, request.clone(), kind).await {
                     Ok(result) => {
                         b.set_failed(None);
                         return Ok(result);

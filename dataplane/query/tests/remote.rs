@@ -794,6 +794,47 @@ async fn remote_backends_answer_as_the_local_one() {
     });
 }
 
+/// A plan of one merge node over every block (concurrency 1): merged by the
+/// backend that runs it, locally or over gRPC, with the same answers as one
+/// leaf per block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_nodes_answer_as_single_leaves() {
+    let (store, blocks) = store_with_blocks().await;
+    assert_eq!(blocks.len(), 2);
+    let expected = answers(&frontend(&blocks, Arc::new(LocalBackend::new(Arc::clone(&store))))).await;
+    let one_node = |backend: Arc<dyn QueryBackend>| {
+        QueryFrontend::new(
+            Arc::new(Blocks(blocks.to_vec())),
+            backend,
+            QueryLimits {
+                max_query_lookback: Duration::from_secs(100 * 365 * 86_400),
+                concurrency: 1,
+                ..QueryLimits::default()
+            },
+        )
+    };
+    assert_eq!(answers(&one_node(Arc::new(LocalBackend::new(Arc::clone(&store))))).await, expected);
+
+    let a = Arc::new(Counting { inner: LocalBackend::new(Arc::clone(&store)), calls: AtomicUsize::new(0) });
+    let addr = serve(a.clone()).await;
+    let remote = RemoteBackend::with_options(vec![addr.to_string()], options());
+    let got = answers(&one_node(Arc::new(remote.clone()))).await;
+    assert_eq!(got, expected);
+    // The server read both blocks of each node as leaves.
+    let leaves = a.calls.load(Ordering::SeqCst);
+    assert!(leaves > 0 && leaves % 2 == 0, "{leaves}");
+
+    // A node is one request: both blocks' samples in one answer.
+    let tree = remote.execute_merge(blocks.clone(), leaf(LeafKind::Tree)).await.unwrap();
+    let mut separate = LeafResult::empty(&LeafKind::Tree);
+    for b in &blocks {
+        separate.merge(remote.execute(b.clone(), leaf(LeafKind::Tree)).await.unwrap());
+    }
+    let LeafResult::Tree(t) = &tree else { panic!("{tree:?}") };
+    assert_eq!(t.total(), 227);
+    assert_eq!(tree, separate);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_backend_is_skipped() {
     let (store, blocks) = store_with_blocks().await;
@@ -912,12 +953,15 @@ async fn the_server_rejects_malformed_requests() {
     let addr = serve(Arc::new(WrongKind)).await;
     let mut client =
         pb::query_backend_service_client::QueryBackendServiceClient::connect(format!("http://{addr}")).await.unwrap();
-    let no_block = client.execute(pb::ExecuteRequest { block: None, query: Some(tree_leaf()) }).await.unwrap_err();
+    let no_block =
+        client.execute(pb::ExecuteRequest { block: None, query: Some(tree_leaf()), blocks: vec![] }).await.unwrap_err();
     assert_eq!(no_block.code(), tonic::Code::InvalidArgument);
     let mut bad = tree_leaf();
     bad.kind = None;
-    let status =
-        client.execute(pb::ExecuteRequest { block: Some(BlockMeta::default()), query: Some(bad) }).await.unwrap_err();
+    let status = client
+        .execute(pb::ExecuteRequest { block: Some(BlockMeta::default()), query: Some(bad), blocks: vec![] })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("missing kind"), "{}", status.message());
 }

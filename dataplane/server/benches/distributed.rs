@@ -33,7 +33,22 @@ impl Drop for Proc {
 }
 
 fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phlox"))
+    start_on(dir, name, config, args, None)
+}
+
+/// Starts a process; with `cpu`, pinned to that core (`taskset`, from
+/// util-linux, which every Debian has), as a pod with a 1-CPU limit runs:
+/// the runtime and the backend's leaf slots size themselves to it.
+fn start_on(dir: &Path, name: &str, config: &Path, args: &[&str], cpu: Option<usize>) -> Proc {
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", &c.to_string(), env!("CARGO_BIN_EXE_phlox")]);
+            t
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_phlox")),
+    };
+    let mut child = cmd
         .args(["--data-dir", dir.join(name).to_str().unwrap(), "--config", config.to_str().unwrap()])
         .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
         .args(["--log-format", "json"])
@@ -57,6 +72,15 @@ fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Proc {
     });
     let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
     Proc { child, http: format!("http://{http}"), grpc }
+}
+
+/// CPU seconds a process has used (user + system, from /proc; clock ticks
+/// of 1/100 s, Linux's USER_HZ).
+fn cpu_secs(p: &Proc) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |x| x.1).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -105,7 +129,11 @@ fn breakdown(dir: &Path) -> Breakdown {
     bucket_files(dir, &mut files);
     let mut b = Breakdown::default();
     for f in files {
-        // A source being deleted by compaction may vanish under us.
+        // Only finished objects (the store writes a staging file first,
+        // then renames it); a source being deleted may vanish under us.
+        if f.extension().is_none_or(|e| e != "block") {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(&f) else { continue };
         let n = bytes.len();
         let footer_len = u32::from_le_bytes(bytes[n - 16..n - 12].try_into().unwrap()) as usize;
@@ -194,6 +222,9 @@ async fn ingest(
     (lat.len() as f64 / secs, bytes as f64 / 1e6 / secs, percentile(&mut lat, 0.5), percentile(&mut lat, 0.99))
 }
 
+/// Flame-graph queries per measurement: the first warms caches.
+const QUERY_RUNS: usize = 6;
+
 async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
     let req = q::SelectMergeStacktracesRequest {
         profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
@@ -204,7 +235,7 @@ async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
     };
     let http = reqwest::Client::new();
     let mut times = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..QUERY_RUNS {
         let t0 = Instant::now();
         let r = http
             .post(format!("{base}/querier.v1.QuerierService/SelectMergeStacktraces"))
@@ -244,7 +275,7 @@ fn main() {
             &config,
             format!(
                 "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nsegment_writer:\n  shards: 16\n\
-                 limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [2, 2, 2]\n\
+                 limits:\n  ingestion_rate_mb: 0\ncompaction:\n  min_blocks: [1000, 1000, 1000]\n  max_age_seconds: [2, 30, 3600]\n\
                  \x20 poll_interval: 200ms\n  tombstone_grace: 1s\n",
                 bucket.display()
             ),
@@ -271,10 +302,17 @@ fn main() {
             p99.as_secs_f64() * 1e3
         );
         if writers == 2 {
+            // Each backend gets one core of its own, as 1-CPU pods would;
+            // the frontend and the rest float over every core.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let backends: Vec<Proc> = (0..2)
-                .map(|i| start(dir.path(), &format!("backend-{i}"), &config, &["--target", "query-backend"]))
+                .map(|i| {
+                    let cpu = (cores >= 2).then_some(i);
+                    start_on(dir.path(), &format!("backend-{i}"), &config, &["--target", "query-backend"], cpu)
+                })
                 .collect();
             let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+            let mut times = Vec::new();
             for n in [1usize, 2] {
                 let list = backends[..n].iter().map(|b| b.grpc.clone()).collect::<Vec<_>>().join(",");
                 let f = start(
@@ -283,17 +321,22 @@ fn main() {
                     &config,
                     &["--target", "query-frontend", "--metastore-address", &ms.grpc, "--query-backends", &list],
                 );
+                let cpu = |b: &[Proc]| (cpu_secs(&f), b.iter().map(cpu_secs).sum::<f64>());
+                let before = cpu(&backends);
                 let ms_ = rt.block_on(flame_ms(&f.http, s, e));
+                let after = cpu(&backends);
                 println!(
-                    "flame graph over {} profiles, {n} query backend(s): {ms_:.0} ms (median of 5 warm)",
-                    clients * per_client
+                    "flame graph over {} profiles, {n} query backend(s) of one core each: {ms_:.0} ms (median of 5 warm); \
+                     CPU per query: frontend {:.0} ms, backends {:.0} ms",
+                    clients * per_client,
+                    (after.0 - before.0) * 1e3 / QUERY_RUNS as f64,
+                    (after.1 - before.1) * 1e3 / QUERY_RUNS as f64,
                 );
+                times.push(ms_);
             }
-            // Compaction: level-0 segments older than 2 s merge per tenant
-            // into level-1 blocks, and blocks of the next levels (two or
-            // more, older than 2 s) into the level above.
-            // More of the same services first, so each dataset holds what
-            // about three minutes of 8 pods pushing every 10 s give (128 profiles).
+            println!("query scaling, 1 -> 2 query backends: {:.2}x faster", times[0] / times[1]);
+            // More of the same services, so each dataset holds what about
+            // three minutes of 8 pods pushing every 10 s give (128 profiles).
             let (bulk_clients, bulk_per_client) = (64, 12);
             let (rps, ..) = rt.block_on(ingest(&url, Arc::clone(&corpus), bulk_clients, bulk_per_client, 99));
             println!("bulk ingest for compaction: {} more profiles at {rps:.1} req/s", bulk_clients * bulk_per_client);
@@ -301,6 +344,10 @@ fn main() {
                 .chain(0..bulk_clients * bulk_per_client)
                 .map(|k| corpus[k % corpus.len()].0.len())
                 .sum();
+            // Compaction: level-0 segments older than 2 s merge per tenant
+            // into level-1 blocks (64 segments per job); once the oldest of
+            // those is 30 s old, every level-1 block is done and they merge
+            // into one level-2 block.
             let segments = breakdown(&bucket.join("segments"));
             print_breakdown("level-0 segments", &segments, gz);
             let w = start(
@@ -309,16 +356,10 @@ fn main() {
                 &config,
                 &["--target", "compaction-worker", "--metastore-address", &ms.grpc],
             );
-            // Settled: no segment left and the blocks unchanged for 5 s
-            // (sources are deleted 1 s after their job).
-            let (mut last, mut since) = ((0, 0), Instant::now());
-            for _ in 0..1200 {
-                let blocks = breakdown(&bucket.join("blocks"));
-                let segments_left = bucket_bytes(&bucket.join("segments")) > 0;
-                let now = (blocks.objects, blocks.profiles + blocks.index + blocks.symbols);
-                if now != last || segments_left {
-                    (last, since) = (now, Instant::now());
-                } else if since.elapsed() > Duration::from_secs(5) {
+            // Done: no segment left and one block (sources are deleted 1 s
+            // after their job); at most 3 minutes.
+            for _ in 0..1800 {
+                if bucket_bytes(&bucket.join("segments")) == 0 && breakdown(&bucket.join("blocks")).objects == 1 {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(100));
