@@ -2,7 +2,8 @@
 // playwright-core. Ingests known profiles into a running phlox, opens the
 // UI, and checks what a user sees: the widest function of the flame graph
 // and its percentage, label filters (=, !=, =~) changing it and surviving a
-// reload, the diff view and its table (baseline vs comparison shares), and
+// reload, several filters on one label (AND-ed) with their numbers, the diff
+// view and its table (baseline vs comparison shares), and
 // the render time of an 8192-node flame graph (reported, not asserted).
 //
 // Usage: node ui.test.mjs <base url> <output dir>
@@ -26,6 +27,13 @@ async function ingest(name, folded) {
 // shop: handle 30+45 (eu) + 40 (us) = 115 of 200 → 57.50%; with region=us, gc 60 of 100 → 60.00%.
 await ingest('shop.cpu{region=eu}', 'handle;parse 30\nhandle;render 45\ngc 25\n');
 await ingest('shop.cpu{region=us}', 'gc 60\nhandle;parse 40\n');
+// cart: three pods. All: idle 120 of 200 → 60.00%. pod!=a, pod!=b (only c):
+// idle 80 of 100 → 80.00%, serve 20%, db 20%, no cache. pod!=b alone (a + c):
+// idle 90 of 140 → 64.29%, serve 50 → 35.71%. pod=~[ab], pod!=b (only a):
+// serve 30 of 40 → 75.00%.
+await ingest('cart.cpu{pod=a}', 'serve;db 30\nidle 10\n');
+await ingest('cart.cpu{pod=b}', 'serve;cache 30\nidle 30\n');
+await ingest('cart.cpu{pod=c}', 'serve;db 20\nidle 80\n');
 // big: 12 000 distinct stacks, so the flame graph is cut to 8192 nodes.
 let lines = '';
 for (let i = 0; i < 12000; i++) {
@@ -78,6 +86,29 @@ async function addFilter(root, { name, op, value }) {
 }
 
 const chipTexts = () => page.locator('[data-testid=filter-chip] > span').allInnerTexts();
+const chipRemove = (text) =>
+  page.click(`[data-testid=filter-chip]:has(> span:text-is(${JSON.stringify(text)})) .chip-remove`);
+/** The top table's rows by symbol: {self, total} percentages as displayed. */
+const topRows = () =>
+  page.evaluate(() => {
+    const rows = {};
+    for (const tr of document.querySelectorAll('[data-testid=top-row]')) {
+      const pct = (c) => tr.querySelector(`[data-col=${c}] .pct`).textContent.trim();
+      rows[tr.querySelector('[data-col=name]').textContent.trim()] = { self: pct('self'), total: pct('total') };
+    }
+    return rows;
+  });
+/** The values a picker (`root`) offers for label `name`. */
+async function offeredValues(root, name) {
+  await page.selectOption(`${root} select[aria-label$="label name" i]`, name);
+  const values = `${root} select[aria-label$="label value" i]`;
+  await page.waitForFunction(
+    (sel) => { const s = document.querySelector(sel); return s && !s.disabled; },
+    values,
+    { timeout: 10000 },
+  );
+  return page.locator(`${values} option`).evaluateAll((os) => os.map((o) => o.value).filter(Boolean));
+}
 const urlFilters = (key) => page.evaluate((k) => new URLSearchParams(location.search).getAll(k), key);
 
 /** The diff table's rows by symbol: {left, right, change} as displayed. */
@@ -139,14 +170,85 @@ try {
   await page.reload({ waitUntil: 'load' });
   assert.equal(await waitSummary('handle'), 'handle 75.00%');
   assert.deepEqual(await chipTexts(), ['region!="us"']);
-  // A regex with a backslash (escaped in the selector) replaces the filter on that label.
+  // A regex with a backslash (escaped in the selector) adds a second filter
+  // on that label (AND-ed with the first).
   await addFilter('#main-filters', { name: 'region', op: '=~', value: 'e\\w' });
-  await page.waitForFunction(() => document.querySelector('[data-testid=filter-chip]').textContent.includes('=~'));
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=filter-chip]').length === 2);
   assert.equal(await waitSummary('handle'), 'handle 75.00%');
-  assert.deepEqual(await chipTexts(), ['region=~"e\\w"']);
+  assert.deepEqual(await chipTexts(), ['region!="us"', 'region=~"e\\w"']);
   await page.reload({ waitUntil: 'load' });
   assert.equal(await waitSummary('handle'), 'handle 75.00%');
-  assert.deepEqual(await urlFilters('f'), ['region=~e\\w']);
+  assert.deepEqual(await urlFilters('f'), ['region!=us', 'region=~e\\w']);
+
+  // Two != filters on one label: only the third pod counts.
+  await page.goto(`${base}/?service=cart`, { waitUntil: 'load' });
+  assert.equal(await waitSummary('idle'), 'idle 60.00%');
+  await addFilter('#main-filters', { name: 'pod', op: '!=', value: 'a' });
+  assert.equal(await waitSummary('idle 68'), 'idle 68.75%');
+  // The values offered for pod ignore pod's own filter.
+  assert.deepEqual(await offeredValues('#main-filters', 'pod'), ['a', 'b', 'c']);
+  await addFilter('#main-filters', { name: 'pod', op: '!=', value: 'b' });
+  assert.equal(await waitSummary('idle 80'), 'idle 80.00%');
+  assert.deepEqual(await chipTexts(), ['pod!="a"', 'pod!="b"']);
+  assert.deepEqual(await urlFilters('f'), ['pod!=a', 'pod!=b']);
+  const onlyC = {
+    idle: { self: '80.00%', total: '80.00%' },
+    serve: { self: '0.00%', total: '20.00%' },
+    db: { self: '20.00%', total: '20.00%' },
+  };
+  assert.deepEqual(await topRows(), onlyC);
+  // Adding an exact duplicate changes nothing.
+  await addFilter('#main-filters', { name: 'pod', op: '!=', value: 'b' });
+  await waitReady();
+  assert.deepEqual(await chipTexts(), ['pod!="a"', 'pod!="b"']);
+  assert.deepEqual(await urlFilters('f'), ['pod!=a', 'pod!=b']);
+  // A reload keeps both filters, in order, and the numbers.
+  await page.reload({ waitUntil: 'load' });
+  assert.equal(await waitSummary('idle'), 'idle 80.00%');
+  assert.deepEqual(await chipTexts(), ['pod!="a"', 'pod!="b"']);
+  assert.deepEqual(await topRows(), onlyC);
+  // Removing one chip removes only that filter: pods a and c count.
+  await chipRemove('pod!="a"');
+  assert.equal(await waitSummary('idle 64'), 'idle 64.29%');
+  assert.deepEqual(await chipTexts(), ['pod!="b"']);
+  assert.deepEqual(await urlFilters('f'), ['pod!=b']);
+  assert.deepEqual(await topRows(), {
+    idle: { self: '64.29%', total: '64.29%' },
+    serve: { self: '0.00%', total: '35.71%' },
+    db: { self: '35.71%', total: '35.71%' },
+  });
+  // A shared link with a regex and != on one label: only pod a counts.
+  await page.goto(`${base}/?service=cart&f=${encodeURIComponent('pod=~[ab]')}&f=${encodeURIComponent('pod!=b')}`, { waitUntil: 'load' });
+  assert.equal(await waitSummary('serve'), 'serve 75.00%');
+  assert.deepEqual(await chipTexts(), ['pod=~"[ab]"', 'pod!="b"']);
+  assert.deepEqual(await topRows(), {
+    serve: { self: '0.00%', total: '75.00%' },
+    db: { self: '75.00%', total: '75.00%' },
+    idle: { self: '25.00%', total: '25.00%' },
+  });
+
+  // Diff sides: the baseline's two pod filters replace the main pod!=c
+  // (baseline: only c); the comparison keeps the main filter (a + b).
+  await page.goto(`${base}/?service=cart&mode=diff&f=${encodeURIComponent('pod!=c')}&lf=${encodeURIComponent('pod!=a')}` +
+    '&lfrom=now-1h&luntil=now&rfrom=now-1h&runtil=now', { waitUntil: 'load' });
+  await waitReady();
+  await addFilter('#diff-left', { name: 'pod', op: '!=', value: 'b' });
+  await page.waitForFunction(() => document.querySelectorAll('#diff-left .chip').length === 2);
+  await waitReady();
+  const previews = () => page.locator('.selector-preview').allInnerTexts();
+  assert.deepEqual(await previews(), ['{service_name="cart", pod!="a", pod!="b"}', '{service_name="cart", pod!="c"}']);
+  const cartRows = {
+    cache: { left: '0.00%', right: '30.00%', change: '+30.00 pp' },
+    db: { left: '20.00%', right: '30.00%', change: '+10.00 pp' },
+    idle: { left: '80.00%', right: '40.00%', change: '−40.00 pp' },
+    serve: { left: '20.00%', right: '60.00%', change: '+40.00 pp' },
+  };
+  assert.deepEqual(await diffRows(), cartRows);
+  assert.deepEqual([await urlFilters('f'), await urlFilters('lf')], [['pod!=c'], ['pod!=a', 'pod!=b']]);
+  await page.reload({ waitUntil: 'load' });
+  await waitReady();
+  assert.deepEqual(await diffRows(), cartRows);
+  assert.deepEqual(await page.locator('#diff-left .chip > span').allInnerTexts(), ['pod!="a"', 'pod!="b"']);
 
   // The diff table: baseline region = eu, comparison region != eu (= us),
   // both over the whole range; shares of each side's own total (100 each).

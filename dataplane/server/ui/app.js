@@ -105,21 +105,51 @@ function escapeRegex(v) {
   return String(v).replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
 }
 
+/** Whether two filters are the same matcher (name, operator and value). */
+function sameFilter(a, b) {
+  return a.name === b.name && normalizeOp(a.op) === normalizeOp(b.op) && a.value === b.value;
+}
+
+/** The filters without exact repeats (see sameFilter), first occurrence kept, in order. */
+function uniqueFilters(filters) {
+  const out = [];
+  for (const f of filters || []) {
+    if (f && f.name && !out.some((g) => sameFilter(g, f))) out.push(f);
+  }
+  return out;
+}
+
 /**
- * `{service_name="x", k="v", j!~"r"}`. One matcher per label name: a later
- * filter overrides an earlier one of the same name whatever its operator,
- * so a diff side's filter replaces a main filter on the same label.
+ * `{service_name="x", k="v", k!="w", j!~"r"}`. Every filter is its own
+ * matcher, AND-ed, in insertion order, so several filters on one label
+ * combine (`{pod!="a", pod!="b"}`); exact repeats are written once. A
+ * `service_name` filter is dropped when the service is given.
  */
 function buildSelector(service, filters) {
-  const byName = new Map();
-  for (const f of filters || []) if (f && f.name) byName.set(f.name, f);
   const parts = [];
   if (service) parts.push(`service_name="${escapeLabelValue(service)}"`);
-  for (const [name, f] of byName) {
-    if (name === 'service_name' && service) continue;
-    parts.push(`${formatLabelName(name)}${normalizeOp(f.op)}"${escapeLabelValue(f.value)}"`);
+  for (const f of uniqueFilters(filters)) {
+    if (f.name === 'service_name' && service) continue;
+    parts.push(`${formatLabelName(f.name)}${normalizeOp(f.op)}"${escapeLabelValue(f.value)}"`);
   }
   return `{${parts.join(', ')}}`;
+}
+
+/**
+ * The filters of a diff side's query: the main filters, except that a side
+ * with filters on a label replaces all main filters of that label name
+ * (main `pod!="a"` with side `pod="b"` gives just `pod="b"`), then the
+ * side's own filters, all AND-ed in order.
+ */
+function sideFilters(mainFilters, ownFilters) {
+  const own = ownFilters || [];
+  const names = new Set(own.map((f) => f.name));
+  return (mainFilters || []).filter((f) => !names.has(f.name)).concat(own);
+}
+
+/** The filters without any on label `name` (all of them, whatever the operator). */
+function filtersWithout(filters, name) {
+  return (filters || []).filter((f) => f.name !== name);
 }
 
 /** A filter as shown on its chip: the matcher with the value unescaped, for reading. */
@@ -1297,7 +1327,10 @@ class Heatmap extends TimeCanvas {
  * A label name select, an operator select, a value select (values filtered
  * by the current selector minus this label) or, for the regex operators, a
  * free-text input (the values offered as suggestions), an add button and
- * removable chips.
+ * removable chips. Several filters may name one label (they are AND-ed);
+ * the values offered for a label ignore all of that label's own filters, so
+ * `pod!="a"` still offers `b` for a second `pod!="b"`. Each chip removes
+ * only its own filter.
  */
 class FilterPicker {
   constructor({
@@ -1362,8 +1395,8 @@ class FilterPicker {
       const rm = document.createElement('button');
       rm.type = 'button';
       rm.className = 'chip-remove'; // the × is drawn by CSS, so the chip's text is just the matcher
-      rm.title = `Remove ${f.name}`;
-      rm.setAttribute('aria-label', `Remove filter ${f.name}`);
+      rm.title = `Remove ${filterText(f)}`;
+      rm.setAttribute('aria-label', `Remove filter ${filterText(f)}`);
       rm.addEventListener('click', () => {
         const next = this.filters.slice();
         next.splice(idx, 1);
@@ -1441,9 +1474,10 @@ class FilterPicker {
       value = this.valueSelect.value;
       if (!value || this.valueSelect.disabled) return;
     }
-    const next = this.filters.filter((f) => f.name !== name);
-    next.push({ name, op, value });
-    this.onChange(next);
+    // Filters on one label combine (AND); an exact repeat changes nothing.
+    const f = { name, op, value };
+    if (this.filters.some((g) => sameFilter(g, f))) return;
+    this.onChange(this.filters.concat([f]));
   }
 }
 FilterPicker.count = 0;
@@ -1511,6 +1545,8 @@ function defaultState() {
 // at the first operator (so a label name containing one cannot round-trip).
 // The value is raw, except that an equality value starting with `~` or `\`
 // gets a `\` prefix, so that `=` + `~x` is not read as `=~` + `x`.
+// Every filter is its own repeated param, in order, so several filters on
+// one label (`f=pod!=a&f=pod!=b`) survive a reload and a shared link.
 
 function formatFilterParam(f) {
   const op = normalizeOp(f.op);
@@ -1527,18 +1563,23 @@ function parseFilter(text) {
   return { name, op, value };
 }
 
+/** Repeated filter params (`f`, `lf` or `rf`), in order, exact repeats dropped. */
+function parseFilters(params) {
+  return uniqueFilters(params.map(parseFilter).filter(Boolean));
+}
+
 function parseState(query) {
   const p = new URLSearchParams(query);
   const s = defaultState();
   const str = (k) => p.get(k) || '';
   s.service = str('service');
   s.type = str('type');
-  s.filters = p.getAll('f').map(parseFilter).filter(Boolean);
+  s.filters = parseFilters(p.getAll('f'));
   s.from = str('from') || DEFAULT_FROM;
   s.until = str('until') || DEFAULT_UNTIL;
   s.mode = MODES.includes(p.get('mode')) ? p.get('mode') : 'single';
-  s.left = { from: str('lfrom'), until: str('luntil'), filters: p.getAll('lf').map(parseFilter).filter(Boolean) };
-  s.right = { from: str('rfrom'), until: str('runtil'), filters: p.getAll('rf').map(parseFilter).filter(Boolean) };
+  s.left = { from: str('lfrom'), until: str('luntil'), filters: parseFilters(p.getAll('lf')) };
+  s.right = { from: str('rfrom'), until: str('runtil'), filters: parseFilters(p.getAll('rf')) };
   s.heatmap = p.get('hm') === 'span' ? 'span' : 'individual';
   s.pid = str('pid');
   s.span = str('span');
@@ -1662,7 +1703,7 @@ function mainSelector() {
 }
 
 function sideSelector(side) {
-  return buildSelector(app.state.service, app.state.filters.concat(app.state[side].filters));
+  return buildSelector(app.state.service, sideFilters(app.state.filters, app.state[side].filters));
 }
 
 /** A side's time range: explicit, or the first/second half of the main range. */
@@ -2405,8 +2446,9 @@ function makeSidePicker(side) {
     chips: root.querySelector('.chips'),
     chipTestId: null,
     onChange: (filters) => navigate({ [side]: { ...app.state[side], filters }, zoom: '' }),
+    // The side's effective filters minus every one on `name` (main and side).
     selectorWithout: (name) => {
-      const fs = app.state.filters.concat(app.state[side].filters).filter((f) => f.name !== name);
+      const fs = filtersWithout(sideFilters(app.state.filters, app.state[side].filters), name);
       return withType(buildSelector(app.state.service, fs));
     },
     onError: showError,
@@ -2475,7 +2517,7 @@ function init() {
     chips: $('filter-chips'),
     chipTestId: 'filter-chip',
     onChange: (filters) => navigate({ filters, ...QUERY_RESET }),
-    selectorWithout: (name) => withType(buildSelector(app.state.service, app.state.filters.filter((f) => f.name !== name))),
+    selectorWithout: (name) => withType(buildSelector(app.state.service, filtersWithout(app.state.filters, name))),
     onError: showError,
   });
   app.leftFilters = makeSidePicker('left');
