@@ -158,6 +158,12 @@ impl QueryBackend for LocalBackend {
             if selected.is_empty() {
                 continue;
             }
+            if let (LeafKind::Tree, LeafResult::Tree(t)) = (&query.kind, &mut result) {
+                // Every dataset's stacks straight into the leaf's tree: no
+                // per-dataset tree to merge afterwards.
+                tree_into(&ds, &selected, &query, &self.symbols, t).await?;
+                continue;
+            }
             result.merge(execute_dataset(&ds, &selected, &query, &self.symbols).await?);
         }
         Ok(result)
@@ -341,7 +347,11 @@ async fn execute_dataset(
             stacks.add_dataset(&symbols, &values, *pgo);
             LeafResult::Stacks(Box::new(stacks))
         }
-        LeafKind::Tree => LeafResult::Tree(tree(ds, selected, q, cache).await?),
+        LeafKind::Tree => {
+            let mut t = StackTree::default();
+            tree_into(ds, selected, q, cache, &mut t).await?;
+            LeafResult::Tree(t)
+        }
     })
 }
 
@@ -436,12 +446,14 @@ async fn profile_values(
 /// The call tree of the selected profiles: stack values accumulate in a
 /// dense array indexed by stack id, then each used stack node maps to a
 /// call-tree node once (parents precede children in the stack table).
-async fn tree(
+/// Adds the selected profiles' stacks of a dataset to `tree`.
+async fn tree_into(
     ds: &DatasetReader,
     selected: &[u32],
     q: &LeafQuery,
     cache: &crate::SymbolCache,
-) -> Result<StackTree, QueryError> {
+    tree: &mut StackTree,
+) -> Result<(), QueryError> {
     let symbols = cache.get(ds).await?;
     let n = symbols.stack_count();
     let mut values = vec![0i64; n];
@@ -457,7 +469,6 @@ async fn tree(
             }
         }
     }
-    let mut tree = StackTree::default();
     let mut fn_ids: Vec<u32> = vec![u32::MAX; symbols.functions.len()];
     let mut map = vec![0u32; n];
     for i in 1..n {
@@ -492,7 +503,7 @@ async fn tree(
             tree.add_self(t, values[i]);
         }
     }
-    Ok(tree)
+    Ok(())
 }
 
 #[cfg(test)]
