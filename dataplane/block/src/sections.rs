@@ -84,7 +84,8 @@ pub(crate) fn locations_schema() -> SchemaRef {
 /// STACKS since format version 2: each node's parent as its distance back
 /// (`node - parent`, 0 for the root). A node inserted for a new stack is
 /// almost always the child of the node inserted just before it, so the
-/// column is mostly 1s and compresses ~10× better than absolute parents.
+/// column is mostly 1s: ~11× smaller than absolute parents once
+/// compressed, the whole section ~2× (measured in ARCHITECTURE.md).
 pub(crate) fn stacks_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("parent_distance", DataType::UInt32, false),

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use object_store::ObjectStore;
 use phlox_block::{BlockReader, DatasetReader, SeriesInfo, is_tenant_index};
 use phlox_model::{Labels, StackTree, label_names as ln};
@@ -13,6 +14,7 @@ use rustc_hash::FxHashSet;
 use crate::QueryError;
 use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
 use crate::stacks::{MergedStacks, call_site_mask};
+use crate::task::Task;
 
 /// Executes plan nodes; in-process ([`LocalBackend`]) or remote.
 #[async_trait::async_trait]
@@ -24,14 +26,24 @@ pub trait QueryBackend: Send + Sync + 'static {
     /// whole result or the first error. This default runs the leaves
     /// concurrently in the caller's task.
     async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
-        let mut result = LeafResult::empty(&query.kind);
-        let mut leaves: futures::stream::FuturesUnordered<_> =
-            blocks.into_iter().map(|b| self.execute(b, Arc::clone(&query))).collect();
-        while let Some(r) = futures::StreamExt::next(&mut leaves).await {
-            result.merge(r?);
-        }
-        Ok(result)
+        execute_each(self, blocks, query).await
     }
+}
+
+/// Every block as its own [`QueryBackend::execute`] call, concurrently in
+/// the caller's task, merged; the whole result or the first error.
+pub(crate) async fn execute_each<B: QueryBackend + ?Sized>(
+    backend: &B,
+    blocks: Vec<BlockMeta>,
+    query: Arc<LeafQuery>,
+) -> Result<LeafResult, QueryError> {
+    let mut result = LeafResult::empty(&query.kind);
+    let mut leaves: futures::stream::FuturesUnordered<_> =
+        blocks.into_iter().map(|b| backend.execute(b, Arc::clone(&query))).collect();
+    while let Some(r) = futures::StreamExt::next(&mut leaves).await {
+        result.merge(r?);
+    }
+    Ok(result)
 }
 
 /// Reads blocks straight from the bucket.
@@ -176,20 +188,22 @@ impl QueryBackend for LocalBackend {
 
 impl LocalBackend {
     /// A merge node in this process: each leaf is its own task (so leaves
-    /// run on every core, within the backend's slots), merged as they end.
+    /// run on every core), at most as many at once as the backend has
+    /// slots (so one large query does not queue all its leaves ahead of
+    /// every later query), merged as they end. An error, or the node being
+    /// dropped, aborts the leaves still running.
     pub async fn execute_merge_local(
         &self,
         blocks: Vec<BlockMeta>,
         query: Arc<LeafQuery>,
     ) -> Result<LeafResult, QueryError> {
-        let mut leaves: tokio::task::JoinSet<Result<LeafResult, QueryError>> = tokio::task::JoinSet::new();
-        for b in blocks {
+        let mut leaves = futures::stream::iter(blocks.into_iter().map(|b| {
             let (backend, query) = (self.clone(), Arc::clone(&query));
-            leaves.spawn(async move { backend.execute(b, query).await });
-        }
+            Task::spawn(async move { backend.execute(b, query).await })
+        }))
+        .buffer_unordered(self.slot_count.max(1));
         let mut result = LeafResult::empty(&query.kind);
-        while let Some(r) = leaves.join_next().await {
-            // Dropping the set on an error aborts the other leaves.
+        while let Some(r) = leaves.next().await {
             result.merge(r.map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))??);
         }
         Ok(result)

@@ -13,8 +13,9 @@ use phlox_proto::metastore_client::Metastore;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
 
-use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
+use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, MAX_MERGE_CHILDREN};
 use crate::stacks::{MergedStacks, PgoOptions};
+use crate::task::Task;
 use crate::{QueryBackend, QueryError};
 
 /// The id and stack selectors of a stack-trace query.
@@ -110,24 +111,21 @@ impl Default for QueryLimits {
     }
 }
 
-/// Most read leaves under one merge node.
-const MAX_MERGE_CHILDREN: usize = 32;
-
-/// The plan: one read leaf per block, grouped under merge nodes so that a
-/// query has about `concurrency` nodes (a node of several blocks is merged
-/// by the backend that runs it, so the frontend merges one result per node
-/// instead of one per block). Blocks stay in the metastore's order.
+/// The plan: one read leaf per block, grouped under merge nodes (a node of
+/// several blocks is merged by the backend that runs it, so the frontend
+/// merges one result per node instead of one per block). About
+/// `concurrency` nodes, more when that would put over
+/// [`MAX_MERGE_CHILDREN`] leaves under one; node sizes differ by at most
+/// one. Blocks stay in the metastore's order.
 pub(crate) fn plan_nodes(blocks: Vec<BlockMeta>, concurrency: usize) -> Vec<Vec<BlockMeta>> {
-    if blocks.is_empty() {
+    let n = blocks.len();
+    if n == 0 {
         return Vec::new();
     }
-    let per_node = blocks.len().div_ceil(concurrency.max(1)).clamp(1, MAX_MERGE_CHILDREN);
-    let mut nodes = Vec::with_capacity(blocks.len().div_ceil(per_node));
-    let mut it = blocks.into_iter().peekable();
-    while it.peek().is_some() {
-        nodes.push(it.by_ref().take(per_node).collect());
-    }
-    nodes
+    let count = n.min(concurrency.max(1)).max(n.div_ceil(MAX_MERGE_CHILDREN));
+    let (base, extra) = (n / count, n % count);
+    let mut it = blocks.into_iter();
+    (0..count).map(|i| it.by_ref().take(base + usize::from(i < extra)).collect()).collect()
 }
 
 /// Plans and runs queries.
@@ -278,11 +276,12 @@ impl QueryFrontend {
         });
         let mut result = LeafResult::empty(&query.kind);
         // Each node is its own task, so nodes run on every core (and on
-        // every backend).
+        // every backend); returning early (an error, a client gone) drops
+        // and so aborts the rest.
         let nodes = plan_nodes(blocks, self.limits.concurrency);
         let mut nodes = futures::stream::iter(nodes.into_iter().map(|mut blocks| {
             let (backend, query) = (Arc::clone(&self.backend), Arc::clone(&query));
-            tokio::spawn(async move {
+            Task::spawn(async move {
                 match blocks.len() {
                     1 => backend.execute(blocks.remove(0), query).await,
                     _ => backend.execute_merge(blocks, query).await,
@@ -837,13 +836,15 @@ mod tests {
         // Few blocks: one leaf each.
         assert_eq!(sizes(&plan_nodes(blocks(5), 16)), vec![1; 5]);
         assert_eq!(sizes(&plan_nodes(blocks(16), 16)), vec![1; 16]);
-        // 72 blocks, 16 at once: 15 nodes of at most 5, in order.
+        // 17 blocks: 16 nodes, one of two.
+        assert_eq!(sizes(&plan_nodes(blocks(17), 16)), [vec![2], vec![1; 15]].concat());
+        // 72 blocks, 16 at once: 16 nodes of 5 or 4, in order.
         let nodes = plan_nodes(blocks(72), 16);
-        assert_eq!(sizes(&nodes), [vec![5; 14], vec![2]].concat());
+        assert_eq!(sizes(&nodes), [vec![5; 8], vec![4; 8]].concat());
         let ids: Vec<String> = nodes.into_iter().flatten().map(|b| b.id).collect();
         assert_eq!(ids, (0..72).map(|i| format!("{i:04}")).collect::<Vec<_>>());
-        // Many blocks: at most 32 per node.
-        assert_eq!(sizes(&plan_nodes(blocks(2000), 16)), [vec![32; 62], vec![16]].concat());
+        // Many blocks: more nodes, at most 32 leaves each.
+        assert_eq!(sizes(&plan_nodes(blocks(2000), 16)), [vec![32; 47], vec![31; 16]].concat());
         // A concurrency of 0 counts as 1.
         assert_eq!(sizes(&plan_nodes(blocks(3), 0)), vec![3]);
     }

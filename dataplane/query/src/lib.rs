@@ -3,16 +3,16 @@
 //!
 //! ```text
 //! RPC ─▶ QueryFrontend: validate, parse selector ─▶ Metastore::query_blocks(tenants, range, service/type matchers)
-//!          │ one read leaf per block (its matching datasets only)
+//!          │ one read leaf per block (its matching datasets only), ~16 merge nodes
 //!          ▼
-//!        QueryBackend::execute(leaf)  ×N, concurrently  ── LocalBackend: ranged GETs of the needed sections,
+//!        QueryBackend::execute(leaf) / execute_merge(node)  ×N, concurrently  ── LocalBackend: ranged GETs of the needed sections,
 //!          │                                                 series selection, stack values in dense arrays,
 //!          ▼                                                 stack nodes → call tree once per dataset
 //!        merge LeafResults ─▶ flame graph / tree / series / labels
 //! ```
 //!
 //! In one process the frontend calls [`LocalBackend`]; between processes it
-//! calls [`RemoteBackend`], which sends each leaf over gRPC to a
+//! calls [`RemoteBackend`], which sends each node over gRPC to a
 //! [`QueryBackendServer`] wrapping the backend process's [`LocalBackend`].
 
 mod backend;
@@ -23,12 +23,16 @@ mod plan;
 mod remote;
 mod stacks;
 mod symbol_cache;
+mod task;
 
 pub use backend::{LocalBackend, QueryBackend};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
 pub use metrics::QueryMetrics;
-pub use plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, ProfilePoint, SeriesPoints};
+pub use plan::{
+    ExemplarKind, LeafKind, LeafQuery, LeafResult, MAX_MERGE_CHILDREN, PointExemplar, PointValue, ProfilePoint,
+    SeriesPoints,
+};
 pub use remote::{
     QUERY_BACKEND_MAX_MESSAGE_SIZE, QueryBackendServer, RemoteBackend, RemoteBackendOptions, query_from_proto,
     query_to_proto, result_from_proto, result_to_proto,

@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use phlox_model::{Selector, StackTree};
 
+/// Most read leaves under one merge node (a backend refuses more).
+pub const MAX_MERGE_CHILDREN: usize = 32;
+
 /// What a read leaf computes over one block.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeafKind {

@@ -33,7 +33,8 @@ use phlox_proto::querybackend::v1::query_backend_service_server::{QueryBackendSe
 use tonic::transport::{Channel, Endpoint};
 
 use crate::plan::{
-    ExemplarKind, LeafKind, LeafQuery, LeafResult, PointExemplar, PointValue, ProfilePoint, SeriesPoints,
+    ExemplarKind, LeafKind, LeafQuery, LeafResult, MAX_MERGE_CHILDREN, PointExemplar, PointValue, ProfilePoint,
+    SeriesPoints,
 };
 use crate::stacks::{MergedStacks, PgoOptions};
 use crate::{QueryBackend, QueryError};
@@ -451,6 +452,12 @@ impl QueryBackendService for QueryBackendServer {
         )
         .map_err(status_of)?;
         let query = Arc::new(query);
+        if blocks.len() > MAX_MERGE_CHILDREN {
+            return Err(tonic::Status::invalid_argument(format!(
+                "invalid leaf query: {} blocks in one node, at most {MAX_MERGE_CHILDREN}",
+                blocks.len()
+            )));
+        }
         let result = match blocks.len() {
             0 => return Err(tonic::Status::invalid_argument("invalid leaf query: missing block")),
             1 => self.backend.execute(blocks.remove(0), query).await,
@@ -793,8 +800,16 @@ impl QueryBackend for RemoteBackend {
     /// One request for the whole node: the backend that takes it reads the
     /// blocks and merges them, and a retry moves the whole node.
     async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
-        let request = pb::ExecuteRequest { block: None, query: Some(query_to_proto(&query)), blocks };
-        self.send(request, &query.kind).await
+        let request = pb::ExecuteRequest { block: None, query: Some(query_to_proto(&query)), blocks: blocks.clone() };
+        match self.send(request, &query.kind).await {
+            // A backend from before merge nodes reads only `block`: one
+            // request per leaf instead (mixed versions during a rollout).
+            Err(QueryError::InvalidArgument(m)) if m.contains("missing block") => {
+                tracing::warn!("a query backend does not take merge nodes; sending their leaves one by one");
+                crate::backend::execute_each(self, blocks, query).await
+            }
+            other => other,
+        }
     }
 }
 

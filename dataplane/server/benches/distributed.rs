@@ -222,10 +222,11 @@ async fn ingest(
     (lat.len() as f64 / secs, bytes as f64 / 1e6 / secs, percentile(&mut lat, 0.5), percentile(&mut lat, 0.99))
 }
 
-/// Flame-graph queries per measurement: the first warms caches.
-const QUERY_RUNS: usize = 6;
+/// Warm flame-graph queries per measurement (after one that warms caches).
+const QUERY_RUNS: usize = 5;
 
-async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
+/// Median time of `runs` flame-graph queries over the range.
+async fn flame_ms(base: &str, start: i64, end: i64, runs: usize) -> f64 {
     let req = q::SelectMergeStacktracesRequest {
         profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
         label_selector: "{}".into(),
@@ -235,7 +236,7 @@ async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
     };
     let http = reqwest::Client::new();
     let mut times = Vec::new();
-    for _ in 0..QUERY_RUNS {
+    for _ in 0..runs {
         let t0 = Instant::now();
         let r = http
             .post(format!("{base}/querier.v1.QuerierService/SelectMergeStacktraces"))
@@ -249,7 +250,7 @@ async fn flame_ms(base: &str, start: i64, end: i64) -> f64 {
         assert!(q::SelectMergeStacktracesResponse::decode(body).unwrap().flamegraph.unwrap().total > 0);
         times.push(t0.elapsed());
     }
-    percentile(&mut times[1..], 0.5).as_secs_f64() * 1e3
+    percentile(&mut times, 0.5).as_secs_f64() * 1e3
 }
 
 fn main() {
@@ -322,8 +323,9 @@ fn main() {
                     &["--target", "query-frontend", "--metastore-address", &ms.grpc, "--query-backends", &list],
                 );
                 let cpu = |b: &[Proc]| (cpu_secs(&f), b.iter().map(cpu_secs).sum::<f64>());
+                rt.block_on(flame_ms(&f.http, s, e, 1));
                 let before = cpu(&backends);
-                let ms_ = rt.block_on(flame_ms(&f.http, s, e));
+                let ms_ = rt.block_on(flame_ms(&f.http, s, e, QUERY_RUNS));
                 let after = cpu(&backends);
                 println!(
                     "flame graph over {} profiles, {n} query backend(s) of one core each: {ms_:.0} ms (median of 5 warm); \
