@@ -16,7 +16,7 @@ use phlox_block::paths::settings_path;
 use phlox_proto::settings::v1::{Setting, SettingsStore};
 use prost::Message;
 
-use crate::versioned::{self, Written};
+use crate::versioned;
 
 /// Most settings a tenant keeps.
 pub const MAX_SETTINGS: usize = 256;
@@ -85,16 +85,9 @@ impl SettingsStoreClient {
         mut change: impl FnMut(&mut SettingsStore) -> Result<T, SettingsError>,
     ) -> Result<T, SettingsError> {
         let _guard = self.write.lock().await;
-        let path = settings_path(tenant);
-        for _ in 0..versioned::MAX_ATTEMPTS {
-            let read = versioned::read(&*self.store, &path).await?;
-            let mut all = decode(tenant, read.bytes.clone())?;
-            let out = change(&mut all)?;
-            if versioned::write(&*self.store, &path, read, all.encode_to_vec()).await? == Written::Yes {
-                return Ok(out);
-            }
-        }
-        Err(SettingsError::Busy(tenant.to_owned()))
+        versioned::modify(&*self.store, &settings_path(tenant), |b| decode(tenant, b), &mut change)
+            .await?
+            .ok_or_else(|| SettingsError::Busy(tenant.to_owned()))
     }
 
     /// Every setting of `tenant`, by name.

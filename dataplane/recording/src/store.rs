@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use phlox_block::paths::recording_rules_path;
 use phlox_proto::settings::v1::{
     RecordingRule, RecordingRuleStore, RecordingRulesStore, StacktraceFilter, StacktraceFilterFunctionName,
@@ -23,7 +23,7 @@ use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 
 use crate::rule::{RuleError, validate};
-use crate::versioned::{self, Written};
+use crate::versioned;
 
 /// A rule kept in the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,11 +160,8 @@ impl RuleStore {
     }
 
     async fn load(&self, tenant: &str) -> Result<RecordingRulesStore, StoreError> {
-        match self.store.get(&recording_rules_path(tenant)).await {
-            Ok(r) => decode(tenant, Some(r.bytes().await?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(RecordingRulesStore::default()),
-            Err(e) => Err(e.into()),
-        }
+        let read = versioned::read(&*self.store, &recording_rules_path(tenant)).await?;
+        decode(tenant, read.bytes)
     }
 
     /// Applies `change` to the tenant's rules and writes them back, again
@@ -175,17 +172,14 @@ impl RuleStore {
         mut change: impl FnMut(&mut RecordingRulesStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _guard = self.write.lock().await;
-        let path = recording_rules_path(tenant);
-        for _ in 0..versioned::MAX_ATTEMPTS {
-            let read = versioned::read(&*self.store, &path).await?;
-            let mut all = decode(tenant, read.bytes.clone())?;
-            let out = change(&mut all)?;
+        let bump = |all: &mut RecordingRulesStore| {
+            let out = change(all)?;
             all.generation += 1;
-            if versioned::write(&*self.store, &path, read, all.encode_to_vec()).await? == Written::Yes {
-                return Ok(out);
-            }
-        }
-        Err(StoreError::Busy(tenant.to_owned()))
+            Ok(out)
+        };
+        versioned::modify(&*self.store, &recording_rules_path(tenant), |b| decode(tenant, b), bump)
+            .await?
+            .ok_or_else(|| StoreError::Busy(tenant.to_owned()))
     }
 
     /// Every rule of `tenant`: provisioned first, then the API's, by id.

@@ -66,6 +66,27 @@ pub(crate) async fn write(
     }
 }
 
+/// Reads the object, lets `change` edit its decoded form and writes it
+/// back conditionally, again on a fresh read after a lost race. `Ok(None)`:
+/// every attempt lost ([`MAX_ATTEMPTS`]); errors of `decode`, `change` and
+/// the store end it at once.
+pub(crate) async fn modify<S: prost::Message, T, E: From<object_store::Error>>(
+    store: &dyn ObjectStore,
+    path: &Path,
+    decode: impl Fn(Option<Bytes>) -> Result<S, E>,
+    mut change: impl FnMut(&mut S) -> Result<T, E>,
+) -> Result<Option<T>, E> {
+    for _ in 0..MAX_ATTEMPTS {
+        let read = read(store, path).await?;
+        let mut value = decode(read.bytes.clone())?;
+        let out = change(&mut value)?;
+        if write(store, path, read, value.encode_to_vec()).await? == Written::Yes {
+            return Ok(Some(out));
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use object_store::memory::InMemory;
