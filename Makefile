@@ -15,13 +15,8 @@ help: ## Show the targets
 run: ## Run Phlox: every component in one process, data in ./data, APIs on :4040 (ARGS=... for flags)
 	$(CARGO) run --release --bin phlox -- $(ARGS)
 
-test: ## Run all tests: unit, integration, S3 conformance on a local moto server, e2e on the real binary (with Prometheus), k8s-validate
-	$(CARGO) build --bin phlox
-	scripts/ensure-prometheus.sh
-	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh --workspace
-	$(CARGO) build --bin phlox-operator
-	scripts/k8s-validate.sh
-	scripts/browser-test.sh
+test: ## Run all tests (every stage runs; failures listed at the end): unit, integration, S3 conformance on a local moto server, e2e on the real binary (with Prometheus and a JDK), k8s-validate, the browser test, the repo-paths guard
+	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) CARGO=$(CARGO) scripts/test.sh
 
 browser-test: ## The web UI in headless Chromium (installed if missing), screenshots in target/ui-test/
 	$(CARGO) build --bin phlox
@@ -32,8 +27,8 @@ k8s-validate: ## Validate the operator's rendered objects, config/ and the Helm 
 
 e2e: ## Run only the end-to-end tests (real phlox processes)
 	$(CARGO) build --bin phlox
-	scripts/ensure-prometheus.sh
-	scripts/cargo-test.sh -p phlox-e2e
+	scripts/ensure-test-tools.sh
+	PHLOX_TEST_REQUIRE_PROMETHEUS=1 VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh -p phlox-e2e
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed

@@ -7,11 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use phlox_model::{Labels, ProfileId};
-use phlox_pprof::{Profile, maybe_gunzip, split};
 use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use phlox_proto::types::v1::LabelPair;
 use prost::Message;
@@ -152,14 +149,20 @@ pub fn dump(data_dir: &Path, tenants: &[&str]) -> serde_json::Value {
 /// profiles (id → (time, total, folded stacks)).
 pub type Expected = BTreeMap<String, BTreeMap<String, (i64, i64, BTreeMap<String, i64>)>>;
 
+/// The comparison key of a series: `tenant|{a="1", b="2"}`, names sorted.
+pub fn series_key(tenant: &str, labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{tenant}|{{{}}}", pairs.join(", "))
+}
+
 /// Reads a dump into the [`Expected`] shape; panics if any (series, id)
 /// appears twice (double counting).
 pub fn dumped(v: &serde_json::Value) -> Expected {
     let mut out = Expected::new();
     for s in v["series"].as_array().unwrap() {
-        let labels: Vec<(String, String)> =
+        let labels: BTreeMap<String, String> =
             s["labels"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
-        let key = format!("{}|{}", s["tenant"].as_str().unwrap(), Labels::from_pairs(labels));
+        let key = series_key(s["tenant"].as_str().unwrap(), &labels);
         let e = out.entry(key.clone()).or_default();
         for p in s["profiles"].as_array().unwrap() {
             let id = p["id"].as_str().unwrap().to_owned();
@@ -172,37 +175,99 @@ pub fn dumped(v: &serde_json::Value) -> Expected {
     out
 }
 
-/// What the store must hold for a push: computed from the pprof itself,
-/// independently of the write path (stacks root first, inlined frames
-/// expanded, identical stacks merged, zero values dropped).
+/// What the store must hold for a push, from a small model of Pyroscope's
+/// rules written for the tests, independent of the write path (the pprof is
+/// read with the plain generated protobuf types, not Phlox's decoder or its
+/// `split`):
+/// - one series per (sample type, set of string sample labels): the
+///   request's labels, then the sample labels whose names the request does
+///   not have (`span_id`, `trace_id` and `profile_id` never), `__delta__`
+///   removed, `service_name` defaulting to `unknown_service`, and
+///   `__profile_type__` = `name:type:unit:period_type:period_unit` with
+///   `__type__`, `__unit__` and, when the profile has a period type,
+///   `__period_type__` and `__period_unit__`;
+/// - samples whose value is zero are left out, and a series with none is not
+///   stored;
+/// - stacks root first with inlined frames expanded (a location's lines are
+///   innermost first), identical stacks summed;
+/// - the profile's time, or `receive_time` when it has none.
 pub fn expected(tenant: &str, request: &PushRequest, receive_time: i64) -> Expected {
+    use phlox_proto::google::v1 as pprof;
     let mut out = Expected::new();
     for series in &request.series {
-        let labels = Labels::from_pairs(series.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        let request_labels: BTreeMap<String, String> =
+            series.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
         for sample in &series.samples {
-            let raw = maybe_gunzip(&sample.raw_profile, 64 << 20).unwrap().into_owned();
-            let p = Arc::new(Profile::decode(&raw).unwrap());
-            let id = ProfileId::parse(&sample.id).unwrap();
-            for sp in split(&labels, Arc::clone(&p), id, receive_time).unwrap() {
-                let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
-                for &i in &sp.samples {
-                    let mut names = Vec::new();
-                    for &loc in p.sample_location_ids(i as usize).iter().rev() {
-                        let l = p.location(loc).unwrap();
-                        for line in p.lines[l.lines.start as usize..l.lines.end as usize].iter().rev() {
-                            names.push(p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or(""));
-                        }
+            let raw = plain_gunzip(&sample.raw_profile);
+            let p = pprof::Profile::decode(raw.as_slice()).unwrap();
+            let id = uuid::Uuid::parse_str(sample.id.trim()).unwrap().hyphenated().to_string();
+            let s = |i: i64| p.string_table.get(i as usize).map(String::as_str).unwrap_or("");
+            let functions: BTreeMap<u64, &str> = p.function.iter().map(|f| (f.id, s(f.name))).collect();
+            let locations: BTreeMap<u64, &pprof::Location> = p.location.iter().map(|l| (l.id, l)).collect();
+            let time = if p.time_nanos > 0 { p.time_nanos } else { receive_time };
+            // (sample labels, sample type index) → (total, stacks)
+            let mut groups: BTreeMap<(BTreeMap<String, String>, usize), (i64, BTreeMap<String, i64>)> =
+                BTreeMap::new();
+            for smp in &p.sample {
+                let labels: BTreeMap<String, String> = smp
+                    .label
+                    .iter()
+                    .filter(|l| l.str != 0 && !["span_id", "trace_id", "profile_id"].contains(&s(l.key)))
+                    .map(|l| (s(l.key).to_owned(), s(l.str).to_owned()))
+                    .collect();
+                let mut names: Vec<&str> = Vec::new();
+                for loc in smp.location_id.iter().rev() {
+                    for line in locations[loc].line.iter().rev() {
+                        names.push(functions.get(&line.function_id).copied().unwrap_or(""));
                     }
-                    *stacks.entry(names.join(";")).or_default() += p.sample_value(i as usize, sp.value_index);
+                }
+                for (t, &v) in smp.value.iter().enumerate() {
+                    if v == 0 {
+                        continue;
+                    }
+                    let g = groups.entry((labels.clone(), t)).or_default();
+                    g.0 += v;
+                    *g.1.entry(names.join(";")).or_default() += v;
+                }
+            }
+            let name = &request_labels["__name__"];
+            let (period_type, period_unit) = p.period_type.as_ref().map(|pt| (s(pt.r#type), s(pt.unit))).unwrap_or(("", ""));
+            for ((sample_labels, t), (total, mut stacks)) in groups {
+                let vt = &p.sample_type[t];
+                let (ty, unit) = (s(vt.r#type), s(vt.unit));
+                let mut labels = request_labels.clone();
+                for (k, v) in sample_labels {
+                    labels.entry(k).or_insert(v);
+                }
+                labels.remove("__delta__");
+                labels.entry("service_name".into()).or_insert_with(|| "unknown_service".into());
+                labels.insert("__profile_type__".into(), format!("{name}:{ty}:{unit}:{period_type}:{period_unit}"));
+                labels.insert("__type__".into(), ty.into());
+                labels.insert("__unit__".into(), unit.into());
+                if p.period_type.is_some() {
+                    labels.insert("__period_type__".into(), period_type.into());
+                    labels.insert("__period_unit__".into(), period_unit.into());
+                } else {
+                    labels.remove("__period_type__");
+                    labels.remove("__period_unit__");
                 }
                 stacks.retain(|_, v| *v != 0);
-                out.entry(format!("{tenant}|{}", sp.labels))
-                    .or_default()
-                    .insert(id.to_string(), (sp.time_nanos, sp.total, stacks));
+                out.entry(series_key(tenant, &labels)).or_default().insert(id.clone(), (time, total, stacks));
             }
         }
     }
     out
+}
+
+/// The bytes, gunzipped when they start with the gzip magic.
+fn plain_gunzip(b: &[u8]) -> Vec<u8> {
+    if b.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out).unwrap();
+        out
+    } else {
+        b.to_vec()
+    }
 }
 
 /// Merges expectations.
@@ -256,9 +321,9 @@ pub fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
 }
 
-/// The real SDK payloads of `../shared/captures`.
+/// The real SDK payloads of `testdata/captures` (see its README).
 pub fn captures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/captures"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/captures"))
 }
 
 /// The captured Python SDK push requests.
@@ -267,7 +332,7 @@ pub fn python_captures() -> Vec<PushRequest> {
         .iter()
         .map(|f| {
             let body = std::fs::read(captures_dir().join(f)).unwrap();
-            PushRequest::decode(maybe_gunzip(&body, 64 << 20).unwrap().as_ref()).unwrap()
+            PushRequest::decode(plain_gunzip(&body).as_slice()).unwrap()
         })
         .collect()
 }

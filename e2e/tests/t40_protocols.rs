@@ -243,13 +243,29 @@ async fn adhoc_profiles_and_the_health_check_answer_as_grafana_calls_them() {
     let status = health.check(phlox_proto::grpc::health::v1::HealthCheckRequest::default()).await.unwrap();
     assert_eq!(status.into_inner().status, 1, "SERVING");
     // The status pages Grafana and operators read: YAML text.
-    for (path, expect) in
-        [("config", "multitenancy_enabled: false"), ("config/default", "segment_writer:"), ("config/diff", "")]
-    {
-        let r = client.get(format!("{}/api/v1/status/{path}", server.http)).send().await.unwrap();
-        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8", "{path}");
-        let text = r.text().await.unwrap();
-        assert!(text.contains(expect), "{path}: {text}");
-    }
+    let status = |path: &'static str| {
+        let (client, base) = (client.clone(), server.http.clone());
+        async move {
+            let r = client.get(format!("{base}/api/v1/status/{path}")).send().await.unwrap();
+            assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8", "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let config = status("config").await;
+    assert!(config.contains("multitenancy_enabled: false"), "{config}");
+    assert!(config.contains("\nsegment_writer:\n"), "{config}");
+    let defaults = status("config/default").await;
+    assert!(defaults.contains("\nsegment_writer:\n"), "{defaults}");
+    assert!(defaults.contains("data_dir: ./data\n"), "{defaults}");
+    // The diff holds exactly what the command line changed (Phlox::start's
+    // flags): the data dir and the two listen addresses, nothing else.
+    let diff = status("config/diff").await;
+    assert_eq!(
+        diff,
+        format!(
+            "data_dir: {}\nserver:\n  http_listen_address: 127.0.0.1:0\n  grpc_listen_address: 127.0.0.1:0\n",
+            server.data_dir.display()
+        )
+    );
     server.stop();
 }

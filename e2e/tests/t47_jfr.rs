@@ -1,4 +1,4 @@
-//! A JFR recording of OpenJDK 17 (`../shared/captures`) through
+//! A JFR recording of OpenJDK 17 (`testdata/captures`) through
 //! `/ingest?format=jfr`, as a raw body and as the Java agent's multipart form.
 #![allow(clippy::unwrap_used)]
 

@@ -55,7 +55,8 @@ struct Answers {
     pods: Vec<String>,
     series: Vec<t::Series>,
     types: Vec<String>,
-    sets: usize,
+    /// The label sets of Series (names and values), each sorted by name.
+    sets: Vec<Vec<(String, String)>>,
     render_ticks: i64,
     /// No service_name matcher: the tenant index picks the datasets.
     p3_total: i64,
@@ -138,7 +139,19 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
         pods: pods.names,
         series: series.series,
         types: types.profile_types.into_iter().map(|p| p.id).collect(),
-        sets: sets.labels_set.len(),
+        sets: {
+            let mut sets: Vec<Vec<(String, String)>> = sets
+                .labels_set
+                .iter()
+                .map(|l| {
+                    let mut v: Vec<(String, String)> = l.labels.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
+                    v.sort();
+                    v
+                })
+                .collect();
+            sets.sort();
+            sets
+        },
         render_ticks: render["flamebearer"]["numTicks"].as_i64().unwrap(),
         p3_total: p3.flamegraph.unwrap().total,
         all_pods: all_pods.names,
@@ -187,7 +200,8 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         assert_eq!(x.p1_total, 40);
         assert_eq!(x.pods, vec!["p1", "p2"]);
         assert_eq!(x.types, vec![CPU]);
-        assert_eq!(x.sets, 2);
+        let set = |service: &str| vec![("__profile_type__".to_string(), CPU.to_string()), ("service_name".into(), service.into())];
+        assert_eq!(x.sets, vec![set("cart"), set("shop")]);
         assert_eq!(x.render_ticks, 50);
         assert_eq!(x.p3_total, 7);
         assert_eq!(x.all_pods, vec!["p1", "p2", "p3"]);

@@ -91,6 +91,70 @@ async fn answers(base: &str, s: i64, e: i64) -> Vec<String> {
     out
 }
 
+/// The answers [`compaction_keeps_every_answer_and_shrinks_the_bucket`]'s
+/// input must give, worked out by hand from what it pushes: twelve pushes
+/// per tenant, push `i` holding `main;handle;parse` (even `i`) or
+/// `main;handle;render` (odd `i`) = 10 + i and `main;gc` = 3, service `api`
+/// when `i % 3 == 0` else `web`, pod `p{i % 4}`, one second apart.
+async fn assert_answers_match_the_input(base: &str, s: i64, e: i64) {
+    for tenant in ["acme", "globex"] {
+        let fg: q::SelectMergeStacktracesResponse = query(
+            base,
+            tenant,
+            "SelectMergeStacktraces",
+            &q::SelectMergeStacktracesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: s,
+                end: e,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let fg = fg.flamegraph.unwrap();
+        // parse: 10+12+14+16+18+20 = 90, render: 11+13+15+17+19+21 = 96, gc: 12 × 3 = 36.
+        assert_eq!(fg.total, 90 + 96 + 36, "{tenant}");
+        assert_eq!(fg.max_self, 96, "{tenant}: render is the largest self");
+        let mut names = fg.names.clone();
+        names.sort();
+        assert_eq!(names, ["gc", "handle", "main", "parse", "render", "total"], "{tenant}");
+        assert_eq!(fg.levels.len(), 4, "{tenant}: total, main, handle, parse/render");
+        let series: q::SelectSeriesResponse = query(
+            base,
+            tenant,
+            "SelectSeries",
+            &q::SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: s,
+                end: e,
+                step: 1.0,
+                group_by: vec!["service_name".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let got: Vec<(String, usize, f64)> = series
+            .series
+            .iter()
+            .map(|sr| (sr.labels[0].value.clone(), sr.points.len(), sr.points.iter().map(|p| p.value).sum()))
+            .collect();
+        // api: i = 0, 3, 6, 9 → 13 + 16 + 19 + 22; web: the other eight.
+        assert_eq!(got, [("api".to_string(), 4, 70.0), ("web".to_string(), 8, 152.0)], "{tenant}");
+        let values: t::LabelValuesResponse = query(
+            base,
+            tenant,
+            "LabelValues",
+            &t::LabelValuesRequest { name: "pod".into(), matchers: vec![], start: s, end: e },
+        )
+        .await
+        .unwrap();
+        assert_eq!(values.names, ["p0", "p1", "p2", "p3"], "{tenant}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_every_answer_and_shrinks_the_bucket() {
     let (tmp, dir) = data_dir();
@@ -128,6 +192,7 @@ async fn compaction_keeps_every_answer_and_shrinks_the_bucket() {
         }
     }
     let (s, e) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    assert_answers_match_the_input(&server.http, s, e).await;
     let before = answers(&server.http, s, e).await;
     let bucket = dir.join("bucket");
     let (segments_before, segment_bytes) = objects(&bucket.join("segments"));
@@ -153,6 +218,7 @@ async fn compaction_keeps_every_answer_and_shrinks_the_bucket() {
     let (blocks, block_bytes) = objects(&bucket.join("blocks"));
     let after = answers(&server.http, s, e).await;
     assert_eq!(after, before, "every answer is the same after compaction");
+    assert_answers_match_the_input(&server.http, s, e).await;
     assert!(blocks < segments_before, "{blocks} blocks from {segments_before} segments");
     assert!(block_bytes < segment_bytes, "{block_bytes} bytes from {segment_bytes}");
     println!(

@@ -48,12 +48,29 @@ mod tests {
 
     #[test]
     fn a_dataset_stays_on_its_shards() {
-        let mut used: Vec<u32> = (0..1000).map(|fp| shard_for("t", "svc", fp, 16, 2)).collect();
-        used.sort();
-        used.dedup();
-        assert_eq!(used.len(), 2);
-        assert_eq!(shard_for("t", "svc", 5, 16, 2), shard_for("t", "svc", 5, 16, 2));
-        assert!(shard_for("t", "svc", 5, 1, 4) == 0);
+        // Two consecutive shards (modulo the shard count), chosen by the
+        // fingerprint's parity.
+        for service in ["svc", "api", "web", "checkout"] {
+            let mut used: Vec<u32> = (0..1000).map(|fp| shard_for("t", service, fp, 16, 2)).collect();
+            used.sort();
+            used.dedup();
+            assert_eq!(used.len(), 2, "{service}: {used:?}");
+            let (even, odd) = (shard_for("t", service, 0, 16, 2), shard_for("t", service, 1, 16, 2));
+            assert_eq!(odd, (even + 1) % 16, "{service}");
+            assert!((0..1000).all(|fp| shard_for("t", service, fp, 16, 2) == if fp % 2 == 0 { even } else { odd }));
+        }
+        // One shard in all: everything on shard 0; more shards per dataset
+        // than shards: every shard used.
+        assert!((0..100).all(|fp| shard_for("t", "svc", fp, 1, 4) == 0));
+        let mut all: Vec<u32> = (0..100).map(|fp| shard_for("t", "svc", fp, 3, 8)).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all, vec![0, 1, 2]);
+        // Datasets spread: 200 services over 16 shards start on every shard.
+        let mut starts: Vec<u32> = (0..200).map(|i| shard_for("t", &format!("svc-{i}"), 0, 16, 1)).collect();
+        starts.sort();
+        starts.dedup();
+        assert_eq!(starts.len(), 16, "{starts:?}");
     }
 }
 

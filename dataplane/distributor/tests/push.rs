@@ -1,6 +1,7 @@
 //! The distributor's validation, split and fan-out, with a recording shard writer.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use phlox_distributor::{
@@ -65,7 +66,7 @@ fn now() -> i64 {
 async fn python_sdk_capture_is_split_and_placed() {
     let body = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/captures/python-pyroscope-io-1.4.0-push-1.pb.gz"
+        "/../../testdata/captures/python-pyroscope-io-1.4.0-push-1.pb.gz"
     ))
     .unwrap();
     let plain = phlox_pprof::gunzip_capped(&body, 1 << 24).unwrap();
@@ -76,18 +77,56 @@ async fn python_sdk_capture_is_split_and_placed() {
         let raw = phlox_pprof::maybe_gunzip(&req.series[0].samples[0].raw_profile, 1 << 22).unwrap().into_owned();
         phlox_pprof::Profile::decode(&raw).unwrap().time_nanos
     };
+    // What the capture holds, read with the plain generated pprof types (not
+    // the decoder under test): CPU time per value of the `endpoint` sample
+    // label (the SDK's tag_wrapper), the samples without it under "".
+    let want: BTreeMap<String, i64> = {
+        let raw = flate2_gunzip_if_needed(&req.series[0].samples[0].raw_profile);
+        let p = phlox_proto::google::v1::Profile::decode(raw.as_slice()).unwrap();
+        let s = |i: i64| p.string_table[i as usize].clone();
+        assert_eq!((s(p.sample_type[0].r#type), s(p.sample_type[0].unit)), ("cpu".into(), "nanoseconds".into()));
+        let mut want = BTreeMap::new();
+        for smp in &p.sample {
+            let endpoint = smp.label.iter().find(|l| s(l.key) == "endpoint").map(|l| s(l.str)).unwrap_or_default();
+            *want.entry(endpoint).or_insert(0) += smp.value[0];
+        }
+        want
+    };
+    assert!(want.values().sum::<i64>() > 0);
     let profiles = d.prepare("anonymous", req, t).unwrap();
-    assert!(!profiles.is_empty());
-    assert!(profiles.iter().all(|p| p.labels.get("service_name") == Some("demo.python")));
-    let total: i64 = profiles.iter().map(|p| p.total).sum();
+    let got: BTreeMap<String, i64> =
+        profiles.iter().map(|p| (p.labels.get("endpoint").unwrap_or_default().to_owned(), p.total)).collect();
+    assert_eq!(got, want);
+    assert_eq!(profiles.len(), want.len(), "one series per endpoint");
+    for p in &profiles {
+        assert_eq!(p.labels.get("service_name"), Some("demo.python"));
+        assert_eq!(p.labels.get("region"), Some("eu-west"));
+        assert_eq!(p.labels.get("__profile_type__"), Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds"));
+        assert_eq!(p.time_nanos, t);
+    }
     d.write("anonymous", profiles).await.unwrap();
     let pushes = rec.pushes.lock().unwrap();
-    let written: i64 = pushes.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.total)).sum();
-    assert_eq!(written, total);
+    let mut written: Vec<(String, i64)> = pushes
+        .iter()
+        .flat_map(|(_, _, p)| p.iter().map(|p| (p.labels.get("endpoint").unwrap_or_default().to_owned(), p.total)))
+        .collect();
+    written.sort();
+    assert_eq!(written, want.into_iter().collect::<Vec<_>>(), "every series written once, whole");
+    assert!(pushes.iter().all(|(tenant, shard, _)| tenant == "anonymous" && *shard < 8));
     // One service spreads over at most two shards.
     let mut shards: Vec<u32> = pushes.iter().map(|(_, s, _)| *s).collect();
+    shards.sort();
     shards.dedup();
-    assert!(shards.len() <= 2);
+    assert!(shards.len() <= 2, "{shards:?}");
+}
+
+fn flate2_gunzip_if_needed(b: &[u8]) -> Vec<u8> {
+    if !b.starts_with(&[0x1f, 0x8b]) {
+        return b.to_vec();
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out).unwrap();
+    out
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! OpenTelemetry profiles ingest: an OTLP `ExportProfilesServiceRequest`
 //! (opentelemetry-proto v1.10.0, package
 //! `opentelemetry.proto.profiles.v1development`) converted to pprof profiles
-//! plus series labels, following `shared/spec/wire-api.md` §5.
+//! plus series labels, as Pyroscope maps OTLP profiles to its series.
 //!
 //! - [`decode_request`]: the request body, binary protobuf or OTLP/JSON.
 //! - [`convert`]: one [`OtlpProfile`] per (OTLP profile × distinct sample-level

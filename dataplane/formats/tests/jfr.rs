@@ -14,11 +14,11 @@ use phlox_formats::jfr::{Context, JfrError, JfrProfile, LabelsSnapshot, parse_jf
 use proptest::prelude::*;
 use prost::Message;
 
-const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/captures/jdk17-burn-profile-settings.jfr");
+const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/captures/jdk17-burn-profile-settings.jfr");
 const LIMIT: usize = 64 << 20;
 
 fn capture() -> Vec<u8> {
-    std::fs::read(CAPTURE).expect("the JDK 17 capture in shared/captures")
+    std::fs::read(CAPTURE).expect("the JDK 17 capture in testdata/captures")
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -209,6 +209,21 @@ fn jdk_bin(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// A JDK tool, or `None` and a line saying why the test is skipped; a
+/// failure under `PHLOX_TEST_REQUIRE_JDK` (set by `make test`, whose
+/// `scripts/ensure-test-tools.sh` installs Debian's openjdk-17-jdk-headless).
+fn jdk_or_skip(name: &str) -> Option<PathBuf> {
+    let found = jdk_bin(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("PHLOX_TEST_REQUIRE_JDK").is_none(),
+            "PHLOX_TEST_REQUIRE_JDK is set but the JDK's `{name}` is not found (JAVA_HOME/bin or next to `java` on PATH)"
+        );
+        println!("SKIPPED: no JDK `{name}` (JAVA_HOME/bin or next to `java` on PATH); install openjdk-17-jdk-headless or run `make test`");
+    }
+    found
+}
+
 /// `jfr print` of the given event types: event type → stack → events.
 /// Events without a stack trace are left out (as the parser drops them).
 fn jfr_print_stacks(jfr: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, i64>> {
@@ -271,10 +286,7 @@ fn compare_with_jfr_tool(jfr: &Path, file: &Path) -> Vec<JfrProfile> {
 
 #[test]
 fn capture_matches_jfr_print() {
-    let Some(jfr) = jdk_bin("jfr") else {
-        eprintln!("no JDK `jfr` tool: capture_cpu_profile checks the hard-coded counts only");
-        return;
-    };
+    let Some(jfr) = jdk_or_skip("jfr") else { return };
     let ps = compare_with_jfr_tool(&jfr, Path::new(CAPTURE));
     assert_eq!(total(&stack_counts(by_event(&ps, "cpu"))), 656);
 }
@@ -328,10 +340,7 @@ public class Mix {
 /// the installed JDK (17+) and checks every kind against `jfr print`.
 #[test]
 fn recorded_workload_matches_jfr_print() {
-    let (Some(java), Some(jfr)) = (jdk_bin("java"), jdk_bin("jfr")) else {
-        eprintln!("no JDK: skipping the recorded workload");
-        return;
-    };
+    let (Some(java), Some(jfr)) = (jdk_or_skip("java"), jdk_or_skip("jfr")) else { return };
     let dir = std::env::temp_dir().join(format!("phlox-jfr-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("Mix.java");

@@ -1,4 +1,4 @@
-//! OTLP profiles → pprof conversion (`shared/spec/wire-api.md` §5).
+//! OTLP profiles → pprof conversion, as Pyroscope maps them.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;

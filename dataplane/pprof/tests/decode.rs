@@ -9,7 +9,7 @@ use phlox_pprof::testkit::ProfileBuilder;
 use phlox_pprof::{DecodeError, Profile, maybe_gunzip, split};
 use prost::Message;
 
-const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/captures");
+const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/captures");
 
 fn capture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{CAPTURES}/{name}")).unwrap()

@@ -2,7 +2,7 @@
 //!
 //! - `google.v1`, `types.v1`, `push.v1`, `querier.v1`, `settings.v1`: the
 //!   Pyroscope-compatible public API,
-//!   written from the published field numbers (see `../shared/spec/wire-api.md`).
+//!   written from the published field numbers (Pyroscope's published `.proto` files).
 //! - `metastore.v1`: the internal block index API and the Raft transport.
 //! - `segmentwriter.v1`, `querybackend.v1`: distributor → segment writer and
 //!   query frontend → query backend, between processes.

@@ -763,7 +763,12 @@ async fn answers(f: &QueryFrontend) -> Vec<String> {
         )
         .await
         .unwrap();
-    assert_eq!(sets.labels_set.len(), 2);
+    let sets: Vec<Vec<(&str, &str)>> = sets
+        .labels_set
+        .iter()
+        .map(|l| l.labels.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect())
+        .collect();
+    assert_eq!(sets, [[("pod", "a")], [("pod", "b")]]);
     out.push(format!("{sets:?}"));
     out
 }
