@@ -37,7 +37,7 @@ stage() {
 
 stage build "$CARGO" build --bin phlox --bin phlox-operator
 stage tools scripts/ensure-test-tools.sh
-stage rust env PHLOX_TEST_REQUIRE_PROMETHEUS=1 PHLOX_TEST_REQUIRE_JDK=1 \
+stage rust env PHLOX_TEST_REQUIRE_PROMETHEUS=1 PHLOX_TEST_REQUIRE_JDK=1 PHLOX_TEST_REQUIRE_UNSHARE=1 \
   VENV="${VENV:-.venv}" scripts/with-moto.sh scripts/cargo-test.sh --workspace
 stage k8s scripts/k8s-validate.sh
 stage browser scripts/browser-test.sh

@@ -136,7 +136,7 @@ impl Drop for Phlox {
 /// `phlox dump` of a data directory (no server may run on it).
 pub fn dump(data_dir: &Path, tenants: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(phlox_bin());
-    cmd.arg("dump").arg("--data-dir").arg(data_dir).args(["--grpc-listen-address", "127.0.0.1:0"]);
+    cmd.arg("dump").arg("--data-dir").arg(data_dir);
     for t in tenants {
         cmd.args(["--tenant", t]);
     }
@@ -206,8 +206,7 @@ pub fn expected(tenant: &str, request: &PushRequest, receive_time: i64) -> Expec
             let locations: BTreeMap<u64, &pprof::Location> = p.location.iter().map(|l| (l.id, l)).collect();
             let time = if p.time_nanos > 0 { p.time_nanos } else { receive_time };
             // (sample labels, sample type index) → (total, stacks)
-            let mut groups: BTreeMap<(BTreeMap<String, String>, usize), (i64, BTreeMap<String, i64>)> =
-                BTreeMap::new();
+            let mut groups: BTreeMap<(BTreeMap<String, String>, usize), (i64, BTreeMap<String, i64>)> = BTreeMap::new();
             for smp in &p.sample {
                 let labels: BTreeMap<String, String> = smp
                     .label
@@ -231,7 +230,8 @@ pub fn expected(tenant: &str, request: &PushRequest, receive_time: i64) -> Expec
                 }
             }
             let name = &request_labels["__name__"];
-            let (period_type, period_unit) = p.period_type.as_ref().map(|pt| (s(pt.r#type), s(pt.unit))).unwrap_or(("", ""));
+            let (period_type, period_unit) =
+                p.period_type.as_ref().map(|pt| (s(pt.r#type), s(pt.unit))).unwrap_or(("", ""));
             for ((sample_labels, t), (total, mut stacks)) in groups {
                 let vt = &p.sample_type[t];
                 let (ty, unit) = (s(vt.r#type), s(vt.unit));

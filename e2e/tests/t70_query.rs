@@ -144,7 +144,8 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
                 .labels_set
                 .iter()
                 .map(|l| {
-                    let mut v: Vec<(String, String)> = l.labels.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
+                    let mut v: Vec<(String, String)> =
+                        l.labels.iter().map(|p| (p.name.clone(), p.value.clone())).collect();
                     v.sort();
                     v
                 })
@@ -200,7 +201,9 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         assert_eq!(x.p1_total, 40);
         assert_eq!(x.pods, vec!["p1", "p2"]);
         assert_eq!(x.types, vec![CPU]);
-        let set = |service: &str| vec![("__profile_type__".to_string(), CPU.to_string()), ("service_name".into(), service.into())];
+        let set = |service: &str| {
+            vec![("__profile_type__".to_string(), CPU.to_string()), ("service_name".into(), service.into())]
+        };
         assert_eq!(x.sets, vec![set("cart"), set("shop")]);
         assert_eq!(x.render_ticks, 50);
         assert_eq!(x.p3_total, 7);

@@ -219,7 +219,9 @@ fn jdk_or_skip(name: &str) -> Option<PathBuf> {
             std::env::var_os("PHLOX_TEST_REQUIRE_JDK").is_none(),
             "PHLOX_TEST_REQUIRE_JDK is set but the JDK's `{name}` is not found (JAVA_HOME/bin or next to `java` on PATH)"
         );
-        println!("SKIPPED: no JDK `{name}` (JAVA_HOME/bin or next to `java` on PATH); install openjdk-17-jdk-headless or run `make test`");
+        println!(
+            "SKIPPED: no JDK `{name}` (JAVA_HOME/bin or next to `java` on PATH); install openjdk-17-jdk-headless or run `make test`"
+        );
     }
     found
 }

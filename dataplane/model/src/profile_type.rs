@@ -12,7 +12,10 @@ pub struct ProfileType {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("profile type {0:?} is not of the form name:sample_type:sample_unit:period_type:period_unit")]
+#[error(
+    "{0:?} is not a profile type id: expected name:sample_type:sample_unit:period_type:period_unit, \
+     e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds (GET /pyroscope/label-values?label=__name__ lists the stored ones)"
+)]
 pub struct ProfileTypeError(pub String);
 
 impl ProfileType {

@@ -181,10 +181,8 @@ fn selector_of(matchers: &[String]) -> Result<Selector, QueryError> {
 }
 
 fn selector_with_type(label_selector: &str, profile_type: &str) -> Result<Selector, QueryError> {
-    if ProfileType::parse(profile_type).is_err() {
-        return bad(format!(
-            "invalid profile_typeID {profile_type:?}: expected name:sample_type:sample_unit:period_type:period_unit"
-        ));
+    if let Err(e) = ProfileType::parse(profile_type) {
+        return bad(format!("invalid profile_typeID: {e}"));
     }
     let mut s = parse_selector(label_selector).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
     s.matchers.push(Matcher::equal(ln::PROFILE_TYPE, profile_type));
@@ -740,8 +738,8 @@ impl QueryFrontend {
         };
         let mut selector = parse_selector(label_selector).map_err(|e| QueryError::InvalidArgument(e.to_string()))?;
         if !profile_type.is_empty() {
-            if ProfileType::parse(profile_type).is_err() {
-                return bad(format!("invalid profile type {profile_type:?} in the query"));
+            if let Err(e) = ProfileType::parse(profile_type) {
+                return bad(format!("invalid profile type in the query: {e}"));
             }
             selector.matchers.push(Matcher::equal(ln::PROFILE_TYPE, profile_type));
         }

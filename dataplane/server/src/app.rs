@@ -161,16 +161,33 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let targets = parse_targets(&config.target)?;
     let roles = Roles::of(&targets);
     let all = roles.all;
+    // Both ports first: a busy port fails the start before anything is
+    // created on disk or in the bucket.
+    let listen = |address: &str, what: &str, flag: &str| {
+        let address = address.to_owned();
+        let (what, flag) = (what.to_owned(), flag.to_owned());
+        async move {
+            TcpListener::bind(&address).await.with_context(|| {
+                format!(
+                    "cannot listen on {address} ({what}): is another phlox running? Pass {flag} to use another address"
+                )
+            })
+        }
+    };
+    let grpc_listener = listen(&config.server.grpc_listen_address, "internal gRPC", "--grpc-listen-address").await?;
+    let http_listener = listen(&config.server.http_listen_address, "HTTP APIs", "--http-listen-address").await?;
+    let grpc_addr = grpc_listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let registry = Registry::new();
     let store = phlox_storage::build(&config.storage, &config.data_dir)?;
+    // Processes that write objects check the bucket before they start.
+    if roles.segment_writer || roles.compaction_worker || roles.query_frontend {
+        let bucket = config.storage.describe(&config.data_dir);
+        phlox_storage::check_writable(store.as_ref(), &bucket).await?;
+    }
 
-    // The internal gRPC port; the metastore when this process runs it.
-    let grpc_listener = TcpListener::bind(&config.server.grpc_listen_address)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.grpc_listen_address))?;
-    let grpc_addr = grpc_listener.local_addr()?;
+    // The metastore when this process runs it.
     let address = own_address(&config, grpc_addr);
     let node = if roles.metastore {
         Some(Arc::new(
@@ -277,7 +294,23 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     );
     let grpc = tokio::spawn(grpc);
     if let Some(n) = &node {
-        n.wait_for_leader(Duration::from_secs(120)).await.context("metastore has no leader")?;
+        let voters = config.metastore.peers.len().max(1);
+        let wait = Duration::from_secs(120);
+        if voters > 1 {
+            info!(
+                voters,
+                majority = voters / 2 + 1,
+                "metastore: waiting for a majority of the voters to elect a leader"
+            );
+        }
+        n.wait_for_leader(wait).await.with_context(|| {
+            format!(
+                "no metastore leader within {}s: {} of the {voters} voters of metastore.peers must be running and reach \
+                 each other on their advertised gRPC addresses; start the others (in any order) within that time",
+                wait.as_secs(),
+                voters / 2 + 1
+            )
+        })?;
         n.spawn_dlq_recovery(Arc::clone(&store), config.metastore.dlq_recovery_interval);
         crate::compaction::spawn_tombstone_cleaner(
             Arc::clone(n),
@@ -353,6 +386,9 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let max_body = config.server.max_request_body_mb << 20;
     let query = if roles.query_frontend {
         let backend: Arc<dyn phlox_query::QueryBackend> = if config.query_frontend.backends.is_empty() {
+            if !all {
+                info!("query frontend: no --query-backends, so this process reads blocks from the bucket itself");
+            }
             Arc::new(local_backend.clone())
         } else {
             Arc::new(phlox_query::RemoteBackend::new(config.query_frontend.backends.clone()))
@@ -400,9 +436,6 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             None
         },
     });
-    let http_listener = TcpListener::bind(&config.server.http_listen_address)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.http_listen_address))?;
     let http_addr = http_listener.local_addr()?;
     ready.store(true, Ordering::Release);
     info!(http = %http_addr, grpc = %grpc_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");

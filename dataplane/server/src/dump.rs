@@ -10,7 +10,7 @@ use phlox_metastore::MetastoreNode;
 use phlox_proto::metastore::v1::QueryBlocksRequest;
 use serde_json::json;
 
-use crate::cli::{DumpArgs, RunArgs};
+use crate::cli::DumpArgs;
 
 #[derive(Default)]
 struct SeriesDump {
@@ -18,8 +18,9 @@ struct SeriesDump {
     profiles: Vec<serde_json::Value>,
 }
 
-pub(crate) async fn run(args: &RunArgs, dump: &DumpArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+pub(crate) async fn run(dump: &DumpArgs) -> anyhow::Result<()> {
+    let config = dump.storage.config()?;
+    config.validate()?;
     let store = phlox_storage::build(&config.storage, &config.data_dir)?;
     let node = MetastoreNode::start(crate::app::metastore_config(&config, "127.0.0.1:0".into())?).await?;
     node.wait_for_leader(Duration::from_secs(60)).await?;

@@ -57,7 +57,10 @@ pub(crate) async fn ingest(
         Err(r) => return r,
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let format = IngestFormat::select(query.get("format").map(String::as_str), &content_type);
+    let format = match IngestFormat::select(query.get("format").map(String::as_str), &content_type) {
+        Ok(f) => f,
+        Err(e) => return ConnectError::invalid_argument(e).into_response(),
+    };
     let multipart = content_type.to_ascii_lowercase().contains("multipart/form-data");
     let body = match (format, multipart) {
         (IngestFormat::Pprof, true) => match form_parts(&content_type, body, s.max_body).await {

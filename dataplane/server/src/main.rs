@@ -30,20 +30,18 @@ mod writer_sink;
 
 use std::sync::Arc;
 
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Some(cli::Command::Dump(args)) => {
-            init_tracing(&cli.run.log_format, "warn");
-            runtime.block_on(dump::run(&cli.run, &args))
+            init_tracing("text", "warn");
+            runtime.block_on(dump::run(&args))
         }
         None => {
             init_tracing(&cli.run.log_format, &cli.run.log_level);
             let config = cli.run.config()?;
-            let reload: Option<app::ConfigLoader> = cli.run.config.is_some().then(|| {
+            let reload: Option<app::ConfigLoader> = cli.run.storage.config.is_some().then(|| {
                 let args = cli.run.clone();
                 Arc::new(move || args.config()) as app::ConfigLoader
             });

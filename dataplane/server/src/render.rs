@@ -29,13 +29,27 @@ fn frontend_and_tenants(
 }
 
 /// `from`/`until`-style parameters as a range in Unix ms (default: the last hour).
-fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> (i64, i64) {
+/// The `[from, until]` range of a query string, in ms; a parameter that is
+/// not a time is a 400 naming it. Missing: the last hour.
+#[allow(clippy::result_large_err)]
+fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> Result<(i64, i64), Response> {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
-    let from =
-        p.get(from_key).and_then(|t| parse_time(t, now)).unwrap_or(now.saturating_sub(3_600_000_000_000)) / 1_000_000;
-    let until = p.get(until_key).and_then(|t| parse_time(t, now)).unwrap_or(now) / 1_000_000;
-    (from, until)
+    let param = |key: &str, default: i64| -> Result<i64, Response> {
+        match p.get(key).filter(|t| !t.is_empty()) {
+            None => Ok(default),
+            Some(t) => parse_time(t, now).ok_or_else(|| {
+                ConnectError::invalid_argument(format!(
+                    "{key}={:?} is not a time: use unix seconds (or ms, µs, ns), `now`, `now-1h` (s, m, h, d, w, M, y) or YYYYMMDD",
+                    t.chars().take(64).collect::<String>()
+                ))
+                .into_response()
+            }),
+        }
+    };
+    let from = param(from_key, now.saturating_sub(3_600_000_000_000))? / 1_000_000;
+    let until = param(until_key, now)? / 1_000_000;
+    Ok((from, until))
 }
 
 /// Steps of the timeline, in seconds.
@@ -98,11 +112,15 @@ pub(crate) async fn render(
     else {
         return ConnectError::invalid_argument("query must start with a profile type id").into_response();
     };
-    let Ok(pt) = ProfileType::parse(&profile_type) else {
-        return ConnectError::invalid_argument(format!("{profile_type:?} is not a profile type id")).into_response();
+    let pt = match ProfileType::parse(&profile_type) {
+        Ok(pt) => pt,
+        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
     };
     let dot = p.get("format").is_some_and(|f| f == "dot");
-    let (from, until) = time_range(&p, "from", "until");
+    let (from, until) = match time_range(&p, "from", "until") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
     // The selector without the profile type name, as the RPCs take it.
     let label_selector = match query.find('{') {
@@ -210,7 +228,10 @@ pub(crate) async fn label_values(
     let Some(label) = p.get("label").filter(|l| !l.is_empty()) else {
         return ConnectError::invalid_argument("label is required").into_response();
     };
-    let (from, until) = time_range(&p, "from", "until");
+    let (from, until) = match time_range(&p, "from", "until") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     let values: Vec<String> = if label == "__name__" {
         match frontend.profile_types(&tenants, q::ProfileTypesRequest { start: from, end: until }).await {
             Ok(r) => r.profile_types.into_iter().map(|t| t.id).collect(),
@@ -247,7 +268,7 @@ pub(crate) async fn render_diff(
         let profile_type = selector.metric.ok_or_else(|| {
             ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id")).into_response()
         })?;
-        let (from, until) = time_range(&p, &format!("{prefix}From"), &format!("{prefix}Until"));
+        let (from, until) = time_range(&p, &format!("{prefix}From"), &format!("{prefix}Until"))?;
         let label_selector = query.find('{').map(|i| query[i..].to_owned()).unwrap_or_else(|| "{}".into());
         let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
         Ok((
@@ -270,8 +291,9 @@ pub(crate) async fn render_diff(
         return ConnectError::invalid_argument("leftQuery and rightQuery must have the same profile type")
             .into_response();
     }
-    let Ok(pt) = ProfileType::parse(&left.0) else {
-        return ConnectError::invalid_argument(format!("{:?} is not a profile type id", left.0)).into_response();
+    let pt = match ProfileType::parse(&left.0) {
+        Ok(pt) => pt,
+        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
     };
     let d = match frontend.diff(&tenants, q::DiffRequest { left: Some(left.1), right: Some(right.1) }).await {
         Ok(r) => r.flamegraph.unwrap_or_default(),

@@ -19,6 +19,8 @@ pub enum StorageError {
     DataDir { dir: PathBuf, source: std::io::Error },
     #[error("storage backend {0} needs a bucket name")]
     MissingBucket(&'static str),
+    #[error("the {bucket} is not writable (a test object could not be written and deleted): {source}")]
+    NotWritable { bucket: String, source: object_store::Error },
 }
 
 /// Which object store holds the data.
@@ -87,6 +89,38 @@ pub struct StorageConfig {
     pub s3: S3Config,
     pub gcs: GcsConfig,
     pub azure: AzureConfig,
+}
+
+impl StorageConfig {
+    /// The bucket in words, for messages: `filesystem bucket ./data/bucket`,
+    /// `s3 bucket profiles at http://127.0.0.1:9000`...
+    pub fn describe(&self, data_dir: &std::path::Path) -> String {
+        let at = |e: &Option<String>| e.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+        let place = match self.backend {
+            Backend::Filesystem => format!(
+                "filesystem bucket {}",
+                self.filesystem.dir.clone().unwrap_or_else(|| data_dir.join("bucket")).display()
+            ),
+            Backend::Memory => "in-memory bucket".to_owned(),
+            Backend::S3 => format!("s3 bucket {}{}", self.s3.bucket, at(&self.s3.endpoint)),
+            Backend::Gcs => format!("gcs bucket {}", self.gcs.bucket),
+            Backend::Azure => format!("azure container {}{}", self.azure.container, at(&self.azure.endpoint)),
+        };
+        if self.prefix.is_empty() { place } else { format!("{place} (prefix {})", self.prefix) }
+    }
+}
+
+/// Writes and deletes a small object under `.phlox-write-check/`: a process
+/// that stores data checks this before it says it is ready, so a read-only
+/// or misconfigured bucket fails at start, not on every push.
+pub async fn check_writable(store: &dyn ObjectStore, bucket: &str) -> Result<(), StorageError> {
+    use object_store::ObjectStoreExt;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let path = object_store::path::Path::from(format!(".phlox-write-check/{}-{nanos}", std::process::id()));
+    let not_writable = |source| StorageError::NotWritable { bucket: bucket.to_owned(), source };
+    store.put(&path, object_store::PutPayload::from_static(b"phlox")).await.map_err(not_writable)?;
+    store.delete(&path).await.map_err(not_writable)?;
+    Ok(())
 }
 
 /// Builds the bucket. `data_dir` is the default home of a filesystem bucket.

@@ -8,4 +8,6 @@
 mod config;
 pub mod conformance;
 
-pub use config::{AzureConfig, Backend, FilesystemConfig, GcsConfig, S3Config, StorageConfig, StorageError, build};
+pub use config::{
+    AzureConfig, Backend, FilesystemConfig, GcsConfig, S3Config, StorageConfig, StorageError, build, check_writable,
+};

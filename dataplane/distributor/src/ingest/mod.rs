@@ -38,20 +38,28 @@ pub enum IngestFormat {
 
 impl IngestFormat {
     /// Pyroscope's selection: first match of `format`, then content type.
-    pub fn select(format: Option<&str>, content_type: &str) -> Self {
+    /// A `format` that names no supported format is an error (it would
+    /// otherwise be read as folded text).
+    pub fn select(format: Option<&str>, content_type: &str) -> Result<Self, String> {
         let ct = content_type.to_ascii_lowercase();
         match format.unwrap_or("") {
-            "trie" => return Self::Trie,
-            _ if ct.starts_with("binary/octet-stream+trie") => return Self::Trie,
-            "tree" => return Self::Tree,
-            _ if ct.starts_with("binary/octet-stream+tree") => return Self::Tree,
-            "lines" => return Self::Lines,
-            "jfr" => return Self::Jfr,
-            "pprof" => return Self::Pprof,
-            "speedscope" => return Self::Speedscope,
-            _ => {}
+            "trie" => return Ok(Self::Trie),
+            _ if ct.starts_with("binary/octet-stream+trie") => return Ok(Self::Trie),
+            "tree" => return Ok(Self::Tree),
+            _ if ct.starts_with("binary/octet-stream+tree") => return Ok(Self::Tree),
+            "lines" => return Ok(Self::Lines),
+            "jfr" => return Ok(Self::Jfr),
+            "pprof" => return Ok(Self::Pprof),
+            "speedscope" => return Ok(Self::Speedscope),
+            "" | "folded" => {}
+            other => {
+                return Err(format!(
+                    "format={:?} is not supported: use folded (the default), lines, pprof, jfr, speedscope, tree or trie",
+                    other.chars().take(64).collect::<String>()
+                ));
+            }
         }
-        if ct.contains("multipart/form-data") { Self::Pprof } else { Self::Folded }
+        Ok(if ct.contains("multipart/form-data") { Self::Pprof } else { Self::Folded })
     }
 
     /// Whether all non-rate-limit failures answer 422 (pprof, JFR) rather
@@ -159,9 +167,28 @@ impl Distributor {
     ) -> Result<Vec<SeriesProfile>, IngestError> {
         let l = self.limits(tenant);
         let name = parse_name(&params.name).map_err(IngestError::BadRequest)?;
-        let from = params.from.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
-        let until = params.until.as_deref().and_then(|t| parse_time(t, now)).unwrap_or(now);
-        let sample_rate: u32 = params.sample_rate.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(100);
+        let time = |key: &str, v: Option<&str>| -> Result<i64, IngestError> {
+            match v.filter(|t| !t.trim().is_empty()) {
+                None => Ok(now),
+                Some(t) => parse_time(t, now).ok_or_else(|| {
+                    IngestError::BadRequest(format!(
+                        "{key}={:?} is not a time: use unix seconds (or ms, µs, ns), `now`, `now-1h` or YYYYMMDD",
+                        t.chars().take(64).collect::<String>()
+                    ))
+                }),
+            }
+        };
+        let from = time("from", params.from.as_deref())?;
+        let until = time("until", params.until.as_deref())?;
+        let sample_rate: u32 = match params.sample_rate.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => 100,
+            Some(s) => s.parse().map_err(|_| {
+                IngestError::BadRequest(format!(
+                    "sampleRate={:?} is not a whole number of samples per second",
+                    s.chars().take(64).collect::<String>()
+                ))
+            })?,
+        };
         let spy = params.spy_name.as_deref().filter(|s| !s.is_empty()).unwrap_or("unknown");
         self.metrics.received_profiles.inc();
         match format {

@@ -54,6 +54,9 @@ pub(crate) fn add(v: &Value, b: &mut StackProfileBuilder, scale: i64) -> Result<
                             .ok_or_else(|| format!("profile {n}: weight {i} missing"))?,
                         None => 1.0,
                     };
+                    if w < 0.0 || !w.is_finite() {
+                        return Err(format!("profile {n}: weight {i} is {w}, not a count or duration of 0 or more"));
+                    }
                     let value = (w * scale as f64).round() as i64;
                     if value > 0 {
                         b.add(names.into_iter(), &[value]).map_err(|e| e.to_string())?;

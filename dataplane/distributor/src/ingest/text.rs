@@ -15,6 +15,12 @@ pub(crate) fn folded(body: &[u8], b: &mut StackProfileBuilder, scale: i64) -> Re
         let (stack, count) = line.rsplit_once(' ').ok_or_else(|| format!("line {}: expected 'stack count'", n + 1))?;
         let count: i64 =
             count.trim().parse().map_err(|_| format!("line {}: count {count:?} is not an integer", n + 1))?;
+        if count < 0 {
+            return Err(format!(
+                "line {}: count {count} is negative (folded counts are sample counts, 0 or more)",
+                n + 1
+            ));
+        }
         if count == 0 {
             continue;
         }

@@ -33,6 +33,16 @@ pub enum StoreError {
     /// The database file could not be opened.
     #[error("open metastore database: {0}")]
     Open(#[from] redb::DatabaseError),
+    /// Another process holds the database file's lock.
+    #[error(
+        "{} is in use by another process (a phlox server or `phlox dump` on the same data directory): \
+         stop that process, or give this one its own --data-dir",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
+    /// The database file could not be opened, with its path.
+    #[error("cannot open the metastore database {}: {source}", path.display())]
+    OpenFile { path: std::path::PathBuf, source: redb::DatabaseError },
     /// A transaction could not start.
     #[error("metastore database transaction: {0}")]
     Transaction(#[from] redb::TransactionError),
@@ -82,7 +92,11 @@ impl fmt::Debug for Db {
 /// Opens (or creates) `<dir>/metastore.redb` with all tables present. The
 /// receiver's `changed()` fails once the database is closed.
 pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>), StoreError> {
-    let db = Database::create(dir.join(FILE_NAME))?;
+    let path = dir.join(FILE_NAME);
+    let db = Database::create(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+        source => StoreError::OpenFile { path: path.clone(), source },
+    })?;
     let txn = db.begin_write()?;
     txn.open_table(LOGS)?;
     txn.open_table(META)?;
