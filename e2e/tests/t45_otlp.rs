@@ -197,3 +197,40 @@ async fn otlp_profiles_arrive_over_grpc_http_and_json() {
         assert_eq!(p["stacks"]["main.main;main.idle"].as_i64().unwrap(), PERIOD);
     }
 }
+
+/// An OTLP request sent twice counts twice when its profiles carry no
+/// `profile_id` (Pyroscope stores both; both were acknowledged), and once
+/// when they carry one (a client's retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_otlp_profiles_count_twice_unless_they_share_a_profile_id() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--ingestion-rate-mb", "0"]);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1development/profiles", server.http);
+    let anonymous = request("no-id");
+    let mut with_id = request("with-id");
+    with_id.resource_profiles[0].scope_profiles[0].profiles[0].profile_id = vec![7u8; 16].into();
+    for body in [&anonymous, &anonymous, &with_id, &with_id] {
+        let r = http
+            .post(&url)
+            .header("Content-Type", "application/x-protobuf")
+            .body(body.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    server.stop();
+    let got = dump(&dir, &["anonymous"]);
+    let totals = |service: &str| -> Vec<i64> {
+        got["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["labels"]["service_name"] == service)
+            .flat_map(|s| s["profiles"].as_array().unwrap().iter().map(|p| p["total"].as_i64().unwrap()))
+            .collect()
+    };
+    assert_eq!(totals("no-id"), vec![4 * PERIOD, 4 * PERIOD], "two profiles without an id: both stored");
+    assert_eq!(totals("with-id"), vec![4 * PERIOD], "the same profile_id twice: stored once");
+}

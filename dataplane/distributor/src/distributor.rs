@@ -160,7 +160,7 @@ impl Distributor {
                 self.metrics.received_profiles.inc();
                 self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
                 let profile = self.decode(&l, &sample.raw_profile, now_nanos)?;
-                let id = profile_id(&sample.id, &labels, &sample.raw_profile, profile.time_nanos)?;
+                let id = profile_id(&sample.id);
                 let parts = split(&labels, Arc::new(profile), id, now_nanos)
                     .map_err(|e| PushError::InvalidArgument(e.to_string()))?;
                 debug!(tenant, series = parts.len(), "profile split");
@@ -274,19 +274,16 @@ impl Distributor {
     }
 }
 
-/// The profile's id: the client's id (a UUID, or any string hashed); otherwise, for profiles that carry
-/// their own timestamp, one derived from their content (so a retried push
-/// without an id is still recognised); otherwise random.
-fn profile_id(given: &str, labels: &Labels, raw: &[u8], time_nanos: i64) -> Result<ProfileId, PushError> {
-    if !given.is_empty() {
-        // Not every client sends a UUID: any other string still names the
-        // profile consistently across retries.
-        return Ok(ProfileId::parse(given).unwrap_or_else(|| ProfileId::from_content(&[given.as_bytes()])));
+/// The profile's id: the client's id (a UUID, or any other string hashed,
+/// so it names the profile consistently across the client's retries);
+/// without one, a fresh random id: as in Pyroscope, two identical profiles
+/// sent without ids are two profiles, and both count. (The distributor's own
+/// retries to segment writers reuse the id given here, so they count once.)
+fn profile_id(given: &str) -> ProfileId {
+    if given.is_empty() {
+        return ProfileId::random();
     }
-    if time_nanos > 0 {
-        return Ok(ProfileId::from_content(&[&labels.fingerprint().to_le_bytes(), raw]));
-    }
-    Ok(ProfileId::random())
+    ProfileId::parse(given).unwrap_or_else(|| ProfileId::from_content(&[given.as_bytes()]))
 }
 
 /// The discard reason of a refusal, for metrics (Pyroscope-like names).

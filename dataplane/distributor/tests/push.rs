@@ -184,19 +184,21 @@ fn flate2_gzip(b: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn ids_are_stable_across_retries() {
+async fn client_ids_are_kept_and_missing_ones_are_fresh() {
     let (d, _) = distributor();
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");
     b.time_nanos(now()).sample(&["main"], &[1], &[]);
     let base = labels(&[("__name__", "godeltaprof_memory"), ("service_name", "svc")]);
     let a = d.prepare("t", request(base.clone(), b.encode(), ""), now()).unwrap();
     let again = d.prepare("t", request(base.clone(), b.encode(), ""), now()).unwrap();
-    assert_eq!(a[0].id, again[0].id, "content-derived ids repeat");
+    assert_ne!(a[0].id, again[0].id, "without a client id, each profile is its own");
     assert_eq!(a[0].labels.get("__name__"), Some("memory"), "godeltaprof_ prefix is relabeled");
     let x = d.prepare("t", request(base.clone(), b.encode(), "6f9619ff-8b86-d011-b42d-00c04fc964ff"), now()).unwrap();
     assert_eq!(x[0].id.to_string(), "6f9619ff-8b86-d011-b42d-00c04fc964ff");
-    let y = d.prepare("t", request(base, b.encode(), "not-a-uuid"), now()).unwrap();
+    let y = d.prepare("t", request(base.clone(), b.encode(), "not-a-uuid"), now()).unwrap();
     assert_ne!(y[0].id, x[0].id);
+    let y2 = d.prepare("t", request(base, b.encode(), "not-a-uuid"), now()).unwrap();
+    assert_eq!(y[0].id, y2[0].id, "any client string names its profile consistently across retries");
 }
 
 #[tokio::test]

@@ -82,6 +82,8 @@ pub struct OtlpProfile {
     pub labels: Vec<(String, String)>,
     /// A valid pprof: `string_table[0] == ""`, ids from 1, one sample type.
     pub profile: phlox_proto::google::v1::Profile,
+    /// The OTLP `profile_id` as a UUID string, or empty when it has none.
+    pub id: String,
 }
 
 /// Why an OTLP request was rejected. Every variant is the client's fault

@@ -33,7 +33,7 @@ fn to_push(request: &ExportProfilesServiceRequest) -> Result<PushRequest, OtlpEr
             .into_iter()
             .map(|p| RawProfileSeries {
                 labels: p.labels.into_iter().map(|(name, value)| LabelPair { name, value }).collect(),
-                samples: vec![RawSample { raw_profile: p.profile.encode_to_vec().into(), id: String::new() }],
+                samples: vec![RawSample { raw_profile: p.profile.encode_to_vec().into(), id: p.id }],
                 annotations: vec![],
             })
             .collect(),

@@ -300,7 +300,7 @@ impl Distributor {
             labels.push(("app_name".to_owned(), stem.to_owned()));
         }
         let labels = self.series_labels(l, &to_pairs(labels))?;
-        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), body]);
+        let id = ProfileId::random();
         split(&labels, Arc::new(profile), id, now)
             .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))
     }
@@ -364,7 +364,7 @@ impl Distributor {
         labels.retain(|(k, _)| !(k == ln::SERVICE_NAME && name.labels.iter().any(|(n, _)| n == ln::SERVICE_NAME)));
         labels.extend(public_labels(&name.labels).cloned());
         let labels = self.series_labels(l, &to_pairs(labels))?;
-        let id = ProfileId::from_content(&[params_key(name, from).as_bytes(), &raw]);
+        let id = ProfileId::random();
         split(&labels, Arc::new(p), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))
     }
 
@@ -414,7 +414,7 @@ impl Distributor {
             ];
             pairs.extend(public_labels(&name.labels).cloned());
             let labels = self.series_labels(l, &to_pairs(pairs))?;
-            let id = ProfileId::from_content(&[params_key(name, p.time_nanos).as_bytes(), jp.metric.as_bytes(), &jfr]);
+            let id = ProfileId::random();
             out.extend(
                 split(&labels, Arc::new(p), id, now)
                     .map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))?,
@@ -426,10 +426,6 @@ impl Distributor {
 
 /// Largest decompressed JFR recording (the HTTP body limit bounds it too).
 const JFR_MAX_BYTES: usize = 256 << 20;
-
-fn params_key(name: &AppName, from: i64) -> String {
-    format!("{}|{from}", name.app)
-}
 
 fn to_pairs(labels: Vec<(String, String)>) -> Vec<phlox_proto::types::v1::LabelPair> {
     labels.into_iter().map(|(name, value)| phlox_proto::types::v1::LabelPair { name, value }).collect()

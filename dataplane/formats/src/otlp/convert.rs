@@ -38,7 +38,11 @@ pub(super) fn convert(req: &ExportProfilesServiceRequest, now_nanos: i64) -> Res
                     }
                     let service = if group.service.is_empty() { &resource_service } else { &group.service };
                     labels.push("service_name", service);
-                    out.push(OtlpProfile { labels: labels.list, profile: group.profile });
+                    out.push(OtlpProfile {
+                        labels: labels.list,
+                        profile: group.profile,
+                        id: profile_id(&p.profile_id),
+                    });
                 }
             }
         }
@@ -181,6 +185,15 @@ enum ValueRule {
     Keep,
     /// `samples:count` with period `cpu:nanoseconds`: count × period.
     TimesPeriod,
+}
+
+/// The client's profile id as a UUID string: 16 bytes, not all zero; else
+/// empty (the distributor then gives each accepted profile its own id).
+fn profile_id(bytes: &[u8]) -> String {
+    match <[u8; 16]>::try_from(bytes) {
+        Ok(b) if b != [0; 16] => uuid::Uuid::from_bytes(b).hyphenated().to_string(),
+        _ => String::new(),
+    }
 }
 
 fn convert_profile(p: &otel::Profile, dict: Dict<'_>, now_nanos: i64) -> Result<Vec<Group>, OtlpError> {
