@@ -133,6 +133,17 @@ async fn ask(base: &str, t0_ms: i64) -> Answers {
             .unwrap();
     assert_eq!(render.status().as_u16(), 200);
     let render: serde_json::Value = serde_json::from_slice(&render.bytes().await.unwrap()).unwrap();
+    // The profile type as a `__name__` matcher (Grafana's older data source)
+    // is the same query, not an extra label matcher.
+    let by_name = reqwest::get(format!(
+        "{base}/pyroscope/render?query=%7B__name__%3D%22{CPU}%22%2Cservice_name%3D%22shop%22%7D&from={start}&until={end}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(by_name.status().as_u16(), 200);
+    let by_name: serde_json::Value = serde_json::from_slice(&by_name.bytes().await.unwrap()).unwrap();
+    assert_eq!(by_name["flamebearer"]["numTicks"], render["flamebearer"]["numTicks"]);
+    assert_eq!(by_name["flamebearer"]["names"], render["flamebearer"]["names"]);
     Answers {
         shop: shop.flamegraph.unwrap(),
         p1_total: p1.flamegraph.unwrap().total,

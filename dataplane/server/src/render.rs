@@ -52,6 +52,19 @@ fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> R
     Ok((from, until))
 }
 
+/// The label selector the query RPCs take: the render query's matchers
+/// without the profile type, whether it was written before the braces or
+/// as `{__name__="<profile type id>"}` (as Grafana's older data source does).
+fn label_selector_without(selector: &phlox_model::Selector, profile_type: &str) -> String {
+    let matchers: Vec<String> = selector
+        .matchers
+        .iter()
+        .filter(|m| !(m.name == "__name__" && m.op == phlox_model::MatchOp::Equal && m.value == profile_type))
+        .map(|m| format!("{}{}{:?}", m.name, m.op, m.value))
+        .collect();
+    format!("{{{}}}", matchers.join(","))
+}
+
 /// Steps of the timeline, in seconds.
 const NICE_STEPS: &[i64] = &[
     15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800, 2_592_000,
@@ -122,14 +135,10 @@ pub(crate) async fn render(
         Err(r) => return r,
     };
     let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
-    // The selector without the profile type name, as the RPCs take it.
-    let label_selector = match query.find('{') {
-        Some(i) => &query[i..],
-        None => "{}",
-    };
+    let label_selector = label_selector_without(&selector, &profile_type);
     let req = q::SelectMergeStacktracesRequest {
         profile_type_id: profile_type.clone(),
-        label_selector: label_selector.to_owned(),
+        label_selector: label_selector.clone(),
         start: from,
         end: until,
         max_nodes,
@@ -150,7 +159,7 @@ pub(crate) async fn render(
     let group_by: Vec<String> = p.get("groupBy").map(|g| vec![g.clone()]).unwrap_or_default();
     let series_req = q::SelectSeriesRequest {
         profile_type_id: profile_type,
-        label_selector: label_selector.to_owned(),
+        label_selector,
         start: from,
         end: until,
         group_by: group_by.clone(),
@@ -265,11 +274,16 @@ pub(crate) async fn render_diff(
             .ok_or_else(|| ConnectError::invalid_argument(format!("{prefix}Query is required")).into_response())?;
         let selector =
             parse_selector(query).map_err(|e| ConnectError::invalid_argument(e.to_string()).into_response())?;
-        let profile_type = selector.metric.ok_or_else(|| {
-            ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id")).into_response()
-        })?;
+        let profile_type = selector
+            .metric
+            .clone()
+            .or_else(|| selector.matchers.iter().find(|m| m.name == "__name__").map(|m| m.value.clone()))
+            .ok_or_else(|| {
+                ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id"))
+                    .into_response()
+            })?;
         let (from, until) = time_range(&p, &format!("{prefix}From"), &format!("{prefix}Until"))?;
-        let label_selector = query.find('{').map(|i| query[i..].to_owned()).unwrap_or_else(|| "{}".into());
+        let label_selector = label_selector_without(&selector, &profile_type);
         let max_nodes = p.get("maxNodes").or_else(|| p.get("max-nodes")).and_then(|v| v.parse::<i64>().ok());
         Ok((
             profile_type.clone(),
