@@ -9,11 +9,17 @@ const PERIOD: i64 = 10_000_000; // the recording's jdk.ExecutionSample period
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jfr_recordings_yield_java_frames_with_their_sample_counts() {
     let (_tmp, dir) = data_dir();
-    let server = Phlox::start(&dir, &["--reject-older-than", "100000h", "--ingestion-rate-mb", "0"]);
+    // The recording is days old: the upload's from/until date it, not the
+    // recording's own clock (no --reject-older-than needed).
+    let server = Phlox::start(&dir, &["--ingestion-rate-mb", "0"]);
+    let sent_at = now_nanos();
     let jfr = std::fs::read(captures_dir().join("jdk17-burn-profile-settings.jfr")).unwrap();
     let http = reqwest::Client::new();
     let r = http
-        .post(format!("{}/ingest?format=jfr&name=java.raw{{env=prod}}&spyName=javaspy&from=now", server.http))
+        .post(format!(
+            "{}/ingest?format=jfr&name=java.raw{{env=prod}}&spyName=javaspy&from=now-10&until=now",
+            server.http
+        ))
         .header("Content-Type", "application/octet-stream")
         .body(jfr.clone())
         .send()
@@ -56,6 +62,8 @@ async fn jfr_recordings_yield_java_frames_with_their_sample_counts() {
         let mut total = 0;
         let mut burning = 0;
         for p in s["profiles"].as_array().unwrap() {
+            let t = p["time_nanos"].as_i64().unwrap();
+            assert!((sent_at - 15_000_000_000..=now_nanos()).contains(&t), "{service}: dated {t}, sent at {sent_at}");
             for (stack, v) in p["stacks"].as_object().unwrap() {
                 let v = v.as_i64().unwrap();
                 total += v;

@@ -193,7 +193,7 @@ impl Distributor {
         self.metrics.received_profiles.inc();
         match format {
             IngestFormat::Pprof => self.ingest_pprof(&l, &name, from, spy, body, now),
-            IngestFormat::Jfr => self.ingest_jfr(&l, &name, spy, body, now),
+            IngestFormat::Jfr => self.ingest_jfr(&l, &name, from, until, spy, body, now),
             text => self.ingest_text(&l, text, &name, from, until, sample_rate, spy, body, now),
         }
     }
@@ -368,10 +368,13 @@ impl Distributor {
         split(&labels, Arc::new(p), id, now).map_err(|e| IngestError::Push(PushError::InvalidArgument(e.to_string())))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ingest_jfr(
         &self,
         l: &Limits,
         name: &AppName,
+        from: i64,
+        until: i64,
         spy: &str,
         body: IngestBody,
         now: i64,
@@ -396,7 +399,12 @@ impl Distributor {
             .unwrap_or_default();
         let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
         let mut out = Vec::new();
-        for jp in profiles {
+        for mut jp in profiles {
+            // Dated by the upload's `from`/`until`, as Pyroscope does, not by
+            // the recording's own clock (a JVM's clock may be off, and a
+            // buffered or backfilled upload is old by design).
+            jp.profile.time_nanos = from;
+            jp.profile.duration_nanos = until.saturating_sub(from).max(0);
             let encoded = prost::Message::encode_to_vec(&jp.profile);
             self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(encoded.len() as u64);
             let bad = |e: phlox_pprof::DecodeError| IngestError::Push(PushError::InvalidArgument(format!("jfr: {e}")));

@@ -46,6 +46,9 @@ pub fn parse_time(text: &str, now_nanos: i64) -> Option<i64> {
         7 * 86_400
     } else if unit.starts_with('y') {
         365 * 86_400
+    } else if unit.is_empty() {
+        // `now-10`: seconds.
+        1
     } else {
         return None;
     };
@@ -82,6 +85,8 @@ mod tests {
         assert_eq!(parse_time("20240102", now), Some(1_704_153_600 * NANOS));
         assert_eq!(parse_time("now", now), Some(now));
         assert_eq!(parse_time("now-1h", now), Some(now - 3600 * NANOS));
+        assert_eq!(parse_time("now-10", now), Some(now - 10 * NANOS));
+        assert_eq!(parse_time("now-10x", now), None);
         assert_eq!(parse_time("now-3m", now), Some(now - 180 * NANOS));
         assert_eq!(parse_time("now+2d", now), Some(now + 2 * 86_400 * NANOS));
         assert_eq!(parse_time("now-1mon", now), Some(now - 30 * 86_400 * NANOS));
