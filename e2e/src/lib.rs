@@ -13,13 +13,16 @@ use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 
-/// The `phlox` binary next to the test executable (`target/<profile>/phlox`).
+/// The `phlox` binary of this build: beside the running executable (a
+/// binary such as `conformance`) or one level up (test executables live in
+/// `target/<profile>/deps`).
 pub fn phlox_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("phlox");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bin phlox` first (make test does)", bin.display());
-    bin
+    let dir = exe.parent().unwrap();
+    let bin = [dir.join("phlox"), dir.parent().unwrap().join("phlox")].into_iter().find(|b| b.exists());
+    bin.unwrap_or_else(|| {
+        panic!("no phlox binary beside {}: run `cargo build --bin phlox` first (make test does)", exe.display())
+    })
 }
 
 /// A running `phlox` process.
