@@ -33,7 +33,7 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 	PHLOX_TEST_REQUIRE_PROMETHEUS=1 VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh -p phlox-e2e
 
 conformance: ## The compatibility corpus (third-party profiles, outside the repo: PEER_FIXTURES=DIR) against Pyroscope's answers
-	$(CARGO) build --bin phlox -p phlox-e2e --bin conformance
+	$(CARGO) build --bin phlox --bin conformance
 	scripts/ensure-test-tools.sh
 	target/debug/conformance "$(PEER_FIXTURES)" e2e/conformance-known.txt # repo-paths: outside-ok (the corpus may not be redistributed)
 

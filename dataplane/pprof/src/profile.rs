@@ -239,6 +239,25 @@ impl Profile {
         self.mapping_index = IdIndex::build(self.mappings.iter().map(|m| m.id));
     }
 
+    /// Repairs profiles of older .NET clients, whose functions all have id 0
+    /// while each location's line names its function by the location's id:
+    /// when every function id is 0 and there are as many functions as
+    /// locations, function `i` takes location `i`'s id (as Pyroscope does).
+    /// Returns whether it changed anything.
+    pub fn repair_zero_function_ids(&mut self) -> bool {
+        if self.functions.is_empty()
+            || self.functions.len() != self.locations.len()
+            || self.functions.iter().any(|f| f.id != 0)
+        {
+            return false;
+        }
+        for (f, l) in self.functions.iter_mut().zip(&self.locations) {
+            f.id = l.id;
+        }
+        self.reindex();
+        true
+    }
+
     /// Appends a string to the table and returns its index.
     pub fn add_string(&mut self, s: &str) -> Result<i64, DecodeError> {
         let i = self.strings.len() as i64;

@@ -384,7 +384,18 @@ fn expected(f: &Fixture) -> Result<Answer, String> {
 /// functions of its samples with a value. Pushes name the profile type
 /// exactly; /ingest uploads are matched by sample type and period type.
 fn from_pprof(f: &Fixture) -> Answer {
-    let p = pprof::Profile::decode(gunzip_if_needed(&read(&f.file)).as_slice()).unwrap();
+    let mut p = pprof::Profile::decode(gunzip_if_needed(&read(&f.file)).as_slice()).unwrap();
+    // Older .NET clients: every function id 0; Pyroscope gives function i
+    // the id of location i.
+    if f.expected_from.contains("dotnet-fixes")
+        && p.function.len() == p.location.len()
+        && p.function.iter().all(|x| x.id == 0)
+    {
+        let ids: Vec<u64> = p.location.iter().map(|l| l.id).collect();
+        for (x, id) in p.function.iter_mut().zip(ids) {
+            x.id = id;
+        }
+    }
     let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
     let functions: BTreeMap<u64, String> = p.function.iter().map(|x| (x.id, s(x.name))).collect();
     let locations: BTreeMap<u64, &pprof::Location> = p.location.iter().map(|l| (l.id, l)).collect();

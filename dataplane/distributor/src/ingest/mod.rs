@@ -337,6 +337,7 @@ impl Distributor {
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
         let mut p = Profile::decode(&plain).map_err(bad)?;
         if spy == "dotnetspy" {
+            p.repair_zero_function_ids();
             for i in 0..p.sample_types.len() {
                 let t = p.strings.str(p.sample_types[i].r#type);
                 if t.contains('-') {
