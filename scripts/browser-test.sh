@@ -15,12 +15,17 @@ if [ ! -x "$chromium" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; 
     { apt-get update >/dev/null 2>&1 || true; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >"$out/apt.log" 2>&1 || true; }
 fi
 if [ ! -x "$chromium" ]; then
-  echo "browser test: SKIPPED — no Chromium at $chromium and it cannot be installed here (needs root and apt-get)"
-  exit 0
+  echo "browser test: FAILED — no Chromium at $chromium and it could not be installed (needs root and apt-get: apt-get install chromium; see $out/apt.log), or set CHROMIUM=/path/to/chromium"
+  exit 1
+fi
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "browser test: installing Debian's nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm >"$out/apt-npm.log" 2>&1 ||
+    { apt-get update >/dev/null 2>&1 || true; DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm >"$out/apt-npm.log" 2>&1 || true; }
 fi
 if ! command -v npm >/dev/null; then
-  echo "browser test: SKIPPED — npm is not installed"
-  exit 0
+  echo "browser test: FAILED — npm is not installed and could not be installed (needs root and apt-get: apt-get install nodejs npm; see $out/apt-npm.log)"
+  exit 1
 fi
 (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 bin=${PHLOX_BIN:-target/debug/phlox}

@@ -265,6 +265,17 @@ try {
     render: { left: '45.00%', right: '0.00%', change: '−45.00 pp' },
   };
   assert.deepEqual(await diffRows(), expectRows);
+  // A diff URL with side filters only: both sides over the main range, so
+  // the same shares (not an empty baseline from half the range).
+  await page.goto(`${base}/?service=shop&mode=diff&lf=${encodeURIComponent('region=eu')}&rf=${encodeURIComponent('region!=eu')}`, { waitUntil: 'load' });
+  await waitReady();
+  assert.deepEqual(await diffRows(), expectRows);
+  await page.goto(`${base}/?service=shop&mode=diff&lfrom=now-1h&luntil=now&rfrom=now-1h&runtil=now`, { waitUntil: 'load' });
+  await waitReady();
+  await addFilter('#diff-left', { name: 'region', op: '=', value: 'eu' });
+  await waitReady();
+  await addFilter('#diff-right', { name: 'region', op: '!=', value: 'eu' });
+  await waitReady();
   // Sorted by change (grew most first) until a header is clicked.
   assert.deepEqual(await diffOrder(), ['gc', 'parse', 'handle', 'render']);
   await page.locator('[data-testid=diff-table-wrap]').screenshot({ path: path.join(out, 'diff-table.png') });

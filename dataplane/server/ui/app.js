@@ -1706,7 +1706,11 @@ function sideSelector(side) {
   return buildSelector(app.state.service, sideFilters(app.state.filters, app.state[side].filters));
 }
 
-/** A side's time range: explicit, or the first/second half of the main range. */
+/**
+ * A side's time range: explicit; else the main range when either side has
+ * filters of its own (comparing label values over the same time); else the
+ * first/second half of the main range (comparing before and after).
+ */
 function sideRange(side) {
   const s = app.state[side];
   const main = app.range || resolveRange(app.state.from, app.state.until);
@@ -1714,6 +1718,7 @@ function sideRange(side) {
     const r = resolveRange(s.from, s.until);
     if (r.end > r.start) return r;
   }
+  if (app.state.left.filters.length || app.state.right.filters.length) return main;
   const mid = Math.floor((main.start + main.end) / 2);
   return side === 'left' ? { start: main.start, end: mid } : { start: mid, end: main.end };
 }
