@@ -265,6 +265,33 @@ try {
     render: { left: '45.00%', right: '0.00%', change: '−45.00 pp' },
   };
   assert.deepEqual(await diffRows(), expectRows);
+  // The time inputs read and write 24-hour local time, like the axis.
+  {
+    const d = new Date();
+    d.setHours(15, 30, 0, 0);
+    const from = d.getTime();
+    await page.goto(`${base}/?service=shop&from=${from}&until=${from + 600e3}`, { waitUntil: 'load' });
+    await waitReady();
+    const shown = await page.locator('[data-testid=from]').inputValue();
+    const p2 = (n) => String(n).padStart(2, '0');
+    assert.equal(shown, `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} 15:30:00`);
+    assert.ok(!/[AP]M/i.test(shown), shown);
+    // Typing a 24-hour time applies it.
+    await page.fill('[data-testid=from]', `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())} 15:25:00`);
+    await page.press('[data-testid=from]', 'Enter');
+    await page.waitForFunction((t) => new URLSearchParams(location.search).get('from') === String(t), from - 300e3);
+  }
+  // Time axis ticks on short ranges: distinct labels, in order, with
+  // seconds when ticks are under a minute apart.
+  for (const [range, withSeconds] of [['now-2m', false], ['now-20s', true]]) {
+    await page.goto(`${base}/?service=shop&from=${range}&until=now`, { waitUntil: 'load' });
+    await waitReady();
+    const ticks = (await page.locator('[data-testid=timeline]').getAttribute('data-ticks')).split('|');
+    assert.ok(ticks.length >= 2, `${range}: ticks ${ticks}`);
+    assert.equal(new Set(ticks).size, ticks.length, `${range}: duplicate tick labels ${ticks}`);
+    assert.deepEqual([...ticks].sort(), ticks, `${range}: ticks out of order ${ticks}`);
+    for (const t of ticks) assert.match(t, withSeconds ? /^\d\d:\d\d:\d\d$/ : /^\d\d:\d\d(:\d\d)?$/, range);
+  }
   // A diff URL with side filters only: both sides over the main range, so
   // the same shares (not an empty baseline from half the range).
   await page.goto(`${base}/?service=shop&mode=diff&lf=${encodeURIComponent('region=eu')}&rf=${encodeURIComponent('region!=eu')}`, { waitUntil: 'load' });

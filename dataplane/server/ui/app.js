@@ -41,7 +41,7 @@ const UNIT_MS = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
 const NICE_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
   10800, 21600, 43200, 86400, 172800, 604800];
 // Axis tick intervals (ms).
-const TICK_INTERVALS = [1e3, 5e3, 15e3, 30e3, 60e3, 300e3, 600e3, 900e3, 1800e3, 3600e3,
+const TICK_INTERVALS = [1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3,
   7200e3, 10800e3, 21600e3, 43200e3, 86400e3, 172800e3, 604800e3];
 
 /** Parses `now`, `now-<n><s|m|h|d|w>`, Unix seconds or ms, or a date string. */
@@ -161,22 +161,27 @@ function pad2(n) {
   return String(n).padStart(2, '0');
 }
 
-/** `YYYY-MM-DDTHH:MM:SS` in local time, the format of <input type=datetime-local>. */
+/**
+ * `YYYY-MM-DD HH:MM:SS` in local time, 24-hour like the time axis: the time
+ * inputs are text fields (a datetime-local field shows AM/PM in some locales).
+ */
 function toLocalInput(ms) {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}` +
-    `T${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+    ` ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
 }
 
 function fromLocalInput(value) {
-  if (!value) return NaN;
-  const d = new Date(value); // no zone suffix: parsed as local time
-  return d.getTime();
+  const m = /^\s*(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))?\s*$/.exec(value || '');
+  if (!m) return NaN;
+  const [y, mo, d, h, mi, sec] = m.slice(1).map((x) => Number(x || 0));
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59) return NaN;
+  return new Date(y, mo - 1, d, h, mi, sec).getTime();
 }
 
-function formatTime(ms, withDate) {
+function formatTime(ms, withDate, withSeconds = false) {
   const d = new Date(ms);
-  const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}${withSeconds ? `:${pad2(d.getSeconds())}` : ''}`;
   return withDate ? `${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${hm}` : hm;
 }
 
@@ -1146,12 +1151,20 @@ class TimeCanvas {
     ctx.font = SMALL_FONT;
     ctx.textBaseline = 'top';
     ctx.textAlign = 'center';
-    // Ticks aligned to the interval in local time.
+    // Ticks aligned to the interval in local time; seconds shown when the
+    // interval is under a minute, so no two labels read the same.
+    const labels = [];
     for (let t = Math.ceil((this.start - offMs) / iv) * iv + offMs; t <= this.end; t += iv) {
       const x = this.xAt(t);
       ctx.fillRect(Math.round(x), y, 1, 4);
-      if (x > 20 && x < w - 20) ctx.fillText(formatTime(t, withDate), x, y + 5);
+      if (x > 20 && x < w - 20) {
+        const label = formatTime(t, withDate, iv < 60e3);
+        ctx.fillText(label, x, y + 5);
+        labels.push(label);
+      }
     }
+    // What the axis shows, for tests and assistive tools (the canvas has no text).
+    this.canvas.dataset.ticks = labels.join('|');
     ctx.textAlign = 'left';
   }
 
