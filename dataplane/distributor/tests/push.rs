@@ -120,6 +120,7 @@ async fn python_sdk_capture_is_split_and_placed() {
     assert!(shards.len() <= 2, "{shards:?}");
 }
 
+#[allow(clippy::disallowed_methods)] // the test's own capture
 fn flate2_gunzip_if_needed(b: &[u8]) -> Vec<u8> {
     if !b.starts_with(&[0x1f, 0x8b]) {
         return b.to_vec();
