@@ -636,7 +636,9 @@ fn from_integration_golden(f: &Fixture) -> Result<Answer, String> {
         let mut total = 0;
         let mut names = BTreeSet::new();
         for s in v["samples"].as_array().ok_or("samples")? {
-            let value: i64 = s["values"].as_i64().or_else(|| s["values"][0].as_i64()).unwrap_or(0);
+            // `values` is a decimal string (int64 in protobuf JSON), or a number.
+            let v = if s["values"].is_array() { &s["values"][0] } else { &s["values"] };
+            let value: i64 = v.as_i64().or_else(|| v.as_str().and_then(|t| t.parse().ok())).unwrap_or(0);
             if value == 0 {
                 continue;
             }
