@@ -7,8 +7,6 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-PEER_FIXTURES ?= ../shared/peer-fixtures# repo-paths: outside-ok (the conformance corpus only)
-
 .PHONY: conformance help run test e2e bench lint fmt fix verify crds clean k8s-validate browser-test
 
 help: ## Show the targets
@@ -32,10 +30,10 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 	scripts/ensure-test-tools.sh
 	PHLOX_TEST_REQUIRE_PROMETHEUS=1 VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh -p phlox-e2e
 
-conformance: ## The compatibility corpus (third-party profiles, outside the repo: PEER_FIXTURES=DIR) against Pyroscope's answers
+conformance: ## The compatibility corpus (third-party profiles beside the clone, or PEER_FIXTURES=DIR) against Pyroscope's answers
 	$(CARGO) build --bin phlox --bin conformance
 	scripts/ensure-test-tools.sh
-	target/debug/conformance "$(PEER_FIXTURES)" e2e/conformance-known.txt # repo-paths: outside-ok (the corpus may not be redistributed)
+	scripts/conformance.sh
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed

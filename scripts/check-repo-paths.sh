@@ -3,7 +3,7 @@
 # the repository, so that `make test` in any clone reads nothing but the clone.
 # Part of `make test`. Looks at:
 #   - every tracked Rust file, shell/Python/JS script, Makefile and .ci/ file,
-#     for the places our machines keep third-party data (../shared/, /work/)
+#     for the places our machines keep third-party data (the shared folder beside the clone, /work/)
 #     and for absolute paths to a home or a session directory;
 #   - every `env!("CARGO_MANIFEST_DIR")` joined with a relative path, resolved
 #     against its crate's directory: it must stay inside the repository.
