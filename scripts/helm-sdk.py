@@ -1,319 +1,148 @@
 #!/usr/bin/env python3
-"""`helm lint --strict` and `helm template` through helm-sdkpy (Helm 4 as a library).
+"""`helm lint --strict` and `helm template` through helm-python-sdk (Helm 4 as a library).
 
-Used by scripts/k8s-validate.sh, run with the Python of its .venv-helm venv:
+Used by scripts/k8s-validate.sh, run with the Python of its .venv-helm venv
+(helm-python-sdk, module helm_python: ctypes over libhelm_c, a C ABI over
+Helm v4's Go SDK, bundled in the wheel; Python >= 3.10; no cluster, no network):
 
     helm-sdk.py lint CHART
-        Lints CHART with its default values (values.schema.json included).
-        Exits 1 on any WARNING or ERROR message, as `helm lint --strict` does.
-    helm-sdk.py template CHART OUT [--namespace NS] [--release NAME] [--set-json JSON]...
-        Writes the rendered manifests (CRDs from crds/ first, then templates)
-        to OUT and the rendered NOTES.txt to OUT.notes.txt.
+        Lints CHART with its default values (values.schema.json included) for
+        Kubernetes v1.33.0. Exits 1 on any WARNING or ERROR message, as
+        `helm lint --strict` does; prints every message.
+    helm-sdk.py template CHART OUT [--namespace NS] [--release NAME] [--set-json KEY=JSON]...
+        Writes what `helm template` prints to OUT: the CRDs of crds/ first,
+        then the rendered templates as Helm orders them (by kind, Helm's
+        install order; within a kind by template path, then position in the
+        file), each document after `---` and a `# Source:` comment; empty
+        documents, partials and NOTES.txt left out. The rendered NOTES.txt
+        goes to OUT.notes.txt. KEY=JSON sets a nested value the way
+        `helm --set-json` does (a.b.c=JSON), parsed by Helm's own strvals.
 
-helm-sdkpy has no `template` action, so `template` runs a real `helm install`
-(wait off, client-side apply, release storage in memory: HELM_DRIVER=memory)
-against a fake Kubernetes 1.33 API server on 127.0.0.1 inside this process.
-The fake server answers discovery, says every object is absent and accepts
-every create; nothing leaves the machine. The manifest is the one Helm records
-in the release, so the output is what `helm template` prints.
+Rendering is offline (the `lookup` function returns nothing); values are
+checked against values.schema.json and `fail` aborts, as in `helm template`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
+import posixpath
+import re
 import sys
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-os.environ["HELM_DRIVER"] = "memory"
+import helm_python
 
-import helm_sdkpy  # noqa: E402  (HELM_DRIVER must be set before the library loads)
-
-KUBE_MINOR = "33"
-
-# group/version -> [(plural, kind, namespaced)]: what the fake server serves.
-RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
-    "v1": [
-        ("namespaces", "Namespace", False),
-        ("serviceaccounts", "ServiceAccount", True),
-        ("services", "Service", True),
-        ("configmaps", "ConfigMap", True),
-        ("secrets", "Secret", True),
-        ("pods", "Pod", True),
-        ("events", "Event", True),
-        ("persistentvolumeclaims", "PersistentVolumeClaim", True),
-    ],
-    "apps/v1": [
-        ("deployments", "Deployment", True),
-        ("statefulsets", "StatefulSet", True),
-        ("daemonsets", "DaemonSet", True),
-    ],
-    "batch/v1": [("jobs", "Job", True), ("cronjobs", "CronJob", True)],
-    "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
-    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
-    "rbac.authorization.k8s.io/v1": [
-        ("clusterroles", "ClusterRole", False),
-        ("clusterrolebindings", "ClusterRoleBinding", False),
-        ("roles", "Role", True),
-        ("rolebindings", "RoleBinding", True),
-    ],
-    "coordination.k8s.io/v1": [("leases", "Lease", True)],
-    "events.k8s.io/v1": [("events", "Event", True)],
-    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
-    "apiextensions.k8s.io/v1": [("customresourcedefinitions", "CustomResourceDefinition", False)],
-    "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor", True), ("podmonitors", "PodMonitor", True)],
-    "phlox.dev/v1alpha1": [("pyroscopeclusters", "PyroscopeCluster", True)],
-}
-
-VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-
-
-def _resource_list(group_version: str) -> dict:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": [
-            {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind, "verbs": VERBS}
-            for plural, kind, namespaced in RESOURCES[group_version]
-        ],
-    }
-
-
-def _group_list() -> dict:
-    groups: dict[str, list[str]] = {}
-    for gv in RESOURCES:
-        if "/" in gv:
-            group, version = gv.split("/")
-            groups.setdefault(group, []).append(version)
-    return {
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [
-            {
-                "name": group,
-                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
-            }
-            for group, versions in groups.items()
-        ],
-    }
-
-
-class FakeApiServer(BaseHTTPRequestHandler):
-    """Discovery, 404 for every GET of an object, echo for every write."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):  # quiet
-        pass
-
-    def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _not_found(self) -> None:
-        self._send(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                         "message": "not found", "reason": "NotFound", "code": 404})
-
-    def _group_version(self, parts: list[str]) -> tuple[str, list[str]] | None:
-        if parts[:1] == ["api"] and len(parts) >= 2:
-            return parts[1], parts[2:]
-        if parts[:1] == ["apis"] and len(parts) >= 3:
-            return f"{parts[1]}/{parts[2]}", parts[3:]
-        return None
-
-    def _target(self) -> tuple[str, str, str]:
-        """(group/version, plural, name or "") of the request path."""
-        parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
-        gv = self._group_version(parts)
-        if gv is None:
-            return "", "", ""
-        group_version, rest = gv
-        if len(rest) >= 3 and rest[0] == "namespaces":
-            rest = rest[2:]
-        return group_version, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""
-
-    def do_GET(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        parts = [p for p in path.split("/") if p]
-        if path == "/version":
-            return self._send(200, {"major": "1", "minor": KUBE_MINOR, "gitVersion": f"v1.{KUBE_MINOR}.0",
-                                    "gitCommit": "fake", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
-                                    "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"})
-        if parts == ["api"]:
-            return self._send(200, {"kind": "APIVersions", "versions": ["v1"],
-                                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
-                                                                    "serverAddress": "127.0.0.1"}]})
-        if parts == ["apis"]:
-            return self._send(200, _group_list())
-        gv = self._group_version(parts)
-        if gv is None:
-            return self._not_found()
-        group_version, rest = gv
-        if group_version not in RESOURCES:
-            return self._not_found()
-        if not rest:
-            return self._send(200, _resource_list(group_version))
-        # A collection (list) or an object: collections are empty, objects absent.
-        if rest[0] == "namespaces" and len(rest) >= 3:
-            rest = rest[2:]
-        if len(rest) == 1:
-            kind = next((k for p, k, _ in RESOURCES[group_version] if p == rest[0]), "Object")
-            return self._send(200, {"kind": f"{kind}List", "apiVersion": group_version,
-                                    "metadata": {"resourceVersion": "1"}, "items": []})
-        return self._not_found()
-
-    def _echo(self, code: int) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError:
-            # client-go sends core types (Helm's release Secrets) as protobuf:
-            # answer with a stub of the kind; Helm does not read it back.
-            group_version, plural, name = self._target()
-            kind = next((k for p, k, _ in RESOURCES.get(group_version, []) if p == plural), "Secret")
-            obj = {"kind": kind, "apiVersion": group_version or "v1", "metadata": {"name": name or "stub"}}
-        meta = obj.setdefault("metadata", {})
-        meta.setdefault("uid", "00000000-0000-0000-0000-000000000001")
-        meta.setdefault("resourceVersion", "1")
-        meta.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
-        if obj.get("kind") == "CustomResourceDefinition":
-            obj["status"] = {"conditions": [{"type": "Established", "status": "True"},
-                                            {"type": "NamesAccepted", "status": "True"}],
-                             "acceptedNames": obj.get("spec", {}).get("names", {})}
-        self._send(code, obj)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._echo(201)
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._echo(200)
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._echo(200)
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-
-
-def _kubeconfig(port: int) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster:
-    server: http://127.0.0.1:{port}
-contexts:
-- name: fake
-  context:
-    cluster: fake
-    user: fake
-current-context: fake
-users:
-- name: fake
-  user:
-    token: fake
-"""
-
-
-def _configuration(namespace: str, port: int | None = None) -> helm_sdkpy.Configuration:
-    if port is None:
-        return helm_sdkpy.Configuration(namespace=namespace)
-    return helm_sdkpy.Configuration(namespace=namespace, kubeconfig=_kubeconfig(port), kubecontext="fake")
-
+KUBE_VERSION = "v1.33.0"
 
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
-# Texts of messages helm lint gives for a path whatever the chart (helm's pkg/lint/rules).
-KNOWN_TEXT = {(1, "Chart.yaml"): "icon is recommended"}
+
+# Helm v4's pkg/release/v1/util/kind_sorter.go InstallOrder; unknown kinds go
+# last, alphabetically; the sort is stable.
+INSTALL_ORDER = [
+    "PriorityClass", "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange",
+    "PodSecurityPolicy", "PodDisruptionBudget", "ServiceAccount", "Secret", "SecretList",
+    "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim",
+    "CustomResourceDefinition", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+    "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList", "Service",
+    "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
+    "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+    "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+]
+_ORDER = {kind: i for i, kind in enumerate(INSTALL_ORDER)}
+
+# Helm's releaseutil.SplitManifests separator.
+_SEP = re.compile(r"(?:^|\s*\n)---\s*")
+_KIND = re.compile(r"^kind:\s*['\"]?([A-Za-z0-9]+)", re.MULTILINE)
+_HOOK = re.compile(r"^\s+['\"]?helm\.sh/hook['\"]?\s*:", re.MULTILINE)
 
 
 def lint(chart: str) -> int:
-    result = asyncio.run(helm_sdkpy.Lint(_configuration("default")).run(chart))
-    messages = result.get("Messages") or []
+    try:
+        report = helm_python.lint(chart, None, strict=True, kube_version=KUBE_VERSION)
+    except helm_python.HelmError as e:
+        print(f"    [ERROR] {chart}: {e}")
+        print(f"helm lint --strict {chart}: could not lint -> FAILED")
+        return 1
+    messages = report.get("messages") or []
+    errors = [str(e).strip() for e in report.get("errors") or []]
     failed = 0
     for message in messages:
-        severity = message.get("Severity", 0)
-        err = message.get("Err")
-        # helm-sdkpy serialises Go errors as {}: the path survives, the text does not.
-        text = err if isinstance(err, str) and err else KNOWN_TEXT.get((severity, message.get("Path")), "")
-        print(f"    [{SEVERITY.get(severity, severity)}] {message.get('Path')}: {text or '(no text from helm-sdkpy)'}")
+        severity = message.get("severity", 0)
+        text = str(message.get("error") or "").strip()
+        print(f"    [{SEVERITY.get(severity, severity)}] {message.get('path')}: {text}")
         if severity >= 2:
             failed += 1
-    if not messages and result.get("Errors"):
-        print(f"    [ERROR] {result['Errors']}")
+        if text in errors:
+            errors.remove(text)
+    # strict: every WARNING/ERROR is also in errors; anything else there is a failure too.
+    for error in errors:
+        print(f"    [ERROR] {error}")
         failed += 1
-    charts = result.get("TotalChartsLinted", 0)
+    charts = report.get("total_charts_linted", 0)
     if charts < 1:
         print("    [ERROR] no chart linted")
         failed += 1
-    if failed:
-        # Rendering gives the text lint lost (a schema or template error).
-        with tempfile.TemporaryDirectory() as tmp:
-            if template(chart, os.path.join(tmp, "out.yaml"), "default", "lint", []) == 0:
-                print("    (rendering with the default values succeeded: see the paths above)")
-    print(f"helm lint --strict {chart}: {charts} chart(s) linted, {failed} warning(s)/error(s)"
-          f" -> {'FAILED' if failed else 'ok'}")
+    print(f"helm lint --strict {chart} (Kubernetes {KUBE_VERSION}): {charts} chart(s) linted,"
+          f" {failed} warning(s)/error(s) -> {'FAILED' if failed else 'ok'}")
     return 1 if failed else 0
 
 
-def _set(values: dict, dotted: str, value) -> None:
-    keys = dotted.split(".")
-    node = values
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-    node[keys[-1]] = value
+def _kind(doc: str) -> str:
+    match = _KIND.search(doc)
+    return match.group(1) if match else ""
+
+
+def _sort_key(item: tuple[int, str, str]) -> tuple:
+    index, _, doc = item
+    kind = _kind(doc)
+    if kind in _ORDER:
+        return (0, _ORDER[kind], "", index)
+    return (1, 0, kind, index)
+
+
+def render(chart: str, namespace: str, release: str, values: dict) -> tuple[str, str]:
+    """(what `helm template` prints, the rendered NOTES.txt)."""
+    with helm_python.Chart.load(chart) as ch:
+        name = ch.name
+        files = ch.render(values, name=release, namespace=namespace, is_install=True)
+        crds = ch.crds
+    notes = ""
+    docs: list[tuple[int, str, str]] = []
+    for path in sorted(files):
+        content = files[path]
+        if path.endswith("NOTES.txt"):
+            if path == f"{name}/templates/NOTES.txt":
+                notes = content
+            continue
+        if posixpath.basename(path).startswith("_") or not content.strip():
+            continue
+        for doc in _SEP.split(content.strip()):
+            doc = doc.strip()
+            if doc:
+                if _HOOK.search(doc):
+                    raise SystemExit(f"helm template: {path} has a Helm hook; this script does not render hooks")
+                docs.append((len(docs), path, doc))
+    out = [f"---\n# Source: {crd['filename']}\n{crd['data'].strip()}\n" for crd in crds]
+    # Helm 4 keeps each template document's final newline: a blank line follows it.
+    out += [f"---\n# Source: {path}\n{doc}\n\n" for _, path, doc in sorted(docs, key=_sort_key)]
+    return "".join(out), notes
 
 
 def template(chart: str, out: str, namespace: str, release: str, sets: list[str]) -> int:
-    values: dict = {}
-    for item in sets:
-        key, _, raw = item.partition("=")
-        _set(values, key, json.loads(raw))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        config = _configuration(namespace, server.server_address[1])
-        result = asyncio.run(helm_sdkpy.Install(config).run(
-            release, chart, values=values or None, wait=False, timeout=60, disable_openapi_validation=True))
-    except helm_sdkpy.HelmError as e:
+        # One expression, comma-joined: what helm does with repeated --set-json.
+        values = helm_python.parse_set_json(",".join(sets)) if sets else {}
+        manifest, notes = render(chart, namespace, release, values)
+    except helm_python.HelmError as e:
         print(f"helm template {chart} failed: {e}", file=sys.stderr)
         return 1
-    finally:
-        server.shutdown()
-    release_info = result if isinstance(result, dict) else {}
-    manifest = release_info.get("manifest")
-    if manifest is None:
-        print(f"helm template: no manifest in the install result (keys: {sorted(release_info)})", file=sys.stderr)
+    if not manifest:
+        print(f"helm template {chart}: nothing rendered", file=sys.stderr)
         return 1
-    crds = _crds(chart)
     with open(out, "w") as f:
-        for name, text in crds:
-            f.write(f"---\n# Source: {os.path.basename(chart.rstrip('/'))}/crds/{name}\n{text.strip()}\n")
-        f.write(manifest if manifest.startswith("---") else "---\n" + manifest)
-        if not manifest.endswith("\n"):
-            f.write("\n")
+        f.write(manifest)
     with open(out + ".notes.txt", "w") as f:
-        f.write((release_info.get("info") or {}).get("notes") or "")
+        f.write(notes)
     return 0
-
-
-def _crds(chart: str) -> list[tuple[str, str]]:
-    directory = os.path.join(chart, "crds")
-    if not os.path.isdir(directory):
-        return []
-    return [(name, open(os.path.join(directory, name)).read())
-            for name in sorted(os.listdir(directory)) if name.endswith((".yaml", ".yml", ".json"))]
 
 
 def main() -> int:

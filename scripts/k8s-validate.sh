@@ -5,18 +5,22 @@
 #      (`$PHLOX_OPERATOR render -f FILE`, default target/debug/phlox-operator),
 #      written to target/k8s/<sample>.yaml; the samples themselves against the CRD;
 #   2. the static manifests: config/ (kustomize builds of default and crd,
-#      argocd, the other samples) and the Argo CD health check's Lua tests;
+#      with kubectl; argocd, the other samples) and the Argo CD health
+#      check's Lua tests;
 #   3. the Helm chart charts/phlox-operator: `helm lint --strict` and
 #      `helm template` (default values; watchNamespace=team-a with the
-#      ServiceMonitor on; most other options) through helm-sdkpy
-#      (scripts/helm-sdk.py), which needs Python >= 3.12: a failure naming
-#      it when there is none (never a silent skip); then config/rbac and config/manager are
+#      ServiceMonitor on; most other options) through helm-python-sdk
+#      (scripts/helm-sdk.py: Helm 4's Go SDK as a C library in the wheel, no
+#      helm binary, no cluster); then config/rbac and config/manager are
 #      compared with the chart's default rendering (same rules, same pod).
 # Checks use kubernetes-validate --strict (unknown fields are errors). Kinds
 # it has no schema for (ServiceMonitor, Argo CD Application) are reported as
-# skipped by the tool itself and do not fail. Prints one line per file; exits
-# 1 if anything failed. Tools go to the venvs .venv-k8s (python3) and
-# .venv-helm (Python >= 3.12), pinned, reinstalled only when a pin changes.
+# skipped by the tool itself and do not fail. Nothing else is ever skipped: a
+# missing tool is installed (pinned) or is a failure naming it. Prints one
+# line per file; exits 1 if anything failed. Tools go to the venvs .venv-k8s
+# and .venv-helm, both made with python3 (>= 3.10; Debian's python3 and
+# python3-venv are installed with apt-get when python3 is missing or older),
+# pinned, reinstalled only when a pin changes.
 # Run from anywhere: `make k8s-validate` or scripts/k8s-validate.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +28,7 @@ cd "$(dirname "$0")/.."
 KUBE_VERSION=${KUBE_VERSION:-1.33.0}
 KUBERNETES_VALIDATE_VERSION=1.37.0
 LUPA_VERSION=2.8
-HELM_SDKPY_VERSION=0.1.32
+HELM_PYTHON_SDK_VERSION=0.2.2
 PHLOX_OPERATOR=${PHLOX_OPERATOR:-target/debug/phlox-operator}
 K8S_VENV=${K8S_VENV:-.venv-k8s}
 HELM_VENV=${HELM_VENV:-.venv-helm}
@@ -37,7 +41,8 @@ fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 indent() { sed 's/^/    /'; }
 
 # ensure_venv DIR PYTHON PACKAGE==VERSION...: (re)creates DIR when its python
-# is gone or the pins changed; else does nothing (fast path).
+# is gone or the pins changed; else does nothing (fast path). Returns 1 (with
+# pip's or venv's output) when it cannot.
 ensure_venv() {
   local dir=$1 python=$2
   shift 2
@@ -49,10 +54,10 @@ ensure_venv() {
   echo "setting up $dir ($*)"
   rm -rf "$dir"
   if ! "$python" -m venv "$dir" 2>/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-    "$python" -m venv "$dir"
+    { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; } || true
+    "$python" -m venv "$dir" || return 1
   fi
-  "$dir/bin/pip" install -q --disable-pip-version-check "$@"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$@" || return 1
   echo "$want" >"$dir/.versions"
 }
 
@@ -91,10 +96,37 @@ validate_cr() {
 
 # Everything in $OUT is this run's: no stale rendering can pass for a new one.
 rm -rf "$OUT" && mkdir -p "$OUT"
-if ! command -v python3 >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+
+# Both venvs use the same python3, >= 3.10 (helm-python-sdk's floor; Debian 12
+# has 3.11): python3 on PATH, else Debian's /usr/bin/python3, installed with
+# apt-get (python3, python3-venv) when neither will do.
+PYTHON=""
+version_of() { "$1" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null || echo missing; }
+find_python() {
+  local p
+  for p in python3 /usr/bin/python3; do
+    if "$p" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+      PYTHON=$p
+      return 0
+    fi
+  done
+  return 1
+}
+if ! find_python; then
+  echo "python3 >= 3.10 not found (python3: $(version_of python3)): installing Debian's python3 and python3-venv"
+  { apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null; } || true
+  hash -r
+  if ! find_python; then
+    echo "FAIL python3 >= 3.10 not found (python3: $(version_of python3); /usr/bin/python3: $(version_of /usr/bin/python3)) and apt-get could not install one (Debian's python3, python3-venv): nothing can be checked"
+    echo "k8s-validate: 1 failure(s)"
+    exit 1
+  fi
 fi
-ensure_venv "$K8S_VENV" python3 "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION"
+if ! ensure_venv "$K8S_VENV" "$PYTHON" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "lupa==$LUPA_VERSION"; then
+  echo "FAIL could not install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION and lupa==$LUPA_VERSION into $K8S_VENV with $("$PYTHON" -V 2>&1) (see above): nothing can be checked"
+  echo "k8s-validate: 1 failure(s)"
+  exit 1
+fi
 
 echo "== PyroscopeCluster samples: the objects the operator creates ($PHLOX_OPERATOR render)"
 shopt -s nullglob
@@ -125,6 +157,16 @@ else
 fi
 
 echo "== Static manifests (config/)"
+# kubectl: installed with apt-get when a configured repository has a kubectl
+# package (e.g. pkgs.k8s.io). Debian itself has none: its kubernetes-client is
+# 1.20, whose kustomize v2 lacks --load-restrictor; so, on plain Debian, a
+# missing kubectl is a failure naming it.
+if ! command -v kubectl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  { apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [^(]' ||
+    { apt-get update -qq && apt-cache policy kubectl 2>/dev/null | grep -q 'Candidate: [^(]'; }; } &&
+    apt-get install -y -qq kubectl >/dev/null || true
+  hash -r
+fi
 if command -v kubectl >/dev/null 2>&1; then
   if kubectl kustomize config/default >"$OUT/config-default.yaml"; then
     validate "$OUT/config-default.yaml"
@@ -137,7 +179,7 @@ if command -v kubectl >/dev/null 2>&1; then
     fail "kubectl kustomize --load-restrictor=LoadRestrictionsNone config/crd"
   fi
 else
-  fail "kubectl not found: the kustomize builds of config/ cannot be checked (install kubectl, e.g. Debian's kubernetes-client, or put it on PATH)"
+  fail "kubectl not found and no apt repository has a kubectl package: the kustomize builds of config/ (and their comparison with the chart) cannot be checked; install kubectl >= 1.21 (e.g. from pkgs.k8s.io; Debian's kubernetes-client 1.20 is too old) or put it on PATH"
 fi
 for f in config/argocd/*.yaml "${others[@]}"; do
   validate "$f"
@@ -152,25 +194,14 @@ else
 fi
 
 echo "== Helm chart ($CHART)"
-helm_python=""
-for candidate in python3.13 python3.12 \
-  /root/.pyenv/versions/3.1[2-9]*/bin/python3 \
-  "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/3.1[2-9]*/bin/python3; do
-  if command -v "$candidate" >/dev/null 2>&1 &&
-    "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
-    helm_python=$("$candidate" -c 'import sys; print(sys.executable)')
-    break
-  fi
-done
-if [ -z "$helm_python" ]; then
-  fail "$CHART: helm lint and helm template need a Python >= 3.12 for helm-sdkpy $HELM_SDKPY_VERSION (python3.12 on PATH, or pyenv's versions/3.12+); none found, so the chart is not checked"
+if ! ensure_venv "$HELM_VENV" "$PYTHON" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"; then
+  fail "$CHART: could not install helm-python-sdk==$HELM_PYTHON_SDK_VERSION into $HELM_VENV with $("$PYTHON" -V 2>&1) (see above; its wheel is manylinux_2_28 x86_64): helm lint, helm template and the config/ comparison cannot run"
 else
-  ensure_venv "$HELM_VENV" "$helm_python" "helm-sdkpy==$HELM_SDKPY_VERSION"
   rc=0
   out=$("$HELM_VENV/bin/python" scripts/helm-sdk.py lint "$CHART" 2>&1) || rc=$?
   if [ "$rc" -eq 0 ]; then
     grep '^ *\[' <<<"$out" || true
-    echo "ok   $CHART: helm lint --strict (helm-sdkpy $HELM_SDKPY_VERSION, $("$HELM_VENV/bin/python" -V))"
+    echo "ok   $CHART: helm lint --strict (helm-python-sdk $HELM_PYTHON_SDK_VERSION, Helm $("$HELM_VENV/bin/python" -c 'import helm_python; print(helm_python.helm_sdk_version())'), $("$HELM_VENV/bin/python" -V))"
   else
     echo "$out"
     fail "$CHART: helm lint --strict"
@@ -234,6 +265,8 @@ if [ -s "$OUT/helm-default.yaml" ] && [ -s "$OUT/config-default.yaml" ]; then
     indent <<<"$out"
     fail "config/ (rbac, manager) drifted from $CHART's default rendering"
   fi
+else
+  fail "config/rbac, config/manager: not compared with $CHART's defaults: $OUT/config-default.yaml or $OUT/helm-default.yaml was not made (see above)"
 fi
 
 if [ "$failures" -ne 0 ]; then
