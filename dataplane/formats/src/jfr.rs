@@ -29,42 +29,55 @@
 //!
 //! # Mapping
 //!
+//! Pyroscope's reading of a recording (grafana/jfr-parser), so a Java team
+//! sees the same profiles, totals and function names:
+//!
 //! | JFR event | metric | sample types | period type |
 //! |---|---|---|---|
-//! | `jdk.ExecutionSample` | `process_cpu` | cpu/nanoseconds | cpu/nanoseconds |
-//! | `jdk.NativeMethodSample`, `profiler.WallClockSample` | `wall` | wall/nanoseconds | wall/nanoseconds |
+//! | `jdk.ExecutionSample` whose thread state is known and not `STATE_SLEEPING` | `process_cpu` | cpu/nanoseconds | cpu/nanoseconds |
+//! | `jdk.ExecutionSample` when the `event` setting is `wall`; `profiler.WallClockSample` (× `samples`) | `wall` | wall/nanoseconds | wall/nanoseconds |
 //! | `jdk.ObjectAllocationInNewTLAB` | `memory` | alloc_in_new_tlab_objects/count, alloc_in_new_tlab_bytes/bytes (`tlabSize`) | space/bytes |
 //! | `jdk.ObjectAllocationOutsideTLAB` | `memory` | alloc_outside_tlab_objects/count, alloc_outside_tlab_bytes/bytes (`allocationSize`) | space/bytes |
 //! | `jdk.JavaMonitorEnter` | `mutex` | contentions/count, delay/nanoseconds (`duration`) | mutex/count |
 //! | `jdk.ThreadPark` | `block` | contentions/count, delay/nanoseconds (`duration`) | block/count |
 //! | `profiler.LiveObject` | `memory` | live/count | objects/count |
 //! | `jdk.ObjectAllocationSample` | `memory` | alloc_sample_objects/count, alloc_sample_bytes/bytes (`weight`) | space/bytes |
+//! | `profiler.Malloc` (async-profiler `nativemem`) | `memory` | malloc_objects/count, malloc_bytes/bytes (`size`) | none |
 //!
-//! CPU and wall values: each event counts one sampling interval, so a
-//! sample's value is `events × period` and `period` is the interval in
-//! nanoseconds: the recording's `jdk.ActiveSetting` `period` of the event
-//! type (the smallest one when several recordings ran), 10 ms when the
-//! recording has none. The event count of a stack is `value / period`
-//! exactly. (`profiler.WallClockSample` events with a `samples` field
-//! count that many intervals.) Other kinds have period 1.
+//! Other events (`jdk.NativeMethodSample`, …) are not stored, as in Pyroscope.
 //!
-//! Frames are named `package.Class.method` (the class's internal name with
-//! `/` replaced by `.`); each (method, line) is one location; pprof
-//! locations are leaf first, as JFR frames are. Frames of hidden methods
-//! (`Method.hidden`: lambda forms, `AccessController.executePrivileged`,
-//! …) are left out, as the JDK's own consumer API and `jfr print` do, so
-//! stacks match what `jfr print` shows (and per-JVM lambda class names do
-//! not multiply functions). Events without a stack trace, or whose stack
-//! is empty, are dropped (`jfr print` shows no frames for them).
+//! CPU and wall values: each event is worth `1e9 / sampleRate` nanoseconds
+//! (the upload's `sampleRate`, integer division; 0 when it is 0), whatever
+//! interval the recording's settings name; the pprof `period` is that
+//! value, so the event count of a stack is `value / period`. The `event`
+//! setting (`jdk.ActiveSetting` named `event`) applies from where it appears
+//! in the recording on, and is returned for the `jfr_event` series label.
+//!
+//! Lock and park `delay` is in nanoseconds (the event's duration in ticks
+//! converted with the chunk's `ticksPerSecond`). Pyroscope stores the
+//! ticks under the nanoseconds unit; Phlox stores real nanoseconds.
+//!
+//! Frames are named `<class>.<method>` with the class's internal name
+//! (`java/lang/Thread.run`; native frames of async-profiler are
+//! `libc.so.6.__GI___pthread_create`; a class without a name gives
+//! `.no_Java_frame`), each part rewritten as Pyroscope does for generated
+//! and randomly named symbols (module `symbols`). Frames whose method or
+//! class is missing from the constant pools are left out; hidden frames are
+//! kept. Each (method, line) is one location, the line read as an unsigned
+//! 32-bit number; pprof locations are leaf first, as JFR frames are.
+//! Events without a stack trace, or whose stack is empty, are dropped.
 //!
 //! When a labels snapshot is given, an event's `contextId` field
 //! (Pyroscope's Java agent) selects the context whose labels become the
-//! sample's pprof labels (pairs whose strings are missing are dropped).
+//! sample's pprof labels (pairs whose strings are missing are dropped), a
+//! `spanId` becomes a `profile_id` label (16 hex digits) and a `spanName`
+//! a `span_name` label.
 
 mod builder;
 mod chunk;
 mod metadata;
 mod reader;
+mod symbols;
 
 use std::collections::HashMap;
 
@@ -79,10 +92,21 @@ pub struct JfrProfile {
     pub metric: &'static str,
     /// The event kind (`cpu`, `wall`, `alloc_in_new_tlab`,
     /// `alloc_outside_tlab`, `lock`, `thread_park`, `live_object`,
-    /// `alloc_sample`), for the `jfr_event` label.
-    pub event: String,
+    /// `alloc_sample`, `malloc`).
+    pub kind: &'static str,
     /// A valid pprof: `string_table[0] == ""`, ids from 1.
     pub profile: Profile,
+}
+
+/// A recording read as Pyroscope reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JfrRecording {
+    /// One profile per event kind present, in the order of the table above.
+    pub profiles: Vec<JfrProfile>,
+    /// The recording's `event` setting (async-profiler's mode: `cpu`,
+    /// `itimer`, `wall`, …), Pyroscope's `jfr_event` label; None when the
+    /// recording has none (the JDK's own recorder).
+    pub event: Option<String>,
 }
 
 /// Why a JFR upload was rejected. Every variant is a client error.
@@ -126,8 +150,14 @@ pub struct LabelsSnapshot {
 /// pprof per event kind present, in the order of the table above. `labels`
 /// is an optional `LabelsSnapshot` (plain or gzip). `max_bytes` caps the
 /// decompressed recording and snapshot, and the names and labels built.
-/// A recording without supported events gives an empty list.
-pub fn parse_jfr(jfr: &[u8], labels: Option<&[u8]>, max_bytes: usize) -> Result<Vec<JfrProfile>, JfrError> {
+/// `sample_rate` is the upload's samples per second (CPU and wall values).
+/// A recording without supported events gives no profiles.
+pub fn parse_jfr(
+    jfr: &[u8],
+    labels: Option<&[u8]>,
+    max_bytes: usize,
+    sample_rate: u32,
+) -> Result<JfrRecording, JfrError> {
     let data = plain(jfr, max_bytes)?;
     let snapshot = match labels {
         Some(l) => {
@@ -141,12 +171,12 @@ pub fn parse_jfr(jfr: &[u8], labels: Option<&[u8]>, max_bytes: usize) -> Result<
     if !data.starts_with(chunk::MAGIC) {
         return Err(JfrError::NotJfr { offset: 0 });
     }
-    let mut b = Builder::new(snapshot, max_bytes);
+    let mut b = Builder::new(snapshot, max_bytes, sample_rate);
     let mut pos = 0;
     while pos < data.len() {
         pos = chunk::parse_chunk(&data, pos, &mut b)?;
     }
-    Ok(b.finish())
+    Ok(JfrRecording { profiles: b.finish(), event: b.event_setting.take() })
 }
 
 /// The payload gunzipped (capped) if it is gzip.

@@ -16,6 +16,15 @@ use prost::Message;
 
 const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/captures/jdk17-burn-profile-settings.jfr");
 const LIMIT: usize = 64 << 20;
+/// The upload's sample rate the tests use (Pyroscope's default): a CPU or
+/// wall event is worth 1e9 / 100 ns.
+const SAMPLE_RATE: u32 = 100;
+const PERIOD: i64 = 10_000_000;
+
+/// The profiles of a recording uploaded at [`SAMPLE_RATE`].
+fn parse(buf: &[u8], labels: Option<&[u8]>, limit: usize) -> Result<Vec<JfrProfile>, JfrError> {
+    parse_jfr(buf, labels, limit, SAMPLE_RATE).map(|r| r.profiles)
+}
 
 fn capture() -> Vec<u8> {
     std::fs::read(CAPTURE).expect("the JDK 17 capture in testdata/captures")
@@ -28,7 +37,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
 }
 
 fn by_event<'a>(ps: &'a [JfrProfile], event: &str) -> &'a JfrProfile {
-    ps.iter().find(|p| p.event == event).unwrap_or_else(|| panic!("no {event} profile"))
+    ps.iter().find(|p| p.kind == event).unwrap_or_else(|| panic!("no {event} profile"))
 }
 
 fn func_name(p: &JfrProfile, location_id: u64) -> &str {
@@ -41,7 +50,7 @@ fn func_name(p: &JfrProfile, location_id: u64) -> &str {
 
 /// Is the value of a profile's first sample type a multiple of the period (CPU, wall)?
 fn timed(p: &JfrProfile) -> bool {
-    matches!(p.event.as_str(), "cpu" | "wall")
+    matches!(p.kind, "cpu" | "wall")
 }
 
 /// Events per stack (function names leaf first, `;`-joined): the first
@@ -49,7 +58,7 @@ fn timed(p: &JfrProfile) -> bool {
 fn stack_counts(p: &JfrProfile) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for s in &p.profile.sample {
-        let key = s.location_id.iter().map(|&l| func_name(p, l)).collect::<Vec<_>>().join(";");
+        let key = s.location_id.iter().map(|&l| lambda_insensitive(func_name(p, l))).collect::<Vec<_>>().join(";");
         let n = if timed(p) {
             assert_eq!(s.value[0] % p.profile.period, 0, "value is a whole number of periods");
             s.value[0] / p.profile.period
@@ -84,11 +93,11 @@ fn assert_valid_pprof(p: &JfrProfile) {
     assert_eq!(p.profile.string_table.first().map(String::as_str), Some(""));
     let bytes = p.profile.encode_to_vec();
     let decoded = phlox_pprof::Profile::decode(&bytes).unwrap();
-    decoded.validate().unwrap_or_else(|e| panic!("{} profile invalid: {e}", p.event));
+    decoded.validate().unwrap_or_else(|e| panic!("{} profile invalid: {e}", p.kind));
     assert_eq!(decoded.sample_count(), p.profile.sample.len());
     let types: Vec<&str> =
         p.profile.sample_type.iter().map(|t| p.profile.string_table[t.r#type as usize].as_str()).collect();
-    let expected: &[&str] = match p.event.as_str() {
+    let expected: &[&str] = match p.kind {
         "cpu" => &["cpu"],
         "wall" => &["wall"],
         "alloc_in_new_tlab" => &["alloc_in_new_tlab_objects", "alloc_in_new_tlab_bytes"],
@@ -96,10 +105,11 @@ fn assert_valid_pprof(p: &JfrProfile) {
         "lock" | "thread_park" => &["contentions", "delay"],
         "live_object" => &["live"],
         "alloc_sample" => &["alloc_sample_objects", "alloc_sample_bytes"],
+        "malloc" => &["malloc_objects", "malloc_bytes"],
         other => panic!("unexpected event kind {other}"),
     };
     assert_eq!(types, expected);
-    let metric = match p.event.as_str() {
+    let metric = match p.kind {
         "cpu" => "process_cpu",
         "wall" => "wall",
         "lock" => "mutex",
@@ -111,7 +121,7 @@ fn assert_valid_pprof(p: &JfrProfile) {
 
 /// Parses; every profile of an Ok result must be a valid pprof.
 fn parse_checked(buf: &[u8], labels: Option<&[u8]>) -> Result<Vec<JfrProfile>, JfrError> {
-    let r = parse_jfr(buf, labels, LIMIT);
+    let r = parse(buf, labels, LIMIT);
     if let Ok(ps) = &r {
         ps.iter().for_each(assert_valid_pprof);
     }
@@ -132,7 +142,7 @@ fn capture_cpu_profile() {
     let ps = parse_checked(&capture(), None).unwrap();
     let cpu = by_event(&ps, "cpu");
     assert_eq!(cpu.metric, "process_cpu");
-    assert_eq!(cpu.profile.period, 10_000_000, "period from the recording's settings");
+    assert_eq!(cpu.profile.period, PERIOD, "1e9 / the upload's sampleRate, not the recording's setting");
     let st = &cpu.profile.string_table;
     let pt = cpu.profile.period_type.unwrap();
     assert_eq!((st[pt.r#type as usize].as_str(), st[pt.unit as usize].as_str()), ("cpu", "nanoseconds"));
@@ -164,7 +174,7 @@ fn capture_cpu_profile() {
     // The capture also has 2 jdk.ObjectAllocationSample events (jfr summary).
     let alloc = by_event(&ps, "alloc_sample");
     assert_eq!(total(&stack_counts(alloc)), 2);
-    assert_eq!(ps.len(), 2, "{:?}", ps.iter().map(|p| &p.event).collect::<Vec<_>>());
+    assert_eq!(ps.len(), 2, "{:?}", ps.iter().map(|p| p.kind).collect::<Vec<_>>());
 }
 
 #[test]
@@ -185,12 +195,12 @@ fn capture_gzip_and_multi_chunk() {
 #[test]
 fn size_limits() {
     let raw = capture();
-    assert_eq!(parse_jfr(&raw, None, raw.len() - 1), Err(JfrError::TooLarge { limit: raw.len() - 1 }));
-    assert!(parse_jfr(&raw, None, raw.len()).is_ok());
-    assert_eq!(parse_jfr(&gzip(&raw), None, 1000), Err(JfrError::TooLarge { limit: 1000 }));
+    assert_eq!(parse(&raw, None, raw.len() - 1), Err(JfrError::TooLarge { limit: raw.len() - 1 }));
+    assert!(parse(&raw, None, raw.len()).is_ok());
+    assert_eq!(parse(&gzip(&raw), None, 1000), Err(JfrError::TooLarge { limit: 1000 }));
     let bomb = gzip(&vec![0u8; 32 << 20]);
-    assert_eq!(parse_jfr(&bomb, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
-    assert!(matches!(parse_jfr(&gzip(&raw)[..500], None, LIMIT), Err(JfrError::Gzip(_))));
+    assert_eq!(parse(&bomb, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
+    assert!(matches!(parse(&gzip(&raw)[..500], None, LIMIT), Err(JfrError::Gzip(_))));
 }
 
 // ------------------------------------------------------- against the JDK's `jfr` tool
@@ -226,44 +236,88 @@ fn jdk_or_skip(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// `jfr print` of the given event types: event type → stack → events.
-/// Events without a stack trace are left out (as the parser drops them).
-fn jfr_print_stacks(jfr: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, i64>> {
-    let out = Command::new(jfr)
-        .args(["print", "--stack-depth", "100000", "--events", &events.join(",")])
-        .arg(file)
-        .output()
-        .expect("run jfr print");
-    assert!(out.status.success(), "jfr print: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut result: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    let (mut event, mut frames, mut in_stack) = (String::new(), Vec::<String>::new(), false);
-    for line in text.lines() {
-        if let Some(name) = line.strip_suffix(" {").filter(|_| !line.starts_with(' ')) {
-            event = name.to_string();
-            frames.clear();
-        } else if line == "}" {
-            if !frames.is_empty() {
-                *result.entry(event.clone()).or_default().entry(frames.join(";")).or_insert(0) += 1;
-            }
-        } else if line == "  stackTrace = [" {
-            in_stack = true;
-        } else if in_stack && line == "  ]" {
-            in_stack = false;
-        } else if in_stack {
-            let frame = line.trim();
-            if frame == "..." {
-                continue; // the recording truncated this stack (JFR's stackdepth, 64)
-            }
-            frames.push(frame.split('(').next().unwrap().to_string());
+/// Generated lambda classes (`Mix$$Lambda$14/0x…`, `Mix$$Lambda_` after
+/// Pyroscope's rewrite) compared by the part up to `$$Lambda` on both sides:
+/// the exact rewrite is checked by the unit tests of the rules and the
+/// compatibility corpus (`make conformance`).
+fn lambda_insensitive(frame: &str) -> String {
+    match frame.find("$$Lambda") {
+        Some(i) => {
+            let method = frame.rsplit_once('.').map_or("", |(_, m)| m);
+            format!("{}.{method}", &frame[..i + "$$Lambda".len()])
         }
+        None => frame.to_string(),
+    }
+}
+
+/// Reads a recording with the JDK's own consumer API (`jdk.jfr.consumer`),
+/// every frame included (hidden ones too, which `jfr print` leaves out but
+/// the recording and Pyroscope keep), the class by its recorded internal name.
+const JDK_READER_JAVA: &str = r#"
+import jdk.jfr.consumer.*;
+import java.nio.file.Path;
+import java.util.*;
+
+public class JdkReader {
+    public static void main(String[] args) throws Exception {
+        Set<String> wanted = new HashSet<>(Arrays.asList(args).subList(1, args.length));
+        for (RecordedEvent e : RecordingFile.readAllEvents(Path.of(args[0]))) {
+            String type = e.getEventType().getName();
+            if (!wanted.contains(type) || e.getStackTrace() == null) continue;
+            String state = e.hasField("state") && e.getValue("state") != null ? e.getString("state") : "";
+            StringBuilder sb = new StringBuilder();
+            for (RecordedFrame f : e.getStackTrace().getFrames()) {
+                if (sb.length() > 0) sb.append(';');
+                sb.append((String) f.getMethod().getType().getValue("name")).append('\u0001').append(f.getMethod().getName());
+            }
+            System.out.println(type + "\t" + state + "\t" + sb);
+        }
+    }
+}
+"#;
+
+/// The JDK's reading of the given event types: event type → stack (frames
+/// leaf first, named as Pyroscope names them) → events. Events without a
+/// stack trace are left out (as the parser drops them), and so are
+/// execution samples of sleeping threads (not CPU time for Pyroscope).
+fn jdk_stacks(java: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, i64>> {
+    let dir = tempfile_dir("jdk-reader");
+    let src = dir.join("JdkReader.java");
+    std::fs::write(&src, JDK_READER_JAVA).unwrap();
+    let out = Command::new(java).arg(&src).arg(file).args(events).output().expect("run java");
+    assert!(out.status.success(), "JdkReader: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut result: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let mut cols = line.splitn(3, '\t');
+        let (event, state, frames) = (cols.next().unwrap(), cols.next().unwrap(), cols.next().unwrap_or(""));
+        if frames.is_empty() || (event == "jdk.ExecutionSample" && state == "STATE_SLEEPING") {
+            continue;
+        }
+        let stack = frames
+            .split(';')
+            .map(|f| {
+                let (class, method) = f.split_once('\u{1}').unwrap();
+                lambda_insensitive(&format!("{class}.{method}"))
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        *result.entry(event.to_string()).or_default().entry(stack).or_insert(0) += 1;
     }
     result
 }
 
+/// A fresh directory under the system temp dir for this test process.
+fn tempfile_dir(what: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("phlox-jfr-{what}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 const KIND_EVENTS: &[(&str, &str)] = &[
     ("cpu", "jdk.ExecutionSample"),
-    ("wall", "jdk.NativeMethodSample"),
     ("alloc_in_new_tlab", "jdk.ObjectAllocationInNewTLAB"),
     ("alloc_outside_tlab", "jdk.ObjectAllocationOutsideTLAB"),
     ("lock", "jdk.JavaMonitorEnter"),
@@ -271,25 +325,27 @@ const KIND_EVENTS: &[(&str, &str)] = &[
     ("alloc_sample", "jdk.ObjectAllocationSample"),
 ];
 
-/// Compares every profile of `file` with `jfr print`, per stack and per function.
-fn compare_with_jfr_tool(jfr: &Path, file: &Path) -> Vec<JfrProfile> {
+/// Compares every profile of `file` with the JDK's reading, per stack and per function.
+fn compare_with_jdk(java: &Path, file: &Path) -> Vec<JfrProfile> {
     let ps = parse_checked(&std::fs::read(file).unwrap(), None).unwrap();
     let events: Vec<&str> = KIND_EVENTS.iter().map(|e| e.1).collect();
-    let reference = jfr_print_stacks(jfr, file, &events);
+    let reference = jdk_stacks(java, file, &events);
     for &(kind, event) in KIND_EVENTS {
         let theirs = reference.get(event).cloned().unwrap_or_default();
-        let ours = ps.iter().find(|p| p.event == kind).map(stack_counts).unwrap_or_default();
+        let ours = ps.iter().find(|p| p.kind == kind).map(stack_counts).unwrap_or_default();
         assert_eq!(total(&ours), total(&theirs), "{event}: event count");
         assert_eq!(function_counts(&ours), function_counts(&theirs), "{event}: per-function counts");
         assert_eq!(ours, theirs, "{event}: per-stack counts");
     }
+    // jdk.NativeMethodSample (threads in native code) is no profile in Pyroscope.
+    assert!(ps.iter().all(|p| p.kind != "wall"), "no wall profile from a JDK recording");
     ps
 }
 
 #[test]
-fn capture_matches_jfr_print() {
-    let Some(jfr) = jdk_or_skip("jfr") else { return };
-    let ps = compare_with_jfr_tool(&jfr, Path::new(CAPTURE));
+fn capture_matches_the_jdk_reading() {
+    let Some(java) = jdk_or_skip("java") else { return };
+    let ps = compare_with_jdk(&java, Path::new(CAPTURE));
     assert_eq!(total(&stack_counts(by_event(&ps, "cpu"))), 656);
 }
 
@@ -339,16 +395,16 @@ public class Mix {
 "#;
 
 /// Records a workload with CPU, monitor, park and allocation events with
-/// the installed JDK (17+) and checks every kind against `jfr print`.
+/// the installed JDK (17+) and checks every kind against the JDK's own reading.
 #[test]
-fn recorded_workload_matches_jfr_print() {
-    let (Some(java), Some(jfr)) = (jdk_or_skip("java"), jdk_or_skip("jfr")) else { return };
+fn recorded_workload_matches_the_jdk_reading() {
+    let Some(java) = jdk_or_skip("java") else { return };
     let dir = std::env::temp_dir().join(format!("phlox-jfr-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("Mix.java");
     std::fs::write(&src, MIX_JAVA).unwrap();
     let rec = dir.join("mix.jfr");
-    let status = Command::new(java)
+    let status = Command::new(&java)
         .arg(format!(
             "-XX:StartFlightRecording=settings=profile,locking-threshold=0ms,gc=high,filename={}",
             rec.display()
@@ -363,9 +419,9 @@ fn recorded_workload_matches_jfr_print() {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
-    let ps = compare_with_jfr_tool(&jfr, &rec);
+    let ps = compare_with_jdk(&java, &rec);
     for kind in ["cpu", "alloc_in_new_tlab", "alloc_outside_tlab", "thread_park", "alloc_sample"] {
-        assert!(ps.iter().any(|p| p.event == kind), "no {kind} profile");
+        assert!(ps.iter().any(|p| p.kind == kind), "no {kind} profile");
     }
     let park = stack_counts(by_event(&ps, "thread_park"));
     assert!(function_counts(&park).get("Mix.idleJava").copied().unwrap_or(0) > 0);
@@ -433,11 +489,11 @@ fn synthetic_labels_settings_and_kinds() {
     ]);
     let labels = snapshot().encode_to_vec();
     let ps = parse_checked(&rec, Some(&labels)).unwrap();
-    let kinds: Vec<&str> = ps.iter().map(|p| p.event.as_str()).collect();
+    let kinds: Vec<&str> = ps.iter().map(|p| p.kind).collect();
     assert_eq!(kinds, ["cpu", "wall", "lock", "live_object"]);
 
     let cpu = by_event(&ps, "cpu");
-    assert_eq!(cpu.profile.period, 20_000_000);
+    assert_eq!(cpu.profile.period, PERIOD, "the recording's 20 ms setting does not count");
     assert_eq!(cpu.profile.time_nanos, synth::START_NANOS);
     assert_eq!(cpu.profile.duration_nanos, 1_000_000_000);
     let got: Vec<Row> = (0..cpu.profile.sample.len())
@@ -451,22 +507,22 @@ fn synthetic_labels_settings_and_kinds() {
     assert_eq!(
         got,
         [
-            (l(&[("span_name", "GET /a")]), "com.example.App.work;com.example.App.main".to_string(), 80_000_000),
+            (l(&[("span_name", "GET /a")]), "com/example/App.work;com/example/App.main".to_string(), 4 * PERIOD),
             (
                 l(&[("span_name", "GET /b"), ("tenant", "acme")]),
-                "com.example.App.work;com.example.App.main".into(),
-                40_000_000
+                "com/example/App.work;com/example/App.main".into(),
+                2 * PERIOD
             ),
-            (l(&[]), "com.example.App.sleep;com.example.App.main".into(), 60_000_000),
+            (l(&[]), "com/example/App.sleep;com/example/App.main".into(), 3 * PERIOD),
         ]
     );
     // Lines: work at 10, main at 5 (stack 1) and main at 6 (stack 2) are distinct locations.
     assert_eq!(cpu.profile.location.len(), 4);
     assert_eq!(cpu.profile.function.len(), 3);
 
-    // Wall: `samples` intervals of the default 10 ms (no setting for this event).
+    // Wall: `samples` × 1e9 / sampleRate.
     let wall = by_event(&ps, "wall");
-    assert_eq!(wall.profile.period, 10_000_000);
+    assert_eq!(wall.profile.period, PERIOD);
     assert_eq!(wall.profile.sample[0].value, [30_000_000]);
 
     let lock = by_event(&ps, "lock");
@@ -488,11 +544,112 @@ fn synthetic_labels_settings_and_kinds() {
 fn bad_labels_snapshot() {
     let rec = app_recording(&[synth::execution_sample(1, 1)]);
     for bad in [&b"\x0a\x05\x08"[..], b"\xff\xff\xff", b"\x12\x02\x08"] {
-        assert!(matches!(parse_jfr(&rec, Some(bad), LIMIT), Err(JfrError::BadLabels(_))), "{bad:?}");
+        assert!(matches!(parse(&rec, Some(bad), LIMIT), Err(JfrError::BadLabels(_))), "{bad:?}");
     }
-    assert!(matches!(parse_jfr(&rec, Some(&gzip(b"junk")[..10]), LIMIT), Err(JfrError::Gzip(_))));
+    assert!(matches!(parse(&rec, Some(&gzip(b"junk")[..10]), LIMIT), Err(JfrError::Gzip(_))));
     // An empty snapshot is valid.
-    assert!(parse_jfr(&rec, Some(b""), LIMIT).is_ok());
+    assert!(parse(&rec, Some(b""), LIMIT).is_ok());
+}
+
+/// Rows of a profile: (sample labels, stack leaf first, values), sorted.
+fn rows(p: &JfrProfile) -> Vec<(Vec<(String, String)>, String, Vec<i64>)> {
+    let mut out: Vec<_> = (0..p.profile.sample.len())
+        .map(|i| {
+            let s = &p.profile.sample[i];
+            let stack = s.location_id.iter().map(|&l| func_name(p, l)).collect::<Vec<_>>().join(";");
+            let mut labels = sample_labels(p, i);
+            labels.sort();
+            (labels, stack, s.value.clone())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Pyroscope's reading of async-profiler recordings: sleeping threads are no
+/// CPU, the `event=wall` setting makes every later execution sample wall
+/// time too, span ids become `profile_id` labels, `profiler.Malloc` is
+/// native memory, and values follow the upload's sample rate.
+#[test]
+fn async_profiler_modes_spans_and_native_memory() {
+    use synth::{RUNNABLE, SLEEPING};
+    let rec = app_recording(&[
+        synth::execution_sample_in(1, SLEEPING, 0, 0, 0), // no CPU, and no wall yet
+        synth::execution_sample(1, 0),                    // CPU
+        synth::active_setting(synth::EXECUTION_SAMPLE, "event", "wall"),
+        synth::execution_sample_in(2, SLEEPING, 0, 0, 0), // wall only
+        synth::execution_sample_in(2, RUNNABLE, 0x1234_abcd, 11, 0), // CPU and wall, with span
+        synth::execution_sample_in(2, 99, 0, 0, 0),       // unknown state: wall only
+        synth::event(synth::MALLOC, &synth::ints(&[1, 1, 0x7f00, 100])),
+        synth::event(synth::MALLOC, &synth::ints(&[1, 1, 0x7f80, 50])),
+    ]);
+    let labels = snapshot().encode_to_vec();
+    let r = parse_jfr(&rec, Some(&labels), LIMIT, 50).unwrap();
+    assert_eq!(r.event.as_deref(), Some("wall"));
+    let kinds: Vec<&str> = r.profiles.iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, ["cpu", "wall", "malloc"]);
+    let l = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    let span = l(&[("profile_id", "000000001234abcd"), ("span_name", "GET /a")]);
+    // sampleRate 50: each event is worth 20 ms.
+    let ms20 = 20_000_000;
+    let (main_work, main_sleep) =
+        ("com/example/App.work;com/example/App.main", "com/example/App.sleep;com/example/App.main");
+    assert_eq!(
+        rows(by_event(&r.profiles, "cpu")),
+        [(l(&[]), main_work.to_string(), vec![ms20]), (span.clone(), main_sleep.to_string(), vec![ms20])]
+    );
+    assert_eq!(
+        rows(by_event(&r.profiles, "wall")),
+        [(l(&[]), main_sleep.to_string(), vec![2 * ms20]), (span, main_sleep.to_string(), vec![ms20])]
+    );
+    let malloc = by_event(&r.profiles, "malloc");
+    assert_eq!(malloc.metric, "memory");
+    assert_eq!(malloc.profile.period_type, None, "Pyroscope gives native memory no period type");
+    assert_eq!(rows(malloc), [(l(&[]), main_work.to_string(), vec![2, 150])]);
+    for p in &r.profiles {
+        assert_valid_pprof(p);
+    }
+    // Without the setting nothing is wall time, and no `jfr_event`.
+    let plain = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 100).unwrap();
+    assert_eq!(plain.event, None);
+    assert_eq!(plain.profiles.iter().map(|p| p.kind).collect::<Vec<_>>(), ["cpu"]);
+    // sampleRate 0: events carry no time (Pyroscope's period 0).
+    let zero = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 0).unwrap();
+    assert_eq!(zero.profiles[0].profile.sample[0].value, [0]);
+}
+
+/// Frame names as Pyroscope spells them: internal class names with
+/// slashes, `.method` for a class without a name, generated lambda classes
+/// merged, frames whose method or class is missing left out, and line -1
+/// read as an unsigned 32-bit number.
+#[test]
+fn frame_names_follow_pyroscope() {
+    use synth::*;
+    let pools = vec![
+        (
+            SYMBOL,
+            vec![
+                (1, sym("com/example/App")),
+                (2, sym("main")),
+                (3, sym("work")),
+                (5, sym("()V")),
+                (6, sym("")),
+                (7, sym("no_Java_frame")),
+                (8, sym("App$$Lambda$14/0x0000000801001000")),
+                (9, sym("run")),
+            ],
+        ),
+        (CLASS, vec![(1, ints(&[1, 1])), (2, ints(&[6, 0])), (3, ints(&[8, 0]))]),
+        (METHOD, vec![(1, ints(&[1, 2, 5])), (2, ints(&[2, 7, 5])), (3, ints(&[3, 9, 5])), (4, ints(&[99, 3, 5]))]),
+        (STACK_TRACE, vec![(1, stack(&[(2, 0), (3, -1), (4, 7), (77, 1), (1, 5)]))]),
+        (THREAD_STATE, vec![(RUNNABLE, sym("STATE_RUNNABLE"))]),
+    ];
+    let rec = chunk(&std_classes(), &pools, &[execution_sample(1, 0)]);
+    let ps = parse_checked(&rec, None).unwrap();
+    let cpu = by_event(&ps, "cpu");
+    assert_eq!(rows(cpu), [(vec![], ".no_Java_frame;App$$Lambda_.run;com/example/App.main".to_string(), vec![PERIOD])]);
+    let lambda = &cpu.profile.location[cpu.profile.sample[0].location_id[1] as usize - 1];
+    assert_eq!(lambda.line[0].line, 4_294_967_295);
 }
 
 #[test]
@@ -555,7 +712,7 @@ fn garbage_is_rejected() {
         ),
     ];
     for (i, (buf, ok)) in cases.iter().enumerate() {
-        let e = parse_jfr(buf, None, LIMIT).unwrap_err();
+        let e = parse(buf, None, LIMIT).unwrap_err();
         assert!(ok(&e), "case {i}: {e}");
     }
 }
@@ -565,7 +722,7 @@ fn every_prefix_is_an_error() {
     let raw = capture();
     let mut n = 0;
     while n < raw.len() {
-        assert!(parse_jfr(&raw[..n], None, LIMIT).is_err(), "prefix {n}");
+        assert!(parse(&raw[..n], None, LIMIT).is_err(), "prefix {n}");
         n += if n < 256 { 1 } else { 61 };
     }
     // Same with the header's chunk size shrunk to the prefix, so that the
@@ -630,37 +787,37 @@ fn hostile_declared_sizes_and_nesting() {
     let mut cp = ints(&[0, 0, 0]);
     cp.push(0);
     cp.extend(ints(&[huge]));
-    assert!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
     let mut cp = ints(&[0, 0, 0]);
     cp.push(0);
     cp.extend(ints(&[1, SYMBOL, huge]));
-    assert!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk_raw(&meta, &cp, &[]), None, LIMIT).is_err());
     let mut bad_sym = vec![3u8];
     bad_sym.extend(ints(&[huge]));
-    assert!(parse_jfr(&chunk(&classes, &[(SYMBOL, vec![(1, bad_sym)])], &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk(&classes, &[(SYMBOL, vec![(1, bad_sym)])], &[]), None, LIMIT).is_err());
     let mut neg = vec![3u8];
     neg.extend(ints(&[-5]));
-    assert!(parse_jfr(&chunk(&classes, &[(SYMBOL, vec![(1, neg)])], &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk(&classes, &[(SYMBOL, vec![(1, neg)])], &[]), None, LIMIT).is_err());
     let mut bad_stack = vec![0u8];
     bad_stack.extend(ints(&[huge]));
-    assert!(parse_jfr(&chunk(&classes, &[(STACK_TRACE, vec![(1, bad_stack)])], &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk(&classes, &[(STACK_TRACE, vec![(1, bad_stack)])], &[]), None, LIMIT).is_err());
     // Metadata: huge string count.
     let mut m = ints(&[0, 0, 1, huge]);
     m.extend(sym("x"));
-    assert!(parse_jfr(&chunk_raw(&m, &checkpoint_body(&pools), &[]), None, LIMIT).is_err());
+    assert!(parse(&chunk_raw(&m, &checkpoint_body(&pools), &[]), None, LIMIT).is_err());
 
     // Deeply nested metadata elements.
     let mut deep = Element { name: "x".into(), attrs: vec![], children: vec![] };
     for _ in 0..1000 {
         deep = Element { name: "x".into(), attrs: vec![], children: vec![deep] };
     }
-    let e = parse_jfr(&chunk_raw(&metadata_body(&deep), &checkpoint_body(&[]), &[]), None, LIMIT).unwrap_err();
+    let e = parse(&chunk_raw(&metadata_body(&deep), &checkpoint_body(&[]), &[]), None, LIMIT).unwrap_err();
     assert!(matches!(e, JfrError::Malformed { .. }), "{e}");
 
     // A struct that inlines itself: `Node { int v; Node next; }`, with a pool entry.
     let mut cls = classes.clone();
     cls.push(class(50, "Node", vec![f("v", INT), f("next", 50)]));
-    let e = parse_jfr(&chunk(&cls, &[(50, vec![(1, vec![1u8; 10_000])])], &[]), None, LIMIT).unwrap_err();
+    let e = parse(&chunk(&cls, &[(50, vec![(1, vec![1u8; 10_000])])], &[]), None, LIMIT).unwrap_err();
     assert!(matches!(e, JfrError::Malformed { .. }), "{e}");
 
     // Structs of structs with no data: skipped in O(1), arrays of them too.
@@ -671,16 +828,16 @@ fn hostile_declared_sizes_and_nesting() {
     let mut v = ints(&[1_000_000]);
     v.extend(vec![0u8; 1_000_000]);
     v.extend(ints(&[7]));
-    assert!(parse_jfr(&chunk(&cls, &[(62, vec![(1, v)])], &[]), None, LIMIT).is_ok());
+    assert!(parse(&chunk(&cls, &[(62, vec![(1, v)])], &[]), None, LIMIT).is_ok());
 
     // Unknown classes in pools or fields.
     let mut cp = ints(&[0, 0, 0]);
     cp.push(0);
     cp.extend(ints(&[1, 12345, 0]));
-    assert!(matches!(parse_jfr(&chunk_raw(&meta, &cp, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
+    assert!(matches!(parse(&chunk_raw(&meta, &cp, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
     let mut cls = classes.clone();
     cls.push(class(70, "Dangling", vec![f("x", 9999)]));
-    assert!(matches!(parse_jfr(&chunk(&cls, &pools, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
+    assert!(matches!(parse(&chunk(&cls, &pools, &[]), None, LIMIT), Err(JfrError::Malformed { .. })));
 }
 
 #[test]
@@ -695,9 +852,10 @@ fn name_budget_caps_function_names() {
         (CLASS, vec![(1, ints(&[1, 0]))]),
         (METHOD, methods),
         (STACK_TRACE, vec![(1, stack(&frames))]),
+        (THREAD_STATE, vec![(RUNNABLE, sym("STATE_RUNNABLE"))]),
     ];
     let rec = chunk(&std_classes(), &pools, &[execution_sample(1, 0)]);
-    assert_eq!(parse_jfr(&rec, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
+    assert_eq!(parse(&rec, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
     let ps = parse_checked(&rec, None).unwrap();
     assert_eq!(ps[0].profile.function.len(), 1, "identical names are one function");
 }
@@ -774,11 +932,16 @@ mod synth {
     pub(super) const METHOD: i64 = 7;
     pub(super) const FRAME: i64 = 8;
     pub(super) const STACK_TRACE: i64 = 9;
+    pub(super) const THREAD_STATE: i64 = 10;
     pub(super) const EXECUTION_SAMPLE: i64 = 100;
     pub(super) const ACTIVE_SETTING: i64 = 101;
     pub(super) const LIVE_OBJECT: i64 = 102;
     pub(super) const WALL_CLOCK: i64 = 103;
     pub(super) const MONITOR_ENTER: i64 = 104;
+    pub(super) const MALLOC: i64 = 105;
+    /// Keys of the thread state pool of [`app_pools`].
+    pub(super) const RUNNABLE: i64 = 1;
+    pub(super) const SLEEPING: i64 = 2;
 
     #[derive(Debug, Clone)]
     pub(super) struct Field {
@@ -827,10 +990,18 @@ mod synth {
                 vec![cp("method", METHOD), f("lineNumber", INT), f("bytecodeIndex", INT)],
             ),
             class(STACK_TRACE, "jdk.types.StackTrace", vec![f("truncated", BOOLEAN), arr("frames", FRAME)]),
+            class(THREAD_STATE, "jdk.types.ThreadState", vec![f("name", STRING)]),
             class(
                 EXECUTION_SAMPLE,
                 "jdk.ExecutionSample",
-                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("contextId", LONG)],
+                vec![
+                    f("startTime", LONG),
+                    cp("stackTrace", STACK_TRACE),
+                    cp("state", THREAD_STATE),
+                    f("spanId", LONG),
+                    f("spanName", LONG),
+                    f("contextId", LONG),
+                ],
             ),
             class(
                 ACTIVE_SETTING,
@@ -851,6 +1022,11 @@ mod synth {
                 MONITOR_ENTER,
                 "jdk.JavaMonitorEnter",
                 vec![f("startTime", LONG), f("duration", LONG), cp("stackTrace", STACK_TRACE)],
+            ),
+            class(
+                MALLOC,
+                "profiler.Malloc",
+                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("address", LONG), f("size", LONG)],
             ),
         ]
     }
@@ -1059,11 +1235,17 @@ mod synth {
             (CLASS, vec![(1, ints(&[1, 1]))]),
             (METHOD, vec![(1, ints(&[1, 2, 5])), (2, ints(&[1, 3, 5])), (3, ints(&[1, 4, 5]))]),
             (STACK_TRACE, vec![(1, stack(&[(2, 10), (1, 5)])), (2, stack(&[(3, 20), (1, 6)]))]),
+            (THREAD_STATE, vec![(RUNNABLE, sym("STATE_RUNNABLE")), (SLEEPING, sym("STATE_SLEEPING"))]),
         ]
     }
 
+    /// An execution sample of a running thread without span.
     pub(super) fn execution_sample(stack: i64, context: i64) -> Vec<u8> {
-        event(EXECUTION_SAMPLE, &ints(&[1, stack, context]))
+        execution_sample_in(stack, RUNNABLE, 0, 0, context)
+    }
+
+    pub(super) fn execution_sample_in(stack: i64, state: i64, span_id: i64, span_name: i64, context: i64) -> Vec<u8> {
+        event(EXECUTION_SAMPLE, &ints(&[1, stack, state, span_id, span_name, context]))
     }
 
     pub(super) fn active_setting(id: i64, name: &str, value: &str) -> Vec<u8> {

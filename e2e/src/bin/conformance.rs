@@ -440,47 +440,43 @@ fn from_pprof(f: &Fixture) -> Answer {
     out
 }
 
-/// jfr-parser's goldens: `<name>_<n>_<metric>_<type>__<unit>[ <type>__<unit>]_expected.txt.gz`
-/// (header `PeriodType: <type> <unit>`) and the matching `_collapsed` file
-/// (`frame:line;frame:line [v1 v2]`).
+/// jfr-parser's goldens: `<name>_<n>_<metric>_<type>__<unit>[ <type>__<unit>]_expected.txt.gz`,
+/// a text dump of the pprof: `PeriodType: <type> <unit>` (blank when there
+/// is none), `Samples:` lines `<v1> [<v2>]: <location ids>`, and `Locations`
+/// lines `<id>: 0x0 M=1 <function name> :<line>:0 s=0()`. (The `_collapsed`
+/// files beside them join frames with `;`, which some native library names
+/// contain, so they are not used.)
 fn from_goldens(f: &Fixture) -> Result<Answer, String> {
     let mut out = Answer::new();
     for path in aux(f, "golden") {
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
         let Some(stem) = file.strip_suffix("_expected.txt.gz") else { continue };
-        let header = String::from_utf8(gunzip_if_needed(&read(&path))).map_err(|e| e.to_string())?;
-        let period = header
+        let text = String::from_utf8(gunzip_if_needed(&read(&path))).map_err(|e| e.to_string())?;
+        let period = text
             .lines()
-            .find_map(|l| l.strip_prefix("PeriodType: "))
-            .map(|p| p.trim().replace(' ', ":"))
+            .find_map(|l| l.strip_prefix("PeriodType:"))
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.replace(' ', ":"))
             .unwrap_or_else(|| ":".into());
         // `<fixture>__<recording>_<n>_<metric>_<t1>__<u1>[+<t2>__<u2>]`
-        let after = stem.rsplit_once("__").map(|_| stem).unwrap();
-        let parts: Vec<&str> = after.split('_').collect();
+        let parts: Vec<&str> = stem.split('_').collect();
         // Find `<n>` (a number) followed by the metric.
         let n_pos = parts.iter().rposition(|p| p.parse::<u32>().is_ok() && !p.is_empty()).ok_or("golden name")?;
         let rest = parts[n_pos + 1..].join("_");
         let (metric, types) = split_metric(&rest).ok_or_else(|| format!("golden name {file}"))?;
-        let collapsed = path.with_file_name(format!("{stem}_expected_collapsed.txt.gz"));
-        let text = String::from_utf8(gunzip_if_needed(&read(&collapsed))).map_err(|e| e.to_string())?;
+        let (samples, names) = golden_dump(&text)?;
         for (i, (ty, unit)) in types.iter().enumerate() {
             let mut total = 0;
-            let mut names = BTreeSet::new();
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let (stack, values) = line.rsplit_once(" [").ok_or("collapsed line")?;
-                let v: i64 = values
-                    .trim_end_matches(']')
-                    .split_whitespace()
-                    .nth(i)
-                    .ok_or("collapsed values")?
-                    .parse()
-                    .map_err(|e| format!("{e}"))?;
+            let mut used = BTreeSet::new();
+            for (values, locations) in &samples {
+                let v = values.get(i).copied().ok_or("golden sample values")?;
                 if v == 0 {
                     continue;
                 }
                 total += v;
-                for frame in stack.split(';') {
-                    names.insert(frame.rsplit_once(':').map_or(frame, |(n, _)| n).to_owned());
+                for l in locations {
+                    used.insert(names.get(l).cloned().ok_or_else(|| format!("golden location {l}"))?);
                 }
             }
             if total != 0 {
@@ -488,7 +484,7 @@ fn from_goldens(f: &Fixture) -> Result<Answer, String> {
                 // nanoseconds; Phlox stores nanoseconds (ARCHITECTURE.md):
                 // only the names are compared for it.
                 let total = if *ty == "delay" { DELAY_IN_TICKS } else { total };
-                out.insert(format!("{metric}:{ty}:{unit}:{period}"), (total, names));
+                out.insert(format!("{metric}:{ty}:{unit}:{period}"), (total, used));
             }
         }
     }
@@ -496,6 +492,41 @@ fn from_goldens(f: &Fixture) -> Result<Answer, String> {
         return Err("no golden files".into());
     }
     Ok(out)
+}
+
+/// The samples (values, location ids) and location names of a golden dump.
+#[allow(clippy::type_complexity)]
+fn golden_dump(text: &str) -> Result<(Vec<(Vec<i64>, Vec<u64>)>, BTreeMap<u64, String>), String> {
+    let (mut samples, mut names) = (Vec::new(), BTreeMap::new());
+    let mut section = "";
+    for line in text.lines() {
+        match line.trim_end() {
+            "Samples:" | "Locations" | "Mappings" => {
+                section = line.trim_end();
+                continue;
+            }
+            _ => {}
+        }
+        let Some((head, tail)) = line.split_once(':') else { continue };
+        match section {
+            "Samples:" => {
+                // Label lines (`key:[value]`) do not start with numbers.
+                let values: Result<Vec<i64>, _> = head.split_whitespace().map(str::parse).collect();
+                let (Ok(values), false) = (values, head.trim().is_empty()) else { continue };
+                let locations: Result<Vec<u64>, _> = tail.split_whitespace().map(str::parse).collect();
+                samples.push((values, locations.map_err(|e| format!("golden sample {line:?}: {e}"))?));
+            }
+            "Locations" => {
+                let Ok(id) = head.trim().parse::<u64>() else { continue };
+                let after = tail.split_once(" M=").map(|(_, r)| r).ok_or("golden location")?;
+                let name = after.split_once(' ').map(|(_, r)| r).unwrap_or("");
+                let name = name.rsplit_once(" :").map_or(name, |(n, _)| n);
+                names.insert(id, name.to_owned());
+            }
+            _ => {}
+        }
+    }
+    Ok((samples, names))
 }
 
 /// `process_cpu_cpu__nanoseconds` → (`process_cpu`, [(cpu, nanoseconds)]);
@@ -514,11 +545,21 @@ fn split_metric(s: &str) -> Option<(String, Vec<(String, String)>)> {
     None
 }
 
-/// The JDK's own reading of the recording: CPU from `jdk.ExecutionSample`
-/// events whose thread was not sleeping, each worth 1e9 / sampleRate (100).
+/// The JDK's own reading of the recording (`jfr print --json`, whole
+/// stacks): CPU from `jdk.ExecutionSample` events whose thread was not
+/// sleeping, each worth 1e9 / sampleRate (100); allocation samples from
+/// `jdk.ObjectAllocationSample` (count and `weight` bytes). Frames are
+/// `<internal class name>.<method>` with Pyroscope's lambda merge.
 fn from_jfr_print(f: &Fixture) -> Result<Answer, String> {
     let out = std::process::Command::new("jfr")
-        .args(["print", "--json", "--events", "jdk.ExecutionSample"])
+        .args([
+            "print",
+            "--json",
+            "--stack-depth",
+            "1000000",
+            "--events",
+            "jdk.ExecutionSample,jdk.ObjectAllocationSample",
+        ])
         .arg(&f.file)
         .output()
         .map_err(|e| format!("jfr: {e} (a JDK is needed: make conformance installs it)"))?;
@@ -526,22 +567,51 @@ fn from_jfr_print(f: &Fixture) -> Result<Answer, String> {
         return Err(format!("jfr print failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    let mut total = 0;
-    let mut names = BTreeSet::new();
+    let mut answer = Answer::new();
+    let mut add = |key: &str, value: i64, names: &BTreeSet<String>| {
+        let e = answer.entry(key.to_owned()).or_insert((0, BTreeSet::new()));
+        e.0 += value;
+        e.1.extend(names.iter().cloned());
+    };
     for e in v["recording"]["events"].as_array().ok_or("jfr print: no events")? {
-        if e["values"]["state"].as_str() == Some("STATE_SLEEPING") {
-            continue;
-        }
         let frames = e["values"]["stackTrace"]["frames"].as_array();
         let Some(frames) = frames.filter(|f| !f.is_empty()) else { continue };
-        total += 10_000_000;
-        for fr in frames {
-            let class = fr["method"]["type"]["name"].as_str().unwrap_or("").replace('.', "/");
-            let method = fr["method"]["name"].as_str().unwrap_or("");
-            names.insert(format!("{class}.{method}"));
+        let names: BTreeSet<String> = frames
+            .iter()
+            .map(|fr| {
+                let class = fr["method"]["type"]["name"].as_str().unwrap_or("");
+                let method = fr["method"]["name"].as_str().unwrap_or("");
+                format!("{}.{method}", pyroscope_lambda_merge(class))
+            })
+            .collect();
+        match e["type"].as_str() {
+            Some("jdk.ExecutionSample") if e["values"]["state"].as_str() != Some("STATE_SLEEPING") => {
+                add("process_cpu:cpu:nanoseconds:cpu:nanoseconds", 10_000_000, &names);
+            }
+            Some("jdk.ObjectAllocationSample") => {
+                add("memory:alloc_sample_objects:count:space:bytes", 1, &names);
+                add("memory:alloc_sample_bytes:bytes:space:bytes", e["values"]["weight"].as_i64().unwrap_or(0), &names);
+            }
+            _ => {}
         }
     }
-    Ok(BTreeMap::from([("process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_owned(), (total, names))]))
+    Ok(answer)
+}
+
+/// Pyroscope's merge of generated lambda class names, as its rule reads:
+/// `<prefix>$$Lambda`, then optionally `$<digits>`, `/` or `.`, optionally
+/// `0x`, hex digits to the end (or only digits to the end) becomes
+/// `<prefix>$$Lambda_` (`App$$Lambda$14/0x0000000801001000`,
+/// `App$$Lambda/0x00007f…`); JDK 17's `X$$Lambda$43+0x…/123` stays.
+fn pyroscope_lambda_merge(class: &str) -> String {
+    let Some(i) = class.rfind("$$Lambda").filter(|&i| i > 0) else { return class.to_owned() };
+    let (head, rest) = class.split_at(i + "$$Lambda".len());
+    let is_hex = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let digits_only = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    let after = rest.strip_prefix('$').unwrap_or(rest);
+    let tail = after.trim_start_matches(|c: char| c.is_ascii_digit());
+    let separated = tail.strip_prefix(['/', '.']).is_some_and(|t| is_hex(t.strip_prefix("0x").unwrap_or(t)));
+    if separated || digits_only { format!("{head}_") } else { class.to_owned() }
 }
 
 /// Folded lines: `stack count`; each count is worth 1e9 / sampleRate ns.
@@ -562,8 +632,14 @@ fn from_folded(f: &Fixture) -> Answer {
     BTreeMap::from([("process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_owned(), (total, names))])
 }
 
-/// Each profile of the file with its weights (sampled) or its open-frame
-/// durations (evented), typed by its unit.
+/// Pyroscope's reading of a speedscope upload (`/ingest?format=speedscope`,
+/// default sampleRate): profiles with equal name, type, unit and start are
+/// one; with several, each is typed by `<name>.<unit>` (time units → wall,
+/// bytes → memory:samples:bytes), with one by the name (no suffix → CPU).
+/// Values are hundredths of the unit (bytes whole); CPU and wall ones
+/// become nanoseconds at the unit's own rate (none 1e4/s, seconds 100/s,
+/// milliseconds 1e5/s, …): `hundredths × 1e9 / rate`. Evented profiles:
+/// the time between two events belongs to the frames open in between.
 fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
     let v: serde_json::Value = serde_json::from_slice(&read(&f.file)).map_err(|e| e.to_string())?;
     let frames: Vec<String> = v["shared"]["frames"]
@@ -572,25 +648,45 @@ fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
         .iter()
         .map(|x| x["name"].as_str().unwrap_or("").to_owned())
         .collect();
+    let all = v["profiles"].as_array().ok_or("no profiles")?;
+    let key_of = |p: &serde_json::Value| {
+        (p["name"].to_string(), p["type"].to_string(), p["unit"].to_string(), p["startValue"].to_string())
+    };
+    let distinct: BTreeSet<_> = all.iter().map(key_of).collect();
+    let multi = distinct.len() > 1;
     let mut out = Answer::new();
-    for p in v["profiles"].as_array().ok_or("no profiles")? {
+    for p in all {
         let unit = p["unit"].as_str().unwrap_or("none");
-        let (key, scale) = match unit {
-            "bytes" => ("memory:alloc_space:bytes::", 1.0),
-            "nanoseconds" => ("process_cpu:cpu:nanoseconds:cpu:nanoseconds", 1.0),
-            "microseconds" => ("process_cpu:cpu:nanoseconds:cpu:nanoseconds", 1e3),
-            "milliseconds" => ("process_cpu:cpu:nanoseconds:cpu:nanoseconds", 1e6),
-            "seconds" => ("process_cpu:cpu:nanoseconds:cpu:nanoseconds", 1e9),
-            _ => ("process_cpu:samples:count::", 1.0),
+        let suffix = if multi { unit } else { "cpu" };
+        let metric = match suffix {
+            "cpu" => "process_cpu",
+            "bytes" => "memory",
+            _ => "wall",
         };
-        let entry = out.entry(key.to_owned()).or_insert((0, BTreeSet::new()));
+        let (precision, rate) = match unit {
+            "bytes" => (1.0, 0.0),
+            "seconds" => (100.0, 100.0),
+            "milliseconds" => (100.0, 1e5),
+            "microseconds" => (100.0, 1e8),
+            "nanoseconds" => (100.0, 1e11),
+            _ => (100.0, 1e4),
+        };
+        let (key, scale) = if metric != "memory" && rate != 0.0 {
+            let t = if metric == "wall" { "wall" } else { "cpu" };
+            (format!("{metric}:{t}:nanoseconds:cpu:nanoseconds"), 1e9 / rate)
+        } else if metric == "memory" {
+            ("memory:samples:bytes::".to_owned(), 1.0)
+        } else {
+            (format!("{metric}:samples:count::"), 1.0)
+        };
+        let value = |units: f64| ((units * precision).trunc() * scale) as i64;
+        let entry = out.entry(key).or_insert((0, BTreeSet::new()));
         match p["type"].as_str() {
             Some("sampled") => {
                 let samples = p["samples"].as_array().ok_or("samples")?;
-                let weights = p["weights"].as_array();
-                for (i, smp) in samples.iter().enumerate() {
-                    let w = weights.and_then(|w| w.get(i)).and_then(|w| w.as_f64()).unwrap_or(1.0);
-                    let value = (w * scale).round() as i64;
+                let weights = p["weights"].as_array().ok_or("weights")?;
+                for (smp, w) in samples.iter().zip(weights) {
+                    let value = value(w.as_f64().unwrap_or(0.0));
                     if value <= 0 {
                         continue;
                     }
@@ -605,7 +701,7 @@ fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
                 let mut last = p["startValue"].as_f64().unwrap_or(0.0);
                 for e in p["events"].as_array().ok_or("events")? {
                     let at = e["at"].as_f64().unwrap_or(0.0);
-                    let value = ((at - last) * scale).round() as i64;
+                    let value = value(at - last);
                     if value > 0 && !open.is_empty() {
                         entry.0 += value;
                         entry.1.extend(open.iter().map(|&i| frames[i].clone()));

@@ -193,7 +193,7 @@ impl Distributor {
         self.metrics.received_profiles.inc();
         match format {
             IngestFormat::Pprof => self.ingest_pprof(&l, &name, from, spy, body, now),
-            IngestFormat::Jfr => self.ingest_jfr(&l, &name, from, until, spy, body, now),
+            IngestFormat::Jfr => self.ingest_jfr(&l, &name, from, until, sample_rate, spy, body, now),
             text => self.ingest_text(&l, text, &name, from, until, sample_rate, spy, body, now),
         }
     }
@@ -221,52 +221,59 @@ impl Distributor {
             return Ok(Vec::new());
         }
         self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(body.len() as u64);
-        let (stem, suffix) = name.app.rsplit_once('.').unwrap_or((name.app.as_str(), "cpu"));
-        let kind = rules::suffix_kind(suffix).ok_or_else(|| {
-            IngestError::BadRequest(format!(
-                "name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"
-            ))
-        })?;
-        let speedscope = match format {
-            IngestFormat::Speedscope => Some(speedscope::parse(&body).map_err(IngestError::Parse)?),
-            _ => None,
-        };
-        // Speedscope files in a time unit carry durations: store nanoseconds.
-        let time_unit = speedscope.as_ref().and_then(|v| speedscope::unit_scale(speedscope::unit(v)));
-        if let Some(ns) = time_unit.filter(|_| matches!(kind.name, "process_cpu" | "wall")) {
-            let t = if kind.name == "wall" { "wall" } else { "cpu" };
-            let mut b = StackProfileBuilder::new(&[(t, "nanoseconds")], None, l.max_profile_size_bytes);
-            if let Some(v) = &speedscope {
-                speedscope::add(v, &mut b, ns).map_err(IngestError::Parse)?;
-            }
-            return self.finish_text(l, b, name, kind, stem, spy, from, until, &body, now);
+        if format == IngestFormat::Speedscope {
+            return self.ingest_speedscope(l, name, from, until, sample_rate, spy, &body, now);
         }
+        let (stem, kind) = app_kind(&name.app)?;
         let timed = matches!(kind.name, "process_cpu" | "wall") && sample_rate != 0;
         let period = if timed { NANOS / i64::from(sample_rate) } else { 0 };
-        let mut b = if timed {
-            let t = if kind.name == "wall" { "wall" } else { "cpu" };
-            StackProfileBuilder::new(
-                &[(t, "nanoseconds")],
-                Some((("cpu", "nanoseconds"), period)),
-                l.max_profile_size_bytes,
-            )
-        } else {
-            StackProfileBuilder::new(&[(kind.sample_type, kind.unit)], None, l.max_profile_size_bytes)
-        };
+        let mut b = text_builder(l, kind, timed.then_some(period));
         let scale = if timed { period.max(1) } else { 1 };
         let max_children = l.max_profile_stacktrace_samples as u64;
         let parsed = match format {
-            IngestFormat::Speedscope => match &speedscope {
-                Some(v) => speedscope::add(v, &mut b, scale),
-                None => Ok(()),
-            },
             IngestFormat::Folded => text::folded(&body, &mut b, scale),
             IngestFormat::Lines => text::lines(&body, &mut b, scale),
             IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, 65_535),
             _ => text::trie(&body, &mut b, scale, max_children, l.max_profile_size_bytes),
         };
         parsed.map_err(IngestError::Parse)?;
-        self.finish_text(l, b, name, kind, stem, spy, from, until, &body, now)
+        self.finish_text(l, b, name, kind, stem, &[], spy, from, until, &body, now)
+    }
+
+    /// A speedscope file: one series per profile, typed as the module
+    /// [`speedscope`] describes.
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_speedscope(
+        &self,
+        l: &Limits,
+        name: &AppName,
+        from: i64,
+        until: i64,
+        sample_rate: u32,
+        spy: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
+        let v = speedscope::parse(body).map_err(IngestError::Parse)?;
+        let file = speedscope::file(&v).map_err(IngestError::Parse)?;
+        let multi = file.profiles.len() > 1;
+        let mut out = Vec::new();
+        for p in &file.profiles {
+            let app = if multi { format!("{}.{}", name.app, p.unit.name()) } else { name.app.clone() };
+            let (stem, kind) = app_kind(&app)?;
+            // Pyroscope reads the default sampleRate (100) as "the unit's own rate".
+            let rate = if sample_rate == 100 { p.unit.default_sample_rate() } else { u64::from(sample_rate) };
+            let timed = matches!(kind.name, "process_cpu" | "wall") && rate != 0;
+            let period = if timed { (NANOS as u64 / rate) as i64 } else { 0 };
+            let mut b = text_builder(l, kind, timed.then_some(period));
+            let (numerator, denominator) =
+                if timed { (NANOS, i64::try_from(rate).unwrap_or(i64::MAX)) } else { (1, 1) };
+            file.add(p, &mut b, numerator, denominator).map_err(IngestError::Parse)?;
+            let extra = [("profile_name".to_owned(), p.name.to_owned())];
+            let extra = if p.name.is_empty() { &extra[..0] } else { &extra[..] };
+            out.extend(self.finish_text(l, b, name, kind, stem, extra, spy, from, until, body, now)?);
+        }
+        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -277,6 +284,7 @@ impl Distributor {
         name: &AppName,
         kind: rules::Kind,
         stem: &str,
+        extra: &[(String, String)],
         spy: &str,
         from: i64,
         until: i64,
@@ -293,6 +301,7 @@ impl Distributor {
         let mut labels =
             vec![(ln::METRIC_NAME.to_owned(), kind.name.to_owned()), ("pyroscope_spy".to_owned(), spy.to_owned())];
         labels.extend(public_labels(&name.labels).cloned());
+        labels.extend(extra.iter().cloned());
         let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
         if !has_service {
             labels.push((ln::SERVICE_NAME.to_owned(), stem.to_owned()));
@@ -376,6 +385,7 @@ impl Distributor {
         name: &AppName,
         from: i64,
         until: i64,
+        sample_rate: u32,
         spy: &str,
         body: IngestBody,
         now: i64,
@@ -389,18 +399,11 @@ impl Distributor {
             }
         };
         self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(jfr.len() as u64);
-        let profiles = phlox_formats::jfr::parse_jfr(&jfr, labels.as_deref(), JFR_MAX_BYTES)
+        let recording = phlox_formats::jfr::parse_jfr(&jfr, labels.as_deref(), JFR_MAX_BYTES, sample_rate)
             .map_err(|e| IngestError::Parse(format!("jfr: {e}")))?;
-        // One `jfr_event` for every series: the recording's execution-sample kind.
-        let event = profiles
-            .iter()
-            .find(|p| matches!(p.metric, "process_cpu" | "wall"))
-            .or(profiles.first())
-            .map(|p| p.event.clone())
-            .unwrap_or_default();
         let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
         let mut out = Vec::new();
-        for mut jp in profiles {
+        for mut jp in recording.profiles {
             // Dated by the upload's `from`/`until`, as Pyroscope does, not by
             // the recording's own clock (a JVM's clock may be off, and a
             // buffered or backfilled upload is old by design).
@@ -418,9 +421,12 @@ impl Distributor {
             let mut pairs = vec![
                 (ln::METRIC_NAME.to_owned(), jp.metric.to_owned()),
                 ("pyroscope_spy".to_owned(), spy.to_owned()),
-                ("jfr_event".to_owned(), event.clone()),
                 (if has_service { "app_name" } else { ln::SERVICE_NAME }.to_owned(), name.app.clone()),
             ];
+            // Pyroscope's `jfr_event`: the recording's `event` setting (none for the JDK's recorder).
+            if let Some(event) = recording.event.as_ref().filter(|e| !e.is_empty()) {
+                pairs.push(("jfr_event".to_owned(), event.clone()));
+            }
             pairs.extend(public_labels(&name.labels).cloned());
             let labels = self.series_labels(l, &to_pairs(pairs))?;
             let id = ProfileId::random();
@@ -430,6 +436,33 @@ impl Distributor {
             );
         }
         Ok(out)
+    }
+}
+
+/// The service name and profile kind of an `/ingest` app name: its last
+/// `.suffix` names the kind (`app.cpu`, `app.inuse_space`), none means CPU.
+fn app_kind(app: &str) -> Result<(&str, rules::Kind), IngestError> {
+    let (stem, suffix) = app.rsplit_once('.').unwrap_or((app, "cpu"));
+    let kind = rules::suffix_kind(suffix).ok_or_else(|| {
+        IngestError::BadRequest(format!("name: unknown profile type suffix {suffix:?} (e.g. app.cpu, app.inuse_space)"))
+    })?;
+    Ok((stem, kind))
+}
+
+/// The builder of a stack-format upload: with a period, CPU or wall time in
+/// nanoseconds (period type cpu/nanoseconds, as Pyroscope writes it for
+/// both); without, the kind's own sample type.
+fn text_builder(l: &Limits, kind: rules::Kind, period: Option<i64>) -> StackProfileBuilder {
+    match period {
+        Some(period) => {
+            let t = if kind.name == "wall" { "wall" } else { "cpu" };
+            StackProfileBuilder::new(
+                &[(t, "nanoseconds")],
+                Some((("cpu", "nanoseconds"), period)),
+                l.max_profile_size_bytes,
+            )
+        }
+        None => StackProfileBuilder::new(&[(kind.sample_type, kind.unit)], None, l.max_profile_size_bytes),
     }
 }
 

@@ -4,11 +4,13 @@
 
 use phlox_pprof::StackProfileBuilder;
 
-/// `frame;frame;leaf count` per line (split at the last space).
+/// `frame;frame;leaf count` per line: the line trimmed, then split at its
+/// last space. Frames are kept as written, spaces included (`a;  3` has the
+/// leaf frame `" "`, as perf's stackcollapse writes it), as Pyroscope does.
 pub(crate) fn folded(body: &[u8], b: &mut StackProfileBuilder, scale: i64) -> Result<(), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("folded profile is not UTF-8: {e}"))?;
     for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end();
+        let line = line.trim();
         if line.is_empty() {
             continue;
         }
@@ -24,7 +26,7 @@ pub(crate) fn folded(body: &[u8], b: &mut StackProfileBuilder, scale: i64) -> Re
         if count == 0 {
             continue;
         }
-        b.add(stack.trim().split(';'), &[count.saturating_mul(scale)]).map_err(|e| e.to_string())?;
+        b.add(stack.split(';'), &[count.saturating_mul(scale)]).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -210,6 +212,11 @@ mod tests {
         let mut b = builder();
         folded(b"main;a;b 3\nmain;c 2\n\nmain;a;b 0\n", &mut b, 1).unwrap();
         assert_eq!(folded_of(b), vec![("main;a;b".into(), 3), ("main;c".into(), 2)]);
+        // perf's stackcollapse writes a frame of one space: `main;  4` is the
+        // stack main → " " (the line's leading/trailing whitespace is not a frame).
+        let mut b = builder();
+        folded(b"  main;  4\r\nmain; x 1\n", &mut b, 1).unwrap();
+        assert_eq!(folded_of(b), vec![("main; ".into(), 4), ("main; x".into(), 1)]);
         let mut b = builder();
         assert!(folded(b"main;a x\n", &mut b, 1).unwrap_err().contains("line 1"));
         let mut b = builder();

@@ -10,9 +10,6 @@ use super::{Context, JfrError, JfrProfile, LabelsSnapshot};
 type FxIndexSet<T> = IndexSet<T, FxBuildHasher>;
 type FxIndexMap<K, V> = IndexMap<K, V, FxBuildHasher>;
 
-/// Fallback sampling interval (10 ms) when the recording has no setting.
-pub(crate) const DEFAULT_PERIOD_NANOS: i64 = 10_000_000;
-
 /// The profile kinds, in output order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventKind {
@@ -24,9 +21,10 @@ pub(crate) enum EventKind {
     Park,
     LiveObject,
     AllocSample,
+    Malloc,
 }
 
-pub(crate) const KINDS: usize = 8;
+pub(crate) const KINDS: usize = 9;
 
 const ALL_KINDS: [EventKind; KINDS] = [
     EventKind::Cpu,
@@ -37,13 +35,14 @@ const ALL_KINDS: [EventKind; KINDS] = [
     EventKind::Park,
     EventKind::LiveObject,
     EventKind::AllocSample,
+    EventKind::Malloc,
 ];
 
 struct KindInfo {
     metric: &'static str,
-    event: &'static str,
+    kind: &'static str,
     sample_types: &'static [(&'static str, &'static str)],
-    period_type: (&'static str, &'static str),
+    period_type: Option<(&'static str, &'static str)>,
     /// Values are sample counts multiplied by the sampling period.
     timed: bool,
 }
@@ -53,13 +52,14 @@ impl EventKind {
     pub(crate) fn of_event(name: &str) -> Option<EventKind> {
         Some(match name {
             "jdk.ExecutionSample" => EventKind::Cpu,
-            "jdk.NativeMethodSample" | "profiler.WallClockSample" => EventKind::Wall,
+            "profiler.WallClockSample" => EventKind::Wall,
             "jdk.ObjectAllocationInNewTLAB" => EventKind::TlabIn,
             "jdk.ObjectAllocationOutsideTLAB" => EventKind::TlabOut,
             "jdk.JavaMonitorEnter" => EventKind::Lock,
             "jdk.ThreadPark" => EventKind::Park,
             "profiler.LiveObject" => EventKind::LiveObject,
             "jdk.ObjectAllocationSample" => EventKind::AllocSample,
+            "profiler.Malloc" => EventKind::Malloc,
             _ => return None,
         })
     }
@@ -68,58 +68,65 @@ impl EventKind {
         match self {
             EventKind::Cpu => KindInfo {
                 metric: "process_cpu",
-                event: "cpu",
+                kind: "cpu",
                 sample_types: &[("cpu", "nanoseconds")],
-                period_type: ("cpu", "nanoseconds"),
+                period_type: Some(("cpu", "nanoseconds")),
                 timed: true,
             },
             EventKind::Wall => KindInfo {
                 metric: "wall",
-                event: "wall",
+                kind: "wall",
                 sample_types: &[("wall", "nanoseconds")],
-                period_type: ("wall", "nanoseconds"),
+                period_type: Some(("wall", "nanoseconds")),
                 timed: true,
             },
             EventKind::TlabIn => KindInfo {
                 metric: "memory",
-                event: "alloc_in_new_tlab",
+                kind: "alloc_in_new_tlab",
                 sample_types: &[("alloc_in_new_tlab_objects", "count"), ("alloc_in_new_tlab_bytes", "bytes")],
-                period_type: ("space", "bytes"),
+                period_type: Some(("space", "bytes")),
                 timed: false,
             },
             EventKind::TlabOut => KindInfo {
                 metric: "memory",
-                event: "alloc_outside_tlab",
+                kind: "alloc_outside_tlab",
                 sample_types: &[("alloc_outside_tlab_objects", "count"), ("alloc_outside_tlab_bytes", "bytes")],
-                period_type: ("space", "bytes"),
+                period_type: Some(("space", "bytes")),
                 timed: false,
             },
             EventKind::Lock => KindInfo {
                 metric: "mutex",
-                event: "lock",
+                kind: "lock",
                 sample_types: &[("contentions", "count"), ("delay", "nanoseconds")],
-                period_type: ("mutex", "count"),
+                period_type: Some(("mutex", "count")),
                 timed: false,
             },
             EventKind::Park => KindInfo {
                 metric: "block",
-                event: "thread_park",
+                kind: "thread_park",
                 sample_types: &[("contentions", "count"), ("delay", "nanoseconds")],
-                period_type: ("block", "count"),
+                period_type: Some(("block", "count")),
                 timed: false,
             },
             EventKind::LiveObject => KindInfo {
                 metric: "memory",
-                event: "live_object",
+                kind: "live_object",
                 sample_types: &[("live", "count")],
-                period_type: ("objects", "count"),
+                period_type: Some(("objects", "count")),
                 timed: false,
             },
             EventKind::AllocSample => KindInfo {
                 metric: "memory",
-                event: "alloc_sample",
+                kind: "alloc_sample",
                 sample_types: &[("alloc_sample_objects", "count"), ("alloc_sample_bytes", "bytes")],
-                period_type: ("space", "bytes"),
+                period_type: Some(("space", "bytes")),
+                timed: false,
+            },
+            EventKind::Malloc => KindInfo {
+                metric: "memory",
+                kind: "malloc",
+                sample_types: &[("malloc_objects", "count"), ("malloc_bytes", "bytes")],
+                period_type: None,
                 timed: false,
             },
         }
@@ -135,12 +142,16 @@ pub(crate) struct Builder {
     /// Location indices, leaf first.
     stacks: FxIndexSet<Box<[u32]>>,
     snapshot: Option<LabelsSnapshot>,
-    /// Context id → label set (index into `label_sets`).
-    contexts: FxHashMap<i64, u32>,
+    /// (context id, span id, span name id) → label set (index into `label_sets`).
+    contexts: FxHashMap<(i64, i64, i64), u32>,
     /// Distinct label sets as sorted (key, value) pairs; set 0 is empty.
     label_sets: FxIndexSet<Vec<(Box<str>, Box<str>)>>,
     aggs: [FxIndexMap<(u32, u32), [i64; 2]>; KINDS],
-    periods: [Option<i64>; KINDS],
+    /// Nanoseconds one CPU or wall event stands for: 1e9 / the upload's sample rate.
+    period: i64,
+    /// The value of the latest `jdk.ActiveSetting` named `event` (async-profiler's
+    /// profiling mode: `cpu`, `itimer`, `wall`, …), in recording order.
+    pub(crate) event_setting: Option<String>,
     time_start: Option<i64>,
     time_end: i64,
     /// Bytes of function names still allowed to be built (work and memory cap).
@@ -151,7 +162,7 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    pub(crate) fn new(snapshot: Option<LabelsSnapshot>, limit: usize) -> Self {
+    pub(crate) fn new(snapshot: Option<LabelsSnapshot>, limit: usize, sample_rate: u32) -> Self {
         Builder {
             functions: FxIndexSet::default(),
             locations: FxIndexSet::default(),
@@ -160,7 +171,8 @@ impl Builder {
             contexts: FxHashMap::default(),
             label_sets: std::iter::once(Vec::new()).collect(),
             aggs: Default::default(),
-            periods: [None; KINDS],
+            period: if sample_rate == 0 { 0 } else { 1_000_000_000 / i64::from(sample_rate) },
+            event_setting: None,
             time_start: None,
             time_end: 0,
             name_budget: limit,
@@ -173,15 +185,6 @@ impl Builder {
         let start = self.time_start.map_or(start_nanos, |s| s.min(start_nanos));
         self.time_start = Some(start);
         self.time_end = self.time_end.max(start_nanos.saturating_add(duration_nanos.max(0)));
-    }
-
-    /// Records a sampling period setting; the smallest one is effective
-    /// when several recordings ran at once.
-    pub(crate) fn period(&mut self, kind: EventKind, nanos: i64) {
-        if nanos > 0 {
-            let p = &mut self.periods[kind as usize];
-            *p = Some(p.map_or(nanos, |old| old.min(nanos)));
-        }
     }
 
     /// Charges `n` bytes of symbol text against the budget.
@@ -208,21 +211,32 @@ impl Builder {
         self.stacks.insert_full(locations.into()).0 as u32
     }
 
-    /// The label set of an event's context id (0 when unknown or none).
-    pub(crate) fn labels(&mut self, context: i64) -> u32 {
-        if context == 0 {
+    /// The label set of an event: its context's labels (by `contextId`), and
+    /// with a span id a `profile_id` label (16 hex digits) and the span's
+    /// `span_name`. Only with a labels snapshot; 0 (no labels) otherwise.
+    pub(crate) fn labels(&mut self, context: i64, span_id: i64, span_name: i64) -> u32 {
+        let Some(snap) = &self.snapshot else { return 0 };
+        if context == 0 && span_id == 0 && span_name == 0 {
             return 0;
         }
-        let Some(snap) = &self.snapshot else { return 0 };
-        if let Some(&set) = self.contexts.get(&context) {
+        let key = (context, span_id, span_name);
+        if let Some(&set) = self.contexts.get(&key) {
             return set;
         }
-        let set = match snap.contexts.get(&context) {
-            Some(ctx) => label_pairs(snap, ctx),
-            None => Vec::new(),
+        let mut set = match snap.contexts.get(&context) {
+            Some(ctx) if context != 0 => label_pairs(snap, ctx),
+            _ => Vec::new(),
         };
+        if span_id != 0 {
+            set.push(("profile_id".into(), format!("{span_id:016x}").into()));
+        }
+        if let Some(name) = snap.strings.get(&span_name).filter(|n| span_name != 0 && !n.is_empty()) {
+            set.push(("span_name".into(), name.as_str().into()));
+        }
+        set.sort();
+        set.dedup_by(|a, b| a.0 == b.0);
         let id = self.label_sets.insert_full(set).0 as u32;
-        self.contexts.insert(context, id);
+        self.contexts.insert(key, id);
         id
     }
 
@@ -240,7 +254,7 @@ impl Builder {
     }
 
     /// One pprof per kind that has samples.
-    pub(crate) fn finish(self) -> Vec<JfrProfile> {
+    pub(crate) fn finish(&self) -> Vec<JfrProfile> {
         let mut out = Vec::new();
         for kind in ALL_KINDS {
             let agg = &self.aggs[kind as usize];
@@ -248,12 +262,8 @@ impl Builder {
                 continue;
             }
             let info = kind.info();
-            let period = if info.timed { self.periods[kind as usize].unwrap_or(DEFAULT_PERIOD_NANOS) } else { 1 };
-            out.push(JfrProfile {
-                metric: info.metric,
-                event: info.event.to_string(),
-                profile: self.pprof(&info, agg, period),
-            });
+            let period = if info.timed { self.period } else { 0 };
+            out.push(JfrProfile { metric: info.metric, kind: info.kind, profile: self.pprof(&info, agg, period) });
         }
         out
     }
@@ -265,8 +275,7 @@ impl Builder {
         for &(t, u) in info.sample_types {
             p.sample_type.push(pb::ValueType { r#type: intern.id(t), unit: intern.id(u) });
         }
-        p.period_type =
-            Some(pb::ValueType { r#type: intern.id(info.period_type.0), unit: intern.id(info.period_type.1) });
+        p.period_type = info.period_type.map(|(t, u)| pb::ValueType { r#type: intern.id(t), unit: intern.id(u) });
         p.period = period;
         p.time_nanos = self.time_start.unwrap_or(0);
         p.duration_nanos = self.time_end.saturating_sub(p.time_nanos).max(0);

@@ -32,8 +32,9 @@ const MAX_VALUE_DEPTH: usize = 32;
 /// Deepest pool indirection followed to get a name (Class → Symbol → String).
 const MAX_NAME_DEPTH: usize = 4;
 /// Classes whose constant pools are indexed: the ones frame names are resolved through.
-const POOLED: [&str; 6] = [
+const POOLED: [&str; 7] = [
     "jdk.types.StackTrace",
+    "jdk.types.ThreadState",
     "jdk.types.StackFrame",
     "jdk.types.Method",
     "java.lang.Class",
@@ -152,10 +153,16 @@ enum Cap {
     AllocationSize,
     Weight,
     Samples,
-    SettingId,
+    Size,
+    State,
+    SpanId,
+    SpanName,
     SettingName,
     SettingValue,
 }
+
+/// Number of [`Cap`] slots.
+const CAPS: usize = Cap::SettingValue as usize + 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PlanKind {
@@ -177,8 +184,10 @@ struct EventState {
     ticks_per_second: i64,
     /// Stack trace pool key → interned stack (None: unresolvable or empty).
     stacks: FxHashMap<i64, Option<u32>>,
-    /// Method pool key → function index (None: a hidden frame).
+    /// Method pool key → function index (None: a frame Pyroscope leaves out).
     methods: FxHashMap<i64, Option<u32>>,
+    /// Thread state pool key → is the thread on CPU (a known state, not sleeping).
+    on_cpu: FxHashMap<i64, bool>,
     frames: Vec<u32>,
     name: String,
     part: String,
@@ -195,7 +204,6 @@ struct Layout {
     method: Option<u32>,
     method_type: Option<usize>,
     method_name: Option<usize>,
-    method_hidden: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -233,7 +241,6 @@ impl<'a> Chunk<'a> {
         if let Some(m) = l.method {
             l.method_type = types.field_index(m, "type");
             l.method_name = types.field_index(m, "name");
-            l.method_hidden = types.field_index(m, "hidden");
         }
         Chunk { buf, base, end, compressed, types, pools, string_class, layout: l }
     }
@@ -296,7 +303,10 @@ impl<'a> Chunk<'a> {
                         (PlanKind::Event(_), "allocationSize") => Cap::AllocationSize,
                         (PlanKind::Event(_), "weight") => Cap::Weight,
                         (PlanKind::Event(_), "samples") => Cap::Samples,
-                        (PlanKind::Setting, "id") => Cap::SettingId,
+                        (PlanKind::Event(_), "size") => Cap::Size,
+                        (PlanKind::Event(_), "state") => Cap::State,
+                        (PlanKind::Event(_), "spanId") => Cap::SpanId,
+                        (PlanKind::Event(_), "spanName") => Cap::SpanName,
                         (PlanKind::Setting, "name") => Cap::SettingName,
                         (PlanKind::Setting, "value") => Cap::SettingValue,
                         _ => Cap::Skip,
@@ -311,8 +321,9 @@ impl<'a> Chunk<'a> {
 
     fn event(&self, r: &mut Reader<'a>, plan: &Plan, b: &mut Builder, st: &mut EventState) -> Result<(), JfrError> {
         let class = self.types.class(plan.class);
-        let mut ints = [None::<i64>; 11];
+        let mut ints = [None::<i64>; CAPS];
         let mut strs = [None::<JStr<'a>>; 2];
+        let mut state_ty = None;
         for &(fi, cap) in &plan.steps {
             let f = &class.fields[fi as usize];
             if cap == Cap::Skip {
@@ -325,9 +336,12 @@ impl<'a> Chunk<'a> {
                 Val::Str(s) if cap == Cap::SettingValue => strs[1] = Some(s),
                 Val::Str(_) | Val::Other => {}
             }
+            if cap == Cap::State {
+                state_ty = Some(f.ty);
+            }
         }
         let kind = match plan.kind {
-            PlanKind::Setting => return self.setting(ints[Cap::SettingId as usize], strs, b, st),
+            PlanKind::Setting => return self.setting(strs, b, st),
             PlanKind::Event(k) => k,
         };
         let Some(key) = ints[Cap::Stack as usize] else { return Ok(()) };
@@ -340,43 +354,71 @@ impl<'a> Chunk<'a> {
             }
         };
         let Some(stack) = stack else { return Ok(()) };
-        let labels = ints[Cap::Context as usize].map_or(0, |c| b.labels(c));
         let get = |c: Cap| ints[c as usize].unwrap_or(0);
-        let values = match kind {
-            EventKind::Cpu | EventKind::LiveObject => [1, 0],
-            EventKind::Wall => [ints[Cap::Samples as usize].filter(|&n| n > 0).unwrap_or(1), 0],
-            EventKind::TlabIn => [1, ints[Cap::TlabSize as usize].unwrap_or(get(Cap::AllocationSize))],
-            EventKind::TlabOut => [1, get(Cap::AllocationSize)],
-            EventKind::Lock | EventKind::Park => [1, ticks_to_nanos(get(Cap::Duration), st.ticks_per_second)],
-            EventKind::AllocSample => [1, get(Cap::Weight)],
-        };
-        b.add(kind, stack, labels, values)
+        let labels = b.labels(get(Cap::Context), get(Cap::SpanId), get(Cap::SpanName));
+        match kind {
+            EventKind::Cpu => {
+                // Pyroscope counts a sample as CPU only when its thread state
+                // is known and not sleeping; in async-profiler's wall mode
+                // every sample is also wall time.
+                if let Some(state) = ints[Cap::State as usize]
+                    && self.is_on_cpu(state_ty, state, st)?
+                {
+                    b.add(EventKind::Cpu, stack, labels, [1, 0])?;
+                }
+                if b.event_setting.as_deref() == Some("wall") {
+                    b.add(EventKind::Wall, stack, labels, [1, 0])?;
+                }
+                Ok(())
+            }
+            EventKind::Wall => match ints[Cap::Samples as usize].unwrap_or(1) {
+                n @ 1.. => b.add(kind, stack, labels, [n, 0]),
+                _ => Ok(()),
+            },
+            EventKind::LiveObject => b.add(kind, stack, labels, [1, 0]),
+            EventKind::TlabIn => {
+                b.add(kind, stack, labels, [1, ints[Cap::TlabSize as usize].unwrap_or(get(Cap::AllocationSize))])
+            }
+            EventKind::TlabOut => b.add(kind, stack, labels, [1, get(Cap::AllocationSize)]),
+            EventKind::Lock | EventKind::Park => {
+                b.add(kind, stack, labels, [1, ticks_to_nanos(get(Cap::Duration), st.ticks_per_second)])
+            }
+            EventKind::AllocSample => b.add(kind, stack, labels, [1, get(Cap::Weight)]),
+            EventKind::Malloc => b.add(kind, stack, labels, [1, get(Cap::Size)]),
+        }
     }
 
-    /// A `jdk.ActiveSetting` event: keeps sampling periods of CPU and wall events.
-    fn setting(
-        &self,
-        id: Option<i64>,
-        strs: [Option<JStr<'a>>; 2],
-        b: &mut Builder,
-        st: &mut EventState,
-    ) -> Result<(), JfrError> {
-        let (Some(id), [Some(name), Some(value)]) = (id, strs) else { return Ok(()) };
-        let Some(class) = self.types.class_index(id) else { return Ok(()) };
-        let kind = match EventKind::of_event(self.types.class_name(class)) {
-            Some(k @ (EventKind::Cpu | EventKind::Wall)) => k,
-            _ => return Ok(()),
+    /// Whether thread state pool entry `key` (field type `ty`) exists and is
+    /// not `STATE_SLEEPING`.
+    fn is_on_cpu(&self, ty: Option<u32>, key: i64, st: &mut EventState) -> Result<bool, JfrError> {
+        if let Some(&s) = st.on_cpu.get(&key) {
+            return Ok(s);
+        }
+        let on_cpu = match ty {
+            Some(t) if self.pool(t, key).is_some() => {
+                st.name.clear();
+                self.text(ty, Val::Int(key), &mut st.name, 0)?;
+                st.name != "STATE_SLEEPING"
+            }
+            _ => false,
         };
+        st.on_cpu.insert(key, on_cpu);
+        Ok(on_cpu)
+    }
+
+    /// A `jdk.ActiveSetting` event: async-profiler's `event` setting (its
+    /// profiling mode) decides whether execution samples are wall time too.
+    fn setting(&self, strs: [Option<JStr<'a>>; 2], b: &mut Builder, st: &mut EventState) -> Result<(), JfrError> {
+        let [Some(name), Some(value)] = strs else { return Ok(()) };
         st.name.clear();
         self.text(self.string_class, Val::Str(name), &mut st.name, 0)?;
-        if st.name != "period" && st.name != "interval" {
+        if st.name != "event" {
             return Ok(());
         }
         st.name.clear();
         self.text(self.string_class, Val::Str(value), &mut st.name, 0)?;
-        if let Some(ns) = parse_duration(&st.name) {
-            b.period(kind, ns);
-        }
+        b.charge_name(st.name.len())?;
+        b.event_setting = Some(st.name.clone());
         Ok(())
     }
 
@@ -417,13 +459,11 @@ impl<'a> Chunk<'a> {
                             f
                         }
                     },
-                    None => {
-                        b.charge_name(UNKNOWN.len())?;
-                        Some(b.function(UNKNOWN))
-                    }
+                    None => None,
                 };
                 if let Some(func) = func {
-                    st.frames.push(b.location(func, line));
+                    // Line numbers are unsigned 32-bit, as Pyroscope reads them (-1 is 4294967295).
+                    st.frames.push(b.location(func, i64::from(line as u32)));
                 }
             }
             break;
@@ -456,37 +496,33 @@ impl<'a> Chunk<'a> {
         Ok((method, line))
     }
 
-    /// The function of method pool entry `key`: `package.Class.method`;
-    /// None for a hidden method (lambda forms, reflection and access
-    /// control trampolines), left out of stacks as the JDK's own tools do.
+    /// The function of method pool entry `key`: `<class>.<method>` with the
+    /// class's internal name (`java/lang/Thread.run`; `.no_Java_frame` for
+    /// a class without a name), each part through Pyroscope's symbol rewrites
+    /// ([`super::symbols`]). None, and the frame is left out as Pyroscope
+    /// does, when the method or its class is not in the constant pools.
     fn function(&self, key: i64, b: &mut Builder, st: &mut EventState) -> Result<Option<u32>, JfrError> {
-        st.name.clear();
         let l = &self.layout;
-        if let Some((m, off)) = l.method.and_then(|m| Some((m, self.pool(m, key)?))) {
-            if let Some(hi) = l.method_hidden
-                && let Val::Int(1..) = self.struct_field(m, off, hi)?
-            {
-                return Ok(None);
-            }
-            let fields = &self.types.class(m).fields;
-            if let Some(ti) = l.method_type {
-                st.part.clear();
-                let v = self.struct_field(m, off, ti)?;
-                self.text(Some(fields[ti].ty), v, &mut st.part, 0)?;
-                st.name.extend(st.part.chars().map(|c| if c == '/' { '.' } else { c }));
-            }
-            if let Some(ni) = l.method_name {
-                if !st.name.is_empty() {
-                    st.name.push('.');
-                }
-                let v = self.struct_field(m, off, ni)?;
-                self.text(Some(fields[ni].ty), v, &mut st.name, 0)?;
-            }
+        let (Some(m), Some(ti), Some(ni)) = (l.method, l.method_type, l.method_name) else { return Ok(None) };
+        let Some(off) = self.pool(m, key) else { return Ok(None) };
+        let fields = &self.types.class(m).fields;
+        let class_ty = fields[ti].ty;
+        let class = self.struct_field(m, off, ti)?;
+        if let Val::Int(k) = class
+            && self.pool(class_ty, k).is_none()
+        {
+            return Ok(None);
         }
-        if st.name.is_empty() {
-            st.name.push_str(UNKNOWN);
-        }
-        b.charge_name(st.name.len())?;
+        st.part.clear();
+        self.text(Some(class_ty), class, &mut st.part, 0)?;
+        st.name.clear();
+        st.name.push_str(&super::symbols::rewrite(&st.part));
+        st.name.push('.');
+        st.part.clear();
+        let v = self.struct_field(m, off, ni)?;
+        self.text(Some(fields[ni].ty), v, &mut st.part, 0)?;
+        st.name.push_str(&super::symbols::rewrite(&st.part));
+        b.charge_name(st.name.len() + st.part.len())?;
         Ok(Some(b.function(&st.name)))
     }
 
@@ -540,8 +576,6 @@ impl<'a> Chunk<'a> {
         Ok(())
     }
 }
-
-const UNKNOWN: &str = "<unknown>";
 
 /// Reads a scalar field (a pool key, integer or string); skips anything else.
 fn read_field<'a>(types: &Types, r: &mut Reader<'a>, f: &Field) -> Result<Val<'a>, JfrError> {
@@ -620,38 +654,9 @@ fn ticks_to_nanos(ticks: i64, ticks_per_second: i64) -> i64 {
     ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-/// Parses a JFR timespan setting (`"10 ms"`, `"20ms"`, `"1 s"`) into nanoseconds.
-pub(crate) fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: i64 = s.get(..digits)?.parse().ok()?;
-    let unit = match s.get(digits..)?.trim() {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(unit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10 ms"), Some(10_000_000));
-        assert_eq!(parse_duration("20ms"), Some(20_000_000));
-        assert_eq!(parse_duration("1 s"), Some(1_000_000_000));
-        assert_eq!(parse_duration("100 us"), Some(100_000));
-        assert_eq!(parse_duration("beginChunk"), None);
-        assert_eq!(parse_duration("ms"), None);
-        assert_eq!(parse_duration("99999999999999 d"), None);
-    }
 
     #[test]
     fn ticks() {

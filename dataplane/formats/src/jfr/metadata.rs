@@ -89,10 +89,6 @@ impl Types {
         &self.classes[idx as usize]
     }
 
-    pub(crate) fn class_name(&self, idx: u32) -> &str {
-        self.str(self.class(idx).name)
-    }
-
     pub(crate) fn field_name(&self, f: &Field) -> &str {
         self.str(f.name)
     }
