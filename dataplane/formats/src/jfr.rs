@@ -34,7 +34,7 @@
 //!
 //! | JFR event | metric | sample types | period type |
 //! |---|---|---|---|
-//! | `jdk.ExecutionSample` whose thread state is known and not `STATE_SLEEPING` | `process_cpu` | cpu/nanoseconds | cpu/nanoseconds |
+//! | `jdk.ExecutionSample` and `profiler.WallClockSample` whose thread state is known and not `STATE_SLEEPING` (one event each) | `process_cpu` | cpu/nanoseconds | cpu/nanoseconds |
 //! | `jdk.ExecutionSample` when the `event` setting is `wall`; `profiler.WallClockSample` (× `samples`) | `wall` | wall/nanoseconds | wall/nanoseconds |
 //! | `jdk.ObjectAllocationInNewTLAB` | `memory` | alloc_in_new_tlab_objects/count, alloc_in_new_tlab_bytes/bytes (`tlabSize`) | space/bytes |
 //! | `jdk.ObjectAllocationOutsideTLAB` | `memory` | alloc_outside_tlab_objects/count, alloc_outside_tlab_bytes/bytes (`allocationSize`) | space/bytes |

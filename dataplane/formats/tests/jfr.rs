@@ -481,7 +481,7 @@ fn synthetic_labels_settings_and_kinds() {
         synth::execution_sample(1, 4),  // same labels as context 1: same sample
         synth::execution_sample(0, 1),  // null stack trace: dropped
         synth::execution_sample(77, 1), // dangling stack trace: dropped
-        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, 3])),
+        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, synth::SLEEPING, 3])),
         synth::event(synth::LIVE_OBJECT, &synth::ints(&[1, 1, 64])),
         synth::event(synth::LIVE_OBJECT, &synth::ints(&[1, 1, 64])),
         synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 1500, 2])),
@@ -580,6 +580,8 @@ fn async_profiler_modes_spans_and_native_memory() {
         synth::execution_sample_in(2, SLEEPING, 0, 0, 0), // wall only
         synth::execution_sample_in(2, RUNNABLE, 0x1234_abcd, 11, 0), // CPU and wall, with span
         synth::execution_sample_in(2, 99, 0, 0, 0),       // unknown state: wall only
+        // async-profiler's wall-clock sample: 5 intervals of wall, one of CPU (running).
+        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 1, RUNNABLE, 5])),
         synth::event(synth::MALLOC, &synth::ints(&[1, 1, 0x7f00, 100])),
         synth::event(synth::MALLOC, &synth::ints(&[1, 1, 0x7f80, 50])),
     ]);
@@ -596,11 +598,15 @@ fn async_profiler_modes_spans_and_native_memory() {
         ("com/example/App.work;com/example/App.main", "com/example/App.sleep;com/example/App.main");
     assert_eq!(
         rows(by_event(&r.profiles, "cpu")),
-        [(l(&[]), main_work.to_string(), vec![ms20]), (span.clone(), main_sleep.to_string(), vec![ms20])]
+        [(l(&[]), main_work.to_string(), vec![2 * ms20]), (span.clone(), main_sleep.to_string(), vec![ms20])]
     );
     assert_eq!(
         rows(by_event(&r.profiles, "wall")),
-        [(l(&[]), main_sleep.to_string(), vec![2 * ms20]), (span, main_sleep.to_string(), vec![ms20])]
+        [
+            (l(&[]), main_sleep.to_string(), vec![2 * ms20]),
+            (l(&[]), main_work.to_string(), vec![5 * ms20]),
+            (span, main_sleep.to_string(), vec![ms20])
+        ]
     );
     let malloc = by_event(&r.profiles, "malloc");
     assert_eq!(malloc.metric, "memory");
@@ -888,7 +894,7 @@ proptest! {
         synth::active_setting(synth::EXECUTION_SAMPLE, "period", "20 ms"),
         synth::execution_sample(1, 1),
         synth::execution_sample(2, 2),
-        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, 3])),
+        synth::event(synth::WALL_CLOCK, &synth::ints(&[1, 2, synth::SLEEPING, 3])),
         synth::event(synth::MONITOR_ENTER, &synth::ints(&[1, 1500, 2])),
     ]))) {
         let _ = parse_checked(&buf, Some(&snapshot().encode_to_vec()));
@@ -1016,7 +1022,7 @@ mod synth {
             class(
                 WALL_CLOCK,
                 "profiler.WallClockSample",
-                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), f("samples", INT)],
+                vec![f("startTime", LONG), cp("stackTrace", STACK_TRACE), cp("state", THREAD_STATE), f("samples", INT)],
             ),
             class(
                 MONITOR_ENTER,

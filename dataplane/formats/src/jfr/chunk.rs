@@ -371,10 +371,19 @@ impl<'a> Chunk<'a> {
                 }
                 Ok(())
             }
-            EventKind::Wall => match ints[Cap::Samples as usize].unwrap_or(1) {
-                n @ 1.. => b.add(kind, stack, labels, [n, 0]),
-                _ => Ok(()),
-            },
+            EventKind::Wall => {
+                // async-profiler's wall-clock sample: `samples` intervals of
+                // wall time, and one of CPU when the thread was running.
+                if let Some(n @ 1..) = ints[Cap::Samples as usize].or(Some(1)) {
+                    b.add(kind, stack, labels, [n, 0])?;
+                }
+                if let Some(state) = ints[Cap::State as usize]
+                    && self.is_on_cpu(state_ty, state, st)?
+                {
+                    b.add(EventKind::Cpu, stack, labels, [1, 0])?;
+                }
+                Ok(())
+            }
             EventKind::LiveObject => b.add(kind, stack, labels, [1, 0]),
             EventKind::TlabIn => {
                 b.add(kind, stack, labels, [1, ints[Cap::TlabSize as usize].unwrap_or(get(Cap::AllocationSize))])
