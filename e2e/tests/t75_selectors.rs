@@ -239,3 +239,62 @@ fn stacks_of(p: &Profile) -> Vec<(String, i64)> {
     out.sort();
     out
 }
+
+/// Label names outside the Prometheus syntax (`thread.name`, as OpenTelemetry
+/// writes them) are listed only for clients that say they accept them, as
+/// Pyroscope does: `Accept: …;allow-utf8-labelnames=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dotted_label_names_need_the_utf8_capability() {
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--ingestion-rate-mb", "0"]);
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    b.time_nanos(now).sample(&["main"], &[10], &[]);
+    let req = push_request(
+        &[("__name__", "process_cpu"), ("service_name", "svc"), ("thread.name", "worker-1")],
+        b.encode(),
+        "",
+    );
+    assert_eq!(push(&client, &server.push_url(), &req).await.unwrap().0, 200);
+    let (start, end) = (now / 1_000_000 - 60_000, now / 1_000_000 + 60_000);
+    let call = |method: &'static str, body: serde_json::Value, accept: Option<&'static str>| {
+        let mut r = client
+            .post(format!("{}/querier.v1.QuerierService/{method}", server.http))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        if let Some(a) = accept {
+            r = r.header("Accept", a);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap_or_default())
+        }
+    };
+    let names = serde_json::json!({"start": start.to_string(), "end": end.to_string()});
+    let listed = |v: &serde_json::Value| -> Vec<String> {
+        v["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect()
+    };
+    let (status, plain) = call("LabelNames", names.clone(), None).await;
+    assert_eq!(status, 200);
+    assert!(listed(&plain).contains(&"service_name".to_owned()), "{plain}");
+    assert!(!listed(&plain).contains(&"thread.name".to_owned()), "{plain}");
+    let (_, utf8) = call("LabelNames", names.clone(), Some("*/*;allow-utf8-labelnames=true")).await;
+    assert!(listed(&utf8).contains(&"thread.name".to_owned()), "{utf8}");
+    assert_eq!(listed(&utf8).len(), listed(&plain).len() + 1, "only the dotted name differs");
+
+    let series =
+        serde_json::json!({"start": start.to_string(), "end": end.to_string(), "matchers": ["{service_name=\"svc\"}"]});
+    let label_names = |v: &serde_json::Value| -> Vec<String> {
+        v["labelsSet"][0]["labels"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, plain) = call("Series", series.clone(), Some("application/json")).await;
+    assert!(!label_names(&plain).contains(&"thread.name".to_owned()), "{plain}");
+    let (_, utf8) = call("Series", series, Some("application/json; allow-utf8-labelnames=true")).await;
+    assert!(label_names(&utf8).contains(&"thread.name".to_owned()), "{utf8}");
+
+    let (status, body) = call("LabelNames", names, Some("not a media type")).await;
+    assert_eq!(status, 400, "{body}");
+    server.stop();
+}

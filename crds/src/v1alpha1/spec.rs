@@ -484,6 +484,15 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_label_value_length: Option<i64>,
+    /// Longer strings of a profile (function names, file names) keep their
+    /// last this many bytes (default 65535; 0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_profile_symbol_value_length: Option<i64>,
+    /// `__session_id__` values kept per series, folded (default 0: the label is dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_sessions_per_series: Option<i64>,
     /// Profiles older than this are refused (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]

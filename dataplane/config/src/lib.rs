@@ -307,6 +307,10 @@ pub struct LimitsConfig {
     pub max_label_names_per_series: usize,
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
+    /// Longer strings of a profile keep their last this many bytes; 0: no limit.
+    pub max_profile_symbol_value_length: usize,
+    /// `__session_id__` values kept per series (folded); 0 drops the label.
+    pub max_sessions_per_series: usize,
     #[serde(with = "duration")]
     pub reject_older_than: Duration,
     #[serde(with = "duration")]
@@ -332,6 +336,8 @@ impl Default for LimitsConfig {
             max_label_names_per_series: 30,
             max_label_name_length: 1024,
             max_label_value_length: 2048,
+            max_profile_symbol_value_length: 65_535,
+            max_sessions_per_series: 0,
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
             retention_period: Duration::from_secs(31 * 24 * 3600),

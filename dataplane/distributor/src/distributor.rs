@@ -180,14 +180,18 @@ impl Distributor {
         }
         let plain = maybe_gunzip(raw, l.max_profile_size_bytes).map_err(bad)?;
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(plain.len() as u64);
-        let p = Profile::decode(&plain).map_err(bad)?;
+        let mut p = Profile::decode(&plain).map_err(bad)?;
         p.validate().map_err(bad)?;
-        self.check(l, &p, now_nanos)?;
+        self.admit(l, &mut p, now_nanos)?;
         Ok(p)
     }
 
-    /// The per-profile limits: samples, labels per sample, age.
-    pub(crate) fn check(&self, l: &Limits, p: &Profile, now_nanos: i64) -> Result<(), PushError> {
+    /// The per-profile limits: symbol length (long strings are cut, as
+    /// Pyroscope does), samples, labels per sample, age.
+    pub(crate) fn admit(&self, l: &Limits, p: &mut Profile, now_nanos: i64) -> Result<(), PushError> {
+        if l.max_profile_symbol_value_length > 0 {
+            p.truncate_strings(l.max_profile_symbol_value_length);
+        }
         // Profiles built from text formats are not validated as pprof is.
         p.validate_totals().map_err(|e| PushError::InvalidArgument(e.to_string()))?;
         if p.sample_count() > l.max_profile_stacktrace_samples {
@@ -260,6 +264,7 @@ impl Distributor {
             }
         }
         let mut labels = Labels::from_pairs(pairs.iter().map(|p| (p.name.as_str(), p.value.as_str())));
+        limit_sessions(&mut labels, l.max_sessions_per_series);
         match labels.get(ln::METRIC_NAME) {
             None | Some("") => return bad("invalid metric name: series has no __name__ label".into()),
             Some(name) => {
@@ -271,6 +276,25 @@ impl Distributor {
             }
         }
         Ok(labels)
+    }
+}
+
+/// Pyroscope's `max_sessions_per_series`: with 0 the `__session_id__` label
+/// is dropped; otherwise the id (16 hex digits, a little-endian u64) is
+/// folded to one of that many values per series (`id % n`, the id read as
+/// signed, as Pyroscope does). An unreadable id is dropped.
+fn limit_sessions(labels: &mut Labels, max: usize) {
+    let Some(value) = labels.get(ln::SESSION_ID) else { return };
+    let parsed =
+        (value.len() == 16).then(|| u64::from_str_radix(value, 16).ok()).flatten().map(|be| be.swap_bytes() as i64);
+    match (max, parsed) {
+        (1.., Some(id)) => {
+            let folded = (id % max as i64) as u64;
+            labels.set(ln::SESSION_ID, &format!("{:016x}", folded.swap_bytes()));
+        }
+        _ => {
+            labels.remove(ln::SESSION_ID);
+        }
     }
 }
 

@@ -16,6 +16,10 @@ pub struct Limits {
     pub max_label_names_per_series: usize,
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
+    /// Longer strings of a profile keep their last this many bytes; 0: no limit.
+    pub max_profile_symbol_value_length: usize,
+    /// `__session_id__` values are folded to this many per series; 0 drops the label.
+    pub max_sessions_per_series: usize,
     /// Profiles older than this (by their own timestamp) are rejected.
     pub reject_older_than: Duration,
     /// Profiles newer than now plus this are rejected.
@@ -33,6 +37,8 @@ impl Default for Limits {
             max_label_names_per_series: 30,
             max_label_name_length: 1024,
             max_label_value_length: 2048,
+            max_profile_symbol_value_length: 65_535,
+            max_sessions_per_series: 0,
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
         }

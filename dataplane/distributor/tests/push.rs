@@ -203,6 +203,37 @@ async fn client_ids_are_kept_and_missing_ones_are_fresh() {
 }
 
 #[tokio::test]
+async fn session_ids_and_long_symbols_follow_pyroscope_limits() {
+    let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+    let long = format!("{}tail", "a".repeat(70_000));
+    b.time_nanos(now()).sample(&["main", &long], &[1], &[]);
+    let session = |d: &Distributor, id: &str| {
+        let l = labels(&[("__name__", "process_cpu"), ("service_name", "svc"), ("__session_id__", id)]);
+        let out = d.prepare("t", request(l, b.encode(), ""), now()).unwrap();
+        out[0].labels.get("__session_id__").map(str::to_owned)
+    };
+    // Default (max_sessions_per_series 0): the label is dropped.
+    let (d, _) = distributor();
+    assert_eq!(session(&d, "0a00000000000000"), None);
+    // Folded to 4 values: the id is a little-endian u64 read as signed, `id % 4`.
+    let metrics = DistributorMetrics::new(&prometheus::Registry::new()).unwrap();
+    let (d, _) = distributor_with(Limits { max_sessions_per_series: 4, ..Limits::default() }, Arc::default(), metrics);
+    assert_eq!(session(&d, "0a00000000000000").as_deref(), Some("0200000000000000"), "10 % 4 = 2");
+    // 0xf000000000000001 as i64 is -1152921504606846975; % 4 = -3 (truncated), as u64 0xff…fd.
+    assert_eq!(session(&d, "01000000000000f0").as_deref(), Some("fdffffffffffffff"));
+    assert_eq!(session(&d, "not-hex-at-all!!"), None, "an unreadable id is dropped");
+
+    // max_profile_symbol_value_length (65535): the name keeps its last 65535 bytes.
+    let out = d.prepare("t", request(labels(&[("__name__", "process_cpu")]), b.encode(), ""), now()).unwrap();
+    let p = &out[0].source;
+    let names: Vec<&str> =
+        (0..p.strings.len() as i64).map(|i| p.strings.str(i)).filter(|s| s.ends_with("tail")).collect();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].len(), 65_535);
+    assert_eq!(names[0], &long[long.len() - 65_535..]);
+}
+
+#[tokio::test]
 async fn shard_errors_map_to_retryable_statuses() {
     let (d, rec) = distributor();
     let mut b = ProfileBuilder::new("cpu", "nanoseconds");

@@ -70,6 +70,16 @@ fn stack_counts(p: &JfrProfile) -> BTreeMap<String, i64> {
     out
 }
 
+/// Value `i` per stack (function names leaf first, `;`-joined).
+fn stack_values(p: &JfrProfile, i: usize) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for s in &p.profile.sample {
+        let key = s.location_id.iter().map(|&l| lambda_insensitive(func_name(p, l))).collect::<Vec<_>>().join(";");
+        *out.entry(key).or_insert(0) += s.value[i];
+    }
+    out
+}
+
 /// Events whose stack contains each function (counted once per event).
 fn function_counts(stacks: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
@@ -270,27 +280,30 @@ public class JdkReader {
                 if (sb.length() > 0) sb.append(';');
                 sb.append((String) f.getMethod().getType().getValue("name")).append('\u0001').append(f.getMethod().getName());
             }
-            System.out.println(type + "\t" + state + "\t" + sb);
+            System.out.println(type + "\t" + state + "\t" + e.getDuration().toNanos() + "\t" + sb);
         }
     }
 }
 "#;
 
 /// The JDK's reading of the given event types: event type → stack (frames
-/// leaf first, named as Pyroscope names them) → events. Events without a
+/// leaf first, named as Pyroscope names them) → (events, sum of the events'
+/// durations in nanoseconds, as `jfr print` shows them). Events without a
 /// stack trace are left out (as the parser drops them), and so are
 /// execution samples of sleeping threads (not CPU time for Pyroscope).
-fn jdk_stacks(java: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, i64>> {
+fn jdk_stacks(java: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTreeMap<String, (i64, i64)>> {
     let dir = tempfile_dir("jdk-reader");
     let src = dir.join("JdkReader.java");
     std::fs::write(&src, JDK_READER_JAVA).unwrap();
     let out = Command::new(java).arg(&src).arg(file).args(events).output().expect("run java");
     assert!(out.status.success(), "JdkReader: {}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut result: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut result: BTreeMap<String, BTreeMap<String, (i64, i64)>> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let mut cols = line.splitn(3, '\t');
-        let (event, state, frames) = (cols.next().unwrap(), cols.next().unwrap(), cols.next().unwrap_or(""));
+        let mut cols = line.splitn(4, '\t');
+        let (event, state) = (cols.next().unwrap(), cols.next().unwrap());
+        let nanos: i64 = cols.next().unwrap().parse().unwrap();
+        let frames = cols.next().unwrap_or("");
         if frames.is_empty() || (event == "jdk.ExecutionSample" && state == "STATE_SLEEPING") {
             continue;
         }
@@ -302,7 +315,9 @@ fn jdk_stacks(java: &Path, file: &Path, events: &[&str]) -> BTreeMap<String, BTr
             })
             .collect::<Vec<_>>()
             .join(";");
-        *result.entry(event.to_string()).or_default().entry(stack).or_insert(0) += 1;
+        let e = result.entry(event.to_string()).or_default().entry(stack).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += nanos;
     }
     result
 }
@@ -331,11 +346,20 @@ fn compare_with_jdk(java: &Path, file: &Path) -> Vec<JfrProfile> {
     let events: Vec<&str> = KIND_EVENTS.iter().map(|e| e.1).collect();
     let reference = jdk_stacks(java, file, &events);
     for &(kind, event) in KIND_EVENTS {
-        let theirs = reference.get(event).cloned().unwrap_or_default();
-        let ours = ps.iter().find(|p| p.kind == kind).map(stack_counts).unwrap_or_default();
+        let jdk = reference.get(event).cloned().unwrap_or_default();
+        let theirs: BTreeMap<String, i64> = jdk.iter().map(|(s, &(n, _))| (s.clone(), n)).collect();
+        let profile = ps.iter().find(|p| p.kind == kind);
+        let ours = profile.map(stack_counts).unwrap_or_default();
         assert_eq!(total(&ours), total(&theirs), "{event}: event count");
         assert_eq!(function_counts(&ours), function_counts(&theirs), "{event}: per-function counts");
         assert_eq!(ours, theirs, "{event}: per-stack counts");
+        if let (Some(p), "lock" | "thread_park") = (profile, kind) {
+            // `delay` is the events' durations in nanoseconds, exactly as the
+            // JDK (and `jfr print`) reads them. Pyroscope stores the raw
+            // ticks here (ARCHITECTURE.md): Phlox stores nanoseconds.
+            let theirs: BTreeMap<String, i64> = jdk.iter().map(|(s, &(_, ns))| (s.clone(), ns)).collect();
+            assert_eq!(stack_values(p, 1), theirs, "{event}: delay nanoseconds per stack");
+        }
     }
     // jdk.NativeMethodSample (threads in native code) is no profile in Pyroscope.
     assert!(ps.iter().all(|p| p.kind != "wall"), "no wall profile from a JDK recording");
@@ -423,6 +447,8 @@ fn recorded_workload_matches_the_jdk_reading() {
     for kind in ["cpu", "alloc_in_new_tlab", "alloc_outside_tlab", "thread_park", "alloc_sample"] {
         assert!(ps.iter().any(|p| p.kind == kind), "no {kind} profile");
     }
+    // The park delays were compared with the JDK's durations above: they
+    // are real time, 2 ms per Mix.idleJava park at least.
     let park = stack_counts(by_event(&ps, "thread_park"));
     assert!(function_counts(&park).get("Mix.idleJava").copied().unwrap_or(0) > 0);
     let tlab = by_event(&ps, "alloc_outside_tlab");
@@ -552,7 +578,10 @@ fn bad_labels_snapshot() {
 }
 
 /// Rows of a profile: (sample labels, stack leaf first, values), sorted.
-fn rows(p: &JfrProfile) -> Vec<(Vec<(String, String)>, String, Vec<i64>)> {
+/// (sample labels, stack, values).
+type ValuesRow = (Vec<(String, String)>, String, Vec<i64>);
+
+fn rows(p: &JfrProfile) -> Vec<ValuesRow> {
     let mut out: Vec<_> = (0..p.profile.sample.len())
         .map(|i| {
             let s = &p.profile.sample[i];

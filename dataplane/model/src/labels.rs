@@ -14,6 +14,8 @@ pub mod label_names {
     pub const PERIOD_UNIT: &str = "__period_unit__";
     pub const SERVICE_NAME_PRIVATE: &str = "__service_name__";
     pub const DELTA: &str = "__delta__";
+    /// A client session (16 hex digits); see `max_sessions_per_series`.
+    pub const SESSION_ID: &str = "__session_id__";
     pub const SPAN_ID: &str = "span_id";
     pub const TRACE_ID: &str = "trace_id";
     pub const PROFILE_ID: &str = "profile_id";

@@ -92,6 +92,39 @@ impl StringTable {
         self.get(idx).unwrap_or("")
     }
 
+    /// Cuts every string longer than `max` bytes to its last `max` bytes
+    /// (moved forward to a character boundary, so it stays valid UTF-8).
+    /// Returns how many strings were cut.
+    fn truncate_to_tails(&mut self, max: usize) -> usize {
+        let n = self.len();
+        if (0..n).all(|i| (self.offsets[i + 1] - self.offsets[i]) as usize <= max) {
+            return 0;
+        }
+        let mut data = String::with_capacity(self.data.len());
+        let mut offsets = Vec::with_capacity(self.offsets.len());
+        offsets.push(0);
+        let mut cut = 0;
+        for i in 0..n {
+            let s = &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize];
+            let tail = if s.len() > max {
+                cut += 1;
+                let mut start = s.len() - max;
+                while !s.is_char_boundary(start) {
+                    start += 1;
+                }
+                &s[start..]
+            } else {
+                s
+            };
+            data.push_str(tail);
+            // Never longer than before, so it fits in u32 as the original did.
+            offsets.push(data.len() as u32);
+        }
+        self.data = data;
+        self.offsets = offsets;
+        cut
+    }
+
     pub(crate) fn clear_with_empty(&mut self) {
         self.data.clear();
         self.offsets.clear();
@@ -256,6 +289,18 @@ impl Profile {
         }
         self.reindex();
         true
+    }
+
+    /// Pyroscope's symbol length limit (`max_profile_symbol_value_length`):
+    /// every string of the table longer than `max` bytes keeps its last
+    /// `max` bytes (the end of a long symbol or path is the part that tells
+    /// it apart). Returns how many strings were cut.
+    pub fn truncate_strings(&mut self, max: usize) -> usize {
+        let cut = self.strings.truncate_to_tails(max);
+        if cut > 0 {
+            self.encoded = EncodedCache::default();
+        }
+        cut
     }
 
     /// Appends a string to the table and returns its index.

@@ -160,8 +160,8 @@ impl SeriesProfile {
 
 /// Splits a validated profile into per-series profiles.
 ///
-/// `series` must carry `__name__`; `service_name` defaults to
-/// `unknown_service`; `__delta__` is dropped; the server-derived labels
+/// `series` must carry `__name__` (`wall` with a `cpu` sample type becomes
+/// `process_cpu`); `service_name` defaults to `unknown_service`; `__delta__` is dropped; the server-derived labels
 /// (`__profile_type__`, `__type__`, `__unit__`, `__period_type__`,
 /// `__period_unit__`) are always recomputed. A profile without `time_nanos`
 /// gets `receive_time_nanos`.
@@ -225,6 +225,10 @@ pub fn split(
             }
             labels.remove(ln::DELTA);
             labels.set_if_absent(ln::SERVICE_NAME, ln::UNKNOWN_SERVICE);
+            // Pyroscope's default relabeling: a `cpu` sample type sent as
+            // `wall` (e.g. Go's CPU profile pushed with __name__="wall") is CPU.
+            let name = if name == "wall" && sample_type == "cpu" { "process_cpu" } else { name };
+            labels.set(ln::METRIC_NAME, name);
             let profile_type = format!("{name}:{sample_type}:{sample_unit}:{period_type}:{period_unit}");
             labels.set(ln::PROFILE_TYPE, &profile_type);
             labels.set(ln::TYPE, sample_type);

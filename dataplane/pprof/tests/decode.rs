@@ -37,6 +37,53 @@ fn decodes_what_prost_encodes() {
 }
 
 #[test]
+fn wall_series_of_cpu_samples_are_process_cpu() {
+    let mut b = ProfileBuilder::new("samples", "count");
+    b.add_sample_type("cpu", "nanoseconds").period("cpu", "nanoseconds", 10);
+    b.sample(&["main"], &[1, 10], &[]);
+    let p = Arc::new(Profile::decode(&b.encode()).unwrap());
+    let series = Labels::from_pairs([("__name__", "wall"), ("service_name", "svc")]);
+    let out = split(&series, p, ProfileId::random(), 1).unwrap();
+    let types: Vec<(&str, &str)> =
+        out.iter().map(|s| (s.profile_type.as_str(), s.labels.get("__name__").unwrap())).collect();
+    assert_eq!(
+        types,
+        [
+            ("wall:samples:count:cpu:nanoseconds", "wall"),
+            ("process_cpu:cpu:nanoseconds:cpu:nanoseconds", "process_cpu")
+        ]
+    );
+}
+
+#[test]
+fn long_strings_keep_their_last_bytes() {
+    let long = format!("{}::handler", "x".repeat(100));
+    let accented = format!("é{}", "y".repeat(9)); // 11 bytes: a cut at 10 would split the é
+    let mut b = ProfileBuilder::new("samples", "count");
+    b.sample(&["main", &long, &accented], &[1], &[]);
+    let mut p = Profile::decode(&b.encode()).unwrap();
+    assert_eq!(p.truncate_strings(200), 0, "nothing longer than the limit");
+    let longer = (0..p.strings.len() as i64).filter(|&i| p.strings.str(i).len() > 10).count();
+    assert!(longer >= 2, "the two function names at least");
+    assert_eq!(p.truncate_strings(10), longer);
+    p.validate().unwrap();
+    let names: Vec<&str> = p
+        .sample_location_ids(0)
+        .iter()
+        .map(|&l| {
+            let loc = p.location(l).unwrap();
+            p.strings.str(p.function(p.lines[loc.lines.start as usize].function_id).unwrap().name)
+        })
+        .collect();
+    // Leaf first: the 11-byte name loses its first character (2 bytes), the long one keeps "x::handler".
+    assert_eq!(names, ["yyyyyyyyy", "x::handler", "main"]);
+    // The re-encoded profile carries the cut strings.
+    let again = Profile::decode(&p.encoded()).unwrap();
+    assert_eq!(again.strings.len(), p.strings.len());
+    assert!((0..again.strings.len() as i64).all(|i| again.strings.str(i).len() <= 10));
+}
+
+#[test]
 fn split_makes_one_series_per_label_set_and_sample_type() {
     let mut b = ProfileBuilder::new("alloc_objects", "count");
     b.add_sample_type("alloc_space", "bytes").time_nanos(7);

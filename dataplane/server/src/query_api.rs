@@ -42,24 +42,69 @@ pub(crate) fn query_error(e: QueryError) -> Response {
     ConnectError::new(e.connect_code(), e.to_string()).into_response()
 }
 
+/// Whether the client accepts label names outside the legacy Prometheus
+/// syntax: a media-type parameter `allow-utf8-labelnames=true` in `Accept`
+/// (profilecli sends `*/*;allow-utf8-labelnames=true`). An `Accept` value
+/// that is not a list of media types is a 400, as in Pyroscope.
+pub(crate) fn allows_utf8_label_names(headers: &HeaderMap) -> Result<bool, ConnectError> {
+    let mut allowed = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let bad = || ConnectError::new("invalid_argument", "the Accept header is not a list of media types");
+        let value = value.to_str().map_err(|_| bad())?;
+        for media in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let mut parts = media.split(';').map(str::trim);
+            let essence = parts.next().unwrap_or("");
+            let Some((kind, sub)) = essence.split_once('/') else { return Err(bad()) };
+            if kind.is_empty() || sub.is_empty() {
+                return Err(bad());
+            }
+            for param in parts.filter(|p| !p.is_empty()) {
+                let Some((k, v)) = param.split_once('=') else { return Err(bad()) };
+                if k.trim().eq_ignore_ascii_case("allow-utf8-labelnames") && v.trim().trim_matches('"') == "true" {
+                    allowed = true;
+                }
+            }
+        }
+    }
+    Ok(allowed)
+}
+
+/// The legacy label name syntax, `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn is_legacy_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 async fn call(
     frontend: &QueryFrontend,
     tenants: &[String],
     method: &str,
     c: Codec,
     body: &[u8],
+    utf8_names: bool,
 ) -> Result<Response, Response> {
     let r = match method {
         "ProfileTypes" => {
             frontend.profile_types(tenants, decode::<q::ProfileTypesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
-        "LabelNames" => {
-            frontend.label_names(tenants, decode::<t::LabelNamesRequest>(c, body)?).await.map(|r| respond(c, &r))
-        }
+        "LabelNames" => frontend.label_names(tenants, decode::<t::LabelNamesRequest>(c, body)?).await.map(|mut r| {
+            if !utf8_names {
+                r.names.retain(|n| is_legacy_label_name(n));
+            }
+            respond(c, &r)
+        }),
         "LabelValues" => {
             frontend.label_values(tenants, decode::<t::LabelValuesRequest>(c, body)?).await.map(|r| respond(c, &r))
         }
-        "Series" => frontend.series(tenants, decode::<q::SeriesRequest>(c, body)?).await.map(|r| respond(c, &r)),
+        "Series" => frontend.series(tenants, decode::<q::SeriesRequest>(c, body)?).await.map(|mut r| {
+            if !utf8_names {
+                for set in &mut r.labels_set {
+                    set.labels.retain(|l| is_legacy_label_name(&l.name));
+                }
+            }
+            respond(c, &r)
+        }),
         "SelectMergeStacktraces" => frontend
             .select_merge_stacktraces(tenants, decode::<q::SelectMergeStacktracesRequest>(c, body)?)
             .await
@@ -120,6 +165,10 @@ pub(crate) async fn querier(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let utf8_names = match allows_utf8_label_names(&headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let body = match read_body(request.into_body(), 16 << 20, "invalid_argument").await {
         Ok(b) => b,
         Err(r) => return r,
@@ -129,7 +178,7 @@ pub(crate) async fn querier(
         Err(e) => return e.into_response(),
     };
     let start = std::time::Instant::now();
-    let response = match call(&frontend, &tenants, &method, codec, &body).await {
+    let response = match call(&frontend, &tenants, &method, codec, &body, utf8_names).await {
         Ok(r) | Err(r) => r,
     };
     let code = response.status().as_str().to_owned();

@@ -273,7 +273,8 @@ const api = {
   tenant: '',
 
   headers(contentType) {
-    const h = { 'Content-Type': contentType };
+    // The UI shows label names with dots too (OpenTelemetry's `service.name`…).
+    const h = { 'Content-Type': contentType, Accept: '*/*;allow-utf8-labelnames=true' };
     if (this.tenant) h['X-Scope-OrgID'] = this.tenant;
     return h;
   },

@@ -134,7 +134,7 @@ const YEAR_1971: i64 = 365 * 86_400 * NANOS;
 
 /// Brace labels, without private (`__`) ones except `__session_id__`.
 fn public_labels(labels: &[(String, String)]) -> impl Iterator<Item = &(String, String)> {
-    labels.iter().filter(|(k, _)| !k.starts_with("__") || k == "__session_id__")
+    labels.iter().filter(|(k, _)| !k.starts_with("__") || k == ln::SESSION_ID)
 }
 
 impl Distributor {
@@ -233,7 +233,7 @@ impl Distributor {
         let parsed = match format {
             IngestFormat::Folded => text::folded(&body, &mut b, scale),
             IngestFormat::Lines => text::lines(&body, &mut b, scale),
-            IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, 65_535),
+            IngestFormat::Tree => text::tree(&body, &mut b, scale, max_children, symbol_limit(l)),
             _ => text::trie(&body, &mut b, scale, max_children, l.max_profile_size_bytes),
         };
         parsed.map_err(IngestError::Parse)?;
@@ -295,9 +295,9 @@ impl Distributor {
             return Ok(Vec::new());
         }
         b.time_nanos(from).duration_nanos(until.saturating_sub(from).max(0));
-        let profile = b.finish();
+        let mut profile = b.finish();
         self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(body.len() as u64);
-        self.check(l, &profile, now)?;
+        self.admit(l, &mut profile, now)?;
         let mut labels =
             vec![(ln::METRIC_NAME.to_owned(), kind.name.to_owned()), ("pyroscope_spy".to_owned(), spy.to_owned())];
         labels.extend(public_labels(&name.labels).cloned());
@@ -362,7 +362,7 @@ impl Distributor {
         if matches!(spy, "pyspy" | "rbspy" | "scripting") {
             rules::qualify_function_names(&mut p, spy == "pyspy").map_err(bad)?;
         }
-        self.check(l, &p, now)?;
+        self.admit(l, &mut p, now)?;
         let types: Vec<&str> = p.sample_types.iter().map(|t| p.strings.str(t.r#type)).collect();
         let metric = rules::pprof_metric_name(&types, &display_names);
         let mut labels = vec![
@@ -415,9 +415,9 @@ impl Distributor {
             if encoded.len() > l.max_profile_size_bytes {
                 return Err(bad(phlox_pprof::DecodeError::PayloadTooLarge { limit: l.max_profile_size_bytes }));
             }
-            let p = Profile::decode(&encoded).map_err(bad)?;
+            let mut p = Profile::decode(&encoded).map_err(bad)?;
             p.validate().map_err(bad)?;
-            self.check(l, &p, now)?;
+            self.admit(l, &mut p, now)?;
             let mut pairs = vec![
                 (ln::METRIC_NAME.to_owned(), jp.metric.to_owned()),
                 ("pyroscope_spy".to_owned(), spy.to_owned()),
@@ -436,6 +436,14 @@ impl Distributor {
             );
         }
         Ok(out)
+    }
+}
+
+/// The longest name a legacy tree may carry: the symbol length limit.
+fn symbol_limit(l: &Limits) -> usize {
+    match l.max_profile_symbol_value_length {
+        0 => usize::MAX,
+        n => n,
     }
 }
 
