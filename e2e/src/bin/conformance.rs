@@ -36,9 +36,34 @@ use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 
+/// Label pairs of a profile type's series (those a profile carries; the
+/// server's and the upload's own labels aside, see [`own_label`]).
+type LabelSet = BTreeSet<(String, String)>;
+
+/// What one profile type holds.
+#[derive(Debug, Default)]
+struct Entry {
+    total: i64,
+    names: BTreeSet<String>,
+    /// `None`: not compared (the expected answer does not say).
+    labels: Option<LabelSet>,
+}
+
 /// Profile type id (or `*:type:unit:period_type:period_unit` when only the
-/// sample type is known) → (total, function names).
-type Answer = BTreeMap<String, (i64, BTreeSet<String>)>;
+/// sample type is known) → what it holds.
+type Answer = BTreeMap<String, Entry>;
+
+/// Labels that say where a profile came from rather than what it is: the
+/// server's (`__…__`), the upload's (`service_name`, `pyroscope_spy`,
+/// `app_name`) and the recording mode (`jfr_event`).
+fn own_label(name: &str) -> bool {
+    !(name.starts_with("__") || matches!(name, "service_name" | "pyroscope_spy" | "app_name" | "jfr_event"))
+}
+
+/// Sample labels that stay on samples (span and profile ids), not series.
+fn series_label(name: &str) -> bool {
+    !matches!(name, "span_id" | "trace_id" | "profile_id")
+}
 
 /// Marks an expected total that is not compared (jfr-parser's lock delay in
 /// ticks, see [`from_goldens`]).
@@ -334,7 +359,27 @@ async fn answer(base: &str, tenant: &str, selector: &str) -> Result<Answer, Stri
             }
         }
         names.remove("total");
-        out.insert(t.id, (fg.total, names));
+        let sets: q::SeriesResponse = phlox_e2e::query(
+            base,
+            tenant,
+            "Series",
+            &q::SeriesRequest {
+                matchers: vec![format!("{{__profile_type__=\"{}\"}}", t.id)],
+                label_names: vec![],
+                start,
+                end,
+            },
+        )
+        .await
+        .map_err(|(s, b)| format!("Series {}: {s} {b}", t.id))?;
+        let labels = sets
+            .labels_set
+            .iter()
+            .flat_map(|l| &l.labels)
+            .filter(|l| own_label(&l.name))
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        out.insert(t.id, Entry { total: fg.total, names, labels: Some(labels) });
     }
     Ok(out)
 }
@@ -342,28 +387,36 @@ async fn answer(base: &str, tenant: &str, selector: &str) -> Result<Answer, Stri
 fn compare(expected: &Answer, got: &Answer) -> Result<(), String> {
     let mut problems = Vec::new();
     let mut used = BTreeSet::new();
-    for (key, (total, names)) in expected {
+    for (key, want) in expected {
         let found = match key.strip_prefix("*:") {
             None => got.get_key_value(key),
             Some(rest) => got.iter().find(|(k, _)| k.split_once(':').is_some_and(|(_, r)| r == rest)),
         };
-        let Some((id, (got_total, got_names))) = found else {
+        let Some((id, have)) = found else {
             problems.push(format!("{key}: not stored (stored: {:?})", got.keys().collect::<Vec<_>>()));
             continue;
         };
         used.insert(id.clone());
-        if got_total != total && *total != DELAY_IN_TICKS {
+        let (total, got_total) = (want.total, have.total);
+        if got_total != total && total != DELAY_IN_TICKS {
             problems
-                .push(format!("{id}: total {got_total}, expected {total} ({:.4}x)", *got_total as f64 / *total as f64));
+                .push(format!("{id}: total {got_total}, expected {total} ({:.4}x)", got_total as f64 / total as f64));
         }
-        if got_names != names {
-            let missing: Vec<&String> = names.difference(got_names).take(5).collect();
-            let extra: Vec<&String> = got_names.difference(names).take(5).collect();
+        if have.names != want.names {
+            let missing: Vec<&String> = want.names.difference(&have.names).take(5).collect();
+            let extra: Vec<&String> = have.names.difference(&want.names).take(5).collect();
             problems.push(format!(
                 "{id}: function names differ ({} expected, {} stored): missing {missing:?}, unexpected {extra:?}",
-                names.len(),
-                got_names.len()
+                want.names.len(),
+                have.names.len()
             ));
+        }
+        if let (Some(w), Some(h)) = (&want.labels, &have.labels)
+            && w != h
+        {
+            let missing: Vec<_> = w.difference(h).take(5).collect();
+            let extra: Vec<_> = h.difference(w).take(5).collect();
+            problems.push(format!("{id}: series labels differ: missing {missing:?}, unexpected {extra:?}"));
         }
     }
     for id in got.keys().filter(|k| !used.contains(*k)) {
@@ -426,12 +479,17 @@ fn from_pprof(f: &Fixture) -> Answer {
         };
         let mut total = 0;
         let mut names = BTreeSet::new();
+        let mut labels = LabelSet::new();
         for smp in &p.sample {
             let v = smp.value.get(t).copied().unwrap_or(0);
             if v == 0 {
                 continue;
             }
             total += v;
+            // String labels become series labels (numeric ones stay on samples).
+            labels.extend(
+                smp.label.iter().filter(|l| l.str != 0 && series_label(&s(l.key))).map(|l| (s(l.key), s(l.str))),
+            );
             for loc in &smp.location_id {
                 if let Some(l) = locations.get(loc) {
                     for line in &l.line {
@@ -441,7 +499,7 @@ fn from_pprof(f: &Fixture) -> Answer {
             }
         }
         if total != 0 {
-            out.insert(key, (total, names));
+            out.insert(key, Entry { total, names, labels: Some(labels) });
         }
     }
     out
@@ -476,12 +534,14 @@ fn from_goldens(f: &Fixture) -> Result<Answer, String> {
         for (i, (ty, unit)) in types.iter().enumerate() {
             let mut total = 0;
             let mut used = BTreeSet::new();
-            for (values, locations) in &samples {
+            let mut labels = LabelSet::new();
+            for (values, locations, sample_labels) in &samples {
                 let v = values.get(i).copied().ok_or("golden sample values")?;
                 if v == 0 {
                     continue;
                 }
                 total += v;
+                labels.extend(sample_labels.iter().filter(|(k, _)| series_label(k)).cloned());
                 for l in locations {
                     used.insert(names.get(l).cloned().ok_or_else(|| format!("golden location {l}"))?);
                 }
@@ -491,7 +551,10 @@ fn from_goldens(f: &Fixture) -> Result<Answer, String> {
                 // nanoseconds; Phlox stores nanoseconds (ARCHITECTURE.md):
                 // only the names are compared for it.
                 let total = if *ty == "delay" { DELAY_IN_TICKS } else { total };
-                out.insert(format!("{metric}:{ty}:{unit}:{period}"), (total, used));
+                out.insert(
+                    format!("{metric}:{ty}:{unit}:{period}"),
+                    Entry { total, names: used, labels: Some(labels) },
+                );
             }
         }
     }
@@ -501,10 +564,13 @@ fn from_goldens(f: &Fixture) -> Result<Answer, String> {
     Ok(out)
 }
 
-/// The samples (values, location ids) and location names of a golden dump.
-#[allow(clippy::type_complexity)]
-fn golden_dump(text: &str) -> Result<(Vec<(Vec<i64>, Vec<u64>)>, BTreeMap<u64, String>), String> {
-    let (mut samples, mut names) = (Vec::new(), BTreeMap::new());
+/// A golden sample: values, location ids, and its labels (`key:[value]`
+/// lines under it).
+type GoldenSample = (Vec<i64>, Vec<u64>, Vec<(String, String)>);
+
+/// The samples and location names of a golden dump.
+fn golden_dump(text: &str) -> Result<(Vec<GoldenSample>, BTreeMap<u64, String>), String> {
+    let (mut samples, mut names): (Vec<GoldenSample>, _) = (Vec::new(), BTreeMap::new());
     let mut section = "";
     for line in text.lines() {
         match line.trim_end() {
@@ -517,11 +583,24 @@ fn golden_dump(text: &str) -> Result<(Vec<(Vec<i64>, Vec<u64>)>, BTreeMap<u64, S
         let Some((head, tail)) = line.split_once(':') else { continue };
         match section {
             "Samples:" => {
-                // Label lines (`key:[value]`) do not start with numbers.
                 let values: Result<Vec<i64>, _> = head.split_whitespace().map(str::parse).collect();
-                let (Ok(values), false) = (values, head.trim().is_empty()) else { continue };
-                let locations: Result<Vec<u64>, _> = tail.split_whitespace().map(str::parse).collect();
-                samples.push((values, locations.map_err(|e| format!("golden sample {line:?}: {e}"))?));
+                match (values, head.trim().is_empty()) {
+                    (Ok(values), false) => {
+                        let locations: Result<Vec<u64>, _> = tail.split_whitespace().map(str::parse).collect();
+                        let locations = locations.map_err(|e| format!("golden sample {line:?}: {e}"))?;
+                        samples.push((values, locations, Vec::new()));
+                    }
+                    // `key:[value] key:[value]`, for the sample above.
+                    _ => {
+                        let Some(last) = samples.last_mut() else { continue };
+                        let mut rest = line.trim();
+                        while let Some((key, after)) = rest.split_once(":[") {
+                            let Some((value, next)) = after.split_once(']') else { break };
+                            last.2.push((key.trim().to_owned(), value.to_owned()));
+                            rest = next.trim_start();
+                        }
+                    }
+                }
             }
             "Locations" => {
                 let Ok(id) = head.trim().parse::<u64>() else { continue };
@@ -576,9 +655,11 @@ fn from_jfr_print(f: &Fixture) -> Result<Answer, String> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
     let mut answer = Answer::new();
     let mut add = |key: &str, value: i64, names: &BTreeSet<String>| {
-        let e = answer.entry(key.to_owned()).or_insert((0, BTreeSet::new()));
-        e.0 += value;
-        e.1.extend(names.iter().cloned());
+        // No labels snapshot is sent: no labels.
+        let e =
+            answer.entry(key.to_owned()).or_insert_with(|| Entry { labels: Some(LabelSet::new()), ..Entry::default() });
+        e.total += value;
+        e.names.extend(names.iter().cloned());
     };
     for e in v["recording"]["events"].as_array().ok_or("jfr print: no events")? {
         let frames = e["values"]["stackTrace"]["frames"].as_array();
@@ -636,7 +717,8 @@ fn from_folded(f: &Fixture) -> Answer {
         total += count * (1_000_000_000 / rate);
         names.extend(stack.split(';').map(str::to_owned));
     }
-    BTreeMap::from([("process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_owned(), (total, names))])
+    let entry = Entry { total, names, labels: Some(LabelSet::new()) };
+    BTreeMap::from([("process_cpu:cpu:nanoseconds:cpu:nanoseconds".to_owned(), entry)])
 }
 
 /// Pyroscope's reading of a speedscope upload (`/ingest?format=speedscope`,
@@ -687,7 +769,10 @@ fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
             (format!("{metric}:samples:count::"), 1.0)
         };
         let value = |units: f64| ((units * precision).trunc() * scale) as i64;
-        let entry = out.entry(key).or_insert((0, BTreeSet::new()));
+        let entry = out.entry(key).or_insert_with(|| Entry { labels: Some(LabelSet::new()), ..Entry::default() });
+        if let (Some(l), Some(name)) = (entry.labels.as_mut(), p["name"].as_str().filter(|n| !n.is_empty())) {
+            l.insert(("profile_name".to_owned(), name.to_owned()));
+        }
         match p["type"].as_str() {
             Some("sampled") => {
                 let samples = p["samples"].as_array().ok_or("samples")?;
@@ -697,9 +782,9 @@ fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
                     if value <= 0 {
                         continue;
                     }
-                    entry.0 += value;
+                    entry.total += value;
                     for idx in smp.as_array().ok_or("sample")? {
-                        entry.1.insert(frames[idx.as_u64().unwrap() as usize].clone());
+                        entry.names.insert(frames[idx.as_u64().unwrap() as usize].clone());
                     }
                 }
             }
@@ -710,8 +795,8 @@ fn from_speedscope(f: &Fixture) -> Result<Answer, String> {
                     let at = e["at"].as_f64().unwrap_or(0.0);
                     let value = value(at - last);
                     if value > 0 && !open.is_empty() {
-                        entry.0 += value;
-                        entry.1.extend(open.iter().map(|&i| frames[i].clone()));
+                        entry.total += value;
+                        entry.names.extend(open.iter().map(|&i| frames[i].clone()));
                     }
                     last = at;
                     let frame = e["frame"].as_u64().unwrap_or(0) as usize;
@@ -754,7 +839,8 @@ fn from_integration_golden(f: &Fixture) -> Result<Answer, String> {
                 }
             }
         }
-        out.insert(profile_type.to_owned(), (total, names));
+        // The goldens keep no series labels: not compared.
+        out.insert(profile_type.to_owned(), Entry { total, names, labels: None });
     }
     Ok(out)
 }
