@@ -444,7 +444,8 @@ fn expected(f: &Fixture) -> Result<Answer, String> {
 
 /// Each sample type of the pprof: the sum of its values and the names of the
 /// functions of its samples with a value. Pushes name the profile type
-/// exactly; /ingest uploads are matched by sample type and period type.
+/// exactly, /ingest uploads by [`ingest_metric`] (others are matched by sample
+/// type and period type).
 fn from_pprof(f: &Fixture) -> Answer {
     let mut p = pprof::Profile::decode(gunzip_if_needed(&read(&f.file)).as_slice()).unwrap();
     // Older .NET clients: every function id 0; Pyroscope gives function i
@@ -462,7 +463,7 @@ fn from_pprof(f: &Fixture) -> Answer {
     let functions: BTreeMap<u64, String> = p.function.iter().map(|x| (x.id, s(x.name))).collect();
     let locations: BTreeMap<u64, &pprof::Location> = p.location.iter().map(|l| (l.id, l)).collect();
     let (pt, pu) = p.period_type.as_ref().map(|v| (s(v.r#type), s(v.unit))).unwrap_or_default();
-    let name = option(&f.send, "__name__").map(str::to_owned);
+    let name = option(&f.send, "__name__").or_else(|| ingest_metric(&f.id)).map(str::to_owned);
     // py-spy and rbspy uploads: Pyroscope names each function `<filename> <name>`.
     let scripting = matches!(option(&f.send, "spyName"), Some("pyspy" | "rbspy"));
     let files: BTreeMap<u64, String> = p.function.iter().map(|x| (x.id, s(x.filename))).collect();
@@ -503,6 +504,23 @@ fn from_pprof(f: &Fixture) -> Answer {
         }
     }
     out
+}
+
+/// The `__name__` Pyroscope gives an /ingest pprof upload (one for the
+/// whole profile, from its sample types and `sample_type_config`), as its
+/// own integration test of these files expects
+/// (grafana/pyroscope `pkg/test/integration/ingest_pprof_test.go`); py-spy and
+/// rbspy `samples` are CPU by the default sample type config.
+fn ingest_metric(fixture: &str) -> Option<&'static str> {
+    Some(match fixture {
+        "go-cpu" | "python-pyspy-1" | "python-pyspy" | "ruby-rbspy" | "dotnet-3" | "dotnet-211" => "process_cpu",
+        "go-heap-small" | "node-heap" | "node-heap-js" => "memory",
+        "go-goroutine" => "goroutines",
+        "go-block" => "block",
+        "go-mutex" => "mutex",
+        "node-wall-cpujs" => "wall",
+        _ => return None,
+    })
 }
 
 /// jfr-parser's goldens: `<name>_<n>_<metric>_<type>__<unit>[ <type>__<unit>]_expected.txt.gz`,
