@@ -493,6 +493,10 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_sessions_per_series: Option<i64>,
+    /// Memory the decoded profiles of one request may take, bytes (default 268435456).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_request_memory: Option<i64>,
     /// Profiles older than this are refused (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]

@@ -311,6 +311,8 @@ pub struct LimitsConfig {
     pub max_profile_symbol_value_length: usize,
     /// `__session_id__` values kept per series (folded); 0 drops the label.
     pub max_sessions_per_series: usize,
+    /// Memory the decoded profiles of one request may take, bytes.
+    pub max_request_memory: usize,
     #[serde(with = "duration")]
     pub reject_older_than: Duration,
     #[serde(with = "duration")]
@@ -338,6 +340,7 @@ impl Default for LimitsConfig {
             max_label_value_length: 2048,
             max_profile_symbol_value_length: 65_535,
             max_sessions_per_series: 0,
+            max_request_memory: 256 << 20,
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
             retention_period: Duration::from_secs(31 * 24 * 3600),

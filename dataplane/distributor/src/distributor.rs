@@ -153,6 +153,7 @@ impl Distributor {
         let l = self.limits(tenant);
         let mut out = Vec::new();
         let mut received = 0;
+        let mut memory = 0usize;
         for series in request.series {
             let labels = self.series_labels(&l, &series.labels)?;
             for sample in series.samples {
@@ -160,6 +161,13 @@ impl Distributor {
                 self.metrics.received_profiles.inc();
                 self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
                 let profile = self.decode(&l, &sample.raw_profile, now_nanos)?;
+                memory = memory.saturating_add(profile.heap_bytes());
+                if memory > l.max_request_memory {
+                    return Err(PushError::InvalidArgument(format!(
+                        "the request's profiles take more than {} bytes once decoded (max_request_memory): send fewer profiles per request",
+                        l.max_request_memory
+                    )));
+                }
                 let id = profile_id(&sample.id);
                 let parts = split(&labels, Arc::new(profile), id, now_nanos)
                     .map_err(|e| PushError::InvalidArgument(e.to_string()))?;

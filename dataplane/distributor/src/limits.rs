@@ -20,10 +20,23 @@ pub struct Limits {
     pub max_profile_symbol_value_length: usize,
     /// `__session_id__` values are folded to this many per series; 0 drops the label.
     pub max_sessions_per_series: usize,
+    /// Memory the decoded profiles of one request may take (Push, /ingest,
+    /// OTLP); formats that share stacks are charged before they expand.
+    pub max_request_memory: usize,
     /// Profiles older than this (by their own timestamp) are rejected.
     pub reject_older_than: Duration,
     /// Profiles newer than now plus this are rejected.
     pub reject_newer_than: Duration,
+}
+
+impl Limits {
+    /// What a request of this tenant may expand to while it is converted.
+    pub fn budget(&self) -> phlox_formats::Budget {
+        phlox_formats::Budget {
+            max_profile_bytes: self.max_profile_size_bytes,
+            max_request_bytes: self.max_request_memory,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -39,6 +52,7 @@ impl Default for Limits {
             max_label_value_length: 2048,
             max_profile_symbol_value_length: 65_535,
             max_sessions_per_series: 0,
+            max_request_memory: 256 << 20,
             reject_older_than: Duration::from_secs(3600),
             reject_newer_than: Duration::from_secs(600),
         }

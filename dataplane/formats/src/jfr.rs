@@ -126,6 +126,12 @@ pub enum JfrError {
     Gzip(String),
     #[error("JFR payload exceeds limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// One kind's profile would be larger than the per-profile limit.
+    #[error("the recording's {kind} profile would be larger than {limit} bytes (max_profile_size_bytes)")]
+    ProfileTooLarge { kind: &'static str, limit: usize },
+    /// All the recording's profiles would take more than the request budget.
+    #[error("the recording's profiles would take more than {limit} bytes of memory (max_request_memory)")]
+    RequestTooLarge { limit: usize },
 }
 
 /// `Context { map<int64, int64> labels = 1; }`: label key string id →
@@ -151,12 +157,15 @@ pub struct LabelsSnapshot {
 /// is an optional `LabelsSnapshot` (plain or gzip). `max_bytes` caps the
 /// decompressed recording and snapshot, and the names and labels built.
 /// `sample_rate` is the upload's samples per second (CPU and wall values).
-/// A recording without supported events gives no profiles.
+/// Every distinct stack of a kind is copied into its pprof: `budget` is
+/// checked before each copy. A recording without supported events gives no
+/// profiles.
 pub fn parse_jfr(
     jfr: &[u8],
     labels: Option<&[u8]>,
     max_bytes: usize,
     sample_rate: u32,
+    budget: crate::Budget,
 ) -> Result<JfrRecording, JfrError> {
     let data = plain(jfr, max_bytes)?;
     let snapshot = match labels {
@@ -171,7 +180,7 @@ pub fn parse_jfr(
     if !data.starts_with(chunk::MAGIC) {
         return Err(JfrError::NotJfr { offset: 0 });
     }
-    let mut b = Builder::new(snapshot, max_bytes, sample_rate);
+    let mut b = Builder::new(snapshot, max_bytes, sample_rate, budget);
     let mut pos = 0;
     while pos < data.len() {
         pos = chunk::parse_chunk(&data, pos, &mut b)?;

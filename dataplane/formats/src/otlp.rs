@@ -108,6 +108,16 @@ pub enum OtlpError {
     /// Totals are 64-bit sums (absolute values, so no subset overflows).
     #[error("failed to convert otel profile: the values of sample type {0:?} overflow a 64-bit total")]
     ValuesOverflow(String),
+    /// A converted profile would be larger than the per-profile limit.
+    #[error(
+        "failed to convert otel profile: its samples' stacks would make a profile of more than {limit} bytes (max_profile_size_bytes)"
+    )]
+    ProfileTooLarge { limit: usize },
+    /// All converted profiles together would take more than the request budget.
+    #[error(
+        "failed to convert otel profile: the request's profiles would take more than {limit} bytes of memory once converted (max_request_memory)"
+    )]
+    RequestTooLarge { limit: usize },
     #[error("failed to parse protobuf request: {0}")]
     Protobuf(String),
     #[error("failed to parse JSON request: {0}")]
@@ -134,9 +144,15 @@ pub fn decode_request(body: &[u8], json: bool) -> Result<ExportProfilesServiceRe
 
 /// Converts every profile of the request (in request order; one output per
 /// distinct sample-level `service.name` within a profile, in order of first
-/// appearance). `now_nanos` stands in for a zero `time_unix_nano`.
-pub fn convert(request: &ExportProfilesServiceRequest, now_nanos: i64) -> Result<Vec<OtlpProfile>, OtlpError> {
-    let out = convert::convert(request, now_nanos)?;
+/// appearance). `now_nanos` stands in for a zero `time_unix_nano`. Stacks are
+/// shared in OTLP and copied per sample in pprof: `budget` is checked before
+/// each copy is made.
+pub fn convert(
+    request: &ExportProfilesServiceRequest,
+    now_nanos: i64,
+    budget: &crate::Budget,
+) -> Result<Vec<OtlpProfile>, OtlpError> {
+    let out = convert::convert(request, now_nanos, budget)?;
     for p in &out {
         let types = p.profile.sample_type.len();
         for t in 0..types {

@@ -21,9 +21,13 @@ const LIMIT: usize = 64 << 20;
 const SAMPLE_RATE: u32 = 100;
 const PERIOD: i64 = 10_000_000;
 
+/// A budget no test recording reaches but the amplification one.
+const BUDGET: phlox_formats::Budget =
+    phlox_formats::Budget { max_profile_bytes: 4 << 20, max_request_bytes: 256 << 20 };
+
 /// The profiles of a recording uploaded at [`SAMPLE_RATE`].
 fn parse(buf: &[u8], labels: Option<&[u8]>, limit: usize) -> Result<Vec<JfrProfile>, JfrError> {
-    parse_jfr(buf, labels, limit, SAMPLE_RATE).map(|r| r.profiles)
+    parse_jfr(buf, labels, limit, SAMPLE_RATE, BUDGET).map(|r| r.profiles)
 }
 
 fn capture() -> Vec<u8> {
@@ -615,7 +619,7 @@ fn async_profiler_modes_spans_and_native_memory() {
         synth::event(synth::MALLOC, &synth::ints(&[1, 1, 0x7f80, 50])),
     ]);
     let labels = snapshot().encode_to_vec();
-    let r = parse_jfr(&rec, Some(&labels), LIMIT, 50).unwrap();
+    let r = parse_jfr(&rec, Some(&labels), LIMIT, 50, BUDGET).unwrap();
     assert_eq!(r.event.as_deref(), Some("wall"));
     let kinds: Vec<&str> = r.profiles.iter().map(|p| p.kind).collect();
     assert_eq!(kinds, ["cpu", "wall", "malloc"]);
@@ -645,11 +649,11 @@ fn async_profiler_modes_spans_and_native_memory() {
         assert_valid_pprof(p);
     }
     // Without the setting nothing is wall time, and no `jfr_event`.
-    let plain = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 100).unwrap();
+    let plain = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 100, BUDGET).unwrap();
     assert_eq!(plain.event, None);
     assert_eq!(plain.profiles.iter().map(|p| p.kind).collect::<Vec<_>>(), ["cpu"]);
     // sampleRate 0: events carry no time (Pyroscope's period 0).
-    let zero = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 0).unwrap();
+    let zero = parse_jfr(&app_recording(&[synth::execution_sample(1, 0)]), None, LIMIT, 0, BUDGET).unwrap();
     assert_eq!(zero.profiles[0].profile.sample[0].value, [0]);
 }
 
@@ -893,6 +897,41 @@ fn name_budget_caps_function_names() {
     assert_eq!(parse(&rec, None, 1 << 20), Err(JfrError::TooLarge { limit: 1 << 20 }));
     let ps = parse_checked(&rec, None).unwrap();
     assert_eq!(ps[0].profile.function.len(), 1, "identical names are one function");
+}
+
+/// One 200,000-frame stack in the constant pool, sampled under 5000
+/// distinct label contexts: 5000 pprof samples would each copy the stack
+/// (1 GB encoded). Refused before the copies are made, naming the limit.
+#[test]
+fn a_shared_stack_under_many_labels_is_charged_before_it_is_copied() {
+    use synth::*;
+    let frames: Vec<(i64, i64)> = vec![(1, 1); 200_000];
+    let pools = vec![
+        (SYMBOL, vec![(1, sym("com/example/App")), (2, sym("deep")), (5, sym("()V"))]),
+        (CLASS, vec![(1, ints(&[1, 1]))]),
+        (METHOD, vec![(1, ints(&[1, 2, 5]))]),
+        (STACK_TRACE, vec![(1, stack(&frames))]),
+        (THREAD_STATE, vec![(RUNNABLE, sym("STATE_RUNNABLE"))]),
+    ];
+    let events: Vec<Vec<u8>> = (1..=5000).map(|ctx| execution_sample(1, ctx)).collect();
+    let rec = chunk(&std_classes(), &pools, &events);
+    let snapshot = LabelsSnapshot {
+        contexts: (1..=5000).map(|c| (c, Context { labels: [(1, 100 + c)].into_iter().collect() })).collect(),
+        strings: std::iter::once((1, "request".to_string())).chain((1..=5000).map(|c| (100 + c, format!("r{c}")))).collect(),
+    }
+    .encode_to_vec();
+    let err = parse_jfr(&rec, Some(&snapshot), LIMIT, SAMPLE_RATE, BUDGET).unwrap_err();
+    assert_eq!(err, JfrError::ProfileTooLarge { kind: "cpu", limit: 4 << 20 });
+    assert!(err.to_string().contains("max_profile_size_bytes"));
+    // 20 contexts fit the profile limit (4 MB encoded) but not a 16 MB request budget.
+    let few = chunk(&std_classes(), &pools, &events[..20]);
+    let tight = phlox_formats::Budget { max_profile_bytes: 8 << 20, max_request_bytes: 16 << 20 };
+    assert_eq!(
+        parse_jfr(&few, Some(&snapshot), LIMIT, SAMPLE_RATE, tight).unwrap_err(),
+        JfrError::RequestTooLarge { limit: 16 << 20 }
+    );
+    let ps = parse_jfr(&few, Some(&snapshot), LIMIT, SAMPLE_RATE, BUDGET).unwrap().profiles;
+    assert_eq!(ps[0].profile.sample.len(), 20);
 }
 
 fn mutated(base: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {

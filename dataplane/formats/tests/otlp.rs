@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 const NOW: i64 = 1_700_000_000_000_000_000;
 const PERIOD: i64 = 1_000_000_000 / 19;
+/// Pyroscope's default profile size limit, and a request budget of 64 MiB.
+const BUDGET: phlox_formats::Budget =
+    phlox_formats::Budget { max_profile_bytes: 4 << 20, max_request_bytes: 64 << 20 };
 
 // ---------------------------------------------------------------- builders
 
@@ -241,7 +244,7 @@ fn ebpf_cpu_request() -> ExportProfilesServiceRequest {
 
 #[test]
 fn ebpf_cpu_samples_count_become_nanoseconds() {
-    let out = convert(&ebpf_cpu_request(), NOW).unwrap();
+    let out = convert(&ebpf_cpu_request(), NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 1);
     let p = &out[0];
     validated(p);
@@ -283,7 +286,7 @@ fn off_cpu_values_are_summed() {
     let mut samp = sample(s1, &[100, 200, 50], vec![]);
     samp.timestamps_unix_nano = vec![1, 2, 3];
     let p = Profile { sample_type: d.vt("off_cpu", "nanoseconds"), samples: vec![samp], ..Default::default() };
-    let out = convert(&request(d, vec![kv("service.name", s("db"))], vec![], vec![p]), NOW).unwrap();
+    let out = convert(&request(d, vec![kv("service.name", s("db"))], vec![], vec![p]), NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 1);
     validated(&out[0]);
     assert_eq!(labels(&out[0])[2], ("__name__", "off_cpu"));
@@ -316,7 +319,7 @@ fn sample_service_names_split_profiles() {
         period: 10,
         ..Default::default()
     };
-    let out = convert(&request(d, vec![kv("service.name", s("res-svc"))], vec![], vec![p]), NOW).unwrap();
+    let out = convert(&request(d, vec![kv("service.name", s("res-svc"))], vec![], vec![p]), NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 3);
     let svc = |p: &OtlpProfile| p.labels.iter().find(|(k, _)| k == "service_name").unwrap().1.clone();
     assert_eq!(svc(&out[0]), "svc-b");
@@ -380,7 +383,7 @@ fn resource_and_scope_attributes_in_order_first_wins() {
         },
     ];
     let scope = vec![kv("host.name", s("h2")), kv("__delta__", s("true")), kv("scope.attr", s("x"))];
-    let out = convert(&request(d, resource, scope, vec![p]), NOW).unwrap();
+    let out = convert(&request(d, resource, scope, vec![p]), NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 1);
     validated(&out[0]);
     assert_eq!(
@@ -412,7 +415,7 @@ fn service_name_defaults_to_unknown_service() {
     let mut req = request(d, vec![], vec![], vec![p]);
     req.resource_profiles[0].resource = None;
     req.resource_profiles[0].scope_profiles[0].scope = None;
-    let out = convert(&req, NOW).unwrap();
+    let out = convert(&req, NOW, &BUDGET).unwrap();
     assert_eq!(
         labels(&out[0]),
         [
@@ -452,7 +455,7 @@ fn name_is_the_period_type_for_other_profiles() {
         ..Default::default()
     };
     let empty = Profile { sample_type: None, samples: vec![], ..Default::default() };
-    let out = convert(&request(d, vec![], vec![], vec![with_period, without_period, empty, count_wall]), NOW).unwrap();
+    let out = convert(&request(d, vec![], vec![], vec![with_period, without_period, empty, count_wall]), NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 3, "a profile without samples produces nothing");
     assert_eq!(labels(&out[0])[2], ("__name__", "space"));
     assert_eq!(values(&out[0]), [1024]);
@@ -466,6 +469,38 @@ fn name_is_the_period_type_for_other_profiles() {
     for p in &out {
         validated(p);
     }
+}
+
+/// One shared stack referenced by many samples: the copies pprof needs are
+/// charged before they are made. 5000 samples of one 200,000-frame stack
+/// would be a 1 GB pprof (8 GB in memory): refused naming the limit.
+#[test]
+fn shared_stacks_are_charged_before_they_are_copied() {
+    let mut d = Dict::new();
+    let f = d.function("deep", "deep.go");
+    d.d.location_table.push(Location {
+        mapping_index: 0,
+        address: 0,
+        lines: vec![Line { function_index: f, line: 1, column: 0 }],
+        attribute_indices: vec![],
+    });
+    let loc = d.d.location_table.len() as i32 - 1;
+    let deep = d.stack(vec![loc; 200_000]);
+    let samples: Vec<Sample> = (0..5_000).map(|_| sample(deep, &[1], vec![])).collect();
+    let p = Profile { sample_type: d.vt("cpu", "nanoseconds"), samples, ..Default::default() };
+    let req = request(d, vec![], vec![], vec![p]);
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::ProfileTooLarge { limit: 4 << 20 }));
+    assert!(OtlpError::ProfileTooLarge { limit: 4 << 20 }.to_string().contains("max_profile_size_bytes"));
+    // Within the profile limit (20 samples: 4 MB), but over a request budget of 16 MB.
+    let mut small = req.clone();
+    small.resource_profiles[0].scope_profiles[0].profiles[0].samples.truncate(20);
+    let tight = phlox_formats::Budget { max_profile_bytes: 8 << 20, max_request_bytes: 16 << 20 };
+    assert_eq!(convert(&small, NOW, &tight), Err(OtlpError::RequestTooLarge { limit: 16 << 20 }));
+    // The same 20 samples fit a larger budget: 20 copies of 200,000 location ids.
+    let roomy = phlox_formats::Budget { max_profile_bytes: 8 << 20, max_request_bytes: 64 << 20 };
+    let out = convert(&small, NOW, &roomy).unwrap();
+    assert_eq!(out[0].profile.sample.len(), 20);
+    assert!(out[0].profile.sample.iter().all(|s| s.location_id.len() == 200_000));
 }
 
 #[test]
@@ -484,7 +519,7 @@ fn links_become_span_and_trace_labels() {
     s3.link_index = no_span;
     let s4 = sample(st1, &[4], vec![]);
     let p = Profile { sample_type: d.vt("cpu", "nanoseconds"), samples: vec![s1, s2, s3, s4], ..Default::default() };
-    let out = convert(&request(d, vec![], vec![], vec![p]), NOW).unwrap();
+    let out = convert(&request(d, vec![], vec![], vec![p]), NOW, &BUDGET).unwrap();
     let p = &out[0];
     validated(p);
     assert_eq!(
@@ -517,7 +552,7 @@ fn mapping_build_id_and_kernel_frames() {
         samples: vec![sample(stack, &[9], vec![])],
         ..Default::default()
     };
-    let out = convert(&request(d, vec![], vec![], vec![p]), NOW).unwrap();
+    let out = convert(&request(d, vec![], vec![], vec![p]), NOW, &BUDGET).unwrap();
     let p = &out[0];
     validated(p);
     let m = &p.profile.mapping;
@@ -561,7 +596,7 @@ fn timestamps_only_samples_count_timestamps() {
         ..Default::default()
     };
     let q = Profile { sample_type: d.vt("events", "count"), samples: vec![samp], ..Default::default() };
-    let out = convert(&request(d, vec![], vec![], vec![p, q]), NOW).unwrap();
+    let out = convert(&request(d, vec![], vec![], vec![p, q]), NOW, &BUDGET).unwrap();
     assert_eq!(values(&out[0]), [4 * 52_631_578]);
     assert_eq!(values(&out[1]), [4]);
     validated(&out[0]);
@@ -577,7 +612,7 @@ fn several_resources_and_scopes() {
     sp2.scope = Some(InstrumentationScope { attributes: vec![kv("lang", s("go"))], ..Default::default() });
     rp2.scope_profiles.push(sp2);
     req.resource_profiles.push(rp2);
-    let out = convert(&req, NOW).unwrap();
+    let out = convert(&req, NOW, &BUDGET).unwrap();
     assert_eq!(out.len(), 3);
     assert_eq!(out[1].labels.last().unwrap(), &("service_name".to_string(), "other".to_string()));
     assert!(out[2].labels.contains(&("lang".to_string(), "go".to_string())));
@@ -590,18 +625,18 @@ fn several_resources_and_scopes() {
 fn missing_dictionary_or_resource_profiles() {
     let mut req = ebpf_cpu_request();
     req.dictionary = None;
-    assert_eq!(convert(&req, NOW), Err(OtlpError::MissingDictionary));
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::MissingDictionary));
     let mut req = ebpf_cpu_request();
     req.resource_profiles.clear();
-    assert_eq!(convert(&req, NOW), Err(OtlpError::MissingResourceProfiles));
-    assert_eq!(convert(&ExportProfilesServiceRequest::default(), NOW), Err(OtlpError::MissingDictionary));
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::MissingResourceProfiles));
+    assert_eq!(convert(&ExportProfilesServiceRequest::default(), NOW, &BUDGET), Err(OtlpError::MissingDictionary));
     // An empty body decodes to an empty request, which is then rejected.
     let empty = decode_request(b"", false).unwrap();
-    assert_eq!(convert(&empty, NOW), Err(OtlpError::MissingDictionary));
+    assert_eq!(convert(&empty, NOW, &BUDGET), Err(OtlpError::MissingDictionary));
     let empty = decode_request(b"{}", true).unwrap();
-    assert_eq!(convert(&empty, NOW), Err(OtlpError::MissingDictionary));
+    assert_eq!(convert(&empty, NOW, &BUDGET), Err(OtlpError::MissingDictionary));
     let no_rp = decode_request(br#"{"dictionary": {}}"#, true).unwrap();
-    assert_eq!(convert(&no_rp, NOW), Err(OtlpError::MissingResourceProfiles));
+    assert_eq!(convert(&no_rp, NOW, &BUDGET), Err(OtlpError::MissingResourceProfiles));
     assert!(OtlpError::MissingDictionary.to_string().contains("missing profile metadata dictionary"));
 }
 
@@ -646,21 +681,21 @@ fn out_of_range_indices_are_errors() {
     for (table, mutate) in cases {
         let mut req = ebpf_cpu_request();
         mutate(&mut req);
-        assert_eq!(out_of_range(convert(&req, NOW)), *table);
+        assert_eq!(out_of_range(convert(&req, NOW, &BUDGET)), *table);
     }
     // A mapping index into a table that has only its zero entry.
     let mut req = ebpf_cpu_request();
     let d = req.dictionary.as_mut().unwrap();
     d.mapping_table.clear();
     d.location_table[1].mapping_index = 1;
-    assert_eq!(out_of_range(convert(&req, NOW)), "mapping_table");
+    assert_eq!(out_of_range(convert(&req, NOW, &BUDGET)), "mapping_table");
     // Empty stack table: even index 0 is out of range.
     let mut req = ebpf_cpu_request();
     req.dictionary.as_mut().unwrap().stack_table.clear();
     first_profile(&mut req).samples.truncate(1);
     first_profile(&mut req).samples[0].stack_index = 0;
-    assert_eq!(out_of_range(convert(&req, NOW)), "stack_table");
-    let e = convert(&req, NOW).unwrap_err();
+    assert_eq!(out_of_range(convert(&req, NOW, &BUDGET)), "stack_table");
+    let e = convert(&req, NOW, &BUDGET).unwrap_err();
     assert!(!e.is_decode_error());
     assert!(e.to_string().contains("stack_table index 0 out of range"), "{e}");
 }
@@ -670,13 +705,13 @@ fn no_values_and_missing_sample_type_are_errors() {
     let mut req = ebpf_cpu_request();
     let t = first_profile(&mut req).sample_type.as_ref().unwrap().type_strindex as usize;
     req.dictionary.as_mut().unwrap().string_table[t] = "alloc-space".into();
-    assert_eq!(convert(&req, NOW), Err(OtlpError::InvalidSampleType("alloc-space".into())));
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::InvalidSampleType("alloc-space".into())));
     let mut req = ebpf_cpu_request();
     first_profile(&mut req).samples[1].values.clear();
-    assert_eq!(convert(&req, NOW), Err(OtlpError::NoValues));
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::NoValues));
     let mut req = ebpf_cpu_request();
     first_profile(&mut req).sample_type = None;
-    assert_eq!(convert(&req, NOW), Err(OtlpError::MissingSampleType));
+    assert_eq!(convert(&req, NOW, &BUDGET), Err(OtlpError::MissingSampleType));
 }
 
 #[test]
@@ -754,7 +789,7 @@ fn json_and_proto_decode_to_the_same_conversion() {
     let from_proto = decode_request(&built.encode_to_vec(), false).unwrap();
     assert_eq!(from_json, built);
     assert_eq!(from_proto, built);
-    assert_eq!(convert(&from_json, NOW).unwrap(), convert(&from_proto, NOW).unwrap());
+    assert_eq!(convert(&from_json, NOW, &BUDGET).unwrap(), convert(&from_proto, NOW, &BUDGET).unwrap());
     // Original (snake_case) field names and numbers for 64-bit ints work too.
     let snake = EBPF_JSON
         .replace("resourceProfiles", "resource_profiles")
@@ -1064,7 +1099,7 @@ proptest! {
 
     #[test]
     fn random_requests_convert_or_fail_cleanly(req in arb_request(), now in any::<i64>()) {
-        if let Ok(out) = convert(&req, now) {
+        if let Ok(out) = convert(&req, now, &BUDGET) {
             check_converted(&out);
         }
         // The same request through both codecs converts the same way.
@@ -1073,12 +1108,12 @@ proptest! {
         let body = serde_json::to_vec(&enc::request(&req)).unwrap();
         let json = decode_request(&body, true).unwrap();
         prop_assert_eq!(&json, &req);
-        prop_assert_eq!(convert(&json, now), convert(&req, now));
+        prop_assert_eq!(convert(&json, now, &BUDGET), convert(&req, now, &BUDGET));
     }
 
     #[test]
     fn garbage_protobuf_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
-        if let Ok(out) = decode_request(&body, false).and_then(|req| convert(&req, NOW)) {
+        if let Ok(out) = decode_request(&body, false).and_then(|req| convert(&req, NOW, &BUDGET)) {
             check_converted(&out);
         }
     }
@@ -1090,7 +1125,7 @@ proptest! {
             let i = i.index(body.len());
             body[i] = b;
         }
-        if let Ok(out) = decode_request(&body, false).and_then(|req| convert(&req, NOW)) {
+        if let Ok(out) = decode_request(&body, false).and_then(|req| convert(&req, NOW, &BUDGET)) {
             check_converted(&out);
         }
     }
@@ -1101,7 +1136,7 @@ proptest! {
         let cut = cut.min(body.len());
         let cut = (0..=cut).rev().find(|&c| body.is_char_boundary(c)).unwrap_or(0);
         body.insert_str(cut, &junk);
-        if let Ok(out) = decode_request(body.as_bytes(), true).and_then(|req| convert(&req, NOW)) {
+        if let Ok(out) = decode_request(body.as_bytes(), true).and_then(|req| convert(&req, NOW, &BUDGET)) {
             check_converted(&out);
         }
     }

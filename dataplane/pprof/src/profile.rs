@@ -303,6 +303,27 @@ impl Profile {
         cut
     }
 
+    /// Heap memory the decoded profile holds, bytes (what a request's
+    /// memory budget is charged).
+    pub fn heap_bytes(&self) -> usize {
+        fn vec<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        self.strings.data.capacity()
+            + vec(&self.strings.offsets)
+            + vec(&self.sample_types)
+            + vec(&self.comments)
+            + vec(&self.mappings)
+            + vec(&self.locations)
+            + vec(&self.lines)
+            + vec(&self.functions)
+            + vec(&self.sample_locations)
+            + vec(&self.location_ids)
+            + vec(&self.values)
+            + vec(&self.sample_labels)
+            + vec(&self.labels)
+    }
+
     /// Appends a string to the table and returns its index.
     pub fn add_string(&mut self, s: &str) -> Result<i64, DecodeError> {
         let i = self.strings.len() as i64;

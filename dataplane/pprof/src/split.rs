@@ -182,6 +182,8 @@ pub fn split(
         groups.push((Labels::default(), (0..p.sample_count() as u32).collect()));
     } else {
         let mut by_indices: FxHashMap<Vec<(i64, i64)>, usize> = FxHashMap::default();
+        // Groups by their labels too: different indices may spell the same labels.
+        let mut by_labels: FxHashMap<Labels, usize> = FxHashMap::default();
         let mut scratch: Vec<(i64, i64)> = Vec::new();
         for i in 0..p.sample_count() {
             scratch.clear();
@@ -194,7 +196,7 @@ pub fn split(
                 None => {
                     let labels = Labels::from_pairs(scratch.iter().map(|&(k, v)| (p.strings.str(k), p.strings.str(v))));
                     // Different indices may spell the same labels: merge them.
-                    let g = groups.iter().position(|(l, _)| *l == labels).unwrap_or_else(|| {
+                    let g = *by_labels.entry(labels.clone()).or_insert_with(|| {
                         groups.push((labels, Vec::new()));
                         groups.len() - 1
                     });

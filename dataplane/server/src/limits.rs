@@ -20,6 +20,7 @@ fn limits(l: &LimitsConfig) -> Limits {
         max_label_value_length: l.max_label_value_length,
         max_profile_symbol_value_length: l.max_profile_symbol_value_length,
         max_sessions_per_series: l.max_sessions_per_series,
+        max_request_memory: l.max_request_memory,
         reject_older_than: l.reject_older_than,
         reject_newer_than: l.reject_newer_than,
     }

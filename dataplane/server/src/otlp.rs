@@ -25,9 +25,10 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Converts an export request into a push of pprof profiles.
-fn to_push(request: &ExportProfilesServiceRequest) -> Result<PushRequest, OtlpError> {
-    let profiles = otlp::convert(request, now_nanos())?;
+/// Converts an export request into a push of pprof profiles, within the
+/// tenant's budget.
+fn to_push(request: &ExportProfilesServiceRequest, budget: &phlox_formats::Budget) -> Result<PushRequest, OtlpError> {
+    let profiles = otlp::convert(request, now_nanos(), budget)?;
     Ok(PushRequest {
         series: profiles
             .into_iter()
@@ -46,7 +47,7 @@ async fn export(
     tenant: &str,
     request: &ExportProfilesServiceRequest,
 ) -> Result<(), ExportError> {
-    let push = to_push(request).map_err(ExportError::Otlp)?;
+    let push = to_push(request, &distributor.limits(tenant).budget()).map_err(ExportError::Otlp)?;
     if push.series.is_empty() {
         return Ok(());
     }

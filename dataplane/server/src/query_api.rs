@@ -142,6 +142,27 @@ async fn call(
     r.map_err(query_error)
 }
 
+/// The methods of the querier service; the metric label of any other path
+/// is `other`, so a client cannot mint label values.
+const METHODS: [&str; 12] = [
+    "ProfileTypes",
+    "LabelNames",
+    "LabelValues",
+    "Series",
+    "SelectMergeStacktraces",
+    "SelectSeries",
+    "Diff",
+    "SelectHeatmap",
+    "SelectMergeSpanProfile",
+    "SelectMergeProfile",
+    "AnalyzeQuery",
+    "GetProfileStats",
+];
+
+fn metric_method(method: &str) -> &'static str {
+    METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
+}
+
 pub(crate) async fn querier(
     State(s): State<Arc<HttpState>>,
     Path(method): Path<String>,
@@ -184,7 +205,7 @@ pub(crate) async fn querier(
     let code = response.status().as_str().to_owned();
     s.query_metrics
         .query_duration
-        .with_label_values(&[method.as_str(), code.as_str()])
+        .with_label_values(&[metric_method(&method), code.as_str()])
         .observe(start.elapsed().as_secs_f64());
     response
 }

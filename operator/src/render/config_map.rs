@@ -42,6 +42,7 @@ fn limits(l: &LimitsSpec) -> Mapping {
     put("max_label_value_length", l.max_label_value_length.map(Value::from));
     put("max_profile_symbol_value_length", l.max_profile_symbol_value_length.map(Value::from));
     put("max_sessions_per_series", l.max_sessions_per_series.map(Value::from));
+    put("max_request_memory", l.max_request_memory.map(Value::from));
     put("reject_older_than", l.reject_older_than.clone().map(Value::from));
     put("reject_newer_than", l.reject_newer_than.clone().map(Value::from));
     put("retention_period", l.retention_period.clone().map(Value::from));

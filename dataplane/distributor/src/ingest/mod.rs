@@ -399,7 +399,7 @@ impl Distributor {
             }
         };
         self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(jfr.len() as u64);
-        let recording = phlox_formats::jfr::parse_jfr(&jfr, labels.as_deref(), JFR_MAX_BYTES, sample_rate)
+        let recording = phlox_formats::jfr::parse_jfr(&jfr, labels.as_deref(), JFR_MAX_BYTES, sample_rate, l.budget())
             .map_err(|e| IngestError::Parse(format!("jfr: {e}")))?;
         let has_service = name.labels.iter().any(|(k, _)| k == ln::SERVICE_NAME);
         let mut out = Vec::new();

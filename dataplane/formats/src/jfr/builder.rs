@@ -159,10 +159,15 @@ pub(crate) struct Builder {
     /// Sample label entries still allowed in the output.
     label_budget: usize,
     limit: usize,
+    /// What the output profiles may expand to (each distinct stack of a kind
+    /// is copied into its pprof sample), and what they take so far.
+    budget: crate::Budget,
+    encoded: [usize; KINDS],
+    request_bytes: usize,
 }
 
 impl Builder {
-    pub(crate) fn new(snapshot: Option<LabelsSnapshot>, limit: usize, sample_rate: u32) -> Self {
+    pub(crate) fn new(snapshot: Option<LabelsSnapshot>, limit: usize, sample_rate: u32, budget: crate::Budget) -> Self {
         Builder {
             functions: FxIndexSet::default(),
             locations: FxIndexSet::default(),
@@ -178,6 +183,9 @@ impl Builder {
             name_budget: limit,
             label_budget: limit / 16,
             limit,
+            budget,
+            encoded: [0; KINDS],
+            request_bytes: 0,
         }
     }
 
@@ -246,9 +254,23 @@ impl Builder {
         let e = agg.entry((stack, labels)).or_insert([0, 0]);
         e[0] = e[0].saturating_add(values[0]);
         e[1] = e[1].saturating_add(values[1]);
-        if agg.len() > len && labels != 0 {
-            let n = self.label_sets.get_index(labels as usize).map_or(0, Vec::len);
-            self.label_budget = self.label_budget.checked_sub(n).ok_or(JfrError::TooLarge { limit: self.limit })?;
+        if agg.len() > len {
+            // A new pprof sample: its stack will be copied into it.
+            let frames = self.stacks.get_index(stack as usize).map_or(0, |s| s.len());
+            let encoded = &mut self.encoded[kind as usize];
+            *encoded = encoded.saturating_add(frames).saturating_add(1);
+            if *encoded > self.budget.max_profile_bytes {
+                return Err(JfrError::ProfileTooLarge { kind: kind.info().kind, limit: self.budget.max_profile_bytes });
+            }
+            self.request_bytes = self.request_bytes.saturating_add(crate::Budget::sample_bytes(frames));
+            if self.request_bytes > self.budget.max_request_bytes {
+                return Err(JfrError::RequestTooLarge { limit: self.budget.max_request_bytes });
+            }
+            if labels != 0 {
+                let n = self.label_sets.get_index(labels as usize).map_or(0, Vec::len);
+                self.label_budget =
+                    self.label_budget.checked_sub(n).ok_or(JfrError::TooLarge { limit: self.limit })?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,13 @@ use phlox_proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_valu
 use phlox_proto::opentelemetry::proto::profiles::v1development as otel;
 
 use super::{ExportProfilesServiceRequest, OtlpError, OtlpProfile};
+use crate::Budget;
+
+/// The request's budget and what its converted profiles take so far.
+struct Spent<'b> {
+    budget: &'b Budget,
+    request_bytes: usize,
+}
 
 const SERVICE_NAME: &str = "service.name";
 const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
@@ -16,8 +23,13 @@ const FRAME_TYPE: &str = "profile.frame.type";
 const UNKNOWN_SERVICE: &str = "unknown_service";
 const DEFAULT_DURATION_NANOS: i64 = 10_000_000_000;
 
-pub(super) fn convert(req: &ExportProfilesServiceRequest, now_nanos: i64) -> Result<Vec<OtlpProfile>, OtlpError> {
+pub(super) fn convert(
+    req: &ExportProfilesServiceRequest,
+    now_nanos: i64,
+    budget: &Budget,
+) -> Result<Vec<OtlpProfile>, OtlpError> {
     let dict = Dict(req.dictionary.as_ref().ok_or(OtlpError::MissingDictionary)?);
+    let mut spent = Spent { budget, request_bytes: 0 };
     if req.resource_profiles.is_empty() {
         return Err(OtlpError::MissingResourceProfiles);
     }
@@ -28,7 +40,7 @@ pub(super) fn convert(req: &ExportProfilesServiceRequest, now_nanos: i64) -> Res
         for sp in &rp.scope_profiles {
             let scope = resolve_attributes(sp.scope.as_ref().map_or(&[][..], |s| &s.attributes), dict)?;
             for p in &sp.profiles {
-                for group in convert_profile(p, dict, now_nanos)? {
+                for group in convert_profile(p, dict, now_nanos, &mut spent)? {
                     let mut labels = Labels::default();
                     labels.push("__delta__", "false");
                     labels.push("__otel__", "true");
@@ -196,7 +208,12 @@ fn profile_id(bytes: &[u8]) -> String {
     }
 }
 
-fn convert_profile(p: &otel::Profile, dict: Dict<'_>, now_nanos: i64) -> Result<Vec<Group>, OtlpError> {
+fn convert_profile(
+    p: &otel::Profile,
+    dict: Dict<'_>,
+    now_nanos: i64,
+    spent: &mut Spent<'_>,
+) -> Result<Vec<Group>, OtlpError> {
     if p.samples.is_empty() {
         return Ok(Vec::new());
     }
@@ -251,7 +268,7 @@ fn convert_profile(p: &otel::Profile, dict: Dict<'_>, now_nanos: i64) -> Result<
                 groups.len() - 1
             }
         };
-        groups[g].1.add_sample(s, rule, p.period)?;
+        groups[g].1.add_sample(s, rule, p.period, spent)?;
     }
     Ok(groups.into_iter().map(|(service, b)| Group { service, name: name.clone(), profile: b.finish() }).collect())
 }
@@ -285,6 +302,8 @@ struct Builder<'a> {
     mappings: HashMap<(i32, bool), u64>,
     /// Parallel to `out.mapping`.
     flags: Vec<MappingFlags>,
+    /// Least encoded size of the samples so far (a byte per location id and per sample).
+    encoded_bytes: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -297,6 +316,7 @@ impl<'a> Builder<'a> {
             locations: HashMap::new(),
             mappings: HashMap::new(),
             flags: Vec::new(),
+            encoded_bytes: 0,
         };
         b.string("");
         let st = pprof::ValueType { r#type: b.string(h.sample_type.0), unit: b.string(h.sample_type.1) };
@@ -319,7 +339,13 @@ impl<'a> Builder<'a> {
         i
     }
 
-    fn add_sample(&mut self, s: &otel::Sample, rule: ValueRule, period: i64) -> Result<(), OtlpError> {
+    fn add_sample(
+        &mut self,
+        s: &otel::Sample,
+        rule: ValueRule,
+        period: i64,
+        spent: &mut Spent<'_>,
+    ) -> Result<(), OtlpError> {
         let mut value = if !s.values.is_empty() {
             s.values.iter().fold(0i64, |acc, v| acc.wrapping_add(*v))
         } else if !s.timestamps_unix_nano.is_empty() {
@@ -356,7 +382,17 @@ impl<'a> Builder<'a> {
         }
 
         let stack = dict.stack(s.stack_index)?;
-        let mut location_id = Vec::with_capacity(stack.location_indices.len());
+        // Charge the copy of the (shared) stack before making it.
+        let n = stack.location_indices.len();
+        self.encoded_bytes = self.encoded_bytes.saturating_add(n).saturating_add(1);
+        if self.encoded_bytes > spent.budget.max_profile_bytes {
+            return Err(OtlpError::ProfileTooLarge { limit: spent.budget.max_profile_bytes });
+        }
+        spent.request_bytes = spent.request_bytes.saturating_add(Budget::sample_bytes(n));
+        if spent.request_bytes > spent.budget.max_request_bytes {
+            return Err(OtlpError::RequestTooLarge { limit: spent.budget.max_request_bytes });
+        }
+        let mut location_id = Vec::with_capacity(n);
         for &li in &stack.location_indices {
             location_id.push(self.location(li)?);
         }
