@@ -65,6 +65,24 @@ impl Distributor {
         )))
     }
 
+    /// Refuses, before any decompression or decoding, a request of
+    /// `compressed_bytes` from a tenant whose rate-limit bucket does not even
+    /// hold that much: its decoded size (what the limit counts) is at least
+    /// as large, so it would be refused anyway. Takes nothing from the
+    /// bucket (the exact charge is made on the decoded bytes).
+    pub fn admit_request(&self, tenant: &str, compressed_bytes: usize) -> Result<(), PushError> {
+        let l = self.limits(tenant);
+        let (rate, burst) = (l.ingestion_rate_mb * 1e6, l.ingestion_burst_size_mb * 1e6);
+        if self.rate.has(tenant, compressed_bytes, rate, burst, std::time::Instant::now()) {
+            return Ok(());
+        }
+        self.discarded("rate_limited", 1, compressed_bytes as u64);
+        Err(PushError::ResourceExhausted(format!(
+            "push rate limit ({} MB/s, burst {} MB, ingestion_rate_mb) exceeded: the request alone is {compressed_bytes} bytes",
+            l.ingestion_rate_mb, l.ingestion_burst_size_mb
+        )))
+    }
+
     /// How many shards one (tenant, service) dataset spreads over: `min`
     /// to `max`, one per `unit_bytes_per_second` of its ingest rate.
     pub fn with_shards_per_dataset(mut self, min: u32, max: u32, unit_bytes_per_second: f64) -> Self {

@@ -94,6 +94,22 @@ pub(crate) struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// Whether the tenant's bucket holds `bytes` now (nothing is taken).
+    pub(crate) fn has(&self, tenant: &str, bytes: usize, rate_bytes: f64, burst_bytes: f64, now: Instant) -> bool {
+        if rate_bytes <= 0.0 {
+            return true;
+        }
+        let b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        match b.get(tenant) {
+            None => burst_bytes >= bytes as f64,
+            Some((tokens, last)) => {
+                let refilled =
+                    (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate_bytes).min(burst_bytes);
+                refilled >= bytes as f64
+            }
+        }
+    }
+
     /// Takes `bytes` from the tenant's bucket; false (taking nothing) when
     /// there are not enough tokens.
     pub(crate) fn allow(&self, tenant: &str, bytes: usize, rate_bytes: f64, burst_bytes: f64, now: Instant) -> bool {

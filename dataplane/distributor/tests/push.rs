@@ -267,4 +267,17 @@ async fn the_ingestion_rate_limit_answers_429_naming_the_limit() {
     // Another tenant has its own budget.
     d.push("u", req).await.unwrap();
     assert_eq!(rec.pushes.lock().unwrap().len() + refused, 52);
+
+    // Before any decoding: a request larger than what the bucket holds is
+    // refused from its compressed size, and takes nothing from the bucket.
+    let e = d.admit_request("v", 2001).unwrap_err();
+    assert_eq!(e.http_status(), 429);
+    assert!(e.to_string().contains("ingestion_rate_mb"), "{e}");
+    for _ in 0..3 {
+        d.admit_request("v", 2000).unwrap();
+    }
+    d.push("v", request(labels(&[("__name__", "process_cpu")]), b.encode(), "")).await.unwrap();
+    // "t" spent its burst above (refilling at 1000 bytes/s): a request of
+    // half the burst is refused up front.
+    assert_eq!(d.admit_request("t", 1000).unwrap_err().http_status(), 429);
 }

@@ -195,6 +195,10 @@ async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) 
         Ok(b) => b,
         Err(r) => return r,
     };
+    // A tenant over its rate costs no decompression or decoding.
+    if let Err(e) = distributor.admit_request(tenant.as_str(), body.len()) {
+        return ConnectError::new(e.connect_code(), e.to_string()).into_response();
+    }
     let body = match connect::decompress(&headers, body, s.max_body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -240,6 +244,9 @@ async fn otlp_export(State(s): State<Arc<HttpState>>, request: axum::extract::Re
         Ok(b) => b,
         Err(r) => return r,
     };
+    if let Err(e) = distributor.admit_request(tenant.as_str(), body.len()) {
+        return (StatusCode::TOO_MANY_REQUESTS, e.to_string()).into_response();
+    }
     let body = match connect::decompress(&headers, body, s.max_body) {
         Ok(b) => b,
         Err(e) if e.code == "resource_exhausted" => return (StatusCode::PAYLOAD_TOO_LARGE, e.message).into_response(),

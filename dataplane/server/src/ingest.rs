@@ -56,6 +56,10 @@ pub(crate) async fn ingest(
         Ok(b) => b,
         Err(r) => return r,
     };
+    // A tenant over its rate costs no form parsing, decompression or decoding.
+    if let Err(e) = distributor.admit_request(tenant.as_str(), body.len()) {
+        return error(ConnectError::new(e.connect_code(), e.to_string()), 429);
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let format = match IngestFormat::select(query.get("format").map(String::as_str), &content_type) {
         Ok(f) => f,
