@@ -10,7 +10,7 @@ use tracing::debug;
 
 use crate::limits::{LimitsStore, RateLimiter};
 use crate::placement::{AdaptiveShards, ShardChange, shard_for};
-use crate::{DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
+use crate::{CpuPool, DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
 /// Default shards a dataset spreads over: at least 2, up to 32, one per
 /// 512 KiB/s of uncompressed profiles.
@@ -25,6 +25,7 @@ pub struct Distributor {
     rate: RateLimiter,
     shards_per_dataset: AdaptiveShards,
     pub(crate) metrics: DistributorMetrics,
+    cpu: CpuPool,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -44,7 +45,14 @@ impl Distributor {
             DEFAULT_MAX_SHARDS_PER_DATASET,
             DEFAULT_SHARD_UNIT_BYTES_PER_SECOND,
         );
-        Self { writer, limits, rate: RateLimiter::default(), shards_per_dataset, metrics }
+        let threads = CpuPool::default_threads();
+        let cpu = CpuPool::new(threads, MAX_WAITING_PER_CPU * threads, metrics.clone());
+        Self { writer, limits, rate: RateLimiter::default(), shards_per_dataset, metrics, cpu }
+    }
+
+    /// The pool CPU-heavy ingest work runs on (see [`CpuPool`]).
+    pub fn cpu(&self) -> &CpuPool {
+        &self.cpu
     }
 
     /// The limits of a tenant right now (they can be reloaded).
@@ -94,11 +102,31 @@ impl Distributor {
     /// durable and indexed. On error nothing is acknowledged (profiles of
     /// other shards may already be stored; a retry is deduplicated).
     pub async fn push(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
+        let profiles = self.prepare_push(tenant, request)?;
+        self.push_prepared(tenant, profiles).await
+    }
+
+    /// The CPU part of a push (decode, validate, split), counting a refusal
+    /// in the discard metrics. Run it on [`Distributor::cpu`].
+    pub fn prepare_push(&self, tenant: &str, request: PushRequest) -> Result<Vec<SeriesProfile>, PushError> {
         let profiles: u64 = request.series.iter().map(|s| s.samples.len() as u64).sum();
         let bytes: u64 = request.series.iter().flat_map(|s| s.samples.iter().map(|x| x.raw_profile.len() as u64)).sum();
-        let result = self.push_inner(tenant, request).await;
+        let result = self.prepare(tenant, request, now_nanos());
         if let Err(e) = &result {
             self.discarded(reason(e), profiles, bytes);
+        }
+        result
+    }
+
+    /// The rest of a push: the rate limit on the decoded bytes, then the
+    /// writes; resolves once every profile is durable and indexed.
+    pub async fn push_prepared(&self, tenant: &str, profiles: Vec<SeriesProfile>) -> Result<usize, PushError> {
+        let sources: std::collections::HashSet<usize> =
+            profiles.iter().map(|p| Arc::as_ptr(&p.source) as usize).collect();
+        let bytes = ingested_bytes(&profiles);
+        let result = self.write_limited(tenant, profiles).await;
+        if let Err(e) = &result {
+            self.discarded(reason(e), sources.len() as u64, bytes as u64);
         }
         result
     }
@@ -109,8 +137,7 @@ impl Distributor {
         self.metrics.discarded_bytes.with_label_values(&[reason]).inc_by(bytes);
     }
 
-    async fn push_inner(&self, tenant: &str, request: PushRequest) -> Result<usize, PushError> {
-        let profiles = self.prepare(tenant, request, now_nanos())?;
+    async fn write_limited(&self, tenant: &str, profiles: Vec<SeriesProfile>) -> Result<usize, PushError> {
         let l = self.limits(tenant);
         self.rate_limit(tenant, &l, ingested_bytes(&profiles))?;
         let count = profiles.len();
@@ -323,6 +350,9 @@ fn limit_sessions(labels: &mut Labels, max: usize) {
         }
     }
 }
+
+/// Requests that may wait for the decode pool, per CPU.
+const MAX_WAITING_PER_CPU: usize = 8;
 
 /// The profile's id: the client's id (a UUID, or any other string hashed,
 /// so it names the profile consistently across the client's retries);

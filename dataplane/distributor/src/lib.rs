@@ -9,6 +9,7 @@
 //! The distributor holds no state. It answers only after every shard
 //! acknowledged, i.e. after the data is durable and indexed.
 
+mod cpu;
 mod distributor;
 mod error;
 pub mod ingest;
@@ -17,6 +18,7 @@ mod metrics;
 pub mod placement;
 mod sink;
 
+pub use cpu::CpuPool;
 pub use distributor::Distributor;
 pub use error::PushError;
 pub use limits::{Limits, LimitsStore, TenantLimits};

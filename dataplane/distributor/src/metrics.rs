@@ -1,4 +1,4 @@
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub(crate) const RECEIVED_BYTES: &str = "phlox_distributor_received_bytes_total";
 pub(crate) const RECEIVED_PROFILES: &str = "phlox_distributor_received_profiles_total";
@@ -20,6 +20,12 @@ pub struct DistributorMetrics {
     pub discarded_bytes: IntCounterVec,
     /// Datasets whose shard count followed their ingest rate, by `direction` (up, down).
     pub dataset_shard_changes: IntCounterVec,
+    /// Requests waiting for a CPU of the decode pool.
+    pub cpu_queued: IntGauge,
+    /// Requests being decoded on the pool.
+    pub cpu_running: IntGauge,
+    /// Requests refused because the pool's queue was full.
+    pub cpu_rejected: IntCounter,
 }
 
 impl DistributorMetrics {
@@ -46,7 +52,22 @@ impl DistributorMetrics {
                 Opts::new(DATASET_SHARD_CHANGES, "Changes of a dataset's shard count with its ingest rate."),
                 &["direction"],
             )?,
+            cpu_queued: IntGauge::with_opts(Opts::new(
+                "phlox_distributor_cpu_queued",
+                "Ingest requests waiting for a CPU of the decode pool.",
+            ))?,
+            cpu_running: IntGauge::with_opts(Opts::new(
+                "phlox_distributor_cpu_running",
+                "Ingest requests being decoded on the pool.",
+            ))?,
+            cpu_rejected: IntCounter::with_opts(Opts::new(
+                "phlox_distributor_cpu_rejected_total",
+                "Ingest requests refused (429) because the decode pool's queue was full.",
+            ))?,
         };
+        registry.register(Box::new(m.cpu_queued.clone()))?;
+        registry.register(Box::new(m.cpu_running.clone()))?;
+        registry.register(Box::new(m.cpu_rejected.clone()))?;
         registry.register(Box::new(m.dataset_shard_changes.clone()))?;
         registry.register(Box::new(m.received_bytes.clone()))?;
         registry.register(Box::new(m.received_profiles.clone()))?;

@@ -917,7 +917,9 @@ fn a_shared_stack_under_many_labels_is_charged_before_it_is_copied() {
     let rec = chunk(&std_classes(), &pools, &events);
     let snapshot = LabelsSnapshot {
         contexts: (1..=5000).map(|c| (c, Context { labels: [(1, 100 + c)].into_iter().collect() })).collect(),
-        strings: std::iter::once((1, "request".to_string())).chain((1..=5000).map(|c| (100 + c, format!("r{c}")))).collect(),
+        strings: std::iter::once((1, "request".to_string()))
+            .chain((1..=5000).map(|c| (100 + c, format!("r{c}"))))
+            .collect(),
     }
     .encode_to_vec();
     let err = parse_jfr(&rec, Some(&snapshot), LIMIT, SAMPLE_RATE, BUDGET).unwrap_err();

@@ -20,8 +20,7 @@ use serde_json::{Value, json};
 const NOW: i64 = 1_700_000_000_000_000_000;
 const PERIOD: i64 = 1_000_000_000 / 19;
 /// Pyroscope's default profile size limit, and a request budget of 64 MiB.
-const BUDGET: phlox_formats::Budget =
-    phlox_formats::Budget { max_profile_bytes: 4 << 20, max_request_bytes: 64 << 20 };
+const BUDGET: phlox_formats::Budget = phlox_formats::Budget { max_profile_bytes: 4 << 20, max_request_bytes: 64 << 20 };
 
 // ---------------------------------------------------------------- builders
 
@@ -455,7 +454,8 @@ fn name_is_the_period_type_for_other_profiles() {
         ..Default::default()
     };
     let empty = Profile { sample_type: None, samples: vec![], ..Default::default() };
-    let out = convert(&request(d, vec![], vec![], vec![with_period, without_period, empty, count_wall]), NOW, &BUDGET).unwrap();
+    let out = convert(&request(d, vec![], vec![], vec![with_period, without_period, empty, count_wall]), NOW, &BUDGET)
+        .unwrap();
     assert_eq!(out.len(), 3, "a profile without samples produces nothing");
     assert_eq!(labels(&out[0])[2], ("__name__", "space"));
     assert_eq!(values(&out[0]), [1024]);

@@ -55,6 +55,10 @@ pub struct LocalBackend {
     /// Execution slots: leaves beyond them queue (and show as queued).
     slots: Arc<tokio::sync::Semaphore>,
     slot_count: usize,
+    /// Where leaves run: a runtime of their own, so decoding and merging
+    /// never hold the threads that answer health checks and Raft (none: the
+    /// caller's runtime).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Default execution slots: two leaves per core (a leaf alternates between
@@ -72,7 +76,14 @@ impl LocalBackend {
             symbols: Arc::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
             slot_count,
+            runtime: None,
         }
+    }
+
+    /// Runs leaves on `runtime` (see [`leaf_runtime`]).
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
     }
 
     /// Executes at most `n` leaves at once (at least 1).
@@ -113,9 +124,43 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A runtime for query leaves, on `threads` threads of its own (the CPUs
+/// the process may use). It lives as long as the process.
+pub fn leaf_runtime(threads: usize) -> std::io::Result<tokio::runtime::Handle> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("phlox-query-leaf")
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    // Never dropped: dropping a runtime from async code panics, and leaves
+    // may run until the process exits.
+    std::mem::forget(runtime);
+    Ok(handle)
+}
+
 #[async_trait::async_trait]
 impl QueryBackend for LocalBackend {
     async fn execute(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        match &self.runtime {
+            Some(rt) => {
+                let this = self.clone();
+                rt.spawn(async move { this.execute_here(block, query).await })
+                    .await
+                    .map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))?
+            }
+            None => self.execute_here(block, query).await,
+        }
+    }
+
+    async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
+        self.execute_merge_local(blocks, query).await
+    }
+}
+
+impl LocalBackend {
+    /// One leaf, on the current runtime.
+    async fn execute_here(&self, block: BlockMeta, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
         if let Some(m) = &self.metrics {
             m.queued_leaves.inc();
         }
@@ -181,12 +226,6 @@ impl QueryBackend for LocalBackend {
         Ok(result)
     }
 
-    async fn execute_merge(&self, blocks: Vec<BlockMeta>, query: Arc<LeafQuery>) -> Result<LeafResult, QueryError> {
-        self.execute_merge_local(blocks, query).await
-    }
-}
-
-impl LocalBackend {
     /// A merge node in this process: each leaf is its own task (so leaves
     /// run on every core), at most as many at once as the backend has
     /// slots (so one large query does not queue all its leaves ahead of

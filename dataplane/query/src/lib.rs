@@ -25,7 +25,7 @@ mod stacks;
 mod symbol_cache;
 mod task;
 
-pub use backend::{LocalBackend, QueryBackend};
+pub use backend::{LocalBackend, QueryBackend, leaf_runtime};
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
 pub use metrics::QueryMetrics;

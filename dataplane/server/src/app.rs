@@ -272,7 +272,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
 
     // Read path.
     let query_metrics = phlox_query::QueryMetrics::new(&registry)?;
-    let local_backend = phlox_query::LocalBackend::new(Arc::clone(&store)).with_metrics(query_metrics.clone());
+    // Query leaves (object reads, decoding, merging) run on a runtime of their
+    // own, so a saturating query load never holds the threads that answer
+    // /ready, /metrics, pushes and Raft.
+    let leaf_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let local_backend = phlox_query::LocalBackend::new(Arc::clone(&store))
+        .with_metrics(query_metrics.clone())
+        .with_runtime(phlox_query::leaf_runtime(leaf_threads)?);
 
     let (stop_grpc, mut grpc_stopped) = watch::channel(false);
     let mut routes = tonic::service::Routes::default();

@@ -199,19 +199,27 @@ async fn push(State(s): State<Arc<HttpState>>, request: axum::extract::Request) 
     if let Err(e) = distributor.admit_request(tenant.as_str(), body.len()) {
         return ConnectError::new(e.connect_code(), e.to_string()).into_response();
     }
-    let body = match connect::decompress(&headers, body, s.max_body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
+    // Decompression, decoding and the split run on the decode pool.
+    let (d, t, max_body) = (Arc::clone(&distributor), tenant.clone(), s.max_body);
+    let prepared = distributor
+        .cpu()
+        .run(move || -> Result<_, Response> {
+            let body = connect::decompress(&headers, body, max_body).map_err(IntoResponse::into_response)?;
+            let request = match codec {
+                Codec::Proto => PushRequest::decode(body).map_err(|e| format!("malformed PushRequest: {e}")),
+                Codec::Json => crate::push_json::decode(&body),
+            }
+            .map_err(|e| ConnectError::invalid_argument(e).into_response())?;
+            d.prepare_push(t.as_str(), request)
+                .map_err(|e| ConnectError::new(e.connect_code(), e.to_string()).into_response())
+        })
+        .await;
+    let profiles = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(response)) => return response,
+        Err(e) => return ConnectError::new(e.connect_code(), e.to_string()).into_response(),
     };
-    let decoded = match codec {
-        Codec::Proto => PushRequest::decode(body).map_err(|e| format!("malformed PushRequest: {e}")),
-        Codec::Json => crate::push_json::decode(&body),
-    };
-    let request = match decoded {
-        Ok(r) => r,
-        Err(e) => return ConnectError::invalid_argument(e).into_response(),
-    };
-    match distributor.push(tenant.as_str(), request).await {
+    match distributor.push_prepared(tenant.as_str(), profiles).await {
         Ok(_) if codec == Codec::Json => ([(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
         Ok(_) => connect::empty_proto_response(),
         Err(e) => {
@@ -252,7 +260,7 @@ async fn otlp_export(State(s): State<Arc<HttpState>>, request: axum::extract::Re
         Err(e) if e.code == "resource_exhausted" => return (StatusCode::PAYLOAD_TOO_LARGE, e.message).into_response(),
         Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
     };
-    crate::otlp::http_export(&distributor, tenant.as_str(), &headers, &body).await
+    crate::otlp::http_export(&distributor, tenant.as_str(), &headers, body).await
 }
 
 /// Hands a request to a tonic (gRPC / gRPC-Web) service, with `extension`

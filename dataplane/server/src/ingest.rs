@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use phlox_distributor::ingest::{IngestBody, IngestFormat, IngestParams};
+use phlox_distributor::ingest::{IngestBody, IngestError, IngestFormat, IngestParams};
 
 use crate::connect::ConnectError;
 use crate::http::{HttpState, read_body, tenant};
@@ -88,7 +88,15 @@ pub(crate) async fn ingest(
         sample_rate: query.get("sampleRate").cloned(),
         spy_name: query.get("spyName").cloned(),
     };
-    match distributor.ingest(tenant.as_str(), format, &params, body).await {
+    // Decompression and parsing run on the decode pool.
+    let (d, t) = (Arc::clone(&distributor), tenant.clone());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let result = match distributor.cpu().run(move || d.prepare_ingest(t.as_str(), format, &params, body, now)).await {
+        Ok(Ok(profiles)) => distributor.ingest_prepared(tenant.as_str(), profiles).await,
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(IngestError::Push(e)),
+    };
+    match result {
         Ok(_) => axum::http::StatusCode::OK.into_response(),
         Err(e) => {
             let (status, code) = e.status(format);

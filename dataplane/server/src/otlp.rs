@@ -41,17 +41,36 @@ fn to_push(request: &ExportProfilesServiceRequest, budget: &phlox_formats::Budge
     })
 }
 
-/// An export with no profiles at all is accepted (and stores nothing).
-async fn export(
-    distributor: &Distributor,
-    tenant: &str,
-    request: &ExportProfilesServiceRequest,
-) -> Result<(), ExportError> {
-    let push = to_push(request, &distributor.limits(tenant).budget()).map_err(ExportError::Otlp)?;
-    if push.series.is_empty() {
-        return Ok(());
+/// An export with no profiles at all is accepted (and stores nothing). The
+/// body (OTLP/HTTP: not yet decoded) is decoded, converted, decoded again as
+/// pprof and split on the decode pool.
+async fn export(distributor: &Arc<Distributor>, tenant: &str, body: ExportBody) -> Result<(), ExportError> {
+    let (d, t) = (Arc::clone(distributor), tenant.to_owned());
+    let prepared = distributor
+        .cpu()
+        .run(move || -> Result<_, ExportError> {
+            let request = match body {
+                ExportBody::Decoded(r) => r,
+                ExportBody::Encoded { bytes, json } => otlp::decode_request(&bytes, json).map_err(ExportError::Otlp)?,
+            };
+            let push = to_push(&request, &d.limits(&t).budget()).map_err(ExportError::Otlp)?;
+            if push.series.is_empty() {
+                return Ok(None);
+            }
+            d.prepare_push(&t, push).map(Some).map_err(ExportError::Push)
+        })
+        .await
+        .map_err(ExportError::Push)??;
+    match prepared {
+        None => Ok(()),
+        Some(profiles) => distributor.push_prepared(tenant, profiles).await.map(|_| ()).map_err(ExportError::Push),
     }
-    distributor.push(tenant, push).await.map(|_| ()).map_err(ExportError::Push)
+}
+
+/// An export request as received.
+enum ExportBody {
+    Decoded(ExportProfilesServiceRequest),
+    Encoded { bytes: bytes::Bytes, json: bool },
 }
 
 enum ExportError {
@@ -71,7 +90,7 @@ impl ProfilesService for GrpcProfiles {
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, Status> {
         let tenant =
             request.extensions().get::<TenantId>().cloned().ok_or_else(|| Status::unauthenticated("no org id"))?;
-        match export(&self.distributor, tenant.as_str(), request.get_ref()).await {
+        match export(&self.distributor, tenant.as_str(), ExportBody::Decoded(request.into_inner())).await {
             Ok(()) => Ok(tonic::Response::new(ExportProfilesServiceResponse::default())),
             Err(ExportError::Otlp(e)) => Err(Status::invalid_argument(e.to_string())),
             Err(ExportError::Push(PushError::InvalidArgument(m))) => Err(Status::invalid_argument(m)),
@@ -97,7 +116,12 @@ fn text(status: StatusCode, message: String) -> Response {
 }
 
 /// OTLP/HTTP: the body is already read and decompressed.
-pub(crate) async fn http_export(distributor: &Distributor, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+pub(crate) async fn http_export(
+    distributor: &Arc<Distributor>,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let json = match ct.split(';').next().unwrap_or("").trim() {
         "application/x-protobuf" | "application/protobuf" => false,
@@ -109,11 +133,7 @@ pub(crate) async fn http_export(distributor: &Distributor, tenant: &str, headers
             );
         }
     };
-    let request = match otlp::decode_request(body, json) {
-        Ok(r) => r,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    match export(distributor, tenant, &request).await {
+    match export(distributor, tenant, ExportBody::Encoded { bytes: body, json }).await {
         Ok(()) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/x-protobuf")],

@@ -147,6 +147,12 @@ impl Distributor {
         body: IngestBody,
     ) -> Result<usize, IngestError> {
         let profiles = self.prepare_ingest(tenant, format, params, body, now_nanos())?;
+        self.ingest_prepared(tenant, profiles).await
+    }
+
+    /// The rest of an `/ingest` request once parsed (on [`Distributor::cpu`]):
+    /// the rate limit on the decoded bytes, then the writes.
+    pub async fn ingest_prepared(&self, tenant: &str, profiles: Vec<SeriesProfile>) -> Result<usize, IngestError> {
         let n = profiles.len();
         if n > 0 {
             let l = self.limits(tenant);

@@ -268,8 +268,7 @@ impl Builder {
             }
             if labels != 0 {
                 let n = self.label_sets.get_index(labels as usize).map_or(0, Vec::len);
-                self.label_budget =
-                    self.label_budget.checked_sub(n).ok_or(JfrError::TooLarge { limit: self.limit })?;
+                self.label_budget = self.label_budget.checked_sub(n).ok_or(JfrError::TooLarge { limit: self.limit })?;
             }
         }
         Ok(())
