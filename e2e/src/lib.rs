@@ -101,6 +101,17 @@ impl Phlox {
         assert!(status.success());
     }
 
+    /// The process's peak resident memory so far (`VmHWM`), bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kb * 1024
+    }
+
     pub fn push_url(&self) -> String {
         format!("{}/push.v1.PusherService/Push", self.http)
     }

@@ -78,6 +78,8 @@ mod chunk;
 mod metadata;
 mod reader;
 mod symbols;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::collections::HashMap;
 

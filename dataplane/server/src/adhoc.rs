@@ -33,6 +33,9 @@ const MAX_PROFILE_BYTES: usize = 64 << 20;
 const MAX_DEPTH: usize = 1000;
 /// Most call tree nodes a file may make (bounds the memory of a parse).
 const MAX_TREE_NODES: usize = 1 << 20;
+/// Frames all samples of a file may expand to (work bound: a file of many
+/// samples with deep stacks of inlined lines).
+const MAX_EXPANDED_FRAMES: usize = 1 << 26;
 
 fn too_many_nodes() -> ConnectError {
     bad(format!("profile has more than {MAX_TREE_NODES} distinct call tree nodes"))
@@ -78,6 +81,14 @@ fn decode_base64(data: &str) -> Result<Vec<u8>, ConnectError> {
 }
 
 /// Parses an uploaded file into one call tree per sample type.
+/// [`parse`] on a blocking thread: decoding a large file is CPU work that
+/// must not hold the threads answering health checks.
+async fn parse_off_runtime(raw: bytes::Bytes) -> Result<Vec<Typed>, ConnectError> {
+    tokio::task::spawn_blocking(move || parse(&raw))
+        .await
+        .map_err(|e| ConnectError::new("internal", format!("parsing failed: {e}")))?
+}
+
 fn parse(raw: &[u8]) -> Result<Vec<Typed>, ConnectError> {
     let raw = phlox_pprof::maybe_gunzip(raw, MAX_PROFILE_BYTES)
         .map_err(|e| bad(format!("profile does not gunzip (limit {MAX_PROFILE_BYTES} bytes): {e}")))?;
@@ -102,36 +113,45 @@ fn pprof_trees(p: &Profile) -> Result<Vec<Typed>, ConnectError> {
             tree: StackTree::default(),
         })
         .collect();
-    // The frames of each location (outermost first), named once: samples
-    // then only borrow them.
-    let location_frames: Vec<Vec<String>> = p
+    // The frames of each location (outermost first), borrowed from the
+    // string table (a long name used by many lines is not copied per line).
+    let location_frames: Vec<Vec<std::borrow::Cow<'_, str>>> = p
         .locations
         .iter()
         .map(|loc| {
             let lines = p.lines.get(loc.lines.start as usize..loc.lines.end as usize).unwrap_or(&[]);
             if lines.is_empty() {
-                return vec![format!("0x{:x}", loc.address)];
+                return vec![format!("0x{:x}", loc.address).into()];
             }
             lines
                 .iter()
                 .rev()
                 .map(|line| {
                     let name = p.function(line.function_id).map(|f| p.strings.str(f.name)).unwrap_or("");
-                    if name.is_empty() { format!("0x{:x}", loc.address) } else { name.to_owned() }
+                    if name.is_empty() { format!("0x{:x}", loc.address).into() } else { name.into() }
                 })
                 .collect()
         })
         .collect();
     let mut frames: Vec<&str> = Vec::new();
+    let mut expanded = 0usize;
     for i in 0..p.sample_count() {
         frames.clear();
-        // Root first: locations are leaf first.
+        // Root first (locations are leaf first), at most MAX_DEPTH frames:
+        // inlined lines beyond it are never expanded.
         for &loc_id in p.sample_location_ids(i).iter().rev() {
+            let room = MAX_DEPTH - frames.len();
+            if room == 0 {
+                break;
+            }
             if let Some(pos) = p.location_position(loc_id) {
-                frames.extend(location_frames[pos].iter().map(String::as_str));
+                frames.extend(location_frames[pos].iter().take(room).map(|f| f.as_ref()));
             }
         }
-        frames.truncate(MAX_DEPTH);
+        expanded += frames.len();
+        if expanded > MAX_EXPANDED_FRAMES {
+            return Err(bad(format!("profile expands to more than {MAX_EXPANDED_FRAMES} frames")));
+        }
         for (t, typed) in out.iter_mut().enumerate() {
             let v = p.sample_value(i, t);
             if v != 0 {
@@ -263,7 +283,7 @@ impl AdHoc {
         r: a::AdHocProfilesGetRequest,
     ) -> Result<a::AdHocProfilesGetResponse, ConnectError> {
         let (meta, file) = self.load(tenant, &r.id).await?;
-        self.response(r.id, &meta, &parse(&file)?, r.profile_type.as_deref(), r.max_nodes)
+        self.response(r.id, &meta, &parse_off_runtime(file).await?, r.profile_type.as_deref(), r.max_nodes)
     }
 
     async fn upload(
@@ -278,8 +298,9 @@ impl AdHoc {
             None => Ulid::new(),
         };
         // Parse first: a file that cannot be shown is not kept.
-        let file = decode_base64(&r.profile)?;
-        let response = self.response(id.to_string(), &meta, &parse(&file)?, None, r.max_nodes)?;
+        let file = bytes::Bytes::from(decode_base64(&r.profile)?);
+        let response =
+            self.response(id.to_string(), &meta, &parse_off_runtime(file.clone()).await?, None, r.max_nodes)?;
         let meta_bytes = serde_json::to_vec(&meta).map_err(|e| ConnectError::new("internal", e.to_string()))?;
         self.store.put(&adhoc_file_path(tenant, id), PutPayload::from(file)).await.map_err(storage)?;
         self.store.put(&adhoc_meta_path(tenant, id), PutPayload::from(meta_bytes)).await.map_err(storage)?;
@@ -313,7 +334,7 @@ impl AdHoc {
         r: a::AdHocProfilesDiffRequest,
     ) -> Result<a::AdHocProfilesDiffResponse, ConnectError> {
         let (left, right) = futures::try_join!(self.load(tenant, &r.left_id), self.load(tenant, &r.right_id))?;
-        let (left, right) = (parse(&left.1)?, parse(&right.1)?);
+        let (left, right) = (parse_off_runtime(left.1).await?, parse_off_runtime(right.1).await?);
         // Only types both sides have can be compared.
         let common: Vec<String> =
             left.iter().filter(|l| right.iter().any(|r| r.name == l.name)).map(|l| l.name.clone()).collect();
