@@ -7,7 +7,7 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: conformance help run test e2e bench lint fmt fix verify crds clean k8s-validate browser-test
+.PHONY: conformance help run test e2e bench fuzz lint fmt fix verify crds clean k8s-validate browser-test
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
@@ -36,9 +36,13 @@ conformance: ## The compatibility corpus (third-party profiles beside the clone,
 	scripts/conformance.sh
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
-	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed
+	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench distributed --bench saturation
 	$(CARGO) bench -p phlox-query --bench query
 	$(CARGO) bench -p phlox-autoscaler --bench traces
+
+fuzz: ## Mutation-fuzz every decoder (FUZZ_SECONDS per decoder, default 30; FUZZ_SEED, default 1): mutants/s printed, the first panic or over-budget allocation fails
+	$(CARGO) build -p phlox-e2e --bin fuzz
+	target/debug/fuzz --seconds $${FUZZ_SECONDS:-30} --seed $${FUZZ_SEED:-1}
 
 crds: ## Regenerate the CRD YAML (crds/ and the chart's crds/) from the Rust types
 	$(CARGO) run -q -p phlox-operator -- crd > crds/phlox.dev_pyroscopeclusters.yaml

@@ -3,6 +3,8 @@
 //! `phlox dump`, and compute what the answer must be from the inputs.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod fuzz;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
