@@ -145,8 +145,8 @@ pub fn mutate(rng: &mut Rng, seed: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
             // An oversized varint (a length, count or index field).
             6 if len > 0 => {
                 let i = below(rng, len);
-                let v: &[u8] =
-                    [&[0xff, 0xff, 0xff, 0xff, 0x0f][..], &[0xff; 10][..], &[0x80, 0x80, 0x80, 0x01][..]][below(rng, 3)];
+                let v: &[u8] = [&[0xff, 0xff, 0xff, 0xff, 0x0f][..], &[0xff; 10][..], &[0x80, 0x80, 0x80, 0x01][..]]
+                    [below(rng, 3)];
                 let e = (i + v.len()).min(len);
                 b.splice(i..e, v.iter().copied());
             }

@@ -311,3 +311,61 @@ async fn draining_a_writer_under_steady_ingest_loses_and_duplicates_nothing() {
     assert_eq!(flame_total(&c.frontend, "acme", "{}", s, e).await, pushes.iter().map(|p| p.1).sum::<i64>());
     c.stop();
 }
+
+/// Two segment writers with the default configuration (4 shards, each
+/// dataset on 2 of them) share the work: 20 services × 5 pods of profiles
+/// give each writer between 35 % and 65 % of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_with_the_default_config_each_take_a_fair_share() {
+    let procs = Processes::new("limits:\n  ingestion_rate_mb: 0\n");
+    let metastore = procs.start("metastore", &["--target", "metastore"]);
+    let ms = metastore.grpc.clone();
+    let writers = [
+        procs.start("writer-a", &["--target", "segment-writer", "--metastore-address", &ms]),
+        procs.start("writer-b", &["--target", "segment-writer", "--metastore-address", &ms]),
+    ];
+    let distributor = procs.start("distributor", &["--target", "distributor", "--metastore-address", &ms]);
+    let client = reqwest::Client::new();
+    let now = now_nanos();
+    let written = |m: &str| metric(m, "phlox_segment_writer_profiles_total");
+    // Until the distributor knows both writers: warm-up pushes (each dataset
+    // has a shard on each writer, so its pods reach both).
+    for i in 0.. {
+        assert!(i < 600, "the distributor never reached both writers");
+        let pod = format!("warm-{i}");
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.time_nanos(now).sample(&["main", "warm"], &[1], &[]);
+        let body =
+            push_request(&[("__name__", "process_cpu"), ("service_name", "warm"), ("pod", &pod)], b.encode(), "")
+                .encode_to_vec();
+        push_until_acked(&client, &distributor.push_url(), "anonymous", body).await;
+        if written(&metrics(&writers[0]).await) > 0.0 && written(&metrics(&writers[1]).await) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before = [written(&metrics(&writers[0]).await), written(&metrics(&writers[1]).await)];
+    // All at once, as 100 pods push independently.
+    let url = distributor.push_url();
+    let pushes = (0..100).map(|i| {
+        let (service, pod) = (format!("svc-{}", i / 5), format!("pod-{}", i % 5));
+        let mut b = ProfileBuilder::new("cpu", "nanoseconds");
+        b.time_nanos(now).sample(&["main", &service], &[1], &[]);
+        let body =
+            push_request(&[("__name__", "process_cpu"), ("service_name", &service), ("pod", &pod)], b.encode(), "")
+                .encode_to_vec();
+        let (client, url) = (client.clone(), url.clone());
+        async move { push_until_acked(&client, &url, "anonymous", body).await }
+    });
+    futures::future::join_all(pushes).await;
+    let got = [written(&metrics(&writers[0]).await) - before[0], written(&metrics(&writers[1]).await) - before[1]];
+    assert_eq!(got[0] + got[1], 100.0, "every profile written once: {got:?}");
+    for g in got {
+        assert!((35.0..=65.0).contains(&g), "each writer takes 35–65 % of 100 profiles: {got:?}");
+    }
+    distributor.stop();
+    for w in writers {
+        w.stop();
+    }
+    metastore.stop();
+}

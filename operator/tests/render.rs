@@ -265,3 +265,82 @@ fn recording_rules_of_the_cluster_reach_the_config_and_do_not_roll_pods() {
     cr.spec.recording_rules.remote_write_url = "http://other:9090/api/v1/write".into();
     assert_ne!(desired(&cr).unwrap().config_hash, base);
 }
+
+/// The Service a `<name>.<namespace>.svc:<port>` (or `<pod>.<name>...`)
+/// address names, and whether the address is of one pod of it.
+fn service_of<'a>(c: &'a Children, namespace: &str, address: &str) -> (&'a k8s_openapi::api::core::v1::Service, bool) {
+    let host = address.rsplit_once(':').unwrap().0;
+    let parts: Vec<&str> = host.split('.').collect();
+    let svc_at =
+        parts.iter().position(|p| *p == "svc").unwrap_or_else(|| panic!("{address} is not a Service DNS name"));
+    assert_eq!(parts[svc_at - 1], namespace, "{address}: the cluster's namespace");
+    let name = parts[svc_at - 2];
+    let per_pod = svc_at == 3;
+    let svc =
+        c.services.iter().find(|s| s.name_any() == name).unwrap_or_else(|| panic!("{address}: no Service {name}"));
+    (svc, per_pod)
+}
+
+/// Every address one pod uses to reach others names a Service of the right
+/// kind: query backends behind a headless Service of ready pods (frontends
+/// resolve it to every backend and spread leaves over them; a ClusterIP
+/// would pin each frontend to one backend), metastore voters by their
+/// per-pod names on the headless Service that publishes not-ready pods
+/// (Raft peers must find each other before they are ready), the metastore
+/// client address on a ClusterIP (any voter answers or redirects).
+#[test]
+fn every_peer_address_names_a_service_of_the_right_kind() {
+    for file in
+        ["pyroscopecluster-minimal.yaml", "pyroscopecluster-production-s3.yaml", "pyroscopecluster-autoscaling.yaml"]
+    {
+        let cr = sample(file);
+        let c = desired(&cr).unwrap();
+        let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+        let ns = cr.metadata.namespace.clone().unwrap();
+        let kind = |s: &k8s_openapi::api::core::v1::Service| {
+            let spec = s.spec.as_ref().unwrap();
+            (spec.cluster_ip.as_deref() == Some("None"), spec.publish_not_ready_addresses == Some(true))
+        };
+        assert!(!config.query_frontend.backends.is_empty(), "{file}");
+        for b in &config.query_frontend.backends {
+            let (svc, per_pod) = service_of(&c, &ns, b);
+            assert_eq!((kind(svc), per_pod), ((true, false), false), "{file}: backends {b}");
+            assert_eq!(
+                svc.spec.as_ref().unwrap().selector.as_ref().unwrap()["app.kubernetes.io/component"],
+                "query-backend"
+            );
+        }
+        for p in &config.metastore.peers {
+            let (_, address) = p.split_once('=').unwrap();
+            let (svc, per_pod) = service_of(&c, &ns, address);
+            assert_eq!((kind(svc), per_pod), ((true, true), true), "{file}: peer {p}");
+        }
+        let (svc, per_pod) = service_of(&c, &ns, config.metastore.address.as_deref().unwrap());
+        assert_eq!((kind(svc), per_pod), ((false, false), false), "{file}: metastore address");
+    }
+}
+
+/// The shard count fits the writer pool's largest size, so every writer the
+/// autoscaler adds owns shards.
+#[test]
+fn the_shard_count_fits_the_writer_pools_maximum() {
+    for file in
+        ["pyroscopecluster-minimal.yaml", "pyroscopecluster-production-s3.yaml", "pyroscopecluster-autoscaling.yaml"]
+    {
+        let cr = sample(file);
+        let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+        let sw = &cr.spec.segment_writer;
+        let max = if sw.autoscaling.enabled { sw.autoscaling.max_replicas } else { sw.replicas };
+        assert!(
+            config.segment_writer.shards >= max as u32,
+            "{file}: {} shards, {max} writers",
+            config.segment_writer.shards
+        );
+        assert!(config.segment_writer.shards >= 4, "{file}: at least the data plane's default");
+    }
+    let mut cr = sample("pyroscopecluster-autoscaling.yaml");
+    cr.spec.segment_writer.autoscaling.enabled = true;
+    cr.spec.segment_writer.autoscaling.max_replicas = 24;
+    let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+    assert_eq!(config.segment_writer.shards, 24);
+}

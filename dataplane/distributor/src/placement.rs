@@ -19,6 +19,16 @@ pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
     b as u32
 }
 
+/// The segment writer (index into the live writers, sorted by id) that owns
+/// `shard`: shards are dealt round-robin, so every writer owns ⌊S/n⌋ or
+/// ⌈S/n⌉ of the S shards for any number n of writers. (Hashing the raw shard
+/// numbers, as a consistent hash of 4 shards over 2 writers did, could give
+/// one writer every shard.) Writers hold no state between segments, so the
+/// shards that move when n changes cost nothing but a new owner.
+pub fn writer_for_shard(shard: u32, writers: u32) -> u32 {
+    shard % writers.max(1)
+}
+
 /// The shard of one series.
 pub fn shard_for(tenant: &str, service: &str, series_fingerprint: u64, shards: u32, shards_per_dataset: u32) -> u32 {
     let shards = shards.max(1);
@@ -43,6 +53,31 @@ mod tests {
         assert!((700..1200).contains(&moved), "{moved}");
         for k in 0..1000u64 {
             assert!(jump_hash(k, 7) < 7);
+        }
+    }
+
+    #[test]
+    fn shards_spread_evenly_over_any_number_of_writers() {
+        for shards in [4, 16, 64] {
+            for writers in 1..=16u32 {
+                let mut owned = vec![0u32; writers as usize];
+                for s in 0..shards {
+                    let w = writer_for_shard(s, writers);
+                    assert!(w < writers);
+                    owned[w as usize] += 1;
+                }
+                let (min, max) = (*owned.iter().min().unwrap(), *owned.iter().max().unwrap());
+                assert_eq!(owned.iter().sum::<u32>(), shards);
+                assert!(max - min <= 1, "{shards} shards over {writers} writers: {owned:?}");
+                assert_eq!(max, shards.div_ceil(writers), "{shards} shards over {writers} writers: {owned:?}");
+            }
+        }
+        // The default: 4 shards, a dataset on 2 consecutive ones: with 2
+        // writers every dataset has one shard on each.
+        for service in ["svc", "api", "web", "checkout", "cart"] {
+            let a = shard_for("t", service, 0, 4, 2);
+            let b = shard_for("t", service, 1, 4, 2);
+            assert_ne!(writer_for_shard(a, 2), writer_for_shard(b, 2), "{service}");
         }
     }
 

@@ -491,7 +491,8 @@ impl Default for RemoteBackendOptions {
         Self {
             connect_timeout: Duration::from_secs(3),
             request_timeout: None,
-            refresh_interval: Duration::from_secs(30),
+            // A backend the autoscaler adds gets work within seconds.
+            refresh_interval: Duration::from_secs(5),
             failure_cooldown: Duration::from_secs(5),
             max_message_size: QUERY_BACKEND_MAX_MESSAGE_SIZE,
         }

@@ -1020,3 +1020,40 @@ async fn the_server_rejects_malformed_requests() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("missing kind"), "{}", status.message());
 }
+
+/// A backend that starts after the frontend (as the autoscaler adds one)
+/// gets work once the endpoints are looked at again: the leaves of later
+/// queries spread over it too, and the answers stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_appears_later_gets_work() {
+    let (store, blocks) = store_with_blocks().await;
+    let expected = answers(&frontend(&blocks, Arc::new(LocalBackend::new(Arc::clone(&store))))).await;
+    let first = Arc::new(Counting { inner: LocalBackend::new(Arc::clone(&store)), calls: AtomicUsize::new(0) });
+    let later = Arc::new(Counting { inner: LocalBackend::new(Arc::clone(&store)), calls: AtomicUsize::new(0) });
+    let first_addr = serve(first.clone()).await;
+    let later_addr = closed_port().await;
+    let options = RemoteBackendOptions {
+        refresh_interval: Duration::from_millis(200),
+        failure_cooldown: Duration::from_millis(200),
+        ..options()
+    };
+    let remote = RemoteBackend::with_options(vec![first_addr.to_string(), later_addr.to_string()], options);
+    let f = frontend(&blocks, Arc::new(remote));
+    assert_eq!(answers(&f).await, expected);
+    assert_eq!(later.calls.load(Ordering::SeqCst), 0);
+    // The new backend comes up on its address.
+    let listener = TcpListener::bind(later_addr).await.unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(QueryBackendServer::new(later.clone()).into_service())
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = first.calls.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(answers(&f).await, expected);
+    }
+    let (to_first, to_later) = (first.calls.load(Ordering::SeqCst) - before, later.calls.load(Ordering::SeqCst));
+    assert!(to_later > 0, "the new backend got no leaf ({to_first} went to the first)");
+    assert!(to_first > 0, "the first backend still gets leaves ({to_later} went to the new one)");
+}

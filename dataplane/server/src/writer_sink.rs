@@ -23,9 +23,10 @@ impl ShardWriter for LocalWriter {
 }
 
 /// Segment writers in other processes, found through the metastore's
-/// membership. Shard `s` goes to the writer at `jump_hash(s, n)` of the
-/// live members sorted by id; when that writer does not answer, the next
-/// ones are tried with the same shard id.
+/// membership. Shard `s` goes to the writer at
+/// [`writer_for_shard`](phlox_distributor::placement::writer_for_shard)`(s, n)`
+/// of the live members sorted by id; when that writer does not answer, the
+/// next ones are tried with the same shard id.
 pub(crate) struct RemoteWriters {
     metastore: Arc<dyn phlox_proto::metastore_client::Metastore>,
     shards: u32,
@@ -128,7 +129,7 @@ impl ShardWriter for RemoteWriters {
         }
         let request = crate::grpc_writer::encode_push(tenant, shard, &profiles);
         let n = members.len() as u32;
-        let first = phlox_distributor::placement::jump_hash(u64::from(shard), n);
+        let first = phlox_distributor::placement::writer_for_shard(shard, n);
         let mut last = String::new();
         for k in 0..n {
             let (id, address) = &members[((first + k) % n) as usize];

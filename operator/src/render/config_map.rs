@@ -145,6 +145,13 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
         ))]),
     );
 
+    // Every writer the pool may grow to owns at least one shard.
+    let sw = &spec.segment_writer;
+    let max_writers = if sw.autoscaling.enabled { sw.autoscaling.max_replicas } else { sw.replicas };
+    let shards = PhloxConfig::default().segment_writer.shards.max(u32::try_from(max_writers).unwrap_or(0));
+    let mut segment_writer = Mapping::new();
+    segment_writer.insert(key("shards"), Value::from(shards));
+
     let mut doc = Mapping::new();
     doc.insert(key("version"), Value::from(1));
     doc.insert(key("target"), key("all"));
@@ -154,6 +161,7 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     doc.insert(key("storage"), Value::Mapping(storage));
     doc.insert(key("metastore"), Value::Mapping(metastore));
     doc.insert(key("query_frontend"), Value::Mapping(query_frontend));
+    doc.insert(key("segment_writer"), Value::Mapping(segment_writer));
     let mut global = limits(&spec.limits);
     if spec.limits.retention_period.is_none() {
         global.insert(key("retention_period"), key(&spec.retention.period));

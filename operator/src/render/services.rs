@@ -36,11 +36,14 @@ fn service(names: &Names, c: Component, name: String, headless: bool, not_ready:
 /// Every Service of a cluster. Users point SDKs and Alloy at
 /// `<cluster>-distributor:4040` and Grafana at `<cluster>-query-frontend:4040`.
 pub(crate) fn services(names: &Names) -> Vec<Service> {
-    let mut out: Vec<Service> =
-        [Component::Distributor, Component::QueryFrontend, Component::QueryBackend, Component::Metastore]
-            .into_iter()
-            .map(|c| service(names, c, names.component(c), false, false))
-            .collect();
+    let mut out: Vec<Service> = [Component::Distributor, Component::QueryFrontend, Component::Metastore]
+        .into_iter()
+        .map(|c| service(names, c, names.component(c), false, false))
+        .collect();
+    // Query frontends resolve this name to every ready backend and spread
+    // leaves over them (re-resolving every few seconds): a ClusterIP would
+    // pin each frontend's HTTP/2 channel to one backend.
+    out.push(service(names, Component::QueryBackend, names.component(Component::QueryBackend), true, false));
     for c in [Component::Metastore, Component::SegmentWriter] {
         out.push(service(names, c, names.headless(c), true, true));
     }
