@@ -1,8 +1,11 @@
 //! Server-side apply of one child, skipped when nothing changed.
 //!
 //! Every child carries the hash of what the operator last applied. A child
-//! whose hash matches is left alone: a reconcile with nothing changed
-//! issues no write. A missing child (deleted by someone) is recreated.
+//! whose hash matches and whose live fields still hold every desired value
+//! is left alone: a reconcile with nothing changed issues no write. A child
+//! edited by someone (`kubectl scale`, `kubectl edit`) is applied again, and
+//! a missing one (deleted by someone) is recreated. An existing object of
+//! the same name that this cluster does not own is reported, never taken over.
 
 use std::fmt::Debug;
 
@@ -40,13 +43,31 @@ where
     desired.annotations_mut().insert(DESIRED_HASH_ANNOTATION.to_owned(), hash.clone());
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let live = api.get_opt(&name).await?;
-    if let Some(live) = &live
-        && live.annotations().get(DESIRED_HASH_ANNOTATION) == Some(&hash)
-        && live.meta().deletion_timestamp.is_none()
-    {
-        return Ok((live.clone(), Outcome::Unchanged));
+    if let Some(live) = &live {
+        let owner = desired.owner_references().first().map(|o| o.uid.clone());
+        if !live.owner_references().iter().any(|o| Some(&o.uid) == owner.as_ref()) {
+            return Err(Error::NotOwned { kind: K::kind(&()).to_string(), name });
+        }
+        if live.annotations().get(DESIRED_HASH_ANNOTATION) == Some(&hash)
+            && live.meta().deletion_timestamp.is_none()
+            && holds(&serde_json::to_value(live)?, &serde_json::to_value(&desired)?)
+        {
+            return Ok((live.clone(), Outcome::Unchanged));
+        }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let applied = api.patch(&name, &params, &Patch::Apply(&desired)).await?;
     Ok((applied, if live.is_some() { Outcome::Updated } else { Outcome::Created }))
+}
+
+/// Whether `live` holds every value of `desired`: objects field by field
+/// (fields the API server or other controllers add are ignored), lists of
+/// the same length element by element, scalars equal.
+pub(crate) fn holds(live: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => d.iter().all(|(k, dv)| l.get(k).is_some_and(|lv| holds(lv, dv))),
+        (Value::Array(l), Value::Array(d)) => l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| holds(lv, dv)),
+        _ => live == desired,
+    }
 }

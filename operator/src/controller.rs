@@ -104,27 +104,57 @@ where
     Ok(live)
 }
 
-/// Applies every desired child; returns the observed workloads.
-async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) -> Result<Vec<Observed>> {
+/// What applying the children found: the observed workloads, and the
+/// children the API refused (each reported; the others still applied).
+struct Applied {
+    observed: Vec<Observed>,
+    refused: Vec<String>,
+}
+
+/// Applies every desired child, each on its own: a child the API refuses
+/// (an immutable field, an object of that name this cluster does not own)
+/// is reported and the others are still reconciled.
+async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) -> Result<Applied> {
     let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let cr_ref = cr.object_ref(&());
-    child(ctx, &cr_ref, &ns, want.service_account).await?;
-    child(ctx, &cr_ref, &ns, want.config_map).await?;
+    let mut refused = Vec::new();
+    let mut note = |kind: &str, name: String, e: Error| {
+        warn!(%kind, %name, error = %e, "child refused");
+        refused.push(format!("{kind} {name}: {e}"));
+    };
+    if let Err(e) = child(ctx, &cr_ref, &ns, want.service_account.clone()).await {
+        note("ServiceAccount", want.service_account.name_any(), e);
+    }
+    if let Err(e) = child(ctx, &cr_ref, &ns, want.config_map.clone()).await {
+        note("ConfigMap", want.config_map.name_any(), e);
+    }
     for s in want.services {
-        child(ctx, &cr_ref, &ns, s).await?;
+        let name = s.name_any();
+        if let Err(e) = child(ctx, &cr_ref, &ns, s).await {
+            note("Service", name, e);
+        }
     }
     let mut observed = Vec::new();
     for s in want.stateful_sets {
-        let live = child(ctx, &cr_ref, &ns, s).await?;
-        observed.push(Observed::stateful_set(component_of(live.labels()), &live));
+        let name = s.name_any();
+        match child(ctx, &cr_ref, &ns, s).await {
+            Ok(live) => observed.push(Observed::stateful_set(component_of(live.labels()), &live)),
+            Err(e) => note("StatefulSet", name, e),
+        }
     }
     for d in want.deployments {
-        let live = child(ctx, &cr_ref, &ns, d).await?;
-        observed.push(Observed::deployment(component_of(live.labels()), &live));
+        let name = d.name_any();
+        match child(ctx, &cr_ref, &ns, d).await {
+            Ok(live) => observed.push(Observed::deployment(component_of(live.labels()), &live)),
+            Err(e) => note("Deployment", name, e),
+        }
     }
     let wanted_pdbs: Vec<String> = want.pdbs.iter().map(|p| p.name_any()).collect();
     for p in want.pdbs {
-        child(ctx, &cr_ref, &ns, p).await?;
+        let name = p.name_any();
+        if let Err(e) = child(ctx, &cr_ref, &ns, p).await {
+            note("PodDisruptionBudget", name, e);
+        }
     }
     // PDBs come and go with the replica count (none below two pods).
     let names = Names::of(cr)?;
@@ -146,7 +176,10 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
         }
     }
     observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
-    Ok(observed)
+    for r in &refused {
+        ctx.event(&cr_ref, EventType::Warning, "ChildRefused", "Apply", r.clone()).await;
+    }
+    Ok(Applied { observed, refused })
 }
 
 fn component_of(labels: &std::collections::BTreeMap<String, String>) -> &'static str {
@@ -223,17 +256,56 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
         ctx.autoscaler.forget(&key(cr), &[]);
         autoscale::Plan::default()
     };
-    let want = desired_with(cr, &plan.replicas)?;
-    let observed = apply_children(ctx, cr, want).await?;
-    let status = compute(cr.metadata.generation, &observed, None, cr.status.as_ref(), now());
+    // The metastore cannot change its Raft membership: a running cluster
+    // keeps its voters (the CRD refuses the edit too; this covers clusters
+    // whose CRD predates that rule), and the refusal is reported.
+    let (cr_used, voters_refused) = keep_voters(ctx, cr).await?;
+    let want = desired_with(&cr_used, &plan.replicas)?;
+    let Applied { observed, mut refused } = apply_children(ctx, &cr_used, want).await?;
+    if let Some(r) = voters_refused {
+        ctx.event(&cr.object_ref(&()), EventType::Warning, "VotersChangeRefused", "Reconcile", r.clone()).await;
+        refused.insert(0, r);
+    }
+    let error = (!refused.is_empty()).then(|| ("ChildRefused", refused.join("; ")));
+    let status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
     let status = with_autoscaling(status, plan.status, cr.status.as_ref(), cr.metadata.generation, now());
     write_status(ctx, cr, status).await?;
     let cr_ref = cr.object_ref(&());
     for (type_, reason, note) in plan.events {
         ctx.event(&cr_ref, type_, &reason, "Autoscale", note).await;
     }
+    // Every other child is applied and the status says what was refused:
+    // retry the refused ones with the error backoff.
+    if !refused.is_empty() {
+        return Err(Error::ChildrenRefused(refused.join("; ")));
+    }
     // Autoscaled clusters are evaluated every sync period.
     Ok(Action::requeue(if autoscaling { autoscale::SYNC_PERIOD } else { RESYNC }))
+}
+
+/// The cluster to render: `cr`, or `cr` with the voters its metastore
+/// StatefulSet already runs when the spec asks for another number, and why.
+async fn keep_voters(ctx: &Context, cr: &PyroscopeCluster) -> Result<(PyroscopeCluster, Option<String>)> {
+    let names = Names::of(cr)?;
+    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let running = sts
+        .get_opt(&names.component(Component::Metastore))
+        .await?
+        .filter(|s| s.owner_references().iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref()))
+        .and_then(|s| s.spec.and_then(|s| s.replicas));
+    match running {
+        Some(n) if n != cr.spec.metastore.voters => {
+            let mut kept = cr.clone();
+            kept.spec.metastore.voters = n;
+            let why = format!(
+                "metastore.voters cannot change from {n} to {} on a running cluster (the metastore does not change its Raft membership yet): still running {n}; create a new PyroscopeCluster on the same bucket with the voters you want",
+                cr.spec.metastore.voters
+            );
+            Ok((kept, Some(why)))
+        }
+        _ => Ok((cr.clone(), None)),
+    }
 }
 
 /// Exponential backoff per object: 5 s, 10 s, 20 s ... 5 min.

@@ -11,6 +11,12 @@ pub enum Error {
     Serialization(#[from] serde_json::Error),
     #[error("the PyroscopeCluster has no {0}")]
     MissingField(&'static str),
+    /// Children the API refused (the others were applied).
+    #[error("children refused: {0}")]
+    ChildrenRefused(String),
+    /// An object of a child's name exists and this cluster does not own it.
+    #[error("{kind} {name} exists and is not owned by this cluster: left alone (rename or delete it)")]
+    NotOwned { kind: String, name: String },
 }
 
 impl Error {
@@ -21,6 +27,8 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Serialization(_) => "SerializationError",
             Error::MissingField(_) => "InvalidObject",
+            Error::NotOwned { .. } => "NotOwned",
+            Error::ChildrenRefused(_) => "ChildRefused",
         }
     }
 }

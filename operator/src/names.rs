@@ -72,8 +72,10 @@ pub struct Names {
 
 impl Names {
     pub fn of(cr: &PyroscopeCluster) -> crate::Result<Self> {
+        let cluster = cr.metadata.name.clone().ok_or(crate::Error::MissingField("metadata.name"))?;
+        check_cluster_name(&cluster)?;
         Ok(Self {
-            cluster: cr.metadata.name.clone().ok_or(crate::Error::MissingField("metadata.name"))?,
+            cluster,
             namespace: cr.metadata.namespace.clone().ok_or(crate::Error::MissingField("metadata.namespace"))?,
         })
     }
@@ -133,4 +135,24 @@ impl Names {
         }
         l
     }
+}
+
+/// Longest cluster name whose children are all valid: its StatefulSets are
+/// `<name>-segment-writer` (a StatefulSet name may have at most 52
+/// characters: its pods' `controller-revision-hash` label adds 11).
+pub const MAX_CLUSTER_NAME: usize = 52 - "-segment-writer".len();
+
+/// A cluster name every child can be named after: at most
+/// [`MAX_CLUSTER_NAME`] characters of `a-z`, `0-9` and `-`, starting with a
+/// letter and ending with a letter or digit (Service names are DNS-1035
+/// labels). The CRD's validation says the same.
+pub fn check_cluster_name(name: &str) -> crate::Result<()> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok_ends = name.starts_with(|c: char| c.is_ascii_lowercase()) && !name.ends_with('-');
+    if name.len() > MAX_CLUSTER_NAME || !ok_chars || !ok_ends {
+        return Err(crate::Error::InvalidSpec(format!(
+            "cluster name {name:?}: a name must be at most {MAX_CLUSTER_NAME} characters of lowercase letters, digits and '-', starting with a letter (its StatefulSets are named <name>-segment-writer, and a StatefulSet name may have at most 52)"
+        )));
+    }
+    Ok(())
 }

@@ -349,9 +349,29 @@ async fn status_reports_ready_when_every_workload_is() {
 async fn a_failing_apply_degrades_the_cluster_and_backs_off() {
     let h = Harness::with_failure(sample(), Some("Deployment")).await;
     let err = h.reconcile().await.unwrap_err();
-    assert_eq!(err.reason(), "KubernetesApiError");
+    assert_eq!(err.reason(), "ChildRefused");
+    // Every other child was still applied.
+    let written: Vec<String> = h.writes.lock().unwrap().iter().filter(|w| w.starts_with("patch ")).cloned().collect();
+    for child in [
+        "patch ConfigMap/phlox-config",
+        "patch ServiceAccount/phlox",
+        "patch Service/phlox-distributor",
+        "patch StatefulSet/phlox-metastore",
+        "patch StatefulSet/phlox-segment-writer",
+    ] {
+        assert!(written.contains(&child.to_owned()), "{child} not applied: {written:?}");
+    }
+    assert!(!written.iter().any(|w| w.contains("Deployment/")));
+    assert_eq!(h.names::<StatefulSet>().await, vec!["phlox-metastore", "phlox-segment-writer"]);
     let cr = h.cr().await;
-    assert_eq!(condition(&cr, "Degraded"), ("True".into(), "KubernetesApiError".into()));
+    assert_eq!(condition(&cr, "Degraded"), ("True".into(), "ChildRefused".into()));
+    let degraded = cr.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert!(
+        degraded.message.contains("Deployment phlox-distributor") && degraded.message.contains("injected failure"),
+        "{}",
+        degraded.message
+    );
+    assert!(h.events().iter().any(|e| e.contains("Event/")), "a warning event per refused child");
     assert_eq!(condition(&cr, "Ready").0, "False");
     let cr = Arc::new(cr);
     let delays: Vec<u64> = (0..3)
@@ -365,7 +385,7 @@ async fn a_failing_apply_degrades_the_cluster_and_backs_off() {
     assert_eq!(phlox_operator::backoff(2).as_secs(), 10);
     assert_eq!(phlox_operator::backoff(30).as_secs(), 300);
     let metrics = h.ctx.metrics.render();
-    assert!(metrics.contains("phlox_operator_reconcile_errors_total{reason=\"KubernetesApiError\"} 1"), "{metrics}");
+    assert!(metrics.contains("phlox_operator_reconcile_errors_total{reason=\"ChildRefused\"} 1"), "{metrics}");
 }
 
 #[tokio::test]
@@ -382,4 +402,88 @@ async fn metrics_and_health_are_served() {
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(text.contains("phlox_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
     assert!(text.contains("phlox_operator_reconcile_duration_seconds"), "{text}");
+}
+
+/// `kubectl scale` and `kubectl edit` on an owned object are reverted by the
+/// next reconcile; nothing else is written.
+#[tokio::test]
+async fn drift_on_an_owned_object_is_reverted() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.api::<Deployment>()
+        .patch("phlox-distributor", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .await
+        .unwrap();
+    h.api::<Service>()
+        .patch(
+            "phlox-query-backend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusterIP": "10.0.0.9"}})),
+        )
+        .await
+        .unwrap();
+    let w = h.reconcile().await.unwrap();
+    assert_eq!(w, vec!["patch Deployment/phlox-distributor", "patch Service/phlox-query-backend"], "{w:?}");
+    let d = h.api::<Deployment>().get("phlox-distributor").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(1));
+    let s = h.api::<Service>().get("phlox-query-backend").await.unwrap();
+    assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    // Fields the operator does not set may be added by others without a write.
+    h.api::<Deployment>()
+        .patch(
+            "phlox-distributor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/note": "hi"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+}
+
+/// An existing object with a child's name that this cluster does not own is
+/// reported and left alone; every other child is reconciled.
+#[tokio::test]
+async fn a_foreign_object_is_not_adopted() {
+    let h = Harness::new(sample()).await;
+    let foreign = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("phlox-config".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some([("phlox.yaml".to_owned(), "someone else's".to_owned())].into_iter().collect()),
+        ..Default::default()
+    };
+    h.api::<ConfigMap>().create(&Default::default(), &foreign).await.unwrap();
+    let err = h.reconcile().await.unwrap_err();
+    assert_eq!(err.reason(), "ChildRefused");
+    assert!(err.to_string().contains("ConfigMap phlox-config") && err.to_string().contains("not owned"), "{err}");
+    let cm = h.api::<ConfigMap>().get("phlox-config").await.unwrap();
+    assert_eq!(cm.data.as_ref().unwrap()["phlox.yaml"], "someone else's");
+    assert!(cm.owner_references().is_empty());
+    assert_eq!(h.names::<StatefulSet>().await, vec!["phlox-metastore", "phlox-segment-writer"]);
+    let cr = h.cr().await;
+    assert_eq!(condition(&cr, "Degraded"), ("True".into(), "ChildRefused".into()));
+}
+
+/// The metastore cannot change its Raft membership: a running cluster keeps
+/// its voters when the spec asks for others, and says so.
+#[tokio::test]
+async fn a_voter_change_is_refused_and_the_running_voters_kept() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.change_spec(json!({"metastore": {"voters": 3}})).await;
+    let err = h.reconcile().await.unwrap_err();
+    assert!(err.to_string().contains("metastore.voters cannot change from 1 to 3"), "{err}");
+    let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
+    assert_eq!(sts.spec.unwrap().replicas, Some(1));
+    let cm = h.api::<ConfigMap>().get("phlox-config").await.unwrap();
+    let yaml = &cm.data.unwrap()["phlox.yaml"];
+    assert!(yaml.contains("phlox-metastore-0") && !yaml.contains("phlox-metastore-1"), "{yaml}");
+    let cr = h.cr().await;
+    let degraded = cr.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert!(degraded.message.contains("voters cannot change"), "{}", degraded.message);
+    // Back to the running number: nothing refused.
+    h.change_spec(json!({"metastore": {"voters": 1}})).await;
+    h.reconcile().await.unwrap();
 }

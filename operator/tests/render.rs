@@ -344,3 +344,29 @@ fn the_shard_count_fits_the_writer_pools_maximum() {
     let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
     assert_eq!(config.segment_writer.shards, 24);
 }
+
+/// A cluster name whose children would be invalid is refused with the
+/// limit; the longest valid one renders objects whose names all fit.
+#[test]
+fn cluster_names_are_checked_against_the_longest_child_name() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.metadata.name = Some("a".repeat(60));
+    let err = desired(&cr).unwrap_err().to_string();
+    assert!(err.contains("at most 37 characters"), "{err}");
+    for bad in ["1phlox", "phlox.prod", "Phlox", "phlox-"] {
+        cr.metadata.name = Some(bad.into());
+        assert!(desired(&cr).is_err(), "{bad}");
+    }
+    cr.metadata.name = Some(format!("p{}", "x".repeat(phlox_operator::MAX_CLUSTER_NAME - 1)));
+    let c = desired(&cr).unwrap();
+    for s in &c.stateful_sets {
+        assert!(s.name_any().len() <= 52, "{}", s.name_any());
+    }
+    for s in &c.services {
+        assert!(s.name_any().len() <= 63, "{}", s.name_any());
+    }
+    // The CRD says the same to the API server.
+    let crd = serde_json::to_string(&<PyroscopeCluster as kube::CustomResourceExt>::crd()).unwrap();
+    assert!(crd.contains("size(self.metadata.name) <= 37"), "the CRD's rule");
+    assert!(crd.contains("self == oldSelf"), "voters are fixed");
+}

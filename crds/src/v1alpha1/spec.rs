@@ -33,7 +33,8 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/phlox-dev/phlox:0.1.0";
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Writers","type":"string","description":"Segment writers: current/desired replicas","jsonPath":".status.scaling.segmentWriter"}"#,
     printcolumn = r#"{"name":"Backends","type":"string","description":"Query backends: current/desired replicas","jsonPath":".status.scaling.queryBackend"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 37 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("the name must be at most 37 characters of lowercase letters, digits and '-', starting with a letter (its StatefulSets are named <name>-segment-writer, and a StatefulSet name may have at most 52)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PyroscopeClusterSpec {
@@ -400,8 +401,11 @@ fn five_minutes() -> i32 {
 #[x_kube(validation = Rule::new("self.voters % 2 == 1").message("metastore.voters must be odd (1, 3 or 5) so that a majority exists"))]
 pub struct MetastoreSpec {
     /// Raft voters: 1 (no fault tolerance), 3 (survives one loss) or 5.
+    /// Fixed once the cluster exists: the metastore cannot change its
+    /// membership yet (to change it, create a new cluster on the same bucket).
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 5))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("metastore.voters cannot change on an existing cluster: the metastore does not change its Raft membership yet; create a new PyroscopeCluster on the same bucket with the voters you want, then delete this one"))]
     pub voters: i32,
     /// The volume of each voter (Raft log and state).
     #[serde(default)]
