@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use phlox_crds::v1alpha1::{PyroscopeCluster, PyroscopeClusterStatus};
 use serde_json::json;
@@ -195,7 +195,12 @@ async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClu
     let was_ready = ready(cr.status.as_ref());
     let now_ready = ready(Some(&status));
     let api: Api<PyroscopeCluster> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    api.patch_status(&cr.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status_patch(&status)? })),
+    )
+    .await?;
     if was_ready != now_ready {
         let (reason, note) = if now_ready {
             ("Ready", "every component is ready".to_owned())
@@ -206,6 +211,25 @@ async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClu
         ctx.event(&cr.object_ref(&()), EventType::Normal, reason, "Status", note).await;
     }
     Ok(())
+}
+
+/// The status as a merge patch that also removes what no longer applies:
+/// every field the new status leaves out is sent as `null` (a merge patch
+/// keeps absent fields, so `scaling` would stay after autoscaling is off
+/// and every later reconcile would find the status different).
+fn status_patch(status: &PyroscopeClusterStatus) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(status)?;
+    if let Some(o) = v.as_object_mut() {
+        for field in ["observedGeneration", "conditions", "components", "componentsReady", "autoscaling", "scaling"] {
+            o.entry(field).or_insert(serde_json::Value::Null);
+        }
+        if let Some(scaling) = o.get_mut("scaling").and_then(|s| s.as_object_mut()) {
+            for field in ["segmentWriter", "queryBackend"] {
+                scaling.entry(field).or_insert(serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(v)
 }
 
 fn ready(s: Option<&PyroscopeClusterStatus>) -> bool {
@@ -346,7 +370,16 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         }
     }
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=phlox-operator");
-    Controller::new(crs, watcher::Config::default().any_semantic())
+    // Spec changes only (a new generation), not the operator's own status
+    // writes (which would otherwise trigger the next reconcile); owned
+    // objects changing and the requeue timer trigger the rest.
+    let (reader, writer) = reflector::store();
+    let clusters = watcher(crs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(clusters, reader)
         .owns(api::<StatefulSet>(&client, &owned), children.clone())
         .owns(api::<Deployment>(&client, &owned), children.clone())
         .owns(api::<Service>(&client, &owned), children.clone())

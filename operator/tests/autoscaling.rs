@@ -229,9 +229,19 @@ async fn query_backends_follow_their_load_and_the_spec_is_never_written() {
     assert_eq!((s.current_replicas, s.desired_replicas, s.value, s.target), (1, 1, Some(4.0), 4.0));
     assert_eq!(h.condition("ScalingActive").await, ("True".into(), "ValidMetrics".into()));
 
+    // Reconciles closer together than the 15 s sync period (owned objects
+    // changing) reuse the last evaluation: a spike between them is not seen.
+    *pod.inflight.lock().unwrap() = 40.0;
+    for _ in 0..3 {
+        h.advance(4);
+        h.reconcile().await;
+        assert_eq!(h.deployment_replicas("phlox-query-backend").await, 1);
+    }
+    assert_eq!(h.scaling("query-backend").await.value, Some(4.0), "the last evaluation, not a new scrape");
+    h.advance(3); // 15 s after the first evaluation
+
     // 22 leaves on one pod: 5.5× the target → 6 replicas, at most 4 more per step.
     *pod.inflight.lock().unwrap() = 22.0;
-    h.advance(15);
     h.take_writes();
     h.reconcile().await;
     assert_eq!(h.deployment_replicas("phlox-query-backend").await, 5);
@@ -432,4 +442,39 @@ async fn the_load_can_come_from_prometheus() {
         q[0].contains("phlox_query_backend_inflight_leaves{namespace=\"phlox\",pod=~\"phlox-query-backend-"),
         "{q:?}"
     );
+}
+
+/// Turning autoscaling off removes what the status said about it, and the
+/// status then settles: later reconciles write nothing.
+#[tokio::test]
+async fn status_fields_that_no_longer_apply_are_removed() {
+    let cr = cluster(json!({"queryBackend": {"replicas": 1, "autoscaling": {
+        "enabled": true, "minReplicas": 1, "maxReplicas": 4, "targetValue": 4}}}));
+    let h = Harness::new(cr).await;
+    let pod = h.pod("query-backend", "phlox-query-backend-a").await;
+    *pod.inflight.lock().unwrap() = 4.0;
+    h.reconcile().await;
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.scaling.and_then(|s| s.query_backend).as_deref(), Some("1/1"));
+    assert_eq!(status.autoscaling.len(), 1);
+
+    Api::<PyroscopeCluster>::namespaced(h.client.clone(), NS)
+        .patch(
+            "phlox",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"queryBackend": {"autoscaling": {"enabled": false}}}})),
+        )
+        .await
+        .unwrap();
+    h.advance(15);
+    h.reconcile().await;
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.scaling, None, "the WRITERS/BACKENDS columns go away");
+    assert!(status.autoscaling.is_empty());
+    assert!(!status.conditions.iter().any(|c| c.type_ == "ScalingActive"));
+    h.take_writes();
+    h.advance(300);
+    h.reconcile().await;
+    let writes: Vec<String> = h.take_writes().into_iter().filter(|w| !w.contains(" Event/")).collect();
+    assert!(writes.is_empty(), "a settled status is not written again: {writes:?}");
 }

@@ -64,6 +64,11 @@ struct ComponentState {
     drain: Option<DrainJob>,
     last_scale: Option<(Time, String)>,
     last_reason: Option<String>,
+    /// The last evaluation: when, the replicas decided, the status entry.
+    /// Reconciles closer than [`SYNC_PERIOD`] to it reuse it (no scrape), so
+    /// counter rates span at least that long and a burst of reconciles
+    /// (owned objects changing) cannot scale on a millisecond's spike.
+    last_eval: Option<(Duration, i32, AutoscalingStatus)>,
 }
 
 /// The autoscaler's decisions for one cluster.
@@ -185,7 +190,21 @@ impl Autoscaler {
         for c in enabled {
             let key = (cluster.clone(), c);
             let mut state = self.take(&key);
+            let now = (self.clock)();
+            if let Some((at, replicas, entry)) = &state.last_eval
+                && now.saturating_sub(*at) < SYNC_PERIOD
+            {
+                plan.replicas.insert(c, *replicas);
+                plan.status.push(entry.clone());
+                self.put(key, state);
+                continue;
+            }
             let result = self.plan_component(client, cr, &names, c, &mut state, metrics, &mut plan).await;
+            if result.is_ok()
+                && let (Some(&replicas), Some(entry)) = (plan.replicas.get(&c), plan.status.last())
+            {
+                state.last_eval = Some((now, replicas, entry.clone()));
+            }
             self.put(key, state);
             result?;
         }
