@@ -370,3 +370,28 @@ fn cluster_names_are_checked_against_the_longest_child_name() {
     assert!(crd.contains("size(self.metadata.name) <= 37"), "the CRD's rule");
     assert!(crd.contains("self == oldSelf"), "voters are fixed");
 }
+
+/// Every component has a startup probe (the metastore the longest: a Raft
+/// log replay must not meet the liveness probe) and spreads over zones.
+#[test]
+fn pods_start_patiently_and_spread_over_zones() {
+    let cr = sample("pyroscopecluster-production-s3.yaml");
+    let c = desired(&cr).unwrap();
+    let templates = c
+        .deployments
+        .iter()
+        .map(|d| (d.name_any(), &d.spec.as_ref().unwrap().template))
+        .chain(c.stateful_sets.iter().map(|s| (s.name_any(), &s.spec.as_ref().unwrap().template)));
+    for (name, t) in templates {
+        let probe = container(t).startup_probe.as_ref().unwrap_or_else(|| panic!("{name}: no startup probe"));
+        let budget = probe.period_seconds.unwrap() * probe.failure_threshold.unwrap();
+        if name.ends_with("-metastore") {
+            assert!(budget >= 900, "{name}: {budget} s to start");
+        } else {
+            assert!(budget >= 300, "{name}: {budget} s to start");
+        }
+        let spread = t.spec.as_ref().unwrap().topology_spread_constraints.as_ref().unwrap();
+        assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone", "{name}");
+        assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway", "{name}");
+    }
+}

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference, ObjectFieldSelector,
     PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction, Volume, VolumeMount,
-    WeightedPodAffinityTerm,
+    Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction, TopologySpreadConstraint,
+    Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -141,6 +141,17 @@ pub(crate) fn template(
             failure_threshold: Some(3),
             ..Default::default()
         }),
+        // Until the HTTP port first accepts connections, neither liveness nor
+        // readiness runs: a metastore replaying a long Raft log (up to 15
+        // minutes), or any component opening a large data directory, is not
+        // killed by the liveness probe while it starts.
+        startup_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction { port: http.clone(), ..Default::default() }),
+            period_seconds: Some(10),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(if c == Component::Metastore { 90 } else { 30 }),
+            ..Default::default()
+        }),
         // Alive = the HTTP port accepts connections; readiness covers the rest
         // (a pod waiting for its metastore must not be restarted).
         liveness_probe: Some(Probe {
@@ -194,6 +205,17 @@ pub(crate) fn template(
                 .then(|| spec.image_pull_secrets.iter().map(|n| LocalObjectReference { name: n.clone() }).collect()),
             node_selector: (!opts.node_selector.is_empty()).then(|| opts.node_selector.clone()),
             affinity: Some(opts.affinity.clone().unwrap_or_else(|| spread(names, c))),
+            // Across zones where the nodes have them (a preference: a single
+            // zone still schedules), unless the spec brings its own affinity.
+            topology_spread_constraints: opts.affinity.is_none().then(|| {
+                vec![TopologySpreadConstraint {
+                    max_skew: 1,
+                    topology_key: "topology.kubernetes.io/zone".to_owned(),
+                    when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                    label_selector: Some(LabelSelector { match_labels: Some(names.selector(c)), ..Default::default() }),
+                    ..Default::default()
+                }]
+            }),
             tolerations: (!opts.tolerations.is_empty()).then(|| opts.tolerations.clone()),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
