@@ -41,6 +41,15 @@ fn advertise(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() }
 }
 
+/// `ip:port` to dial, IPv6 in brackets (`[fd00::1]:9095`): a pod's IP from
+/// the downward API may be either family.
+fn dial_address(ip: &str, port: u16) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{ip}:{port}"),
+    }
+}
+
 pub(crate) fn metastore_config(config: &PhloxConfig, advertise_address: String) -> anyhow::Result<MetastoreConfig> {
     let mut m = MetastoreConfig::new(config.metastore.node_id, config.data_dir.join("metastore"), advertise_address)
         .with_peers(config.metastore.parsed_peers()?);
@@ -152,7 +161,7 @@ fn own_address(config: &PhloxConfig, grpc_addr: SocketAddr) -> String {
         return a.clone();
     }
     match std::env::var("POD_IP") {
-        Ok(ip) if !ip.is_empty() => format!("{ip}:{}", grpc_addr.port()),
+        Ok(ip) if !ip.is_empty() => dial_address(&ip, grpc_addr.port()),
         _ => advertise(grpc_addr),
     }
 }
@@ -167,7 +176,15 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         let address = address.to_owned();
         let (what, flag) = (what.to_owned(), flag.to_owned());
         async move {
-            TcpListener::bind(&address).await.with_context(|| {
+            let bound = match TcpListener::bind(&address).await {
+                // `[::]` is every address, IPv4 too (dual stack); on a host
+                // without IPv6 it falls back to `0.0.0.0`.
+                Err(e) if address.starts_with("[::]:") && e.kind() != std::io::ErrorKind::AddrInUse => {
+                    TcpListener::bind(address.replacen("[::]", "0.0.0.0", 1)).await
+                }
+                r => r,
+            };
+            bound.with_context(|| {
                 format!(
                     "cannot listen on {address} ({what}): is another phlox running? Pass {flag} to use another address"
                 )
@@ -511,4 +528,16 @@ pub(crate) fn provisioned_rules_of(
             (tenant.clone(), rules)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_addresses_of_either_family_can_be_dialed() {
+        assert_eq!(dial_address("10.1.2.3", 9095), "10.1.2.3:9095");
+        assert_eq!(dial_address("fd00:10:244::7", 9095), "[fd00:10:244::7]:9095");
+        assert_eq!(advertise("[::]:9095".parse().unwrap()), "127.0.0.1:9095");
+    }
 }

@@ -128,8 +128,9 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     metastore.insert(key("address"), key(&names.metastore_address()));
 
     let mut server = Mapping::new();
-    server.insert(key("http_listen_address"), key(&format!("0.0.0.0:{HTTP_PORT}")));
-    server.insert(key("grpc_listen_address"), key(&format!("0.0.0.0:{GRPC_PORT}")));
+    // Every address of the pod, IPv4 and IPv6 (IPv4 only where IPv6 is off).
+    server.insert(key("http_listen_address"), key(&format!("[::]:{HTTP_PORT}")));
+    server.insert(key("grpc_listen_address"), key(&format!("[::]:{GRPC_PORT}")));
 
     let mut overrides = Mapping::new();
     for (tenant, l) in &spec.overrides {
