@@ -273,6 +273,9 @@ pub async fn reconcile(cr: Arc<PyroscopeCluster>, ctx: Arc<Context>) -> Result<A
 }
 
 async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action> {
+    if cr.spec.paused {
+        return reconcile_paused(cr, ctx).await;
+    }
     let autoscaling = autoscale::enabled(cr);
     let plan = if autoscaling {
         ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics).await?
@@ -306,6 +309,55 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     // Autoscaled clusters are evaluated every sync period.
     Ok(Action::requeue(if autoscaling { autoscale::SYNC_PERIOD } else { RESYNC }))
 }
+
+/// A paused cluster: no child is touched; the status reports the workloads
+/// as they are, with a `Paused` condition.
+async fn reconcile_paused(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action> {
+    let names = Names::of(cr)?;
+    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let owned = |o: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        o.iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref())
+    };
+    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
+    let lp = ListParams::default().labels(&selector);
+    let mut observed = Vec::new();
+    for s in Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
+        if owned(s.owner_references()) {
+            observed.push(Observed::stateful_set(component_of(s.labels()), &s));
+        }
+    }
+    for d in Api::<Deployment>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
+        if owned(d.owner_references()) {
+            observed.push(Observed::deployment(component_of(d.labels()), &d));
+        }
+    }
+    observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
+    let mut status = compute(cr.metadata.generation, &observed, None, cr.status.as_ref(), now());
+    if let Some(prev) = &cr.status {
+        // The autoscaler is paused too: its last word stays.
+        status.autoscaling = prev.autoscaling.clone();
+        status.scaling = prev.scaling.clone();
+    }
+    let since = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == PAUSED))
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(now);
+    status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: PAUSED.to_owned(),
+        status: "True".to_owned(),
+        reason: "PausedBySpec".to_owned(),
+        message: "spec.paused is true: no child is changed until it is false".to_owned(),
+        observed_generation: cr.metadata.generation,
+        last_transition_time: since,
+    });
+    write_status(ctx, cr, status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Condition type of a paused cluster.
+const PAUSED: &str = "Paused";
 
 /// The cluster to render: `cr`, or `cr` with the voters its metastore
 /// StatefulSet already runs when the spec asks for another number, and why.

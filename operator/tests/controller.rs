@@ -487,3 +487,32 @@ async fn a_voter_change_is_refused_and_the_running_voters_kept() {
     h.change_spec(json!({"metastore": {"voters": 1}})).await;
     h.reconcile().await.unwrap();
 }
+
+/// `spec.paused` stops every change to children (spec changes, drift and
+/// deletions wait); the status keeps reporting. Unpausing applies what waited.
+#[tokio::test]
+async fn a_paused_cluster_changes_no_child() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.change_spec(json!({"paused": true, "queryBackend": {"replicas": 3}, "image": "ghcr.io/phlox-dev/phlox:0.2.0"}))
+        .await;
+    h.api::<Deployment>().delete("phlox-distributor", &DeleteParams::default()).await.unwrap();
+    let writes = h.reconcile().await.unwrap();
+    assert_eq!(writes, vec!["patch-status phlox"], "only the status: {writes:?}");
+    let d = h.api::<Deployment>().get("phlox-query-backend").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(1));
+    assert!(h.api::<Deployment>().get_opt("phlox-distributor").await.unwrap().is_none());
+    let cr = h.cr().await;
+    assert_eq!(condition(&cr, "Paused"), ("True".into(), "PausedBySpec".into()));
+    assert_eq!(cr.status.as_ref().unwrap().components.len(), 5, "the five workloads still there");
+    // Still paused: nothing at all.
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+
+    h.change_spec(json!({"paused": false})).await;
+    let writes = h.reconcile().await.unwrap();
+    assert!(writes.contains(&"patch Deployment/phlox-distributor".to_owned()), "{writes:?}");
+    assert!(writes.contains(&"patch Deployment/phlox-query-backend".to_owned()), "{writes:?}");
+    assert_eq!(h.api::<Deployment>().get("phlox-query-backend").await.unwrap().spec.unwrap().replicas, Some(3));
+    let cr = h.cr().await;
+    assert!(!cr.status.unwrap().conditions.iter().any(|c| c.type_ == "Paused"));
+}

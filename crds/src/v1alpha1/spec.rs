@@ -92,6 +92,10 @@ pub struct PyroscopeClusterSpec {
     /// cannot change them; applied without restarting pods.
     #[serde(default, skip_serializing_if = "RecordingRulesSpec::is_empty")]
     pub recording_rules: RecordingRulesSpec,
+    /// While true the operator changes no child (no apply, no scaling, no
+    /// deletion); it keeps reporting the status. For maintenance by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// Recording rules and where their metrics go.
@@ -165,6 +169,7 @@ impl Default for PyroscopeClusterSpec {
             retention: RetentionSpec::default(),
             multitenancy_enabled: false,
             recording_rules: RecordingRulesSpec::default(),
+            paused: false,
         }
     }
 }
