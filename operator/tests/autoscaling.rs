@@ -478,3 +478,34 @@ async fn status_fields_that_no_longer_apply_are_removed() {
     let writes: Vec<String> = h.take_writes().into_iter().filter(|w| !w.contains(" Event/")).collect();
     assert!(writes.is_empty(), "a settled status is not written again: {writes:?}");
 }
+
+/// An operator restarted in the middle of a drain (its memory gone) reads
+/// the drain from the status and finishes it: the drained writer goes.
+#[tokio::test]
+async fn a_drain_survives_an_operator_restart() {
+    let h = Harness::new(writers(1)).await;
+    let w0 = h.pod("segment-writer", "phlox-segment-writer-0").await;
+    let w1 = h.pod("segment-writer", "phlox-segment-writer-1").await;
+    w1.drains.store(false, Ordering::SeqCst);
+    h.reconcile().await;
+    h.advance(15);
+    *w0.ingested.lock().unwrap() += 15e6;
+    *w1.ingested.lock().unwrap() += 15e6;
+    h.reconcile().await;
+    assert!(w1.draining.load(Ordering::SeqCst));
+    assert_eq!(h.scaling("segment-writer").await.draining_pod.as_deref(), Some("phlox-segment-writer-1"));
+
+    // The operator restarts: a new context and autoscaler, no memory.
+    let clock = Arc::clone(&h.clock);
+    let autoscaler = Autoscaler::with_clock(Arc::new(move || Duration::from_secs(clock.load(Ordering::SeqCst))));
+    let restarted = Arc::new(
+        Context::new(h.client.clone(), Metrics::new().unwrap(), Some("operator-1".into())).with_autoscaler(autoscaler),
+    );
+    w1.drains.store(true, Ordering::SeqCst);
+    h.advance(15);
+    reconcile(Arc::new(h.cr().await), restarted).await.unwrap();
+    assert_eq!(h.statefulset_replicas("phlox-segment-writer").await, 1, "the drained writer was removed");
+    let s = h.scaling("segment-writer").await;
+    assert_eq!((s.reason.as_str(), s.draining_pod), ("ScaleDown", None));
+    assert!(!w0.draining.load(Ordering::SeqCst));
+}

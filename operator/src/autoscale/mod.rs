@@ -69,6 +69,8 @@ struct ComponentState {
     /// counter rates span at least that long and a burst of reconciles
     /// (owned objects changing) cannot scale on a millisecond's spike.
     last_eval: Option<(Duration, i32, AutoscalingStatus)>,
+    /// The status was read for a drain in progress (after an operator restart).
+    recovered: bool,
 }
 
 /// The autoscaler's decisions for one cluster.
@@ -249,6 +251,40 @@ impl Autoscaler {
         let pods: Vec<Pod> = pod_api.list(&ListParams::default().labels(&selector)).await?.items;
         let targets: Vec<PodTarget> = pods.iter().filter_map(pod_target).collect();
         let component = c.as_str();
+
+        // An operator that restarted mid-drain finds the drain in the status
+        // (the pod being drained) and finishes it: the writer is already out
+        // of the placement and must not be left running drained.
+        if !state.recovered {
+            state.recovered = true;
+            let draining = cr
+                .status
+                .as_ref()
+                .and_then(|s| s.autoscaling.iter().find(|a| a.component == component))
+                .and_then(|a| a.draining_pod.clone());
+            if state.drain.is_none()
+                && let Some(pod) = draining
+                && let Some(t) = targets.iter().find(|t| t.name == pod)
+            {
+                if pod == format!("{workload}-{}", current - 1) {
+                    info!(component, %pod, "resuming the drain recorded in the status");
+                    state.drain = Some(DrainJob {
+                        pod,
+                        base_url: t.base_url.clone(),
+                        from: current,
+                        started: now,
+                        reported_timeout: false,
+                    });
+                } else {
+                    // The replicas changed since: the drained writer is no
+                    // longer the one to remove. Undo the drain by restarting it.
+                    warn!(component, %pod, "a drained writer is no longer the highest ordinal; restarting it");
+                    if let Err(e) = pod_api.delete(&pod, &DeleteParams::default()).await {
+                        warn!(%pod, error = %e, "cannot restart the drained writer");
+                    }
+                }
+            }
+        }
 
         // A writer being drained: wait for it, then remove exactly it.
         if let Some(job) = state.drain.clone() {
