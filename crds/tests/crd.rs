@@ -154,5 +154,5 @@ fn the_crd_has_the_names_columns_and_status_kubectl_shows() {
     assert_eq!(v.name, "v1alpha1");
     assert!(v.subresources.as_ref().unwrap().status.is_some());
     let cols: Vec<&str> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(cols, vec!["Ready", "Components", "Reason", "Writers", "Backends", "Age"]);
+    assert_eq!(cols, vec!["Ready", "Components", "Reason", "Writers", "Backends", "Version", "Age"]);
 }

@@ -25,6 +25,7 @@ use crate::autoscale::{self, Autoscaler};
 use crate::metrics::Metrics;
 use crate::names::{Component, FIELD_MANAGER, Names};
 use crate::render::{Children, desired_with};
+use crate::rollout::{self, Live};
 use crate::status::{Observed, compute, with_autoscaling};
 use crate::{Error, Result};
 
@@ -220,7 +221,16 @@ async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClu
 fn status_patch(status: &PyroscopeClusterStatus) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(status)?;
     if let Some(o) = v.as_object_mut() {
-        for field in ["observedGeneration", "conditions", "components", "componentsReady", "autoscaling", "scaling"] {
+        for field in [
+            "observedGeneration",
+            "conditions",
+            "components",
+            "componentsReady",
+            "autoscaling",
+            "scaling",
+            "version",
+            "rollout",
+        ] {
             o.entry(field).or_insert(serde_json::Value::Null);
         }
         if let Some(scaling) = o.get_mut("scaling").and_then(|s| s.as_object_mut()) {
@@ -287,14 +297,24 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     // keeps its voters (the CRD refuses the edit too; this covers clusters
     // whose CRD predates that rule), and the refusal is reported.
     let (cr_used, voters_refused) = keep_voters(ctx, cr).await?;
-    let want = desired_with(&cr_used, &plan.replicas)?;
+    let mut want = desired_with(&cr_used, &plan.replicas)?;
+    // Template changes go out in the order the data formats need.
+    let rollout = rollout::order(&mut want, &live_workloads(ctx, cr).await?)?;
+    for (c, why) in &rollout.held {
+        info!(component = c.as_str(), why, "rollout: template held");
+    }
     let Applied { observed, mut refused } = apply_children(ctx, &cr_used, want).await?;
     if let Some(r) = voters_refused {
         ctx.event(&cr.object_ref(&()), EventType::Warning, "VotersChangeRefused", "Reconcile", r.clone()).await;
         refused.insert(0, r);
     }
     let error = (!refused.is_empty()).then(|| ("ChildRefused", refused.join("; ")));
-    let status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
+    let mut status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
+    if rollout.complete {
+        status.version = Some(cr.spec.image.clone());
+    }
+    status.rollout = (!rollout.held.is_empty())
+        .then(|| rollout.held.iter().map(|(c, why)| format!("{} {why}", c.as_str())).collect::<Vec<_>>().join("; "));
     let status = with_autoscaling(status, plan.status, cr.status.as_ref(), cr.metadata.generation, now());
     write_status(ctx, cr, status).await?;
     let cr_ref = cr.object_ref(&());
@@ -313,24 +333,13 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
 /// A paused cluster: no child is touched; the status reports the workloads
 /// as they are, with a `Paused` condition.
 async fn reconcile_paused(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action> {
-    let names = Names::of(cr)?;
-    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let owned = |o: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-        o.iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref())
-    };
-    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
-    let lp = ListParams::default().labels(&selector);
-    let mut observed = Vec::new();
-    for s in Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
-        if owned(s.owner_references()) {
-            observed.push(Observed::stateful_set(component_of(s.labels()), &s));
-        }
-    }
-    for d in Api::<Deployment>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
-        if owned(d.owner_references()) {
-            observed.push(Observed::deployment(component_of(d.labels()), &d));
-        }
-    }
+    let live = live_workloads(ctx, cr).await?;
+    let mut observed: Vec<Observed> = live
+        .stateful_sets
+        .iter()
+        .map(|s| Observed::stateful_set(component_of(s.labels()), s))
+        .chain(live.deployments.iter().map(|d| Observed::deployment(component_of(d.labels()), d)))
+        .collect();
     observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
     let mut status = compute(cr.metadata.generation, &observed, None, cr.status.as_ref(), now());
     if let Some(prev) = &cr.status {
@@ -354,6 +363,29 @@ async fn reconcile_paused(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action
     });
     write_status(ctx, cr, status).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// The cluster's workloads as they run (owned by it).
+async fn live_workloads(ctx: &Context, cr: &PyroscopeCluster) -> Result<Live> {
+    let names = Names::of(cr)?;
+    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let owned = |o: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+        o.iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref())
+    };
+    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
+    let lp = ListParams::default().labels(&selector);
+    let mut live = Live::default();
+    for s in Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
+        if owned(s.owner_references()) {
+            live.stateful_sets.push(s);
+        }
+    }
+    for d in Api::<Deployment>::namespaced(ctx.client.clone(), &ns).list(&lp).await?.items {
+        if owned(d.owner_references()) {
+            live.deployments.push(d);
+        }
+    }
+    Ok(live)
 }
 
 /// Condition type of a paused cluster.

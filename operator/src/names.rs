@@ -21,6 +21,9 @@ pub const BUCKET_DIR: &str = "/var/lib/phlox/bucket";
 pub const CONFIG_HASH_ANNOTATION: &str = "phlox.dev/config-hash";
 /// Annotation on every child: hash of what the operator last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "phlox.dev/desired-hash";
+/// Annotation on workloads: hash of the pod template the operator last
+/// gave them (the ordered rollout compares it with the desired one).
+pub const TEMPLATE_HASH_ANNOTATION: &str = "phlox.dev/template-hash";
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "phlox-operator";
 

@@ -58,7 +58,7 @@ impl Observed {
         }
     }
 
-    fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.current
             && self.status.ready_replicas >= self.status.desired_replicas
             && self.status.updated_replicas >= self.status.desired_replicas
@@ -163,6 +163,8 @@ pub fn compute(
         components_ready: Some(format!("{ready}/{total}")),
         autoscaling: Vec::new(),
         scaling: None,
+        version: previous.and_then(|p| p.version.clone()),
+        rollout: None,
     }
 }
 

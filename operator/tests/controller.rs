@@ -167,6 +167,45 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Plays the workload controllers for one workload: all its replicas
+    /// updated and ready at its current generation.
+    async fn ready(&self, name: &str) {
+        if let Some(d) = self.api::<Deployment>().get_opt(name).await.unwrap() {
+            let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": d.metadata.generation, "replicas": n,
+                "readyReplicas": n, "updatedReplicas": n, "availableReplicas": n}});
+            self.api::<Deployment>().patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+        } else {
+            let s = self.api::<StatefulSet>().get(name).await.unwrap();
+            let n = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let status = json!({"status": {"observedGeneration": s.metadata.generation, "replicas": n,
+                "readyReplicas": n, "updatedReplicas": n, "currentReplicas": n}});
+            self.api::<StatefulSet>().patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+        }
+    }
+
+    /// Workloads become ready and the operator reconciles until it has
+    /// nothing left to write.
+    async fn settle(&self) {
+        for _ in 0..10 {
+            self.workloads_become_ready().await;
+            if self.reconcile().await.unwrap().iter().all(|w| w.starts_with("patch-status")) {
+                return;
+            }
+        }
+        panic!("the cluster did not settle within 10 reconciles");
+    }
+
+    async fn image_of(&self, name: &str) -> String {
+        let template = match self.api::<Deployment>().get_opt(name).await.unwrap() {
+            Some(d) => d.spec.unwrap().template,
+            None => self.api::<StatefulSet>().get(name).await.unwrap().spec.unwrap().template,
+        };
+        template.spec.unwrap().containers[0].image.clone().unwrap()
+    }
+}
+
 fn condition(cr: &PyroscopeCluster, type_: &str) -> (String, String) {
     let c = cr.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.clone(), c.reason.clone())
@@ -269,30 +308,33 @@ async fn changes_update_exactly_the_affected_children() {
     );
     assert!(h.names::<PodDisruptionBudget>().await.is_empty());
 
-    // Image: every workload, nothing else.
+    // Image: the first step of the ordered rollout (the workloads are not
+    // ready, so the later steps wait); then, step by step, every workload.
     h.change_spec(json!({"image": "ghcr.io/phlox-dev/phlox:0.2.0"})).await;
     assert_eq!(
         h.reconcile().await.unwrap(),
-        vec![
-            "patch Deployment/phlox-compaction-worker",
-            "patch Deployment/phlox-distributor",
-            "patch Deployment/phlox-query-backend",
-            "patch Deployment/phlox-query-frontend",
-            "patch StatefulSet/phlox-metastore",
-            "patch StatefulSet/phlox-segment-writer",
-            "patch-status phlox",
-        ]
+        vec!["patch Deployment/phlox-compaction-worker", "patch Deployment/phlox-query-backend", "patch-status phlox",]
     );
+    h.settle().await;
     let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
     let image = sts.spec.unwrap().template.spec.unwrap().containers[0].image.clone();
     assert_eq!(image.as_deref(), Some("ghcr.io/phlox-dev/phlox:0.2.0"));
 
-    // Config: the ConfigMap, and every workload rolls (config hash).
+    // Config: the ConfigMap, and every workload rolls (config hash), in order.
     let hash_before = pod_annotation(&h, "phlox-distributor").await;
     h.change_spec(json!({"limits": {"ingestionRateMb": 32}})).await;
     let w = h.reconcile().await.unwrap();
-    assert_eq!(w.len(), 8, "{w:?}");
-    assert!(w.contains(&"patch ConfigMap/phlox-config".to_owned()));
+    assert_eq!(
+        w,
+        vec![
+            "patch ConfigMap/phlox-config",
+            "patch Deployment/phlox-compaction-worker",
+            "patch Deployment/phlox-query-backend",
+            "patch-status phlox",
+        ]
+    );
+    assert_eq!(pod_annotation(&h, "phlox-distributor").await, hash_before, "held until the backends are ready");
+    h.settle().await;
     assert_ne!(pod_annotation(&h, "phlox-distributor").await, hash_before);
     let cm = h.api::<ConfigMap>().get("phlox-config").await.unwrap();
     assert!(cm.data.unwrap()["phlox.yaml"].contains("ingestion_rate_mb: 32.0"));
@@ -515,4 +557,103 @@ async fn a_paused_cluster_changes_no_child() {
     assert_eq!(h.api::<Deployment>().get("phlox-query-backend").await.unwrap().spec.unwrap().replicas, Some(3));
     let cr = h.cr().await;
     assert!(!cr.status.unwrap().conditions.iter().any(|c| c.type_ == "Paused"));
+}
+
+/// An image change rolls out step by step: query backends and compaction
+/// workers, then the metastore, then the segment writers, then distributors
+/// and frontends; each step waits until the previous one runs the new
+/// template on every replica, ready. The status records the version.
+#[tokio::test]
+async fn an_upgrade_rolls_out_in_order_each_step_waiting_for_the_previous() {
+    const OLD: &str = "ghcr.io/phlox-dev/phlox:0.1.0";
+    const NEW: &str = "ghcr.io/phlox-dev/phlox:0.2.0";
+    let mut cr = sample();
+    cr.spec.image = OLD.into();
+    let h = Harness::new(cr).await;
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    assert_eq!(h.cr().await.status.unwrap().version.as_deref(), Some(OLD));
+
+    let all = [
+        "phlox-query-backend",
+        "phlox-compaction-worker",
+        "phlox-metastore",
+        "phlox-segment-writer",
+        "phlox-distributor",
+        "phlox-query-frontend",
+    ];
+    let images = || async {
+        let mut out = Vec::new();
+        for w in all {
+            out.push(if h.image_of(w).await == NEW { "new" } else { "old" });
+        }
+        out
+    };
+
+    h.change_spec(json!({"image": NEW})).await;
+    // Step 1: the readers.
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        vec!["patch Deployment/phlox-compaction-worker", "patch Deployment/phlox-query-backend", "patch-status phlox"]
+    );
+    assert_eq!(images().await, ["new", "new", "old", "old", "old", "old"]);
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.version.as_deref(), Some(OLD), "still the running version");
+    let rollout = status.rollout.unwrap();
+    assert_eq!(
+        rollout,
+        "metastore waiting for query-backend to roll out, compaction-worker to roll out; \
+         segment-writer waiting for metastore to roll out; \
+         distributor waiting for segment-writer to roll out; \
+         query-frontend waiting for segment-writer to roll out"
+    );
+    // Nothing ready yet: nothing more.
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+    // One of the two ready: still waiting.
+    h.ready("phlox-query-backend").await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.iter().all(|w| w == "patch-status phlox"), "{w:?}");
+    let rollout = h.cr().await.status.unwrap().rollout.unwrap();
+    assert!(rollout.starts_with("metastore waiting for compaction-worker to roll out;"), "{rollout}");
+    assert_eq!(images().await, ["new", "new", "old", "old", "old", "old"]);
+
+    // Step 2: the metastore, once both readers are ready.
+    h.ready("phlox-compaction-worker").await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch StatefulSet/phlox-metastore".to_owned()), "{w:?}");
+    assert_eq!(w.iter().filter(|w| w.starts_with("patch ")).count(), 1, "{w:?}");
+    assert_eq!(images().await, ["new", "new", "new", "old", "old", "old"]);
+    // The metastore StatefulSet rolls its voters one at a time (a voter is
+    // ready when its Raft group is healthy): its update strategy says so.
+    let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
+    let strategy = sts.spec.unwrap().update_strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let max_unavailable = strategy.rolling_update.and_then(|r| r.max_unavailable);
+    assert_eq!(max_unavailable, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)));
+    h.reconcile().await.unwrap();
+    assert_eq!(images().await, ["new", "new", "new", "old", "old", "old"], "waits for the metastore");
+
+    // Step 3: the segment writers.
+    h.ready("phlox-metastore").await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch StatefulSet/phlox-segment-writer".to_owned()), "{w:?}");
+    assert_eq!(w.iter().filter(|w| w.starts_with("patch ")).count(), 1, "{w:?}");
+    assert_eq!(images().await, ["new", "new", "new", "new", "old", "old"]);
+
+    // Step 4: distributors and frontends.
+    h.ready("phlox-segment-writer").await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch Deployment/phlox-distributor".to_owned()), "{w:?}");
+    assert!(w.contains(&"patch Deployment/phlox-query-frontend".to_owned()), "{w:?}");
+    assert_eq!(w.iter().filter(|w| w.starts_with("patch ")).count(), 2, "{w:?}");
+    assert_eq!(images().await, ["new"; 6]);
+    assert_eq!(h.cr().await.status.unwrap().version.as_deref(), Some(OLD), "not finished yet");
+
+    // Done: the status records the new version, no rollout left.
+    h.ready("phlox-distributor").await;
+    h.ready("phlox-query-frontend").await;
+    h.reconcile().await.unwrap();
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.version.as_deref(), Some(NEW));
+    assert_eq!(status.rollout, None);
 }

@@ -33,6 +33,7 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/phlox-dev/phlox:0.1.0";
     printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Writers","type":"string","description":"Segment writers: current/desired replicas","jsonPath":".status.scaling.segmentWriter"}"#,
     printcolumn = r#"{"name":"Backends","type":"string","description":"Query backends: current/desired replicas","jsonPath":".status.scaling.queryBackend"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","priority":1,"description":"The image every component runs","jsonPath":".status.version"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("size(self.metadata.name) <= 37 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("the name must be at most 37 characters of lowercase letters, digits and '-', starting with a letter (its StatefulSets are named <name>-segment-writer, and a StatefulSet name may have at most 52)")
 )]

@@ -44,6 +44,14 @@ pub struct PyroscopeClusterStatus {
     /// `current/desired` replicas per autoscaled component, for `kubectl get pyc`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ScalingSummary>,
+    /// The image every component runs: set when a rollout has finished
+    /// (every workload runs its desired template on every replica, ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// A rollout in progress, in order: which components keep their running
+    /// template and what they wait for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<String>,
 }
 
 /// `current/desired` replicas of the autoscaled components.

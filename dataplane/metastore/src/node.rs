@@ -46,6 +46,11 @@ const MAX_PAYLOAD_ENTRIES: u64 = 64;
 ///
 /// Call [`Self::shutdown`] before dropping it: dropping stops the node's
 /// own tasks but not Raft.
+/// Most log entries a healthy voter may have received and not applied.
+pub(crate) const HEALTHY_APPLY_LAG: u64 = 1024;
+/// Longest a healthy leader goes without hearing from a quorum.
+pub(crate) const HEALTHY_QUORUM_ACK: Duration = Duration::from_secs(5);
+
 pub struct MetastoreNode {
     core: Arc<Core>,
     /// Fails `changed()` once the storage file is closed.
@@ -234,6 +239,38 @@ impl MetastoreNode {
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<u64> {
         self.core.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this voter is part of a healthy Raft group, as far as it can
+    /// tell: Raft runs, a leader is known, the node is a voter of the
+    /// current membership and has applied what it received (within
+    /// [`HEALTHY_APPLY_LAG`]); a leader has also heard from a quorum within
+    /// [`HEALTHY_QUORUM_ACK`]. `/ready` of a metastore pod says this, so a
+    /// rolling update replaces the next voter only once the group is whole.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        let m = self.core.raft.metrics().borrow().clone();
+        if let Err(e) = &m.running_state {
+            return Err(format!("raft stopped: {e}"));
+        }
+        let Some(leader) = m.current_leader else {
+            return Err("no metastore leader known".to_owned());
+        };
+        if !m.membership_config.membership().voter_ids().any(|v| v == m.id) {
+            return Err(format!("node {} is not a voter of the current membership", m.id));
+        }
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let lag = m.last_log_index.unwrap_or(0).saturating_sub(applied);
+        if lag > HEALTHY_APPLY_LAG {
+            return Err(format!("{lag} log entries received and not yet applied"));
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        if leader == m.id && voters > 1 {
+            let ack = m.millis_since_quorum_ack.unwrap_or(u64::MAX);
+            if ack > HEALTHY_QUORUM_ACK.as_millis() as u64 {
+                return Err(format!("leader without a quorum for {ack} ms"));
+            }
+        }
+        Ok(())
     }
 
     /// openraft metrics (role, term, log indexes, membership).

@@ -444,6 +444,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         distributor,
         registry: registry.clone(),
         ready: Arc::clone(&ready),
+        metastore_node: node.clone(),
         multitenancy: config.multitenancy_enabled,
         max_body,
         settings: roles.query_frontend.then(|| Arc::new(phlox_recording::SettingsStoreClient::new(Arc::clone(&store)))),

@@ -28,6 +28,9 @@ pub(crate) struct HttpState {
     pub(crate) query_metrics: phlox_query::QueryMetrics,
     pub(crate) registry: Registry,
     pub(crate) ready: Arc<AtomicBool>,
+    /// The metastore voter this process runs: `/ready` also requires its
+    /// Raft group to be healthy.
+    pub(crate) metastore_node: Option<Arc<phlox_metastore::MetastoreNode>>,
     pub(crate) multitenancy: bool,
     pub(crate) max_body: usize,
     /// The admin API, where this process reaches the metastore for it.
@@ -80,7 +83,10 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
 
 async fn ready(State(s): State<Arc<HttpState>>) -> Response {
     if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
+        match s.metastore_node.as_ref().map(|n| n.health()) {
+            Some(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+            _ => (StatusCode::OK, "ready\n").into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or shutting down\n").into_response()
     }

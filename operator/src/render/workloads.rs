@@ -3,8 +3,8 @@
 //! identities: a writer's shards and its drain order follow its ordinal).
 
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
-    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, RollingUpdateStatefulSetStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
@@ -143,6 +143,15 @@ pub(crate) fn metastore(cr: &PyroscopeCluster, names: &Names, config_hash: &str)
             // Voters must all start to elect a leader; ordered start-up would wait forever.
             pod_management_policy: Some("Parallel".into()),
             template: template(cr, names, c, opts, config_hash, identity),
+            // One voter at a time, the next only once the replaced one is
+            // ready, i.e. back in a healthy Raft group (its `/ready`).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    partition: None,
+                }),
+            }),
             volume_claim_templates: Some(vec![claim]),
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
                 when_deleted: Some(policy.into()),

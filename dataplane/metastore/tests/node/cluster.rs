@@ -22,6 +22,19 @@ async fn leader_other_than(node: &MetastoreNode, not: Option<u64>) -> u64 {
     m.current_leader.unwrap()
 }
 
+/// Polls `node.health()` until it is healthy (`want_ok`) or not; returns
+/// the last answer.
+async fn health_becomes(node: &MetastoreNode, want_ok: bool) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let h = node.health();
+        if h.is_ok() == want_ok || tokio::time::Instant::now() >= deadline {
+            return h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until every node has applied what `leader` has, then checks its
 /// local index holds exactly `expected`.
 async fn assert_replicated(members: &[&Member], leader: &Member, expected: &[String]) {
@@ -69,6 +82,9 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
     };
     let leader = members.iter().position(|m| m.node.node_id() == leader_id).unwrap();
     let follower = (leader + 1) % 3;
+    for m in &members {
+        assert_eq!(health_becomes(&m.node, true).await, Ok(()), "node {}", m.node.node_id());
+    }
     assert!(members[leader].node.is_leader());
     assert!(!members[follower].node.is_leader());
 
@@ -99,6 +115,19 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
     assert!(after.added);
     let all = vec![block_id(1), block_id(2), block_id(3), block_id(4)];
     assert_replicated(&members.iter().collect::<Vec<_>>(), &members[new_leader], &all).await;
+    // Two of three voters: a healthy group, both say so (a rolling update
+    // may go on).
+    for m in &members {
+        assert_eq!(health_becomes(&m.node, true).await, Ok(()), "node {}", m.node.node_id());
+    }
+
+    // One of three: no quorum, the last voter says it is not healthy.
+    let gone = members.remove(survivor);
+    gone.node.shutdown().await;
+    gone.server.abort();
+    let last = &members[0];
+    let why = health_becomes(&last.node, false).await.unwrap_err();
+    assert!(why.contains("without a quorum") || why.contains("no metastore leader"), "{why}");
 
     for m in members {
         m.node.shutdown().await;
