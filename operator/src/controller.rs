@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::apply::{Outcome, apply};
 use crate::autoscale::{self, Autoscaler};
 use crate::metrics::Metrics;
-use crate::names::{Component, FIELD_MANAGER, Names};
+use crate::names::{Component, FIELD_MANAGER, Names, STATUS_FIELD_MANAGER};
 use crate::render::{Children, desired_with};
 use crate::rollout::{self, Live};
 use crate::status::{Observed, compute, with_autoscaling};
@@ -196,12 +196,14 @@ async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClu
     let was_ready = ready(cr.status.as_ref());
     let now_ready = ready(Some(&status));
     let api: Api<PyroscopeCluster> = Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    api.patch_status(
-        &cr.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status_patch(&status)? })),
-    )
-    .await?;
+    // Server-side apply under the status's own field manager: the status is
+    // owned apart from the children (and from `kubectl` edits of the spec).
+    let body = json!({
+        "apiVersion": PyroscopeCluster::api_version(&()),
+        "kind": PyroscopeCluster::kind(&()),
+        "status": status_patch(&status)?,
+    });
+    api.patch_status(&cr.name_any(), &PatchParams::apply(STATUS_FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
     if was_ready != now_ready {
         let (reason, note) = if now_ready {
             ("Ready", "every component is ready".to_owned())
@@ -214,10 +216,13 @@ async fn write_status(ctx: &Context, cr: &PyroscopeCluster, status: PyroscopeClu
     Ok(())
 }
 
-/// The status as a merge patch that also removes what no longer applies:
-/// every field the new status leaves out is sent as `null` (a merge patch
-/// keeps absent fields, so `scaling` would stay after autoscaling is off
-/// and every later reconcile would find the status different).
+/// The status to apply, saying also what no longer applies: every field the
+/// new status leaves out is sent as `null` (server-side apply removes what
+/// its manager applied before and leaves out now; the explicit `null`
+/// removes it too where the field was written by an older operator with
+/// another manager, and the CRD prunes nulls; otherwise `scaling` would stay
+/// after autoscaling is off and every later reconcile would find the status
+/// different).
 fn status_patch(status: &PyroscopeClusterStatus) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(status)?;
     if let Some(o) = v.as_object_mut() {

@@ -26,6 +26,8 @@ pub const DESIRED_HASH_ANNOTATION: &str = "phlox.dev/desired-hash";
 pub const TEMPLATE_HASH_ANNOTATION: &str = "phlox.dev/template-hash";
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "phlox-operator";
+/// Field manager of the PyroscopeCluster's status (server-side apply).
+pub const STATUS_FIELD_MANAGER: &str = "phlox-operator-status";
 
 /// The data-plane components, with Pyroscope's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -377,6 +377,21 @@ async fn status_reports_ready_when_every_workload_is() {
     assert_eq!(status.components_ready.as_deref(), Some("6/6"));
     let metastore = status.components.iter().find(|c| c.name == "metastore").unwrap();
     assert_eq!((metastore.kind.as_str(), metastore.desired_replicas, metastore.ready_replicas), ("StatefulSet", 1, 1));
+    // The status is server-side applied under its own field manager.
+    let managers: Vec<(String, String, String)> = cr
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+                m.subresource.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(managers.contains(&("phlox-operator-status".into(), "Apply".into(), "status".into())), "{managers:?}");
 
     // A spec change: observedGeneration follows, the changed workload is rolling out.
     h.change_spec(json!({"distributor": {"replicas": 2}})).await;
