@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -100,15 +99,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| client.default_namespace().to_owned());
-        let cfg = LeaseConfig {
-            name: args.lease_name.clone(),
+        let cfg = LeaseConfig::new(
+            args.lease_name.clone(),
             namespace,
-            identity: pod.unwrap_or_else(|| format!("phlox-operator-{}", std::process::id())),
-            lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
-        };
+            pod.unwrap_or_else(|| format!("phlox-operator-{}", std::process::id())),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel();
-        lost = Some(tokio::spawn(phlox_operator::lead(client.clone(), cfg, metrics.clone(), tx)));
+        lost = Some((tokio::spawn(phlox_operator::lead(client.clone(), cfg.clone(), metrics.clone(), tx)), cfg));
         info!("waiting for the leader lease");
         rx.await.context("leader election stopped")?;
     } else {
@@ -117,10 +114,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(namespace = ?args.watch_namespace, "reconciling PyroscopeClusters");
     let controller = phlox_operator::run(ctx, args.watch_namespace.clone());
     match lost {
-        Some(lost) => {
+        Some((mut lost, cfg)) => {
             tokio::select! {
-                _ = controller => {}
-                _ = lost => anyhow::bail!("lost the leader lease; exiting so that another replica takes over"),
+                _ = controller => {
+                    // Shut down (SIGTERM): stop renewing, hand the lease over.
+                    lost.abort();
+                    let api = kube::Api::namespaced(client.clone(), &cfg.namespace);
+                    if let Err(e) = phlox_operator::release(&api, &cfg).await {
+                        tracing::warn!(error = %e, "cannot release the lease; it expires on its own");
+                    }
+                }
+                _ = &mut lost => anyhow::bail!("lost the leader lease; exiting so that another replica takes over"),
             }
         }
         None => controller.await,

@@ -8,16 +8,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
 use kube_fake_client::ClientBuilder;
-use phlox_operator::{LeaseConfig, can_take, try_acquire};
+use kube_fake_client::interceptor;
+use phlox_operator::{LeaseConfig, Metrics, can_take, lead, release, try_acquire};
 
 fn cfg(identity: &str) -> LeaseConfig {
-    LeaseConfig {
-        name: "phlox-operator".into(),
-        namespace: "phlox-system".into(),
-        identity: identity.into(),
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
-    }
+    LeaseConfig::new("phlox-operator".into(), "phlox-system".into(), identity.into())
 }
 
 #[tokio::test]
@@ -74,4 +69,40 @@ fn a_lease_is_free_when_unheld_mine_or_expired() {
     assert!(can_take(&held("me", 1), "me", now));
     assert!(!can_take(&held("other", 1), "me", now));
     assert!(can_take(&held("other", 16), "me", now));
+}
+
+/// A leader shutting down hands the lease over: the next candidate takes it
+/// at once instead of waiting for it to expire.
+#[tokio::test]
+async fn a_released_lease_is_taken_at_once() {
+    let client = ClientBuilder::new().build().await.unwrap();
+    let api: Api<Lease> = Api::namespaced(client, "phlox-system");
+    assert!(try_acquire(&api, &cfg("a")).await.unwrap());
+    assert!(!try_acquire(&api, &cfg("b")).await.unwrap(), "held by a");
+    assert!(!release(&api, &cfg("b")).await.unwrap(), "b cannot release what a holds");
+    assert!(release(&api, &cfg("a")).await.unwrap());
+    let spec = api.get("phlox-operator").await.unwrap().spec.unwrap();
+    assert_eq!((spec.holder_identity, spec.lease_duration_seconds), (None, Some(1)));
+    assert!(try_acquire(&api, &cfg("b")).await.unwrap(), "b takes it right away");
+    let spec = api.get("phlox-operator").await.unwrap().spec.unwrap();
+    assert_eq!((spec.holder_identity.as_deref(), spec.lease_transitions), (Some("b"), Some(1)));
+}
+
+/// A leader whose renewals fail stops leading once the renew deadline (10 s)
+/// has passed since its last renewal: before the lease (15 s) can be taken by
+/// another replica. Virtual time: the deadline, not the machine, decides.
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_renew_stops_before_the_lease_expires() {
+    let funcs = interceptor::Funcs::new()
+        .replace(|_| Err(kube_fake_client::Error::Internal("injected: the API server is unreachable".into())));
+    let client = ClientBuilder::new().with_interceptor_funcs(funcs).build().await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = tokio::time::Instant::now();
+    let leading = tokio::spawn(lead(client, cfg("a"), Metrics::new().unwrap(), tx));
+    rx.await.expect("a leads: the lease was free");
+    let acquired = started.elapsed();
+    tokio::time::timeout(Duration::from_secs(60), leading).await.expect("lead returns").unwrap();
+    let held = started.elapsed() - acquired;
+    assert!(held >= Duration::from_secs(10), "stopped after {held:?}, before the deadline");
+    assert!(held < Duration::from_secs(15), "stopped after {held:?}: the lease could be taken already");
 }
