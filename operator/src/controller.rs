@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::apply::{Outcome, apply};
 use crate::autoscale::{self, Autoscaler};
 use crate::metrics::Metrics;
-use crate::names::{Component, FIELD_MANAGER, Names, STATUS_FIELD_MANAGER};
+use crate::names::{Component, FIELD_MANAGER, Names, STATUS_FIELD_MANAGER, STORAGE_SECRET_HASH_ANNOTATION};
 use crate::render::{Children, desired_with};
 use crate::rollout::{self, Live};
 use crate::status::{Observed, compute, with_autoscaling};
@@ -303,6 +303,9 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     // whose CRD predates that rule), and the refusal is reported.
     let (cr_used, voters_refused) = keep_voters(ctx, cr).await?;
     let mut want = desired_with(&cr_used, &plan.replicas)?;
+    if let Some(hash) = storage_secret_hash(ctx, cr).await? {
+        want.annotate_pods(STORAGE_SECRET_HASH_ANNOTATION, &hash);
+    }
     // Template changes go out in the order the data formats need.
     let rollout = rollout::order(&mut want, &live_workloads(ctx, cr).await?)?;
     for (c, why) in &rollout.held {
@@ -368,6 +371,27 @@ async fn reconcile_paused(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action
     });
     write_status(ctx, cr, status).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Hash of the data of the storage credentials Secret (`None` without
+/// one; `missing` while it does not exist: the pods cannot start then, and
+/// roll once it appears).
+async fn storage_secret_hash(ctx: &Context, cr: &PyroscopeCluster) -> Result<Option<String>> {
+    let Some(name) = &cr.spec.storage.credentials_secret else { return Ok(None) };
+    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?;
+    Ok(Some(match secret {
+        Some(s) => {
+            // Sorted keys (BTreeMap): the same data always hashes the same.
+            let mut data: std::collections::BTreeMap<String, Vec<u8>> =
+                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            for (k, v) in s.string_data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            crate::apply::desired_hash(&data)?
+        }
+        None => "missing".to_owned(),
+    }))
 }
 
 /// The cluster's workloads as they run (owned by it).
@@ -468,7 +492,23 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // A storage Secret changing rolls the pods of the clusters that use it:
+    // Secrets are watched by their metadata only (their data stays out of
+    // the operator's memory) and mapped to those clusters.
+    let users = reader.clone();
+    let secrets = watcher(api::<kube::core::PartialObjectMeta<Secret>>(&client, &owned), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
     Controller::for_stream(clusters, reader)
+        .watches_stream(secrets, move |s| {
+            let (ns, name) = (s.namespace(), s.name_any());
+            users
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns && c.spec.storage.credentials_secret.as_deref() == Some(name.as_str()))
+                .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
         .owns(api::<StatefulSet>(&client, &owned), children.clone())
         .owns(api::<Deployment>(&client, &owned), children.clone())
         .owns(api::<Service>(&client, &owned), children.clone())

@@ -19,6 +19,9 @@ pub const BUCKET_DIR: &str = "/var/lib/phlox/bucket";
 /// Annotation on pod templates: hash of the config file (without the
 /// per-tenant overrides, which are reloaded live), so pods roll on change.
 pub const CONFIG_HASH_ANNOTATION: &str = "phlox.dev/config-hash";
+/// Annotation on pod templates: hash of the storage credentials Secret's
+/// data, so pods roll (in order) when the credentials change.
+pub const STORAGE_SECRET_HASH_ANNOTATION: &str = "phlox.dev/storage-secret-hash";
 /// Annotation on every child: hash of what the operator last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "phlox.dev/desired-hash";
 /// Annotation on workloads: hash of the pod template the operator last

@@ -672,3 +672,51 @@ async fn an_upgrade_rolls_out_in_order_each_step_waiting_for_the_previous() {
     assert_eq!(status.version.as_deref(), Some(NEW));
     assert_eq!(status.rollout, None);
 }
+
+/// The pods carry the hash of the storage credentials Secret: new
+/// credentials roll them (in the rollout's order), the same data does not.
+#[tokio::test]
+async fn new_storage_credentials_roll_the_pods_in_order() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let h = Harness::new(sample()).await;
+    let secret = |key: &str| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("phlox-s3".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some([("AWS_SECRET_ACCESS_KEY".to_owned(), ByteString(key.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    h.api::<Secret>().create(&Default::default(), &secret("first")).await.unwrap();
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    let annotation = |h: &Harness, name: &'static str| {
+        let api = h.api::<Deployment>();
+        async move {
+            let d = api.get(name).await.unwrap();
+            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()
+                [phlox_operator::STORAGE_SECRET_HASH_ANNOTATION]
+                .clone()
+        }
+    };
+    let first = annotation(&h, "phlox-query-backend").await;
+    assert_eq!(first, annotation(&h, "phlox-distributor").await);
+
+    // The same data again: nothing to do.
+    h.api::<Secret>().replace("phlox-s3", &Default::default(), &secret("first")).await.unwrap();
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+
+    // Rotated credentials: the readers first, the others once they are ready.
+    h.api::<Secret>().replace("phlox-s3", &Default::default(), &secret("rotated")).await.unwrap();
+    assert_eq!(
+        h.reconcile().await.unwrap(),
+        vec!["patch Deployment/phlox-compaction-worker", "patch Deployment/phlox-query-backend", "patch-status phlox"]
+    );
+    assert_ne!(annotation(&h, "phlox-query-backend").await, first);
+    assert_eq!(annotation(&h, "phlox-distributor").await, first);
+    h.settle().await;
+    assert_eq!(annotation(&h, "phlox-distributor").await, annotation(&h, "phlox-query-backend").await);
+    assert_ne!(annotation(&h, "phlox-distributor").await, first);
+}

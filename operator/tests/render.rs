@@ -395,3 +395,59 @@ fn pods_start_patiently_and_spread_over_zones() {
         assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway", "{name}");
     }
 }
+
+/// Every component gets requests and a memory limit from `spec.size`
+/// (small by default); a component's own `pod.resources` overrides the
+/// preset key by key; `none` leaves only what the spec sets.
+#[test]
+fn resources_come_from_the_size_preset_and_the_spec_overrides_them_key_by_key() {
+    let res = |cr: &PyroscopeCluster, name: &str| {
+        let c = desired(cr).unwrap();
+        let t = match c.deployments.iter().find(|d| d.name_any() == name) {
+            Some(d) => d.spec.clone().unwrap().template,
+            None => sts(&c, name).spec.clone().unwrap().template,
+        };
+        container(&t).resources.clone()
+    };
+    let q = |s: &str| Quantity(s.into());
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    // The minimal sample sets no resources: the `small` preset.
+    let small = res(&cr, "phlox-segment-writer").unwrap();
+    assert_eq!(small.requests.as_ref().unwrap()["cpu"], q("500m"));
+    assert_eq!(small.requests.as_ref().unwrap()["memory"], q("1Gi"));
+    assert_eq!(small.limits.as_ref().unwrap()["memory"], q("2Gi"));
+    assert!(!small.limits.as_ref().unwrap().contains_key("cpu"), "no CPU limit");
+    for name in [
+        "phlox-distributor",
+        "phlox-segment-writer",
+        "phlox-metastore",
+        "phlox-query-frontend",
+        "phlox-query-backend",
+        "phlox-compaction-worker",
+    ] {
+        let r = res(&cr, name).unwrap();
+        assert_eq!(r.requests.unwrap().len(), 2, "{name}: cpu and memory requests");
+        assert_eq!(r.limits.unwrap().len(), 1, "{name}: a memory limit");
+    }
+
+    cr.spec.size = phlox_crds::v1alpha1::Size::Large;
+    let large = res(&cr, "phlox-query-backend").unwrap();
+    assert_eq!(large.requests.as_ref().unwrap()["cpu"], q("4"));
+    assert_eq!(large.limits.as_ref().unwrap()["memory"], q("16Gi"));
+
+    // Only limits.memory in the spec: the preset's requests stay.
+    cr.spec.query_backend.pod.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+        limits: Some([("memory".to_owned(), q("10Gi"))].into()),
+        ..Default::default()
+    });
+    let mixed = res(&cr, "phlox-query-backend").unwrap();
+    assert_eq!(mixed.limits.as_ref().unwrap()["memory"], q("10Gi"));
+    assert_eq!(mixed.requests.as_ref().unwrap()["memory"], q("8Gi"));
+    assert_eq!(mixed.requests.as_ref().unwrap()["cpu"], q("4"));
+
+    cr.spec.size = phlox_crds::v1alpha1::Size::None;
+    let none = res(&cr, "phlox-query-backend").unwrap();
+    assert_eq!(none.requests, None);
+    assert_eq!(none.limits.unwrap()["memory"], q("10Gi"));
+    assert_eq!(res(&cr, "phlox-distributor"), None);
+}

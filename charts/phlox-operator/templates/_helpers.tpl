@@ -84,6 +84,11 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
 - apiGroups: [""]
   resources: ["configmaps", "services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# The storage credentials Secret: its data's hash rolls the pods when it
+# changes (watched by metadata; read when a cluster uses it).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
 # Autoscaling: read the pods' addresses and readiness; restart a drained
 # segment writer whose removal was cancelled.
 - apiGroups: [""]

@@ -6,6 +6,6 @@ mod status;
 pub use spec::{
     AutoscalingSpec, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, PodOptions, PrometheusSource, PullPolicy,
     PyroscopeCluster, PyroscopeClusterSpec, RecordingRuleSpec, RecordingRulesSpec, RetentionSpec,
-    ScalableComponentSpec, StorageBackend, StorageSpec, VolumeSpec,
+    ScalableComponentSpec, Size, StorageBackend, StorageSpec, VolumeSpec,
 };
 pub use status::{AutoscalingStatus, ComponentStatus, PyroscopeClusterStatus, ScalingSummary, condition};

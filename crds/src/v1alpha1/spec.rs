@@ -46,6 +46,12 @@ pub struct PyroscopeClusterSpec {
     /// Pull policy of that image.
     #[serde(default)]
     pub image_pull_policy: PullPolicy,
+    /// Default CPU and memory of every component: `small` (a team, up to
+    /// ~10 MB/s of profiles), `medium` (~50 MB/s), `large` (~200 MB/s), or
+    /// `none` (no defaults). A component's `pod.resources` overrides the
+    /// preset key by key (e.g. only `limits.memory`).
+    #[serde(default)]
+    pub size: Size,
     /// Secrets (in this namespace) used to pull the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<String>,
@@ -156,6 +162,7 @@ impl Default for PyroscopeClusterSpec {
         Self {
             image: default_image(),
             image_pull_policy: PullPolicy::default(),
+            size: Size::default(),
             image_pull_secrets: Vec::new(),
             storage: StorageSpec::default(),
             service_account_annotations: BTreeMap::new(),
@@ -196,6 +203,18 @@ impl PullPolicy {
             PullPolicy::Never => "Never",
         }
     }
+}
+
+/// Resource presets (see `spec.size`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    #[default]
+    Small,
+    Medium,
+    Large,
+    /// No preset: only what each component's `pod.resources` sets.
+    None,
 }
 
 /// Object storage backends.

@@ -5,6 +5,7 @@
 mod config_map;
 mod pod;
 mod policy;
+mod resources;
 mod services;
 mod workloads;
 
@@ -17,6 +18,7 @@ use phlox_crds::v1alpha1::PyroscopeCluster;
 use serde::Serialize;
 
 pub use config_map::phlox_config;
+pub use resources::preset;
 pub use workloads::component_options;
 
 use crate::names::{Component, Names};
@@ -106,6 +108,22 @@ fn document<K: Resource<DynamicType = ()> + Serialize>(obj: &K) -> Result<serde_
 }
 
 impl Children {
+    /// Sets `key: value` on the pod template of every workload (a change rolls the pods).
+    pub fn annotate_pods(&mut self, key: &str, value: &str) {
+        let templates = self
+            .stateful_sets
+            .iter_mut()
+            .filter_map(|s| s.spec.as_mut().map(|s| &mut s.template))
+            .chain(self.deployments.iter_mut().filter_map(|d| d.spec.as_mut().map(|s| &mut s.template)));
+        for t in templates {
+            t.metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(key.to_owned(), value.to_owned());
+        }
+    }
+
     /// Every child as a JSON document (with apiVersion and kind).
     pub fn documents(&self) -> Result<Vec<serde_json::Value>> {
         let mut out = vec![document(&self.service_account)?, document(&self.config_map)?];

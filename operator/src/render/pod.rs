@@ -172,7 +172,7 @@ pub(crate) fn template(
             }),
             ..Default::default()
         }),
-        resources: opts.resources.clone(),
+        resources: super::resources::resources(spec.size, c, opts.resources.as_ref()),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
