@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, Se
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, WatchStreamExt, predicates, reflector, watcher};
@@ -303,7 +304,7 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     // whose CRD predates that rule), and the refusal is reported.
     let (cr_used, voters_refused) = keep_voters(ctx, cr).await?;
     let mut want = desired_with(&cr_used, &plan.replicas)?;
-    if let Some(hash) = storage_secret_hash(ctx, cr).await? {
+    if let Some(hash) = storage_inputs_hash(ctx, cr).await? {
         want.annotate_pods(STORAGE_SECRET_HASH_ANNOTATION, &hash);
     }
     // Template changes go out in the order the data formats need.
@@ -373,25 +374,39 @@ async fn reconcile_paused(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action
     Ok(Action::requeue(RESYNC))
 }
 
-/// Hash of the data of the storage credentials Secret (`None` without
-/// one; `missing` while it does not exist: the pods cannot start then, and
-/// roll once it appears).
-async fn storage_secret_hash(ctx: &Context, cr: &PyroscopeCluster) -> Result<Option<String>> {
-    let Some(name) = &cr.spec.storage.credentials_secret else { return Ok(None) };
+/// Hash of what the pods read of the storage's Secret and ConfigMap at
+/// start: the credentials Secret's data and the CA bundle (`None` when the
+/// cluster uses neither). One that does not exist yet hashes as missing:
+/// the pods cannot start then, and roll once it appears.
+async fn storage_inputs_hash(ctx: &Context, cr: &PyroscopeCluster) -> Result<Option<String>> {
+    let st = &cr.spec.storage;
+    if st.credentials_secret.is_none() && st.ca_bundle.is_none() {
+        return Ok(None);
+    }
     let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?;
-    Ok(Some(match secret {
-        Some(s) => {
-            // Sorted keys (BTreeMap): the same data always hashes the same.
-            let mut data: std::collections::BTreeMap<String, Vec<u8>> =
-                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            for (k, v) in s.string_data.unwrap_or_default() {
-                data.insert(k, v.into_bytes());
+    // Sorted keys (BTreeMap): the same data always hashes the same.
+    let mut inputs: std::collections::BTreeMap<String, Option<Vec<u8>>> = Default::default();
+    if let Some(name) = &st.credentials_secret {
+        let secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns).get_opt(name).await?;
+        let missing = secret.is_none();
+        if let Some(s) = secret {
+            for (k, v) in s.data.unwrap_or_default() {
+                inputs.insert(format!("secret/{k}"), Some(v.0));
             }
-            crate::apply::desired_hash(&data)?
+            for (k, v) in s.string_data.unwrap_or_default() {
+                inputs.insert(format!("secret/{k}"), Some(v.into_bytes()));
+            }
         }
-        None => "missing".to_owned(),
-    }))
+        if missing {
+            inputs.insert("secret".to_owned(), None);
+        }
+    }
+    if let Some(ca) = &st.ca_bundle {
+        let cm = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(&ca.config_map).await?;
+        let pem = cm.and_then(|c| c.data.and_then(|mut d| d.remove(&ca.key)));
+        inputs.insert("ca".to_owned(), pem.map(String::into_bytes));
+    }
+    Ok(Some(crate::apply::desired_hash(&inputs)?))
 }
 
 /// The cluster's workloads as they run (owned by it).
@@ -445,6 +460,21 @@ async fn keep_voters(ctx: &Context, cr: &PyroscopeCluster) -> Result<(PyroscopeC
     }
 }
 
+/// The clusters in `obj`'s namespace whose spec names it (`named`).
+fn users_of<K: Resource>(
+    clusters: &reflector::Store<PyroscopeCluster>,
+    obj: &K,
+    named: impl Fn(&PyroscopeCluster) -> Option<&str>,
+) -> Vec<reflector::ObjectRef<PyroscopeCluster>> {
+    let (ns, name) = (obj.meta().namespace.clone(), obj.meta().name.clone().unwrap_or_default());
+    clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace() == ns && named(c) == Some(name.as_str()))
+        .map(|c| reflector::ObjectRef::from_obj(&*c))
+        .collect()
+}
+
 /// Exponential backoff per object: 5 s, 10 s, 20 s ... 5 min.
 pub fn error_policy(cr: Arc<PyroscopeCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     let n = ctx
@@ -492,22 +522,21 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    // A storage Secret changing rolls the pods of the clusters that use it:
-    // Secrets are watched by their metadata only (their data stays out of
-    // the operator's memory) and mapped to those clusters.
-    let users = reader.clone();
-    let secrets = watcher(api::<kube::core::PartialObjectMeta<Secret>>(&client, &owned), watcher::Config::default())
+    // The storage's Secret or CA ConfigMap changing rolls the pods of the
+    // clusters that use them: both kinds are watched by their metadata only
+    // (their data stays out of the operator's memory) and mapped to those
+    // clusters.
+    let (by_secret, by_ca) = (reader.clone(), reader.clone());
+    let secrets = watcher(api::<PartialObjectMeta<Secret>>(&client, &owned), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let config_maps = watcher(api::<PartialObjectMeta<ConfigMap>>(&client, &owned), watcher::Config::default())
         .default_backoff()
         .touched_objects();
     Controller::for_stream(clusters, reader)
-        .watches_stream(secrets, move |s| {
-            let (ns, name) = (s.namespace(), s.name_any());
-            users
-                .state()
-                .into_iter()
-                .filter(|c| c.namespace() == ns && c.spec.storage.credentials_secret.as_deref() == Some(name.as_str()))
-                .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
+        .watches_stream(secrets, move |s| users_of(&by_secret, &s, |c| c.spec.storage.credentials_secret.as_deref()))
+        .watches_stream(config_maps, move |m| {
+            users_of(&by_ca, &m, |c| c.spec.storage.ca_bundle.as_ref().map(|b| b.config_map.as_str()))
         })
         .owns(api::<StatefulSet>(&client, &owned), children.clone())
         .owns(api::<Deployment>(&client, &owned), children.clone())

@@ -12,6 +12,10 @@ pub const GRPC_PORT: i32 = 9095;
 pub const CONFIG_DIR: &str = "/etc/phlox";
 /// The config file's key in the ConfigMap.
 pub const CONFIG_FILE: &str = "phlox.yaml";
+/// Where the object store's CA bundle (`storage.caBundle`) is mounted.
+pub const STORAGE_CA_DIR: &str = "/etc/phlox-storage-ca";
+/// The bundle's file name in that directory.
+pub const STORAGE_CA_FILE: &str = "ca.pem";
 /// Local data (metastore log; scratch space elsewhere).
 pub const DATA_DIR: &str = "/data";
 /// Mount point of a `filesystem` bucket's shared volume.
@@ -20,7 +24,7 @@ pub const BUCKET_DIR: &str = "/var/lib/phlox/bucket";
 /// per-tenant overrides, which are reloaded live), so pods roll on change.
 pub const CONFIG_HASH_ANNOTATION: &str = "phlox.dev/config-hash";
 /// Annotation on pod templates: hash of the storage credentials Secret's
-/// data, so pods roll (in order) when the credentials change.
+/// data and of the CA bundle, so pods roll (in order) when they change.
 pub const STORAGE_SECRET_HASH_ANNOTATION: &str = "phlox.dev/storage-secret-hash";
 /// Annotation on every child: hash of what the operator last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "phlox.dev/desired-hash";

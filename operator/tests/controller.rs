@@ -717,6 +717,29 @@ async fn new_storage_credentials_roll_the_pods_in_order() {
     assert_ne!(annotation(&h, "phlox-query-backend").await, first);
     assert_eq!(annotation(&h, "phlox-distributor").await, first);
     h.settle().await;
-    assert_eq!(annotation(&h, "phlox-distributor").await, annotation(&h, "phlox-query-backend").await);
-    assert_ne!(annotation(&h, "phlox-distributor").await, first);
+    let rotated = annotation(&h, "phlox-distributor").await;
+    assert_eq!(rotated, annotation(&h, "phlox-query-backend").await);
+    assert_ne!(rotated, first);
+
+    // A CA bundle for the object store: its content rolls the pods too.
+    let ca = |pem: &str| ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("corp-ca".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some([("ca.crt".to_owned(), pem.to_owned())].into()),
+        ..Default::default()
+    };
+    h.api::<ConfigMap>().create(&Default::default(), &ca("first CA")).await.unwrap();
+    h.change_spec(json!({"storage": {"caBundle": {"configMap": "corp-ca"}}})).await;
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    let with_ca = annotation(&h, "phlox-distributor").await;
+    assert_ne!(with_ca, rotated);
+    h.api::<ConfigMap>().replace("corp-ca", &Default::default(), &ca("renewed CA")).await.unwrap();
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch Deployment/phlox-query-backend".to_owned()), "{w:?}");
+    h.settle().await;
+    assert_ne!(annotation(&h, "phlox-distributor").await, with_ca);
 }

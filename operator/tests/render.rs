@@ -451,3 +451,37 @@ fn resources_come_from_the_size_preset_and_the_spec_overrides_them_key_by_key() 
     assert_eq!(none.limits.unwrap()["memory"], q("10Gi"));
     assert_eq!(res(&cr, "phlox-distributor"), None);
 }
+
+/// `storage.caBundle`: the ConfigMap key is mounted in every pod and the
+/// data plane's `storage.ca_file` points at it.
+#[test]
+fn a_ca_bundle_is_mounted_and_named_in_the_config() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.spec.storage.ca_bundle =
+        Some(phlox_crds::v1alpha1::CaBundle { config_map: "corp-ca".into(), key: "bundle.pem".into() });
+    let c = desired(&cr).unwrap();
+    let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+    assert_eq!(config.storage.ca_file.as_deref(), Some(std::path::Path::new("/etc/phlox-storage-ca/ca.pem")));
+    let templates = c
+        .deployments
+        .iter()
+        .map(|d| d.spec.clone().unwrap().template)
+        .chain(c.stateful_sets.iter().map(|s| s.spec.clone().unwrap().template));
+    let mut n = 0;
+    for t in templates {
+        let spec = t.spec.clone().unwrap();
+        let volume = spec.volumes.unwrap().into_iter().find(|v| v.name == "storage-ca").unwrap();
+        let source = volume.config_map.unwrap();
+        assert_eq!(source.name, "corp-ca");
+        let items = source.items.unwrap();
+        assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("bundle.pem", "ca.pem"));
+        let mount = container(&t).volume_mounts.clone().unwrap().into_iter().find(|m| m.name == "storage-ca").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/phlox-storage-ca", Some(true)));
+        n += 1;
+    }
+    assert_eq!(n, 6);
+    // Without one: no volume, no ca_file.
+    cr.spec.storage.ca_bundle = None;
+    let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+    assert_eq!(config.storage.ca_file, None);
+}

@@ -266,6 +266,27 @@ pub struct StorageSpec {
     /// every component.
     #[serde(default)]
     pub filesystem_claim_name: String,
+    /// Root certificates to trust for an HTTPS endpoint signed by a private
+    /// CA (in addition to the system's): a ConfigMap key holding PEM
+    /// certificates, e.g. from trust-manager. A change rolls the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+}
+
+/// A ConfigMap key holding PEM certificates.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundle {
+    /// The ConfigMap (in the cluster's namespace).
+    #[schemars(length(min = 1))]
+    pub config_map: String,
+    /// Its key.
+    #[serde(default = "default_ca_key")]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_owned()
 }
 
 /// Options every pod of a component shares.

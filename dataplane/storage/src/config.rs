@@ -1,13 +1,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::{Certificate, ClientOptions, ObjectStore};
 use serde::{Deserialize, Serialize};
 
 /// Errors of building a bucket from configuration.
@@ -19,6 +19,8 @@ pub enum StorageError {
     DataDir { dir: PathBuf, source: std::io::Error },
     #[error("storage backend {0} needs a bucket name")]
     MissingBucket(&'static str),
+    #[error("storage.ca_file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
     #[error("the {bucket} is not writable (a test object could not be written and deleted): {source}")]
     NotWritable { bucket: String, source: object_store::Error },
 }
@@ -89,6 +91,10 @@ pub struct StorageConfig {
     pub s3: S3Config,
     pub gcs: GcsConfig,
     pub azure: AzureConfig,
+    /// PEM file of root certificates to trust for the object store's HTTPS
+    /// endpoint (an internal CA in front of MinIO or Ceph), in addition to
+    /// the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StorageConfig {
@@ -123,8 +129,21 @@ pub async fn check_writable(store: &dyn ObjectStore, bucket: &str) -> Result<(),
     Ok(())
 }
 
+/// HTTP client options trusting the certificates of `ca_file` (when set).
+fn client_options(ca_file: Option<&std::path::Path>) -> Result<Option<ClientOptions>, StorageError> {
+    let Some(path) = ca_file else { return Ok(None) };
+    let err = |reason: String| StorageError::CaFile { path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in the file".to_owned()));
+    }
+    Ok(Some(certs.into_iter().fold(ClientOptions::new(), |o, c| o.with_root_certificate(c))))
+}
+
 /// Builds the bucket. `data_dir` is the default home of a filesystem bucket.
 pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let tls = client_options(config.ca_file.as_deref())?;
     let store: Arc<dyn ObjectStore> = match config.backend {
         Backend::Filesystem => {
             let dir = config.filesystem.dir.clone().unwrap_or_else(|| data_dir.join("bucket"));
@@ -141,7 +160,11 @@ pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<d
             if c.bucket.is_empty() {
                 return Err(StorageError::MissingBucket("s3"));
             }
-            let mut b = AmazonS3Builder::from_env()
+            let mut b = AmazonS3Builder::from_env();
+            if let Some(o) = tls {
+                b = b.with_client_options(o);
+            }
+            let mut b = b
                 .with_bucket_name(&c.bucket)
                 .with_allow_http(c.insecure)
                 .with_virtual_hosted_style_request(c.virtual_hosted_style);
@@ -168,6 +191,9 @@ pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<d
                 return Err(StorageError::MissingBucket("gcs"));
             }
             let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&c.bucket);
+            if let Some(o) = tls {
+                b = b.with_client_options(o);
+            }
             if let Some(v) = &c.service_account_path {
                 b = b.with_service_account_path(v);
             }
@@ -179,6 +205,9 @@ pub fn build(config: &StorageConfig, data_dir: &std::path::Path) -> Result<Arc<d
                 return Err(StorageError::MissingBucket("azure"));
             }
             let mut b = MicrosoftAzureBuilder::from_env().with_account(&c.account).with_container_name(&c.container);
+            if let Some(o) = tls {
+                b = b.with_client_options(o);
+            }
             if let Some(v) = &c.access_key {
                 b = b.with_access_key(v);
             }

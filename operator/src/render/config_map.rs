@@ -10,7 +10,7 @@ use phlox_config::PhloxConfig;
 use phlox_crds::v1alpha1::{LimitsSpec, PyroscopeCluster, StorageBackend};
 use serde_yaml::{Mapping, Value};
 
-use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Names};
+use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE};
 use crate::{Error, Result};
 
 /// xxh3 of the config document without `overrides` and the provisioned
@@ -119,6 +119,9 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
         }
     }
     storage.insert(key(backend), Value::Mapping(backend_cfg));
+    if st.ca_bundle.is_some() {
+        storage.insert(key("ca_file"), key(&format!("{STORAGE_CA_DIR}/{STORAGE_CA_FILE}")));
+    }
 
     let voters = spec.metastore.voters.max(1);
     let peers: Vec<Value> = (0..voters).map(|i| key(&format!("{}={}", i + 1, names.metastore_peer(i)))).collect();

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, LocalObjectReference, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction, TopologySpreadConstraint,
-    Volume, VolumeMount, WeightedPodAffinityTerm,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction,
+    TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -16,6 +16,7 @@ use phlox_crds::v1alpha1::{PodOptions, PyroscopeCluster, StorageBackend};
 
 use crate::names::{
     BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, GRPC_PORT, HTTP_PORT, Names,
+    STORAGE_CA_DIR, STORAGE_CA_FILE,
 };
 
 /// Seconds a query backend waits between being told to stop and SIGTERM.
@@ -111,6 +112,24 @@ pub(crate) fn template(
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: spec.storage.filesystem_claim_name.clone(),
                 read_only: None,
+            }),
+            ..Default::default()
+        });
+    }
+
+    if let Some(ca) = &spec.storage.ca_bundle {
+        mounts.push(VolumeMount {
+            name: "storage-ca".into(),
+            mount_path: STORAGE_CA_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "storage-ca".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: ca.config_map.clone(),
+                items: Some(vec![KeyToPath { key: ca.key.clone(), path: STORAGE_CA_FILE.into(), mode: None }]),
+                ..Default::default()
             }),
             ..Default::default()
         });
