@@ -28,6 +28,7 @@ use crate::names::{Component, FIELD_MANAGER, Names, STATUS_FIELD_MANAGER, STORAG
 use crate::render::{Children, desired_with};
 use crate::rollout::{self, Live};
 use crate::status::{Observed, compute, with_autoscaling};
+use crate::volumes::{self, Prepared};
 use crate::{Error, Result};
 
 /// Periodic resync when nothing happens (status refresh).
@@ -139,8 +140,18 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
     let mut observed = Vec::new();
     for s in want.stateful_sets {
         let name = s.name_any();
-        match child(ctx, &cr_ref, &ns, s).await {
-            Ok(live) => observed.push(Observed::stateful_set(component_of(live.labels()), &live)),
+        // Immutable fields (volume claims...) change by expanding the claims
+        // and recreating the StatefulSet around its running pods.
+        match volumes::prepare(&ctx.client, &ns, &s).await {
+            Ok(Prepared::Apply) => match child(ctx, &cr_ref, &ns, s).await {
+                Ok(live) => observed.push(Observed::stateful_set(component_of(live.labels()), &live)),
+                Err(e) => note("StatefulSet", name, e),
+            },
+            Ok(Prepared::Recreating(why)) => {
+                info!(statefulset = %name, %why, "recreating");
+                ctx.metrics.writes.with_label_values(&["StatefulSet", "recreated"]).inc();
+                ctx.event(&cr_ref, EventType::Normal, "Recreating", "Apply", why).await;
+            }
             Err(e) => note("StatefulSet", name, e),
         }
     }

@@ -27,6 +27,7 @@ mod names;
 mod render;
 pub mod rollout;
 mod status;
+pub mod volumes;
 
 pub use apply::{Outcome, apply, desired_hash};
 pub use controller::{Context, backoff, error_policy, reconcile, run};

@@ -743,3 +743,117 @@ async fn new_storage_credentials_roll_the_pods_in_order() {
     h.settle().await;
     assert_ne!(annotation(&h, "phlox-distributor").await, with_ca);
 }
+
+/// A claim of the metastore StatefulSet, as its controller would have made it.
+fn metastore_claim(ordinal: u32, size: &str) -> k8s_openapi::api::core::v1::PersistentVolumeClaim {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements};
+    let labels = [
+        ("app.kubernetes.io/name", "phlox"),
+        ("app.kubernetes.io/instance", "phlox"),
+        ("app.kubernetes.io/component", "metastore"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    PersistentVolumeClaim {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("data-phlox-metastore-{ordinal}")),
+            namespace: Some(NS.into()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(
+                    [("storage".to_owned(), k8s_openapi::apimachinery::pkg::api::resource::Quantity(size.into()))]
+                        .into(),
+                ),
+                limits: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn claim_size(sts: &StatefulSet) -> String {
+    sts.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"]
+        .0
+        .clone()
+}
+
+/// A larger metastore volume: every existing claim is expanded, the
+/// StatefulSet (whose claim templates are immutable) is deleted orphaning
+/// its pods and recreated with the new size; no pod is deleted. Smaller
+/// volumes are refused while everything else is still reconciled.
+#[tokio::test]
+async fn a_larger_volume_expands_the_claims_and_recreates_the_statefulset() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    assert_eq!(claim_size(&h.api::<StatefulSet>().get("phlox-metastore").await.unwrap()), "10Gi");
+    h.api::<PersistentVolumeClaim>().create(&Default::default(), &metastore_claim(0, "10Gi")).await.unwrap();
+    // A claim of another StatefulSet with a similar name is not touched.
+    let mut other = metastore_claim(0, "10Gi");
+    other.metadata.name = Some("data-phlox-metastore-old-0".into());
+    h.api::<PersistentVolumeClaim>().create(&Default::default(), &other).await.unwrap();
+
+    h.change_spec(json!({"metastore": {"storage": {"size": "20Gi"}}})).await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"delete phlox-metastore".to_owned()), "{w:?}");
+    assert!(!w.iter().any(|w| w.starts_with("delete phlox-metastore-")), "no pod or claim deleted: {w:?}");
+    let size = |name: &'static str| {
+        let api = h.api::<PersistentVolumeClaim>();
+        async move { api.get(name).await.unwrap().spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0.clone() }
+    };
+    assert_eq!(size("data-phlox-metastore-0").await, "20Gi");
+    assert_eq!(size("data-phlox-metastore-old-0").await, "10Gi");
+    assert!(h.api::<StatefulSet>().get_opt("phlox-metastore").await.unwrap().is_none());
+    assert!(h.events().iter().any(|e| e.contains("Event/")), "a Recreating event");
+
+    // The next reconcile (the deletion triggers it) creates it anew.
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"patch StatefulSet/phlox-metastore".to_owned()), "{w:?}");
+    assert_eq!(claim_size(&h.api::<StatefulSet>().get("phlox-metastore").await.unwrap()), "20Gi");
+    h.settle().await;
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new(), "settled");
+
+    // Smaller: refused and reported, the rest still reconciled.
+    h.change_spec(json!({"metastore": {"storage": {"size": "5Gi"}}, "distributor": {"replicas": 2}})).await;
+    let err = h.reconcile().await.unwrap_err();
+    assert!(err.to_string().contains("cannot shrink from 20Gi to 5Gi"), "{err}");
+    assert_eq!(claim_size(&h.api::<StatefulSet>().get("phlox-metastore").await.unwrap()), "20Gi");
+    assert_eq!(h.api::<Deployment>().get("phlox-distributor").await.unwrap().spec.unwrap().replicas, Some(2));
+    assert_eq!(size("data-phlox-metastore-0").await, "20Gi");
+}
+
+/// Another immutable change (the storage class of new claims): the
+/// StatefulSet is recreated, existing claims are left as they are.
+#[tokio::test]
+async fn a_new_storage_class_recreates_the_statefulset_and_keeps_the_claims() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    h.api::<PersistentVolumeClaim>().create(&Default::default(), &metastore_claim(0, "10Gi")).await.unwrap();
+    h.change_spec(json!({"metastore": {"storage": {"storageClassName": "fast"}}})).await;
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"delete phlox-metastore".to_owned()), "{w:?}");
+    assert!(!w.iter().any(|w| w.contains("PersistentVolumeClaim")), "{w:?}");
+    h.reconcile().await.unwrap();
+    let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
+    let class = sts.spec.unwrap().volume_claim_templates.unwrap()[0].spec.clone().unwrap().storage_class_name;
+    assert_eq!(class.as_deref(), Some("fast"));
+    let pvc = h.api::<PersistentVolumeClaim>().get("data-phlox-metastore-0").await.unwrap();
+    assert_eq!(pvc.spec.unwrap().storage_class_name, None);
+}

@@ -89,6 +89,10 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# Larger metastore volumes: the existing claims are expanded.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "patch"]
 # Autoscaling: read the pods' addresses and readiness; restart a drained
 # segment writer whose removal was cancelled.
 - apiGroups: [""]
