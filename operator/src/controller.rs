@@ -120,6 +120,7 @@ struct Applied {
 async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) -> Result<Applied> {
     let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let cr_ref = cr.object_ref(&());
+    let wanted = Wanted::of(&want);
     let mut refused = Vec::new();
     let mut note = |kind: &str, name: String, e: Error| {
         warn!(%kind, %name, error = %e, "child refused");
@@ -162,37 +163,84 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
             Err(e) => note("Deployment", name, e),
         }
     }
-    let wanted_pdbs: Vec<String> = want.pdbs.iter().map(|p| p.name_any()).collect();
     for p in want.pdbs {
         let name = p.name_any();
         if let Err(e) = child(ctx, &cr_ref, &ns, p).await {
             note("PodDisruptionBudget", name, e);
         }
     }
-    // PDBs come and go with the replica count (none below two pods).
-    let names = Names::of(cr)?;
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
-    for p in pdbs.list(&ListParams::default().labels(&selector)).await?.items {
-        let owned = p.owner_references().iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref());
-        if owned && !wanted_pdbs.contains(&p.name_any()) {
-            pdbs.delete(&p.name_any(), &DeleteParams::default()).await?;
-            ctx.metrics.writes.with_label_values(&["PodDisruptionBudget", "deleted"]).inc();
-            ctx.event(
-                &cr_ref,
-                EventType::Normal,
-                "Deleted",
-                "Apply",
-                format!("Deleted PodDisruptionBudget {}", p.name_any()),
-            )
-            .await;
-        }
-    }
+    // Owned children no longer desired go: PDBs come and go with the
+    // replica count (none below two pods), and a kind or name a new version
+    // of the operator no longer renders is removed too.
+    prune::<ServiceAccount>(ctx, cr, &ns, &wanted.service_accounts).await?;
+    prune::<ConfigMap>(ctx, cr, &ns, &wanted.config_maps).await?;
+    prune::<Service>(ctx, cr, &ns, &wanted.services).await?;
+    prune::<StatefulSet>(ctx, cr, &ns, &wanted.stateful_sets).await?;
+    prune::<Deployment>(ctx, cr, &ns, &wanted.deployments).await?;
+    prune::<PodDisruptionBudget>(ctx, cr, &ns, &wanted.pdbs).await?;
     observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
     for r in &refused {
         ctx.event(&cr_ref, EventType::Warning, "ChildRefused", "Apply", r.clone()).await;
     }
     Ok(Applied { observed, refused })
+}
+
+/// The names of the desired children, per kind.
+struct Wanted {
+    service_accounts: Vec<String>,
+    config_maps: Vec<String>,
+    services: Vec<String>,
+    stateful_sets: Vec<String>,
+    deployments: Vec<String>,
+    pdbs: Vec<String>,
+}
+
+impl Wanted {
+    fn of(c: &Children) -> Self {
+        fn names<K: ResourceExt>(v: &[K]) -> Vec<String> {
+            v.iter().map(|o| o.name_any()).collect()
+        }
+        Self {
+            service_accounts: vec![c.service_account.name_any()],
+            config_maps: vec![c.config_map.name_any()],
+            services: names(&c.services),
+            stateful_sets: names(&c.stateful_sets),
+            deployments: names(&c.deployments),
+            pdbs: names(&c.pdbs),
+        }
+    }
+}
+
+/// Deletes the children of kind `K` this cluster owns (by its labels and
+/// owner reference) that are not `wanted`.
+async fn prune<K>(ctx: &Context, cr: &PyroscopeCluster, ns: &str, wanted: &[String]) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let names = Names::of(cr)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("app.kubernetes.io/instance={},app.kubernetes.io/managed-by=phlox-operator", names.cluster);
+    let kind = K::kind(&()).to_string();
+    for o in api.list(&ListParams::default().labels(&selector)).await?.items {
+        let owned = o.owner_references().iter().any(|r| Some(&r.uid) == cr.metadata.uid.as_ref());
+        if owned && o.meta().deletion_timestamp.is_none() && !wanted.contains(&o.name_any()) {
+            api.delete(&o.name_any(), &DeleteParams::default()).await?;
+            ctx.metrics.writes.with_label_values(&[&kind, "deleted"]).inc();
+            info!(%kind, name = %o.name_any(), "pruned");
+            ctx.event(
+                &cr.object_ref(&()),
+                EventType::Normal,
+                "Deleted",
+                "Apply",
+                format!("Deleted {kind} {}", o.name_any()),
+            )
+            .await;
+        }
+    }
+    Ok(())
 }
 
 fn component_of(labels: &std::collections::BTreeMap<String, String>) -> &'static str {

@@ -857,3 +857,31 @@ async fn a_new_storage_class_recreates_the_statefulset_and_keeps_the_claims() {
     let pvc = h.api::<PersistentVolumeClaim>().get("data-phlox-metastore-0").await.unwrap();
     assert_eq!(pvc.spec.unwrap().storage_class_name, None);
 }
+
+/// Owned children that are no longer desired are deleted (here a Service
+/// an older operator rendered); objects with the same labels that the
+/// cluster does not own are left alone.
+#[tokio::test]
+async fn owned_children_no_longer_desired_are_pruned() {
+    let h = Harness::new(sample()).await;
+    h.reconcile().await.unwrap();
+    let owner = h.api::<Service>().get("phlox-distributor").await.unwrap().metadata.owner_references;
+    let labels = h.api::<Service>().get("phlox-distributor").await.unwrap().metadata.labels;
+    let service = |name: &str, owned: bool| Service {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: labels.clone(),
+            owner_references: if owned { owner.clone() } else { None },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    h.api::<Service>().create(&Default::default(), &service("phlox-legacy", true)).await.unwrap();
+    h.api::<Service>().create(&Default::default(), &service("someone-elses", false)).await.unwrap();
+    let w = h.reconcile().await.unwrap();
+    assert_eq!(w, vec!["delete phlox-legacy"], "{w:?}");
+    let names = h.names::<Service>().await;
+    assert!(!names.contains(&"phlox-legacy".to_owned()) && names.contains(&"someone-elses".to_owned()), "{names:?}");
+    assert_eq!(names.len(), 7, "the six of the cluster and the foreign one: {names:?}");
+}
