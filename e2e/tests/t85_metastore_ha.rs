@@ -119,3 +119,87 @@ async fn the_metastore_survives_losing_its_leader_during_ingest() {
         m.stop();
     }
 }
+
+/// `POST /metastore/membership` with real processes: a single voter grows
+/// to three (the new ones, started with the three-voter peer list, wait
+/// unready until the leader adds them) and shrinks back to one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_are_added_and_removed_through_the_leader() {
+    let (tmp, _) = data_dir();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let config = |name: &str, voters: usize| {
+        let peers: Vec<String> = (0..voters).map(|i| format!("\"{}={}\"", i + 1, addr(i))).collect();
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "storage:\n  backend: filesystem\n  filesystem:\n    dir: {}\nmetastore:\n  peers: [{}]\n",
+                tmp.path().join("bucket").display(),
+                peers.join(", ")
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (one, three) = (config("one.yaml", 1), config("three.yaml", 3));
+    let voter = |i: usize, cfg: &str| {
+        let (id, listen) = ((i + 1).to_string(), addr(i));
+        Phlox::spawn(
+            &tmp.path().join(format!("metastore-{}", i + 1)),
+            &["--config", cfg, "--target", "metastore", "--metastore-node-id", &id, "--grpc-listen-address", &listen],
+        )
+    };
+    let first = voter(0, &one).wait();
+    let joining: Vec<Starting> = (1..3).map(|i| voter(i, &three)).collect();
+
+    let client = reqwest::Client::new();
+    let membership = |p: &Phlox| {
+        let (client, url) = (client.clone(), format!("{}/metastore/membership", p.http));
+        async move {
+            serde_json::from_str::<serde_json::Value>(&client.get(url).send().await.unwrap().text().await.unwrap())
+                .unwrap()
+        }
+    };
+    let change = |p: &Phlox, voters: usize| {
+        let body: serde_json::Map<String, serde_json::Value> =
+            (0..voters).map(|i| ((i + 1).to_string(), serde_json::Value::from(addr(i)))).collect();
+        let (client, url) = (client.clone(), format!("{}/metastore/membership", p.http));
+        async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(serde_json::json!({ "voters": body }).to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap())
+        }
+    };
+    // Longer than two election timeouts: the new nodes formed no group.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let m = membership(&first).await;
+    assert_eq!((m["leader"].as_u64(), m["voters"].as_object().unwrap().len()), (Some(1), 1), "{m}");
+
+    let (status, m) = change(&first, 3).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["voters"].as_object().unwrap().keys().collect::<Vec<_>>(), ["1", "2", "3"]);
+    let joined: Vec<Phlox> = joining.into_iter().map(Starting::wait).collect();
+    let m = membership(&joined[1]).await;
+    assert_eq!((m["node_id"].as_u64(), m["leader"].as_u64()), (Some(3), Some(1)), "{m}");
+    assert_eq!(m["voters"][&"3".to_owned()], addr(2));
+    // A follower does not change the membership; it names the leader.
+    let (status, m) = change(&joined[0], 1).await;
+    assert_eq!((status, m["leader"].as_u64()), (409, Some(1)), "{m}");
+
+    // Back to one voter, then the other two stop.
+    let (status, m) = change(&first, 1).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["voters"].as_object().unwrap().len(), 1);
+    for p in joined {
+        p.stop();
+    }
+    let ready = client.get(format!("{}/ready", first.http)).send().await.unwrap().status().as_u16();
+    assert_eq!(ready, 200, "one voter is a healthy group");
+    first.stop();
+}

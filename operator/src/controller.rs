@@ -29,10 +29,13 @@ use crate::render::{Children, desired_with};
 use crate::rollout::{self, Live};
 use crate::status::{Observed, compute, with_autoscaling};
 use crate::volumes::{self, Prepared};
+use crate::voters;
 use crate::{Error, Result};
 
 /// Periodic resync when nothing happens (status refresh).
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a metastore voter change in progress is looked at.
+const VOTERS_POLL: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -45,6 +48,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Load-based replicas of the autoscaled components.
     pub autoscaler: Autoscaler,
+    /// Calls to the data plane's pods (metastore membership).
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Context {
@@ -62,6 +67,7 @@ impl Context {
             metrics,
             failures: Mutex::new(HashMap::new()),
             autoscaler: Autoscaler::default(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -358,10 +364,10 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
         ctx.autoscaler.forget(&key(cr), &[]);
         autoscale::Plan::default()
     };
-    // The metastore cannot change its Raft membership: a running cluster
-    // keeps its voters (the CRD refuses the edit too; this covers clusters
-    // whose CRD predates that rule), and the refusal is reported.
-    let (cr_used, voters_refused) = keep_voters(ctx, cr).await?;
+    // Metastore voter changes go through the Raft membership first.
+    let voters = voters::step(&ctx.client, &ctx.http, cr).await?;
+    let mut cr_used = cr.clone();
+    cr_used.spec.metastore.voters = voters.render;
     let mut want = desired_with(&cr_used, &plan.replicas)?;
     if let Some(hash) = storage_inputs_hash(ctx, cr).await? {
         want.annotate_pods(STORAGE_SECRET_HASH_ANNOTATION, &hash);
@@ -371,31 +377,45 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     for (c, why) in &rollout.held {
         info!(component = c.as_str(), why, "rollout: template held");
     }
-    let Applied { observed, mut refused } = apply_children(ctx, &cr_used, want).await?;
-    if let Some(r) = voters_refused {
-        ctx.event(&cr.object_ref(&()), EventType::Warning, "VotersChangeRefused", "Reconcile", r.clone()).await;
-        refused.insert(0, r);
-    }
+    let Applied { observed, refused } = apply_children(ctx, &cr_used, want).await?;
     let error = (!refused.is_empty()).then(|| ("ChildRefused", refused.join("; ")));
     let mut status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
     if rollout.complete {
         status.version = Some(cr.spec.image.clone());
     }
-    status.rollout = (!rollout.held.is_empty())
-        .then(|| rollout.held.iter().map(|(c, why)| format!("{} {why}", c.as_str())).collect::<Vec<_>>().join("; "));
+    let voters_before = cr.status.as_ref().and_then(|s| s.metastore_voters);
+    if let Some(n) = voters.confirmed {
+        status.metastore_voters = Some(n);
+    }
+    let mut progress: Vec<String> = rollout.held.iter().map(|(c, why)| format!("{} {why}", c.as_str())).collect();
+    progress.extend(voters.progress.clone());
+    status.rollout = (!progress.is_empty()).then(|| progress.join("; "));
     let status = with_autoscaling(status, plan.status, cr.status.as_ref(), cr.metadata.generation, now());
     write_status(ctx, cr, status).await?;
     let cr_ref = cr.object_ref(&());
     for (type_, reason, note) in plan.events {
         ctx.event(&cr_ref, type_, &reason, "Autoscale", note).await;
     }
+    if let Some(p) = &voters.progress {
+        ctx.event(&cr_ref, EventType::Normal, "VotersChanging", "Reconcile", p.clone()).await;
+    } else if voters_before.is_some() && voters.confirmed.is_some_and(|n| Some(n) != voters_before) {
+        let note = format!("the metastore has {} voters", voters.render);
+        ctx.event(&cr_ref, EventType::Normal, "VotersChanged", "Reconcile", note).await;
+    }
     // Every other child is applied and the status says what was refused:
     // retry the refused ones with the error backoff.
     if !refused.is_empty() {
         return Err(Error::ChildrenRefused(refused.join("; ")));
     }
-    // Autoscaled clusters are evaluated every sync period.
-    Ok(Action::requeue(if autoscaling { autoscale::SYNC_PERIOD } else { RESYNC }))
+    // A voter change in progress is looked at again soon; autoscaled
+    // clusters are evaluated every sync period.
+    Ok(Action::requeue(if voters.progress.is_some() {
+        VOTERS_POLL
+    } else if autoscaling {
+        autoscale::SYNC_PERIOD
+    } else {
+        RESYNC
+    }))
 }
 
 /// A paused cluster: no child is touched; the status reports the workloads
@@ -493,31 +513,6 @@ async fn live_workloads(ctx: &Context, cr: &PyroscopeCluster) -> Result<Live> {
 
 /// Condition type of a paused cluster.
 const PAUSED: &str = "Paused";
-
-/// The cluster to render: `cr`, or `cr` with the voters its metastore
-/// StatefulSet already runs when the spec asks for another number, and why.
-async fn keep_voters(ctx: &Context, cr: &PyroscopeCluster) -> Result<(PyroscopeCluster, Option<String>)> {
-    let names = Names::of(cr)?;
-    let ns = cr.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
-    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let running = sts
-        .get_opt(&names.component(Component::Metastore))
-        .await?
-        .filter(|s| s.owner_references().iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref()))
-        .and_then(|s| s.spec.and_then(|s| s.replicas));
-    match running {
-        Some(n) if n != cr.spec.metastore.voters => {
-            let mut kept = cr.clone();
-            kept.spec.metastore.voters = n;
-            let why = format!(
-                "metastore.voters cannot change from {n} to {} on a running cluster (the metastore does not change its Raft membership yet): still running {n}; create a new PyroscopeCluster on the same bucket with the voters you want",
-                cr.spec.metastore.voters
-            );
-            Ok((kept, Some(why)))
-        }
-        _ => Ok((cr.clone(), None)),
-    }
-}
 
 /// The clusters in `obj`'s namespace whose spec names it (`named`).
 fn users_of<K: Resource>(

@@ -28,6 +28,7 @@ mod render;
 pub mod rollout;
 mod status;
 pub mod volumes;
+pub mod voters;
 
 pub use apply::{Outcome, apply, desired_hash};
 pub use controller::{Context, backoff, error_policy, reconcile, run};

@@ -164,6 +164,7 @@ pub fn compute(
         autoscaling: Vec::new(),
         scaling: None,
         version: previous.and_then(|p| p.version.clone()),
+        metastore_voters: previous.and_then(|p| p.metastore_voters),
         rollout: None,
     }
 }

@@ -523,26 +523,170 @@ async fn a_foreign_object_is_not_adopted() {
     assert_eq!(condition(&cr, "Degraded"), ("True".into(), "ChildRefused".into()));
 }
 
-/// The metastore cannot change its Raft membership: a running cluster keeps
-/// its voters when the spec asks for others, and says so.
+/// A metastore group as its voters' `/metastore/membership` answer it:
+/// node 1 leads; a POST to it sets the voters (unless told to refuse), a
+/// POST to another voter is refused naming the leader.
+#[derive(Default)]
+struct FakeGroup {
+    voters: Mutex<std::collections::BTreeMap<u64, String>>,
+    changes: Mutex<Vec<Vec<u64>>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+/// Serves voter `node` of `group`; returns its port.
+async fn serve_voter(group: Arc<FakeGroup>, node: u64) -> u16 {
+    use axum::routing::get;
+    let get_group = Arc::clone(&group);
+    let app = axum::Router::new().route(
+        "/metastore/membership",
+        get(move || {
+            let g = Arc::clone(&get_group);
+            async move {
+                let voters = g.voters.lock().unwrap().clone();
+                let joined = voters.contains_key(&node);
+                axum::Json(json!({"node_id": node, "leader": joined.then_some(1), "voters": voters, "learners": {}}))
+            }
+        })
+        .post(move |axum::Json(body): axum::Json<Value>| {
+            let g = Arc::clone(&group);
+            async move {
+                use axum::http::StatusCode;
+                if node != 1 {
+                    return (StatusCode::CONFLICT, axum::Json(json!({"error": "not the leader", "leader": 1})));
+                }
+                if g.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                    let e = json!({"error": "timed out waiting for a new voter to catch up with the leader"});
+                    return (StatusCode::GATEWAY_TIMEOUT, axum::Json(e));
+                }
+                let voters: std::collections::BTreeMap<u64, String> =
+                    serde_json::from_value(body["voters"].clone()).unwrap();
+                g.changes.lock().unwrap().push(voters.keys().copied().collect());
+                *g.voters.lock().unwrap() = voters.clone();
+                (StatusCode::OK, axum::Json(json!({"node_id": 1, "leader": 1, "voters": voters, "learners": {}})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+impl Harness {
+    /// A running metastore pod (ordinal `node - 1`) answering for `group`.
+    async fn voter_pod(&self, group: &Arc<FakeGroup>, node: u64) {
+        use k8s_openapi::api::core::v1::Pod;
+        let port = serve_voter(Arc::clone(group), node).await;
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("phlox-metastore-{}", node - 1), "namespace": NS, "labels": {
+                "app.kubernetes.io/name": "phlox", "app.kubernetes.io/instance": "phlox",
+                "app.kubernetes.io/component": "metastore"}},
+            "spec": {"containers": [{"name": "phlox", "image": "x",
+                "ports": [{"name": "http", "containerPort": port}]}]},
+            "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        self.api::<Pod>().create(&Default::default(), &pod).await.unwrap();
+    }
+
+    async fn metastore_replicas(&self) -> i32 {
+        self.api::<StatefulSet>().get("phlox-metastore").await.unwrap().spec.unwrap().replicas.unwrap()
+    }
+
+    async fn peers(&self) -> String {
+        let cm = self.api::<ConfigMap>().get("phlox-config").await.unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&cm.data.unwrap()["phlox.yaml"]).unwrap();
+        doc["metastore"]["peers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The advertised address of voter `ordinal`.
+fn voter_address(ordinal: u32) -> String {
+    format!("phlox-metastore-{ordinal}.phlox-metastore-headless.phlox.svc:9095")
+}
+
+/// Its entry in the config's peer list.
+fn peer(ordinal: u32) -> String {
+    format!("{}={}", ordinal + 1, voter_address(ordinal))
+}
+
+/// 1 → 3 voters: a stale claim of an earlier third voter is deleted, the
+/// StatefulSet and the peer list grow (no pod rolls), and once the new pods
+/// run, the leader is asked to make them voters; the status follows.
 #[tokio::test]
-async fn a_voter_change_is_refused_and_the_running_voters_kept() {
+async fn growing_the_voters_adds_them_through_the_leader() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     let h = Harness::new(sample()).await;
     h.reconcile().await.unwrap();
+    h.settle().await;
+    assert_eq!(h.cr().await.status.unwrap().metastore_voters, Some(1));
+    let group = Arc::new(FakeGroup::default());
+    group.voters.lock().unwrap().insert(1, voter_address(0));
+    h.voter_pod(&group, 1).await;
+    h.api::<PersistentVolumeClaim>().create(&Default::default(), &metastore_claim(2, "10Gi")).await.unwrap();
+    let config_hash = pod_annotation(&h, "phlox-distributor").await;
+
     h.change_spec(json!({"metastore": {"voters": 3}})).await;
-    let err = h.reconcile().await.unwrap_err();
-    assert!(err.to_string().contains("metastore.voters cannot change from 1 to 3"), "{err}");
-    let sts = h.api::<StatefulSet>().get("phlox-metastore").await.unwrap();
-    assert_eq!(sts.spec.unwrap().replicas, Some(1));
-    let cm = h.api::<ConfigMap>().get("phlox-config").await.unwrap();
-    let yaml = &cm.data.unwrap()["phlox.yaml"];
-    assert!(yaml.contains("phlox-metastore-0") && !yaml.contains("phlox-metastore-1"), "{yaml}");
-    let cr = h.cr().await;
-    let degraded = cr.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
-    assert!(degraded.message.contains("voters cannot change"), "{}", degraded.message);
-    // Back to the running number: nothing refused.
+    let w = h.reconcile().await.unwrap();
+    assert!(w.contains(&"delete data-phlox-metastore-2".to_owned()), "a removed voter's old log goes: {w:?}");
+    assert_eq!(h.metastore_replicas().await, 3);
+    assert_eq!(h.peers().await, [peer(0), peer(1), peer(2)].join(","));
+    assert_eq!(pod_annotation(&h, "phlox-distributor").await, config_hash, "no pod rolls for the peer list");
+    assert!(group.changes.lock().unwrap().is_empty(), "not before the new pods run");
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.metastore_voters, Some(1));
+    assert!(status.rollout.unwrap().contains("metastore voters 1 → 3: starting the new voters"));
+
+    // The new pods run (and know no leader yet): the leader adds them.
+    h.voter_pod(&group, 2).await;
+    h.voter_pod(&group, 3).await;
+    h.reconcile().await.unwrap();
+    assert_eq!(*group.changes.lock().unwrap(), vec![vec![1, 2, 3]]);
+    assert_eq!(group.voters.lock().unwrap().get(&3), Some(&voter_address(2)));
+    let status = h.cr().await.status.unwrap();
+    assert_eq!(status.metastore_voters, Some(3));
+    assert_eq!(status.rollout, None);
+    assert!(h.events().iter().any(|e| e.contains("Event/")));
+    // Done: no more calls, no more writes once settled.
+    h.settle().await;
+    assert_eq!(h.reconcile().await.unwrap(), Vec::<String>::new());
+    assert_eq!(group.changes.lock().unwrap().len(), 1);
+}
+
+/// 3 → 1 voters: the pods stay while the leader has not removed the other
+/// two from the membership (here it refuses at first); then the
+/// StatefulSet goes down to one pod.
+#[tokio::test]
+async fn shrinking_the_voters_removes_them_from_the_membership_before_the_pods() {
+    let mut cr = sample();
+    cr.spec.metastore.voters = 3;
+    let h = Harness::new(cr).await;
+    h.reconcile().await.unwrap();
+    h.settle().await;
+    let group = Arc::new(FakeGroup::default());
+    group.voters.lock().unwrap().extend([(1, voter_address(0)), (2, voter_address(1)), (3, voter_address(2))]);
+    for node in [3, 2, 1] {
+        h.voter_pod(&group, node).await;
+    }
+    group.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     h.change_spec(json!({"metastore": {"voters": 1}})).await;
     h.reconcile().await.unwrap();
+    assert_eq!(h.metastore_replicas().await, 3, "every voter stays while the membership has them");
+    let rollout = h.cr().await.status.unwrap().rollout.unwrap();
+    assert!(rollout.contains("metastore voters 3 → 1") && rollout.contains("HTTP 504"), "{rollout}");
+
+    group.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    h.reconcile().await.unwrap();
+    assert_eq!(*group.changes.lock().unwrap(), vec![vec![1]]);
+    assert_eq!(h.metastore_replicas().await, 1);
+    assert_eq!(h.peers().await, peer(0));
+    assert_eq!(h.cr().await.status.unwrap().metastore_voters, Some(1));
 }
 
 /// `spec.paused` stops every change to children (spec changes, drift and

@@ -447,11 +447,11 @@ fn five_minutes() -> i32 {
 #[x_kube(validation = Rule::new("self.voters % 2 == 1").message("metastore.voters must be odd (1, 3 or 5) so that a majority exists"))]
 pub struct MetastoreSpec {
     /// Raft voters: 1 (no fault tolerance), 3 (survives one loss) or 5.
-    /// Fixed once the cluster exists: the metastore cannot change its
-    /// membership yet (to change it, create a new cluster on the same bucket).
+    /// A change on a running cluster is orchestrated: new voters join as
+    /// learners, catch up, then vote; removed voters leave the membership
+    /// before their pods stop (`status.metastoreVoters` follows it).
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 5))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("metastore.voters cannot change on an existing cluster: the metastore does not change its Raft membership yet; create a new PyroscopeCluster on the same bucket with the voters you want, then delete this one"))]
     pub voters: i32,
     /// The volume of each voter (Raft log and state).
     #[serde(default)]

@@ -48,6 +48,11 @@ pub struct PyroscopeClusterStatus {
     /// (every workload runs its desired template on every replica, ready).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Voters of the metastore's Raft membership, as the operator last
+    /// changed or confirmed it (a change of `spec.metastore.voters` is done
+    /// when this equals it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metastore_voters: Option<i32>,
     /// A rollout in progress, in order: which components keep their running
     /// template and what they wait for.
     #[serde(default, skip_serializing_if = "Option::is_none")]

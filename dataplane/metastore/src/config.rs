@@ -17,7 +17,8 @@ pub struct MetastoreConfig {
     /// Every voter as `(node id, host:port)`, this node included. Empty (or
     /// only this node) means a single voter.
     pub peers: Vec<(u64, String)>,
-    /// Initialize the cluster with `peers` as voters when the log is empty.
+    /// Initialize the cluster with `peers` as voters when the log is empty;
+    /// only the lowest id of `peers` does, the others wait for its leader.
     /// Safe on restart and on every voter: it does nothing once initialized.
     pub bootstrap: bool,
     /// Raft cluster name (must match on all voters).

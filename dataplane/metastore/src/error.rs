@@ -44,6 +44,9 @@ pub enum MetastoreError {
     /// The cluster could not be initialized.
     #[error("initialize metastore cluster: {0}")]
     Initialize(Box<InitializeError<u64, BasicNode>>),
+    /// A membership change that cannot be made.
+    #[error("invalid metastore membership: {0}")]
+    InvalidMembership(String),
     /// `peers` does not list this node.
     #[error("node {node_id} is not among the configured peers")]
     SelfNotInPeers {
@@ -116,7 +119,9 @@ impl From<MetastoreError> for tonic::Status {
         use MetastoreError as E;
         match e {
             E::Forwarded(status) => *status,
-            E::InvalidRequest(_) | E::DlqDecode { .. } => tonic::Status::invalid_argument(e.to_string()),
+            E::InvalidRequest(_) | E::DlqDecode { .. } | E::InvalidMembership(_) => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
             E::NoLeader
             | E::NotLeader { .. }
             | E::QuorumUnavailable

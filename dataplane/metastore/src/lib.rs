@@ -63,6 +63,6 @@ pub use fsm::{
     Command, CompactionPolicy, DEDUP_WINDOW_MS, Deletion, InvalidRequest, Job, Lease, MAX_LEVEL, MEMBER_EXPIRY_MS,
     Member, MetastoreState, PARTITION_MS, PROFILE_TYPE_LABEL, Response, SERVICE_NAME_LABEL, Tombstone,
 };
-pub use node::MetastoreNode;
+pub use node::{MembershipView, MetastoreNode};
 pub use raft::{RaftGrpcService, StoreError, TypeConfig};
 pub use service::MetastoreGrpcService;

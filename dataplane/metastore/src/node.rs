@@ -51,6 +51,30 @@ pub(crate) const HEALTHY_APPLY_LAG: u64 = 1024;
 /// Longest a healthy leader goes without hearing from a quorum.
 pub(crate) const HEALTHY_QUORUM_ACK: Duration = Duration::from_secs(5);
 
+/// A membership as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MembershipView {
+    /// The node answering.
+    pub node_id: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// Voters: id → advertised gRPC address.
+    pub voters: BTreeMap<u64, String>,
+    /// Learners (being added): id → address.
+    pub learners: BTreeMap<u64, String>,
+}
+
+fn write_error(e: RaftError<u64, openraft::error::ClientWriteError<u64, BasicNode>>) -> MetastoreError {
+    use openraft::error::ClientWriteError;
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MetastoreError::NotLeader { leader: f.leader_id },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            MetastoreError::ChangeMembership(Box::new(e))
+        }
+        RaftError::Fatal(f) => f.into(),
+    }
+}
+
 pub struct MetastoreNode {
     core: Arc<Core>,
     /// Fails `changed()` once the storage file is closed.
@@ -94,12 +118,20 @@ fn initial_members(config: &MetastoreConfig) -> Result<BTreeMap<u64, BasicNode>>
     Ok(config.peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect())
 }
 
-async fn bootstrap(raft: &MetastoreRaft, members: BTreeMap<u64, BasicNode>) -> Result<()> {
+/// Initializes a new group, on one node only: the lowest id of the initial
+/// voters. The others wait until its leader replicates to them, so a node
+/// that joins a running group (a voter added later, with the new peer list)
+/// never starts a group of its own.
+async fn bootstrap(raft: &MetastoreRaft, node_id: u64, members: BTreeMap<u64, BasicNode>) -> Result<()> {
     if raft.is_initialized().await? {
         tracing::info!("metastore cluster already initialized");
         return Ok(());
     }
     let voters: Vec<u64> = members.keys().copied().collect();
+    if voters.first() != Some(&node_id) {
+        tracing::info!(?voters, "metastore: new node, waiting for the group's leader to add it");
+        return Ok(());
+    }
     match raft.initialize(members).await {
         Ok(()) => {
             tracing::info!(?voters, "initialized metastore cluster");
@@ -176,7 +208,7 @@ impl MetastoreNode {
         let node = Self { core, storage_closed, registry, tasks: Mutex::new(Vec::new()) };
         node.spawn_metrics_task();
         if config.bootstrap
-            && let Err(e) = bootstrap(&node.core.raft, members).await
+            && let Err(e) = bootstrap(&node.core.raft, config.node_id, members).await
         {
             node.shutdown().await;
             return Err(e);
@@ -239,6 +271,54 @@ impl MetastoreNode {
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<u64> {
         self.core.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this node has a Raft log (it initialized the group or was
+    /// replicated to); a new node that waits to be added has none.
+    pub async fn is_initialized(&self) -> Result<bool> {
+        Ok(self.core.raft.is_initialized().await?)
+    }
+
+    /// The current membership and leader, as this node sees them.
+    pub fn membership(&self) -> MembershipView {
+        let m = self.core.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let addr = |id: u64| membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default();
+        let voters: BTreeMap<u64, String> = membership.voter_ids().map(|id| (id, addr(id))).collect();
+        let learners = membership.learner_ids().map(|id| (id, addr(id))).collect();
+        MembershipView { node_id: m.id, leader: m.current_leader, voters, learners }
+    }
+
+    /// On the leader: makes `voters` (id → advertised address) the voting
+    /// members. New voters are first added as learners and must catch up
+    /// with the leader's log within `catch_up`; then the membership changes
+    /// (joint consensus), and voters left out stop voting. Refused on a
+    /// follower ([`MetastoreError::NotLeader`], naming the leader).
+    pub async fn change_voters(&self, voters: BTreeMap<u64, String>, catch_up: Duration) -> Result<MembershipView> {
+        if voters.is_empty() {
+            return Err(MetastoreError::InvalidMembership("at least one voter is needed".to_owned()));
+        }
+        let current = self.membership();
+        if current.leader != Some(self.core.node_id) {
+            return Err(MetastoreError::NotLeader { leader: current.leader });
+        }
+        if current.voters.keys().eq(voters.keys()) && current.learners.is_empty() {
+            return Ok(current);
+        }
+        for (id, addr) in voters.iter().filter(|(id, _)| !current.voters.contains_key(id)) {
+            let add = self.core.raft.add_learner(*id, BasicNode::new(addr), true);
+            match tokio::time::timeout(catch_up, add).await {
+                Ok(Ok(_)) => tracing::info!(node = id, %addr, "metastore: learner caught up"),
+                Ok(Err(e)) => return Err(write_error(e)),
+                Err(_) => {
+                    return Err(MetastoreError::Timeout { waiting_for: "a new voter to catch up with the leader" });
+                }
+            }
+        }
+        let ids: std::collections::BTreeSet<u64> = voters.keys().copied().collect();
+        self.core.raft.change_membership(ids.clone(), false).await.map_err(write_error)?;
+        tracing::info!(voters = ?ids, "metastore: membership changed");
+        Ok(self.membership())
     }
 
     /// Whether this voter is part of a healthy Raft group, as far as it can

@@ -326,10 +326,20 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
                 "metastore: waiting for a majority of the voters to elect a leader"
             );
         }
+        if !n.is_initialized().await? {
+            // A new voter joining a running group: the leader adds it when the
+            // operator (or an admin, POST /metastore/membership) asks, however
+            // long that takes.
+            info!("metastore: this node has no log yet; waiting for a leader to replicate to it");
+            while n.wait_for_leader(Duration::from_secs(30)).await.is_err() {
+                info!("metastore: still waiting to be added to the group (the lowest node id initializes a new group)");
+            }
+        }
         n.wait_for_leader(wait).await.with_context(|| {
             format!(
                 "no metastore leader within {}s: {} of the {voters} voters of metastore.peers must be running and reach \
-                 each other on their advertised gRPC addresses; start the others (in any order) within that time",
+                 each other on their advertised gRPC addresses (a new group is initialized by the lowest node id); \
+                 start the others (in any order) within that time",
                 wait.as_secs(),
                 voters / 2 + 1
             )
@@ -470,6 +480,16 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
             axum::Router::new()
                 .route("/segment-writer/drain", axum::routing::get(crate::drain::status).post(crate::drain::start))
                 .with_state(Arc::clone(d)),
+        );
+    }
+    if let Some(n) = &node {
+        app = app.merge(
+            axum::Router::new()
+                .route(
+                    "/metastore/membership",
+                    axum::routing::get(crate::membership::get).post(crate::membership::change),
+                )
+                .with_state(Arc::clone(n)),
         );
     }
     if crate::auth::enabled(&config.server.auth) {

@@ -20,6 +20,7 @@ mod grpc_writer;
 mod http;
 mod ingest;
 mod limits;
+mod membership;
 mod otlp;
 mod push_json;
 mod query_api;

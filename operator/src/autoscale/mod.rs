@@ -137,7 +137,7 @@ fn now_time() -> Time {
 }
 
 /// A pod's readiness and address, from its status.
-fn pod_target(pod: &Pod) -> Option<PodTarget> {
+pub(crate) fn pod_target(pod: &Pod) -> Option<PodTarget> {
     let status = pod.status.as_ref()?;
     let ip = status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
     let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
@@ -149,7 +149,9 @@ fn pod_target(pod: &Pod) -> Option<PodTarget> {
         })
         .map_or(HTTP_PORT, |p| p.container_port);
     let deleting = pod.metadata.deletion_timestamp.is_some();
-    Some(PodTarget { name: pod.name_any(), base_url: format!("http://{ip}:{port}"), ready: ready && !deleting })
+    // An IPv6 address is bracketed in a URL.
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
+    Some(PodTarget { name: pod.name_any(), base_url: format!("http://{host}:{port}"), ready: ready && !deleting })
 }
 
 impl Autoscaler {

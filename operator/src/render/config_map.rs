@@ -14,8 +14,8 @@ use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Name
 use crate::{Error, Result};
 
 /// xxh3 of the config document without `overrides` and the provisioned
-/// recording rules (reloaded live by the data plane): the pods roll when it
-/// changes.
+/// recording rules (reloaded live by the data plane) and without the
+/// metastore's peer list (see [`config_map`]): the pods roll when it changes.
 #[derive(Debug, Clone)]
 pub(crate) struct ConfigHash(pub(crate) String);
 
@@ -185,6 +185,10 @@ pub(crate) fn config_map(cr: &PyroscopeCluster, names: &Names) -> Result<(Config
     let mut without_overrides = config.clone();
     without_overrides.overrides.clear();
     without_overrides.recording_rules.rules.clear();
+    // The voters: read at start by a new voter only (the lowest id
+    // initializes a new group; the others are added by the leader), so a
+    // voter change does not roll the pods.
+    without_overrides.metastore.peers.clear();
     let stable = serde_yaml::to_string(&without_overrides).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(stable.as_bytes()));
     let header = format!(

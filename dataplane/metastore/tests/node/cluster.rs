@@ -187,3 +187,77 @@ async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
         m.server.abort();
     }
 }
+
+/// A single voter grows to three and back: the new nodes (started with the
+/// three-voter peer list) never form a group of their own; the leader adds
+/// them as learners, they catch up and vote; shrinking removes two voters
+/// before they stop, and the last one keeps serving alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voter_grows_to_three_and_shrinks_back_to_one() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: Vec<(u64, String)> =
+        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    let mut listeners = listeners.into_iter();
+
+    // Node 1 alone, with a block.
+    let first = start(MetastoreConfig { peers: peers[..1].to_vec(), ..config(1, dirs[0].path(), &peers[0].1) }).await;
+    let first = Member { server: serve(&first, listeners.next().unwrap()), node: first, address: peers[0].1.clone() };
+    assert_eq!(leader_other_than(&first.node, None).await, 1);
+    assert!(first.node.client().add_block(add_request(1, 1_000, &[1])).await.unwrap().added);
+
+    // Nodes 2 and 3 start with the three-voter list: not the lowest id, they
+    // wait to be added and do not elect a leader between themselves.
+    let mut members = vec![first];
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let node =
+            start(MetastoreConfig { peers: peers.clone(), ..config(i as u64 + 1, dir.path(), &peers[i].1) }).await;
+        members.push(Member { server: serve(&node, listeners.next().unwrap()), node, address: peers[i].1.clone() });
+    }
+    // Longer than two election timeouts (1 s at most each).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for m in &members[1..] {
+        assert!(!m.node.is_initialized().await.unwrap(), "node {} has no log of its own", m.node.node_id());
+        assert_eq!(m.node.leader(), None, "node {} is in no group", m.node.node_id());
+        assert!(m.node.health().is_err());
+    }
+    assert_eq!(members[0].node.membership().voters.keys().copied().collect::<Vec<_>>(), vec![1]);
+
+    // Grow: only the leader changes the membership.
+    let three: std::collections::BTreeMap<u64, String> = peers.iter().cloned().collect();
+    let refused = members[1].node.change_voters(three.clone(), WAIT).await.unwrap_err();
+    assert!(matches!(refused, phlox_metastore::MetastoreError::NotLeader { .. }), "{refused}");
+    let view = members[0].node.change_voters(three.clone(), WAIT).await.unwrap();
+    assert_eq!(view.voters, three);
+    assert!(view.learners.is_empty());
+    for m in &members {
+        assert_eq!(health_becomes(&m.node, true).await, Ok(()), "node {}", m.node.node_id());
+        assert_eq!(leader_other_than(&m.node, None).await, 1);
+    }
+    assert!(members[2].node.client().add_block(add_request(2, 2_000, &[2])).await.unwrap().added);
+    assert_replicated(&members.iter().collect::<Vec<_>>(), &members[0], &[block_id(1), block_id(2)]).await;
+    // The same change again is a no-op.
+    assert_eq!(members[0].node.change_voters(three, WAIT).await.unwrap().voters.len(), 3);
+
+    // Shrink: voters 2 and 3 leave the membership first, then stop.
+    let one: std::collections::BTreeMap<u64, String> = peers[..1].iter().cloned().collect();
+    let view = members[0].node.change_voters(one.clone(), WAIT).await.unwrap();
+    assert_eq!(view.voters, one);
+    for m in members.drain(1..) {
+        m.node.shutdown().await;
+        m.server.abort();
+    }
+    let last = &members[0];
+    assert_eq!(health_becomes(&last.node, true).await, Ok(()));
+    assert!(last.node.client().add_block(add_request(3, 3_000, &[3])).await.unwrap().added);
+    assert_eq!(ids(&last.node.query_local(&query_all()).unwrap()), vec![block_id(1), block_id(2), block_id(3)]);
+
+    for m in members {
+        m.node.shutdown().await;
+        m.server.abort();
+    }
+    drop(dirs);
+}
