@@ -94,8 +94,14 @@ async fn tls_front(backend: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(format!("{dir}/server.pem")).unwrap().map(|c| c.unwrap()).collect();
     let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
-    let config =
-        tokio_rustls::rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+    // An explicit provider: a workspace build may enable more than one.
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
