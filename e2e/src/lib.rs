@@ -3,6 +3,7 @@
 //! `phlox dump`, and compute what the answer must be from the inputs.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod cluster;
 pub mod fuzz;
 
 use std::collections::BTreeMap;
