@@ -30,11 +30,11 @@ e2e: ## Run only the end-to-end tests (real phlox processes)
 	scripts/ensure-test-tools.sh
 	PHLOX_TEST_REQUIRE_PROMETHEUS=1 VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh scripts/cargo-test.sh -p phlox-e2e
 
-e2e-cluster: ## The cluster in a box: the operator's controller loop on an in-memory API, every pod a real phlox process in its own network namespace (root, iproute2)
+e2e-cluster: ## The cluster in a box: the operator's controller loop on an in-memory API, every pod a real phlox process in its own network namespace, blocks in a local moto S3 (root, iproute2, python3)
 	@command -v ip >/dev/null || { echo "make e2e-cluster needs iproute2 (apt-get install iproute2)"; exit 1; }
 	@[ "$$(id -u)" = 0 ] || { echo "make e2e-cluster needs root (network namespaces, bind mounts)"; exit 1; }
 	$(CARGO) build --bin phlox
-	$(CARGO) test -p phlox-e2e --test cluster_in_a_box -- --nocapture
+	VENV=$(VENV) MOTO_VERSION=$(MOTO_VERSION) scripts/with-moto.sh $(CARGO) test -p phlox-e2e --test cluster_in_a_box -- --nocapture
 
 conformance: ## The compatibility corpus (third-party profiles beside the clone, or PEER_FIXTURES=DIR) against Pyroscope's answers
 	$(CARGO) build --bin phlox --bin conformance

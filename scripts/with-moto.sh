@@ -39,5 +39,7 @@ PY
 done
 echo "moto S3 server on $endpoint (bucket phlox-test)"
 export PHLOX_TEST_S3_ENDPOINT="$endpoint" PHLOX_TEST_S3_BUCKET=phlox-test PHLOX_TEST_REQUIRE_S3=1
+# For tests that start a moto of their own (the cluster in a box, on its bridge).
+export PHLOX_TEST_MOTO_SERVER="$(cd "$VENV/bin" && pwd)/moto_server"
 export PHLOX_TEST_PYTHON="$(cd "$(dirname "$VENV/bin/python")" && pwd)/python" PHLOX_TEST_REQUIRE_PYTHON=1
 "$@"

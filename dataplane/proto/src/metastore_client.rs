@@ -100,7 +100,8 @@ impl<T: Metastore + ?Sized> Metastore for Arc<T> {
 }
 
 /// Calls `call` again (up to 4 retries, 100 ms doubling) when the metastore
-/// is unreachable: a voter that just died, a leader change. Every metastore
+/// is unreachable or its connection closed under the call (`Cancelled`): a
+/// voter that just died or restarted, a leader change. Every metastore
 /// call is idempotent (AddBlock by block id, heartbeats, reads; a repeated
 /// job completion is refused as unknown).
 async fn retry<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
@@ -112,7 +113,7 @@ where
     let mut attempt = 0;
     loop {
         match call().await {
-            Err(s) if attempt < 4 && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+            Err(s) if attempt < 4 && retryable(s.code()) => {
                 attempt += 1;
                 tokio::time::sleep(delay).await;
                 delay *= 2;
@@ -120,6 +121,11 @@ where
             r => return r,
         }
     }
+}
+
+/// Codes that say the call may not have reached a working metastore.
+fn retryable(code: tonic::Code) -> bool {
+    matches!(code, tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
 }
 
 /// A remote metastore reached over gRPC.
@@ -213,5 +219,43 @@ impl Metastore for GrpcMetastore {
             async move { Ok(c.list_deletions(r).await?.into_inner()) }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_cut_by_a_restart_is_retried_and_a_refusal_is_not() {
+        // A connection closed under the call (the metastore restarted), then an answer.
+        let calls = AtomicU32::new(0);
+        let r = retry(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n < 2 { Err(tonic::Status::cancelled("operation was canceled")) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // A refusal is the answer: not retried.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = retry(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(tonic::Status::invalid_argument("bad matcher")) }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Unreachable for good: four retries, then the error.
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = retry(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(tonic::Status::unavailable("tcp connect error")) }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
     }
 }

@@ -677,6 +677,7 @@ impl Inner {
         let mut addrs: Vec<SocketAddr> = resolved.iter().flatten().copied().collect();
         addrs.sort_unstable();
         addrs.dedup();
+        tracing::debug!(?addrs, "query backends resolved");
         let mut st = self.state();
         let old: HashMap<SocketAddr, Arc<Backend>> = st.backends.iter().map(|b| (b.addr, Arc::clone(b))).collect();
         let mut backends = Vec::with_capacity(addrs.len());

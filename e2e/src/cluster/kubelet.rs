@@ -489,6 +489,8 @@ impl Kubelet {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env(pod, run).await?)
+            // PHLOX_BOX_POD_LOG: a log filter for every pod (e.g. `info,phlox_query=debug`).
+            .envs(std::env::var("PHLOX_BOX_POD_LOG").ok().map(|f| ("PHLOX_LOG", f)))
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -537,6 +539,16 @@ impl Kubelet {
             }
             let _ = this.api::<Pod>().delete(&pod, &DeleteParams::default()).await;
         });
+    }
+
+    /// The image a pod runs.
+    pub fn image(&self, pod: &str) -> Option<String> {
+        self.pods.lock().ok()?.get(pod).and_then(|r| container(&r.template)?.image.clone())
+    }
+
+    /// How many times a pod's process was restarted.
+    pub fn restarts(&self, pod: &str) -> Option<u32> {
+        self.pods.lock().ok()?.get(pod).map(|r| r.restarts)
     }
 
     /// Stops a pod by SIGKILL, as a crashed node or the OOM killer would;

@@ -64,6 +64,11 @@ impl Network {
         }
         let _ = ip(&["link", "del", &bridge]);
         ip(&["link", "add", &bridge, "type", "bridge"])?;
+        // A fixed MAC, as CNI bridge plugins set: otherwise the bridge takes
+        // the lowest MAC of its ports, which changes as pods come and go, and
+        // every pod's ARP entry for the host and the Service addresses goes
+        // stale (~30 s without a route) whenever a pod is replaced.
+        ip(&["link", "set", &bridge, "address", &format!("02:00:0a:{net:02x}:00:01")])?;
         ip(&["addr", "add", &format!("10.{net}.0.1/16"), "dev", &bridge])?;
         ip(&["link", "set", &bridge, "up"])?;
         let hosts = "127.0.0.1 localhost\n::1 localhost\n".to_owned();
