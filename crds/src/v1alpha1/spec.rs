@@ -364,10 +364,10 @@ impl Default for ScalableComponentSpec {
 pub struct AutoscalingSpec {
     #[serde(default)]
     pub enabled: bool,
-    #[serde(default = "one")]
+    #[serde(default = "autoscaling_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub min_replicas: i32,
-    #[serde(default = "ten")]
+    #[serde(default = "autoscaling_max_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: i32,
     /// Load per replica to aim for. Segment writers: ingested MB/s per
@@ -377,19 +377,19 @@ pub struct AutoscalingSpec {
     #[schemars(range(min = 0.001))]
     pub target_value: Option<f64>,
     /// A scale-up happens only if every recommendation of this window asks for it.
-    #[serde(default)]
+    #[serde(default = "autoscaling_scale_up_window")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_up_stabilization_window_seconds: i32,
     /// A scale-down goes to the highest recommendation of this window.
-    #[serde(default = "five_minutes")]
+    #[serde(default = "autoscaling_scale_down_window")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_stabilization_window_seconds: i32,
     /// Most pods added in one step.
-    #[serde(default = "four")]
+    #[serde(default = "autoscaling_max_scale_up_step")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_scale_up_step: i32,
     /// Most pods removed in one step (segment writers drain one by one anyway).
-    #[serde(default = "one")]
+    #[serde(default = "autoscaling_max_scale_down_step")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_scale_down_step: i32,
     /// Read the pool's load from this Prometheus instead of scraping the
@@ -413,32 +413,46 @@ pub struct PrometheusSource {
     pub query: Option<String>,
 }
 
+/// The algorithm's defaults ([`phlox_autoscaler::Settings`]'s: defined once).
 impl Default for AutoscalingSpec {
     fn default() -> Self {
+        let d = phlox_autoscaler::Settings::default();
         Self {
-            enabled: false,
-            min_replicas: 1,
-            max_replicas: 10,
-            target_value: None,
-            scale_up_stabilization_window_seconds: 0,
-            scale_down_stabilization_window_seconds: 300,
-            max_scale_up_step: 4,
-            max_scale_down_step: 1,
+            enabled: d.enabled,
+            min_replicas: d.min_replicas,
+            max_replicas: d.max_replicas,
+            target_value: d.target_value,
+            scale_up_stabilization_window_seconds: d.scale_up_stabilization_window_seconds,
+            scale_down_stabilization_window_seconds: d.scale_down_stabilization_window_seconds,
+            max_scale_up_step: d.max_scale_up_step,
+            max_scale_down_step: d.max_scale_down_step,
             prometheus: None,
         }
     }
 }
 
-fn ten() -> i32 {
-    10
+fn autoscaling_min_replicas() -> i32 {
+    phlox_autoscaler::Settings::default().min_replicas
 }
 
-fn four() -> i32 {
-    4
+fn autoscaling_max_replicas() -> i32 {
+    phlox_autoscaler::Settings::default().max_replicas
 }
 
-fn five_minutes() -> i32 {
-    300
+fn autoscaling_scale_up_window() -> i32 {
+    phlox_autoscaler::Settings::default().scale_up_stabilization_window_seconds
+}
+
+fn autoscaling_scale_down_window() -> i32 {
+    phlox_autoscaler::Settings::default().scale_down_stabilization_window_seconds
+}
+
+fn autoscaling_max_scale_up_step() -> i32 {
+    phlox_autoscaler::Settings::default().max_scale_up_step
+}
+
+fn autoscaling_max_scale_down_step() -> i32 {
+    phlox_autoscaler::Settings::default().max_scale_down_step
 }
 
 /// The metastore: a Raft group of `voters` pods with a volume each.

@@ -480,5 +480,10 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/phlox.yaml");
         let c = PhloxConfig::from_file(std::path::Path::new(path)).unwrap();
         assert_eq!(c.target, "all");
+        // The limits it documents are the defaults (the distributor's too:
+        // its `Limits::default()` is built from `LimitsConfig::default()`).
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.ingestion_rate_mb, 4.0);
+        assert_eq!(c.limits.max_profile_size_bytes, 4 << 20);
     }
 }

@@ -39,23 +39,30 @@ impl Limits {
     }
 }
 
+impl From<&phlox_config::LimitsConfig> for Limits {
+    fn from(l: &phlox_config::LimitsConfig) -> Self {
+        Self {
+            ingestion_rate_mb: l.ingestion_rate_mb,
+            ingestion_burst_size_mb: l.ingestion_burst_size_mb,
+            max_profile_size_bytes: l.max_profile_size_bytes,
+            max_profile_stacktrace_samples: l.max_profile_stacktrace_samples,
+            max_profile_stacktrace_sample_labels: l.max_profile_stacktrace_sample_labels,
+            max_label_names_per_series: l.max_label_names_per_series,
+            max_label_name_length: l.max_label_name_length,
+            max_label_value_length: l.max_label_value_length,
+            max_profile_symbol_value_length: l.max_profile_symbol_value_length,
+            max_sessions_per_series: l.max_sessions_per_series,
+            max_request_memory: l.max_request_memory,
+            reject_older_than: l.reject_older_than,
+            reject_newer_than: l.reject_newer_than,
+        }
+    }
+}
+
+/// The configuration's defaults ([`phlox_config::LimitsConfig`]'s: defined once).
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            ingestion_rate_mb: 4.0,
-            ingestion_burst_size_mb: 2.0,
-            max_profile_size_bytes: 4 * 1024 * 1024,
-            max_profile_stacktrace_samples: 16_000,
-            max_profile_stacktrace_sample_labels: 100,
-            max_label_names_per_series: 30,
-            max_label_name_length: 1024,
-            max_label_value_length: 2048,
-            max_profile_symbol_value_length: 65_535,
-            max_sessions_per_series: 0,
-            max_request_memory: 256 << 20,
-            reject_older_than: Duration::from_secs(3600),
-            reject_newer_than: Duration::from_secs(600),
-        }
+        Self::from(&phlox_config::LimitsConfig::default())
     }
 }
 
