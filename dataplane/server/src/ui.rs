@@ -12,6 +12,14 @@ use axum::response::{IntoResponse, Response};
 const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../ui/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../ui/app.js")),
+    ("util.js", "text/javascript; charset=utf-8", include_str!("../ui/util.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../ui/api.js")),
+    ("flame-model.js", "text/javascript; charset=utf-8", include_str!("../ui/flame-model.js")),
+    ("colors.js", "text/javascript; charset=utf-8", include_str!("../ui/colors.js")),
+    ("flame-view.js", "text/javascript; charset=utf-8", include_str!("../ui/flame-view.js")),
+    ("time-canvas.js", "text/javascript; charset=utf-8", include_str!("../ui/time-canvas.js")),
+    ("filters.js", "text/javascript; charset=utf-8", include_str!("../ui/filters.js")),
+    ("url-state.js", "text/javascript; charset=utf-8", include_str!("../ui/url-state.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../ui/style.css")),
 ];
 
