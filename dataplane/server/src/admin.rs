@@ -57,12 +57,7 @@ impl Admin {
 }
 
 fn status_error(status: &tonic::Status) -> Response {
-    let code = match status.code() {
-        tonic::Code::InvalidArgument => "invalid_argument",
-        tonic::Code::Unavailable => "unavailable",
-        _ => "internal",
-    };
-    ConnectError::new(code, status.message().to_owned()).into_response()
+    ConnectError::from(status).into_response()
 }
 
 fn deletion_json(d: &Deletion) -> serde_json::Value {

@@ -40,6 +40,44 @@ impl ConnectError {
     }
 }
 
+/// Connect's codes are gRPC's, named in snake_case: the one table both
+/// protocols' errors go through.
+const CODES: [(&str, tonic::Code); 16] = [
+    ("canceled", tonic::Code::Cancelled),
+    ("unknown", tonic::Code::Unknown),
+    ("invalid_argument", tonic::Code::InvalidArgument),
+    ("deadline_exceeded", tonic::Code::DeadlineExceeded),
+    ("not_found", tonic::Code::NotFound),
+    ("already_exists", tonic::Code::AlreadyExists),
+    ("permission_denied", tonic::Code::PermissionDenied),
+    ("resource_exhausted", tonic::Code::ResourceExhausted),
+    ("failed_precondition", tonic::Code::FailedPrecondition),
+    ("aborted", tonic::Code::Aborted),
+    ("out_of_range", tonic::Code::OutOfRange),
+    ("unimplemented", tonic::Code::Unimplemented),
+    ("internal", tonic::Code::Internal),
+    ("unavailable", tonic::Code::Unavailable),
+    ("data_loss", tonic::Code::DataLoss),
+    ("unauthenticated", tonic::Code::Unauthenticated),
+];
+
+impl ConnectError {
+    /// The same error for a gRPC client (an unknown code name is `internal`).
+    pub(crate) fn into_status(self) -> tonic::Status {
+        let code = CODES.iter().find(|(name, _)| *name == self.code).map_or(tonic::Code::Internal, |(_, c)| *c);
+        tonic::Status::new(code, self.message)
+    }
+}
+
+/// A gRPC status (a metastore's answer, a tonic service's error) for a
+/// Connect client.
+impl From<&tonic::Status> for ConnectError {
+    fn from(s: &tonic::Status) -> Self {
+        let code = CODES.iter().find(|(_, c)| *c == s.code()).map_or("internal", |(name, _)| *name);
+        Self::new(code, s.message().to_owned())
+    }
+}
+
 impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code, "message": self.message }).to_string();
@@ -148,6 +186,20 @@ mod tests {
         assert_eq!(ConnectError::new("unavailable", "x").status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(ConnectError::new("unauthenticated", "x").status(), StatusCode::UNAUTHORIZED);
         assert_eq!(ConnectError::new("internal", "x").status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn connect_and_grpc_codes_are_one_table() {
+        // Every gRPC code but OK has its Connect name, both ways.
+        for (name, code) in CODES {
+            let status = ConnectError::new(name, "m").into_status();
+            assert_eq!((status.code(), status.message()), (code, "m"));
+            assert_eq!(ConnectError::from(&status), ConnectError::new(name, "m"));
+        }
+        assert_eq!(ConnectError::new("not_found", "x").into_status().code(), tonic::Code::NotFound);
+        assert_eq!(ConnectError::from(&tonic::Status::resource_exhausted("x")).status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ConnectError::from(&tonic::Status::ok("x")).code, "internal");
+        assert_eq!(ConnectError::new("no_such_code", "x").into_status().code(), tonic::Code::Internal);
     }
 
     #[test]

@@ -22,12 +22,7 @@ pub(crate) struct GrpcQuerier {
 }
 
 fn status(e: QueryError) -> Status {
-    match e {
-        QueryError::InvalidArgument(m) => Status::invalid_argument(m),
-        QueryError::Unimplemented(m) => Status::unimplemented(m),
-        QueryError::Unavailable(m) => Status::unavailable(m),
-        QueryError::Internal(m) => Status::internal(m),
-    }
+    crate::connect::ConnectError::new(e.connect_code(), e.to_string()).into_status()
 }
 
 fn tenants<T>(r: &Request<T>) -> Result<Vec<String>, Status> {

@@ -116,14 +116,7 @@ fn grpc_tenant<T>(r: &Request<T>) -> Result<String, Status> {
 }
 
 fn status(e: &StoreError) -> Status {
-    let message = e.to_string();
-    match e.code() {
-        "invalid_argument" => Status::invalid_argument(message),
-        "not_found" => Status::not_found(message),
-        "permission_denied" => Status::permission_denied(message),
-        "aborted" => Status::aborted(message),
-        _ => Status::internal(message),
-    }
+    store_error(e).into_status()
 }
 
 #[tonic::async_trait]
