@@ -458,6 +458,23 @@ impl Processes {
     }
 }
 
+/// Polls `check` every `every` until it gives a value; fails naming `what`
+/// after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The total of a flame graph (SelectMergeStacktraces) of `tenant` over
 /// `[start_ms, end_ms]` for `selector`.
 pub async fn flame_total(

@@ -44,19 +44,13 @@ use serde_json::json;
 const NS: &str = "phlox";
 const CPU: &str = "process_cpu:cpu:nanoseconds::";
 
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+/// Polls `check` (every 200 ms) until it gives a value.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    phlox_e2e::eventually(what, limit, Duration::from_millis(200), check).await
 }
 
 fn ready(cr: &PyroscopeCluster) -> bool {
@@ -64,21 +58,7 @@ fn ready(cr: &PyroscopeCluster) -> bool {
 }
 
 async fn total(frontend: &str, start_ms: i64, end_ms: i64) -> i64 {
-    let r: q::SelectMergeStacktracesResponse = query(
-        frontend,
-        "anonymous",
-        "SelectMergeStacktraces",
-        &q::SelectMergeStacktracesRequest {
-            profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
-            start: start_ms,
-            end: end_ms,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    r.flamegraph.map_or(0, |f| f.total)
+    flame_total(frontend, "anonymous", CPU, "{}", start_ms, end_ms).await
 }
 
 /// One querier's call: the merged total, or why there is none.

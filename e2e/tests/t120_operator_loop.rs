@@ -36,19 +36,12 @@ async fn in_memory_api() -> Client {
 }
 
 /// Polls `check` until it gives a value, or fails naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    phlox_e2e::eventually(what, WAIT, Duration::from_millis(50), check).await
 }
 
 fn cluster() -> PyroscopeCluster {
