@@ -5,32 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use base64_free::encode_base64;
 use phlox_e2e::*;
 use phlox_pprof::{Profile, maybe_gunzip};
 use phlox_proto::push::v1::pusher_service_client::PusherServiceClient;
 use prost::Message;
-
-mod base64_free {
-    /// Standard base64 (the e2e crate keeps its dependencies minimal).
-    pub(crate) fn encode_base64(b: &[u8]) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-}
 
 fn totals_by_type(raw: &[u8]) -> BTreeMap<String, i64> {
     let p = Profile::decode(&maybe_gunzip(raw, 1 << 24).unwrap()).unwrap();

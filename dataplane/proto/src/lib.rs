@@ -10,7 +10,8 @@
 //!   v1.10.0, vendored under `proto/opentelemetry`, Apache-2.0).
 //!
 //! Code is generated at build time (`build.rs`) with a vendored `protoc`.
-//! [`metastore_client`] holds the location-transparent metastore client that
+//! [`connect`] is the runtime of the Connect adapters the build script
+//! generates for the public services; [`metastore_client`] holds the location-transparent metastore client that
 //! components use, whether the metastore runs in-process or remote.
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 
@@ -124,4 +125,5 @@ pub mod opentelemetry {
     }
 }
 
+pub mod connect;
 pub mod metastore_client;

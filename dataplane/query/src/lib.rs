@@ -15,8 +15,10 @@
 //! calls [`RemoteBackend`], which sends each node over gRPC to a
 //! [`QueryBackendServer`] wrapping the backend process's [`LocalBackend`].
 
+pub mod adhoc;
 mod backend;
 mod error;
+pub mod flamebearer;
 mod frontend;
 mod metrics;
 mod plan;

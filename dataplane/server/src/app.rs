@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::http::{HttpState, router};
 use crate::writer_sink::LocalWriter;
 
 /// The targets this build runs, alone or comma-separated in one process.
@@ -101,9 +100,6 @@ impl phlox_proto::metastore_client::Metastore for NoMetastore {
     }
 }
 
-/// Re-reads the configuration (file, env and flags) for reloads.
-pub(crate) type ConfigLoader = Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>;
-
 /// Which components this process runs.
 #[derive(Debug, Clone, Copy)]
 struct Roles {
@@ -166,8 +162,10 @@ fn own_address(config: &PhloxConfig, grpc_addr: SocketAddr) -> String {
     }
 }
 
-pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> anyhow::Result<()> {
+pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLoader>) -> anyhow::Result<()> {
     let targets = parse_targets(&config.target)?;
+    // Limits, provisioned rules and retention follow the file without a restart.
+    let current = crate::reload::watch(config.clone(), reload, Duration::from_secs(10));
     let roles = Roles::of(&targets);
     let all = roles.all;
     // Both ports first: a busy port fails the start before anything is
@@ -253,9 +251,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let distributor = if roles.distributor {
         let tenant_limits = crate::limits::tenant_limits(&config)?;
         let limits = Arc::new(LimitsStore::new(tenant_limits.clone()));
-        if let Some(load) = reload.clone() {
-            crate::limits::spawn_reload(load, Arc::clone(&limits), tenant_limits, Duration::from_secs(10));
-        }
+        crate::limits::follow(current.clone(), Arc::clone(&limits), tenant_limits);
         let sink: Arc<dyn phlox_distributor::ShardWriter> = match &writer {
             Some(w) if all => Arc::new(LocalWriter(Arc::clone(w))),
             _ => {
@@ -279,9 +275,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         for e in rules.set_provisioned(&provisioned_rules_of(&config.recording_rules.rules)) {
             tracing::error!(error = %e, "recording_rules.rules: this rule is left out");
         }
-        if let Some(load) = reload.clone() {
-            crate::rules_api::spawn_provisioned_reload(Arc::clone(&rules), load);
-        }
+        follow_provisioned_rules(current.clone(), Arc::clone(&rules));
         Some(rules)
     } else {
         None
@@ -352,8 +346,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         );
         crate::compaction::spawn_retention(
             Arc::clone(n),
-            config.clone(),
-            reload.clone(),
+            current.clone(),
             config.compaction.retention_interval,
             &registry,
         )?;
@@ -402,7 +395,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     // Segment writers of a distributed deployment join the placement.
     let drain = match &writer {
         Some(w) if !all => {
-            let d = crate::drain::Drain::new(
+            let d = crate::admin::drain::Drain::new(
                 Arc::clone(w),
                 Arc::clone(&metastore),
                 address.clone(),
@@ -437,7 +430,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     let rules_api = match (&rule_store, roles.query_frontend) {
         (Some(store), true) => {
             let tenant_limits = config.tenant_limits().context("overrides")?;
-            Some(Arc::new(crate::rules_api::RulesApi {
+            Some(Arc::new(crate::api::rules::RulesApi {
                 store: Arc::clone(store),
                 default_max: config.limits.max_recording_rules,
                 max_by_tenant: tenant_limits.into_iter().map(|(t, l)| (t, l.max_recording_rules)).collect(),
@@ -445,56 +438,50 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
         }
         _ => None,
     };
-    let state = Arc::new(HttpState {
-        grpc_push: distributor.as_ref().map(|d| crate::grpc_push::service(Arc::clone(d), max_body)),
-        grpc_otlp: distributor.as_ref().map(|d| crate::otlp::service(Arc::clone(d))),
-        grpc_query: query.clone().map(crate::grpc_query::service),
+    let http_addr = http_listener.local_addr()?;
+    let context = Arc::new(crate::context::Settings {
+        multitenancy: config.multitenancy_enabled,
+        auth: config.server.auth.clone(),
+    });
+    let app = crate::api::router(crate::api::Components {
+        distributor: distributor.clone(),
+        query: query.clone(),
         query_metrics,
-        query,
-        distributor,
+        rules: rules_api,
+        settings: roles.query_frontend.then(|| Arc::new(phlox_recording::SettingsStoreClient::new(Arc::clone(&store)))),
+        adhoc: roles.query_frontend.then(|| {
+            Arc::new(crate::api::adhoc::AdHoc(phlox_query::adhoc::AdHocProfiles::new(
+                Arc::clone(&store),
+                phlox_query::QueryLimits::default(),
+            )))
+        }),
+        ready: Arc::clone(&ready),
+        max_body,
+    })
+    .merge(crate::legacy::router(crate::legacy::Legacy { distributor, query, max_body }))
+    .merge(crate::admin::router(crate::admin::Operations {
         registry: registry.clone(),
         ready: Arc::clone(&ready),
         metastore_node: node.clone(),
-        multitenancy: config.multitenancy_enabled,
-        max_body,
-        settings: roles.query_frontend.then(|| Arc::new(phlox_recording::SettingsStoreClient::new(Arc::clone(&store)))),
-        config: Arc::new(config.clone()),
-        adhoc: roles
-            .query_frontend
-            .then(|| Arc::new(crate::adhoc::AdHoc::new(Arc::clone(&store), phlox_query::QueryLimits::default()))),
-        rules: rules_api.clone(),
-        grpc_rules: rules_api.clone().map(crate::rules_api::service),
-        admin: if roles.query_frontend || node.is_some() {
-            Some(crate::admin::Admin::new(Arc::clone(&metastore), &registry)?)
+        delete: if roles.query_frontend || node.is_some() {
+            Some(Arc::new(crate::admin::delete::Admin::new(Arc::clone(&metastore), &registry)?))
         } else {
             None
         },
-    });
-    let http_addr = http_listener.local_addr()?;
+        drain: drain.clone(),
+        config: Arc::new(config.clone()),
+    }))
+    .route("/", axum::routing::get(crate::ui::index))
+    .route("/ui/{file}", axum::routing::get(crate::ui::asset))
+    // Bodies are read by `context::body::read` with their limit and an API error.
+    .layer(axum::extract::DefaultBodyLimit::disable())
+    // Responses (flame graphs are MBs of JSON) are gzipped for clients that
+    // accept it; gRPC, images and tiny bodies are left alone.
+    .layer(tower_http::compression::CompressionLayer::new())
+    .layer(axum::middleware::from_fn_with_state(context, crate::context::layer));
     ready.store(true, Ordering::Release);
     info!(http = %http_addr, grpc = %grpc_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 
-    let mut app = router(state);
-    if let Some(d) = &drain {
-        app = app.merge(
-            axum::Router::new()
-                .route("/segment-writer/drain", axum::routing::get(crate::drain::status).post(crate::drain::start))
-                .with_state(Arc::clone(d)),
-        );
-    }
-    if let Some(n) = &node {
-        app = app.merge(
-            axum::Router::new()
-                .route(
-                    "/metastore/membership",
-                    axum::routing::get(crate::membership::get).post(crate::membership::change),
-                )
-                .with_state(Arc::clone(n)),
-        );
-    }
-    if crate::auth::enabled(&config.server.auth) {
-        app = app.layer(axum::middleware::from_fn_with_state(Arc::new(config.server.auth.clone()), crate::auth::check));
-    }
     axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     // In-flight pushes have been answered; flush what is buffered, stop.
@@ -526,6 +513,22 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<ConfigLoader>) -> an
     }
     info!("phlox stopped");
     Ok(())
+}
+
+/// Applies the provisioned rules of each new configuration (rules kept in
+/// Git apply without a restart).
+fn follow_provisioned_rules(config: crate::reload::Current, store: Arc<phlox_recording::RuleStore>) {
+    let mut applied = config.borrow().recording_rules.rules.clone();
+    crate::reload::on_change(config, move |c| {
+        if c.recording_rules.rules == applied {
+            return;
+        }
+        applied = c.recording_rules.rules.clone();
+        for e in store.set_provisioned(&provisioned_rules_of(&applied)) {
+            tracing::error!(error = %e, "recording_rules.rules: this rule is left out");
+        }
+        tracing::info!(tenants = applied.len(), "provisioned recording rules reloaded");
+    });
 }
 
 /// The configuration's provisioned recording rules, per tenant.

@@ -120,6 +120,9 @@ pub(crate) struct RunArgs {
 /// The command line, with each flag's help ending in the default it has
 /// when neither the flag nor the config file sets it (from
 /// [`PhloxConfig::default`], the one source of defaults).
+/// Re-reads the configuration (file, env and flags) for reloads.
+pub(crate) type ConfigLoader = std::sync::Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>;
+
 pub(crate) fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let d = PhloxConfig::default();

@@ -260,8 +260,7 @@ fn output_id(job: &CompactionJob) -> Ulid {
 /// restart).
 pub(crate) fn spawn_retention(
     node: Arc<MetastoreNode>,
-    config: phlox_config::PhloxConfig,
-    reload: Option<crate::app::ConfigLoader>,
+    config: crate::reload::Current,
     every: Duration,
     registry: &Registry,
 ) -> anyhow::Result<()> {
@@ -276,7 +275,7 @@ pub(crate) fn spawn_retention(
             if !node.is_leader() {
                 continue;
             }
-            let config = reload.as_ref().and_then(|r| r().ok()).unwrap_or_else(|| config.clone());
+            let config = Arc::clone(&config.borrow());
             let default_ms = config.limits.retention_period.as_millis() as i64;
             let overrides = match config.tenant_limits() {
                 Ok(t) => t.into_iter().map(|(t, l)| (t, l.retention_period.as_millis() as i64)).collect(),

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use phlox_config::PhloxConfig;
 use phlox_distributor::{Limits, LimitsStore, TenantLimits};
 use tracing::{info, warn};
+
+use crate::reload::Current;
 
 pub(crate) fn tenant_limits(config: &PhloxConfig) -> anyhow::Result<TenantLimits> {
     let overrides: HashMap<String, Limits> =
@@ -14,32 +15,15 @@ pub(crate) fn tenant_limits(config: &PhloxConfig) -> anyhow::Result<TenantLimits
     Ok(TenantLimits { defaults: Limits::from(&config.limits), overrides })
 }
 
-/// Re-reads the configuration every `every` and on SIGHUP; applies the
-/// limits when they changed. A broken file is reported and ignored.
-pub(crate) fn spawn_reload(
-    load: Arc<dyn Fn() -> anyhow::Result<PhloxConfig> + Send + Sync>,
-    store: Arc<LimitsStore>,
-    mut current: TenantLimits,
-    every: Duration,
-) {
-    tokio::spawn(async move {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {},
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {},
-            }
-            match load().and_then(|c| tenant_limits(&c)) {
-                Ok(next) if next != current => {
-                    info!(tenants = next.overrides.len(), "limits reloaded");
-                    store.set(next.clone());
-                    current = next;
-                }
-                Ok(_) => {}
-                Err(error) => warn!(%error, "config reload failed; keeping the current limits"),
-            }
+/// Applies the limits of each new configuration when they changed.
+pub(crate) fn follow(config: Current, store: Arc<LimitsStore>, mut current: TenantLimits) {
+    crate::reload::on_change(config, move |c| match tenant_limits(c) {
+        Ok(next) if next != current => {
+            info!(tenants = next.overrides.len(), "limits reloaded");
+            store.set(next.clone());
+            current = next;
         }
+        Ok(_) => {}
+        Err(error) => warn!(%error, "invalid limits in the new configuration; keeping the current ones"),
     });
 }

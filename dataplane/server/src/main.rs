@@ -4,28 +4,17 @@
 //! `./data` and the APIs on :4040. `phlox dump` prints what a data
 //! directory holds, through the same metastore and block reader a query uses.
 
-mod adhoc;
 mod admin;
+mod api;
 mod app;
-mod auth;
 mod cli;
 mod compaction;
-mod compat;
-mod connect;
-mod drain;
+mod context;
 mod dump;
-mod grpc_push;
-mod grpc_query;
 mod grpc_writer;
-mod http;
-mod ingest;
+mod legacy;
 mod limits;
-mod membership;
-mod otlp;
-mod push_json;
-mod query_api;
-mod render;
-mod rules_api;
+mod reload;
 mod ui;
 mod writer_sink;
 
@@ -42,9 +31,9 @@ fn main() -> anyhow::Result<()> {
         None => {
             init_tracing(&cli.run.log_format, &cli.run.log_level);
             let config = cli.run.config()?;
-            let reload: Option<app::ConfigLoader> = cli.run.storage.config.is_some().then(|| {
+            let reload: Option<cli::ConfigLoader> = cli.run.storage.config.is_some().then(|| {
                 let args = cli.run.clone();
-                Arc::new(move || args.config()) as app::ConfigLoader
+                Arc::new(move || args.config()) as cli::ConfigLoader
             });
             runtime.block_on(app::run(config, reload))
         }

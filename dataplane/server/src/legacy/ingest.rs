@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use phlox_distributor::ingest::{IngestBody, IngestError, IngestFormat, IngestParams};
 
-use crate::connect::ConnectError;
-use crate::http::{HttpState, read_body, tenant};
+use super::shared::Legacy;
+use crate::context::{ApiError, OrgId, body::read};
 
 /// Parts of a multipart form, by field name (file parts only, as Pyroscope).
-async fn form_parts(content_type: &str, body: Bytes, limit: usize) -> Result<HashMap<String, Bytes>, ConnectError> {
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|e| ConnectError::invalid_argument(format!("multipart form: {e}")))?;
+async fn form_parts(content_type: &str, body: Bytes, limit: usize) -> Result<HashMap<String, Bytes>, ApiError> {
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|e| ApiError::invalid_argument(format!("multipart form: {e}")))?;
     let stream = futures::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
     let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit as u64));
     let mut form = multer::Multipart::with_constraints(stream, boundary, constraints);
@@ -26,12 +26,12 @@ async fn form_parts(content_type: &str, body: Bytes, limit: usize) -> Result<Has
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(ConnectError::new("unknown", format!("multipart form: {e}"))),
+            Err(e) => return Err(ApiError::new("unknown", format!("multipart form: {e}"))),
         };
         let name = field.name().unwrap_or_default().to_owned();
         let is_file = field.file_name().is_some();
         let data =
-            field.bytes().await.map_err(|e| ConnectError::new("unknown", format!("multipart part {name:?}: {e}")))?;
+            field.bytes().await.map_err(|e| ApiError::new("unknown", format!("multipart part {name:?}: {e}")))?;
         if is_file && !data.is_empty() {
             parts.insert(name, data);
         }
@@ -40,30 +40,31 @@ async fn form_parts(content_type: &str, body: Bytes, limit: usize) -> Result<Has
 }
 
 pub(crate) async fn ingest(
-    State(s): State<Arc<HttpState>>,
+    State(s): State<Arc<Legacy>>,
+    org: OrgId,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Some(distributor) = s.distributor.clone() else {
-        return ConnectError::new("unimplemented", "this process does not run the distributor").into_response();
+        return ApiError::new("unimplemented", "this process does not run the distributor").into_response();
     };
-    let tenant = match tenant(&headers, s.multitenancy) {
+    let tenant = match org.tenant() {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    let body = match read_body(body, s.max_body, "invalid_argument").await {
+    let body = match read(body, s.max_body, "invalid_argument").await {
         Ok(b) => b,
         Err(r) => return r,
     };
     // A tenant over its rate costs no form parsing, decompression or decoding.
     if let Err(e) = distributor.admit_request(tenant.as_str(), body.len()) {
-        return error(ConnectError::new(e.connect_code(), e.to_string()), 429);
+        return error(ApiError::new(e.connect_code(), e.to_string()), 429);
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let format = match IngestFormat::select(query.get("format").map(String::as_str), &content_type) {
         Ok(f) => f,
-        Err(e) => return ConnectError::invalid_argument(e).into_response(),
+        Err(e) => return ApiError::invalid_argument(e).into_response(),
     };
     let multipart = content_type.to_ascii_lowercase().contains("multipart/form-data");
     let body = match (format, multipart) {
@@ -100,14 +101,14 @@ pub(crate) async fn ingest(
         Ok(_) => axum::http::StatusCode::OK.into_response(),
         Err(e) => {
             let (status, code) = e.status(format);
-            error(ConnectError::new(code, e.to_string()), status)
+            error(ApiError::new(code, e.to_string()), status)
         }
     }
 }
 
 /// A Connect JSON error body with an explicit status (`/ingest` uses 422
 /// with code `unknown`, which Connect itself maps to 500).
-fn error(e: ConnectError, status: u16) -> Response {
+fn error(e: ApiError, status: u16) -> Response {
     let mut r = e.into_response();
     if let Ok(s) = axum::http::StatusCode::from_u16(status) {
         *r.status_mut() = s;

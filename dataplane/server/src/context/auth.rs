@@ -1,23 +1,14 @@
 //! Optional authentication of the public port: bearer tokens and/or basic
-//! auth (`server.auth`). `/ready` and `/metrics` stay open for probes and
-//! scrapers.
+//! auth (`server.auth`), checked by the request context's middleware.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use phlox_config::AuthConfig;
-
-use crate::connect::ConnectError;
 
 pub(crate) fn enabled(c: &AuthConfig) -> bool {
     !c.bearer_tokens.is_empty() || !c.basic_auth.is_empty()
 }
 
-fn allowed(c: &AuthConfig, authorization: &str) -> bool {
+pub(crate) fn allowed(c: &AuthConfig, authorization: &str) -> bool {
     if let Some(token) = authorization.strip_prefix("Bearer ") {
         return c.bearer_tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.trim().as_bytes()));
     }
@@ -31,19 +22,6 @@ fn allowed(c: &AuthConfig, authorization: &str) -> bool {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) async fn check(State(c): State<Arc<AuthConfig>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path == "/ready" || path == "/metrics" {
-        return next.run(request).await;
-    }
-    let ok = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|a| allowed(&c, a));
-    if ok {
-        next.run(request).await
-    } else {
-        ConnectError::new("unauthenticated", "missing or invalid credentials").into_response()
-    }
 }
 
 #[cfg(test)]

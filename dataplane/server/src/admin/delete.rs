@@ -14,17 +14,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use phlox_distributor::ingest::parse_time;
+use phlox_model::TenantId;
 use phlox_proto::metastore::v1::{DeleteRangeRequest, Deletion, ListDeletionsRequest};
 use phlox_proto::metastore_client::Metastore;
 use prometheus::{IntCounterVec, Opts, Registry};
 use serde_json::json;
 
-use crate::connect::ConnectError;
-use crate::http::{HttpState, tenant};
+use crate::context::{ApiError, OrgId};
 
 /// Longest `wait` a caller can ask for.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -57,7 +58,7 @@ impl Admin {
 }
 
 fn status_error(status: &tonic::Status) -> Response {
-    ConnectError::from(status).into_response()
+    ApiError::from(status).into_response()
 }
 
 fn deletion_json(d: &Deletion) -> serde_json::Value {
@@ -75,54 +76,56 @@ fn deletion_json(d: &Deletion) -> serde_json::Value {
     })
 }
 
-fn admin_of(s: &HttpState) -> Result<&Admin, Response> {
-    s.admin.as_ref().ok_or_else(|| {
-        ConnectError::new("unimplemented", "this process runs neither the metastore nor the query frontend")
-            .into_response()
+/// A deletion call: the admin API and the request's tenant.
+pub(crate) struct Call {
+    admin: Arc<Admin>,
+    tenant: TenantId,
+}
+
+impl FromRequestParts<Option<Arc<Admin>>> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Option<Arc<Admin>>) -> Result<Self, Response> {
+        let admin = Arc::clone(admin_of(s)?);
+        let org = OrgId::from_request_parts(parts, s).await.map_err(IntoResponse::into_response)?;
+        Ok(Call { admin, tenant: org.tenant().map_err(IntoResponse::into_response)? })
+    }
+}
+
+fn admin_of(s: &Option<Arc<Admin>>) -> Result<&Arc<Admin>, Response> {
+    s.as_ref().ok_or_else(|| {
+        ApiError::new("unimplemented", "this process runs neither the metastore nor the query frontend").into_response()
     })
 }
 
 /// `POST /admin/v1/delete`.
-pub(crate) async fn delete(
-    State(s): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    Query(p): Query<HashMap<String, String>>,
-) -> Response {
-    let admin = match admin_of(&s) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let tenant = match tenant(&headers, s.multitenancy) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+pub(crate) async fn delete(Call { admin, tenant }: Call, Query(p): Query<HashMap<String, String>>) -> Response {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     let time = |key: &str| -> Result<i64, Response> {
         let text = p.get(key).ok_or_else(|| {
-            ConnectError::invalid_argument(format!("`{key}` is required (a time such as now-1h or Unix seconds)"))
+            ApiError::invalid_argument(format!("`{key}` is required (a time such as now-1h or Unix seconds)"))
                 .into_response()
         })?;
         parse_time(text, now)
             .map(|n| n.div_euclid(1_000_000))
-            .ok_or_else(|| ConnectError::invalid_argument(format!("`{key}`: {text:?} is not a time")).into_response())
+            .ok_or_else(|| ApiError::invalid_argument(format!("`{key}`: {text:?} is not a time")).into_response())
     };
     let (start, end) = match (time("from"), time("until")) {
         (Ok(s), Ok(e)) => (s, e),
         (Err(r), _) | (_, Err(r)) => return r,
     };
     if start > end {
-        return ConnectError::invalid_argument(format!("`from` ({start} ms) is after `until` ({end} ms)"))
-            .into_response();
+        return ApiError::invalid_argument(format!("`from` ({start} ms) is after `until` ({end} ms)")).into_response();
     }
     let wait = match p.get("wait") {
         None => DEFAULT_WAIT,
         Some(w) => match humantime::parse_duration(w) {
             Ok(d) => d.min(MAX_WAIT),
             Err(e) => {
-                return ConnectError::invalid_argument(format!("`wait`: {w:?} is not a duration: {e}")).into_response();
+                return ApiError::invalid_argument(format!("`wait`: {w:?} is not a duration: {e}")).into_response();
             }
         },
     };
@@ -162,15 +165,7 @@ pub(crate) async fn delete(
 }
 
 /// `GET /admin/v1/deletions`.
-pub(crate) async fn deletions(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    let admin = match admin_of(&s) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let tenant = match tenant(&headers, s.multitenancy) {
-        Ok(t) => t,
-        Err(e) => return e.into_response(),
-    };
+pub(crate) async fn deletions(Call { admin, tenant }: Call) -> Response {
     match admin.metastore.list_deletions(ListDeletionsRequest { tenant: tenant.as_str().to_owned() }).await {
         Ok(l) => axum::Json(json!({ "deletions": l.deletions.iter().map(deletion_json).collect::<Vec<_>>() }))
             .into_response(),

@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use phlox_distributor::{Distributor, PushError};
 use phlox_formats::otlp::{self, ExportProfilesServiceRequest, ExportProfilesServiceResponse, OtlpError};
-use phlox_model::TenantId;
 use phlox_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::{
     ProfilesService, ProfilesServiceServer,
 };
@@ -18,8 +20,9 @@ use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Status};
-use tonic_web::{GrpcWebLayer, GrpcWebService};
-use tower::Layer;
+
+use super::rpc;
+use crate::context::{ApiError, OrgId, body, status};
 
 fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
@@ -78,8 +81,17 @@ enum ExportError {
     Push(PushError),
 }
 
-pub(crate) struct GrpcProfiles {
-    pub(crate) distributor: Arc<Distributor>,
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::Otlp(e) => ApiError::invalid_argument(e.to_string()),
+            ExportError::Push(e) => e.into(),
+        }
+    }
+}
+
+struct GrpcProfiles {
+    distributor: Arc<Distributor>,
 }
 
 #[tonic::async_trait]
@@ -88,35 +100,75 @@ impl ProfilesService for GrpcProfiles {
         &self,
         request: Request<ExportProfilesServiceRequest>,
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, Status> {
-        let tenant =
-            request.extensions().get::<TenantId>().cloned().ok_or_else(|| Status::unauthenticated("no org id"))?;
-        match export(&self.distributor, tenant.as_str(), ExportBody::Decoded(request.into_inner())).await {
-            Ok(()) => Ok(tonic::Response::new(ExportProfilesServiceResponse::default())),
-            Err(ExportError::Otlp(e)) => Err(Status::invalid_argument(e.to_string())),
-            Err(ExportError::Push(PushError::InvalidArgument(m))) => Err(Status::invalid_argument(m)),
-            Err(ExportError::Push(PushError::ResourceExhausted(m))) => Err(Status::resource_exhausted(m)),
-            Err(ExportError::Push(PushError::Unavailable(m))) => Err(Status::unavailable(m)),
-        }
+        let tenant = OrgId::of(&request)?.tenant().map_err(status)?;
+        export(&self.distributor, tenant.as_str(), ExportBody::Decoded(request.into_inner()))
+            .await
+            .map(|()| tonic::Response::new(ExportProfilesServiceResponse::default()))
+            .map_err(status)
     }
 }
 
-pub(crate) type GrpcProfilesService = GrpcWebService<ProfilesServiceServer<GrpcProfiles>>;
+/// OTLP gRPC receivers accept up to 100 MiB (Pyroscope's grpc max receive).
+const MAX_GRPC_MESSAGE: usize = 100 << 20;
 
-pub(crate) fn service(distributor: Arc<Distributor>) -> GrpcProfilesService {
-    // OTLP gRPC receivers accept up to 100 MiB (Pyroscope's grpc max receive).
-    let server = ProfilesServiceServer::new(GrpcProfiles { distributor })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(100 << 20);
-    GrpcWebLayer::new().layer(server)
+/// The OTLP routes: gRPC (and gRPC-Web) `ProfilesService/Export` and
+/// OTLP/HTTP on both its path and the service path.
+pub(crate) fn router(distributor: Option<Arc<Distributor>>, max_body: usize) -> Router {
+    let otlp = distributor.map(|distributor| {
+        let server = ProfilesServiceServer::new(GrpcProfiles { distributor: Arc::clone(&distributor) })
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE);
+        Arc::new(Otlp { distributor, grpc: rpc::grpc(server), max_body })
+    });
+    Router::new()
+        .route("/v1development/profiles", post(export_route))
+        .route("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export", post(export_route))
+        .with_state(otlp)
 }
 
-fn text(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
+struct Otlp {
+    distributor: Arc<Distributor>,
+    grpc: rpc::Grpc,
+    max_body: usize,
+}
+
+async fn export_route(State(otlp): State<Option<Arc<Otlp>>>, org: OrgId, request: axum::extract::Request) -> Response {
+    let Some(otlp) = otlp else {
+        return ApiError::new("unimplemented", "this process does not run the distributor").into_response();
+    };
+    if rpc::is_grpc(request.headers()) {
+        return rpc::call_grpc(&otlp.grpc, request).await;
+    }
+    let tenant = match org.tenant() {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let (parts, body) = request.into_parts();
+    let body = match body::read(body, otlp.max_body, "invalid_argument").await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(e) = otlp.distributor.admit_request(tenant.as_str(), body.len()) {
+        return text(ApiError::from(e));
+    }
+    let body = match body::decompress(&parts.headers, body, otlp.max_body) {
+        Ok(b) => b,
+        Err(e) if e.code == "resource_exhausted" => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, e.message).into_response();
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, e.message).into_response(),
+    };
+    http_export(&otlp.distributor, tenant.as_str(), &parts.headers, body).await
+}
+
+/// OTLP/HTTP answers errors as text, with the code's HTTP status.
+fn text(e: ApiError) -> Response {
+    (e.status(), [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], e.message).into_response()
 }
 
 /// OTLP/HTTP: the body is already read and decompressed.
-pub(crate) async fn http_export(
+async fn http_export(
     distributor: &Arc<Distributor>,
     tenant: &str,
     headers: &HeaderMap,
@@ -127,10 +179,13 @@ pub(crate) async fn http_export(
         "application/x-protobuf" | "application/protobuf" => false,
         "application/json" => true,
         other => {
-            return text(
+            let message = format!("unsupported content type {other:?}: use application/x-protobuf or application/json");
+            return (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported content type {other:?}: use application/x-protobuf or application/json"),
-            );
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                message,
+            )
+                .into_response();
         }
     };
     match export(distributor, tenant, ExportBody::Encoded { bytes: body, json }).await {
@@ -140,9 +195,6 @@ pub(crate) async fn http_export(
             ExportProfilesServiceResponse::default().encode_to_vec(),
         )
             .into_response(),
-        Err(ExportError::Otlp(e)) => text(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(ExportError::Push(PushError::InvalidArgument(m))) => text(StatusCode::BAD_REQUEST, m),
-        Err(ExportError::Push(PushError::ResourceExhausted(m))) => text(StatusCode::TOO_MANY_REQUESTS, m),
-        Err(ExportError::Push(PushError::Unavailable(m))) => text(StatusCode::SERVICE_UNAVAILABLE, m),
+        Err(e) => text(e.into()),
     }
 }

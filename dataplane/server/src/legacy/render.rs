@@ -4,28 +4,34 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use phlox_distributor::ingest::parse_time;
 use phlox_model::{ProfileType, parse_selector};
 use phlox_proto::querier::v1 as q;
 use serde_json::{Value, json};
 
-use crate::connect::ConnectError;
-use crate::http::HttpState;
-use crate::query_api::{query_error, read_tenants};
+use super::shared::{Legacy, query_error};
+use crate::context::{ApiError, OrgId};
+use phlox_query::flamebearer::{flamebearer_double, flamebearer_single};
 
-/// The query frontend of this process and the tenants of the request.
-fn frontend_and_tenants(
-    s: &HttpState,
-    headers: &HeaderMap,
-) -> Result<(Arc<phlox_query::QueryFrontend>, Vec<String>), Response> {
-    let frontend = s.query.clone().ok_or_else(|| {
-        ConnectError::new("unimplemented", "this process does not run the query frontend").into_response()
-    })?;
-    let tenants = read_tenants(headers, s.multitenancy).map_err(IntoResponse::into_response)?;
-    Ok((frontend, tenants))
+/// A read: the query frontend of this process and the request's tenants.
+pub(crate) struct Read {
+    frontend: Arc<phlox_query::QueryFrontend>,
+    tenants: Vec<String>,
+}
+
+impl FromRequestParts<Arc<Legacy>> for Read {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<Legacy>) -> Result<Self, Response> {
+        let frontend = s.query.clone().ok_or_else(|| {
+            ApiError::new("unimplemented", "this process does not run the query frontend").into_response()
+        })?;
+        let org = OrgId::from_request_parts(parts, s).await.map_err(IntoResponse::into_response)?;
+        Ok(Read { frontend, tenants: org.tenants().map_err(IntoResponse::into_response)? })
+    }
 }
 
 /// `from`/`until`-style parameters as a range in Unix ms (default: the last hour).
@@ -39,7 +45,7 @@ fn time_range(p: &HashMap<String, String>, from_key: &str, until_key: &str) -> R
         match p.get(key).filter(|t| !t.is_empty()) {
             None => Ok(default),
             Some(t) => parse_time(t, now).ok_or_else(|| {
-                ConnectError::invalid_argument(format!(
+                ApiError::invalid_argument(format!(
                     "{key}={:?} is not a time: use unix seconds (or ms, µs, ns), `now`, `now-1h` (s, m, h, d, w, M, y) or YYYYMMDD",
                     t.chars().take(64).collect::<String>()
                 ))
@@ -77,14 +83,6 @@ pub(crate) fn timeline_step(interval_s: i64) -> i64 {
     NICE_STEPS.iter().copied().find(|&s| s >= raw).unwrap_or(31_536_000)
 }
 
-fn units(sample_type: &str, sample_unit: &str) -> (String, i64) {
-    match sample_type {
-        "cpu" => ("samples".into(), 1_000_000_000),
-        "inuse_objects" | "alloc_objects" | "goroutine" | "samples" => ("objects".into(), 100),
-        _ => (sample_unit.to_owned(), 100),
-    }
-}
-
 fn timeline(start_s: i64, end_s: i64, step: i64, points: &[phlox_proto::types::v1::Point]) -> Value {
     let start = start_s - start_s.rem_euclid(step);
     let n = (end_s.saturating_sub(start) / step).saturating_add(1).clamp(1, 1 << 20) as usize;
@@ -99,35 +97,27 @@ fn timeline(start_s: i64, end_s: i64, step: i64, points: &[phlox_proto::types::v
     json!({ "startTime": start, "samples": samples, "durationDelta": step, "watermarks": null })
 }
 
-pub(crate) async fn render(
-    State(s): State<Arc<HttpState>>,
-    Query(p): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+pub(crate) async fn render(Read { frontend, tenants }: Read, Query(p): Query<HashMap<String, String>>) -> Response {
     let Some(query) = p.get("query").filter(|q| !q.is_empty()) else {
-        return ConnectError::invalid_argument(
+        return ApiError::invalid_argument(
             "query is required, e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}",
         )
         .into_response();
     };
     let selector = match parse_selector(query) {
         Ok(s) => s,
-        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
+        Err(e) => return ApiError::invalid_argument(e.to_string()).into_response(),
     };
     let Some(profile_type) = selector
         .metric
         .clone()
         .or_else(|| selector.matchers.iter().find(|m| m.name == "__name__").map(|m| m.value.clone()))
     else {
-        return ConnectError::invalid_argument("query must start with a profile type id").into_response();
+        return ApiError::invalid_argument("query must start with a profile type id").into_response();
     };
     let pt = match ProfileType::parse(&profile_type) {
         Ok(pt) => pt,
-        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
+        Err(e) => return ApiError::invalid_argument(e.to_string()).into_response(),
     };
     let dot = p.get("format").is_some_and(|f| f == "dot");
     let (from, until) = match time_range(&p, "from", "until") {
@@ -187,55 +177,14 @@ pub(crate) async fn render(
     axum::Json(flamebearer_single(&flame, &pt.sample_type, &pt.sample_unit, timeline, groups)).into_response()
 }
 
-/// A flamebearer profile (`format: single`) of a flame graph.
-pub(crate) fn flamebearer_single(
-    flame: &q::FlameGraph,
-    sample_type: &str,
-    sample_unit: &str,
-    timeline: Value,
-    groups: Value,
-) -> Value {
-    let (units, sample_rate) = units(sample_type, sample_unit);
-    let levels: Vec<&Vec<i64>> = flame.levels.iter().map(|l| &l.values).collect();
-    json!({
-        "version": 1,
-        "flamebearer": { "names": flame.names, "levels": levels, "numTicks": flame.total, "maxSelf": flame.max_self },
-        "metadata": { "format": "single", "spyName": "", "sampleRate": sample_rate, "units": units, "name": sample_type },
-        "timeline": timeline,
-        "groups": groups,
-        "heatmap": null,
-    })
-}
-
-/// A flamebearer profile (`format: double`) of a diff flame graph.
-pub(crate) fn flamebearer_double(d: &q::FlameGraphDiff, sample_type: &str, sample_unit: &str) -> Value {
-    let (units, sample_rate) = units(sample_type, sample_unit);
-    let levels: Vec<&Vec<i64>> = d.levels.iter().map(|l| &l.values).collect();
-    json!({
-        "version": 1,
-        "flamebearer": { "names": d.names, "levels": levels, "numTicks": d.total, "maxSelf": d.max_self },
-        "metadata": { "format": "double", "spyName": "", "sampleRate": sample_rate, "units": units, "name": sample_type },
-        "leftTicks": d.left_ticks,
-        "rightTicks": d.right_ticks,
-        "timeline": null,
-        "groups": null,
-        "heatmap": null,
-    })
-}
-
 /// `GET /pyroscope/label-values?label=NAME[&query=SELECTOR][&from=&until=]`:
 /// profile type ids for `__name__`, else the label's values (last hour by default).
 pub(crate) async fn label_values(
-    State(s): State<Arc<HttpState>>,
+    Read { frontend, tenants }: Read,
     Query(p): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
     let Some(label) = p.get("label").filter(|l| !l.is_empty()) else {
-        return ConnectError::invalid_argument("label is required").into_response();
+        return ApiError::invalid_argument("label is required").into_response();
     };
     let (from, until) = match time_range(&p, "from", "until") {
         Ok(r) => r,
@@ -259,28 +208,21 @@ pub(crate) async fn label_values(
 
 /// `GET /pyroscope/render-diff`: two render queries as one "double" flamebearer.
 pub(crate) async fn render_diff(
-    State(s): State<Arc<HttpState>>,
+    Read { frontend, tenants }: Read,
     Query(p): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Response {
-    let (frontend, tenants) = match frontend_and_tenants(&s, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
     let side = |prefix: &str| -> Result<(String, q::SelectMergeStacktracesRequest), Response> {
         let query = p
             .get(&format!("{prefix}Query"))
             .filter(|q| !q.is_empty())
-            .ok_or_else(|| ConnectError::invalid_argument(format!("{prefix}Query is required")).into_response())?;
-        let selector =
-            parse_selector(query).map_err(|e| ConnectError::invalid_argument(e.to_string()).into_response())?;
+            .ok_or_else(|| ApiError::invalid_argument(format!("{prefix}Query is required")).into_response())?;
+        let selector = parse_selector(query).map_err(|e| ApiError::invalid_argument(e.to_string()).into_response())?;
         let profile_type = selector
             .metric
             .clone()
             .or_else(|| selector.matchers.iter().find(|m| m.name == "__name__").map(|m| m.value.clone()))
             .ok_or_else(|| {
-                ConnectError::invalid_argument(format!("{prefix}Query must start with a profile type id"))
-                    .into_response()
+                ApiError::invalid_argument(format!("{prefix}Query must start with a profile type id")).into_response()
             })?;
         let (from, until) = time_range(&p, &format!("{prefix}From"), &format!("{prefix}Until"))?;
         let label_selector = label_selector_without(&selector, &profile_type);
@@ -302,12 +244,11 @@ pub(crate) async fn render_diff(
         (Err(e), _) | (_, Err(e)) => return e,
     };
     if left.0 != right.0 {
-        return ConnectError::invalid_argument("leftQuery and rightQuery must have the same profile type")
-            .into_response();
+        return ApiError::invalid_argument("leftQuery and rightQuery must have the same profile type").into_response();
     }
     let pt = match ProfileType::parse(&left.0) {
         Ok(pt) => pt,
-        Err(e) => return ConnectError::invalid_argument(e.to_string()).into_response(),
+        Err(e) => return ApiError::invalid_argument(e.to_string()).into_response(),
     };
     let d = match frontend.diff(&tenants, q::DiffRequest { left: Some(left.1), right: Some(right.1) }).await {
         Ok(r) => r.flamegraph.unwrap_or_default(),
