@@ -31,7 +31,7 @@ fi
 bin=${PHLOX_BIN:-target/debug/phlox}
 data=$(mktemp -d)
 log="$out/phlox.log"
-"$bin" --data-dir "$data" --http-listen-address 127.0.0.1:0 --grpc-listen-address 127.0.0.1:0 --log-format json >"$log" 2>&1 &
+"$bin" --data-dir "$data" --http-listen-address 127.0.0.1:0 --grpc-listen-address 127.0.0.1:0 --admin-listen-address 127.0.0.1:0 --log-format json >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 # The HTTP address from the "phlox is ready" log line.

@@ -35,6 +35,8 @@ pub struct Phlox {
     pub http: String,
     /// The internal gRPC address (`host:port`).
     pub grpc: String,
+    /// The admin listener (`http://host:port`).
+    pub admin: String,
     pub data_dir: PathBuf,
 }
 
@@ -51,7 +53,7 @@ impl Phlox {
         let log = data_dir.with_extension("log");
         let mut cmd = Command::new(phlox_bin());
         cmd.arg("--data-dir").arg(data_dir);
-        for flag in ["--http-listen-address", "--grpc-listen-address"] {
+        for flag in ["--http-listen-address", "--grpc-listen-address", "--admin-listen-address"] {
             if !extra.contains(&flag) {
                 cmd.args([flag, "127.0.0.1:0"]);
             }
@@ -76,6 +78,7 @@ impl Phlox {
                     let _ = tx.send((
                         v["http"].as_str().unwrap_or_default().to_owned(),
                         v["grpc"].as_str().unwrap_or_default().to_owned(),
+                        v["admin"].as_str().unwrap_or_default().to_owned(),
                     ));
                 }
             }
@@ -115,6 +118,16 @@ impl Phlox {
         kb * 1024
     }
 
+    /// The admin API's bearer token (generated in the data directory).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token")).unwrap().trim().to_owned()
+    }
+
+    /// `Authorization` for the admin API.
+    pub fn admin_auth(&self) -> String {
+        format!("Bearer {}", self.admin_token())
+    }
+
     pub fn push_url(&self) -> String {
         format!("{}/push.v1.PusherService/Push", self.http)
     }
@@ -124,17 +137,28 @@ impl Phlox {
 #[derive(Debug)]
 pub struct Starting {
     child: Child,
-    ready: std::sync::mpsc::Receiver<(String, String)>,
+    ready: std::sync::mpsc::Receiver<(String, String, String)>,
     data_dir: PathBuf,
 }
 
 impl Starting {
     /// Waits until the process logs that it is ready.
     pub fn wait(self) -> Phlox {
-        let (http, grpc) = self.ready.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            panic!("phlox did not become ready; see {}", self.data_dir.with_extension("log").display())
+        let (http, grpc, admin) = self.ready.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+            let log = self.data_dir.with_extension("log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // The last lines that are not a backtrace's.
+            let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+            let tail = &lines[lines.len().saturating_sub(5)..];
+            panic!("phlox did not become ready; see {}:\n{}", log.display(), tail.join("\n"))
         });
-        Phlox { child: self.child, http: format!("http://{http}"), grpc, data_dir: self.data_dir }
+        Phlox {
+            child: self.child,
+            http: format!("http://{http}"),
+            grpc,
+            admin: format!("http://{admin}"),
+            data_dir: self.data_dir,
+        }
     }
 }
 

@@ -103,7 +103,12 @@ async fn writers_scale_1_3_1_under_load_and_lose_nothing() {
         let pods: Vec<PodTarget> = writers
             .iter()
             .enumerate()
-            .map(|(i, w)| PodTarget { name: format!("writer-{i}"), base_url: w.http.clone(), ready: true })
+            .map(|(i, w)| PodTarget {
+                name: format!("writer-{i}"),
+                base_url: w.http.clone(),
+                admin_url: w.admin.clone(),
+                ready: true,
+            })
             .collect();
         let now = clock.elapsed();
         let reading = reader.scrape(&http, Signal::IngestMegabytes, &pods, now).await;
@@ -120,10 +125,11 @@ async fn writers_scale_1_3_1_under_load_and_lose_nothing() {
         } else if d.desired < current {
             // Drain the newest writer, wait until it says drained, then remove it.
             let victim = writers.pop().unwrap();
-            drain::start(&http, &victim.http).await.unwrap();
+            let token = victim.admin_token();
+            drain::start(&http, &victim.admin, &token).await.unwrap();
             let mut drained = false;
             for _ in 0..300 {
-                if drain::state(&http, &victim.http).await.unwrap().drained {
+                if drain::state(&http, &victim.admin, &token).await.unwrap().drained {
                     drained = true;
                     break;
                 }

@@ -148,7 +148,16 @@ async fn startup_errors_name_the_cause_and_the_fix() {
     let lock = lock.to_str().unwrap();
     // A second server, or `phlox dump`, on a data directory in use.
     for args in [
-        vec!["--data-dir", d, "--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"],
+        vec![
+            "--data-dir",
+            d,
+            "--http-listen-address",
+            "127.0.0.1:0",
+            "--grpc-listen-address",
+            "127.0.0.1:0",
+            "--admin-listen-address",
+            "127.0.0.1:0",
+        ],
         vec!["dump", "--data-dir", d],
     ] {
         let out = run_to_exit(&args);
@@ -167,6 +176,8 @@ async fn startup_errors_name_the_cause_and_the_fix() {
         "--http-listen-address",
         &busy,
         "--grpc-listen-address",
+        "127.0.0.1:0",
+        "--admin-listen-address",
         "127.0.0.1:0",
     ]);
     let err = stderr(&out);
@@ -206,7 +217,8 @@ fn a_read_only_bucket_fails_the_start() {
     let b = bucket.to_str().unwrap();
     let script = format!(
         "mount --bind {b} {b} && mount -o remount,bind,ro {b} && exec \"$0\" --data-dir {data} \
-         --storage-filesystem-dir {b} --http-listen-address 127.0.0.1:0 --grpc-listen-address 127.0.0.1:0",
+         --storage-filesystem-dir {b} --http-listen-address 127.0.0.1:0 --grpc-listen-address 127.0.0.1:0 \
+         --admin-listen-address 127.0.0.1:0",
         data = tmp.path().join("data").display()
     );
     let out = Command::new("unshare")

@@ -241,7 +241,7 @@ async fn adhoc_profiles_and_the_health_check_answer_as_grafana_calls_them() {
     assert_eq!(
         diff,
         format!(
-            "data_dir: {}\nserver:\n  http_listen_address: 127.0.0.1:0\n  grpc_listen_address: 127.0.0.1:0\n",
+            "data_dir: {}\nserver:\n  http_listen_address: 127.0.0.1:0\n  grpc_listen_address: 127.0.0.1:0\n  admin_listen_address: 127.0.0.1:0\n",
             server.data_dir.display()
         )
     );

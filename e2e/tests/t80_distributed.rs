@@ -283,13 +283,21 @@ async fn draining_a_writer_under_steady_ingest_loses_and_duplicates_nothing() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let drain = format!("{}/segment-writer/drain", c.writers[1].http);
+    // Never on the public port; on the admin listener, with its token.
+    let public = client.post(format!("{}/segment-writer/drain", c.writers[1].http)).send().await.unwrap();
+    assert_eq!(public.status().as_u16(), 404);
+    let drain = format!("{}/segment-writer/drain", c.writers[1].admin);
+    let auth = c.writers[1].admin_auth();
     let r = client.post(&drain).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token");
+    let r = client.post(&drain).header("authorization", &auth).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let mut drained = false;
     for _ in 0..300 {
-        let state: serde_json::Value =
-            serde_json::from_slice(&client.get(&drain).send().await.unwrap().bytes().await.unwrap()).unwrap();
+        let state: serde_json::Value = serde_json::from_slice(
+            &client.get(&drain).header("authorization", &auth).send().await.unwrap().bytes().await.unwrap(),
+        )
+        .unwrap();
         assert_eq!(state["draining"], true);
         if state["drained"] == true {
             drained = true;

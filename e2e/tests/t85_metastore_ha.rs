@@ -155,19 +155,22 @@ async fn voters_are_added_and_removed_through_the_leader() {
 
     let client = reqwest::Client::new();
     let membership = |p: &Phlox| {
-        let (client, url) = (client.clone(), format!("{}/metastore/membership", p.http));
+        let (client, url, auth) = (client.clone(), format!("{}/metastore/membership", p.admin), p.admin_auth());
         async move {
-            serde_json::from_str::<serde_json::Value>(&client.get(url).send().await.unwrap().text().await.unwrap())
-                .unwrap()
+            serde_json::from_str::<serde_json::Value>(
+                &client.get(url).header("authorization", auth).send().await.unwrap().text().await.unwrap(),
+            )
+            .unwrap()
         }
     };
     let change = |p: &Phlox, voters: usize| {
         let body: serde_json::Map<String, serde_json::Value> =
             (0..voters).map(|i| ((i + 1).to_string(), serde_json::Value::from(addr(i)))).collect();
-        let (client, url) = (client.clone(), format!("{}/metastore/membership", p.http));
+        let (client, url, auth) = (client.clone(), format!("{}/metastore/membership", p.admin), p.admin_auth());
         async move {
             let r = client
                 .post(url)
+                .header("authorization", auth)
                 .header("content-type", "application/json")
                 .body(serde_json::json!({ "voters": body }).to_string())
                 .send()

@@ -413,12 +413,22 @@ async fn delete_api_removes_a_tenants_time_range() {
     };
     assert_eq!((total("acme").await, total("globex").await), (7 + 5 + 13 + 3 + 11, 100));
 
+    // Not on the public port, whatever the credentials.
+    let public = client
+        .post(format!("{}/admin/v1/delete?from=now-1h&until=now", server.http))
+        .header("X-Scope-OrgID", "acme")
+        .header("authorization", server.admin_auth())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 404);
     let delete = |params: String| {
-        let (client, base) = (client.clone(), server.http.clone());
+        let (client, base, auth) = (client.clone(), server.admin.clone(), server.admin_auth());
         async move {
             let r = client
                 .post(format!("{base}/admin/v1/delete?{params}"))
                 .header("X-Scope-OrgID", "acme")
+                .header("authorization", auth)
                 .send()
                 .await
                 .unwrap();
@@ -472,8 +482,9 @@ async fn delete_api_removes_a_tenants_time_range() {
     assert_eq!(total("globex").await, 100, "other tenants keep their data");
     // Listed, and counted in the metrics.
     let listed = client
-        .get(format!("{}/admin/v1/deletions", server.http))
+        .get(format!("{}/admin/v1/deletions", server.admin))
         .header("X-Scope-OrgID", "acme")
+        .header("authorization", server.admin_auth())
         .send()
         .await
         .unwrap()

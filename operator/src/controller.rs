@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -175,6 +176,12 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
             note("PodDisruptionBudget", name, e);
         }
     }
+    for n in want.network_policies {
+        let name = n.name_any();
+        if let Err(e) = child(ctx, &cr_ref, &ns, n).await {
+            note("NetworkPolicy", name, e);
+        }
+    }
     // Owned children no longer desired go: PDBs come and go with the
     // replica count (none below two pods), and a kind or name a new version
     // of the operator no longer renders is removed too.
@@ -184,6 +191,7 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
     prune::<StatefulSet>(ctx, cr, &ns, &wanted.stateful_sets).await?;
     prune::<Deployment>(ctx, cr, &ns, &wanted.deployments).await?;
     prune::<PodDisruptionBudget>(ctx, cr, &ns, &wanted.pdbs).await?;
+    prune::<NetworkPolicy>(ctx, cr, &ns, &wanted.network_policies).await?;
     observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
     for r in &refused {
         ctx.event(&cr_ref, EventType::Warning, "ChildRefused", "Apply", r.clone()).await;
@@ -199,6 +207,7 @@ struct Wanted {
     stateful_sets: Vec<String>,
     deployments: Vec<String>,
     pdbs: Vec<String>,
+    network_policies: Vec<String>,
 }
 
 impl Wanted {
@@ -213,6 +222,7 @@ impl Wanted {
             stateful_sets: names(&c.stateful_sets),
             deployments: names(&c.deployments),
             pdbs: names(&c.pdbs),
+            network_policies: names(&c.network_policies),
         }
     }
 }
@@ -357,15 +367,17 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     if cr.spec.paused {
         return reconcile_paused(cr, ctx).await;
     }
+    // The token of the pods' admin listeners (drain, membership).
+    let admin_token = crate::admin_token::ensure(&ctx.client, cr).await?;
     let autoscaling = autoscale::enabled(cr);
     let plan = if autoscaling {
-        ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics).await?
+        ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics, &admin_token).await?
     } else {
         ctx.autoscaler.forget(&key(cr), &[]);
         autoscale::Plan::default()
     };
     // Metastore voter changes go through the Raft membership first.
-    let voters = voters::step(&ctx.client, &ctx.http, cr).await?;
+    let voters = voters::step(&ctx.client, &ctx.http, cr, &admin_token).await?;
     let mut cr_used = cr.clone();
     cr_used.spec.metastore.voters = voters.render;
     let mut want = desired_with(&cr_used, &plan.replicas)?;
@@ -597,7 +609,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .owns(api::<Service>(&client, &owned), children.clone())
         .owns(api::<ConfigMap>(&client, &owned), children.clone())
         .owns(api::<ServiceAccount>(&client, &owned), children.clone())
-        .owns(api::<PodDisruptionBudget>(&client, &owned), children)
+        .owns(api::<PodDisruptionBudget>(&client, &owned), children.clone())
+        .owns(api::<NetworkPolicy>(&client, &owned), children)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

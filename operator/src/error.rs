@@ -11,6 +11,9 @@ pub enum Error {
     Serialization(#[from] serde_json::Error),
     #[error("the PyroscopeCluster has no {0}")]
     MissingField(&'static str),
+    /// The cluster's admin token cannot be made or read.
+    #[error("admin token: {0}")]
+    AdminToken(String),
     /// Children the API refused (the others were applied).
     #[error("children refused: {0}")]
     ChildrenRefused(String),
@@ -27,6 +30,7 @@ impl Error {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::Serialization(_) => "SerializationError",
             Error::MissingField(_) => "InvalidObject",
+            Error::AdminToken(_) => "AdminTokenUnavailable",
             Error::NotOwned { .. } => "NotOwned",
             Error::ChildrenRefused(_) => "ChildRefused",
         }

@@ -16,6 +16,7 @@
 //! Leader election (a Lease) lets several replicas run; `/metrics` and
 //! `/healthz` are served on the metrics port.
 
+pub mod admin_token;
 mod apply;
 pub mod autoscale;
 mod controller;
@@ -37,9 +38,10 @@ pub use http::router;
 pub use leader::{LeaseConfig, can_take, lead, release, try_acquire};
 pub use metrics::Metrics;
 pub use names::{
-    BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION,
-    FIELD_MANAGER, GRPC_PORT, HTTP_PORT, MAX_CLUSTER_NAME, Names, STATUS_FIELD_MANAGER, STORAGE_CA_DIR,
-    STORAGE_CA_FILE, STORAGE_SECRET_HASH_ANNOTATION, TEMPLATE_HASH_ANNOTATION, check_cluster_name,
+    ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_DIR, CONFIG_FILE,
+    CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION, FIELD_MANAGER, GRPC_PORT, HTTP_PORT,
+    MAX_CLUSTER_NAME, Names, STATUS_FIELD_MANAGER, STORAGE_CA_DIR, STORAGE_CA_FILE, STORAGE_SECRET_HASH_ANNOTATION,
+    TEMPLATE_HASH_ANNOTATION, check_cluster_name,
 };
 pub use render::{Children, component_options, desired, desired_with, phlox_config, preset};
 pub use status::{Observed, compute, with_autoscaling};

@@ -8,6 +8,17 @@ use phlox_crds::v1alpha1::PyroscopeCluster;
 pub const HTTP_PORT: i32 = 4040;
 /// Internal gRPC port (metastore, Raft, component traffic).
 pub const GRPC_PORT: i32 = 9095;
+/// Admin API port (deletes, a writer's drain, the metastore's membership),
+/// behind the cluster's admin token; only the operator reaches it.
+pub const ADMIN_PORT: i32 = 4041;
+/// Where the admin token Secret is mounted.
+pub const ADMIN_TOKEN_DIR: &str = "/etc/phlox-admin";
+/// The token's key in the Secret (and its file name).
+pub const ADMIN_TOKEN_KEY: &str = "token";
+/// Where the public port's credentials (`spec.auth.credentialsSecret`) are mounted.
+pub const AUTH_DIR: &str = "/etc/phlox-auth";
+/// Their file name there.
+pub const AUTH_FILE: &str = "credentials.yaml";
 /// Where the data-plane config file is mounted.
 pub const CONFIG_DIR: &str = "/etc/phlox";
 /// The config file's key in the ConfigMap.
@@ -104,6 +115,11 @@ impl Names {
 
     pub fn config_map(&self) -> String {
         format!("{}-config", self.cluster)
+    }
+
+    /// The Secret holding the cluster's admin token.
+    pub fn admin_token_secret(&self) -> String {
+        format!("{}-admin-token", self.cluster)
     }
 
     pub fn service_account(&self) -> String {

@@ -53,7 +53,13 @@ struct Membership {
 }
 
 /// The voters to render now, and the membership calls that get there.
-pub async fn step(client: &Client, http: &reqwest::Client, cr: &PyroscopeCluster) -> Result<VoterStep> {
+/// `admin_token`: the cluster's, for the voters' membership calls.
+pub async fn step(
+    client: &Client,
+    http: &reqwest::Client,
+    cr: &PyroscopeCluster,
+    admin_token: &str,
+) -> Result<VoterStep> {
     let names = Names::of(cr)?;
     let ns = names.namespace.clone();
     let want = cr.spec.metastore.voters.max(1);
@@ -84,7 +90,7 @@ pub async fn step(client: &Client, http: &reqwest::Client, cr: &PyroscopeCluster
     }
     // Grow step 3 (the pods run), or shrink step 1: change the membership.
     let voters: BTreeMap<u64, String> = (0..want).map(|i| (i as u64 + 1, names.metastore_peer(i))).collect();
-    match change_membership(client, http, &names, &voters).await {
+    match change_membership(client, http, &names, &voters, admin_token).await {
         Ok(()) => Ok(VoterStep { render: want, confirmed: Some(want), progress: None }),
         Err(why) => Ok(VoterStep {
             // A shrink keeps every pod until the membership left them out.
@@ -119,6 +125,7 @@ async fn change_membership(
     http: &reqwest::Client,
     names: &Names,
     voters: &BTreeMap<u64, String>,
+    admin_token: &str,
 ) -> std::result::Result<(), String> {
     let selector = names.selector(Component::Metastore).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>();
     let pods = Api::<Pod>::namespaced(client.clone(), &names.namespace)
@@ -129,14 +136,14 @@ async fn change_membership(
     let sts = names.component(Component::Metastore);
     let url_of = |node: u64| {
         let name = format!("{sts}-{}", node.saturating_sub(1));
-        pods.iter().find(|p| p.name_any() == name).and_then(pod_target).map(|t| t.base_url)
+        pods.iter().find(|p| p.name_any() == name).and_then(pod_target).map(|t| t.admin_url)
     };
     // The leader, as the first voter that knows one says.
     let mut leader = None;
     let mut errors = Vec::new();
     for target in pods.iter().filter_map(pod_target) {
-        let url = format!("{}/metastore/membership", target.base_url);
-        match get_membership(http, &url).await {
+        let url = format!("{}/metastore/membership", target.admin_url);
+        match get_membership(http, &url, admin_token).await {
             Ok(m) if m.voters.keys().eq(voters.keys()) && m.leader.is_some() => return Ok(()),
             Ok(Membership { leader: Some(l), .. }) => {
                 leader = Some(l);
@@ -155,6 +162,7 @@ async fn change_membership(
     let url = format!("{base}/metastore/membership");
     let response = http
         .post(&url)
+        .bearer_auth(admin_token)
         .timeout(CALL_TIMEOUT)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(serde_json::json!({ "voters": voters }).to_string())
@@ -169,8 +177,13 @@ async fn change_membership(
     Err(format!("{url}: HTTP {status}: {}", body.trim()))
 }
 
-async fn get_membership(http: &reqwest::Client, url: &str) -> std::result::Result<Membership, String> {
-    let response = http.get(url).timeout(CALL_TIMEOUT).send().await.map_err(|e| format!("{url}: {e}"))?;
+async fn get_membership(
+    http: &reqwest::Client,
+    url: &str,
+    admin_token: &str,
+) -> std::result::Result<Membership, String> {
+    let response =
+        http.get(url).bearer_auth(admin_token).timeout(CALL_TIMEOUT).send().await.map_err(|e| format!("{url}: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("{url}: HTTP {}", response.status()));
     }

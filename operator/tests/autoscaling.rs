@@ -36,9 +36,19 @@ struct PodState {
     draining: AtomicBool,
     /// Whether a drain completes.
     drains: AtomicBool,
+    /// The `Authorization` of each drain call.
+    drain_auth: Mutex<Vec<String>>,
 }
 
-/// Serves `/metrics` and `/segment-writer/drain` for one pod; returns its port.
+impl PodState {
+    fn record_auth(&self, headers: &axum::http::HeaderMap) {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        self.drain_auth.lock().unwrap().push(auth);
+    }
+}
+
+/// Serves `/metrics` and `/segment-writer/drain` for one pod (its http and
+/// admin ports are the same); returns its port.
 async fn serve(state: Arc<PodState>) -> u16 {
     let s1 = Arc::clone(&state);
     let s2 = Arc::clone(&state);
@@ -66,17 +76,19 @@ async fn serve(state: Arc<PodState>) -> u16 {
         )
         .route(
             "/segment-writer/drain",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let s = Arc::clone(&s2);
                 async move {
+                    s.record_auth(&headers);
                     let draining = s.draining.load(Ordering::SeqCst);
                     let drained = draining && s.drains.load(Ordering::SeqCst);
                     axum::Json(json!({"id": "w", "draining": draining, "drained": drained}))
                 }
             })
-            .post(move || {
+            .post(move |headers: axum::http::HeaderMap| {
                 let s = Arc::clone(&s3);
                 async move {
+                    s.record_auth(&headers);
                     s.draining.store(true, Ordering::SeqCst);
                     axum::Json(json!({"id": "w", "draining": true, "drained": false}))
                 }
@@ -176,7 +188,7 @@ impl Harness {
                 "app.kubernetes.io/name": "phlox", "app.kubernetes.io/instance": "phlox",
                 "app.kubernetes.io/component": component}},
             "spec": {"containers": [{"name": "phlox", "image": "x",
-                "ports": [{"name": "http", "containerPort": port}]}]},
+                "ports": [{"name": "http", "containerPort": port}, {"name": "admin", "containerPort": port}]}]},
             "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .unwrap();
@@ -348,6 +360,15 @@ async fn a_writer_is_drained_before_the_statefulset_loses_it() {
     h.reconcile().await;
     assert!(w1.draining.load(Ordering::SeqCst));
     assert!(!w0.draining.load(Ordering::SeqCst));
+    // The drain call carried the cluster's admin token, from the Secret the
+    // operator made and the pods mount.
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client.clone(), NS)
+        .get("phlox-admin-token")
+        .await
+        .unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(*w1.drain_auth.lock().unwrap(), vec![format!("Bearer {token}")]);
     assert_eq!(h.statefulset_replicas("phlox-segment-writer").await, 2);
     let s = h.scaling("segment-writer").await;
     assert_eq!(

@@ -218,11 +218,13 @@ async fn creating_a_cluster_creates_every_child_with_an_owner() {
     assert_eq!(
         writes,
         vec![
+            "create Secret/phlox-admin-token",
             "patch ConfigMap/phlox-config",
             "patch Deployment/phlox-compaction-worker",
             "patch Deployment/phlox-distributor",
             "patch Deployment/phlox-query-backend",
             "patch Deployment/phlox-query-frontend",
+            "patch NetworkPolicy/phlox",
             "patch Service/phlox-distributor",
             "patch Service/phlox-metastore",
             "patch Service/phlox-metastore-headless",
@@ -262,7 +264,16 @@ async fn creating_a_cluster_creates_every_child_with_an_owner() {
     assert_eq!(condition(&cr, "Progressing"), ("True".into(), "RollingOut".into()));
     assert_eq!(condition(&cr, "Degraded"), ("False".into(), "AsExpected".into()));
     // An event per created child.
-    assert_eq!(h.events().len(), 14, "{:?}", h.events());
+    assert_eq!(h.events().len(), 15, "{:?}", h.events());
+    // The admin token: made once, owned by the cluster, kept on later reconciles.
+    let secret = h.api::<k8s_openapi::api::core::v1::Secret>().get("phlox-admin-token").await.unwrap();
+    assert_eq!(secret.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+    let token = secret.data.as_ref().unwrap()["token"].clone();
+    assert_eq!(token.0.len(), 64);
+    let again = h.reconcile().await.unwrap();
+    assert!(!again.iter().any(|w| w.contains("Secret")), "{again:?}");
+    let same = h.api::<k8s_openapi::api::core::v1::Secret>().get("phlox-admin-token").await.unwrap();
+    assert_eq!(same.data.unwrap()["token"], token);
 }
 
 #[tokio::test]
@@ -533,24 +544,39 @@ struct FakeGroup {
     refuse: std::sync::atomic::AtomicBool,
 }
 
-/// Serves voter `node` of `group`; returns its port.
+/// Whether a call carries an admin token as the operator makes them
+/// (`Bearer` and 64 hex digits); the real check is the data plane's.
+fn has_admin_token(headers: &axum::http::HeaderMap) -> bool {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    auth.strip_prefix("Bearer ").is_some_and(|t| t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Serves voter `node` of `group` (its http and admin ports are the same;
+/// membership calls without the admin token are refused); returns its port.
 async fn serve_voter(group: Arc<FakeGroup>, node: u64) -> u16 {
     use axum::routing::get;
     let get_group = Arc::clone(&group);
     let app = axum::Router::new().route(
         "/metastore/membership",
-        get(move || {
+        get(move |headers: axum::http::HeaderMap| {
             let g = Arc::clone(&get_group);
             async move {
+                if !has_admin_token(&headers) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "no admin token"})));
+                }
                 let voters = g.voters.lock().unwrap().clone();
                 let joined = voters.contains_key(&node);
-                axum::Json(json!({"node_id": node, "leader": joined.then_some(1), "voters": voters, "learners": {}}))
+                let body = json!({"node_id": node, "leader": joined.then_some(1), "voters": voters, "learners": {}});
+                (axum::http::StatusCode::OK, axum::Json(body))
             }
         })
-        .post(move |axum::Json(body): axum::Json<Value>| {
+        .post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
             let g = Arc::clone(&group);
             async move {
                 use axum::http::StatusCode;
+                if !has_admin_token(&headers) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "no admin token"})));
+                }
                 if node != 1 {
                     return (StatusCode::CONFLICT, axum::Json(json!({"error": "not the leader", "leader": 1})));
                 }
@@ -582,7 +608,7 @@ impl Harness {
                 "app.kubernetes.io/name": "phlox", "app.kubernetes.io/instance": "phlox",
                 "app.kubernetes.io/component": "metastore"}},
             "spec": {"containers": [{"name": "phlox", "image": "x",
-                "ports": [{"name": "http", "containerPort": port}]}]},
+                "ports": [{"name": "http", "containerPort": port}, {"name": "admin", "containerPort": port}]}]},
             "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
         }))
         .unwrap();

@@ -34,7 +34,7 @@ fn the_minimal_sample_renders_every_component() {
     let cr = sample("pyroscopecluster-minimal.yaml");
     let c = desired(&cr).unwrap();
     let docs = c.documents().unwrap();
-    assert_eq!(docs.len(), 14);
+    assert_eq!(docs.len(), 15);
     // Owner, namespace and the common labels on every object.
     for d in &docs {
         let m = &d["metadata"];
@@ -58,6 +58,7 @@ fn the_minimal_sample_renders_every_component() {
             "Deployment/phlox-distributor",
             "Deployment/phlox-query-backend",
             "Deployment/phlox-query-frontend",
+            "NetworkPolicy/phlox",
             "Service/phlox-distributor",
             "Service/phlox-metastore",
             "Service/phlox-metastore-headless",
@@ -82,16 +83,28 @@ fn the_minimal_sample_renders_every_component() {
     assert_eq!(ctr.args.clone().unwrap(), vec!["--target=distributor", "--config=/etc/phlox/phlox.yaml"]);
     let ports: Vec<(String, i32)> =
         ctr.ports.clone().unwrap().into_iter().map(|p| (p.name.unwrap(), p.container_port)).collect();
-    assert_eq!(ports, vec![("http".into(), 4040), ("grpc".into(), 9095)]);
+    assert_eq!(ports, vec![("http".into(), 4040), ("grpc".into(), 9095), ("admin".into(), 4041)]);
     let ready = ctr.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
     assert_eq!((ready.path.as_deref(), &ready.port), (Some("/ready"), &IntOrString::String("http".into())));
     assert!(ctr.liveness_probe.as_ref().unwrap().tcp_socket.is_some());
     let mounts: Vec<(String, String)> =
         ctr.volume_mounts.clone().unwrap().into_iter().map(|m| (m.name, m.mount_path)).collect();
-    assert_eq!(mounts, vec![("config".into(), "/etc/phlox".into()), ("data".into(), "/data".into())]);
+    assert_eq!(
+        mounts,
+        vec![
+            ("config".into(), "/etc/phlox".into()),
+            ("data".into(), "/data".into()),
+            ("admin-token".into(), "/etc/phlox-admin".into())
+        ]
+    );
     let volumes = spec.template.spec.as_ref().unwrap().volumes.clone().unwrap();
     assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "phlox-config");
     assert!(volumes[1].empty_dir.is_some());
+    assert_eq!(volumes[2].secret.as_ref().unwrap().secret_name.as_deref(), Some("phlox-admin-token"));
+    // The admin listener (deletes, drain, membership) takes the mounted token.
+    let config: serde_yaml::Value = serde_yaml::from_str(&c.config_map.data.as_ref().unwrap()["phlox.yaml"]).unwrap();
+    assert_eq!(config["server"]["admin_listen_address"], "[::]:4041");
+    assert_eq!(config["server"]["admin_token_file"], "/etc/phlox-admin/token");
     // Credentials from the Secret, never in the ConfigMap.
     assert_eq!(ctr.env_from.as_ref().unwrap()[0].secret_ref.as_ref().unwrap().name, "phlox-s3");
     assert!(!c.config_map.data.as_ref().unwrap()["phlox.yaml"].contains("secret_access_key: \""));
@@ -484,4 +497,70 @@ fn a_ca_bundle_is_mounted_and_named_in_the_config() {
     cr.spec.storage.ca_bundle = None;
     let config = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
     assert_eq!(config.storage.ca_file, None);
+}
+
+/// The NetworkPolicy: gRPC only from the cluster's pods, the admin port
+/// only from the operator's, the public port from anywhere or from the
+/// namespaces listed; off when disabled.
+#[test]
+fn the_network_policy_fences_the_internal_and_admin_ports() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    let c = desired(&cr).unwrap();
+    let np = serde_json::to_value(&c.network_policies[0]).unwrap();
+    let spec = &np["spec"];
+    assert_eq!(
+        spec["podSelector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "phlox", "app.kubernetes.io/instance": "phlox"})
+    );
+    assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
+    let rules = spec["ingress"].as_array().unwrap();
+    let by_port = |p: i64| rules.iter().find(|r| r["ports"][0]["port"] == p).unwrap().clone();
+    assert_eq!(
+        by_port(9095)["from"],
+        serde_json::json!([{"podSelector": {"matchLabels": spec["podSelector"]["matchLabels"]}}])
+    );
+    assert_eq!(
+        by_port(4041)["from"],
+        serde_json::json!([{"namespaceSelector": {}, "podSelector": {"matchLabels":
+            {"app.kubernetes.io/component": "operator", "app.kubernetes.io/part-of": "phlox"}}}])
+    );
+    assert!(by_port(4040).get("from").is_none(), "the public port is open: {np}");
+    assert_eq!(rules.len(), 3);
+
+    cr.spec.network_policy.public_namespaces = vec!["apps".into(), "grafana".into()];
+    let np = serde_json::to_value(&desired(&cr).unwrap().network_policies[0]).unwrap();
+    let public =
+        np["spec"]["ingress"].as_array().unwrap().iter().find(|r| r["ports"][0]["port"] == 4040).unwrap().clone();
+    assert_eq!(
+        public["from"],
+        serde_json::json!([
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "grafana"}}}
+        ])
+    );
+    cr.spec.network_policy.enabled = false;
+    assert!(desired(&cr).unwrap().network_policies.is_empty());
+}
+
+/// `spec.auth.credentialsSecret`: the Secret's key mounted in every pod and
+/// named as the config's credentials file.
+#[test]
+fn auth_credentials_come_from_a_secret() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.spec.auth = Some(phlox_crds::v1alpha1::AuthSpec {
+        credentials_secret: phlox_crds::v1alpha1::SecretKeySelector { name: "phlox-auth".into(), key: "creds".into() },
+    });
+    let c = desired(&cr).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&c.config_map.data.as_ref().unwrap()["phlox.yaml"]).unwrap();
+    assert_eq!(config["server"]["auth"]["credentials_file"], "/etc/phlox-auth/credentials.yaml");
+    for template in c.deployments.iter().map(|d| &d.spec.as_ref().unwrap().template) {
+        let pod = template.spec.as_ref().unwrap();
+        let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "auth").unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("phlox-auth"));
+        let items = secret.items.as_ref().unwrap();
+        assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("creds", "credentials.yaml"));
+        let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.name == "auth" && m.mount_path == "/etc/phlox-auth"));
+    }
 }

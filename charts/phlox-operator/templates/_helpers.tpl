@@ -85,10 +85,11 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
   resources: ["configmaps", "services", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # The storage credentials Secret: its data's hash rolls the pods when it
-# changes (watched by metadata; read when a cluster uses it).
+# changes (watched by metadata; read when a cluster uses it). The
+# cluster's admin token Secret: created once, read for admin calls.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create"]
 # Larger metastore volumes: the existing claims are expanded.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
@@ -103,6 +104,9 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -99,10 +99,73 @@ pub struct PyroscopeClusterSpec {
     /// cannot change them; applied without restarting pods.
     #[serde(default, skip_serializing_if = "RecordingRulesSpec::is_empty")]
     pub recording_rules: RecordingRulesSpec,
+    /// Client authentication of the public port (pushes, queries, the UI).
+    /// Off when unset: put an authenticating gateway in front, as with
+    /// Pyroscope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+    /// The NetworkPolicy the operator renders for the cluster's pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
     /// While true the operator changes no child (no apply, no scaling, no
     /// deletion); it keeps reporting the status. For maintenance by hand.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+}
+
+/// Who may reach the cluster's pods: the internal gRPC port only from the
+/// cluster's own pods, the admin port only from the operator, the public
+/// port from anywhere or from `publicNamespaces`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Render the NetworkPolicy (it needs a CNI that enforces them).
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Namespaces (by name) whose pods may reach the public port (pushes,
+    /// queries); empty: every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_namespaces: Vec<String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true, public_namespaces: Vec::new() }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// Credentials of the public port, mapped to tenants.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// A Secret in this namespace whose key holds the credentials as a YAML
+    /// list, each a bearer token or basic-auth `user:password` and the
+    /// tenants it may write and read (`["*"]`: any), e.g.
+    /// `- {bearer_token: t0k3n, tenants: [team-a]}` or
+    /// `- {basic_auth: "grafana:pw", tenants: [team-a, team-b]}`. With
+    /// multi-tenancy, `X-Scope-OrgID` is checked against them (without it, a
+    /// request is for the credential's first tenant). Changes apply without
+    /// restarting pods.
+    pub credentials_secret: SecretKeySelector,
+}
+
+/// A key of a Secret in the cluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default = "credentials_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+fn credentials_key() -> String {
+    "credentials.yaml".into()
 }
 
 /// Recording rules and where their metrics go.
@@ -177,6 +240,8 @@ impl Default for PyroscopeClusterSpec {
             retention: RetentionSpec::default(),
             multitenancy_enabled: false,
             recording_rules: RecordingRulesSpec::default(),
+            auth: None,
+            network_policy: NetworkPolicySpec::default(),
             paused: false,
         }
     }

@@ -155,14 +155,70 @@ impl Default for PhloxConfig {
     }
 }
 
-/// Optional authentication of the public port (off when both lists are empty).
+/// Optional authentication of the public port (off when no credential is
+/// configured).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Accepted `Authorization: Bearer <token>` tokens.
+    /// Accepted `Authorization: Bearer <token>` tokens, for any tenant.
     pub bearer_tokens: Vec<String>,
-    /// Accepted basic-auth credentials as `user:password`.
+    /// Accepted basic-auth credentials as `user:password`, for any tenant.
     pub basic_auth: Vec<String>,
+    /// Credentials limited to tenants.
+    pub tenants: Vec<TenantCredential>,
+    /// A YAML file with more [`TenantCredential`]s (a mounted Secret),
+    /// re-read while running.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// Whether any credential is configured (then every route but `/ready`
+    /// and `/metrics` requires one).
+    pub fn enabled(&self) -> bool {
+        !self.bearer_tokens.is_empty()
+            || !self.basic_auth.is_empty()
+            || !self.tenants.is_empty()
+            || self.credentials_file.is_some()
+    }
+}
+
+/// A credential that may only write and read `tenants`: `X-Scope-OrgID` is
+/// checked against it (a request without one is for the first tenant).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantCredential {
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// Basic auth, `user:password`.
+    pub basic_auth: Option<String>,
+    /// The tenants it may write and read (`*`: any).
+    pub tenants: Vec<String>,
+}
+
+impl TenantCredential {
+    /// The credentials of a `credentials_file`.
+    pub fn parse_list(yaml: &str) -> Result<Vec<TenantCredential>, ConfigError> {
+        let list: Vec<TenantCredential> =
+            serde_yaml::from_str(yaml).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for c in &list {
+            c.validate()?;
+        }
+        Ok(list)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("server.auth credential: {m}")));
+        match (&self.bearer_token, &self.basic_auth) {
+            (None, None) | (Some(_), Some(_)) => return bad("set exactly one of bearer_token and basic_auth"),
+            (Some(t), None) if t.is_empty() => return bad("bearer_token is empty"),
+            (None, Some(b)) if !b.contains(':') => return bad("basic_auth must be user:password"),
+            _ => {}
+        }
+        if self.tenants.is_empty() {
+            return bad("tenants is empty (use [\"*\"] for any tenant)");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +235,12 @@ pub struct ServerConfig {
     pub graceful_shutdown_timeout: Duration,
     /// Authentication of every public route but `/ready` and `/metrics`.
     pub auth: AuthConfig,
+    /// The admin listener: deletes, a writer's drain, the metastore's
+    /// membership (never on the public port).
+    pub admin_listen_address: String,
+    /// The bearer token the admin listener requires; empty:
+    /// `<data_dir>/admin-token`, created with a random token if missing.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -189,6 +251,8 @@ impl Default for ServerConfig {
             max_request_body_mb: 256,
             graceful_shutdown_timeout: Duration::from_secs(30),
             auth: AuthConfig::default(),
+            admin_listen_address: "127.0.0.1:4041".into(),
+            admin_token_file: None,
         }
     }
 }
@@ -419,6 +483,9 @@ impl PhloxConfig {
         }
         if self.server.auth.basic_auth.iter().any(|c| !c.contains(':')) {
             return bad("server.auth.basic_auth entries must be user:password");
+        }
+        for c in &self.server.auth.tenants {
+            c.validate()?;
         }
         for l in std::iter::once(&self.limits).chain(self.tenant_limits()?.values()) {
             if l.ingestion_rate_mb < 0.0 || l.ingestion_burst_size_mb < 0.0 {

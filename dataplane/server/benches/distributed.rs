@@ -7,9 +7,11 @@
 //! overhead and balance of the split rather than the gain of extra nodes.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +42,7 @@ fn start(dir: &Path, name: &str, config: &Path, args: &[&str]) -> Proc {
 /// util-linux, which every Debian has), as a pod with a 1-CPU limit runs:
 /// the runtime and the backend's leaf slots size themselves to it.
 fn start_on(dir: &Path, name: &str, config: &Path, args: &[&str], cpu: Option<usize>) -> Proc {
-    let mut cmd = match cpu {
+    let cmd = match cpu {
         Some(c) => {
             let mut t = Command::new("taskset");
             t.args(["-c", &c.to_string(), env!("CARGO_BIN_EXE_phlox")]);
@@ -48,30 +50,8 @@ fn start_on(dir: &Path, name: &str, config: &Path, args: &[&str], cpu: Option<us
         }
         None => Command::new(env!("CARGO_BIN_EXE_phlox")),
     };
-    let mut child = cmd
-        .args(["--data-dir", dir.join(name).to_str().unwrap(), "--config", config.to_str().unwrap()])
-        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
-        .args(["--log-format", "json"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "phlox is ready"
-            {
-                let _ = tx.send((
-                    v["http"].as_str().unwrap_or_default().to_owned(),
-                    v["grpc"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-        }
-    });
-    let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
-    Proc { child, http: format!("http://{http}"), grpc }
+    let started = common::spawn(cmd, &dir.join(name), &[&["--config", config.to_str().unwrap()], args].concat());
+    Proc { child: started.child, http: started.http, grpc: started.grpc }
 }
 
 /// CPU seconds a process has used (user + system, from /proc; clock ticks

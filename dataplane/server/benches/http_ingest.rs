@@ -12,8 +12,10 @@
 //! window; agents arrive at random points of it.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -142,27 +144,12 @@ fn uuid_like(round: usize, c: usize, i: usize) -> String {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phlox"))
-        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
-        .args(["--ingestion-rate-mb", "0", "--log-format", "json", "--log-level", "info"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "phlox is ready"
-            {
-                let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    // The ready line is logged at info; ask for it explicitly.
-    let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap();
-    let base = format!("http://{addr}");
+    let started = common::spawn(
+        Command::new(env!("CARGO_BIN_EXE_phlox")),
+        &dir.path().join("data"),
+        &["--ingestion-rate-mb", "0"],
+    );
+    let (mut child, base) = (started.child, started.http);
 
     let program = Program::new(7, 3000, 5000, 48);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;

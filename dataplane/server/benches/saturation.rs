@@ -13,8 +13,10 @@
 //!    floor of an HTTP request).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,27 +50,8 @@ fn cpu_time(pid: u32) -> Duration {
 
 fn start(args: &[&str]) -> (Child, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phlox"))
-        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
-        .args(["--log-format", "json", "--log-level", "info"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == "phlox is ready"
-            {
-                let _ = tx.send(v["http"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap();
-    (child, format!("http://{addr}"), dir)
+    let started = common::spawn(Command::new(env!("CARGO_BIN_EXE_phlox")), &dir.path().join("data"), args);
+    (started.child, started.http, dir)
 }
 
 fn stop(mut child: Child) {

@@ -191,9 +191,14 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     };
     let grpc_listener = listen(&config.server.grpc_listen_address, "internal gRPC", "--grpc-listen-address").await?;
     let http_listener = listen(&config.server.http_listen_address, "HTTP APIs", "--http-listen-address").await?;
+    let admin_listener = listen(&config.server.admin_listen_address, "admin API", "--admin-listen-address").await?;
     let grpc_addr = grpc_listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let admin_token =
+        crate::context::auth::AdminToken::open(config.server.admin_token_file.as_deref(), &config.data_dir)
+            .with_context(|| format!("cannot create the admin token in {}", config.data_dir.display()))?;
+    info!(file = %admin_token.path().display(), "the admin API takes the bearer token in this file");
     let registry = Registry::new();
     let store = phlox_storage::build(&config.storage, &config.data_dir)?;
     // Processes that write objects check the bucket before they start.
@@ -439,9 +444,21 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
         _ => None,
     };
     let http_addr = http_listener.local_addr()?;
-    let context = Arc::new(crate::context::Settings {
-        multitenancy: config.multitenancy_enabled,
-        auth: config.server.auth.clone(),
+    let credentials = Arc::new(crate::context::auth::Credentials::new(config.server.auth.clone()));
+    credentials.spawn_refresh(Duration::from_secs(10));
+    let context = Arc::new(crate::context::Settings { multitenancy: config.multitenancy_enabled, credentials });
+    let (operational, admin) = crate::admin::routers(crate::admin::Operations {
+        registry: registry.clone(),
+        ready: Arc::clone(&ready),
+        metastore_node: node.clone(),
+        delete: if roles.query_frontend || node.is_some() {
+            Some(Arc::new(crate::admin::delete::Admin::new(Arc::clone(&metastore), &registry)?))
+        } else {
+            None
+        },
+        drain: drain.clone(),
+        config: Arc::new(config.clone()),
+        token: admin_token,
     });
     let app = crate::api::router(crate::api::Components {
         distributor: distributor.clone(),
@@ -459,18 +476,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
         max_body,
     })
     .merge(crate::legacy::router(crate::legacy::Legacy { distributor, query, max_body }))
-    .merge(crate::admin::router(crate::admin::Operations {
-        registry: registry.clone(),
-        ready: Arc::clone(&ready),
-        metastore_node: node.clone(),
-        delete: if roles.query_frontend || node.is_some() {
-            Some(Arc::new(crate::admin::delete::Admin::new(Arc::clone(&metastore), &registry)?))
-        } else {
-            None
-        },
-        drain: drain.clone(),
-        config: Arc::new(config.clone()),
-    }))
+    .merge(operational)
     .route("/", axum::routing::get(crate::ui::index))
     .route("/ui/{file}", axum::routing::get(crate::ui::asset))
     // Bodies are read by `context::body::read` with their limit and an API error.
@@ -479,10 +485,24 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     // accept it; gRPC, images and tiny bodies are left alone.
     .layer(tower_http::compression::CompressionLayer::new())
     .layer(axum::middleware::from_fn_with_state(context, crate::context::layer));
+    let admin_addr = admin_listener.local_addr()?;
     ready.store(true, Ordering::Release);
-    info!(http = %http_addr, grpc = %grpc_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
+    info!(http = %http_addr, grpc = %grpc_addr, admin = %admin_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 
-    axum::serve(http_listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Both listeners stop taking requests on SIGTERM; in-flight ones finish.
+    let (stop_http, http_stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_http.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_server = tokio::spawn(
+        axum::serve(admin_listener, admin).with_graceful_shutdown(stopped(http_stopped.clone())).into_future(),
+    );
+    axum::serve(http_listener, app).with_graceful_shutdown(stopped(http_stopped)).await?;
+    let _ = admin_server.await;
 
     // In-flight pushes have been answered; flush what is buffered, stop.
     ready.store(false, Ordering::Release);

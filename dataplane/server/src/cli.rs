@@ -76,6 +76,9 @@ pub(crate) struct RunArgs {
     /// Internal gRPC address (metastore, Raft, segment writers, query backends).
     #[arg(long, env = "PHLOX_GRPC_LISTEN_ADDRESS")]
     pub(crate) grpc_listen_address: Option<String>,
+    /// Admin API address (deletes, drain, metastore membership; bearer token).
+    #[arg(long, env = "PHLOX_ADMIN_LISTEN_ADDRESS")]
+    pub(crate) admin_listen_address: Option<String>,
     /// Segment window, e.g. 500ms.
     #[arg(long, env = "PHLOX_SEGMENT_DURATION")]
     pub(crate) segment_duration: Option<String>,
@@ -130,6 +133,7 @@ pub(crate) fn parse() -> Cli {
         ("target", d.target.clone()),
         ("http_listen_address", d.server.http_listen_address.clone()),
         ("grpc_listen_address", d.server.grpc_listen_address.clone()),
+        ("admin_listen_address", d.server.admin_listen_address.clone()),
         ("data_dir", d.data_dir.display().to_string()),
         ("storage_backend", "filesystem".into()),
         ("segment_duration", humantime::format_duration(d.segment_writer.segment_duration).to_string()),
@@ -210,6 +214,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.grpc_listen_address {
             c.server.grpc_listen_address = v.clone();
+        }
+        if let Some(v) = &self.admin_listen_address {
+            c.server.admin_listen_address = v.clone();
         }
         if let Some(v) = &self.segment_duration {
             c.segment_writer.segment_duration = duration("segment-duration", v)?;

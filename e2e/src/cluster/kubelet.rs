@@ -2,7 +2,7 @@
 //! StatefulSets and Deployments in one namespace runs as a real `phlox`
 //! process with exactly the rendered args and env, in its own network
 //! namespace (its own address, so every pod listens on the rendered ports)
-//! and mount namespace (the rendered volume mounts: ConfigMap keys as
+//! and mount namespace (the rendered volume mounts: ConfigMap and Secret keys as
 //! files, emptyDirs, claims as directories under the box's root).
 //!
 //! Semantics kept from Kubernetes:
@@ -416,6 +416,19 @@ impl Kubelet {
                                 write_in_place(&dir.join(k), v)?;
                             }
                         }
+                    }
+                    dir
+                }
+                Some(v) if v.secret.is_some() => {
+                    // A Secret's keys as files; a missing Secret fails the
+                    // pod's start, as the kubelet keeps it ContainerCreating.
+                    let name = v.secret.as_ref().and_then(|s| s.secret_name.clone()).ok_or("secretName")?;
+                    let dir = run.dir.join("volumes").join(&v.name);
+                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    let secret = self.api::<Secret>().get_opt(&name).await.map_err(|e| e.to_string())?;
+                    let secret = secret.ok_or_else(|| format!("Secret {name} does not exist"))?;
+                    for (k, v) in secret.data.unwrap_or_default() {
+                        write_in_place(&dir.join(&k), &String::from_utf8_lossy(&v.0))?;
                     }
                     dir
                 }

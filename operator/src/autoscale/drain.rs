@@ -25,14 +25,15 @@ async fn call(request: reqwest::RequestBuilder, url: &str) -> Result<DrainState,
     serde_json::from_str(&text).map_err(|e| format!("{url}: {e}"))
 }
 
-/// Asks the writer at `base_url` to drain (idempotent).
-pub async fn start(http: &reqwest::Client, base_url: &str) -> Result<DrainState, String> {
-    let url = format!("{base_url}/segment-writer/drain");
-    call(http.post(&url), &url).await
+/// Asks the writer whose admin listener is `admin_url` to drain
+/// (idempotent).
+pub async fn start(http: &reqwest::Client, admin_url: &str, admin_token: &str) -> Result<DrainState, String> {
+    let url = format!("{admin_url}/segment-writer/drain");
+    call(http.post(&url).bearer_auth(admin_token), &url).await
 }
 
 /// The writer's drain state.
-pub async fn state(http: &reqwest::Client, base_url: &str) -> Result<DrainState, String> {
-    let url = format!("{base_url}/segment-writer/drain");
-    call(http.get(&url), &url).await
+pub async fn state(http: &reqwest::Client, admin_url: &str, admin_token: &str) -> Result<DrainState, String> {
+    let url = format!("{admin_url}/segment-writer/drain");
+    call(http.get(&url).bearer_auth(admin_token), &url).await
 }

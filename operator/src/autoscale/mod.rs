@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::Result;
 use crate::metrics::Metrics;
-use crate::names::{Component, HTTP_PORT, Names};
+use crate::names::{ADMIN_PORT, Component, HTTP_PORT, Names};
 pub use scrape::{LoadReader, PodTarget, Reading, Signal};
 
 /// How often an autoscaled cluster is evaluated (the HPA's sync period).
@@ -49,7 +49,8 @@ pub type Replicas = BTreeMap<Component, i32>;
 #[derive(Debug, Clone)]
 struct DrainJob {
     pod: String,
-    base_url: String,
+    /// The writer's admin listener.
+    admin_url: String,
     /// Replicas when the drain started; the scale-in goes to `from - 1`.
     from: i32,
     started: Duration,
@@ -141,17 +142,24 @@ pub(crate) fn pod_target(pod: &Pod) -> Option<PodTarget> {
     let status = pod.status.as_ref()?;
     let ip = status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
     let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-    let port = pod
-        .spec
-        .as_ref()
-        .and_then(|s| {
-            s.containers.iter().flat_map(|c| c.ports.iter().flatten()).find(|p| p.name.as_deref() == Some("http"))
-        })
-        .map_or(HTTP_PORT, |p| p.container_port);
+    let port_named = |name: &str, default: i32| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| {
+                s.containers.iter().flat_map(|c| c.ports.iter().flatten()).find(|p| p.name.as_deref() == Some(name))
+            })
+            .map_or(default, |p| p.container_port)
+    };
+    let (port, admin) = (port_named("http", HTTP_PORT), port_named("admin", ADMIN_PORT));
     let deleting = pod.metadata.deletion_timestamp.is_some();
     // An IPv6 address is bracketed in a URL.
     let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-    Some(PodTarget { name: pod.name_any(), base_url: format!("http://{host}:{port}"), ready: ready && !deleting })
+    Some(PodTarget {
+        name: pod.name_any(),
+        base_url: format!("http://{host}:{port}"),
+        admin_url: format!("http://{host}:{admin}"),
+        ready: ready && !deleting,
+    })
 }
 
 impl Autoscaler {
@@ -184,7 +192,14 @@ impl Autoscaler {
     }
 
     /// Decides the replicas of every autoscaled component of `cr`.
-    pub async fn plan(&self, client: &Client, cr: &PyroscopeCluster, metrics: &Metrics) -> Result<Plan> {
+    /// `admin_token`: the cluster's, for the writers' drain calls.
+    pub async fn plan(
+        &self,
+        client: &Client,
+        cr: &PyroscopeCluster,
+        metrics: &Metrics,
+        admin_token: &str,
+    ) -> Result<Plan> {
         let names = Names::of(cr)?;
         let cluster = format!("{}/{}", names.namespace, names.cluster);
         let mut plan = Plan::default();
@@ -203,7 +218,7 @@ impl Autoscaler {
                 self.put(key, state);
                 continue;
             }
-            let result = self.plan_component(client, cr, &names, c, &mut state, metrics, &mut plan).await;
+            let result = self.plan_component(client, cr, &names, c, &mut state, metrics, &mut plan, admin_token).await;
             if result.is_ok()
                 && let (Some(&replicas), Some(entry)) = (plan.replicas.get(&c), plan.status.last())
             {
@@ -225,6 +240,7 @@ impl Autoscaler {
         state: &mut ComponentState,
         metrics: &Metrics,
         plan: &mut Plan,
+        admin_token: &str,
     ) -> Result<()> {
         let Some(spec) = scalable(cr, c) else { return Ok(()) };
         let Some(signal) = Signal::of(c) else { return Ok(()) };
@@ -272,7 +288,7 @@ impl Autoscaler {
                     info!(component, %pod, "resuming the drain recorded in the status");
                     state.drain = Some(DrainJob {
                         pod,
-                        base_url: t.base_url.clone(),
+                        admin_url: t.admin_url.clone(),
                         from: current,
                         started: now,
                         reported_timeout: false,
@@ -320,7 +336,7 @@ impl Autoscaler {
                 plan.status.push(entry);
                 return Ok(());
             }
-            match drain::state(&self.http, &job.base_url).await {
+            match drain::state(&self.http, &job.admin_url, admin_token).await {
                 Ok(s) if s.drained => {
                     let to = job.from - 1;
                     let message = format!("{} drained: {} → {to} replicas", job.pod, job.from);
@@ -413,11 +429,11 @@ impl Autoscaler {
                 replicas = current;
                 let pod = format!("{workload}-{}", current - 1);
                 match targets.iter().find(|t| t.name == pod) {
-                    Some(t) => match drain::start(&self.http, &t.base_url).await {
+                    Some(t) => match drain::start(&self.http, &t.admin_url, admin_token).await {
                         Ok(_) => {
                             state.drain = Some(DrainJob {
                                 pod: pod.clone(),
-                                base_url: t.base_url.clone(),
+                                admin_url: t.admin_url.clone(),
                                 from: current,
                                 started: now,
                                 reported_timeout: false,

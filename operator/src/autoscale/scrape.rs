@@ -111,6 +111,8 @@ pub struct PodTarget {
     pub name: String,
     /// `http://<pod IP>:<http port>`.
     pub base_url: String,
+    /// `http://<pod IP>:<admin port>` (drain; behind the admin token).
+    pub admin_url: String,
     /// The pod's `Ready` condition.
     pub ready: bool,
 }

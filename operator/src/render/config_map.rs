@@ -10,7 +10,10 @@ use phlox_config::PhloxConfig;
 use phlox_crds::v1alpha1::{LimitsSpec, PyroscopeCluster, StorageBackend};
 use serde_yaml::{Mapping, Value};
 
-use crate::names::{BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE};
+use crate::names::{
+    ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT,
+    HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
+};
 use crate::{Error, Result};
 
 /// xxh3 of the config document without `overrides` and the provisioned
@@ -134,6 +137,14 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     // Every address of the pod, IPv4 and IPv6 (IPv4 only where IPv6 is off).
     server.insert(key("http_listen_address"), key(&format!("[::]:{HTTP_PORT}")));
     server.insert(key("grpc_listen_address"), key(&format!("[::]:{GRPC_PORT}")));
+    // Deletes, drain and membership: only here, behind the operator's token.
+    server.insert(key("admin_listen_address"), key(&format!("[::]:{ADMIN_PORT}")));
+    server.insert(key("admin_token_file"), key(&format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}")));
+    if spec.auth.is_some() {
+        let mut auth = Mapping::new();
+        auth.insert(key("credentials_file"), key(&format!("{AUTH_DIR}/{AUTH_FILE}")));
+        server.insert(key("auth"), Value::Mapping(auth));
+    }
 
     let mut overrides = Mapping::new();
     for (tenant, l) in &spec.overrides {

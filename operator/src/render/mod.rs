@@ -11,6 +11,7 @@ mod workloads;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -44,6 +45,8 @@ pub struct Children {
     pub stateful_sets: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    /// The cluster's NetworkPolicy (none when `networkPolicy.enabled` is off).
+    pub network_policies: Vec<NetworkPolicy>,
     /// Hash of the config file, set on every pod template.
     pub config_hash: String,
 }
@@ -85,6 +88,7 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
             .into_iter()
             .filter_map(|comp| policy::pdb(&names, comp, workloads::replicas(cr, comp, overrides)))
             .collect(),
+        network_policies: policy::network_policy(cr, &names).into_iter().collect(),
         config_hash: hash,
     };
     let set = |m: &mut ObjectMeta| m.owner_references = Some(vec![owner.clone()]);
@@ -94,6 +98,7 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
     c.stateful_sets.iter_mut().for_each(|s| set(&mut s.metadata));
     c.deployments.iter_mut().for_each(|s| set(&mut s.metadata));
     c.pdbs.iter_mut().for_each(|s| set(&mut s.metadata));
+    c.network_policies.iter_mut().for_each(|s| set(&mut s.metadata));
     Ok(c)
 }
 
@@ -138,6 +143,9 @@ impl Children {
         }
         for p in &self.pdbs {
             out.push(document(p)?);
+        }
+        for n in &self.network_policies {
+            out.push(document(n)?);
         }
         Ok(out)
     }

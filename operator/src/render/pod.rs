@@ -7,16 +7,16 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, LocalObjectReference,
     ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecurityContext, SleepAction, TCPSocketAction,
-    TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretEnvSource, SecretVolumeSource, SecurityContext, SleepAction,
+    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use phlox_crds::v1alpha1::{PodOptions, PyroscopeCluster, StorageBackend};
 
 use crate::names::{
-    BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, Component, DATA_DIR, GRPC_PORT, HTTP_PORT, Names,
-    STORAGE_CA_DIR, STORAGE_CA_FILE,
+    ADMIN_PORT, ADMIN_TOKEN_DIR, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION,
+    Component, DATA_DIR, GRPC_PORT, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
 };
 
 /// Seconds a query backend waits between being told to stop and SIGTERM.
@@ -105,6 +105,43 @@ pub(crate) fn template(
             ..Default::default()
         });
     }
+    mounts.push(VolumeMount {
+        name: "admin-token".into(),
+        mount_path: ADMIN_TOKEN_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    });
+    volumes.push(Volume {
+        name: "admin-token".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(names.admin_token_secret()),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    if let Some(auth) = &spec.auth {
+        mounts.push(VolumeMount {
+            name: "auth".into(),
+            mount_path: AUTH_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "auth".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(auth.credentials_secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: auth.credentials_secret.key.clone(),
+                    path: AUTH_FILE.into(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if spec.storage.backend == StorageBackend::Filesystem {
         mounts.push(VolumeMount { name: "bucket".into(), mount_path: BUCKET_DIR.into(), ..Default::default() });
         volumes.push(Volume {
@@ -151,6 +188,7 @@ pub(crate) fn template(
         ports: Some(vec![
             ContainerPort { name: Some("http".into()), container_port: HTTP_PORT, ..Default::default() },
             ContainerPort { name: Some("grpc".into()), container_port: GRPC_PORT, ..Default::default() },
+            ContainerPort { name: Some("admin".into()), container_port: ADMIN_PORT, ..Default::default() },
         ]),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction { path: Some("/ready".into()), port: http.clone(), ..Default::default() }),

@@ -1,13 +1,82 @@
-//! PodDisruptionBudgets and the ServiceAccount.
+//! PodDisruptionBudgets, the NetworkPolicy and the ServiceAccount.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use phlox_crds::v1alpha1::PyroscopeCluster;
 
-use crate::names::{Component, Names};
+use crate::names::{ADMIN_PORT, Component, GRPC_PORT, HTTP_PORT, Names};
+
+/// The labels of the operator's pods (Helm chart and kustomize alike).
+fn operator_pods() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/component".to_owned(), "operator".to_owned()),
+        ("app.kubernetes.io/part-of".to_owned(), "phlox".to_owned()),
+    ])
+}
+
+/// Ingress to the cluster's pods: gRPC (metastore, Raft, writers, backends)
+/// from the cluster's own pods; the admin port (deletes, drain, membership)
+/// from the operator's pods; the public port from anywhere, or from the
+/// namespaces the spec lists. Nothing else.
+pub(crate) fn network_policy(cr: &PyroscopeCluster, names: &Names) -> Option<NetworkPolicy> {
+    let spec = &cr.spec.network_policy;
+    if !spec.enabled {
+        return None;
+    }
+    let port = |p: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let pods = |labels: BTreeMap<String, String>| LabelSelector { match_labels: Some(labels), ..Default::default() };
+    let own = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "phlox".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), names.cluster.clone()),
+    ]);
+    let public_from = (!spec.public_namespaces.is_empty()).then(|| {
+        spec.public_namespaces
+            .iter()
+            .map(|ns| NetworkPolicyPeer {
+                namespace_selector: Some(pods(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_owned(),
+                    ns.clone(),
+                )]))),
+                ..Default::default()
+            })
+            .collect()
+    });
+    Some(NetworkPolicy {
+        metadata: super::meta(names, names.cluster.clone(), None),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pods(own.clone())),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(GRPC_PORT)]),
+                    from: Some(vec![NetworkPolicyPeer { pod_selector: Some(pods(own)), ..Default::default() }]),
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(ADMIN_PORT)]),
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector::default()),
+                        pod_selector: Some(pods(operator_pods())),
+                        ..Default::default()
+                    }]),
+                },
+                NetworkPolicyIngressRule { ports: Some(vec![port(HTTP_PORT)]), from: public_from },
+            ]),
+            ..Default::default()
+        }),
+    })
+}
 
 /// A PDB per component with more than one pod: one pod at a time may be
 /// evicted, and for the metastore never more than keeps a Raft majority

@@ -1,8 +1,9 @@
-//! Operational endpoints: probes and metrics (`/ready`, `/metrics`), the
-//! status pages (`/api/v1/status/*`), deleting a tenant's data
-//! (`/admin/v1/*`), and where this process runs them, a segment writer's
-//! drain (`/segment-writer/drain`) and the metastore's voters
-//! (`/metastore/membership`).
+//! Operational endpoints. On the public port: probes and metrics
+//! (`/ready`, `/metrics`) and the status pages (`/api/v1/status/*`). On
+//! the admin listener only, behind the admin token: deleting a tenant's
+//! data (`/admin/v1/*`), and where this process runs them, a segment
+//! writer's drain (`/segment-writer/drain`) and the metastore's voters
+//! (`/metastore/membership`); probes and metrics there too.
 
 pub(crate) mod delete;
 pub(crate) mod drain;
@@ -13,11 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::context::OrgId;
+use crate::context::auth::{AdminToken, Scope};
 
 /// What the operational endpoints look at.
 pub(crate) struct Operations {
@@ -32,28 +37,31 @@ pub(crate) struct Operations {
     pub(crate) drain: Option<Arc<drain::Drain>>,
     /// The configuration this process runs with (the status pages).
     pub(crate) config: Arc<phlox_config::PhloxConfig>,
+    /// The admin listener's token.
+    pub(crate) token: AdminToken,
 }
 
-pub(crate) fn router(ops: Operations) -> Router {
-    let probes = Arc::new(Probes { registry: ops.registry, ready: ops.ready, node: ops.metastore_node.clone() });
-    let mut router = Router::new()
+/// The public port's routes and the admin listener's.
+pub(crate) fn routers(ops: Operations) -> (Router, Router) {
+    let probes = Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .with_state(probes)
+        .with_state(Arc::new(Probes { registry: ops.registry, ready: ops.ready, node: ops.metastore_node.clone() }));
+    let public = probes
+        .clone()
         .route("/api/v1/status/buildinfo", get(status::build_info))
         .route("/api/v1/status/config/default", get(status::status_config_default))
         .merge(
             Router::new()
                 .route("/api/v1/status/config", get(status::status_config))
                 .route("/api/v1/status/config/diff", get(status::status_config_diff))
-                .with_state(ops.config),
-        )
-        .merge(
-            Router::new()
-                .route("/admin/v1/delete", post(delete::delete))
-                .route("/admin/v1/deletions", get(delete::deletions))
-                .with_state(ops.delete),
+                .with_state(Arc::clone(&ops.config)),
         );
+    let guard = Arc::new(Guard { token: ops.token, multitenancy: ops.config.multitenancy_enabled });
+    let mut router = Router::new()
+        .route("/admin/v1/delete", post(delete::delete))
+        .route("/admin/v1/deletions", get(delete::deletions))
+        .with_state(ops.delete);
     if let Some(d) = ops.drain {
         router = router
             .merge(Router::new().route("/segment-writer/drain", get(drain::status).post(drain::start)).with_state(d));
@@ -63,7 +71,26 @@ pub(crate) fn router(ops: Operations) -> Router {
             Router::new().route("/metastore/membership", get(membership::get).post(membership::change)).with_state(n),
         );
     }
-    router
+    let admin = router.layer(axum::middleware::from_fn_with_state(guard, guarded)).merge(probes);
+    (public, admin)
+}
+
+/// What the admin listener checks.
+struct Guard {
+    token: AdminToken,
+    multitenancy: bool,
+}
+
+/// The admin token, then the request's tenants (`X-Scope-OrgID`; the token
+/// reaches every tenant).
+async fn guarded(State(g): State<Arc<Guard>>, mut request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err(e) = g.token.check(authorization) {
+        return e.into_response();
+    }
+    let org = OrgId::resolve(request.headers(), g.multitenancy, &Scope::Any);
+    request.extensions_mut().insert(org);
+    next.run(request).await
 }
 
 struct Probes {

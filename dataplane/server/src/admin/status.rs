@@ -29,10 +29,14 @@ pub(crate) async fn build_info() -> Response {
 }
 
 /// Keys whose values are secrets: masked in the status pages.
-const SECRET_KEYS: &[&str] = &["secret_access_key", "session_token", "access_key", "bearer_tokens", "basic_auth"];
+const SECRET_KEYS: &[&str] =
+    &["secret_access_key", "session_token", "access_key", "bearer_tokens", "bearer_token", "basic_auth"];
 const MASK: &str = "********";
 
 fn mask_secrets(v: &mut serde_yaml::Value) {
+    if let serde_yaml::Value::Sequence(items) = v {
+        items.iter_mut().for_each(mask_secrets);
+    }
     let serde_yaml::Value::Mapping(map) = v else { return };
     for (k, value) in map.iter_mut() {
         let key = k.as_str().unwrap_or("");
@@ -116,10 +120,10 @@ mod tests {
     #[test]
     fn secrets_are_masked_and_the_diff_keeps_only_changes() {
         let yaml = "multitenancy_enabled: true\nstorage:\n  backend: s3\n  s3:\n    bucket: b\n    access_key_id: AKIA\n    secret_access_key: hush\n\
-                    server:\n  auth:\n    bearer_tokens: [t1, t2]\n";
+                    server:\n  auth:\n    bearer_tokens: [t1, t2]\n    tenants: [{bearer_token: t3, tenants: [a]}]\n";
         let c = phlox_config::PhloxConfig::from_yaml(yaml).unwrap();
         let text = serde_yaml::to_string(&config_value(&c)).unwrap();
-        assert!(!text.contains("hush") && !text.contains("t1"), "{text}");
+        assert!(!text.contains("hush") && !text.contains("t1") && !text.contains("t3"), "{text}");
         assert!(text.contains("AKIA"), "{text}");
         let default = config_value(&phlox_config::PhloxConfig::default());
         let diff = serde_yaml::to_string(&diff_values(&config_value(&c), &default).unwrap()).unwrap();

@@ -26,23 +26,27 @@ pub(crate) use tenant::OrgId;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) multitenancy: bool,
-    pub(crate) auth: phlox_config::AuthConfig,
+    pub(crate) credentials: Arc<auth::Credentials>,
 }
 
 /// The middleware every public route runs behind: the credentials are
 /// checked (when `server.auth` sets any; `/ready` and `/metrics` stay
-/// open for probes and scrapers), then `X-Scope-OrgID` is resolved into
-/// an [`OrgId`] in the request's extensions, where axum handlers
+/// open for probes and scrapers), then `X-Scope-OrgID` is resolved,
+/// within what the credential may reach, into an [`OrgId`] in the
+/// request's extensions, where axum handlers
 /// (extractor) and tonic services (`Request::extensions`) find it.
 pub(crate) async fn layer(State(settings): State<Arc<Settings>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path != "/ready" && path != "/metrics" && auth::enabled(&settings.auth) {
+    let scope = if path != "/ready" && path != "/metrics" && settings.credentials.enabled() {
         let credentials = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if !credentials.is_some_and(|c| auth::allowed(&settings.auth, c)) {
-            return ApiError::new("unauthenticated", "missing or invalid credentials").into_response();
+        match settings.credentials.scope(credentials) {
+            Ok(scope) => scope,
+            Err(e) => return e.into_response(),
         }
-    }
-    let org = OrgId::resolve(request.headers(), settings.multitenancy);
+    } else {
+        auth::Scope::Any
+    };
+    let org = OrgId::resolve(request.headers(), settings.multitenancy, &scope);
     request.extensions_mut().insert(org);
     next.run(request).await
 }

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use phlox_model::TenantId;
 
+use super::auth::Scope;
 use super::error::ApiError;
 
 /// `X-Scope-OrgID`, resolved once per request by the context middleware.
@@ -13,14 +14,21 @@ use super::error::ApiError;
 pub(crate) struct OrgId(Result<Vec<TenantId>, ApiError>);
 
 impl OrgId {
-    pub(crate) fn resolve(headers: &HeaderMap, multitenancy: bool) -> Self {
+    /// The tenants a request names, as far as its credential's `scope`
+    /// allows; a scoped credential without `X-Scope-OrgID` is for its
+    /// first tenant.
+    pub(crate) fn resolve(headers: &HeaderMap, multitenancy: bool, scope: &Scope) -> Self {
         if !multitenancy {
             return Self(Ok(vec![TenantId::anonymous()]));
         }
         let unauthenticated = |m: String| ApiError::new("unauthenticated", m);
-        let tenants = match headers.get("x-scope-orgid") {
-            None => Err(unauthenticated("no org id".into())),
-            Some(v) => {
+        let tenants = match (headers.get("x-scope-orgid"), scope) {
+            (None, Scope::Tenants(allowed)) => allowed
+                .first()
+                .map(|t| TenantId::new(t).map(|t| vec![t]).map_err(|e| unauthenticated(e.to_string())))
+                .unwrap_or_else(|| Err(unauthenticated("no org id".into()))),
+            (None, Scope::Any) => Err(unauthenticated("no org id".into())),
+            (Some(v), _) => {
                 v.to_str().map_err(|_| unauthenticated("X-Scope-OrgID is not valid text".into())).and_then(|v| {
                     let mut tenants = v
                         .split('|')
@@ -32,6 +40,16 @@ impl OrgId {
                 })
             }
         };
+        let tenants = tenants.and_then(|tenants| match scope {
+            Scope::Tenants(allowed) => match tenants.iter().find(|t| !allowed.iter().any(|a| a == t.as_str())) {
+                Some(t) => Err(ApiError::new(
+                    "permission_denied",
+                    format!("this credential may not access tenant {:?}", t.as_str()),
+                )),
+                None => Ok(tenants),
+            },
+            Scope::Any => Ok(tenants),
+        });
         Self(tenants)
     }
 
@@ -81,7 +99,7 @@ mod tests {
         if let Some(v) = value {
             h.insert("x-scope-orgid", axum::http::HeaderValue::from_static(v));
         }
-        OrgId::resolve(&h, multitenancy)
+        OrgId::resolve(&h, multitenancy, &Scope::Any)
     }
 
     #[test]
@@ -95,5 +113,18 @@ mod tests {
         assert!(e.message.contains("2 tenants"), "{}", e.message);
         assert_eq!(org(None, true).tenants().unwrap_err(), ApiError::new("unauthenticated", "no org id"));
         assert_eq!(org(Some("a/b"), true).tenant().unwrap_err().code, "unauthenticated");
+    }
+
+    #[test]
+    fn a_scoped_credential_reaches_its_tenants_only() {
+        let scope = Scope::Tenants(vec!["a".into(), "b".into()]);
+        let mut h = HeaderMap::new();
+        assert_eq!(OrgId::resolve(&h, true, &scope).tenant().unwrap().as_str(), "a", "without a header: the first");
+        h.insert("x-scope-orgid", axum::http::HeaderValue::from_static("b|a"));
+        assert_eq!(OrgId::resolve(&h, true, &scope).tenants().unwrap(), vec!["a", "b"]);
+        h.insert("x-scope-orgid", axum::http::HeaderValue::from_static("a|c"));
+        let e = OrgId::resolve(&h, true, &scope).tenants().unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), ("permission_denied", "this credential may not access tenant \"c\""));
+        assert_eq!(OrgId::resolve(&h, false, &scope).tenant().unwrap().as_str(), "anonymous");
     }
 }

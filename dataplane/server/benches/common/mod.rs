@@ -1,0 +1,44 @@
+//! Starting the `phlox` binary for a benchmark: free loopback ports, JSON
+//! logs, and the addresses from its "phlox is ready" line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A started process and its addresses.
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    /// `http://host:port` of the public port.
+    pub(crate) http: String,
+    /// `host:port` of the internal gRPC port (not every benchmark dials it).
+    #[allow(dead_code)]
+    pub(crate) grpc: String,
+}
+
+/// Runs `cmd` (the binary, maybe behind `taskset`) on `data_dir` with
+/// `args` and waits until it is ready.
+pub(crate) fn spawn(mut cmd: Command, data_dir: &Path, args: &[&str]) -> Started {
+    let mut child = cmd
+        .args(["--data-dir", data_dir.to_str().unwrap(), "--log-format", "json", "--log-level", "info"])
+        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
+        .args(["--admin-listen-address", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"] == "phlox is ready"
+            {
+                let address = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                let _ = tx.send((address("http"), address("grpc")));
+            }
+        }
+    });
+    let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    Started { child, http: format!("http://{http}"), grpc }
+}
