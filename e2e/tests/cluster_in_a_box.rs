@@ -4,7 +4,8 @@
 //! (`phlox_e2e::cluster`). Needs root and iproute2; it fails (never skips)
 //! without them.
 //!
-//! The scenario: a PyroscopeCluster on a moto S3 bucket becomes Ready with
+//! The scenario: a PyroscopeCluster on a moto S3 bucket, its components
+//! talking mutual TLS (a Secret of the test's CA), becomes Ready with
 //! every component running as the operator rendered it (args, env and
 //! Secret, config file, Services, DNS names, probes); profiles pushed
 //! through the distributor Service are read back through the query-frontend
@@ -225,6 +226,10 @@ async fn a_cluster_runs_in_a_box() {
     }))
     .unwrap();
     Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &secret).await.unwrap();
+    // Mutual TLS between the components, from a Secret of ours: a CA and a
+    // certificate for the name every component checks its peers against.
+    let grpc_tls = grpc_tls_secret(&format!("phlox-grpc.{NS}.svc"));
+    Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &grpc_tls).await.unwrap();
     let clusters: Api<PyroscopeCluster> = Api::namespaced(client.clone(), NS);
     let cr: PyroscopeCluster = serde_json::from_value(json!({
         "apiVersion": "phlox.dev/v1alpha1", "kind": "PyroscopeCluster",
@@ -233,6 +238,7 @@ async fn a_cluster_runs_in_a_box() {
             "storage": {"backend": "s3", "bucket": moto.bucket, "endpoint": moto.endpoint,
                 "region": "us-east-1", "insecure": true, "credentialsSecret": "s3-credentials"},
             "limits": {"ingestionRateMb": 0},
+            "grpcTls": {"secretName": "phlox-grpc-tls-box"},
             // Low targets: the test's load is enough to need two of each.
             "segmentWriter": {"autoscaling": {"enabled": true, "minReplicas": 1, "maxReplicas": 2,
                 "targetValue": 0.01, "scaleDownStabilizationWindowSeconds": 15}},
@@ -271,6 +277,14 @@ async fn a_cluster_runs_in_a_box() {
     assert_eq!(kubelet.pods().len(), 6, "{:?}", kubelet.pods());
 
     // 2. Push through the distributor Service, read through the frontend's.
+    // The gRPC port answers members only: plain text gets nothing.
+    let metastore = kubelet.service_address("phlox-metastore").unwrap();
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{metastore}:9095")).unwrap().connect().await;
+    if let Ok(channel) = plain {
+        let mut c = phlox_proto::metastore::v1::metastore_service_client::MetastoreServiceClient::new(channel);
+        let r = c.query_blocks(phlox_proto::metastore::v1::QueryBlocksRequest::default()).await;
+        assert!(r.is_err(), "the metastore answered plain text: {r:?}");
+    }
     let distributor = format!("http://{}:4040", kubelet.service_address("phlox-distributor").unwrap());
     let frontend = format!("http://{}:4040", kubelet.service_address("phlox-query-frontend").unwrap());
     let http = reqwest::Client::new();
@@ -624,5 +638,36 @@ impl Timeline {
             ));
         }
         text
+    }
+}
+
+/// A `kubernetes.io/tls`-shaped Secret (`tls.crt`, `tls.key`, `ca.crt`):
+/// a fresh CA and a certificate for `name`, to serve and to dial.
+fn grpc_tls_secret(name: &str) -> Secret {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "box CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    leaf.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let data = |text: String| k8s_openapi::ByteString(text.into_bytes());
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("phlox-grpc-tls-box".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            [("tls.crt", cert.pem()), ("tls.key", key.serialize_pem()), ("ca.crt", ca.pem())]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), data(v)))
+                .collect(),
+        ),
+        ..Default::default()
     }
 }

@@ -182,6 +182,9 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
             note("NetworkPolicy", name, e);
         }
     }
+    if let Err(e) = Box::pin(certificate(ctx, cr, &ns, want.certificate)).await {
+        note("Certificate", Names::of(cr)?.grpc_tls_certificate(), e);
+    }
     // Owned children no longer desired go: PDBs come and go with the
     // replica count (none below two pods), and a kind or name a new version
     // of the operator no longer renders is removed too.
@@ -197,6 +200,37 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
         ctx.event(&cr_ref, EventType::Warning, "ChildRefused", "Apply", r.clone()).await;
     }
     Ok(Applied { observed, refused })
+}
+
+/// cert-manager's Certificate of the gRPC port: applied when wanted; one
+/// this cluster owns and no longer wants is deleted (without cert-manager
+/// installed there is none to find).
+async fn certificate(
+    ctx: &Context,
+    cr: &PyroscopeCluster,
+    ns: &str,
+    want: Option<kube::core::DynamicObject>,
+) -> Result<()> {
+    let resource = crate::render::certificate_resource();
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+    let name = Names::of(cr)?.grpc_tls_certificate();
+    match want {
+        Some(cert) => {
+            let params = kube::api::PatchParams::apply(crate::names::FIELD_MANAGER).force();
+            api.patch(&name, &params, &kube::api::Patch::Apply(&cert)).await?;
+        }
+        None => {
+            let owned = |c: &kube::core::DynamicObject| {
+                c.owner_references().iter().any(|o| Some(&o.uid) == cr.metadata.uid.as_ref())
+            };
+            if let Ok(Some(c)) = api.get_opt(&name).await
+                && owned(&c)
+            {
+                api.delete(&name, &Default::default()).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The names of the desired children, per kind.
@@ -334,7 +368,8 @@ fn now() -> Time {
 /// One reconcile of one PyroscopeCluster.
 pub async fn reconcile(cr: Arc<PyroscopeCluster>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_inner(&cr, &ctx).await;
+    // Boxed: a reconcile's state (every rendered child) is large.
+    let result = Box::pin(reconcile_inner(&cr, &ctx)).await;
     ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(_) => {
@@ -371,13 +406,13 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     let admin_token = crate::admin_token::ensure(&ctx.client, cr).await?;
     let autoscaling = autoscale::enabled(cr);
     let plan = if autoscaling {
-        ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics, &admin_token).await?
+        Box::pin(ctx.autoscaler.plan(&ctx.client, cr, &ctx.metrics, &admin_token)).await?
     } else {
         ctx.autoscaler.forget(&key(cr), &[]);
         autoscale::Plan::default()
     };
     // Metastore voter changes go through the Raft membership first.
-    let voters = voters::step(&ctx.client, &ctx.http, cr, &admin_token).await?;
+    let voters = Box::pin(voters::step(&ctx.client, &ctx.http, cr, &admin_token)).await?;
     let mut cr_used = cr.clone();
     cr_used.spec.metastore.voters = voters.render;
     let mut want = desired_with(&cr_used, &plan.replicas)?;
@@ -389,7 +424,9 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     for (c, why) in &rollout.held {
         info!(component = c.as_str(), why, "rollout: template held");
     }
-    let Applied { observed, refused } = apply_children(ctx, &cr_used, want).await?;
+    // Boxed: the futures of a reconcile are large, and tests run them on
+    // small thread stacks.
+    let Applied { observed, refused } = Box::pin(apply_children(ctx, &cr_used, want)).await?;
     let error = (!refused.is_empty()).then(|| ("ChildRefused", refused.join("; ")));
     let mut status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
     if rollout.complete {

@@ -39,9 +39,9 @@ pub use leader::{LeaseConfig, can_take, lead, release, try_acquire};
 pub use metrics::Metrics;
 pub use names::{
     ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_DIR, CONFIG_FILE,
-    CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION, FIELD_MANAGER, GRPC_PORT, HTTP_PORT,
-    MAX_CLUSTER_NAME, Names, STATUS_FIELD_MANAGER, STORAGE_CA_DIR, STORAGE_CA_FILE, STORAGE_SECRET_HASH_ANNOTATION,
-    TEMPLATE_HASH_ANNOTATION, check_cluster_name,
+    CONFIG_HASH_ANNOTATION, Component, DATA_DIR, DESIRED_HASH_ANNOTATION, FIELD_MANAGER, GRPC_PORT, GRPC_TLS_DIR,
+    HTTP_PORT, MAX_CLUSTER_NAME, Names, STATUS_FIELD_MANAGER, STORAGE_CA_DIR, STORAGE_CA_FILE,
+    STORAGE_SECRET_HASH_ANNOTATION, TEMPLATE_HASH_ANNOTATION, check_cluster_name,
 };
 pub use render::{Children, component_options, desired, desired_with, phlox_config, preset};
 pub use status::{Observed, compute, with_autoscaling};

@@ -19,6 +19,8 @@ pub const ADMIN_TOKEN_KEY: &str = "token";
 pub const AUTH_DIR: &str = "/etc/phlox-auth";
 /// Their file name there.
 pub const AUTH_FILE: &str = "credentials.yaml";
+/// Where the components' gRPC certificate (`spec.grpcTls`) is mounted.
+pub const GRPC_TLS_DIR: &str = "/etc/phlox-grpc-tls";
 /// Where the data-plane config file is mounted.
 pub const CONFIG_DIR: &str = "/etc/phlox";
 /// The config file's key in the ConfigMap.
@@ -115,6 +117,17 @@ impl Names {
 
     pub fn config_map(&self) -> String {
         format!("{}-config", self.cluster)
+    }
+
+    /// The name the components' gRPC certificates carry and are checked
+    /// against.
+    pub fn grpc_tls_name(&self) -> String {
+        format!("{}-grpc.{}.svc", self.cluster, self.namespace)
+    }
+
+    /// The cert-manager Certificate (and its Secret) of `spec.grpcTls.issuerRef`.
+    pub fn grpc_tls_certificate(&self) -> String {
+        format!("{}-grpc-tls", self.cluster)
     }
 
     /// The Secret holding the cluster's admin token.

@@ -564,3 +564,77 @@ fn auth_credentials_come_from_a_secret() {
         assert!(mounts.iter().any(|m| m.name == "auth" && m.mount_path == "/etc/phlox-auth"));
     }
 }
+
+/// `spec.grpcTls`: the certificate's Secret mounted in every pod and named
+/// by the config (with the one name peers are checked against); with an
+/// issuer, cert-manager's Certificate for that name; both sources at once
+/// are refused.
+#[test]
+fn grpc_tls_comes_from_a_secret_or_from_cert_manager() {
+    use phlox_crds::v1alpha1::{GrpcTlsSpec, IssuerRef};
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.spec.grpc_tls = Some(GrpcTlsSpec { secret_name: Some("my-tls".into()), issuer_ref: None });
+    let c = desired(&cr).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&c.config_map.data.as_ref().unwrap()["phlox.yaml"]).unwrap();
+    let tls = &config["server"]["grpc_tls"];
+    assert_eq!(tls["cert_file"], "/etc/phlox-grpc-tls/tls.crt");
+    assert_eq!(tls["key_file"], "/etc/phlox-grpc-tls/tls.key");
+    assert_eq!(tls["ca_file"], "/etc/phlox-grpc-tls/ca.crt");
+    assert_eq!(tls["server_name"], "phlox-grpc.phlox.svc");
+    let templates = c
+        .deployments
+        .iter()
+        .map(|d| &d.spec.as_ref().unwrap().template)
+        .chain(c.stateful_sets.iter().map(|s| &s.spec.as_ref().unwrap().template));
+    for template in templates {
+        let pod = template.spec.as_ref().unwrap();
+        let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "grpc-tls").unwrap();
+        assert_eq!(volume.secret.as_ref().unwrap().secret_name.as_deref(), Some("my-tls"));
+        let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+        assert!(mounts.iter().any(|m| m.name == "grpc-tls" && m.mount_path == "/etc/phlox-grpc-tls"));
+    }
+    assert!(c.certificate.is_none());
+
+    cr.spec.grpc_tls = Some(GrpcTlsSpec {
+        secret_name: None,
+        issuer_ref: Some(IssuerRef {
+            name: "ca-issuer".into(),
+            kind: "ClusterIssuer".into(),
+            group: "cert-manager.io".into(),
+        }),
+    });
+    let c = desired(&cr).unwrap();
+    let cert = serde_json::to_value(c.certificate.as_ref().unwrap()).unwrap();
+    assert_eq!((cert["apiVersion"].as_str(), cert["kind"].as_str()), (Some("cert-manager.io/v1"), Some("Certificate")));
+    assert_eq!(cert["metadata"]["name"], "phlox-grpc-tls");
+    assert_eq!(cert["metadata"]["ownerReferences"][0]["kind"], "PyroscopeCluster");
+    assert_eq!(cert["spec"]["secretName"], "phlox-grpc-tls");
+    assert_eq!(cert["spec"]["dnsNames"], serde_json::json!(["phlox-grpc.phlox.svc"]));
+    assert_eq!(
+        cert["spec"]["issuerRef"],
+        serde_json::json!({"name": "ca-issuer", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    let volume = c.deployments[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "grpc-tls")
+        .cloned()
+        .unwrap();
+    assert_eq!(volume.secret.unwrap().secret_name.as_deref(), Some("phlox-grpc-tls"));
+    assert!(c.documents().unwrap().iter().any(|d| d["kind"] == "Certificate"));
+
+    cr.spec.grpc_tls = Some(GrpcTlsSpec {
+        secret_name: Some("my-tls".into()),
+        issuer_ref: Some(IssuerRef { name: "x".into(), kind: "Issuer".into(), group: "cert-manager.io".into() }),
+    });
+    assert!(desired(&cr).unwrap_err().to_string().contains("exactly one of secretName and issuerRef"));
+}

@@ -4,9 +4,9 @@ mod spec;
 mod status;
 
 pub use spec::{
-    AuthSpec, AutoscalingSpec, CaBundle, ComponentSpec, DEFAULT_IMAGE, LimitsSpec, MetastoreSpec, NetworkPolicySpec,
-    PodOptions, PrometheusSource, PullPolicy, PyroscopeCluster, PyroscopeClusterSpec, RecordingRuleSpec,
-    RecordingRulesSpec, RetentionSpec, ScalableComponentSpec, SecretKeySelector, Size, StorageBackend, StorageSpec,
-    VolumeSpec,
+    AuthSpec, AutoscalingSpec, CaBundle, ComponentSpec, DEFAULT_IMAGE, GrpcTlsSpec, IssuerRef, LimitsSpec,
+    MetastoreSpec, NetworkPolicySpec, PodOptions, PrometheusSource, PullPolicy, PyroscopeCluster, PyroscopeClusterSpec,
+    RecordingRuleSpec, RecordingRulesSpec, RetentionSpec, ScalableComponentSpec, SecretKeySelector, Size,
+    StorageBackend, StorageSpec, VolumeSpec,
 };
 pub use status::{AutoscalingStatus, ComponentStatus, PyroscopeClusterStatus, ScalingSummary, condition};

@@ -104,6 +104,10 @@ pub struct PyroscopeClusterSpec {
     /// Pyroscope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// Mutual TLS between the cluster's components (the internal gRPC
+    /// port). Off when unset: plain text, fenced by the NetworkPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_tls: Option<GrpcTlsSpec>,
     /// The NetworkPolicy the operator renders for the cluster's pods.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
@@ -136,6 +140,45 @@ impl Default for NetworkPolicySpec {
 
 fn enabled() -> bool {
     true
+}
+
+/// Where the components' certificate comes from: a Secret of yours, or a
+/// cert-manager issuer (set one). Either way the Secret has `tls.crt`,
+/// `tls.key` and `ca.crt`, and the certificate names
+/// `<cluster>-grpc.<namespace>.svc`, the name every component checks its
+/// peers against (they are dialed by pod IP). Renewals apply without
+/// restarting pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcTlsSpec {
+    /// A Secret in this namespace with `tls.crt`, `tls.key` and `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// A cert-manager issuer: the operator creates the Certificate
+    /// `<cluster>-grpc-tls` (and cert-manager its Secret of that name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_ref: Option<IssuerRef>,
+}
+
+/// A cert-manager `Issuer` or `ClusterIssuer`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `Issuer` (this namespace) or `ClusterIssuer`.
+    #[serde(default = "issuer_kind")]
+    pub kind: String,
+    #[serde(default = "issuer_group")]
+    pub group: String,
+}
+
+fn issuer_kind() -> String {
+    "Issuer".into()
+}
+
+fn issuer_group() -> String {
+    "cert-manager.io".into()
 }
 
 /// Credentials of the public port, mapped to tenants.
@@ -241,6 +284,7 @@ impl Default for PyroscopeClusterSpec {
             multitenancy_enabled: false,
             recording_rules: RecordingRulesSpec::default(),
             auth: None,
+            grpc_tls: None,
             network_policy: NetworkPolicySpec::default(),
             paused: false,
         }

@@ -241,6 +241,32 @@ pub struct ServerConfig {
     /// The bearer token the admin listener requires; empty:
     /// `<data_dir>/admin-token`, created with a random token if missing.
     pub admin_token_file: Option<PathBuf>,
+    /// Mutual TLS on the internal gRPC port, served and dialed (off: plain
+    /// text).
+    pub grpc_tls: Option<GrpcTlsConfig>,
+}
+
+/// The PEM files of the internal port's mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcTlsConfig {
+    /// This process's certificate, presented when serving and dialing.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA that signed every component's certificate.
+    pub ca_file: PathBuf,
+    /// The name peers' certificates are checked against (default: the host
+    /// dialed); components are dialed by IP, so a cluster uses one name.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// How often the files are re-read (a renewed certificate applies to
+    /// new connections).
+    #[serde(default = "tls_reload_interval", with = "duration")]
+    pub reload_interval: Duration,
+}
+
+fn tls_reload_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for ServerConfig {
@@ -253,6 +279,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             admin_listen_address: "127.0.0.1:4041".into(),
             admin_token_file: None,
+            grpc_tls: None,
         }
     }
 }

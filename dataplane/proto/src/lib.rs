@@ -127,3 +127,4 @@ pub mod opentelemetry {
 
 pub mod connect;
 pub mod metastore_client;
+pub mod tls;

@@ -704,12 +704,13 @@ impl Inner {
 
     /// A lazily connected channel to one address.
     fn connect(&self, addr: SocketAddr) -> Result<Backend, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(self.options.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .connect_lazy();
+        let channel = phlox_proto::tls::connect_lazy(
+            Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(self.options.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(20)),
+        );
         let client = QueryBackendServiceClient::new(channel)
             .max_decoding_message_size(self.options.max_message_size)
             .max_encoding_message_size(self.options.max_message_size);

@@ -144,7 +144,11 @@ fn channel(address: &str) -> anyhow::Result<tonic::transport::Channel> {
     let list: Vec<&str> = address.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
     match list.as_slice() {
         [] => bail!("empty address"),
-        [one] => Ok(endpoint(one)?.connect_lazy()),
+        [one] => Ok(phlox_proto::tls::connect_lazy(endpoint(one)?)),
+        many if phlox_proto::tls::installed() => bail!(
+            "{} addresses in {address:?}: with server.grpc_tls, name one (a Service or a DNS name of every voter)",
+            many.len()
+        ),
         many => Ok(tonic::transport::Channel::balance_list(
             many.iter().map(|a| endpoint(a)).collect::<anyhow::Result<Vec<_>>>()?.into_iter(),
         )),
@@ -199,6 +203,23 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
         crate::context::auth::AdminToken::open(config.server.admin_token_file.as_deref(), &config.data_dir)
             .with_context(|| format!("cannot create the admin token in {}", config.data_dir.display()))?;
     info!(file = %admin_token.path().display(), "the admin API takes the bearer token in this file");
+    // Mutual TLS on the gRPC port: served below, dialed by every client.
+    let grpc_tls = match &config.server.grpc_tls {
+        Some(t) => {
+            let tls = phlox_proto::tls::Tls::load(phlox_proto::tls::TlsFiles {
+                cert: t.cert_file.clone(),
+                key: t.key_file.clone(),
+                ca: t.ca_file.clone(),
+                server_name: t.server_name.clone(),
+            })
+            .context("server.grpc_tls")?;
+            tls.spawn_reload(t.reload_interval);
+            phlox_proto::tls::install(Arc::clone(&tls))?;
+            info!(cert = %t.cert_file.display(), "the gRPC port serves and dials mutual TLS");
+            Some(tls)
+        }
+        None => None,
+    };
     let registry = Registry::new();
     let store = phlox_storage::build(&config.storage, &config.data_dir)?;
     // Processes that write objects check the bucket before they start.
@@ -309,7 +330,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
             routes.add_service(phlox_query::QueryBackendServer::new(Arc::new(local_backend.clone())).into_service());
     }
     let grpc = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(grpc_listener),
+        phlox_proto::tls::incoming(grpc_listener, grpc_tls),
         async move {
             let _ = grpc_stopped.changed().await;
         },

@@ -100,10 +100,10 @@ impl RemoteWriters {
         if let Some(c) = clients.get(address) {
             return Ok(c.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| SinkError::Unavailable(format!("segment writer address {address:?}: {e}")))?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect_lazy();
+            .connect_timeout(std::time::Duration::from_secs(2));
+        let channel = phlox_proto::tls::connect_lazy(endpoint);
         let c = phlox_proto::segmentwriter::v1::segment_writer_service_client::SegmentWriterServiceClient::new(channel)
             .max_decoding_message_size(crate::grpc_writer::MAX_MESSAGE)
             .max_encoding_message_size(crate::grpc_writer::MAX_MESSAGE);

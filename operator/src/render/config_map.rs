@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::names::{
     ADMIN_PORT, ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_FILE, DATA_DIR, GRPC_PORT,
-    HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
+    GRPC_TLS_DIR, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
 };
 use crate::{Error, Result};
 
@@ -140,6 +140,17 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     // Deletes, drain and membership: only here, behind the operator's token.
     server.insert(key("admin_listen_address"), key(&format!("[::]:{ADMIN_PORT}")));
     server.insert(key("admin_token_file"), key(&format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}")));
+    if let Some(tls) = &spec.grpc_tls {
+        if tls.secret_name.is_some() == tls.issuer_ref.is_some() {
+            return Err(Error::InvalidSpec("grpcTls: set exactly one of secretName and issuerRef".into()));
+        }
+        let mut t = Mapping::new();
+        t.insert(key("cert_file"), key(&format!("{GRPC_TLS_DIR}/tls.crt")));
+        t.insert(key("key_file"), key(&format!("{GRPC_TLS_DIR}/tls.key")));
+        t.insert(key("ca_file"), key(&format!("{GRPC_TLS_DIR}/ca.crt")));
+        t.insert(key("server_name"), key(&names.grpc_tls_name()));
+        server.insert(key("grpc_tls"), Value::Mapping(t));
+    }
     if spec.auth.is_some() {
         let mut auth = Mapping::new();
         auth.insert(key("credentials_file"), key(&format!("{AUTH_DIR}/{AUTH_FILE}")));

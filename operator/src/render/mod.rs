@@ -19,6 +19,7 @@ use phlox_crds::v1alpha1::PyroscopeCluster;
 use serde::Serialize;
 
 pub use config_map::phlox_config;
+pub(crate) use policy::certificate_resource;
 pub use resources::preset;
 pub use workloads::component_options;
 
@@ -47,6 +48,8 @@ pub struct Children {
     pub pdbs: Vec<PodDisruptionBudget>,
     /// The cluster's NetworkPolicy (none when `networkPolicy.enabled` is off).
     pub network_policies: Vec<NetworkPolicy>,
+    /// cert-manager's Certificate of the gRPC port (`grpcTls.issuerRef`).
+    pub certificate: Option<kube::core::DynamicObject>,
     /// Hash of the config file, set on every pod template.
     pub config_hash: String,
 }
@@ -89,6 +92,7 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
             .filter_map(|comp| policy::pdb(&names, comp, workloads::replicas(cr, comp, overrides)))
             .collect(),
         network_policies: policy::network_policy(cr, &names).into_iter().collect(),
+        certificate: policy::grpc_certificate(cr, &names),
         config_hash: hash,
     };
     let set = |m: &mut ObjectMeta| m.owner_references = Some(vec![owner.clone()]);
@@ -99,6 +103,9 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
     c.deployments.iter_mut().for_each(|s| set(&mut s.metadata));
     c.pdbs.iter_mut().for_each(|s| set(&mut s.metadata));
     c.network_policies.iter_mut().for_each(|s| set(&mut s.metadata));
+    if let Some(cert) = &mut c.certificate {
+        set(&mut cert.metadata);
+    }
     Ok(c)
 }
 
@@ -146,6 +153,9 @@ impl Children {
         }
         for n in &self.network_policies {
             out.push(document(n)?);
+        }
+        if let Some(cert) = &self.certificate {
+            out.push(serde_json::to_value(cert)?);
         }
         Ok(out)
     }

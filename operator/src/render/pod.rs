@@ -16,7 +16,7 @@ use phlox_crds::v1alpha1::{PodOptions, PyroscopeCluster, StorageBackend};
 
 use crate::names::{
     ADMIN_PORT, ADMIN_TOKEN_DIR, AUTH_DIR, AUTH_FILE, BUCKET_DIR, CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION,
-    Component, DATA_DIR, GRPC_PORT, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
+    Component, DATA_DIR, GRPC_PORT, GRPC_TLS_DIR, HTTP_PORT, Names, STORAGE_CA_DIR, STORAGE_CA_FILE,
 };
 
 /// Seconds a query backend waits between being told to stop and SIGTERM.
@@ -120,6 +120,24 @@ pub(crate) fn template(
         }),
         ..Default::default()
     });
+    if let Some(tls) = &spec.grpc_tls {
+        let secret = tls.secret_name.clone().unwrap_or_else(|| names.grpc_tls_certificate());
+        mounts.push(VolumeMount {
+            name: "grpc-tls".into(),
+            mount_path: GRPC_TLS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "grpc-tls".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     if let Some(auth) = &spec.auth {
         mounts.push(VolumeMount {
             name: "auth".into(),

@@ -14,6 +14,35 @@ use phlox_crds::v1alpha1::PyroscopeCluster;
 
 use crate::names::{ADMIN_PORT, Component, GRPC_PORT, HTTP_PORT, Names};
 
+/// cert-manager's `Certificate` (a CRD, so a dynamic object).
+pub(crate) fn certificate_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "cert-manager.io".into(),
+        version: "v1".into(),
+        api_version: "cert-manager.io/v1".into(),
+        kind: "Certificate".into(),
+        plural: "certificates".into(),
+    }
+}
+
+/// The components' gRPC certificate when `grpcTls.issuerRef` asks
+/// cert-manager for it: one name (the one peers are checked against),
+/// usable to serve and to dial, its key rotated on every renewal.
+pub(crate) fn grpc_certificate(cr: &PyroscopeCluster, names: &Names) -> Option<kube::core::DynamicObject> {
+    let issuer = cr.spec.grpc_tls.as_ref()?.issuer_ref.as_ref()?;
+    let mut cert =
+        kube::core::DynamicObject::new(&names.grpc_tls_certificate(), &certificate_resource()).within(&names.namespace);
+    cert.metadata.labels = Some(names.labels(None));
+    cert.data = serde_json::json!({"spec": {
+        "secretName": names.grpc_tls_certificate(),
+        "dnsNames": [names.grpc_tls_name()],
+        "usages": ["server auth", "client auth", "digital signature", "key encipherment"],
+        "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+        "issuerRef": {"name": issuer.name, "kind": issuer.kind, "group": issuer.group},
+    }});
+    Some(cert)
+}
+
 /// The labels of the operator's pods (Helm chart and kustomize alike).
 fn operator_pods() -> BTreeMap<String, String> {
     BTreeMap::from([

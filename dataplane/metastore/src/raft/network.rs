@@ -68,7 +68,7 @@ impl GrpcNetwork {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let channel = endpoint(&self.node.addr).map_err(|e| Unreachable::new(&e))?.connect_lazy();
+        let channel = phlox_proto::tls::connect_lazy(endpoint(&self.node.addr).map_err(|e| Unreachable::new(&e))?);
         let client = RaftServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);

@@ -27,9 +27,9 @@ impl Forwarder {
         if let Some(client) = clients.get(address) {
             return Ok(client.clone());
         }
-        let channel = endpoint(address)
-            .map_err(|_| MetastoreError::InvalidAddress { address: address.to_owned() })?
-            .connect_lazy();
+        let channel = phlox_proto::tls::connect_lazy(
+            endpoint(address).map_err(|_| MetastoreError::InvalidAddress { address: address.to_owned() })?,
+        );
         let client = MetastoreServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
