@@ -111,7 +111,9 @@ async fn hostile_input_gets_clear_4xx_and_the_server_keeps_serving() {
             400,
             "exceeds limit",
         ),
-        (gzip(&vec![0u8; 300 << 20]), "gzip", Some("t1"), 429, "exceeds the limit"),
+        // A decompression bomb: small (highly compressed, under the rate
+        // limit's burst), 300 MiB once inflated.
+        (gzip_best(&vec![0u8; 300 << 20]), "gzip", Some("t1"), 429, "exceeds the limit"),
         (good.encode_to_vec(), "br", Some("t1"), 501, "unknown compression"),
         (good.encode_to_vec(), "identity", Some("bad/tenant"), 401, "unsupported character"),
     ];
@@ -236,4 +238,11 @@ async fn hostile_ingest_and_otlp_bodies_are_refused_and_earlier_data_stays() {
         .collect();
     totals.sort();
     assert_eq!(totals, vec![("keep".into(), 5 * 10_000_000), ("later".into(), 2 * 10_000_000)]);
+}
+
+fn gzip_best(b: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
 }

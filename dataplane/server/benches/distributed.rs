@@ -54,13 +54,9 @@ fn start_on(dir: &Path, name: &str, config: &Path, args: &[&str], cpu: Option<us
     Proc { child: started.child, http: started.http, grpc: started.grpc }
 }
 
-/// CPU seconds a process has used (user + system, from /proc; clock ticks
-/// of 1/100 s, Linux's USER_HZ).
+/// CPU seconds a process has used.
 fn cpu_secs(p: &Proc) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |x| x.1).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    common::cpu_secs(p.child.id())
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {

@@ -1,8 +1,12 @@
 //! `make bench`, part 2: the real `phlox` binary under concurrent clients.
 //!
 //! For Push (Connect, gzip) and `/ingest?format=pprof`, at 1, 8 and 64
-//! concurrent clients: requests/s, MB/s of uncompressed pprof, and the ack
-//! latency p50/p99 with the default 500 ms segment window.
+//! concurrent clients: requests/s, MB/s of uncompressed pprof, the ack
+//! latency p50/p99 with the default 500 ms segment window, and MB of pprof
+//! per CPU-second of the server process (from /proc). In the same run, the
+//! decode floor: gunzipping and decoding the same bodies in this process on
+//! one thread, the work no ingest path avoids; the ratio of the two says how
+//! far the server is from it. The server's peak RSS closes the report.
 //!
 //! Two client models: closed loop (each client sends its next request as
 //! soon as the previous one is acked: the throughput figure), and agents
@@ -46,9 +50,12 @@ enum Api {
     Ingest,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     api: Api,
     base: &str,
+    server_pid: u32,
+    floor_mb_per_cpu_s: f64,
     corpus: Arc<Vec<Sample>>,
     clients: usize,
     per_client: usize,
@@ -57,12 +64,14 @@ async fn run(
 ) {
     let http = reqwest::Client::new();
     let start = Instant::now();
+    let cpu_before = common::cpu_secs(server_pid);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (http, base, corpus) = (http.clone(), base.to_owned(), Arc::clone(&corpus));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut bytes = 0usize;
+            let mut retries = 0usize;
             let mut rng = phlox_pprof::testkit::Rng::new(c as u64 + 1);
             for i in 0..per_client {
                 if agents {
@@ -71,70 +80,113 @@ async fn run(
                 let s = &corpus[(c * per_client + i) % corpus.len()];
                 let pod = format!("pod-{c}");
                 let t0 = Instant::now();
-                let status = match api {
-                    Api::Push => {
-                        let req = PushRequest {
-                            series: vec![RawProfileSeries {
-                                labels: vec![
-                                    LabelPair { name: "__name__".into(), value: "process_cpu".into() },
-                                    LabelPair { name: "service_name".into(), value: "bench".into() },
-                                    LabelPair { name: "pod".into(), value: pod },
-                                ],
-                                samples: vec![RawSample {
-                                    raw_profile: s.gz.clone().into(),
-                                    id: uuid_like(round, c, i),
+                // A 429 (the decode queue full: closed-loop clients all send
+                // right after a segment is acked) is retried after a pause,
+                // as SDKs and Alloy back off; the latency includes it.
+                loop {
+                    let status = match api {
+                        Api::Push => {
+                            let req = PushRequest {
+                                series: vec![RawProfileSeries {
+                                    labels: vec![
+                                        LabelPair { name: "__name__".into(), value: "process_cpu".into() },
+                                        LabelPair { name: "service_name".into(), value: "bench".into() },
+                                        LabelPair { name: "pod".into(), value: pod.clone() },
+                                    ],
+                                    samples: vec![RawSample {
+                                        raw_profile: s.gz.clone().into(),
+                                        id: uuid_like(round, c, i),
+                                    }],
+                                    annotations: vec![],
                                 }],
-                                annotations: vec![],
-                            }],
-                        };
-                        http.post(format!("{base}/push.v1.PusherService/Push"))
-                            .header("Content-Type", "application/proto")
-                            .body(req.encode_to_vec())
+                            };
+                            http.post(format!("{base}/push.v1.PusherService/Push"))
+                                .header("Content-Type", "application/proto")
+                                .body(req.encode_to_vec())
+                                .send()
+                                .await
+                                .unwrap()
+                                .status()
+                        }
+                        Api::Ingest => http
+                            .post(format!(
+                                "{base}/ingest?format=pprof&name=bench.ingest{{pod={pod}}}&from={}&spyName=gospy",
+                                1_000_000 + round * 100_000 + c * per_client + i
+                            ))
+                            .header("Content-Type", "application/octet-stream")
+                            .body(s.gz.clone())
                             .send()
                             .await
                             .unwrap()
-                            .status()
+                            .status(),
+                    };
+                    if status.as_u16() == 429 {
+                        retries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
-                    Api::Ingest => http
-                        .post(format!(
-                            "{base}/ingest?format=pprof&name=bench.ingest{{pod={pod}}}&from={}&spyName=gospy",
-                            1_000_000 + round * 100_000 + c * per_client + i
-                        ))
-                        .header("Content-Type", "application/octet-stream")
-                        .body(s.gz.clone())
-                        .send()
-                        .await
-                        .unwrap()
-                        .status(),
-                };
-                assert!(status.is_success(), "{status}");
+                    assert!(status.is_success(), "{status}");
+                    break;
+                }
                 lat.push(t0.elapsed());
                 bytes += s.plain;
             }
-            (lat, bytes)
+            (lat, bytes, retries)
         }));
     }
     let mut lat = Vec::new();
-    let mut bytes = 0;
+    let (mut bytes, mut retries) = (0, 0);
     for t in tasks {
-        let (l, b) = t.await.unwrap();
+        let (l, b, r) = t.await.unwrap();
         lat.extend(l);
         bytes += b;
+        retries += r;
     }
     let secs = start.elapsed().as_secs_f64();
+    // Acked means flushed and indexed: the work of these requests is done.
+    let cpu = common::cpu_secs(server_pid) - cpu_before;
     let (p50, p99) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.99));
     let name = match api {
         Api::Push => "Push (Connect, proto)",
         Api::Ingest => "/ingest?format=pprof",
     };
     let model = if agents { "agents" } else { "closed loop" };
+    let per_cpu = bytes as f64 / 1e6 / cpu.max(0.01);
     println!(
-        "{name:<22} {model:<11} {clients:>3} clients: {:>7.1} req/s, {:>6.1} MB/s pprof, ack p50 {:>4.0} ms, p99 {:>4.0} ms",
+        "{name:<22} {model:<11} {clients:>3} clients: {:>7.1} req/s, {:>6.1} MB/s pprof, ack p50 {:>4.0} ms, p99 {:>4.0} ms, \
+         {per_cpu:>6.1} MB/CPU-s ({:.2}x the decode floor), {retries} retried 429s",
         lat.len() as f64 / secs,
         bytes as f64 / 1e6 / secs,
         p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
+        p99.as_secs_f64() * 1e3,
+        per_cpu / floor_mb_per_cpu_s,
     );
+}
+
+/// MB of uncompressed pprof per CPU-second to gunzip and decode the corpus
+/// (best of three passes, CPU time of this thread).
+fn decode_floor(corpus: &[Sample]) -> f64 {
+    let thread_cpu = || {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |x| x.1).split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    };
+    let bytes: usize = corpus.iter().map(|s| s.plain).sum();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let before = thread_cpu();
+        let wall = Instant::now();
+        for s in corpus {
+            let raw = phlox_pprof::maybe_gunzip(&s.gz, 64 << 20).unwrap();
+            let p = phlox_pprof::Profile::decode(&raw).unwrap();
+            std::hint::black_box(p.sample_count());
+        }
+        // Tick resolution is 10 ms: fall back to wall time on a short pass.
+        let cpu = (thread_cpu() - before).max(wall.elapsed().as_secs_f64().min(0.01));
+        best = best.max(bytes as f64 / 1e6 / cpu);
+    }
+    best
 }
 
 /// A unique profile id per (round, client, request): nothing is deduplicated.
@@ -169,6 +221,9 @@ fn main() {
         avg / 1e3,
         corpus.iter().map(|s| s.gz.len() as f64).sum::<f64>() / corpus.len() as f64 / 1e3
     );
+    let floor = decode_floor(&corpus);
+    println!("decode floor (gunzip + pprof decode, this process, one thread): {floor:.1} MB of pprof per CPU-s");
+    let pid = child.id();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let mut round = 0;
@@ -176,11 +231,12 @@ fn main() {
             for agents in [false, true] {
                 for (clients, per_client) in [(1, 20), (8, 20), (64, 8)] {
                     round += 1;
-                    run(api, &base, Arc::clone(&corpus), clients, per_client, agents, round).await;
+                    run(api, &base, pid, floor, Arc::clone(&corpus), clients, per_client, agents, round).await;
                 }
             }
         }
     });
+    println!("server peak RSS: {:.0} MB", common::peak_rss_bytes(pid) as f64 / 1e6);
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }

@@ -40,12 +40,7 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 /// The server's user + system CPU time so far.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command (which may hold spaces) start after ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+    Duration::from_secs_f64(common::cpu_secs(pid))
 }
 
 fn start(args: &[&str]) -> (Child, String, tempfile::TempDir) {

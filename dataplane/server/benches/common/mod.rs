@@ -42,3 +42,24 @@ pub(crate) fn spawn(mut cmd: Command, data_dir: &Path, args: &[&str]) -> Started
     let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
     Started { child, http: format!("http://{http}"), grpc }
 }
+
+/// CPU seconds process `pid` has used (user + system, from /proc; clock
+/// ticks of 1/100 s, Linux's USER_HZ).
+pub(crate) fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |x| x.1).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), bytes.
+#[allow(dead_code)]
+pub(crate) fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
