@@ -283,6 +283,10 @@ async fn a_credential_reads_exactly_its_tenants() {
     assert_eq!(push(B, push_body("svc-b", 100, "", Some(("only_in_b", "1")))).await, 200);
     assert_eq!(push(A_AS_B, push_body("svc-x", 1000, "", None)).await, 403, "a's token cannot write to b");
     assert_eq!(push(NOBODY, push_body("svc-x", 1000, "", None)).await, 401);
+    // A browser opening the UI is asked for credentials.
+    let ui = s.http.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(ui.status().as_u16(), 401);
+    assert_eq!(ui.headers()["www-authenticate"], "Basic realm=\"phlox\", charset=\"UTF-8\"");
     assert_eq!(push(A_AS_AB, push_body("svc-x", 1000, "", None)).await, 403);
 
     let (start, end) = (now_nanos() / 1_000_000 - 3_600_000, now_nanos() / 1_000_000 + 60_000);

@@ -41,7 +41,15 @@ pub(crate) async fn layer(State(settings): State<Arc<Settings>>, mut request: Re
         let credentials = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         match settings.credentials.scope(credentials) {
             Ok(scope) => scope,
-            Err(e) => return e.into_response(),
+            Err(e) => {
+                // A browser (the UI) asks its user for basic credentials.
+                let mut r = e.into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Basic realm=\"phlox\", charset=\"UTF-8\""),
+                );
+                return r;
+            }
         }
     } else {
         auth::Scope::Any
