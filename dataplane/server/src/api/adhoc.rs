@@ -18,39 +18,39 @@ pub(crate) const SERVICE: &str = "adhocprofiles.v1.AdHocProfileService";
 /// The uploads of the request's tenant.
 pub(crate) struct AdHoc(pub(crate) AdHocProfiles);
 
-fn tenant<T>(r: &Request<T>) -> Result<String, Status> {
-    Ok(OrgId::of(r)?.tenant().map_err(status)?.as_str().to_owned())
-}
-
 #[tonic::async_trait]
 impl AdHocProfileService for AdHoc {
     async fn upload(
         &self,
         r: Request<a::AdHocProfilesUploadRequest>,
     ) -> Result<Response<a::AdHocProfilesGetResponse>, Status> {
-        let t = tenant(&r)?;
-        self.0.upload(&t, r.into_inner()).await.map(Response::new).map_err(status)
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.0.upload(t, r.into_inner()).await.map(Response::new).map_err(status)
     }
     async fn get(
         &self,
         r: Request<a::AdHocProfilesGetRequest>,
     ) -> Result<Response<a::AdHocProfilesGetResponse>, Status> {
-        let t = tenant(&r)?;
-        self.0.get(&t, r.into_inner()).await.map(Response::new).map_err(status)
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.0.get(t, r.into_inner()).await.map(Response::new).map_err(status)
     }
     async fn list(
         &self,
         r: Request<a::AdHocProfilesListRequest>,
     ) -> Result<Response<a::AdHocProfilesListResponse>, Status> {
-        let t = tenant(&r)?;
-        self.0.list(&t).await.map(Response::new).map_err(status)
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.0.list(t).await.map(Response::new).map_err(status)
     }
     async fn diff(
         &self,
         r: Request<a::AdHocProfilesDiffRequest>,
     ) -> Result<Response<a::AdHocProfilesDiffResponse>, Status> {
-        let t = tenant(&r)?;
-        self.0.diff(&t, r.into_inner()).await.map(Response::new).map_err(status)
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.0.diff(t, r.into_inner()).await.map(Response::new).map_err(status)
     }
 }
 

@@ -100,7 +100,7 @@ impl ProfilesService for GrpcProfiles {
         &self,
         request: Request<ExportProfilesServiceRequest>,
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, Status> {
-        let tenant = OrgId::of(&request)?.tenant().map_err(status)?;
+        let tenant = OrgId::tenant_of(&request)?;
         export(&self.distributor, tenant.as_str(), ExportBody::Decoded(request.into_inner()))
             .await
             .map(|()| tonic::Response::new(ExportProfilesServiceResponse::default()))

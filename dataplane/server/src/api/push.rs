@@ -22,7 +22,7 @@ impl PusherService for Pusher {
     /// Decoding, validation and the split run on the decode pool; the
     /// answer comes once every profile is durable and indexed.
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let tenant = OrgId::of(&request)?.tenant().map_err(status)?;
+        let tenant = OrgId::tenant_of(&request)?;
         let d = Arc::clone(&self.distributor);
         let t = tenant.clone();
         let request = request.into_inner();

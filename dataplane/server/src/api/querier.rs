@@ -66,10 +66,6 @@ pub(crate) struct Querier {
     frontend: Arc<QueryFrontend>,
 }
 
-fn tenants<T>(r: &Request<T>) -> Result<Vec<String>, Status> {
-    OrgId::of(r)?.tenants().map_err(status)
-}
-
 /// The trait: methods that hand the request to the frontend as it came,
 /// then the ones that do more.
 macro_rules! querier_service {
@@ -77,7 +73,7 @@ macro_rules! querier_service {
         #[tonic::async_trait]
         impl QuerierService for Querier {
             $(async fn $method(&self, r: Request<$request>) -> Result<Response<$response>, Status> {
-                let t = tenants(&r)?;
+                let t = OrgId::tenants_of(&r)?;
                 self.frontend.$method(&t, r.into_inner()).await.map(Response::new).map_err(status)
             })*
 
@@ -85,7 +81,7 @@ macro_rules! querier_service {
                 &self,
                 r: Request<t::LabelNamesRequest>,
             ) -> Result<Response<t::LabelNamesResponse>, Status> {
-                let (t, utf8) = (tenants(&r)?, utf8_names(&r)?);
+                let (t, utf8) = (OrgId::tenants_of(&r)?, utf8_names(&r)?);
                 let mut names = self.frontend.label_names(&t, r.into_inner()).await.map_err(status)?;
                 if !utf8 {
                     names.names.retain(|n| is_legacy_label_name(n));
@@ -94,7 +90,7 @@ macro_rules! querier_service {
             }
 
             async fn series(&self, r: Request<q::SeriesRequest>) -> Result<Response<q::SeriesResponse>, Status> {
-                let (t, utf8) = (tenants(&r)?, utf8_names(&r)?);
+                let (t, utf8) = (OrgId::tenants_of(&r)?, utf8_names(&r)?);
                 let mut series = self.frontend.series(&t, r.into_inner()).await.map_err(status)?;
                 if !utf8 {
                     for set in &mut series.labels_set {
@@ -108,7 +104,7 @@ macro_rules! querier_service {
                 &self,
                 r: Request<t::GetProfileStatsRequest>,
             ) -> Result<Response<t::GetProfileStatsResponse>, Status> {
-                let t = tenants(&r)?;
+                let t = OrgId::tenants_of(&r)?;
                 self.frontend.get_profile_stats(&t).await.map(Response::new).map_err(status)
             }
         }

@@ -36,43 +36,43 @@ impl RulesApi {
     }
 }
 
-fn tenant<T>(r: &Request<T>) -> Result<String, Status> {
-    Ok(OrgId::of(r)?.tenant().map_err(status)?.as_str().to_owned())
-}
-
 #[tonic::async_trait]
 impl RecordingRulesService for RulesApi {
     async fn get_recording_rule(
         &self,
         r: Request<s::GetRecordingRuleRequest>,
     ) -> Result<Response<s::GetRecordingRuleResponse>, Status> {
-        let t = tenant(&r)?;
-        let rule = self.store.get(&t, &r.into_inner().id).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        let rule = self.store.get(t, &r.into_inner().id).await.map_err(status)?;
         Ok(Response::new(s::GetRecordingRuleResponse { rule: Some(rule) }))
     }
     async fn list_recording_rules(
         &self,
         r: Request<s::ListRecordingRulesRequest>,
     ) -> Result<Response<s::ListRecordingRulesResponse>, Status> {
-        let t = tenant(&r)?;
-        let rules = self.store.list(&t).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        let rules = self.store.list(t).await.map_err(status)?;
         Ok(Response::new(s::ListRecordingRulesResponse { rules }))
     }
     async fn upsert_recording_rule(
         &self,
         r: Request<s::UpsertRecordingRuleRequest>,
     ) -> Result<Response<s::UpsertRecordingRuleResponse>, Status> {
-        let t = tenant(&r)?;
-        let max = self.max_rules(&t);
-        let rule = self.store.upsert(&t, r.into_inner(), max).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        let max = self.max_rules(t);
+        let rule = self.store.upsert(t, r.into_inner(), max).await.map_err(status)?;
         Ok(Response::new(s::UpsertRecordingRuleResponse { rule: Some(rule) }))
     }
     async fn delete_recording_rule(
         &self,
         r: Request<s::DeleteRecordingRuleRequest>,
     ) -> Result<Response<s::DeleteRecordingRuleResponse>, Status> {
-        let t = tenant(&r)?;
-        self.store.delete(&t, &r.into_inner().id).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.store.delete(t, &r.into_inner().id).await.map_err(status)?;
         Ok(Response::new(s::DeleteRecordingRuleResponse {}))
     }
 }
@@ -93,22 +93,25 @@ pub(crate) struct Settings {
 #[tonic::async_trait]
 impl SettingsService for Settings {
     async fn get(&self, r: Request<s::GetSettingsRequest>) -> Result<Response<s::GetSettingsResponse>, Status> {
-        let t = tenant(&r)?;
-        let settings = self.store.get(&t).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        let settings = self.store.get(t).await.map_err(status)?;
         Ok(Response::new(s::GetSettingsResponse { settings }))
     }
     async fn set(&self, r: Request<s::SetSettingsRequest>) -> Result<Response<s::SetSettingsResponse>, Status> {
-        let t = tenant(&r)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
         let setting = r.into_inner().setting.ok_or_else(|| status(ApiError::invalid_argument("setting is missing")))?;
-        let setting = self.store.set(&t, setting, now_ms()).await.map_err(status)?;
+        let setting = self.store.set(t, setting, now_ms()).await.map_err(status)?;
         Ok(Response::new(s::SetSettingsResponse { setting: Some(setting) }))
     }
     async fn delete(
         &self,
         r: Request<s::DeleteSettingsRequest>,
     ) -> Result<Response<s::DeleteSettingsResponse>, Status> {
-        let t = tenant(&r)?;
-        self.store.delete(&t, &r.into_inner().name).await.map_err(status)?;
+        let tenant = OrgId::tenant_of(&r)?;
+        let t = tenant.as_str();
+        self.store.delete(t, &r.into_inner().name).await.map_err(status)?;
         Ok(Response::new(s::DeleteSettingsResponse {}))
     }
 }

@@ -78,7 +78,8 @@ impl Credentials {
         {
             return Ok(Scope::Any);
         }
-        let from_file = self.from_file.read().map(|l| l.clone()).unwrap_or_default();
+        // Looked up under the read lock: no copy of the list per request.
+        let from_file = self.from_file.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let matched = c.tenants.iter().chain(from_file.iter()).find(|cred| {
             cred.bearer_token.as_deref().is_some_and(|t| presented.is_bearer(t))
                 || cred.basic_auth.as_deref().is_some_and(|b| presented.is_basic(b))

@@ -69,6 +69,16 @@ impl OrgId {
         Ok(self.0.as_ref().map_err(Clone::clone)?.iter().map(|t| t.as_str().to_owned()).collect())
     }
 
+    /// The one tenant of a gRPC (or generated Connect) call.
+    pub(crate) fn tenant_of<T>(request: &tonic::Request<T>) -> Result<TenantId, tonic::Status> {
+        Self::of(request)?.tenant().map_err(super::error::status)
+    }
+
+    /// The tenants a gRPC (or generated Connect) read covers.
+    pub(crate) fn tenants_of<T>(request: &tonic::Request<T>) -> Result<Vec<String>, tonic::Status> {
+        Self::of(request)?.tenants().map_err(super::error::status)
+    }
+
     /// The context of a gRPC (or generated Connect) call.
     pub(crate) fn of<T>(request: &tonic::Request<T>) -> Result<&OrgId, tonic::Status> {
         request
