@@ -101,6 +101,11 @@ impl Phlox {
         assert!(status.success(), "phlox exited with {status}");
     }
 
+    /// Waits for the process to exit (after a signal) and says how.
+    pub fn wait_exit(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// Sends a signal (`HUP`, `TERM`...) to the process.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();

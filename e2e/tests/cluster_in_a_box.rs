@@ -162,10 +162,10 @@ impl Load {
                             if t < before || t > after + LOAD_SAMPLES {
                                 w.lock().unwrap().push(format!("total {t}: acked {before} before, {after} after"));
                             }
-                            tl.queried(true);
+                            tl.queried(Ok(()));
                         }
-                        Err(_) => {
-                            tl.queried(false);
+                        Err(e) => {
+                            tl.queried(Err(e));
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
@@ -544,10 +544,14 @@ impl Timeline {
         }
     }
 
-    fn queried(&self, ok: bool) {
+    /// A query's outcome; a failure's reason goes into the timeline.
+    fn queried(&self, outcome: Result<(), String>) {
         if let Ok(mut s) = self.inner.lock() {
             s.queries += 1;
-            s.failed_queries += u64::from(!ok);
+            if let Err(e) = outcome {
+                s.failed_queries += 1;
+                s.marks.push(format!("query failed: {e}"));
+            }
         }
     }
 

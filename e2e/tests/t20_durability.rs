@@ -90,3 +90,54 @@ async fn a_crash_loses_no_acked_profile_and_counts_none_twice() {
     let ids: usize = got.values().map(|p| p.len()).sum();
     assert_eq!(ids, sent.len(), "every sent profile exactly once");
 }
+
+/// SIGTERM with `--shutdown-delay`: for the delay the process is not ready
+/// but still answers, each HTTP/1.1 response closing its connection (a
+/// keep-alive client moves to another replica instead of racing the
+/// listener's close), new connections are still served; then it exits
+/// cleanly and what it acknowledged is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_process_drains_its_keep_alive_clients_first() {
+    use std::io::{Read, Write};
+    let (_tmp, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--shutdown-delay", "3s"]);
+    let addr = server.http.trim_start_matches("http://").to_owned();
+    let request = b"GET /ready HTTP/1.1\r\nHost: phlox\r\n\r\n";
+    // One response's head and body (/ready answers a short text body).
+    let read_response = |conn: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 4096];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+    };
+    let mut keep_alive = std::net::TcpStream::connect(&addr).unwrap();
+    keep_alive.write_all(request).unwrap();
+    let first = read_response(&mut keep_alive);
+    assert!(first.starts_with("http/1.1 200"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+
+    server.signal("TERM");
+    // The same connection is still answered, as not ready, and closed after.
+    keep_alive.write_all(request).unwrap();
+    let draining = read_response(&mut keep_alive);
+    assert!(draining.starts_with("http/1.1 503"), "{draining}");
+    assert!(draining.contains("connection: close"), "{draining}");
+    let mut rest = Vec::new();
+    keep_alive.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the connection is closed after the response");
+
+    // A new connection during the delay: a push is acknowledged.
+    let mut b = realistic_cpu_profile(1, 7, 10);
+    b.time_nanos(now_nanos());
+    let req = push_request(
+        &[("__name__", "process_cpu"), ("service_name", "leaving")],
+        b.encode(),
+        &uuid::Uuid::new_v4().to_string(),
+    );
+    let (status, body) = push(&reqwest::Client::new(), &server.push_url(), &req).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let exit = server.wait_exit();
+    assert!(exit.success(), "phlox exited with {exit}");
+    let stored = dump(&dir, &["anonymous"]);
+    assert_eq!(dumped(&stored), expected("anonymous", &req, 0), "the push acked while draining is stored whole");
+}

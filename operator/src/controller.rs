@@ -428,8 +428,14 @@ async fn reconcile_inner(cr: &PyroscopeCluster, ctx: &Context) -> Result<Action>
     // small thread stacks.
     let Applied { observed, refused } = Box::pin(apply_children(ctx, &cr_used, want)).await?;
     let error = (!refused.is_empty()).then(|| ("ChildRefused", refused.join("; ")));
+    // Complete before the apply, or found complete by it: nothing held and
+    // every workload (as the apply left it) runs its latest template on
+    // every ready replica. The second read keeps `Ready` and `version` in
+    // step when pods become ready between the two reads.
+    let applied_complete =
+        rollout.held.is_empty() && refused.is_empty() && !observed.is_empty() && observed.iter().all(|o| o.ready());
     let mut status = compute(cr.metadata.generation, &observed, error, cr.status.as_ref(), now());
-    if rollout.complete {
+    if rollout.complete || applied_complete {
         status.version = Some(cr.spec.image.clone());
     }
     let voters_before = cr.status.as_ref().and_then(|s| s.metastore_voters);

@@ -80,7 +80,11 @@ fn the_minimal_sample_renders_every_component() {
     assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
     let ctr = container(&spec.template);
     assert_eq!(ctr.image.as_deref(), Some(phlox_crds::v1alpha1::DEFAULT_IMAGE));
-    assert_eq!(ctr.args.clone().unwrap(), vec!["--target=distributor", "--config=/etc/phlox/phlox.yaml"]);
+    // A distributor drains its keep-alive clients for 5 s after SIGTERM.
+    assert_eq!(
+        ctr.args.clone().unwrap(),
+        vec!["--target=distributor", "--config=/etc/phlox/phlox.yaml", "--shutdown-delay=5s"]
+    );
     let ports: Vec<(String, i32)> =
         ctr.ports.clone().unwrap().into_iter().map(|p| (p.name.unwrap(), p.container_port)).collect();
     assert_eq!(ports, vec![("http".into(), 4040), ("grpc".into(), 9095), ("admin".into(), 4041)]);

@@ -233,6 +233,12 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take before the process exits.
     #[serde(with = "duration")]
     pub graceful_shutdown_timeout: Duration,
+    /// How long the public port keeps serving after SIGTERM before it
+    /// stops taking requests (Pyroscope's `-shutdown-delay`): `/ready`
+    /// answers 503 and every HTTP/1.1 response closes its connection, so
+    /// load balancers and keep-alive clients move to other replicas first.
+    #[serde(with = "duration")]
+    pub shutdown_delay: Duration,
     /// Authentication of every public route but `/ready` and `/metrics`.
     pub auth: AuthConfig,
     /// The admin listener: deletes, a writer's drain, the metastore's
@@ -276,6 +282,7 @@ impl Default for ServerConfig {
             grpc_listen_address: "0.0.0.0:9095".into(),
             max_request_body_mb: 256,
             graceful_shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             auth: AuthConfig::default(),
             admin_listen_address: "127.0.0.1:4041".into(),
             admin_token_file: None,

@@ -75,6 +75,24 @@ async fn shutdown_signal() {
     info!("shutdown signal received");
 }
 
+/// While the process drains, every HTTP/1.1 response closes its
+/// connection: a keep-alive client's next request opens a new one, which
+/// the Service sends to a replica that stays, instead of racing the
+/// listener's close on an idle connection. (HTTP/2 clients get GOAWAY when
+/// the listener stops.)
+async fn close_when_draining(
+    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let mut res = next.run(req).await;
+    if http1 && draining.load(Ordering::Acquire) {
+        res.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    res
+}
+
 /// The metastore of a process that needs none (a query backend).
 struct NoMetastore;
 
@@ -435,6 +453,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     };
     // Public HTTP port.
     let ready = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(false));
     let max_body = config.server.max_request_body_mb << 20;
     let query = if roles.query_frontend {
         let backend: Arc<dyn phlox_query::QueryBackend> = if config.query_frontend.backends.is_empty() {
@@ -505,15 +524,26 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     // Responses (flame graphs are MBs of JSON) are gzipped for clients that
     // accept it; gRPC, images and tiny bodies are left alone.
     .layer(tower_http::compression::CompressionLayer::new())
-    .layer(axum::middleware::from_fn_with_state(context, crate::context::layer));
+    .layer(axum::middleware::from_fn_with_state(context, crate::context::layer))
+    .layer(axum::middleware::from_fn_with_state(Arc::clone(&draining), close_when_draining));
     let admin_addr = admin_listener.local_addr()?;
     ready.store(true, Ordering::Release);
     info!(http = %http_addr, grpc = %grpc_addr, admin = %admin_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 
-    // Both listeners stop taking requests on SIGTERM; in-flight ones finish.
+    // On SIGTERM the public port drains for `server.shutdown_delay` (not
+    // ready, keep-alive connections closed as they answer), then both
+    // listeners stop taking requests; in-flight ones finish.
     let (stop_http, http_stopped) = watch::channel(false);
+    let shutdown_delay = config.server.shutdown_delay;
+    let (ready_flag, draining_flag) = (Arc::clone(&ready), Arc::clone(&draining));
     tokio::spawn(async move {
         shutdown_signal().await;
+        ready_flag.store(false, Ordering::Release);
+        draining_flag.store(true, Ordering::Release);
+        if !shutdown_delay.is_zero() {
+            info!(delay = %humantime::format_duration(shutdown_delay), "draining the public port before stopping");
+            tokio::time::sleep(shutdown_delay).await;
+        }
         let _ = stop_http.send(true);
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {

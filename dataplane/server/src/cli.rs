@@ -79,6 +79,9 @@ pub(crate) struct RunArgs {
     /// Admin API address (deletes, drain, metastore membership; bearer token).
     #[arg(long, env = "PHLOX_ADMIN_LISTEN_ADDRESS")]
     pub(crate) admin_listen_address: Option<String>,
+    /// After SIGTERM, keep serving this long (not ready, closing keep-alive connections) before stopping, e.g. 5s.
+    #[arg(long, env = "PHLOX_SHUTDOWN_DELAY")]
+    pub(crate) shutdown_delay: Option<String>,
     /// Segment window, e.g. 500ms.
     #[arg(long, env = "PHLOX_SEGMENT_DURATION")]
     pub(crate) segment_duration: Option<String>,
@@ -134,6 +137,7 @@ pub(crate) fn parse() -> Cli {
         ("http_listen_address", d.server.http_listen_address.clone()),
         ("grpc_listen_address", d.server.grpc_listen_address.clone()),
         ("admin_listen_address", d.server.admin_listen_address.clone()),
+        ("shutdown_delay", humantime::format_duration(d.server.shutdown_delay).to_string()),
         ("data_dir", d.data_dir.display().to_string()),
         ("storage_backend", "filesystem".into()),
         ("segment_duration", humantime::format_duration(d.segment_writer.segment_duration).to_string()),
@@ -217,6 +221,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.admin_listen_address {
             c.server.admin_listen_address = v.clone();
+        }
+        if let Some(v) = &self.shutdown_delay {
+            c.server.shutdown_delay = duration("shutdown-delay", v)?;
         }
         if let Some(v) = &self.segment_duration {
             c.segment_writer.segment_duration = duration("segment-duration", v)?;

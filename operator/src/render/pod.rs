@@ -22,6 +22,9 @@ use crate::names::{
 /// Seconds a query backend waits between being told to stop and SIGTERM.
 const QUERY_BACKEND_PRE_STOP_SECONDS: i64 = 5;
 
+/// Seconds a distributor or query frontend keeps serving after SIGTERM.
+const PUBLIC_SHUTDOWN_DELAY_SECONDS: u64 = 5;
+
 /// Non-root user of the distroless image.
 const USER: i64 = 65532;
 
@@ -72,6 +75,12 @@ pub(crate) fn template(
 ) -> PodTemplateSpec {
     let spec = &cr.spec;
     let mut args = vec![format!("--target={}", c.as_str()), format!("--config={CONFIG_DIR}/{CONFIG_FILE}")];
+    // The components clients reach through a ClusterIP Service keep serving
+    // a while after SIGTERM, closing keep-alive connections as they answer,
+    // so that no client's next request lands on a closed connection.
+    if matches!(c, Component::Distributor | Component::QueryFrontend) {
+        args.push(format!("--shutdown-delay={PUBLIC_SHUTDOWN_DELAY_SECONDS}s"));
+    }
     args.extend(opts.extra_args.iter().cloned());
 
     let mut envs = vec![
