@@ -116,14 +116,28 @@ async fn a_stopping_process_drains_its_keep_alive_clients_first() {
     assert!(!first.contains("connection: close"), "{first}");
 
     server.signal("TERM");
-    // The same connection is still answered, as not ready, and closed after.
-    keep_alive.write_all(request).unwrap();
-    let draining = read_response(&mut keep_alive);
-    assert!(draining.starts_with("http/1.1 503"), "{draining}");
+    // The same connection is still answered: as before until the signal is
+    // handled, then with `Connection: close` (and not ready), and closed.
+    let mut draining = String::new();
+    for _ in 0..200 {
+        keep_alive.write_all(request).unwrap();
+        draining = read_response(&mut keep_alive);
+        if draining.contains("connection: close") {
+            break;
+        }
+        assert!(draining.starts_with("http/1.1 200"), "{draining}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(draining.contains("connection: close"), "{draining}");
     let mut rest = Vec::new();
     keep_alive.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "the connection is closed after the response");
+
+    // Not ready for new connections either.
+    let mut fresh = std::net::TcpStream::connect(&addr).unwrap();
+    fresh.write_all(request).unwrap();
+    let answer = read_response(&mut fresh);
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
 
     // A new connection during the delay: a push is acknowledged.
     let mut b = realistic_cpu_profile(1, 7, 10);

@@ -18,6 +18,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 use ulid::Ulid;
 
 use crate::format::{FORMAT_VERSION, write_footer};
+use crate::intern::{LocationSet, StringSet};
 use crate::reader::{RowRef, SeriesInfo, Symbols};
 use crate::sections as s;
 use crate::{BlockError, Result};
@@ -46,21 +47,24 @@ struct MappingKey {
     flags: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct LocationKey {
-    mapping: u32,
-    address: u64,
-    /// (function, line), innermost first.
-    lines: Box<[(u32, i64)]>,
+/// A dataset's (tenant, service) key, borrowed, for lookups: hashes as the
+/// owned tuple does.
+#[derive(Hash)]
+struct DatasetRef<'a>(&'a str, &'a str);
+
+impl indexmap::Equivalent<(String, String)> for DatasetRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 /// Interned symbols of one dataset plus the remapping of the pprof being added.
 #[derive(Debug)]
 struct SymbolsBuilder {
-    strings: IndexSet<Box<str>, FxBuildHasher>,
+    strings: StringSet,
     functions: IndexSet<FunctionKey, FxBuildHasher>,
     mappings: IndexSet<MappingKey, FxBuildHasher>,
-    locations: IndexSet<LocationKey, FxBuildHasher>,
+    locations: LocationSet,
     stack_index: FxHashMap<(u32, u32), u32>,
     /// (parent, location); node 0 is the root and has no location.
     stack_nodes: Vec<(u32, u32)>,
@@ -71,12 +75,24 @@ struct SymbolsBuilder {
     fn_map: Vec<u32>,
     mapping_map: Vec<u32>,
     loc_map: Vec<u32>,
+    /// Stack node of each sample of the source: the series of one pprof
+    /// (one per sample type: `samples` and `cpu`) share its stacks.
+    sample_stack: Vec<u32>,
+    /// Scratch of [`Self::location`]: the lines of the location at hand.
+    lines: Vec<(u32, i64)>,
+    /// Whole stacks interned so far, by the hash of their root-first
+    /// location ids: (node, start, len) in `stack_paths`. A stack seen
+    /// before (the common case: a program's stacks recur in every profile)
+    /// costs one probe and one comparison instead of one probe per frame
+    /// into the (large, cache-missing) prefix tree.
+    whole_stacks: FxHashMap<u64, (u32, u32, u32)>,
+    stack_paths: Vec<u32>,
+    /// Scratch of [`Self::stack`]: the root-first location ids at hand.
+    path: Vec<u32>,
 }
 
 impl SymbolsBuilder {
     fn new() -> Self {
-        let mut strings = IndexSet::with_hasher(FxBuildHasher);
-        strings.insert(Box::from(""));
         let mut functions = IndexSet::with_hasher(FxBuildHasher);
         functions.insert(FunctionKey { name: 0, system_name: 0, filename: 0, start_line: 0 });
         let mut mappings = IndexSet::with_hasher(FxBuildHasher);
@@ -89,10 +105,10 @@ impl SymbolsBuilder {
             flags: 0,
         });
         Self {
-            strings,
+            strings: StringSet::new(),
             functions,
             mappings,
-            locations: IndexSet::with_hasher(FxBuildHasher),
+            locations: LocationSet::new(),
             stack_index: FxHashMap::default(),
             stack_nodes: vec![(0, 0)],
             source: None,
@@ -100,6 +116,11 @@ impl SymbolsBuilder {
             fn_map: Vec::new(),
             mapping_map: Vec::new(),
             loc_map: Vec::new(),
+            sample_stack: Vec::new(),
+            lines: Vec::new(),
+            whole_stacks: FxHashMap::default(),
+            stack_paths: Vec::new(),
+            path: Vec::new(),
         }
     }
 
@@ -113,6 +134,7 @@ impl SymbolsBuilder {
         reset(&mut self.fn_map, p.functions.len());
         reset(&mut self.mapping_map, p.mappings.len());
         reset(&mut self.loc_map, p.locations.len());
+        reset(&mut self.sample_stack, p.sample_count());
     }
 
     fn string(&mut self, p: &Profile, idx: i64) -> u32 {
@@ -121,11 +143,7 @@ impl SymbolsBuilder {
         if m != UNMAPPED {
             return m;
         }
-        let s = p.strings.str(idx);
-        let id = match self.strings.get_index_of(s) {
-            Some(id) => id,
-            None => self.strings.insert_full(Box::from(s)).0,
-        } as u32;
+        let id = self.strings.intern(p.strings.str(idx));
         self.str_map[i] = id;
         id
     }
@@ -172,24 +190,62 @@ impl SymbolsBuilder {
         }
         let l = &p.locations[pos];
         let mapping = self.mapping(p, l.mapping_id);
-        let lines: Box<[(u32, i64)]> = p.lines[l.lines.start as usize..l.lines.end as usize]
-            .iter()
-            .map(|line| (self.function(p, line.function_id), line.line))
-            .collect();
-        let key = LocationKey { mapping, address: l.address, lines };
-        let id = self.locations.insert_full(key).0 as u32;
+        // Looked up with borrowed lines: a location already interned (by an
+        // earlier pprof of this segment) costs no allocation.
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.clear();
+        for line in &p.lines[l.lines.start as usize..l.lines.end as usize] {
+            lines.push((self.function(p, line.function_id), line.line));
+        }
+        let id = self.locations.intern(mapping, l.address, &lines);
+        self.lines = lines;
         self.loc_map[pos] = id;
         id
     }
 
     /// Interns the stack of sample `i` (pprof order: leaf first) and returns
-    /// its node id; only the `max_depth` root-most frames are kept.
+    /// its node id; only the `max_depth` root-most frames are kept. Each
+    /// sample of a source is walked once, whichever series asks.
     fn stack(&mut self, p: &Profile, i: usize, max_depth: usize) -> u32 {
-        let mut node = 0u32;
-        let ids = p.sample_location_ids(i);
-        for &loc_id in ids.iter().rev().take(max_depth) {
+        let memo = self.sample_stack[i];
+        if memo != UNMAPPED {
+            return memo;
+        }
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        for &loc_id in p.sample_location_ids(i).iter().rev().take(max_depth) {
             let Some(pos) = p.location_position(loc_id) else { continue };
-            let loc = self.location(p, pos);
+            path.push(self.location(p, pos));
+        }
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = rustc_hash::FxHasher::default();
+            path.hash(&mut h);
+            h.finish()
+        };
+        let seen = self.whole_stacks.get(&hash).copied();
+        let node = match seen {
+            Some((node, start, len)) if self.stack_paths[start as usize..(start + len) as usize] == *path => node,
+            _ => {
+                let node = self.insert_path(&path);
+                // A hash shared with another stack (rare) keeps the first.
+                if seen.is_none() {
+                    let start = self.stack_paths.len() as u32;
+                    self.stack_paths.extend_from_slice(&path);
+                    self.whole_stacks.insert(hash, (node, start, path.len() as u32));
+                }
+                node
+            }
+        };
+        self.path = path;
+        self.sample_stack[i] = node;
+        node
+    }
+
+    /// Interns a root-first path into the prefix tree, frame by frame.
+    fn insert_path(&mut self, path: &[u32]) -> u32 {
+        let mut node = 0u32;
+        for &loc in path {
             let next = self.stack_nodes.len() as u32;
             node = *self.stack_index.entry((node, loc)).or_insert_with(|| {
                 self.stack_nodes.push((node, loc));
@@ -204,11 +260,7 @@ impl SymbolsBuilder {
         if memo != UNMAPPED {
             return Ok(memo);
         }
-        let text = src.strings[i as usize].as_str();
-        let id = match self.strings.get_index_of(text) {
-            Some(id) => id,
-            None => self.strings.insert_full(Box::from(text)).0,
-        } as u32;
+        let id = self.strings.intern(src.strings[i as usize].as_str());
         m.strings[i as usize] = id;
         Ok(id)
     }
@@ -264,12 +316,19 @@ impl SymbolsBuilder {
             return Err(import_corrupt("location lines out of range"));
         };
         let mapping = self.import_mapping(m, src, mapping)?;
-        let mut out = Vec::with_capacity(lines.len());
+        let mut out = std::mem::take(&mut self.lines);
+        out.clear();
         for &(function, line) in lines {
-            out.push((self.import_function(m, src, function)?, line));
+            match self.import_function(m, src, function) {
+                Ok(f) => out.push((f, line)),
+                Err(e) => {
+                    self.lines = out;
+                    return Err(e);
+                }
+            }
         }
-        let key = LocationKey { mapping, address, lines: out.into_boxed_slice() };
-        let id = self.locations.insert_full(key).0 as u32;
+        let id = self.locations.intern(mapping, address, &out);
+        self.lines = out;
         m.locations[at] = id;
         Ok(id)
     }
@@ -359,11 +418,69 @@ struct DatasetBuilder {
     profile_types: BTreeSet<String>,
     min_time: i64,
     max_time: i64,
-    merge: FxHashMap<(u32, u64, [u8; 16]), u32>,
     scratch: Vec<(u32, u64, [u8; 16], i64)>,
 }
 
+/// How many entries a dataset's tables held.
+#[derive(Debug, Clone, Copy, Default)]
+struct DatasetSizes {
+    strings: usize,
+    string_bytes: usize,
+    functions: usize,
+    mappings: usize,
+    locations: usize,
+    lines: usize,
+    stack_nodes: usize,
+    whole_stacks: usize,
+    stack_path_frames: usize,
+    series: usize,
+    rows: usize,
+    samples: usize,
+}
+
+/// Most entries of any table a successor starts with.
+const MAX_PRESIZE: usize = 1 << 20;
+
 impl DatasetBuilder {
+    fn sized(n: DatasetSizes) -> Self {
+        let cap = |n: usize| n.min(MAX_PRESIZE);
+        let mut ds = Self::new();
+        let sym = &mut ds.symbols;
+        sym.strings.reserve(cap(n.strings), cap(n.string_bytes));
+        sym.functions.reserve(cap(n.functions));
+        sym.mappings.reserve(cap(n.mappings));
+        sym.locations.reserve(cap(n.locations), cap(n.lines));
+        sym.stack_index.reserve(cap(n.stack_nodes));
+        sym.stack_nodes.reserve(cap(n.stack_nodes));
+        sym.whole_stacks.reserve(cap(n.whole_stacks));
+        sym.stack_paths.reserve(cap(n.stack_path_frames));
+        ds.series.reserve(cap(n.series));
+        ds.seen.reserve(cap(n.rows));
+        ds.keys.reserve(cap(n.rows));
+        ds.rows.reserve(cap(n.rows));
+        ds.stack_ids.reserve(cap(n.samples));
+        ds.values.reserve(cap(n.samples));
+        ds
+    }
+
+    fn sizes(&self) -> DatasetSizes {
+        let sym = &self.symbols;
+        DatasetSizes {
+            strings: sym.strings.len(),
+            string_bytes: sym.strings.byte_len(),
+            functions: sym.functions.len(),
+            mappings: sym.mappings.len(),
+            locations: sym.locations.len(),
+            lines: sym.locations.line_count(),
+            stack_nodes: sym.stack_nodes.len(),
+            whole_stacks: sym.whole_stacks.len(),
+            stack_path_frames: sym.stack_paths.len(),
+            series: self.series.len(),
+            rows: self.rows.len(),
+            samples: self.stack_ids.len(),
+        }
+    }
+
     fn new() -> Self {
         Self {
             symbols: SymbolsBuilder::new(),
@@ -378,7 +495,6 @@ impl DatasetBuilder {
             profile_types: BTreeSet::new(),
             min_time: i64::MAX,
             max_time: i64::MIN,
-            merge: FxHashMap::default(),
             scratch: Vec::new(),
         }
     }
@@ -389,25 +505,25 @@ impl DatasetBuilder {
         }
         let src = &p.source;
         self.symbols.use_source(src);
-        // Intern stacks; merge samples with the same (stack, span, trace).
-        self.merge.clear();
+        // Intern stacks; samples with the same (stack, span, trace) are
+        // merged by `push_row`'s sort.
         self.scratch.clear();
+        self.scratch.reserve(p.samples.len());
         let spans = p.span_keys.any();
         for &i in &p.samples {
             let i = i as usize;
             let value = src.sample_value(i, p.value_index);
             let stack = self.symbols.stack(src, i, max_depth);
             let (span, trace) = if spans { p.span_keys.of_sample(src, i) } else { (0, [0; 16]) };
-            match self.merge.get(&(stack, span, trace)) {
-                Some(&at) => self.scratch[at as usize].3 += value,
-                None => {
-                    self.merge.insert((stack, span, trace), self.scratch.len() as u32);
-                    self.scratch.push((stack, span, trace, value));
-                }
-            }
+            self.scratch.push((stack, span, trace, value));
         }
-        let (series, _) = self.series.insert_full(p.fingerprint, p.labels.clone());
-        self.profile_types.insert(p.profile_type.clone());
+        let series = match self.series.get_index_of(&p.fingerprint) {
+            Some(series) => series,
+            None => self.series.insert_full(p.fingerprint, p.labels.clone()).0,
+        };
+        if !self.profile_types.contains(&p.profile_type) {
+            self.profile_types.insert(p.profile_type.clone());
+        }
         self.push_row(key, series as u32, p.time_nanos, p.id, p.total);
         true
     }
@@ -417,8 +533,9 @@ impl DatasetBuilder {
     fn push_row(&mut self, key: ProfileKey, series: u32, time_nanos: i64, id: ProfileId, total: i64) {
         // Stack order compresses best and makes rows canonical.
         self.scratch.sort_unstable_by_key(|&(stack, span, trace, _)| (stack, span, trace));
-        // Merge equal (stack, span, trace) entries (an imported row's may
-        // collide once translated; a pprof row's are unique already).
+        // Merge equal (stack, span, trace) entries: a pprof's samples may
+        // share one (same stack, labels that do not make a series), an
+        // imported row's may collide once translated.
         let mut w = 0;
         for r in 0..self.scratch.len() {
             let e = self.scratch[r];
@@ -515,7 +632,7 @@ impl DatasetBuilder {
     /// Writes the seven sections to `out`; returns their descriptors and the
     /// dedup keys in final row order.
     #[allow(clippy::type_complexity)]
-    fn write(self, out: &mut Vec<u8>) -> Result<(Vec<Section>, Vec<u8>, DatasetStats, Vec<IndexSeries>)> {
+    fn write(self, out: &mut Vec<u8>, codec: Codec) -> Result<(Vec<Section>, Vec<u8>, DatasetStats, Vec<IndexSeries>)> {
         let DatasetBuilder { symbols, series, keys, rows, stack_ids, values, span_ids, trace_ids, .. } = self;
         // Series sorted by labels; rows by (series, time, id).
         let mut order: Vec<usize> = (0..series.len()).collect();
@@ -554,7 +671,7 @@ impl DatasetBuilder {
         let sorted: Vec<(&u64, &Labels)> =
             order.iter().map(|&i| series.get_index(i).expect("index in range")).collect();
         let start = out.len();
-        write_series(out, &sorted, first_row, row_count, &min_t, &max_t)?;
+        write_series(out, &sorted, first_row, row_count, &min_t, &max_t, codec)?;
         section(SectionKind::Series, out, start);
         let index_series: Vec<IndexSeries> = sorted
             .iter()
@@ -631,9 +748,9 @@ impl DatasetBuilder {
         // Symbols.
         let SymbolsBuilder { strings, functions, mappings, locations, stack_nodes, .. } = symbols;
         let schema = s::strings_schema();
-        let b = s::batch(&schema, vec![s::strings(strings.iter().map(|s| s.as_ref()))])?;
+        let b = s::batch(&schema, vec![s::strings(strings.iter())])?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        s::write_stream_with(&schema, &[b], out, codec)?;
         section(SectionKind::Strings, out, start);
 
         let schema = s::functions_schema();
@@ -647,7 +764,7 @@ impl DatasetBuilder {
             ],
         )?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        s::write_stream_with(&schema, &[b], out, codec)?;
         section(SectionKind::Functions, out, start);
 
         let schema = s::mappings_schema();
@@ -663,11 +780,11 @@ impl DatasetBuilder {
             ],
         )?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        s::write_stream_with(&schema, &[b], out, codec)?;
         section(SectionKind::Mappings, out, start);
 
         let schema = s::locations_schema();
-        let line_offsets = s::offsets(locations.iter().map(|l| l.lines.len()))?;
+        let line_offsets = s::offsets(locations.iter().map(|l| locations.lines_of(l).len()))?;
         let b = s::batch(
             &schema,
             vec![
@@ -676,19 +793,19 @@ impl DatasetBuilder {
                 s::list(
                     arrow_schema::DataType::UInt32,
                     line_offsets.clone(),
-                    s::u32s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.0)).collect()),
+                    s::u32s(locations.iter().flat_map(|l| locations.lines_of(l).iter().map(|x| x.0)).collect()),
                     None,
                 )?,
                 s::list(
                     arrow_schema::DataType::Int64,
                     line_offsets,
-                    s::i64s(locations.iter().flat_map(|l| l.lines.iter().map(|x| x.1)).collect()),
+                    s::i64s(locations.iter().flat_map(|l| locations.lines_of(l).iter().map(|x| x.1)).collect()),
                     None,
                 )?,
             ],
         )?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        s::write_stream_with(&schema, &[b], out, codec)?;
         section(SectionKind::Locations, out, start);
 
         let schema = s::stacks_schema();
@@ -701,7 +818,7 @@ impl DatasetBuilder {
             ],
         )?;
         let start = out.len();
-        s::write_stream(&schema, &[b], out)?;
+        s::write_stream_with(&schema, &[b], out, codec)?;
         section(SectionKind::Stacks, out, start);
 
         let stats = DatasetStats {
@@ -713,6 +830,17 @@ impl DatasetBuilder {
         };
         Ok((sections, sorted_keys, stats, index_series))
     }
+}
+
+/// Body compression of every section but PROFILES (always LZ4: what
+/// queries scan).
+type Codec = arrow_ipc::CompressionType;
+
+/// Level 0 segments are written on the ingest path, every 500 ms, and live
+/// until compaction rewrites them: LZ4 costs a fraction of zstd's CPU there.
+/// Compacted blocks are written once and kept: zstd, for their size.
+fn symbols_codec(level: u32) -> Codec {
+    if level == 0 { arrow_ipc::CompressionType::LZ4_FRAME } else { arrow_ipc::CompressionType::ZSTD }
 }
 
 /// A series as the tenant index lists it.
@@ -732,6 +860,7 @@ fn write_series(
     row_count: Vec<u32>,
     min_t: &[i64],
     max_t: &[i64],
+    codec: Codec,
 ) -> Result<()> {
     let schema = s::series_schema();
     let label_offsets = s::offsets(sorted.iter().map(|(_, l)| l.len()))?;
@@ -749,20 +878,24 @@ fn write_series(
             s::i64s(max_t.to_vec()),
         ],
     )?;
-    s::write_stream(&schema, &[b], out)?;
+    s::write_stream_with(&schema, &[b], out, codec)?;
     Ok(())
 }
 
 /// The tenant-index dataset of one tenant's datasets: every series, sorted
 /// by labels, in one TENANT_INDEX section.
-fn encode_tenant_index(tenant: &str, datasets: &[(&Dataset, &[IndexSeries])]) -> Result<(Vec<u8>, Dataset)> {
+fn encode_tenant_index(
+    tenant: &str,
+    datasets: &[(&Dataset, &[IndexSeries])],
+    codec: Codec,
+) -> Result<(Vec<u8>, Dataset)> {
     let mut all: Vec<&IndexSeries> = datasets.iter().flat_map(|(_, s)| s.iter()).collect();
     all.sort_by(|a, b| a.labels.cmp(&b.labels));
     let sorted: Vec<(&u64, &Labels)> = all.iter().map(|s| (&s.fingerprint, &s.labels)).collect();
     let min_t: Vec<i64> = all.iter().map(|s| s.min_time).collect();
     let max_t: Vec<i64> = all.iter().map(|s| s.max_time).collect();
     let mut out = Vec::new();
-    write_series(&mut out, &sorted, vec![0; all.len()], vec![0; all.len()], &min_t, &max_t)?;
+    write_series(&mut out, &sorted, vec![0; all.len()], vec![0; all.len()], &min_t, &max_t, codec)?;
     let section = Section {
         kind: SectionKind::TenantIndex as i32,
         offset: 0,
@@ -809,11 +942,11 @@ struct EncodedDataset {
     series: Vec<IndexSeries>,
 }
 
-fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder) -> Result<EncodedDataset> {
+fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder, codec: Codec) -> Result<EncodedDataset> {
     let (min_ns, max_ns) = (ds.min_time, ds.max_time);
     let profile_types: Vec<String> = ds.profile_types.iter().cloned().collect();
     let mut bytes = Vec::new();
-    let (sections, keys, stats, series) = ds.write(&mut bytes)?;
+    let (sections, keys, stats, series) = ds.write(&mut bytes, codec)?;
     let meta = Dataset {
         tenant,
         name: service,
@@ -865,6 +998,9 @@ pub struct DatasetImport<'a> {
 #[derive(Debug)]
 pub struct SegmentBuilder {
     datasets: IndexMap<(String, String), DatasetBuilder, FxBuildHasher>,
+    /// The sizes each dataset had in the previous segment: a dataset's
+    /// tables start at that size instead of growing (and rehashing) again.
+    sizes: IndexMap<(String, String), DatasetSizes, FxBuildHasher>,
     max_stack_depth: usize,
     profiles: usize,
     approx_bytes: usize,
@@ -880,10 +1016,24 @@ impl SegmentBuilder {
     pub fn new(max_stack_depth: usize) -> Self {
         Self {
             datasets: IndexMap::with_hasher(FxBuildHasher),
+            sizes: IndexMap::with_hasher(FxBuildHasher),
             max_stack_depth: max_stack_depth.max(1),
             profiles: 0,
             approx_bytes: 0,
         }
+    }
+
+    /// An empty builder for the next segment: a dataset this one holds
+    /// starts there, when it comes, with the sizes it reached here (each
+    /// table at most [`MAX_PRESIZE`] entries).
+    pub fn successor(&self) -> SegmentBuilder {
+        let mut next = SegmentBuilder::new(self.max_stack_depth);
+        for (key, ds) in &self.datasets {
+            if !ds.rows.is_empty() {
+                next.sizes.insert(key.clone(), ds.sizes());
+            }
+        }
+        next
     }
 
     /// Adds one series profile. Returns false (and adds nothing) when a
@@ -891,9 +1041,14 @@ impl SegmentBuilder {
     pub fn add(&mut self, tenant: &str, p: &SeriesProfile) -> bool {
         let key = ProfileKey::new(tenant, p.fingerprint, &p.id);
         let service = p.service_name();
-        let ds = match self.datasets.get_index_of(&(tenant.to_owned(), service.to_owned())) {
+        let ds = match self.datasets.get_index_of(&DatasetRef(tenant, service)) {
             Some(i) => &mut self.datasets[i],
-            None => self.datasets.entry((tenant.to_owned(), service.to_owned())).or_insert_with(DatasetBuilder::new),
+            None => {
+                let sizes = self.sizes.get(&DatasetRef(tenant, service)).copied().unwrap_or_default();
+                self.datasets
+                    .entry((tenant.to_owned(), service.to_owned()))
+                    .or_insert_with(|| DatasetBuilder::sized(sizes))
+            }
         };
         let added = ds.add(key, p, self.max_stack_depth);
         if added {
@@ -969,6 +1124,7 @@ impl SegmentBuilder {
         // (An import whose rows were all duplicates leaves an empty dataset.)
         let mut datasets: Vec<_> = self.datasets.into_iter().filter(|(_, ds)| !ds.rows.is_empty()).collect();
         datasets.sort_by(|a, b| a.0.cmp(&b.0));
+        let codec = symbols_codec(header.level);
         // Datasets encode independently (zstd/LZ4 dominate a flush): spread
         // them over the cores, each into its own buffer, then concatenate
         // and shift their section offsets.
@@ -984,7 +1140,7 @@ impl SegmentBuilder {
                 .into_iter()
                 .map(|items| {
                     scope.spawn(move || {
-                        items.into_iter().map(|(i, (key, ds))| (i, encode_dataset(key, ds))).collect::<Vec<_>>()
+                        items.into_iter().map(|(i, (key, ds))| (i, encode_dataset(key, ds, codec))).collect::<Vec<_>>()
                     })
                 })
                 .collect();
@@ -1014,7 +1170,7 @@ impl SegmentBuilder {
             if n > 1 {
                 let parts: Vec<(&Dataset, &[IndexSeries])> =
                     encoded[i..i + n].iter().map(|e| (&e.meta, e.series.as_slice())).collect();
-                let (bytes, meta) = encode_tenant_index(&tenant, &parts)?;
+                let (bytes, meta) = encode_tenant_index(&tenant, &parts, codec)?;
                 encoded.insert(i, EncodedDataset { bytes, meta, keys: Vec::new(), series: Vec::new() });
                 i += 1;
             }

@@ -1,5 +1,5 @@
 //! The Phlox object format: one object holds many (tenant, service)
-//! datasets, each in seven zstd-compressed Arrow IPC sections, followed by a
+//! datasets, each in seven compressed Arrow IPC sections, followed by a
 //! protobuf footer (`metastore.v1.BlockMeta`) and a 16-byte trailer. The full
 //! byte-level description is in ARCHITECTURE.md ("Block format").
 //!
@@ -16,6 +16,7 @@ mod builder;
 mod compact;
 mod error;
 mod format;
+mod intern;
 pub mod paths;
 mod reader;
 mod sections;

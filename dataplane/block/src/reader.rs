@@ -911,7 +911,7 @@ mod tests {
     fn stream(schema: &arrow_schema::SchemaRef, columns: Vec<arrow_array::ArrayRef>) -> Vec<u8> {
         let mut out = Vec::new();
         let b: RecordBatch = s::batch(schema, columns).unwrap();
-        s::write_stream(schema, &[b], &mut out).unwrap();
+        s::write_stream_with(schema, &[b], &mut out, arrow_ipc::CompressionType::ZSTD).unwrap();
         out
     }
 

@@ -1,5 +1,5 @@
 //! Arrow schemas of the seven per-dataset sections and their encoding as
-//! zstd-compressed Arrow IPC streams. Columns are built from flat vectors
+//! compressed Arrow IPC streams (LZ4 or zstd, see the builder). Columns are built from flat vectors
 //! (no per-element builders); decoding checks every type and length, so a
 //! corrupt object yields an error, never a panic.
 
@@ -99,11 +99,6 @@ pub(crate) fn stacks_schema_v1() -> SchemaRef {
         Field::new("parent", DataType::UInt32, false),
         Field::new("location", DataType::UInt32, false),
     ]))
-}
-
-/// Encodes record batches as one zstd-compressed IPC stream.
-pub(crate) fn write_stream(schema: &SchemaRef, batches: &[RecordBatch], out: &mut Vec<u8>) -> Result<(), ArrowError> {
-    write_stream_with(schema, batches, out, arrow_ipc::CompressionType::ZSTD)
 }
 
 /// Encodes record batches as one IPC stream with the given body compression.

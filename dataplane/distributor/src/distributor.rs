@@ -9,6 +9,33 @@ use phlox_proto::types::v1 as types;
 use tracing::debug;
 
 use crate::limits::{LimitsStore, RateLimiter};
+
+/// A profile built in this process (OTLP), with its series labels and
+/// profile id: see [`Distributor::prepare_built`].
+#[derive(Debug, Clone)]
+pub struct BuiltProfile {
+    pub labels: Vec<types::LabelPair>,
+    pub profile: phlox_proto::google::v1::Profile,
+    pub id: String,
+}
+
+/// The split profiles of one request so far.
+#[derive(Default)]
+struct Prepared {
+    out: Vec<SeriesProfile>,
+    received: usize,
+    /// Heap bytes of the decoded profiles (`max_request_memory`).
+    memory: usize,
+}
+
+impl Prepared {
+    fn finish(self) -> Result<Vec<SeriesProfile>, PushError> {
+        if self.received == 0 {
+            return Err(PushError::InvalidArgument("no profiles received".into()));
+        }
+        Ok(self.out)
+    }
+}
 use crate::placement::{AdaptiveShards, ShardChange, shard_for};
 use crate::{CpuPool, DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
@@ -196,34 +223,74 @@ impl Distributor {
     /// Validates, decodes and splits a push (no I/O).
     pub fn prepare(&self, tenant: &str, request: PushRequest, now_nanos: i64) -> Result<Vec<SeriesProfile>, PushError> {
         let l = self.limits(tenant);
-        let mut out = Vec::new();
-        let mut received = 0;
-        let mut memory = 0usize;
+        let mut prepared = Prepared::default();
         for series in request.series {
             let labels = self.series_labels(&l, &series.labels)?;
             for sample in series.samples {
-                received += 1;
                 self.metrics.received_profiles.inc();
                 self.metrics.received_bytes.with_label_values(&["compressed"]).inc_by(sample.raw_profile.len() as u64);
                 let profile = self.decode(&l, &sample.raw_profile, now_nanos)?;
-                memory = memory.saturating_add(profile.heap_bytes());
-                if memory > l.max_request_memory {
-                    return Err(PushError::InvalidArgument(format!(
-                        "the request's profiles take more than {} bytes once decoded (max_request_memory): send fewer profiles per request",
-                        l.max_request_memory
-                    )));
-                }
-                let id = profile_id(&sample.id);
-                let parts = split(&labels, Arc::new(profile), id, now_nanos)
-                    .map_err(|e| PushError::InvalidArgument(e.to_string()))?;
-                debug!(tenant, series = parts.len(), "profile split");
-                out.extend(parts);
+                self.take(&l, &mut prepared, &labels, &sample.id, profile, now_nanos)?;
             }
         }
-        if received == 0 {
-            return Err(PushError::InvalidArgument("no profiles received".into()));
+        prepared.finish()
+    }
+
+    /// [`prepare_push`](Self::prepare_push) for profiles built in this
+    /// process as `google.v1.Profile` messages (OTLP): each goes straight
+    /// into the columnar profile, no pprof encoding and decoding in between;
+    /// the same checks and limits apply (sizes: the pprof it would encode to).
+    pub fn prepare_built(&self, tenant: &str, profiles: Vec<BuiltProfile>) -> Result<Vec<SeriesProfile>, PushError> {
+        let now_nanos = now_nanos();
+        let l = self.limits(tenant);
+        let count = profiles.len() as u64;
+        let result = (|| {
+            let mut prepared = Prepared::default();
+            for built in profiles {
+                let labels = self.series_labels(&l, &built.labels)?;
+                self.metrics.received_profiles.inc();
+                let bad = |e: DecodeError| PushError::InvalidArgument(e.to_string());
+                let mut p = Profile::from_proto(&built.profile).map_err(bad)?;
+                self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(p.decoded_len as u64);
+                if p.decoded_len > l.max_profile_size_bytes {
+                    return Err(bad(DecodeError::PayloadTooLarge { limit: l.max_profile_size_bytes }));
+                }
+                p.validate().map_err(bad)?;
+                self.admit(&l, &mut p, now_nanos)?;
+                self.take(&l, &mut prepared, &labels, &built.id, p, now_nanos)?;
+            }
+            prepared.finish()
+        })();
+        if let Err(e) = &result {
+            self.discarded(reason(e), count, 0);
         }
-        Ok(out)
+        result
+    }
+
+    /// Counts one decoded profile of a request against its memory limit and
+    /// splits it into series.
+    fn take(
+        &self,
+        l: &Limits,
+        prepared: &mut Prepared,
+        labels: &Labels,
+        id: &str,
+        profile: Profile,
+        now_nanos: i64,
+    ) -> Result<(), PushError> {
+        prepared.received += 1;
+        prepared.memory = prepared.memory.saturating_add(profile.heap_bytes());
+        if prepared.memory > l.max_request_memory {
+            return Err(PushError::InvalidArgument(format!(
+                "the request's profiles take more than {} bytes once decoded (max_request_memory): send fewer profiles per request",
+                l.max_request_memory
+            )));
+        }
+        let parts = split(labels, Arc::new(profile), profile_id(id), now_nanos)
+            .map_err(|e| PushError::InvalidArgument(e.to_string()))?;
+        debug!(series = parts.len(), "profile split");
+        prepared.out.extend(parts);
+        Ok(())
     }
 
     fn decode(&self, l: &Limits, raw: &[u8], now_nanos: i64) -> Result<Profile, PushError> {

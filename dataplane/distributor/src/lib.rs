@@ -19,7 +19,7 @@ pub mod placement;
 mod sink;
 
 pub use cpu::CpuPool;
-pub use distributor::Distributor;
+pub use distributor::{BuiltProfile, Distributor};
 pub use error::PushError;
 pub use limits::{Limits, LimitsStore, TenantLimits};
 pub use metrics::DistributorMetrics;

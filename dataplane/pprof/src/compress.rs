@@ -12,7 +12,9 @@ pub fn is_gzip(buf: &[u8]) -> bool {
 /// Gunzips `buf` (all members) into at most `limit` bytes.
 pub fn gunzip_capped(buf: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::with_capacity(buf.len().saturating_mul(4).min(limit).min(1 << 24));
-    let decoder = flate2::read::MultiGzDecoder::new(buf);
+    // The buffered decoder reads `buf` in place (no copy through a reader's
+    // buffer).
+    let decoder = flate2::bufread::MultiGzDecoder::new(buf);
     decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| DecodeError::Gzip(e.to_string()))?;
     if out.len() > limit {
         return Err(DecodeError::PayloadTooLarge { limit });

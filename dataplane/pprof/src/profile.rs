@@ -132,6 +132,14 @@ impl StringTable {
         self.offsets.push(0);
     }
 
+    /// Makes a table that got no string a valid empty one (decoding ends
+    /// with it).
+    pub(crate) fn start(&mut self) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+    }
+
     /// Appends a string; its index is the previous [`len`](Self::len).
     pub(crate) fn push_str(&mut self, s: &str) -> Result<(), DecodeError> {
         self.push(s)
@@ -258,9 +266,7 @@ impl Profile {
                 _ => r.skip(wt)?,
             }
         }
-        if p.strings.offsets.is_empty() {
-            p.strings.offsets.push(0);
-        }
+        p.strings.start();
         p.reindex();
         Ok(p)
     }

@@ -187,7 +187,7 @@ async fn run_shard(inner: Arc<Inner>, shard: u32, mut shutdown: watch::Receiver<
         let (builder, waiters) = {
             let mut s = lock(&inner.shards[shard as usize]);
             s.closed |= last;
-            let fresh = SegmentBuilder::new(inner.config.max_stack_depth);
+            let fresh = s.builder.successor();
             (std::mem::replace(&mut s.builder, fresh), std::mem::take(&mut s.waiters))
         };
         if !builder.is_empty() {

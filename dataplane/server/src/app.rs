@@ -538,8 +538,9 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     let (ready_flag, draining_flag) = (Arc::clone(&ready), Arc::clone(&draining));
     tokio::spawn(async move {
         shutdown_signal().await;
-        ready_flag.store(false, Ordering::Release);
+        // Draining first: every answer saying "not ready" also closes.
         draining_flag.store(true, Ordering::Release);
+        ready_flag.store(false, Ordering::Release);
         if !shutdown_delay.is_zero() {
             info!(delay = %humantime::format_duration(shutdown_delay), "draining the public port before stopping");
             tokio::time::sleep(shutdown_delay).await;

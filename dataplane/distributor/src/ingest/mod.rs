@@ -415,13 +415,15 @@ impl Distributor {
             // buffered or backfilled upload is old by design).
             jp.profile.time_nanos = from;
             jp.profile.duration_nanos = until.saturating_sub(from).max(0);
-            let encoded = prost::Message::encode_to_vec(&jp.profile);
-            self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(encoded.len() as u64);
+            // Straight into the columnar profile: no pprof encoding and
+            // decoding in between; the limits apply to the size it would
+            // have as pprof.
             let bad = |e: phlox_pprof::DecodeError| IngestError::Push(PushError::InvalidArgument(format!("jfr: {e}")));
-            if encoded.len() > l.max_profile_size_bytes {
+            let mut p = Profile::from_proto(&jp.profile).map_err(bad)?;
+            self.metrics.received_bytes.with_label_values(&["uncompressed"]).inc_by(p.decoded_len as u64);
+            if p.decoded_len > l.max_profile_size_bytes {
                 return Err(bad(phlox_pprof::DecodeError::PayloadTooLarge { limit: l.max_profile_size_bytes }));
             }
-            let mut p = Profile::decode(&encoded).map_err(bad)?;
             p.validate().map_err(bad)?;
             self.admit(l, &mut p, now)?;
             let mut pairs = vec![

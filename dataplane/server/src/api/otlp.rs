@@ -1,7 +1,7 @@
 //! OpenTelemetry profiles on the public port: gRPC `ProfilesService/Export`
 //! and OTLP/HTTP `POST /v1development/profiles` (protobuf or JSON, gzip).
-//! Each OTLP profile becomes a pprof with series labels and takes the Push
-//! path (validation, limits, split, shards).
+//! Each OTLP profile becomes a columnar profile with series labels and
+//! takes the Push path from there (validation, limits, split, shards).
 
 use std::sync::Arc;
 
@@ -10,12 +10,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use phlox_distributor::{Distributor, PushError};
+use phlox_distributor::{BuiltProfile, Distributor, PushError};
 use phlox_formats::otlp::{self, ExportProfilesServiceRequest, ExportProfilesServiceResponse, OtlpError};
 use phlox_proto::opentelemetry::proto::collector::profiles::v1development::profiles_service_server::{
     ProfilesService, ProfilesServiceServer,
 };
-use phlox_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
 use phlox_proto::types::v1::LabelPair;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
@@ -28,25 +27,26 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Converts an export request into a push of pprof profiles, within the
-/// tenant's budget.
-fn to_push(request: &ExportProfilesServiceRequest, budget: &phlox_formats::Budget) -> Result<PushRequest, OtlpError> {
+/// Converts an export request into profiles with their series labels,
+/// within the tenant's budget.
+fn to_profiles(
+    request: &ExportProfilesServiceRequest,
+    budget: &phlox_formats::Budget,
+) -> Result<Vec<BuiltProfile>, OtlpError> {
     let profiles = otlp::convert(request, now_nanos(), budget)?;
-    Ok(PushRequest {
-        series: profiles
-            .into_iter()
-            .map(|p| RawProfileSeries {
-                labels: p.labels.into_iter().map(|(name, value)| LabelPair { name, value }).collect(),
-                samples: vec![RawSample { raw_profile: p.profile.encode_to_vec().into(), id: p.id }],
-                annotations: vec![],
-            })
-            .collect(),
-    })
+    Ok(profiles
+        .into_iter()
+        .map(|p| BuiltProfile {
+            labels: p.labels.into_iter().map(|(name, value)| LabelPair { name, value }).collect(),
+            profile: p.profile,
+            id: p.id,
+        })
+        .collect())
 }
 
 /// An export with no profiles at all is accepted (and stores nothing). The
-/// body (OTLP/HTTP: not yet decoded) is decoded, converted, decoded again as
-/// pprof and split on the decode pool.
+/// body (OTLP/HTTP: not yet decoded) is decoded, converted straight into
+/// columnar profiles and split on the decode pool.
 async fn export(distributor: &Arc<Distributor>, tenant: &str, body: ExportBody) -> Result<(), ExportError> {
     let (d, t) = (Arc::clone(distributor), tenant.to_owned());
     let prepared = distributor
@@ -56,11 +56,11 @@ async fn export(distributor: &Arc<Distributor>, tenant: &str, body: ExportBody) 
                 ExportBody::Decoded(r) => r,
                 ExportBody::Encoded { bytes, json } => otlp::decode_request(&bytes, json).map_err(ExportError::Otlp)?,
             };
-            let push = to_push(&request, &d.limits(&t).budget()).map_err(ExportError::Otlp)?;
-            if push.series.is_empty() {
+            let profiles = to_profiles(&request, &d.limits(&t).budget()).map_err(ExportError::Otlp)?;
+            if profiles.is_empty() {
                 return Ok(None);
             }
-            d.prepare_push(&t, push).map(Some).map_err(ExportError::Push)
+            d.prepare_built(&t, profiles).map(Some).map_err(ExportError::Push)
         })
         .await
         .map_err(ExportError::Push)??;
