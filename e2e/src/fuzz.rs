@@ -237,6 +237,9 @@ impl ShardWriter for NoWrites {
     fn shards(&self) -> u32 {
         8
     }
+    fn writers(&self) -> u32 {
+        1
+    }
     async fn push(&self, _: &str, _: u32, _: Vec<SeriesProfile>) -> Result<(), SinkError> {
         Err(SinkError::Unavailable("the fuzzer does not write".into()))
     }

@@ -119,7 +119,8 @@ impl Distributor {
     }
 
     /// How many shards one (tenant, service) dataset spreads over: `min`
-    /// to `max`, one per `unit_bytes_per_second` of its ingest rate.
+    /// to `max`, one per `unit_bytes_per_second` of its ingest rate, and
+    /// never more than the writers ([`ShardWriter::writers`]).
     pub fn with_shards_per_dataset(mut self, min: u32, max: u32, unit_bytes_per_second: f64) -> Self {
         self.shards_per_dataset = AdaptiveShards::new(min, max, unit_bytes_per_second);
         self
@@ -200,8 +201,11 @@ impl Distributor {
             })
             .collect();
         let mut by_shard: BTreeMap<u32, Vec<SeriesProfile>> = BTreeMap::new();
+        // At most one shard per writer: shards are dealt round-robin, so k
+        // consecutive shards are on k writers while k <= writers.
+        let writers = self.writer.writers().max(1);
         for p in profiles {
-            let k = per_dataset.get(p.service_name()).copied().unwrap_or(1);
+            let k = per_dataset.get(p.service_name()).copied().unwrap_or(1).min(writers);
             let shard = shard_for(tenant, p.service_name(), p.fingerprint, shards, k);
             by_shard.entry(shard).or_default().push(p);
         }

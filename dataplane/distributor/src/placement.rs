@@ -3,7 +3,10 @@
 //! starting at its jump-consistent-hash slot; a series picks one of them by
 //! fingerprint. Keeping a service on few shards keeps its symbols together
 //! (dedup), spreading over more than one keeps a hot service off a single
-//! shard.
+//! writer. The distributor caps `shards_per_dataset` at the number of
+//! writers: shards are dealt to writers round-robin, so consecutive shards
+//! are on distinct writers and no writer holds two shards of one dataset
+//! (each would intern its symbols again, every segment).
 
 use xxhash_rust::xxh3::xxh3_64;
 

@@ -16,5 +16,10 @@ pub enum SinkError {
 pub trait ShardWriter: Send + Sync + 'static {
     /// Number of shards.
     fn shards(&self) -> u32;
+    /// Number of writers the shards are dealt over (round-robin: shard `s`
+    /// is writer `s % writers`). A dataset spreads over at most this many
+    /// consecutive shards: one per writer, never two shards of one writer,
+    /// whose builders would each intern the dataset's symbols again.
+    fn writers(&self) -> u32;
     async fn push(&self, tenant: &str, shard: u32, profiles: Vec<SeriesProfile>) -> Result<(), SinkError>;
 }

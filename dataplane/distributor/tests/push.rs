@@ -17,12 +17,17 @@ use prost::Message;
 struct Recorder {
     pushes: Mutex<Vec<(String, u32, Vec<SeriesProfile>)>>,
     fail: Mutex<Option<SinkError>>,
+    /// Writers the 8 shards are dealt over (none: one per shard).
+    writers: Option<u32>,
 }
 
 #[async_trait::async_trait]
 impl ShardWriter for Recorder {
     fn shards(&self) -> u32 {
         8
+    }
+    fn writers(&self) -> u32 {
+        self.writers.unwrap_or(8)
     }
     async fn push(&self, tenant: &str, shard: u32, profiles: Vec<SeriesProfile>) -> Result<(), SinkError> {
         if let Some(e) = self.fail.lock().unwrap().clone() {
@@ -280,4 +285,40 @@ async fn the_ingestion_rate_limit_answers_429_naming_the_limit() {
     // "t" spent its burst above (refilling at 1000 bytes/s): a request of
     // half the burst is refused up front.
     assert_eq!(d.admit_request("t", 1000).unwrap_err().http_status(), 429);
+}
+
+/// A dataset spreads over at most one shard per writer (shards are dealt
+/// round-robin, `shard % writers`): with one writer (the single binary) all
+/// its series share one shard's builder, so its symbols are interned once
+/// per segment; with four writers a hot dataset reaches all four, one
+/// shard each.
+#[tokio::test]
+async fn a_dataset_spreads_over_at_most_one_shard_per_writer() {
+    let metrics = || DistributorMetrics::new(&prometheus::Registry::new()).unwrap();
+    for (writers, want) in [(1u32, 1usize), (4, 4)] {
+        let rec = Arc::new(Recorder { writers: Some(writers), ..Default::default() });
+        let store = Arc::new(LimitsStore::new(TenantLimits::default()));
+        // Eight shards wanted for every dataset, whatever its rate.
+        let d = Distributor::new(Arc::clone(&rec) as Arc<dyn ShardWriter>, store, metrics())
+            .with_shards_per_dataset(8, 8, 1e6);
+        for pod in 0..64 {
+            let mut b = phlox_pprof::testkit::ProfileBuilder::new("cpu", "nanoseconds");
+            b.sample(&["main", "work"], &[10], &[]);
+            b.time_nanos(now());
+            let pod = format!("pod-{pod}");
+            let req =
+                request(labels(&[("__name__", "process_cpu"), ("service_name", "hot"), ("pod", &pod)]), b.encode(), "");
+            let profiles = d.prepare("anonymous", req, now()).unwrap();
+            d.write("anonymous", profiles).await.unwrap();
+        }
+        let pushes = rec.pushes.lock().unwrap();
+        let mut shards: Vec<u32> = pushes.iter().map(|(_, s, _)| *s).collect();
+        shards.sort();
+        shards.dedup();
+        assert_eq!(shards.len(), want, "{writers} writers: shards {shards:?}");
+        let mut owners: Vec<u32> = shards.iter().map(|s| s % writers).collect();
+        owners.sort();
+        owners.dedup();
+        assert_eq!(owners.len(), want, "one shard per writer: {shards:?}");
+    }
 }

@@ -14,6 +14,11 @@ impl ShardWriter for LocalWriter {
         self.0.shards()
     }
 
+    /// One process holds every shard.
+    fn writers(&self) -> u32 {
+        1
+    }
+
     async fn push(&self, tenant: &str, shard: u32, profiles: Vec<SeriesProfile>) -> Result<(), SinkError> {
         self.0.push(tenant, shard, &profiles).await.map_err(|e| match e {
             WriteError::Overloaded { .. } => SinkError::Overloaded(e.to_string()),
@@ -116,6 +121,10 @@ impl RemoteWriters {
 impl ShardWriter for RemoteWriters {
     fn shards(&self) -> u32 {
         self.shards
+    }
+
+    fn writers(&self) -> u32 {
+        self.members.read().map_or(1, |m| m.len() as u32).max(1)
     }
 
     async fn push(&self, tenant: &str, shard: u32, profiles: Vec<SeriesProfile>) -> Result<(), SinkError> {
