@@ -33,8 +33,9 @@ fn hash_of<T: Hash + ?Sized>(v: &T) -> u64 {
 #[derive(Debug)]
 pub(crate) struct StringSet {
     bytes: String,
-    /// End of string `i` in `bytes` (its start is the end of `i - 1`).
-    ends: Vec<u32>,
+    /// End of string `i` in `bytes` (its start is the end of `i - 1`);
+    /// `usize`, so no amount of strings wraps an offset.
+    ends: Vec<usize>,
     index: IndexSet<Entry, FxBuildHasher>,
 }
 
@@ -79,7 +80,7 @@ impl StringSet {
         }
         let id = self.ends.len() as u32;
         self.bytes.push_str(text);
-        self.ends.push(self.bytes.len() as u32);
+        self.ends.push(self.bytes.len());
         self.index.insert(Entry { hash, id });
         id
     }
@@ -89,7 +90,7 @@ impl StringSet {
         let i = id as usize;
         let Some(&end) = self.ends.get(i) else { return "" };
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start as usize..end as usize]
+        &self.bytes[start..end]
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -107,7 +108,8 @@ impl StringSet {
 }
 
 /// One interned location: its mapping, address and its lines' range in
-/// [`LocationSet::lines`].
+/// [`LocationSet::lines`] (u32: 2^32 lines would be 64 GiB of them, far
+/// beyond what a segment or a compaction job may hold).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Location {
     pub(crate) mapping: u32,

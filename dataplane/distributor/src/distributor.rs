@@ -9,6 +9,8 @@ use phlox_proto::types::v1 as types;
 use tracing::debug;
 
 use crate::limits::{LimitsStore, RateLimiter};
+use crate::placement::{AdaptiveShards, ShardChange, shard_for};
+use crate::{CpuPool, DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
 /// A profile built in this process (OTLP), with its series labels and
 /// profile id: see [`Distributor::prepare_built`].
@@ -36,8 +38,6 @@ impl Prepared {
         Ok(self.out)
     }
 }
-use crate::placement::{AdaptiveShards, ShardChange, shard_for};
-use crate::{CpuPool, DistributorMetrics, Limits, PushError, ShardWriter, SinkError};
 
 /// Default shards a dataset spreads over: at least 2, up to 32, one per
 /// 512 KiB/s of uncompressed profiles.
