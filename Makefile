@@ -42,7 +42,7 @@ conformance: ## The compatibility corpus (third-party profiles beside the clone,
 	scripts/conformance.sh
 
 bench: ## Measure the write path (throughput, bytes per sample, dedup, flush latency)
-	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench formats_ingest --bench distributed --bench saturation
+	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench formats_ingest --bench distributed --bench saturation --bench metastore
 	$(CARGO) bench -p phlox-query --bench query
 	$(CARGO) bench -p phlox-autoscaler --bench traces
 

@@ -60,8 +60,9 @@ pub use config::{MAX_MESSAGE_SIZE, MetastoreConfig};
 pub use dlq::DlqReport;
 pub use error::{MetastoreError, Result};
 pub use fsm::{
-    Command, CompactionPolicy, DEDUP_WINDOW_MS, Deletion, InvalidRequest, Job, Lease, MAX_LEVEL, MEMBER_EXPIRY_MS,
-    Member, MetastoreState, PARTITION_MS, PROFILE_TYPE_LABEL, Response, SERVICE_NAME_LABEL, Tombstone,
+    CodecError, Command, CompactionPolicy, DEDUP_WINDOW_MS, Deletion, InvalidRequest, Job, Lease, MAX_LEVEL,
+    MEMBER_EXPIRY_MS, Member, MetastoreState, PARTITION_MS, PROFILE_TYPE_LABEL, Response, SERVICE_NAME_LABEL,
+    Tombstone,
 };
 pub use node::{MembershipView, MetastoreNode};
 pub use raft::{RaftGrpcService, StoreError, TypeConfig};

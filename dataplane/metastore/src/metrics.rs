@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::{RaftMetrics, ServerState};
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry};
 
 /// Time to commit and apply a write, as the caller of the client sees it
 /// (including forwarding to the leader). Label `command`.
@@ -17,6 +17,58 @@ pub const RAFT_TERM: &str = "phlox_metastore_raft_term";
 pub const BLOCKS: &str = "phlox_metastore_blocks";
 /// Dead-letter entries re-added to the index and removed from the bucket.
 pub const DLQ_RECOVERED_TOTAL: &str = "phlox_metastore_dlq_recovered_total";
+/// Keys in this node's dedup index (profile rows of the dedup window).
+pub const DEDUP_KEYS: &str = "phlox_metastore_dedup_keys";
+/// Size of the last snapshot this node built or installed, bytes.
+pub const SNAPSHOT_BYTES: &str = "phlox_metastore_snapshot_bytes";
+/// Time the last snapshot build took (serialize and persist), seconds.
+pub const SNAPSHOT_BUILD_SECONDS: &str = "phlox_metastore_snapshot_build_seconds";
+/// Raft log entries written to this node's log.
+pub const LOG_ENTRIES_TOTAL: &str = "phlox_metastore_log_entries_total";
+/// Bytes of the Raft log entries written to this node's log (encoded).
+pub const LOG_BYTES_TOTAL: &str = "phlox_metastore_log_bytes_total";
+
+/// What the Raft storage (log and state machine) reports.
+#[derive(Debug, Clone)]
+pub(crate) struct StorageMetrics {
+    pub(crate) blocks: IntGauge,
+    pub(crate) dedup_keys: IntGauge,
+    pub(crate) snapshot_bytes: IntGauge,
+    pub(crate) snapshot_build_seconds: Gauge,
+    pub(crate) log_entries: IntCounter,
+    pub(crate) log_bytes: IntCounter,
+}
+
+impl StorageMetrics {
+    /// The collectors, not registered anywhere yet.
+    pub(crate) fn new() -> prometheus::Result<Self> {
+        Ok(Self {
+            blocks: IntGauge::with_opts(Opts::new(BLOCKS, "Blocks in the metastore index."))?,
+            dedup_keys: IntGauge::with_opts(Opts::new(DEDUP_KEYS, "Profile-row keys in the dedup index."))?,
+            snapshot_bytes: IntGauge::with_opts(Opts::new(
+                SNAPSHOT_BYTES,
+                "Size of the last metastore snapshot built or installed.",
+            ))?,
+            snapshot_build_seconds: Gauge::with_opts(Opts::new(
+                SNAPSHOT_BUILD_SECONDS,
+                "Time the last metastore snapshot build took.",
+            ))?,
+            log_entries: IntCounter::with_opts(Opts::new(LOG_ENTRIES_TOTAL, "Raft log entries written."))?,
+            log_bytes: IntCounter::with_opts(Opts::new(LOG_BYTES_TOTAL, "Bytes of Raft log entries written."))?,
+        })
+    }
+
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 6] {
+        [
+            Box::new(self.blocks.clone()),
+            Box::new(self.dedup_keys.clone()),
+            Box::new(self.snapshot_bytes.clone()),
+            Box::new(self.snapshot_build_seconds.clone()),
+            Box::new(self.log_entries.clone()),
+            Box::new(self.log_bytes.clone()),
+        ]
+    }
+}
 
 /// The metastore's collectors, registered once per node.
 #[derive(Debug, Clone)]
@@ -24,7 +76,7 @@ pub(crate) struct Metrics {
     pub(crate) apply_duration: HistogramVec,
     pub(crate) raft_state: IntGauge,
     pub(crate) raft_term: IntGauge,
-    pub(crate) blocks: IntGauge,
+    pub(crate) storage: StorageMetrics,
     pub(crate) dlq_recovered: IntCounter,
 }
 
@@ -41,7 +93,7 @@ impl Metrics {
                 "Raft role: 0 follower, 1 candidate, 2 leader, 3 learner, 4 shut down.",
             ))?,
             raft_term: IntGauge::with_opts(Opts::new(RAFT_TERM, "Current Raft term."))?,
-            blocks: IntGauge::with_opts(Opts::new(BLOCKS, "Blocks in the metastore index."))?,
+            storage: StorageMetrics::new()?,
             dlq_recovered: IntCounter::with_opts(Opts::new(
                 DLQ_RECOVERED_TOTAL,
                 "Dead-letter entries re-added to the index.",
@@ -50,22 +102,23 @@ impl Metrics {
         registry.register(Box::new(metrics.apply_duration.clone()))?;
         registry.register(Box::new(metrics.raft_state.clone()))?;
         registry.register(Box::new(metrics.raft_term.clone()))?;
-        registry.register(Box::new(metrics.blocks.clone()))?;
         registry.register(Box::new(metrics.dlq_recovered.clone()))?;
+        for collector in metrics.storage.collectors() {
+            registry.register(collector)?;
+        }
         Ok(metrics)
     }
 
     /// Removes the collectors, so that a node started later in the same
     /// process can register its own.
     pub(crate) fn unregister(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 4] = [
             Box::new(self.apply_duration.clone()),
             Box::new(self.raft_state.clone()),
             Box::new(self.raft_term.clone()),
-            Box::new(self.blocks.clone()),
             Box::new(self.dlq_recovered.clone()),
         ];
-        for collector in collectors {
+        for collector in collectors.into_iter().chain(self.storage.collectors()) {
             // Not registered (already removed) is fine.
             let _ = registry.unregister(collector);
         }

@@ -21,7 +21,7 @@ use crate::config::{MAX_MESSAGE_SIZE, MetastoreConfig};
 use crate::dlq::{DlqReport, recover_once};
 use crate::error::{MetastoreError, Result};
 use crate::fsm::{Command, Response, Tombstone};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StorageMetrics};
 use crate::raft::{
     GrpcNetworkFactory, LogStore, MetastoreRaft, RaftGrpcService, SharedState, StateMachineStore, StoreError,
     open_database, read_state,
@@ -150,13 +150,14 @@ async fn bootstrap(raft: &MetastoreRaft, node_id: u64, members: BTreeMap<u64, Ba
 async fn open_raft(
     config: &MetastoreConfig,
     raft_config: Arc<openraft::Config>,
-    blocks: prometheus::IntGauge,
+    metrics: StorageMetrics,
 ) -> Result<(MetastoreRaft, SharedState, watch::Receiver<()>)> {
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| MetastoreError::DataDir { path: dir.clone(), source })?;
+    let sm_metrics = metrics.clone();
     let (db, storage_closed, state_machine) = tokio::task::spawn_blocking(move || {
         let (db, storage_closed) = open_database(&dir)?;
-        let state_machine = StateMachineStore::open(Arc::clone(&db), blocks)?;
+        let state_machine = StateMachineStore::open(Arc::clone(&db), sm_metrics)?;
         Ok::<_, StoreError>((db, storage_closed, state_machine))
     })
     .await
@@ -166,7 +167,7 @@ async fn open_raft(
         config.node_id,
         raft_config,
         GrpcNetworkFactory::new(config.node_id),
-        LogStore::new(db),
+        LogStore::new(db, metrics),
         state_machine,
     )
     .await?;
@@ -194,7 +195,7 @@ impl MetastoreNode {
             }
             Err(e) => return Err(e.into()),
         };
-        let (raft, shared, storage_closed) = match open_raft(&config, raft_config, metrics.blocks.clone()).await {
+        let (raft, shared, storage_closed) = match open_raft(&config, raft_config, metrics.storage.clone()).await {
             Ok(opened) => opened,
             Err(e) => {
                 if let Some(registry) = &registry {

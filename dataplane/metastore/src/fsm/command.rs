@@ -1,7 +1,7 @@
 use phlox_proto::metastore::v1::AddBlockRequest;
 use serde::{Deserialize, Serialize};
 
-use super::codec::proto_hex;
+use super::codec::proto_message;
 use super::{InvalidRequest, Member};
 
 /// A write to the metastore state, as stored in the Raft log.
@@ -14,7 +14,7 @@ pub enum Command {
     /// Index a block (idempotent by block id).
     AddBlock {
         /// The request as the segment writer or compactor sent it.
-        #[serde(with = "proto_hex")]
+        #[serde(with = "proto_message")]
         request: AddBlockRequest,
     },
     /// A segment writer is alive at `address`.
@@ -48,7 +48,7 @@ pub enum Command {
     CompleteCompactionJob {
         id: String,
         token: u64,
-        #[serde(with = "proto_hex")]
+        #[serde(with = "proto_message")]
         block: phlox_proto::metastore::v1::BlockMeta,
         now_ms: i64,
         /// The job's exclusions removed every row: `block` is empty and
@@ -92,7 +92,7 @@ pub enum Response {
         removed: u64,
     },
     /// Result of [`Command::PollCompactionJob`]: a leased job, or none.
-    CompactionJob(#[serde(with = "proto_hex")] phlox_proto::metastore::v1::PollCompactionJobResponse),
+    CompactionJob(#[serde(with = "proto_message")] phlox_proto::metastore::v1::PollCompactionJobResponse),
     /// Result of [`Command::ApplyRetention`].
     RetentionApplied {
         /// Datasets removed from the index.
@@ -103,7 +103,7 @@ pub enum Response {
     /// Result of [`Command::CompleteCompactionJob`].
     JobCompleted,
     /// Result of [`Command::DeleteRange`]: the deletion and its progress.
-    Deleted(#[serde(with = "proto_hex")] phlox_proto::metastore::v1::Deletion),
+    Deleted(#[serde(with = "proto_message")] phlox_proto::metastore::v1::Deletion),
     /// The command was refused and changed nothing.
     Rejected(InvalidRequest),
 }

@@ -112,7 +112,9 @@ impl DedupIndex {
     }
 }
 
-/// Serialized form: window, newest time and `[time, "hex key"]` pairs in time order.
+/// Serialized form: window, newest time and the entries in time order: in
+/// JSON, `[time, "hex key"]` pairs; in the binary format, `(time, key)`
+/// tuples (streamed, no buffer of the whole index).
 #[derive(Serialize, Deserialize)]
 struct DedupIndexRepr {
     window_ms: i64,
@@ -120,12 +122,43 @@ struct DedupIndexRepr {
     entries: Vec<(i64, String)>,
 }
 
+#[derive(Deserialize)]
+struct DedupIndexBinary {
+    window_ms: i64,
+    newest_ms: Option<i64>,
+    entries: Vec<(i64, [u8; KEY_LEN])>,
+}
+
+/// The entries of the binary form, serialized straight from the index.
+struct BinaryEntries<'a>(&'a BTreeSet<(i64, ProfileKey)>);
+
+impl Serialize for BinaryEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(t, k)| (*t, k.0)))
+    }
+}
+
+#[derive(Serialize)]
+struct DedupIndexBinaryRef<'a> {
+    window_ms: i64,
+    newest_ms: Option<i64>,
+    entries: BinaryEntries<'a>,
+}
+
 impl Serialize for DedupIndex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        DedupIndexRepr {
+        if serializer.is_human_readable() {
+            return DedupIndexRepr {
+                window_ms: self.window_ms,
+                newest_ms: self.newest_ms,
+                entries: self.by_time.iter().map(|(t, k)| (*t, encode_hex(&k.0))).collect(),
+            }
+            .serialize(serializer);
+        }
+        DedupIndexBinaryRef {
             window_ms: self.window_ms,
             newest_ms: self.newest_ms,
-            entries: self.by_time.iter().map(|(t, k)| (*t, encode_hex(&k.0))).collect(),
+            entries: BinaryEntries(&self.by_time),
         }
         .serialize(serializer)
     }
@@ -133,6 +166,15 @@ impl Serialize for DedupIndex {
 
 impl<'de> Deserialize<'de> for DedupIndex {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            let repr = DedupIndexBinary::deserialize(deserializer)?;
+            let mut index = DedupIndex::new(repr.window_ms);
+            index.newest_ms = repr.newest_ms;
+            for (time, key) in repr.entries {
+                index.touch(ProfileKey(key), time);
+            }
+            return Ok(index);
+        }
         let repr = DedupIndexRepr::deserialize(deserializer)?;
         let mut index = DedupIndex::new(repr.window_ms);
         index.newest_ms = repr.newest_ms;
@@ -186,6 +228,12 @@ mod tests {
         index.observe(&[keys(&[1, 2]), keys(&[9])], 7);
         let json = serde_json::to_string(&index).unwrap();
         let back: DedupIndex = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, index);
+        let binary = crate::fsm::encode_stored_vec(&index).unwrap();
+        // Format byte, window 100 (1-byte zigzag varint is 200: 2 bytes),
+        // Some(7), 3 entries of (varint 7, 16 raw bytes).
+        assert_eq!(binary.len(), 1 + 2 + 2 + 1 + 3 * (1 + 16));
+        let back: DedupIndex = crate::fsm::decode_stored(&binary).unwrap();
         assert_eq!(back, index);
     }
 }

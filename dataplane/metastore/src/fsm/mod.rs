@@ -24,6 +24,10 @@ mod tombstones;
 mod tests;
 
 pub(crate) use add_block::validate_add_block;
+#[cfg(test)]
+pub(crate) use codec::BINARY_V1;
+pub use codec::CodecError;
+pub(crate) use codec::{decode_stored, encode_stored, encode_stored_vec};
 pub use command::{Command, Response};
 pub use compaction::{CompactionPolicy, Job, Lease, MAX_LEVEL};
 pub use dedup::DEDUP_WINDOW_MS;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error as _};
 use ulid::Ulid;
 
 use super::add_block::apply_add_block;
-use super::codec::{decode_hex, encode_hex};
+use super::codec::{Blob, BlobBuf};
 use super::compaction::{Jobs, apply_complete, apply_poll};
 use super::dedup::DedupIndex;
 use super::deletion::{Deletion, Deletions, apply_delete_range};
@@ -23,8 +23,8 @@ const SNAPSHOT_VERSION: u32 = 1;
 /// segment-writer membership and tombstones.
 ///
 /// Pure and deterministic: [`MetastoreState::apply`] depends only on the
-/// state and the command. Serde gives the snapshot form (JSON-friendly,
-/// with protobuf metadata as hex).
+/// state and the command. Serde gives the snapshot form (binary in the
+/// store, see `codec`; protobuf metadata as its encoding).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetastoreState {
     index: BlockIndex,
@@ -138,14 +138,14 @@ impl MetastoreState {
     }
 }
 
-/// Blocks serialize as a sequence of hex-encoded `BlockMeta`, in id order.
+/// Blocks serialize as a sequence of encoded `BlockMeta` (hex in JSON), in id order.
 struct BlocksRepr<'a>(&'a BlockIndex);
 
 impl Serialize for BlocksRepr<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for (_, block) in self.0.iter() {
-            seq.serialize_element(&encode_hex(&block.encode_meta()))?;
+            seq.serialize_element(&Blob(&block.encode_meta()))?;
         }
         seq.end()
     }
@@ -165,7 +165,7 @@ struct StateRef<'a> {
 #[derive(Deserialize)]
 struct StateOwned {
     version: u32,
-    blocks: Vec<String>,
+    blocks: Vec<BlobBuf>,
     dedup: DedupIndex,
     members: Vec<Member>,
     tombstones: Vec<Tombstone>,
@@ -197,8 +197,7 @@ impl<'de> Deserialize<'de> for MetastoreState {
             return Err(D::Error::custom(format!("unknown state version {}", repr.version)));
         }
         let mut index = BlockIndex::default();
-        for hex in repr.blocks {
-            let bytes = decode_hex(&hex).ok_or_else(|| D::Error::custom("invalid block hex"))?;
+        for BlobBuf(bytes) in repr.blocks {
             let meta = BlockMeta::decode(bytes.as_slice()).map_err(D::Error::custom)?;
             let id = Ulid::from_string(&meta.id).map_err(D::Error::custom)?;
             index.insert(id, IndexedBlock::new(meta));

@@ -1,4 +1,6 @@
-//! Raft log, vote and committed pointer in redb.
+//! Raft log, vote and committed pointer in redb. Entries are stored in the
+//! binary format of [`crate::fsm::encode_stored`] (JSON entries written by
+//! earlier versions still read).
 //!
 //! Writes that Raft relies on for safety (entries, vote, truncate, purge)
 //! commit with `Durability::Immediate`: once openraft is told they are done,
@@ -21,6 +23,8 @@ use serde::de::DeserializeOwned;
 
 use super::TypeConfig;
 use super::store::{COMMITTED_KEY, Db, LAST_PURGED_KEY, LOGS, META, StoreError, VOTE_KEY, blocking};
+use crate::fsm::{decode_stored, encode_stored_vec};
+use crate::metrics::StorageMetrics;
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
 
@@ -32,11 +36,12 @@ fn sto_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: StoreError) -> Storag
 #[derive(Debug, Clone)]
 pub(crate) struct LogStore {
     db: Arc<Db>,
+    metrics: StorageMetrics,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Arc<Db>, metrics: StorageMetrics) -> Self {
+        Self { db, metrics }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -71,7 +76,7 @@ impl LogStore {
         let mut entries = Vec::new();
         for item in table.range(range)? {
             let (_, value) = item?;
-            entries.push(serde_json::from_slice(value.value())?);
+            entries.push(decode_stored(value.value())?);
         }
         Ok(entries)
     }
@@ -80,7 +85,7 @@ impl LogStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOGS)?;
         match table.last()? {
-            Some((_, value)) => Ok(Some(serde_json::from_slice(value.value())?)),
+            Some((_, value)) => Ok(Some(decode_stored(value.value())?)),
             None => Ok(None),
         }
     }
@@ -162,10 +167,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let encoded = entries
             .into_iter()
-            .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e)?)))
+            .map(|e| Ok((e.log_id.index, encode_stored_vec(&e)?)))
             .collect::<Result<Vec<_>, StoreError>>();
         let result = match encoded {
             Ok(encoded) => {
+                self.metrics.log_entries.inc_by(encoded.len() as u64);
+                self.metrics.log_bytes.inc_by(encoded.iter().map(|(_, b)| b.len() as u64).sum());
                 blocking(&self.db, move |db| {
                     let mut txn = db.begin_write()?;
                     txn.set_durability(Durability::Immediate)?;

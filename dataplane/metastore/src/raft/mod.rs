@@ -7,8 +7,6 @@ mod service;
 mod state_machine;
 mod store;
 
-use std::io::Cursor;
-
 pub(crate) use log_store::LogStore;
 pub(crate) use network::{GrpcNetworkFactory, endpoint};
 pub use service::RaftGrpcService;
@@ -26,7 +24,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
 );

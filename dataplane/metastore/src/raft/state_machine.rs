@@ -1,10 +1,13 @@
-//! The Raft state machine: [`MetastoreState`] in memory, snapshots in redb.
+//! The Raft state machine: [`MetastoreState`] in memory, snapshots in
+//! files (streamed in the binary format of [`crate::fsm::encode_stored`])
+//! whose metadata is in redb.
 //!
 //! Apply does not persist anything; the last snapshot plus the committed log
 //! after it rebuild the state at restart (openraft replays entries up to the
 //! saved committed pointer).
 
-use std::io::Cursor;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -13,12 +16,12 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder,
     Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
-use prometheus::IntGauge;
-use redb::{Database, Durability, ReadableDatabase as _};
+use redb::{Durability, ReadableDatabase as _};
 
 use super::TypeConfig;
 use super::store::{Db, SNAPSHOT, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, StoreError, blocking};
-use crate::fsm::{MetastoreState, Response};
+use crate::fsm::{MetastoreState, Response, decode_stored, encode_stored};
+use crate::metrics::StorageMetrics;
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
 type Meta = SnapshotMeta<u64, BasicNode>;
@@ -56,31 +59,86 @@ fn snapshot_err(meta: Option<&Meta>, verb: ErrorVerb, e: StoreError) -> StorageE
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
-/// Loads the persisted snapshot, if any.
-fn load_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, StoreError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(SNAPSHOT)?;
-    let (Some(meta), Some(data)) = (table.get(SNAPSHOT_META_KEY)?, table.get(SNAPSHOT_DATA_KEY)?) else {
-        return Ok(None);
-    };
-    Ok(Some((serde_json::from_slice(meta.value())?, data.value().to_vec())))
+fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::SnapshotFile { path: path.to_owned(), source }
 }
 
-/// Persists a snapshot durably, replacing the previous one.
-async fn save_snapshot(db: &Arc<Db>, meta: &Meta, data: Vec<u8>) -> Result<(), StoreError> {
-    let meta = serde_json::to_vec(meta)?;
-    blocking(db, move |db| {
+/// The file of snapshot `id` (ids are `<leader id>-<index>-<seq>`; anything
+/// but letters, digits, `-` and `_` is replaced).
+pub(crate) fn snapshot_path(db: &Db, id: &str) -> PathBuf {
+    let name: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    db.snapshot_dir().join(format!("{name}.snap"))
+}
+
+/// Where a snapshot sent by the leader is written while it arrives.
+fn receiving_path(db: &Db) -> PathBuf {
+    db.snapshot_dir().join("receiving.tmp")
+}
+
+/// Flushes a directory entry change (a rename) to disk.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(file_err(dir))
+}
+
+/// The persisted snapshot's metadata, if any. A store of the layout before
+/// snapshot files (the state as JSON in redb) is moved to a file first.
+fn load_snapshot_meta(db: &Db) -> Result<Option<Meta>, StoreError> {
+    let (meta, old_data) = {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(SNAPSHOT)?;
+        let Some(meta) = table.get(SNAPSHOT_META_KEY)? else { return Ok(None) };
+        let meta: Meta = serde_json::from_slice(meta.value())?;
+        (meta, table.get(SNAPSHOT_DATA_KEY)?.map(|d| d.value().to_vec()))
+    };
+    if let Some(data) = old_data {
+        let path = snapshot_path(db, &meta.snapshot_id);
+        write_file(&path, &data)?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        {
-            let mut table = txn.open_table(SNAPSHOT)?;
-            table.insert(SNAPSHOT_META_KEY, meta.as_slice())?;
-            table.insert(SNAPSHOT_DATA_KEY, data.as_slice())?;
-        }
+        txn.open_table(SNAPSHOT)?.remove(SNAPSHOT_DATA_KEY)?;
         txn.commit()?;
-        Ok(())
-    })
-    .await
+        tracing::info!(snapshot_id = %meta.snapshot_id, "moved the metastore snapshot out of the database into a file");
+    }
+    Ok(Some(meta))
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(file_err(&tmp))?;
+    file.write_all(data).and_then(|()| file.sync_all()).map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads and decodes the snapshot file of `meta`.
+fn read_snapshot(db: &Db, meta: &Meta) -> Result<(MetastoreState, u64), StoreError> {
+    let path = snapshot_path(db, &meta.snapshot_id);
+    let data = std::fs::read(&path).map_err(file_err(&path))?;
+    Ok((decode_stored(&data)?, data.len() as u64))
+}
+
+/// Makes `meta` the persisted snapshot (its file is in place) and removes
+/// every other snapshot file.
+fn commit_snapshot(db: &Db, meta: &Meta) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(meta)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut table = txn.open_table(SNAPSHOT)?;
+        table.insert(SNAPSHOT_META_KEY, bytes.as_slice())?;
+        table.remove(SNAPSHOT_DATA_KEY)?;
+    }
+    txn.commit()?;
+    let keep = snapshot_path(db, &meta.snapshot_id);
+    let dir = db.snapshot_dir();
+    for entry in std::fs::read_dir(dir).map_err(file_err(dir))?.flatten() {
+        let path = entry.path();
+        if path != keep && path.extension().is_some_and(|e| e == "snap") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
 }
 
 /// The openraft state machine.
@@ -88,26 +146,36 @@ async fn save_snapshot(db: &Arc<Db>, meta: &Meta, data: Vec<u8>) -> Result<(), S
 pub(crate) struct StateMachineStore {
     db: Arc<Db>,
     shared: SharedState,
-    blocks: IntGauge,
+    metrics: StorageMetrics,
     snapshot_seq: Arc<AtomicU64>,
+}
+
+impl StorageMetrics {
+    fn observe_state(&self, state: &MetastoreState) {
+        self.blocks.set(gauge_value(state.block_count()));
+        self.dedup_keys.set(gauge_value(state.dedup_key_count()));
+    }
 }
 
 impl StateMachineStore {
     /// Opens the state machine, restoring the last snapshot from `db`.
-    pub(crate) fn open(db: Arc<Db>, blocks: IntGauge) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: Arc<Db>, metrics: StorageMetrics) -> Result<Self, StoreError> {
         let mut applied = AppliedState::default();
-        if let Some((meta, data)) = load_snapshot(&db)? {
-            applied.state = serde_json::from_slice(&data)?;
+        if let Some(meta) = load_snapshot_meta(&db)? {
+            let (state, bytes) = read_snapshot(&db, &meta)?;
+            metrics.snapshot_bytes.set(gauge_value(bytes as usize));
+            applied.state = state;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
             tracing::info!(
                 snapshot_id = %meta.snapshot_id,
                 blocks = applied.state.block_count(),
+                bytes,
                 "restored metastore snapshot"
             );
         }
-        blocks.set(gauge_value(applied.state.block_count()));
-        Ok(Self { db, shared: Arc::new(RwLock::new(applied)), blocks, snapshot_seq: Arc::new(AtomicU64::new(0)) })
+        metrics.observe_state(&applied.state);
+        Ok(Self { db, shared: Arc::new(RwLock::new(applied)), metrics, snapshot_seq: Arc::new(AtomicU64::new(0)) })
     }
 
     /// The state as applied, for the read path.
@@ -125,29 +193,59 @@ fn gauge_value(n: usize) -> i64 {
 pub(crate) struct SnapshotBuilder {
     db: Arc<Db>,
     shared: SharedState,
+    metrics: StorageMetrics,
     snapshot_seq: Arc<AtomicU64>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        // Serialize under the read lock so that data and last_applied agree.
-        let (last_applied, membership, data) = {
-            let applied = read_lock(&self.shared);
-            let data =
-                serde_json::to_vec(&applied.state).map_err(|e| snapshot_err(None, ErrorVerb::Write, e.into()))?;
-            (applied.last_applied, applied.membership.clone(), data)
-        };
+impl SnapshotBuilder {
+    /// Streams the state into a new snapshot file and makes it current.
+    fn build(&self) -> Result<(Meta, PathBuf, u64), StoreError> {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.db.snapshot_dir().join(format!("building-{seq}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(file_err(&tmp))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // Encoded under the read lock, so that the data and last_applied agree.
+        let (last_applied, membership) = {
+            let applied = read_lock(&self.shared);
+            out = encode_stored(&applied.state, out)?;
+            (applied.last_applied, applied.membership.clone())
+        };
+        let file =
+            out.into_inner().map_err(|e| StoreError::SnapshotFile { path: tmp.clone(), source: e.into_error() })?;
+        file.sync_all().map_err(file_err(&tmp))?;
+        let bytes = file.metadata().map_err(file_err(&tmp))?.len();
         let snapshot_id = match last_applied {
             Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
             None => format!("none-{seq}"),
         };
         let meta = Meta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        save_snapshot(&self.db, &meta, data.clone())
+        let path = snapshot_path(&self.db, &meta.snapshot_id);
+        std::fs::rename(&tmp, &path).map_err(file_err(&path))?;
+        sync_dir(self.db.snapshot_dir())?;
+        commit_snapshot(&self.db, &meta)?;
+        Ok((meta, path, bytes))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let started = std::time::Instant::now();
+        let builder = Self {
+            db: Arc::clone(&self.db),
+            shared: Arc::clone(&self.shared),
+            metrics: self.metrics.clone(),
+            snapshot_seq: Arc::clone(&self.snapshot_seq),
+        };
+        let (meta, path, bytes) =
+            blocking(&self.db, move |_| builder.build()).await.map_err(|e| snapshot_err(None, ErrorVerb::Write, e))?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.snapshot_bytes.set(gauge_value(bytes as usize));
+        self.metrics.snapshot_build_seconds.set(seconds);
+        tracing::info!(snapshot_id = %meta.snapshot_id, bytes, seconds, "built metastore snapshot");
+        let file = tokio::fs::File::open(&path)
             .await
-            .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Write, e))?;
-        tracing::info!(snapshot_id = %meta.snapshot_id, bytes = data.len(), "built metastore snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+            .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Read, file_err(&path)(e)))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -179,7 +277,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             })
             .collect();
-        self.blocks.set(gauge_value(applied.state.block_count()));
+        self.metrics.observe_state(&applied.state);
         Ok(responses)
     }
 
@@ -187,30 +285,71 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         SnapshotBuilder {
             db: Arc::clone(&self.db),
             shared: Arc::clone(&self.shared),
+            metrics: self.metrics.clone(),
             snapshot_seq: Arc::clone(&self.snapshot_seq),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<tokio::fs::File>> {
+        let path = receiving_path(&self.db);
+        // Readable too: `install_snapshot` reads what arrived from it.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| snapshot_err(None, ErrorVerb::Write, file_err(&path)(e)))?;
+        Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
-        let data = snapshot.into_inner();
-        let state: MetastoreState =
-            serde_json::from_slice(&data).map_err(|e| snapshot_err(Some(meta), ErrorVerb::Read, e.into()))?;
-        save_snapshot(&self.db, meta, data).await.map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, e))?;
+    async fn install_snapshot(&mut self, meta: &Meta, mut snapshot: Box<tokio::fs::File>) -> StorageResult<()> {
+        use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+        // Copied from the start into a file of ours: the data may be any
+        // file (openraft hands over what `begin_receiving_snapshot` gave,
+        // but nothing requires it).
+        let received = self.db.snapshot_dir().join("installing.tmp");
+        let copied = async {
+            snapshot.flush().await?;
+            snapshot.seek(std::io::SeekFrom::Start(0)).await?;
+            let mut out = tokio::fs::File::create(&received).await?;
+            tokio::io::copy(&mut *snapshot, &mut out).await?;
+            out.sync_all().await
+        };
+        copied.await.map_err(|e| snapshot_err(Some(meta), ErrorVerb::Write, file_err(&received)(e)))?;
+        drop(snapshot);
+        let _ = tokio::fs::remove_file(receiving_path(&self.db)).await;
+        let db = Arc::clone(&self.db);
+        let installed = meta.clone();
+        let (state, bytes) = blocking(&self.db, move |_| {
+            let path = snapshot_path(&db, &installed.snapshot_id);
+            std::fs::rename(&received, &path).map_err(file_err(&path))?;
+            sync_dir(db.snapshot_dir())?;
+            let read = read_snapshot(&db, &installed)?;
+            commit_snapshot(&db, &installed)?;
+            Ok(read)
+        })
+        .await
+        .map_err(|e| snapshot_err(Some(meta), ErrorVerb::Read, e))?;
+        self.metrics.snapshot_bytes.set(gauge_value(bytes as usize));
         let mut applied = write_lock(&self.shared);
         applied.last_applied = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         applied.state = state;
-        self.blocks.set(gauge_value(applied.state.block_count()));
-        tracing::info!(snapshot_id = %meta.snapshot_id, "installed metastore snapshot");
+        self.metrics.observe_state(&applied.state);
+        tracing::info!(snapshot_id = %meta.snapshot_id, bytes, "installed metastore snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let loaded = load_snapshot(&self.db).map_err(|e| snapshot_err(None, ErrorVerb::Read, e))?;
-        Ok(loaded.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let Some(meta) = load_snapshot_meta(&self.db).map_err(|e| snapshot_err(None, ErrorVerb::Read, e))? else {
+            return Ok(None);
+        };
+        let path = snapshot_path(&self.db, &meta.snapshot_id);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Read, file_err(&path)(e)))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }

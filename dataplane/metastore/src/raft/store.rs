@@ -1,9 +1,12 @@
 //! The redb file shared by the log store and the state machine.
 //!
 //! ```text
-//! raft_log    u64 index -> JSON Entry
+//! raft_log    u64 index -> Entry (binary, see fsm::encode_stored; JSON before)
 //! raft_meta   "vote" | "committed" | "last_purged" -> JSON
-//! snapshot    "meta" -> JSON SnapshotMeta, "data" -> JSON MetastoreState
+//! snapshot    "meta" -> JSON SnapshotMeta
+//!             ("data" -> JSON MetastoreState: the layout before snapshot files;
+//!              moved to a file when the store is opened)
+//! metastore-snapshots/<snapshot id>.snap   the snapshot's MetastoreState (binary)
 //! ```
 
 use std::fmt;
@@ -26,6 +29,8 @@ pub(crate) const SNAPSHOT_DATA_KEY: &str = "data";
 
 /// File name of the store in the data directory.
 pub(crate) const FILE_NAME: &str = "metastore.redb";
+/// Directory of the snapshot files in the data directory.
+pub(crate) const SNAPSHOT_DIR: &str = "metastore-snapshots";
 
 /// A failure of the embedded store.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,12 @@ pub enum StoreError {
     /// A stored value does not decode, or a value does not encode.
     #[error("metastore database value: {0}")]
     Codec(#[from] serde_json::Error),
+    /// A stored log entry or snapshot does not decode, or does not encode.
+    #[error("metastore stored state: {0}")]
+    Stored(#[from] crate::fsm::CodecError),
+    /// A snapshot file could not be read or written.
+    #[error("metastore snapshot file {}: {source}", path.display())]
+    SnapshotFile { path: std::path::PathBuf, source: std::io::Error },
     /// The blocking I/O task failed.
     #[error("metastore database task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -72,7 +83,16 @@ pub enum StoreError {
 /// for the file lock to be released.
 pub(crate) struct Db {
     db: Database,
+    /// Directory of the snapshot files.
+    snapshots: std::path::PathBuf,
     _closed: watch::Sender<()>,
+}
+
+impl Db {
+    /// Directory of the snapshot files.
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        &self.snapshots
+    }
 }
 
 impl Deref for Db {
@@ -102,8 +122,11 @@ pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>)
     txn.open_table(META)?;
     txn.open_table(SNAPSHOT)?;
     txn.commit()?;
+    let snapshots = dir.join(SNAPSHOT_DIR);
+    std::fs::create_dir_all(&snapshots)
+        .map_err(|source| StoreError::SnapshotFile { path: snapshots.clone(), source })?;
     let (closed, on_close) = watch::channel(());
-    Ok((Arc::new(Db { db, _closed: closed }), on_close))
+    Ok((Arc::new(Db { db, snapshots, _closed: closed }), on_close))
 }
 
 /// Runs a blocking store operation off the async workers.

@@ -16,18 +16,42 @@ pub(crate) struct Started {
     pub(crate) grpc: String,
 }
 
+#[allow(dead_code)]
 /// Runs `cmd` (the binary, maybe behind `taskset`) on `data_dir` with
 /// `args` and waits until it is ready.
-pub(crate) fn spawn(mut cmd: Command, data_dir: &Path, args: &[&str]) -> Started {
-    let mut child = cmd
-        .args(["--data-dir", data_dir.to_str().unwrap(), "--log-format", "json", "--log-level", "info"])
-        .args(["--http-listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0"])
-        .args(["--admin-listen-address", "127.0.0.1:0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+pub(crate) fn spawn(cmd: Command, data_dir: &Path, args: &[&str]) -> Started {
+    start(cmd, data_dir, args).wait()
+}
+
+/// A process started and not yet ready.
+pub(crate) struct Starting {
+    child: Child,
+    ready: std::sync::mpsc::Receiver<(String, String)>,
+}
+
+impl Starting {
+    /// Waits for the "phlox is ready" line (2 minutes at most).
+    pub(crate) fn wait(self) -> Started {
+        let (http, grpc) = self.ready.recv_timeout(Duration::from_secs(120)).unwrap();
+        Started { child: self.child, http: format!("http://{http}"), grpc }
+    }
+}
+
+/// Like [`spawn`], without waiting: processes that become ready only
+/// together (Raft voters) start this way.
+pub(crate) fn start(mut cmd: Command, data_dir: &Path, args: &[&str]) -> Starting {
+    cmd.args(["--data-dir", data_dir.to_str().unwrap(), "--log-format", "json", "--log-level", "info"]).args([
+        "--http-listen-address",
+        "127.0.0.1:0",
+        "--admin-listen-address",
+        "127.0.0.1:0",
+    ]);
+    // A fixed gRPC address (a Raft peer's) when `args` has one.
+    if !args.contains(&"--grpc-listen-address") {
+        cmd.args(["--grpc-listen-address", "127.0.0.1:0"]);
+    }
+    let mut child = cmd.args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, ready) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -39,10 +63,10 @@ pub(crate) fn spawn(mut cmd: Command, data_dir: &Path, args: &[&str]) -> Started
             }
         }
     });
-    let (http, grpc) = rx.recv_timeout(Duration::from_secs(120)).unwrap();
-    Started { child, http: format!("http://{http}"), grpc }
+    Starting { child, ready }
 }
 
+#[allow(dead_code)]
 /// CPU seconds process `pid` has used (user + system, from /proc; clock
 /// ticks of 1/100 s, Linux's USER_HZ).
 pub(crate) fn cpu_secs(pid: u32) -> f64 {
