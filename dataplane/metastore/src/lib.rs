@@ -9,25 +9,29 @@
 //!  client() ──────┬────── MetastoreGrpcService                   ▼
 //!                 ▼                                          RaftGrpcService
 //!  service::route: validate; follower ─▶ forward once to the leader (gRPC)
-//!                 │ leader: client_write / ensure_linearizable   │
+//!                 │ leader: AddBlock ─▶ DedupGate (shadowed keys) │
+//!                 │ client_write / ensure_linearizable           │
 //!                 ▼                                              │
 //!  openraft::Raft ◀──────────────────────────────────────────────┘
 //!    ├── GrpcNetworkFactory ─▶ peer voters
-//!    ├── LogStore ─▶ redb: log and vote (durable before ack), committed index
+//!    ├── LogStore ─▶ redb: log (binary) and vote (durable before ack),
+//!    │               committed index, dedup keys of the log's segments
 //!    ▼ committed entries
 //!  StateMachineStore ── apply ─▶ fsm::MetastoreState (in memory)
-//!    └── snapshots (JSON) ─▶ redb; restart = last snapshot + replay of the log after it
+//!    └── snapshots (binary, streamed) ─▶ files; restart = last snapshot + replay of the log after it
 //! ```
 //!
 //! **State machine** ([`MetastoreState`]): sans-IO and deterministic. Blocks
 //! are indexed by ULID and, per tenant, by the hour partitions their
 //! datasets cover (a multi-tenant segment is listed under every tenant).
 //! AddBlock is idempotent by block id. Exactly-once ingest: each level-0
-//! block carries 16-byte dedup keys of its profile rows; keys already held
-//! by an earlier block within the dedup window ([`DEDUP_WINDOW_MS`] of block
-//! time) are written into the new block's `Dataset.shadowed_keys` so that
-//! readers skip those rows. Queries select by tenants, time range and
-//! matchers on `service_name` and `__profile_type__`.
+//! block carries 16-byte dedup keys of its profile rows; the leader writes
+//! the keys already held by an earlier block within the dedup window
+//! ([`DEDUP_WINDOW_MS`] of block time) into the new block's
+//! `Dataset.shadowed_keys` before proposing it, so that readers skip those
+//! rows. The keys are kept beside each voter's log (`raft::dedup_keys`), not
+//! in the state, which holds block metadata only. Queries select by
+//! tenants, time range and matchers on `service_name` and `__profile_type__`.
 //!
 //! **Raft** (`raft`): [`TypeConfig`] with `u64` node ids and
 //! [`openraft::BasicNode`] holding the gRPC address. The log, vote and

@@ -20,13 +20,13 @@ use tokio::task::JoinHandle;
 use crate::config::{MAX_MESSAGE_SIZE, MetastoreConfig};
 use crate::dlq::{DlqReport, recover_once};
 use crate::error::{MetastoreError, Result};
-use crate::fsm::{Command, Response, Tombstone};
+use crate::fsm::{Command, DEDUP_WINDOW_MS, Response, Tombstone};
 use crate::metrics::{Metrics, StorageMetrics};
 use crate::raft::{
-    GrpcNetworkFactory, LogStore, MetastoreRaft, RaftGrpcService, SharedState, StateMachineStore, StoreError,
-    open_database, read_state,
+    DedupKeys, GrpcNetworkFactory, LogStore, MetastoreRaft, RaftGrpcService, SharedState, StateMachineStore,
+    StoreError, open_database, read_state,
 };
-use crate::service::{Core, Local, LocalMetastore, MetastoreGrpcService, now_ms};
+use crate::service::{Core, DedupGate, Local, LocalMetastore, MetastoreGrpcService, now_ms};
 
 /// How long [`MetastoreNode::shutdown`] waits for the storage to close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,32 +146,45 @@ async fn bootstrap(raft: &MetastoreRaft, node_id: u64, members: BTreeMap<u64, Ba
     }
 }
 
-/// Opens the store (restoring the last snapshot) and starts Raft on it.
+/// What [`open_raft`] opened.
+struct Opened {
+    raft: MetastoreRaft,
+    shared: SharedState,
+    storage_closed: watch::Receiver<()>,
+    dedup: DedupGate,
+}
+
+/// Opens the store (restoring the last snapshot and the dedup keys) and
+/// starts Raft on it.
 async fn open_raft(
     config: &MetastoreConfig,
     raft_config: Arc<openraft::Config>,
     metrics: StorageMetrics,
-) -> Result<(MetastoreRaft, SharedState, watch::Receiver<()>)> {
+) -> Result<Opened> {
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| MetastoreError::DataDir { path: dir.clone(), source })?;
     let sm_metrics = metrics.clone();
-    let (db, storage_closed, state_machine) = tokio::task::spawn_blocking(move || {
+    let (db, storage_closed, state_machine, keys) = tokio::task::spawn_blocking(move || {
         let (db, storage_closed) = open_database(&dir)?;
-        let state_machine = StateMachineStore::open(Arc::clone(&db), sm_metrics)?;
-        Ok::<_, StoreError>((db, storage_closed, state_machine))
+        let state_machine = StateMachineStore::open(Arc::clone(&db), sm_metrics.clone())?;
+        let keys = Arc::new(DedupKeys::open(&db, DEDUP_WINDOW_MS)?);
+        state_machine.migrate_dedup_keys(&keys)?;
+        sm_metrics.dedup_keys.set(i64::try_from(keys.len()).unwrap_or(i64::MAX));
+        Ok::<_, StoreError>((db, storage_closed, state_machine, keys))
     })
     .await
     .map_err(StoreError::from)??;
     let shared = state_machine.shared();
+    let dedup = DedupGate::new(Arc::clone(&db), Arc::clone(&keys));
     let raft = MetastoreRaft::new(
         config.node_id,
         raft_config,
         GrpcNetworkFactory::new(config.node_id),
-        LogStore::new(db, metrics),
+        LogStore::new(db, metrics, keys),
         state_machine,
     )
     .await?;
-    Ok((raft, shared, storage_closed))
+    Ok(Opened { raft, shared, storage_closed, dedup })
 }
 
 impl MetastoreNode {
@@ -195,17 +208,18 @@ impl MetastoreNode {
             }
             Err(e) => return Err(e.into()),
         };
-        let (raft, shared, storage_closed) = match open_raft(&config, raft_config, metrics.storage.clone()).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                if let Some(registry) = &registry {
-                    metrics.unregister(registry);
+        let Opened { raft, shared, storage_closed, dedup } =
+            match open_raft(&config, raft_config, metrics.storage.clone()).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    if let Some(registry) = &registry {
+                        metrics.unregister(registry);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         tracing::info!(node_id = config.node_id, address = %config.advertise_address, "metastore node started");
-        let core = Arc::new(Core::new(config.node_id, raft, shared, metrics, config.leader_wait));
+        let core = Arc::new(Core::new(config.node_id, raft, shared, metrics, config.leader_wait, dedup));
         let node = Self { core, storage_closed, registry, tasks: Mutex::new(Vec::new()) };
         node.spawn_metrics_task();
         if config.bootstrap

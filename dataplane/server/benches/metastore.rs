@@ -8,7 +8,7 @@
 //! together); 4 tenants × 25 services spread over the shards (a block holds
 //! the datasets of its shard, plus one tenant index per tenant); the rows of
 //! a round (rate × 0.5 s) spread evenly over the blocks and their datasets,
-//! each with a distinct 16-byte dedup key. A compaction worker polls jobs
+//! each with a distinct 16-byte dedup key. Compaction workers poll jobs
 //! and completes each with the merged metadata, so the index holds what a
 //! real cluster's does. Block time starts at the wall clock and runs ahead
 //! of it, so no block is "old" for the compaction planner.
@@ -21,8 +21,9 @@
 //! load + log replay + catching up).
 //!
 //! `PHLOX_BENCH_METASTORE_RATES` (profile rows/s, comma-separated; default
-//! `2000,20000`) and `PHLOX_BENCH_METASTORE_HOURS` (default 2) change the
-//! load; a run stops early (and says so) when a voter's RSS passes
+//! `2000,20000`), `PHLOX_BENCH_METASTORE_HOURS` (default 2) and
+//! `PHLOX_BENCH_METASTORE_COMPACTORS` (compaction workers, default 4) change
+//! the load; a run stops early (and says so) when a voter's RSS passes
 //! `PHLOX_BENCH_METASTORE_RSS_CAP_MB` (default 4000).
 #![allow(clippy::unwrap_used)]
 
@@ -283,7 +284,7 @@ async fn wait_ready(voter: &Voter, http: &reqwest::Client, limit: Duration) -> b
     false
 }
 
-async fn run(rate: u64, hours: f64, rss_cap: u64) {
+async fn run(rate: u64, hours: f64, rss_cap: u64, compactors: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peers: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("\"{}=127.0.0.1:{p}\"", i + 1)).collect();
@@ -312,42 +313,49 @@ async fn run(rate: u64, hours: f64, rss_cap: u64) {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 60_000;
     println!(
         "{rate} profile rows/s: {SHARDS} shards, {rows_per_block} rows per segment, {} datasets, {hours} h of block time \
-         ({rounds} rounds, {} AddBlocks)",
+         ({rounds} rounds, {} AddBlocks), {compactors} compaction workers",
         TENANTS * SERVICES_PER_TENANT,
         rounds * u64::from(SHARDS)
     );
 
-    // The compaction worker.
+    // The compaction workers.
     let stop = Arc::new(AtomicBool::new(false));
     let compactions = Arc::new(AtomicU64::new(0));
-    let worker = {
-        let (client, stop, compactions) = (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&compactions));
-        tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let poll = client
-                    .poll_compaction_job(PollCompactionJobRequest { worker: "bench".into(), ..Default::default() })
-                    .await;
-                match poll.ok().and_then(|r| r.job) {
-                    Some(job) => {
-                        n += 1;
-                        let block = merged(&job, n);
-                        let done = client
-                            .complete_compaction_job(CompleteCompactionJobRequest {
-                                id: job.id.clone(),
-                                token: job.token,
-                                block: Some(block),
-                            })
-                            .await;
-                        if done.is_ok() {
-                            compactions.fetch_add(1, Ordering::Relaxed);
+    let workers: Vec<_> = (0..compactors)
+        .map(|w: u64| {
+            let (client, stop, compactions) = (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&compactions));
+            tokio::spawn(async move {
+                let mut n = w << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    let poll = client
+                        .poll_compaction_job(PollCompactionJobRequest {
+                            worker: format!("bench-{w}"),
+                            ..Default::default()
+                        })
+                        .await;
+                    match poll.ok().and_then(|r| r.job) {
+                        Some(job) => {
+                            n += 1;
+                            let block = merged(&job, n);
+                            let done = client
+                                .complete_compaction_job(CompleteCompactionJobRequest {
+                                    id: job.id.clone(),
+                                    token: job.token,
+                                    block: Some(block),
+                                })
+                                .await;
+                            if done.is_ok() {
+                                compactions.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
+                        // Workers poll every 2 s when idle; block time runs
+                        // about ten times faster than the clock here.
+                        None => tokio::time::sleep(Duration::from_millis(200)).await,
                     }
-                    None => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
-            }
+            })
         })
-    };
+        .collect();
 
     let next_key = Arc::new(AtomicU64::new(u64::from(rate as u32) << 40));
     let checkpoint = (1_800_000 / ROUND_MS) as u64;
@@ -395,7 +403,9 @@ async fn run(rate: u64, hours: f64, rss_cap: u64) {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = worker.await;
+    for worker in workers {
+        let _ = worker.await;
+    }
     assert_eq!(shadowed, 0, "every key is new: nothing may be shadowed");
     let (p50, p99) = (percentile(&mut all_latencies, 0.5), percentile(&mut all_latencies, 0.99));
     let adds = all_latencies.len() as f64;
@@ -457,8 +467,9 @@ fn main() {
         .collect();
     let hours: f64 = env_or("PHLOX_BENCH_METASTORE_HOURS", 2.0);
     let rss_cap: u64 = env_or("PHLOX_BENCH_METASTORE_RSS_CAP_MB", 4000u64) * 1_000_000;
+    let compactors: u64 = env_or("PHLOX_BENCH_METASTORE_COMPACTORS", 4);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     for rate in rates {
-        rt.block_on(run(rate, hours, rss_cap));
+        rt.block_on(run(rate, hours, rss_cap, compactors));
     }
 }

@@ -20,7 +20,28 @@ mod writer_sink;
 
 use std::sync::Arc;
 
+/// glibc's malloc gives threads that allocate at the same time arenas of
+/// their own, up to eight per core, and returns little of what they free:
+/// in the metastore bench a leader's RSS grew past 370 MB while its state
+/// and dedup keys took under 100 MB (followers, which allocate from fewer
+/// threads at once, stayed near 230 MB); one arena per core kept every voter
+/// near 210 MB. Set before the runtime starts its threads.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let arenas = i32::try_from(cores).unwrap_or(i32::MAX).max(1);
+    // SAFETY: mallopt only sets a parameter of the allocator; M_ARENA_MAX
+    // with a positive value is one glibc accepts at any time.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let cli = cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {

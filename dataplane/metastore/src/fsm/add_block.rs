@@ -6,7 +6,9 @@ use bytes::Bytes;
 use phlox_proto::metastore::v1::{AddBlockRequest, BlockMeta};
 use ulid::Ulid;
 
-use super::dedup::{DedupIndex, KEY_LEN};
+use std::collections::HashSet;
+
+use super::dedup::{DedupIndex, KEY_LEN, split_keys};
 use super::index::{BlockIndex, IndexedBlock};
 use super::tombstones::{Tombstones, object_key};
 use super::{InvalidRequest, Response};
@@ -48,12 +50,16 @@ pub(crate) fn validate_add_block(request: &AddBlockRequest) -> Result<(&BlockMet
 ///
 /// Only level-0 segments take part in dedup: a compacted block holds rows
 /// that were deduplicated when their segments were added, so any keys it
-/// carries are ignored (checking them would shadow every row it has).
+/// carries are ignored (checking them would shadow every row it has). A
+/// `decided` entry carries the shadowed keys the leader chose; an entry of
+/// an earlier version is decided here with the `legacy` index of its state
+/// (none: nothing is shadowed).
 pub(crate) fn apply_add_block(
     index: &mut BlockIndex,
-    dedup: &mut DedupIndex,
+    legacy: Option<&mut DedupIndex>,
     tombstones: &Tombstones,
     request: AddBlockRequest,
+    decided: bool,
 ) -> Response {
     let id = match validate_add_block(&request) {
         Ok((_, id)) => id,
@@ -63,17 +69,29 @@ pub(crate) fn apply_add_block(
     let Some(block) = block else {
         return Response::Rejected(InvalidRequest::MissingBlock);
     };
+    if let Some((i, ds)) = block.datasets.iter().enumerate().find(|(_, d)| d.shadowed_keys.len() % KEY_LEN != 0) {
+        return Response::Rejected(InvalidRequest::DatasetKeyLength { index: i, len: ds.shadowed_keys.len() });
+    }
     let mut block = IndexedBlock::new(block);
     if index.contains(&id) || tombstones.contains_key(&object_key(id, &block)) {
         return Response::AddBlock { added: false, shadowed_profiles: 0 };
     }
     let mut shadowed_profiles = 0;
-    if block.header.compaction_level == 0 {
-        let mut shadowed = Vec::new();
-        if !dataset_keys.is_empty() {
-            (shadowed, shadowed_profiles) = dedup.observe(&dataset_keys, block.header.max_time);
+    // A compacted block's metadata is kept as written.
+    if block.header.compaction_level == 0 && decided {
+        for (ds, keys) in block.datasets.iter().zip(&dataset_keys) {
+            let shadowed: HashSet<&[u8]> = ds.shadowed_keys.chunks_exact(KEY_LEN).collect();
+            if !shadowed.is_empty() {
+                shadowed_profiles += split_keys(keys).filter(|k| shadowed.contains(&k.0[..])).count() as u64;
+            }
         }
-        // `shadowed_keys` is the metastore's to set: whatever the writer sent is replaced.
+    } else if block.header.compaction_level == 0 {
+        let mut shadowed = Vec::new();
+        if let Some(legacy) = legacy
+            && !dataset_keys.is_empty()
+        {
+            (shadowed, shadowed_profiles) = legacy.observe(&dataset_keys, block.header.max_time);
+        }
         for (i, ds) in block.datasets.iter_mut().enumerate() {
             let keys = shadowed.get(i).map(Vec::as_slice).unwrap_or_default();
             ds.shadowed_keys = Bytes::from(keys.iter().flat_map(|k| k.0).collect::<Vec<u8>>());

@@ -13,9 +13,15 @@ use super::{InvalidRequest, Member};
 pub enum Command {
     /// Index a block (idempotent by block id).
     AddBlock {
-        /// The request as the segment writer or compactor sent it.
+        /// The request as the segment writer or compactor sent it; for a
+        /// level-0 segment, with each dataset's `shadowed_keys` set by the
+        /// leader that proposed it.
         #[serde(with = "proto_message")]
         request: AddBlockRequest,
+        /// The proposer decided `shadowed_keys`. False in entries written by
+        /// Phlox before the leader decided (the apply decided then).
+        #[serde(default)]
+        decided: bool,
     },
     /// A segment writer is alive at `address`.
     Heartbeat {

@@ -46,8 +46,14 @@ impl DedupIndex {
         Self { window_ms, newest_ms: None, keys: HashMap::new(), by_time: BTreeSet::new() }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// (block time, key) of every key held, in time order.
+    pub(crate) fn entries(&self) -> Vec<(i64, ProfileKey)> {
+        self.by_time.iter().copied().collect()
     }
 
     #[cfg(test)]

@@ -31,6 +31,7 @@ pub(crate) use codec::{decode_stored, encode_stored, encode_stored_vec};
 pub use command::{Command, Response};
 pub use compaction::{CompactionPolicy, Job, Lease, MAX_LEVEL};
 pub use dedup::DEDUP_WINDOW_MS;
+pub(crate) use dedup::KEY_LEN;
 pub use deletion::Deletion;
 pub use index::PARTITION_MS;
 pub use invalid::InvalidRequest;

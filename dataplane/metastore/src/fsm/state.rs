@@ -17,10 +17,14 @@ use super::tombstones::{Tombstones, apply_delete_blocks, apply_remove_tombstones
 use super::{Command, InvalidRequest, Member, Response, Tombstone};
 
 /// Version of the serialized state (snapshots); bump on incompatible change.
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
+/// Version 1: JSON, with the dedup index in the state.
+const LEGACY_SNAPSHOT_VERSION: u32 = 1;
 
-/// Everything the metastore replicates: the block index, the dedup index,
-/// segment-writer membership and tombstones.
+/// Everything the metastore replicates: the block index, segment-writer
+/// membership, tombstones, compaction jobs and deletions — metadata that
+/// grows with blocks, not with profiles. (The dedup keys of profile rows are
+/// kept beside the Raft log, outside this state: see `raft::dedup_keys`.)
 ///
 /// Pure and deterministic: [`MetastoreState::apply`] depends only on the
 /// state and the command. Serde gives the snapshot form (binary in the
@@ -28,7 +32,11 @@ const SNAPSHOT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetastoreState {
     index: BlockIndex,
-    dedup: DedupIndex,
+    /// The dedup index of a state written by Phlox before the keys left the
+    /// state (a version-1 snapshot): applies the AddBlock entries of that
+    /// version that follow the snapshot the way that version did. Not
+    /// written to binary snapshots.
+    legacy_dedup: Option<DedupIndex>,
     members: Members,
     tombstones: Tombstones,
     jobs: Jobs,
@@ -41,17 +49,21 @@ impl MetastoreState {
         Self::default()
     }
 
-    /// An empty state with a dedup window of `window_ms` of block time.
-    pub fn with_dedup_window(window_ms: i64) -> Self {
-        Self { dedup: DedupIndex::new(window_ms), ..Self::default() }
+    /// An empty state that decides dedup at apply, as Phlox did before the
+    /// leader decided it, with a window of `window_ms` of block time: for
+    /// the tests of that path.
+    #[cfg(test)]
+    pub(crate) fn with_legacy_dedup(window_ms: i64) -> Self {
+        Self { legacy_dedup: Some(DedupIndex::new(window_ms)), ..Self::default() }
     }
 
     /// Applies one command.
     pub fn apply(&mut self, command: Command) -> Response {
         match command {
-            Command::AddBlock { request } => {
+            Command::AddBlock { request, decided } => {
                 let id = request.block.as_ref().map(|b| b.id.clone()).unwrap_or_default();
-                let response = apply_add_block(&mut self.index, &mut self.dedup, &self.tombstones, request);
+                let legacy = if decided { None } else { self.legacy_dedup.as_mut() };
+                let response = apply_add_block(&mut self.index, legacy, &self.tombstones, request, decided);
                 if let Response::AddBlock { added: true, .. } = response
                     && let Some(block) = Ulid::from_string(&id).ok().and_then(|u| self.index.get(&u))
                 {
@@ -111,9 +123,10 @@ impl MetastoreState {
         self.index.len()
     }
 
-    /// Number of keys in the dedup index.
-    pub fn dedup_key_count(&self) -> usize {
-        self.dedup.len()
+    /// The entries (block time, key) of the legacy dedup index, if the
+    /// state was read from a version-1 snapshot.
+    pub(crate) fn legacy_dedup_entries(&self) -> Vec<(i64, phlox_model::ProfileKey)> {
+        self.legacy_dedup.as_ref().map(DedupIndex::entries).unwrap_or_default()
     }
 
     /// Full metadata of an indexed block.
@@ -151,11 +164,15 @@ impl Serialize for BlocksRepr<'_> {
     }
 }
 
+/// The state as it is stored: version 2 holds no dedup keys (they live
+/// beside the Raft log, see `raft::dedup_keys`); version 1 (JSON) held the
+/// dedup index, which is read into the legacy index.
 #[derive(Serialize)]
 struct StateRef<'a> {
     version: u32,
     blocks: BlocksRepr<'a>,
-    dedup: &'a DedupIndex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dedup: Option<&'a DedupIndex>,
     members: Vec<&'a Member>,
     tombstones: Vec<&'a Tombstone>,
     jobs: &'a Jobs,
@@ -166,7 +183,8 @@ struct StateRef<'a> {
 struct StateOwned {
     version: u32,
     blocks: Vec<BlobBuf>,
-    dedup: DedupIndex,
+    #[serde(default)]
+    dedup: Option<DedupIndex>,
     members: Vec<Member>,
     tombstones: Vec<Tombstone>,
     #[serde(default)]
@@ -175,12 +193,44 @@ struct StateOwned {
     deletions: Deletions,
 }
 
+/// Version 2 in the binary format (every field always present).
+#[derive(Serialize)]
+struct StateRefBinary<'a> {
+    version: u32,
+    blocks: BlocksRepr<'a>,
+    members: Vec<&'a Member>,
+    tombstones: Vec<&'a Tombstone>,
+    jobs: &'a Jobs,
+    deletions: &'a Deletions,
+}
+
+#[derive(Deserialize)]
+struct StateOwnedBinary {
+    version: u32,
+    blocks: Vec<BlobBuf>,
+    members: Vec<Member>,
+    tombstones: Vec<Tombstone>,
+    jobs: Jobs,
+    deletions: Deletions,
+}
+
 impl Serialize for MetastoreState {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        StateRef {
+        if serializer.is_human_readable() {
+            return StateRef {
+                version: if self.legacy_dedup.is_some() { LEGACY_SNAPSHOT_VERSION } else { SNAPSHOT_VERSION },
+                blocks: BlocksRepr(&self.index),
+                dedup: self.legacy_dedup.as_ref(),
+                members: self.members.values().collect(),
+                tombstones: self.tombstones.values().collect(),
+                jobs: &self.jobs,
+                deletions: &self.deletions,
+            }
+            .serialize(serializer);
+        }
+        StateRefBinary {
             version: SNAPSHOT_VERSION,
             blocks: BlocksRepr(&self.index),
-            dedup: &self.dedup,
             members: self.members.values().collect(),
             tombstones: self.tombstones.values().collect(),
             jobs: &self.jobs,
@@ -192,9 +242,23 @@ impl Serialize for MetastoreState {
 
 impl<'de> Deserialize<'de> for MetastoreState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let repr = StateOwned::deserialize(deserializer)?;
-        if repr.version != SNAPSHOT_VERSION {
-            return Err(D::Error::custom(format!("unknown state version {}", repr.version)));
+        let repr = if deserializer.is_human_readable() {
+            StateOwned::deserialize(deserializer)?
+        } else {
+            let b = StateOwnedBinary::deserialize(deserializer)?;
+            StateOwned {
+                version: b.version,
+                blocks: b.blocks,
+                dedup: None,
+                members: b.members,
+                tombstones: b.tombstones,
+                jobs: b.jobs,
+                deletions: b.deletions,
+            }
+        };
+        match (repr.version, &repr.dedup) {
+            (SNAPSHOT_VERSION, None) | (LEGACY_SNAPSHOT_VERSION, Some(_)) => {}
+            (version, _) => return Err(D::Error::custom(format!("unknown state version {version}"))),
         }
         let mut index = BlockIndex::default();
         for BlobBuf(bytes) in repr.blocks {
@@ -204,7 +268,7 @@ impl<'de> Deserialize<'de> for MetastoreState {
         }
         Ok(Self {
             index,
-            dedup: repr.dedup,
+            legacy_dedup: repr.dedup,
             members: repr.members.into_iter().map(|m| (m.id.clone(), m)).collect(),
             tombstones: repr.tombstones.into_iter().map(|t| (t.key.clone(), t)).collect(),
             jobs: repr.jobs,

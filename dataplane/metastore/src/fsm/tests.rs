@@ -32,10 +32,27 @@ fn segment(n: u64, datasets: Vec<Dataset>) -> BlockMeta {
     }
 }
 
+/// An AddBlock as an earlier version proposed it (dedup decided at apply).
 fn add(state: &mut MetastoreState, block: BlockMeta, keys: Vec<Vec<u8>>) -> Response {
     state.apply(Command::AddBlock {
         request: AddBlockRequest { block: Some(block), dataset_keys: keys.into_iter().map(Bytes::from).collect() },
+        decided: false,
     })
+}
+
+/// An AddBlock whose proposer set `shadowed` as each dataset's shadowed keys.
+fn add_decided(state: &mut MetastoreState, mut block: BlockMeta, keys: Vec<Vec<u8>>, shadowed: &[&[u8]]) -> Response {
+    for (ds, s) in block.datasets.iter_mut().zip(shadowed) {
+        ds.shadowed_keys = Bytes::from(keys_of(s));
+    }
+    state.apply(Command::AddBlock {
+        request: AddBlockRequest { block: Some(block), dataset_keys: keys.into_iter().map(Bytes::from).collect() },
+        decided: true,
+    })
+}
+
+fn keys_of(ns: &[u8]) -> Vec<u8> {
+    keys(ns)
 }
 
 fn keys(ns: &[u8]) -> Vec<u8> {
@@ -120,7 +137,7 @@ fn invalid_add_block_requests_are_rejected_without_change() {
         Response::Rejected(InvalidRequest::DatasetWithoutTenant { index: 0 })
     );
     assert_eq!(
-        state.apply(Command::AddBlock { request: AddBlockRequest::default() }),
+        state.apply(Command::AddBlock { request: AddBlockRequest::default(), decided: true }),
         Response::Rejected(InvalidRequest::MissingBlock)
     );
     assert_eq!(state, MetastoreState::new());
@@ -207,8 +224,50 @@ fn invalid_queries_are_rejected() {
 }
 
 #[test]
-fn rows_held_by_an_earlier_block_are_shadowed_in_the_new_one() {
-    let mut state = MetastoreState::with_dedup_window(HOUR);
+fn the_proposers_shadowed_keys_are_kept_and_their_rows_counted() {
+    let mut state = MetastoreState::new();
+    let first = segment(1, vec![dataset("a", "api", 0, 10, &[]), dataset("b", "api", 0, 10, &[])]);
+    assert_eq!(
+        add_decided(&mut state, first, vec![keys(&[1, 2]), keys(&[3, 3])], &[&[], &[]]),
+        Response::AddBlock { added: true, shadowed_profiles: 0 }
+    );
+    // Dataset b's key 3 twice: both rows are the shadowed key's.
+    let retry = segment(2, vec![dataset("a", "api", 5, 20, &[]), dataset("b", "api", 5, 20, &[])]);
+    assert_eq!(
+        add_decided(&mut state, retry.clone(), vec![keys(&[2, 4]), keys(&[3, 3, 1])], &[&[2], &[1, 3]]),
+        Response::AddBlock { added: true, shadowed_profiles: 4 }
+    );
+    let stored = state.block(&retry.id).unwrap();
+    assert_eq!(stored.datasets[0].shadowed_keys, Bytes::from(keys(&[2])));
+    assert_eq!(stored.datasets[1].shadowed_keys, Bytes::from(keys(&[1, 3])));
+    // A decided entry with a partial key is refused; a compacted block's
+    // metadata is kept as written.
+    let mut bad = segment(3, vec![dataset("a", "api", 5, 20, &[])]);
+    bad.datasets[0].shadowed_keys = Bytes::from_static(&[1, 2, 3]);
+    assert_eq!(
+        state.apply(Command::AddBlock {
+            request: AddBlockRequest { block: Some(bad), dataset_keys: vec![] },
+            decided: true
+        }),
+        Response::Rejected(InvalidRequest::DatasetKeyLength { index: 0, len: 3 })
+    );
+    let mut compacted = segment(4, vec![dataset("a", "api", 0, 0, &[])]);
+    (compacted.compaction_level, compacted.tenant) = (1, "a".into());
+    assert_eq!(
+        add_decided(&mut state, compacted, vec![keys(&[1])], &[&[1]]),
+        Response::AddBlock { added: true, shadowed_profiles: 0 }
+    );
+    assert_eq!(state.block(&id(4)).unwrap().datasets[0].shadowed_keys, Bytes::from(keys(&[1])));
+    // Without a legacy index, an undecided entry shadows nothing.
+    assert_eq!(
+        add(&mut state, segment(5, vec![dataset("a", "api", 0, 0, &[])]), vec![keys(&[1])]),
+        Response::AddBlock { added: true, shadowed_profiles: 0 }
+    );
+}
+
+#[test]
+fn entries_of_the_earlier_version_are_decided_with_the_legacy_index() {
+    let mut state = MetastoreState::with_legacy_dedup(HOUR);
     let first = segment(1, vec![dataset("a", "api", 0, 10, &[]), dataset("b", "api", 0, 10, &[])]);
     // Key 3 twice within one block: the writer's business, never shadowed by itself.
     assert_eq!(
@@ -231,13 +290,13 @@ fn rows_held_by_an_earlier_block_are_shadowed_in_the_new_one() {
 }
 
 #[test]
-fn dedup_keys_expire_after_the_window_of_block_time() {
-    let mut state = MetastoreState::with_dedup_window(HOUR);
+fn legacy_dedup_keys_expire_after_the_window_of_block_time() {
+    let mut state = MetastoreState::with_legacy_dedup(HOUR);
     add(&mut state, segment(1, vec![dataset("a", "api", 0, 0, &[])]), vec![keys(&[1])]);
     add(&mut state, segment(2, vec![dataset("a", "api", HOUR, HOUR, &[])]), vec![keys(&[2])]);
-    assert_eq!(state.dedup_key_count(), 2);
+    assert_eq!(state.legacy_dedup_entries().len(), 2);
     add(&mut state, segment(3, vec![dataset("a", "api", HOUR + 1, HOUR + 1, &[])]), vec![keys(&[3])]);
-    assert_eq!(state.dedup_key_count(), 2);
+    assert_eq!(state.legacy_dedup_entries().len(), 2);
     assert_eq!(
         add(&mut state, segment(4, vec![dataset("a", "api", HOUR + 2, HOUR + 2, &[])]), vec![keys(&[1, 2])]),
         Response::AddBlock { added: true, shadowed_profiles: 1 }
@@ -282,8 +341,8 @@ fn deleted_blocks_become_tombstones_and_cannot_come_back() {
 #[test]
 fn snapshot_round_trip_restores_an_equal_state() {
     let mut state = fixture();
-    add(&mut state, segment(4, vec![dataset("a", "api", 0, 5, &[])]), vec![keys(&[7, 8])]);
-    add(&mut state, segment(5, vec![dataset("a", "api", 1, 6, &[])]), vec![keys(&[8])]);
+    add_decided(&mut state, segment(4, vec![dataset("a", "api", 0, 5, &[])]), vec![keys(&[7, 8])], &[&[]]);
+    add_decided(&mut state, segment(5, vec![dataset("a", "api", 1, 6, &[])]), vec![keys(&[8])], &[&[8]]);
     state.apply(Command::Heartbeat { id: "w1".into(), address: "h:1".into(), now_ms: 5, draining: false });
     state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: 6 });
     let json = serde_json::to_vec(&state).unwrap();
@@ -291,12 +350,13 @@ fn snapshot_round_trip_restores_an_equal_state() {
     assert_eq!(restored, state);
     assert_eq!(restored.block(&id(5)).unwrap().datasets[0].shadowed_keys, Bytes::from(keys(&[8])));
     assert_eq!(query(&restored, &["a", "b"], 0, 9 * HOUR, vec![]), query(&state, &["a", "b"], 0, 9 * HOUR, vec![]));
-    // The restored dedup index still shadows.
-    let mut restored = restored;
-    assert_eq!(
-        add(&mut restored, segment(6, vec![dataset("a", "api", 2, 7, &[])]), vec![keys(&[7])]),
-        Response::AddBlock { added: true, shadowed_profiles: 1 }
-    );
+    // The stored (binary) form too; it holds no dedup key (keys 7 and 8 are
+    // in the log entries, not in the state): the one shadowed key, once.
+    let binary = super::encode_stored_vec(&state).unwrap();
+    let restored: MetastoreState = super::decode_stored(&binary).unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(binary.windows(16).filter(|w| *w == [7u8; 16]).count(), 0);
+    assert_eq!(binary.windows(16).filter(|w| *w == [8u8; 16]).count(), 1);
 }
 
 #[test]
@@ -306,7 +366,10 @@ fn commands_round_trip_through_json() {
             block: Some(segment(1, vec![dataset("a", "api", 1, 2, &["cpu"])])),
             dataset_keys: vec![Bytes::from(keys(&[1]))],
         },
+        decided: true,
     };
+    let binary = super::encode_stored_vec(&command).unwrap();
+    assert_eq!(super::decode_stored::<Command>(&binary).unwrap(), command);
     let json = serde_json::to_string(&command).unwrap();
     assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command);
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
+    AnyError, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
 use redb::{Durability, ReadableDatabase as _, ReadableTable as _};
@@ -22,8 +22,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::TypeConfig;
+use super::dedup_keys::{DedupKeys, Recorded, entry_keys};
 use super::store::{COMMITTED_KEY, Db, LAST_PURGED_KEY, LOGS, META, StoreError, VOTE_KEY, blocking};
-use crate::fsm::{decode_stored, encode_stored_vec};
+use crate::fsm::{KEY_LEN, decode_stored, encode_stored_vec};
 use crate::metrics::StorageMetrics;
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -37,11 +38,21 @@ fn sto_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: StoreError) -> Storag
 pub(crate) struct LogStore {
     db: Arc<Db>,
     metrics: StorageMetrics,
+    dedup: Arc<DedupKeys>,
+}
+
+/// The dedup keys of one log entry: (index, block time, keys).
+type EntryKeys = (u64, i64, Vec<[u8; KEY_LEN]>);
+
+fn keys_of(entry: &Entry<TypeConfig>) -> Option<EntryKeys> {
+    let EntryPayload::Normal(command) = &entry.payload else { return None };
+    let (time, keys) = entry_keys(command)?;
+    Some((entry.log_id.index, time, keys.collect()))
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Db>, metrics: StorageMetrics) -> Self {
-        Self { db, metrics }
+    pub(crate) fn new(db: Arc<Db>, metrics: StorageMetrics, dedup: Arc<DedupKeys>) -> Self {
+        Self { db, metrics, dedup }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -91,24 +102,37 @@ impl LogStore {
     }
 
     /// Deletes entries in `range` and optionally records the last purged id,
-    /// in one durable transaction.
+    /// in one durable transaction. A truncation (`forget_keys`) also forgets
+    /// the dedup keys of the entries it removes; a purge keeps them (they
+    /// leave with the window).
     async fn delete_entries(
         &self,
         range: (Bound<u64>, Bound<u64>),
         last_purged: Option<LogId<u64>>,
+        forget_keys: bool,
     ) -> Result<(), StoreError> {
         let purged = last_purged.map(|id| serde_json::to_vec(&id)).transpose()?;
-        blocking(&self.db, move |db| {
+        let forgotten: Vec<EntryKeys> =
+            if forget_keys { self.read_entries(range)?.iter().filter_map(keys_of).collect() } else { Vec::new() };
+        let dedup = Arc::clone(&self.dedup);
+        let recorded = blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             if let Some(purged) = purged {
                 txn.open_table(META)?.insert(LAST_PURGED_KEY, purged.as_slice())?;
             }
             txn.open_table(LOGS)?.retain_in(range, |_, _| false)?;
+            let mut recorded = Recorded::default();
+            for (index, time, _) in forgotten {
+                dedup.forget(&txn, &mut recorded, index, time)?;
+            }
             txn.commit()?;
-            Ok(())
+            Ok(recorded)
         })
-        .await
+        .await?;
+        self.dedup.committed(recorded);
+        self.metrics.dedup_keys.set(i64::try_from(self.dedup.len()).unwrap_or(i64::MAX));
+        Ok(())
     }
 }
 
@@ -165,15 +189,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let mut keys = Vec::new();
         let encoded = entries
             .into_iter()
-            .map(|e| Ok((e.log_id.index, encode_stored_vec(&e)?)))
+            .map(|e| {
+                keys.extend(keys_of(&e));
+                Ok((e.log_id.index, encode_stored_vec(&e)?))
+            })
             .collect::<Result<Vec<_>, StoreError>>();
         let result = match encoded {
             Ok(encoded) => {
                 self.metrics.log_entries.inc_by(encoded.len() as u64);
                 self.metrics.log_bytes.inc_by(encoded.iter().map(|(_, b)| b.len() as u64).sum());
-                blocking(&self.db, move |db| {
+                let dedup = Arc::clone(&self.dedup);
+                let written = blocking(&self.db, move |db| {
                     let mut txn = db.begin_write()?;
                     txn.set_durability(Durability::Immediate)?;
                     {
@@ -182,10 +211,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                             table.insert(*index, bytes.as_slice())?;
                         }
                     }
+                    let mut recorded = Recorded::default();
+                    for (index, time, keys) in keys {
+                        dedup.record(&txn, &mut recorded, index, time, keys.into_iter())?;
+                    }
+                    dedup.prune(&txn, &recorded)?;
                     txn.commit()?;
-                    Ok(())
+                    Ok(recorded)
                 })
-                .await
+                .await;
+                written.map(|recorded| {
+                    self.dedup.committed(recorded);
+                    self.metrics.dedup_keys.set(i64::try_from(self.dedup.len()).unwrap_or(i64::MAX));
+                })
             }
             Err(e) => Err(e),
         };
@@ -203,14 +241,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
         tracing::debug!(%log_id, "truncating raft log");
-        self.delete_entries((Bound::Included(log_id.index), Bound::Unbounded), None)
+        self.delete_entries((Bound::Included(log_id.index), Bound::Unbounded), None, true)
             .await
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
         tracing::debug!(%log_id, "purging raft log");
-        self.delete_entries((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id))
+        self.delete_entries((Bound::Unbounded, Bound::Included(log_id.index)), Some(log_id), false)
             .await
             .map_err(|e| sto_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }

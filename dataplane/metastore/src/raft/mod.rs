@@ -1,18 +1,20 @@
 //! openraft glue: the type config, storage on redb, the gRPC network and
 //! the gRPC handler that feeds peers' messages to the local Raft.
 
+mod dedup_keys;
 mod log_store;
 mod network;
 mod service;
 mod state_machine;
 mod store;
 
+pub(crate) use dedup_keys::DedupKeys;
 pub(crate) use log_store::LogStore;
 pub(crate) use network::{GrpcNetworkFactory, endpoint};
 pub use service::RaftGrpcService;
 pub(crate) use state_machine::{SharedState, StateMachineStore, read_state};
 pub use store::StoreError;
-pub(crate) use store::open_database;
+pub(crate) use store::{Db, open_database};
 
 use crate::fsm::{Command, Response};
 

@@ -19,6 +19,7 @@ use openraft::{
 use redb::{Durability, ReadableDatabase as _};
 
 use super::TypeConfig;
+use super::dedup_keys::DedupKeys;
 use super::store::{Db, SNAPSHOT, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, StoreError, blocking};
 use crate::fsm::{MetastoreState, Response, decode_stored, encode_stored};
 use crate::metrics::StorageMetrics;
@@ -153,7 +154,6 @@ pub(crate) struct StateMachineStore {
 impl StorageMetrics {
     fn observe_state(&self, state: &MetastoreState) {
         self.blocks.set(gauge_value(state.block_count()));
-        self.dedup_keys.set(gauge_value(state.dedup_key_count()));
     }
 }
 
@@ -176,6 +176,13 @@ impl StateMachineStore {
         }
         metrics.observe_state(&applied.state);
         Ok(Self { db, shared: Arc::new(RwLock::new(applied)), metrics, snapshot_seq: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Records, once, the dedup keys of a store written by an earlier
+    /// version (see [`super::dedup_keys::migrate`]).
+    pub(crate) fn migrate_dedup_keys(&self, keys: &DedupKeys) -> Result<(), StoreError> {
+        let legacy = read_lock(&self.shared).state.legacy_dedup_entries();
+        super::dedup_keys::migrate(&self.db, keys, legacy)
     }
 
     /// The state as applied, for the read path.
@@ -338,7 +345,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.membership = meta.last_membership.clone();
         applied.state = state;
         self.metrics.observe_state(&applied.state);
-        tracing::info!(snapshot_id = %meta.snapshot_id, bytes, "installed metastore snapshot");
+        // The dedup keys of the entries this snapshot stands for are not in
+        // this node's log: until they leave the window, a retry of one of
+        // their rows is shadowed only while another voter leads.
+        tracing::warn!(
+            snapshot_id = %meta.snapshot_id,
+            bytes,
+            "installed metastore snapshot: the dedup keys of the blocks before it are not on this node"
+        );
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! raft_log    u64 index -> Entry (binary, see fsm::encode_stored; JSON before)
 //! raft_meta   "vote" | "committed" | "last_purged" -> JSON
+//! dedup_keys  (minute of block time, key) -> log index (see dedup_keys.rs)
 //! snapshot    "meta" -> JSON SnapshotMeta
 //!             ("data" -> JSON MetastoreState: the layout before snapshot files;
 //!              moved to a file when the store is opened)
@@ -29,6 +30,11 @@ pub(crate) const SNAPSHOT_DATA_KEY: &str = "data";
 
 /// File name of the store in the data directory.
 pub(crate) const FILE_NAME: &str = "metastore.redb";
+/// redb's page cache (its default is 1 GiB, which the process's RSS would
+/// grow to): the log is written once and read back rarely, the dedup keys
+/// are looked up only on a fingerprint hit.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Directory of the snapshot files in the data directory.
 pub(crate) const SNAPSHOT_DIR: &str = "metastore-snapshots";
 
@@ -113,7 +119,7 @@ impl fmt::Debug for Db {
 /// receiver's `changed()` fails once the database is closed.
 pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>), StoreError> {
     let path = dir.join(FILE_NAME);
-    let db = Database::create(&path).map_err(|e| match e {
+    let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
         source => StoreError::OpenFile { path: path.clone(), source },
     })?;
@@ -121,6 +127,7 @@ pub(crate) fn open_database(dir: &Path) -> Result<(Arc<Db>, watch::Receiver<()>)
     txn.open_table(LOGS)?;
     txn.open_table(META)?;
     txn.open_table(SNAPSHOT)?;
+    txn.open_table(super::dedup_keys::DEDUP_KEYS)?;
     txn.commit()?;
     let snapshots = dir.join(SNAPSHOT_DIR);
     std::fs::create_dir_all(&snapshots)

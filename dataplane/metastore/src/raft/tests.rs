@@ -4,7 +4,9 @@ use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
 
-use super::{LogStore, StateMachineStore, TypeConfig, open_database};
+use std::sync::Arc;
+
+use super::{DedupKeys, LogStore, StateMachineStore, TypeConfig, open_database};
 use crate::metrics::StorageMetrics;
 
 struct RedbBuilder;
@@ -15,7 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuil
         let (db, _) = open_database(dir.path()).unwrap();
         let metrics = StorageMetrics::new().unwrap();
         let state_machine = StateMachineStore::open(db.clone(), metrics.clone()).unwrap();
-        Ok((dir, LogStore::new(db, metrics), state_machine))
+        let keys = Arc::new(DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap());
+        Ok((dir, LogStore::new(db, metrics, keys), state_machine))
     }
 }
 
@@ -69,17 +72,20 @@ mod upgrade {
     }
 
     /// A data directory as Phlox wrote it before the binary format: the
-    /// snapshot as JSON in redb, log entries as JSON (the entry after the
-    /// snapshot spelled out as the old version wrote it), opened by this
-    /// version: same state, and the next snapshot is a binary file.
+    /// snapshot as JSON in redb with the dedup index in the state, log
+    /// entries as JSON (the entry after the snapshot spelled out as the old
+    /// version wrote it), opened by this version: same state, the dedup keys
+    /// move beside the log, and the next snapshot is a binary file without
+    /// them.
     #[tokio::test]
     async fn a_store_of_the_json_format_opens_and_moves_to_the_binary_one() {
         let dir = tempfile::tempdir().unwrap();
         // Blocks 1 and 2 are in the old snapshot (keys 1, 2, 3 in its dedup
-        // index); block 3 is in the log after it and repeats key 2.
-        let mut old = MetastoreState::new();
-        old.apply(Command::AddBlock { request: add_block(1, &[1, 2]) });
-        old.apply(Command::AddBlock { request: add_block(2, &[3]) });
+        // index); block 3 is in the log after it and repeats key 2: applied
+        // as the old version did, with the snapshot's dedup index.
+        let mut old = MetastoreState::with_legacy_dedup(crate::fsm::DEDUP_WINDOW_MS);
+        old.apply(Command::AddBlock { request: add_block(1, &[1, 2]), decided: false });
+        old.apply(Command::AddBlock { request: add_block(2, &[3]), decided: false });
         let snapshot_json = serde_json::to_vec(&old).unwrap();
         assert!(snapshot_json.starts_with(b"{\"version\":1,\"blocks\":[\""), "the old JSON layout");
         let log_id = |index: u64| LogId::new(CommittedLeaderId::new(1, 1), index);
@@ -107,7 +113,14 @@ mod upgrade {
         let (db, _) = open_database(dir.path()).unwrap();
         let metrics = StorageMetrics::new().unwrap();
         let mut sm = StateMachineStore::open(db.clone(), metrics.clone()).unwrap();
-        let mut log = LogStore::new(db.clone(), metrics);
+        let keys = Arc::new(DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap());
+        sm.migrate_dedup_keys(&keys).unwrap();
+        // The old snapshot's keys (1, 2, 3) and the old log entry's (2, 4)
+        // are this node's dedup keys now.
+        assert_eq!(keys.len(), 5);
+        let wanted: Vec<[u8; 16]> = [1u8, 2, 3, 4, 9].iter().map(|k| [*k; 16]).collect();
+        assert_eq!(keys.held(&db, &wanted).unwrap().len(), 4, "all but key 9");
+        let mut log = LogStore::new(db.clone(), metrics, Arc::clone(&keys));
         let entries: Vec<Entry<TypeConfig>> = log.try_get_log_entries(3..4).await.unwrap();
         assert_eq!(entries.len(), 1);
         let responses = sm.apply(entries).await.unwrap();
@@ -115,7 +128,7 @@ mod upgrade {
         let expected: Vec<String> = (1..=3).map(|n| add_block(n, &[]).block.unwrap().id).collect();
         let state = sm.shared().read().unwrap().state.clone();
         assert_eq!(all_blocks(&state), expected);
-        assert_eq!(state.dedup_key_count(), 4);
+        assert_eq!(state.block(&expected[2]).unwrap().datasets[0].shadowed_keys, Bytes::from(vec![2u8; 16]));
         {
             let txn = db.begin_read().unwrap();
             assert!(txn.open_table(SNAPSHOT).unwrap().get(SNAPSHOT_DATA_KEY).unwrap().is_none(), "moved to a file");
@@ -124,7 +137,7 @@ mod upgrade {
         // New entries are binary; a new snapshot is a binary file.
         let entry4 = Entry::<TypeConfig> {
             log_id: log_id(4),
-            payload: EntryPayload::Normal(Command::AddBlock { request: add_block(4, &[5]) }),
+            payload: EntryPayload::Normal(Command::AddBlock { request: add_block(4, &[5]), decided: true }),
         };
         let encoded = crate::fsm::encode_stored_vec(&entry4).unwrap();
         assert_eq!(encoded[0], crate::fsm::BINARY_V1);
@@ -140,12 +153,17 @@ mod upgrade {
         drop((sm, log));
         drop(db);
 
+        drop(keys);
         let (db, _) = open_database(dir.path()).unwrap();
-        let sm = StateMachineStore::open(db, StorageMetrics::new().unwrap()).unwrap();
+        let sm = StateMachineStore::open(db.clone(), StorageMetrics::new().unwrap()).unwrap();
         let reopened = sm.shared().read().unwrap().state.clone();
         let mut expected = expected;
         expected.push(add_block(4, &[]).block.unwrap().id);
         assert_eq!(all_blocks(&reopened), expected);
-        assert_eq!(reopened.dedup_key_count(), 5);
+        // The binary snapshot holds no keys; the node's keys are where they were.
+        assert!(reopened.legacy_dedup_entries().is_empty());
+        let keys = DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap();
+        sm.migrate_dedup_keys(&keys).unwrap();
+        assert_eq!(keys.len(), 5);
     }
 }

@@ -1,4 +1,5 @@
-//! AddBlock: validate, propose [`Command::AddBlock`], answer from the apply.
+//! AddBlock: validate, decide the shadowed rows (leader), propose
+//! [`Command::AddBlock`], answer from the apply.
 
 use phlox_proto::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use phlox_proto::metastore::v1::{AddBlockRequest, AddBlockResponse};
@@ -22,7 +23,10 @@ impl Routed for AddBlockRequest {
     }
 
     async fn run_local(&self, core: &Core) -> Result<Local<AddBlockResponse>> {
-        match core.write_local(Command::AddBlock { request: self.clone() }).await? {
+        // Held (its keys visible to the next decision) until the write is done.
+        let decided = core.dedup.decide(self)?;
+        let command = Command::AddBlock { request: decided.request.clone(), decided: true };
+        match core.write_local(command).await? {
             Local::Done(Response::AddBlock { added, shadowed_profiles }) => {
                 Ok(Local::Done(AddBlockResponse { added, shadowed_profiles }))
             }

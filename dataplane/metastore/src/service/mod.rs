@@ -5,6 +5,7 @@
 mod add_block;
 mod client;
 mod compaction;
+mod dedup_gate;
 mod delete_range;
 mod forward;
 mod grpc;
@@ -14,5 +15,6 @@ mod query_blocks;
 mod route;
 
 pub(crate) use client::LocalMetastore;
+pub(crate) use dedup_gate::DedupGate;
 pub use grpc::MetastoreGrpcService;
 pub(crate) use route::{Core, Local, Origin, now_ms};

@@ -10,6 +10,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use phlox_proto::metastore::v1::metastore_service_client::MetastoreServiceClient;
 use tonic::transport::Channel;
 
+use super::dedup_gate::DedupGate;
 use super::forward::Forwarder;
 use crate::error::{MetastoreError, Result};
 use crate::fsm::{Command, Response};
@@ -63,6 +64,8 @@ pub(crate) struct Core {
     pub(crate) state: SharedState,
     pub(crate) metrics: Metrics,
     pub(crate) leader_wait: Duration,
+    /// The dedup decision of level-0 AddBlocks (used when this node leads).
+    pub(crate) dedup: DedupGate,
     forwarder: Forwarder,
 }
 
@@ -84,8 +87,9 @@ impl Core {
         state: SharedState,
         metrics: Metrics,
         leader_wait: Duration,
+        dedup: DedupGate,
     ) -> Self {
-        Self { node_id, raft, state, metrics, leader_wait, forwarder: Forwarder::default() }
+        Self { node_id, raft, state, metrics, leader_wait, dedup, forwarder: Forwarder::default() }
     }
 
     /// Runs a request where the leader is, recording write latency.

@@ -50,12 +50,7 @@ async fn assert_replicated(members: &[&Member], leader: &Member, expected: &[Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<(u64, String)> =
-        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    let (listeners, peers) = listeners(3).await;
     let mut members = Vec::new();
     for (listener, (dir, (id, address))) in listeners.into_iter().zip(dirs.iter().zip(&peers)) {
         let config = MetastoreConfig { peers: peers.clone(), ..config(*id, dir.path(), address) };
@@ -140,12 +135,7 @@ async fn three_voters_replicate_forward_and_survive_losing_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<(u64, String)> =
-        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    let (mut listeners, peers) = listeners(3).await;
     // Node 3 is down for now: its port refuses connections.
     drop(listeners.pop());
     let node_config = |i: usize, bootstrap: bool| MetastoreConfig {
@@ -195,12 +185,7 @@ async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_voter_grows_to_three_and_shrinks_back_to_one() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<(u64, String)> =
-        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    let (listeners, peers) = listeners(3).await;
     let mut listeners = listeners.into_iter();
 
     // Node 1 alone, with a block.

@@ -74,3 +74,15 @@ pub(crate) fn serve(node: &MetastoreNode, listener: TcpListener) -> JoinHandle<(
         router.serve_with_incoming(TcpIncoming::from(listener)).await.unwrap();
     })
 }
+
+/// `n` loopback listeners and the peer list `(id, address)` of voters 1..=n
+/// on them.
+pub(crate) async fn listeners(n: usize) -> (Vec<TcpListener>, Vec<(u64, String)>) {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers =
+        listeners.iter().enumerate().map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string())).collect();
+    (listeners, peers)
+}

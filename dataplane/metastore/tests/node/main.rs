@@ -5,4 +5,5 @@
 mod cluster;
 mod common;
 mod dlq;
+mod fleet;
 mod restart;
