@@ -34,8 +34,11 @@ pub struct MetastoreConfig {
     pub election_timeout_max: Duration,
     /// Build a snapshot after this many log entries since the last one.
     pub snapshot_logs_since_last: u64,
-    /// Log entries kept before the last snapshot (so that a follower a
-    /// little behind catches up from the log rather than a snapshot).
+    /// Log entries kept before the last snapshot, so that a follower that
+    /// was down a while (a restarted pod) catches up from the log rather than
+    /// a snapshot: only from the log does it get the dedup keys of the
+    /// blocks it missed (see `raft::dedup_keys`). 10 000 entries are about
+    /// 7 minutes at 2,000 profile rows/s in 8 shards (70 MB on disk).
     pub logs_kept_after_snapshot: u64,
     /// How long a client call waits for a leader during an election before
     /// it fails with `unavailable`.
@@ -56,7 +59,7 @@ impl MetastoreConfig {
             election_timeout_min: Duration::from_millis(1_000),
             election_timeout_max: Duration::from_millis(2_000),
             snapshot_logs_since_last: 5_000,
-            logs_kept_after_snapshot: 1_000,
+            logs_kept_after_snapshot: 10_000,
             leader_wait: Duration::from_secs(5),
         }
     }
