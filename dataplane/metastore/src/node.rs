@@ -166,9 +166,9 @@ async fn open_raft(
     let sm_metrics = metrics.clone();
     let (db, storage_closed, state_machine, keys) = tokio::task::spawn_blocking(move || {
         let (db, storage_closed) = open_database(&dir)?;
-        let state_machine = StateMachineStore::open(Arc::clone(&db), sm_metrics.clone())?;
         let keys = Arc::new(DedupKeys::open(&db, DEDUP_WINDOW_MS)?);
-        state_machine.migrate_dedup_keys(&keys)?;
+        let state_machine = StateMachineStore::open(Arc::clone(&db), sm_metrics.clone(), Arc::clone(&keys))?;
+        state_machine.migrate_dedup_keys()?;
         sm_metrics.dedup_keys.set(i64::try_from(keys.len()).unwrap_or(i64::MAX));
         Ok::<_, StoreError>((db, storage_closed, state_machine, keys))
     })
@@ -246,6 +246,12 @@ impl MetastoreNode {
                 }
             }
         }));
+    }
+
+    /// Dedup keys this node holds for the window (also the
+    /// `phlox_metastore_dedup_keys` gauge).
+    pub fn dedup_key_count(&self) -> usize {
+        self.core.dedup.key_count()
     }
 
     /// This node's Raft id.

@@ -314,6 +314,61 @@ impl DedupKeys {
     }
 }
 
+impl DedupKeys {
+    /// Writes every record of the table to `out`: (bucket i64, index u64,
+    /// length u32, keys), little-endian. What a snapshot transfer carries
+    /// after the state, so that the follower installing it holds the keys
+    /// of the blocks before it.
+    pub(crate) fn export(&self, db: &redb::Database, out: &mut impl std::io::Write) -> Result<(), StoreError> {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(DEDUP_KEYS)?;
+        let io = |e: std::io::Error| StoreError::SnapshotFile { path: "dedup keys".into(), source: e };
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let (bucket, index) = key.value();
+            let blob = value.value();
+            out.write_all(&bucket.to_le_bytes()).map_err(io)?;
+            out.write_all(&index.to_le_bytes()).map_err(io)?;
+            out.write_all(&u32::try_from(blob.len()).unwrap_or(u32::MAX).to_le_bytes()).map_err(io)?;
+            out.write_all(blob).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Records what [`Self::export`] wrote (a truncated tail is ignored).
+    pub(crate) fn import(&self, db: &redb::Database, mut records: &[u8]) -> Result<usize, StoreError> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        let mut recorded = Recorded::default();
+        let mut entries = 0;
+        {
+            let mut table = txn.open_table(DEDUP_KEYS)?;
+            while records.len() >= 20 {
+                let (head, rest) = records.split_at(20);
+                let bucket = i64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+                let index = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+                let len = u32::from_le_bytes(head[16..20].try_into().unwrap_or_default()) as usize;
+                if rest.len() < len {
+                    break;
+                }
+                let (blob, rest) = rest.split_at(len);
+                table.insert((bucket, index), blob)?;
+                for k in blob.chunks_exact(KEY_LEN) {
+                    recorded.added.push((bucket, fingerprint_of(k)));
+                }
+                let end = (bucket + 1) * BUCKET_MS - 1;
+                recorded.newest_ms = Some(recorded.newest_ms.map_or(end, |n| n.max(end)));
+                entries += 1;
+                records = rest;
+            }
+        }
+        self.prune(&txn, &recorded)?;
+        txn.commit()?;
+        self.committed(recorded);
+        Ok(entries)
+    }
+}
+
 /// `raft_meta` key set once the dedup keys of the store are recorded.
 const MIGRATED_KEY: &str = "dedup_keys";
 

@@ -149,6 +149,9 @@ pub(crate) struct StateMachineStore {
     shared: SharedState,
     metrics: StorageMetrics,
     snapshot_seq: Arc<AtomicU64>,
+    /// This node's dedup keys: sent after the state in a snapshot transfer,
+    /// loaded from one on install.
+    keys: Arc<DedupKeys>,
 }
 
 impl StorageMetrics {
@@ -159,7 +162,7 @@ impl StorageMetrics {
 
 impl StateMachineStore {
     /// Opens the state machine, restoring the last snapshot from `db`.
-    pub(crate) fn open(db: Arc<Db>, metrics: StorageMetrics) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: Arc<Db>, metrics: StorageMetrics, keys: Arc<DedupKeys>) -> Result<Self, StoreError> {
         let mut applied = AppliedState::default();
         if let Some(meta) = load_snapshot_meta(&db)? {
             let (state, bytes) = read_snapshot(&db, &meta)?;
@@ -175,14 +178,20 @@ impl StateMachineStore {
             );
         }
         metrics.observe_state(&applied.state);
-        Ok(Self { db, shared: Arc::new(RwLock::new(applied)), metrics, snapshot_seq: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            db,
+            shared: Arc::new(RwLock::new(applied)),
+            metrics,
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            keys,
+        })
     }
 
     /// Records, once, the dedup keys of a store written by an earlier
     /// version (see [`super::dedup_keys::migrate`]).
-    pub(crate) fn migrate_dedup_keys(&self, keys: &DedupKeys) -> Result<(), StoreError> {
+    pub(crate) fn migrate_dedup_keys(&self) -> Result<(), StoreError> {
         let legacy = read_lock(&self.shared).state.legacy_dedup_entries();
-        super::dedup_keys::migrate(&self.db, keys, legacy)
+        super::dedup_keys::migrate(&self.db, &self.keys, legacy)
     }
 
     /// The state as applied, for the read path.
@@ -329,10 +338,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let _ = tokio::fs::remove_file(receiving_path(&self.db)).await;
         let db = Arc::clone(&self.db);
         let installed = meta.clone();
+        let keys = Arc::clone(&self.keys);
         let (state, bytes) = blocking(&self.db, move |_| {
             let path = snapshot_path(&db, &installed.snapshot_id);
-            std::fs::rename(&received, &path).map_err(file_err(&path))?;
-            sync_dir(db.snapshot_dir())?;
+            let data = std::fs::read(&received).map_err(file_err(&received))?;
+            match split_transfer(&data) {
+                Some((state, records)) => {
+                    write_file(&path, state)?;
+                    let entries = keys.import(&db, records)?;
+                    tracing::info!(entries, "loaded the dedup keys sent with the snapshot");
+                    let _ = std::fs::remove_file(&received);
+                }
+                None => {
+                    std::fs::rename(&received, &path).map_err(file_err(&path))?;
+                    sync_dir(db.snapshot_dir())?;
+                }
+            }
             let read = read_snapshot(&db, &installed)?;
             commit_snapshot(&db, &installed)?;
             Ok(read)
@@ -345,14 +366,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.membership = meta.last_membership.clone();
         applied.state = state;
         self.metrics.observe_state(&applied.state);
-        // The dedup keys of the entries this snapshot stands for are not in
-        // this node's log: until they leave the window, a retry of one of
-        // their rows is shadowed only while another voter leads.
-        tracing::warn!(
-            snapshot_id = %meta.snapshot_id,
-            bytes,
-            "installed metastore snapshot: the dedup keys of the blocks before it are not on this node"
-        );
+        tracing::info!(snapshot_id = %meta.snapshot_id, bytes, "installed metastore snapshot");
         Ok(())
     }
 
@@ -360,10 +374,41 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(meta) = load_snapshot_meta(&self.db).map_err(|e| snapshot_err(None, ErrorVerb::Read, e))? else {
             return Ok(None);
         };
-        let path = snapshot_path(&self.db, &meta.snapshot_id);
+        // What a follower receives: the state, then this node's dedup keys
+        // (the follower's log will not hold the entries before the snapshot).
+        let (db, keys, id) = (Arc::clone(&self.db), Arc::clone(&self.keys), meta.snapshot_id.clone());
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let path = blocking(&self.db, move |_| {
+            let state = std::fs::read(snapshot_path(&db, &id)).map_err(file_err(&snapshot_path(&db, &id)))?;
+            let path = db.snapshot_dir().join(format!("sending-{seq}.tmp"));
+            let file = std::fs::File::create(&path).map_err(file_err(&path))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            out.write_all(TRANSFER_MAGIC)
+                .and_then(|()| out.write_all(&(state.len() as u64).to_le_bytes()))
+                .and_then(|()| out.write_all(&state))
+                .map_err(file_err(&path))?;
+            keys.export(&db, &mut out)?;
+            out.flush().map_err(file_err(&path))?;
+            Ok(path)
+        })
+        .await
+        .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Read, e))?;
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Read, file_err(&path)(e)))?;
+        // Unlinked now; the open file stays readable for the transfer.
+        let _ = tokio::fs::remove_file(&path).await;
         Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
+}
+
+/// Start of a snapshot transfer that carries dedup keys after the state.
+const TRANSFER_MAGIC: &[u8; 8] = b"PXSNAPK1";
+
+/// (state, dedup key records) of a transfer; `None` for a bare state.
+fn split_transfer(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = data.strip_prefix(TRANSFER_MAGIC.as_slice())?;
+    let (len, rest) = rest.split_at_checked(8)?;
+    let len = usize::try_from(u64::from_le_bytes(len.try_into().ok()?)).ok()?;
+    rest.split_at_checked(len)
 }

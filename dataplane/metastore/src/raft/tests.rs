@@ -16,8 +16,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RedbBuil
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = open_database(dir.path()).unwrap();
         let metrics = StorageMetrics::new().unwrap();
-        let state_machine = StateMachineStore::open(db.clone(), metrics.clone()).unwrap();
         let keys = Arc::new(DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap());
+        let state_machine = StateMachineStore::open(db.clone(), metrics.clone(), Arc::clone(&keys)).unwrap();
         Ok((dir, LogStore::new(db, metrics, keys), state_machine))
     }
 }
@@ -112,9 +112,9 @@ mod upgrade {
 
         let (db, _) = open_database(dir.path()).unwrap();
         let metrics = StorageMetrics::new().unwrap();
-        let mut sm = StateMachineStore::open(db.clone(), metrics.clone()).unwrap();
         let keys = Arc::new(DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap());
-        sm.migrate_dedup_keys(&keys).unwrap();
+        let mut sm = StateMachineStore::open(db.clone(), metrics.clone(), Arc::clone(&keys)).unwrap();
+        sm.migrate_dedup_keys().unwrap();
         // The old snapshot's keys (1, 2, 3) and the old log entry's (2, 4)
         // are this node's dedup keys now.
         assert_eq!(keys.len(), 5);
@@ -155,15 +155,15 @@ mod upgrade {
 
         drop(keys);
         let (db, _) = open_database(dir.path()).unwrap();
-        let sm = StateMachineStore::open(db.clone(), StorageMetrics::new().unwrap()).unwrap();
+        let keys = Arc::new(DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap());
+        let sm = StateMachineStore::open(db.clone(), StorageMetrics::new().unwrap(), Arc::clone(&keys)).unwrap();
         let reopened = sm.shared().read().unwrap().state.clone();
         let mut expected = expected;
         expected.push(add_block(4, &[]).block.unwrap().id);
         assert_eq!(all_blocks(&reopened), expected);
         // The binary snapshot holds no keys; the node's keys are where they were.
         assert!(reopened.legacy_dedup_entries().is_empty());
-        let keys = DedupKeys::open(&db, crate::fsm::DEDUP_WINDOW_MS).unwrap();
-        sm.migrate_dedup_keys(&keys).unwrap();
+        sm.migrate_dedup_keys().unwrap();
         assert_eq!(keys.len(), 5);
     }
 }

@@ -65,6 +65,11 @@ impl DedupGate {
         Self { db: Arc::downgrade(&db), keys, in_flight: Mutex::new(FxHashMap::default()) }
     }
 
+    /// Keys this node holds for the window (see [`DedupKeys`]).
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
     fn in_flight(&self) -> MutexGuard<'_, FxHashMap<Key, u32>> {
         self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

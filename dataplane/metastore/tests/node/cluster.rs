@@ -171,6 +171,9 @@ async fn a_voter_that_missed_the_purged_log_catches_up_from_a_snapshot() {
     let expected = vec![block_id(1), block_id(2), block_id(3)];
     assert_replicated(&[&late], leader, &expected).await;
     assert!(late.node.metrics().borrow().snapshot.is_some());
+    // The log before the snapshot was purged: node 3 got the dedup keys of
+    // blocks 1-3 with the snapshot, so it could decide as a leader.
+    assert_eq!(late.node.dedup_key_count(), 3);
     members.push(late);
     for m in members {
         m.node.shutdown().await;
