@@ -62,15 +62,6 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// One metastore process.
 struct Voter {
     id: u64,
@@ -254,7 +245,7 @@ async fn report(voters: &[Voter], http: &reqwest::Client, label: &str) -> u64 {
     let mut max_rss = 0;
     for v in voters {
         let m = v.metrics(http).await;
-        let rss = rss_bytes(v.child.id());
+        let rss = common::rss_bytes(v.child.id());
         max_rss = max_rss.max(rss);
         println!(
             "  {label} voter {} ({}): RSS {:>6.1} MB, blocks {:>6}, dedup keys {:>9}, last snapshot {:>7.2} MB built in {:.2} s, \

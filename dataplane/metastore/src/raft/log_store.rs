@@ -112,8 +112,19 @@ impl LogStore {
         forget_keys: bool,
     ) -> Result<(), StoreError> {
         let purged = last_purged.map(|id| serde_json::to_vec(&id)).transpose()?;
-        let forgotten: Vec<EntryKeys> =
-            if forget_keys { self.read_entries(range)?.iter().filter_map(keys_of).collect() } else { Vec::new() };
+        // (index, block time) of the truncated entries that recorded keys.
+        let forgotten: Vec<(u64, i64)> = if forget_keys {
+            let entries = self.read_entries(range)?;
+            entries
+                .iter()
+                .filter_map(|e| match &e.payload {
+                    EntryPayload::Normal(command) => entry_keys(command).map(|(time, _)| (e.log_id.index, time)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let dedup = Arc::clone(&self.dedup);
         let recorded = blocking(&self.db, move |db| {
             let mut txn = db.begin_write()?;
@@ -123,7 +134,7 @@ impl LogStore {
             }
             txn.open_table(LOGS)?.retain_in(range, |_, _| false)?;
             let mut recorded = Recorded::default();
-            for (index, time, _) in forgotten {
+            for (index, time) in forgotten {
                 dedup.forget(&txn, &mut recorded, index, time)?;
             }
             txn.commit()?;

@@ -379,7 +379,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (db, keys, id) = (Arc::clone(&self.db), Arc::clone(&self.keys), meta.snapshot_id.clone());
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let path = blocking(&self.db, move |_| {
-            let state = std::fs::read(snapshot_path(&db, &id)).map_err(file_err(&snapshot_path(&db, &id)))?;
+            let state_path = snapshot_path(&db, &id);
+            let state = std::fs::read(&state_path).map_err(file_err(&state_path))?;
             let path = db.snapshot_dir().join(format!("sending-{seq}.tmp"));
             let file = std::fs::File::create(&path).map_err(file_err(&path))?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);

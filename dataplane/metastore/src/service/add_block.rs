@@ -24,8 +24,8 @@ impl Routed for AddBlockRequest {
 
     async fn run_local(&self, core: &Core) -> Result<Local<AddBlockResponse>> {
         // Held (its keys visible to the next decision) until the write is done.
-        let decided = core.dedup.decide(self)?;
-        let command = Command::AddBlock { request: decided.request.clone(), decided: true };
+        let mut decided = core.dedup.decide(self)?;
+        let command = Command::AddBlock { request: decided.take_request(), decided: true };
         match core.write_local(command).await? {
             Local::Done(Response::AddBlock { added, shadowed_profiles }) => {
                 Ok(Local::Done(AddBlockResponse { added, shadowed_profiles }))

@@ -33,9 +33,16 @@ pub(crate) struct DedupGate {
 /// A decided request; its keys count as held until it is dropped (after
 /// the write: the entry is then in the log, or not at all).
 pub(crate) struct Decided<'a> {
-    pub(crate) request: AddBlockRequest,
+    request: AddBlockRequest,
     held: Vec<Key>,
     gate: &'a DedupGate,
+}
+
+impl Decided<'_> {
+    /// The request with its shadowed keys (once; the keys stay held).
+    pub(crate) fn take_request(&mut self) -> AddBlockRequest {
+        std::mem::take(&mut self.request)
+    }
 }
 
 impl Drop for Decided<'_> {

@@ -77,13 +77,24 @@ pub(crate) fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The peak resident memory of process `pid` so far (`VmHWM`), bytes.
-#[allow(dead_code)]
-pub(crate) fn peak_rss_bytes(pid: u32) -> u64 {
+/// A `/proc/<pid>/status` memory field (`VmHWM`, `VmRSS`) in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), bytes.
+#[allow(dead_code)]
+pub(crate) fn peak_rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM")
+}
+
+/// The resident memory of process `pid` now (`VmRSS`), bytes.
+#[allow(dead_code)]
+pub(crate) fn rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS")
 }
