@@ -21,6 +21,10 @@ pub struct Metrics {
     pub scale_events: IntCounterVec,
     /// Failed reads of load metrics (pods, Prometheus, drain state), by component.
     pub fetch_errors: IntCounterVec,
+    /// Segment-writer drains by component and outcome (`started`,
+    /// `drained`, `aborted`, `failed` to start, `timed_out`: still
+    /// draining after the drain timeout, once per drain).
+    pub drains: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,8 +69,16 @@ impl Metrics {
                 ),
                 &["component"],
             )?,
+            drains: IntCounterVec::new(
+                Opts::new(
+                    "phlox_operator_drains_total",
+                    "Writer drains by component and outcome (started, drained, aborted, failed, timed_out).",
+                ),
+                &["component", "outcome"],
+            )?,
             registry,
         };
+        m.registry.register(Box::new(m.drains.clone()))?;
         m.registry.register(Box::new(m.decisions.clone()))?;
         m.registry.register(Box::new(m.scale_events.clone()))?;
         m.registry.register(Box::new(m.fetch_errors.clone()))?;

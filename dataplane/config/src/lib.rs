@@ -53,6 +53,46 @@ pub struct PhloxConfig {
     pub multitenancy_enabled: bool,
     /// Metrics from profiles: where they go and the rules kept in this file.
     pub recording_rules: RecordingRulesConfig,
+    /// The process's own CPU and heap profiles, pushed to a distributor.
+    pub self_profiling: SelfProfilingConfig,
+}
+
+/// Self-profiling: every `interval` the process pushes the CPU profile of
+/// that interval and its heap profile (allocations of the interval, live
+/// memory at its end) to a Phlox distributor, as `process_cpu` and `memory`
+/// of `service_name`, labelled with the target and the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfProfilingConfig {
+    pub enabled: bool,
+    /// The length of each CPU profile, and the time between two pushes
+    /// (1s to 60s). `/debug/pprof/profile` answers 409 while one is taken.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// The Push API's base URL (`http://phlox-distributor:4040`); empty:
+    /// this process's own HTTP port, which then must run a distributor.
+    pub push_url: String,
+    /// `X-Scope-OrgID` of the pushes; empty: none (the `anonymous` tenant
+    /// without multi-tenancy).
+    pub tenant: String,
+    /// The `service_name` label of the profiles.
+    pub service_name: String,
+    /// A file holding the bearer token of the pushes, when the public port
+    /// requires a credential; re-read at each push.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Default for SelfProfilingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(15),
+            push_url: String::new(),
+            tenant: String::new(),
+            service_name: "phlox".into(),
+            bearer_token_file: None,
+        }
+    }
 }
 
 /// Recording rules: evaluated as level-0 segments are compacted, exported by
@@ -151,6 +191,7 @@ impl Default for PhloxConfig {
             overrides: BTreeMap::new(),
             multitenancy_enabled: false,
             recording_rules: RecordingRulesConfig::default(),
+            self_profiling: SelfProfilingConfig::default(),
         }
     }
 }
@@ -520,6 +561,12 @@ impl PhloxConfig {
         }
         for c in &self.server.auth.tenants {
             c.validate()?;
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.self_profiling.interval) {
+            return bad("self_profiling.interval must be between 1s and 60s");
+        }
+        if self.self_profiling.enabled && self.self_profiling.service_name.is_empty() {
+            return bad("self_profiling.service_name must not be empty");
         }
         for l in std::iter::once(&self.limits).chain(self.tenant_limits()?.values()) {
             if l.ingestion_rate_mb < 0.0 || l.ingestion_burst_size_mb < 0.0 {

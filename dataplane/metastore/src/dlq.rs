@@ -45,6 +45,7 @@ pub(crate) async fn recover_once(core: &Core, store: &dyn ObjectStore) -> Result
             }
         }
     }
+    core.metrics.dlq_entries.set(i64::try_from(report.failed).unwrap_or(i64::MAX));
     Ok(report)
 }
 

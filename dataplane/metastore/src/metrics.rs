@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::{RaftMetrics, ServerState};
-use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Time to commit and apply a write, as the caller of the client sees it
 /// (including forwarding to the leader). Label `command`.
@@ -15,6 +15,12 @@ pub const RAFT_STATE: &str = "phlox_metastore_raft_state";
 pub const RAFT_TERM: &str = "phlox_metastore_raft_term";
 /// Blocks in this node's index.
 pub const BLOCKS: &str = "phlox_metastore_blocks";
+/// Compaction jobs in the index, by source `level` and `state` (waiting
+/// for a worker, leased to one): the compaction backlog.
+pub const COMPACTION_JOBS: &str = "phlox_metastore_compaction_jobs";
+/// Dead-letter entries left in the bucket after the last recovery pass
+/// (leader only; 0 elsewhere).
+pub const DLQ_ENTRIES: &str = "phlox_metastore_dlq_entries";
 /// Dead-letter entries re-added to the index and removed from the bucket.
 pub const DLQ_RECOVERED_TOTAL: &str = "phlox_metastore_dlq_recovered_total";
 /// Keys in this node's dedup index (profile rows of the dedup window).
@@ -32,6 +38,7 @@ pub const LOG_BYTES_TOTAL: &str = "phlox_metastore_log_bytes_total";
 #[derive(Debug, Clone)]
 pub(crate) struct StorageMetrics {
     pub(crate) blocks: IntGauge,
+    pub(crate) compaction_jobs: IntGaugeVec,
     pub(crate) dedup_keys: IntGauge,
     pub(crate) snapshot_bytes: IntGauge,
     pub(crate) snapshot_build_seconds: Gauge,
@@ -44,6 +51,10 @@ impl StorageMetrics {
     pub(crate) fn new() -> prometheus::Result<Self> {
         Ok(Self {
             blocks: IntGauge::with_opts(Opts::new(BLOCKS, "Blocks in the metastore index."))?,
+            compaction_jobs: IntGaugeVec::new(
+                Opts::new(COMPACTION_JOBS, "Compaction jobs by source level and state (waiting, leased)."),
+                &["level", "state"],
+            )?,
             dedup_keys: IntGauge::with_opts(Opts::new(DEDUP_KEYS, "Profile-row keys in the dedup index."))?,
             snapshot_bytes: IntGauge::with_opts(Opts::new(
                 SNAPSHOT_BYTES,
@@ -58,9 +69,10 @@ impl StorageMetrics {
         })
     }
 
-    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 6] {
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 7] {
         [
             Box::new(self.blocks.clone()),
+            Box::new(self.compaction_jobs.clone()),
             Box::new(self.dedup_keys.clone()),
             Box::new(self.snapshot_bytes.clone()),
             Box::new(self.snapshot_build_seconds.clone()),
@@ -78,6 +90,7 @@ pub(crate) struct Metrics {
     pub(crate) raft_term: IntGauge,
     pub(crate) storage: StorageMetrics,
     pub(crate) dlq_recovered: IntCounter,
+    pub(crate) dlq_entries: IntGauge,
 }
 
 impl Metrics {
@@ -98,11 +111,16 @@ impl Metrics {
                 DLQ_RECOVERED_TOTAL,
                 "Dead-letter entries re-added to the index.",
             ))?,
+            dlq_entries: IntGauge::with_opts(Opts::new(
+                DLQ_ENTRIES,
+                "Dead-letter entries left in the bucket after the last recovery pass.",
+            ))?,
         };
         registry.register(Box::new(metrics.apply_duration.clone()))?;
         registry.register(Box::new(metrics.raft_state.clone()))?;
         registry.register(Box::new(metrics.raft_term.clone()))?;
         registry.register(Box::new(metrics.dlq_recovered.clone()))?;
+        registry.register(Box::new(metrics.dlq_entries.clone()))?;
         for collector in metrics.storage.collectors() {
             registry.register(collector)?;
         }
@@ -112,11 +130,12 @@ impl Metrics {
     /// Removes the collectors, so that a node started later in the same
     /// process can register its own.
     pub(crate) fn unregister(&self, registry: &Registry) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 4] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
             Box::new(self.apply_duration.clone()),
             Box::new(self.raft_state.clone()),
             Box::new(self.raft_term.clone()),
             Box::new(self.dlq_recovered.clone()),
+            Box::new(self.dlq_entries.clone()),
         ];
         for collector in collectors.into_iter().chain(self.storage.collectors()) {
             // Not registered (already removed) is fine.

@@ -473,6 +473,8 @@ impl MetastoreNode {
             loop {
                 ticker.tick().await;
                 if !core.is_leader() {
+                    // The leader counts what is left; this node does not.
+                    core.metrics.dlq_entries.set(0);
                     continue;
                 }
                 match recover_once(&core, store.as_ref()).await {

@@ -99,12 +99,16 @@ impl LocalBackend {
     /// Keeps at most `max_bytes` of decoded symbols between queries (0: none).
     pub fn with_symbol_cache(mut self, max_bytes: usize) -> Self {
         self.symbols = Arc::new(crate::SymbolCache::new(max_bytes));
+        if let Some(m) = &self.metrics {
+            self.symbols.count_requests(m.symbol_cache_requests.clone());
+        }
         self
     }
 
     /// Records in-flight leaves and leaf latency.
     pub fn with_metrics(mut self, metrics: crate::QueryMetrics) -> Self {
         metrics.leaf_slots.set(self.slot_count as i64);
+        self.symbols.count_requests(metrics.symbol_cache_requests.clone());
         self.metrics = Some(metrics);
         self
     }

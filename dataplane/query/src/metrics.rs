@@ -15,6 +15,8 @@ pub(crate) const QUEUED_LEAVES: &str = "phlox_query_backend_queued_leaves";
 /// the slots is the busy ratio.
 pub(crate) const BUSY_SECONDS: &str = "phlox_query_backend_busy_seconds_total";
 /// Leaves a backend executes at once.
+/// Lookups of the decoded-symbols cache, by `result` (hit, miss).
+pub(crate) const SYMBOL_CACHE_REQUESTS: &str = "phlox_query_backend_symbol_cache_requests_total";
 pub(crate) const LEAF_SLOTS: &str = "phlox_query_backend_leaf_slots";
 
 /// Metrics of the query frontend and backend.
@@ -36,6 +38,8 @@ pub struct QueryMetrics {
     pub busy_seconds: prometheus::Counter,
     /// Execution slots of this backend.
     pub leaf_slots: IntGauge,
+    /// Lookups of the decoded-symbols cache by result.
+    pub symbol_cache_requests: IntCounterVec,
 }
 
 impl QueryMetrics {
@@ -61,7 +65,12 @@ impl QueryMetrics {
                 "Wall time spent executing read leaves, summed over slots.",
             ))?,
             leaf_slots: IntGauge::with_opts(Opts::new(LEAF_SLOTS, "Read leaves this backend executes at once."))?,
+            symbol_cache_requests: IntCounterVec::new(
+                Opts::new(SYMBOL_CACHE_REQUESTS, "Lookups of the decoded-symbols cache by result (hit, miss)."),
+                &["result"],
+            )?,
         };
+        registry.register(Box::new(m.symbol_cache_requests.clone()))?;
         registry.register(Box::new(m.queued_leaves.clone()))?;
         registry.register(Box::new(m.busy_seconds.clone()))?;
         registry.register(Box::new(m.leaf_slots.clone()))?;

@@ -66,6 +66,8 @@ impl<V> Entries<V> {
 pub struct SymbolCache {
     entries: Mutex<Entries<Arc<Symbols>>>,
     max_bytes: usize,
+    /// Lookups by result (`hit`, `miss`), once metrics are attached.
+    requests: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Default for SymbolCache {
@@ -87,7 +89,18 @@ fn size_of(s: &Symbols) -> usize {
 impl SymbolCache {
     /// A cache holding at most `max_bytes` of decoded symbols (0 disables it).
     pub fn new(max_bytes: usize) -> Self {
-        Self { entries: Mutex::new(Entries::default()), max_bytes }
+        Self { entries: Mutex::new(Entries::default()), max_bytes, requests: std::sync::OnceLock::new() }
+    }
+
+    /// Counts lookups in `requests` by result (`hit`, `miss`).
+    pub fn count_requests(&self, requests: prometheus::IntCounterVec) {
+        let _ = self.requests.set(requests);
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(r) = self.requests.get() {
+            r.with_label_values(&[result]).inc();
+        }
     }
 
     /// The symbols of `ds`, from the cache or read and decoded.
@@ -96,8 +109,10 @@ impl SymbolCache {
         if let Ok(e) = self.entries.lock()
             && let Some((s, _)) = e.map.get(&key)
         {
+            self.count("hit");
             return Ok(Arc::clone(s));
         }
+        self.count("miss");
         let symbols = Arc::new(ds.symbols().await?);
         let size = size_of(&symbols);
         if let Ok(mut e) = self.entries.lock() {

@@ -190,6 +190,12 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     let current = crate::reload::watch(config.clone(), reload, Duration::from_secs(10));
     let roles = Roles::of(&targets);
     let all = roles.all;
+    if config.self_profiling.enabled && config.self_profiling.push_url.is_empty() && !roles.distributor {
+        bail!(
+            "self_profiling.push_url is empty and target {:?} runs no distributor to push to: set it to a distributor's URL",
+            config.target
+        );
+    }
     // Both ports first: a busy port fails the start before anything is
     // created on disk or in the bucket.
     let listen = |address: &str, what: &str, flag: &str| {
@@ -525,8 +531,20 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     // accept it; gRPC, images and tiny bodies are left alone.
     .layer(tower_http::compression::CompressionLayer::new())
     .layer(axum::middleware::from_fn_with_state(context, crate::context::layer))
+    .layer(axum::middleware::from_fn_with_state(
+        Arc::new(crate::context::duration::RequestDurations::new(&registry)?),
+        crate::context::duration::layer,
+    ))
     .layer(axum::middleware::from_fn_with_state(Arc::clone(&draining), close_when_draining));
     let admin_addr = admin_listener.local_addr()?;
+    if config.self_profiling.enabled {
+        let base = match config.self_profiling.push_url.as_str() {
+            "" => format!("http://{}", advertise(http_addr)),
+            url => url.to_owned(),
+        };
+        crate::self_profiling::SelfProfiler::new(config.self_profiling.clone(), &base, &config.target, &registry)?
+            .spawn();
+    }
     ready.store(true, Ordering::Release);
     info!(http = %http_addr, grpc = %grpc_addr, admin = %admin_addr, target = %config.target, data_dir = %config.data_dir.display(), "phlox is ready");
 

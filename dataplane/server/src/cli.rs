@@ -115,6 +115,18 @@ pub(crate) struct RunArgs {
     /// Query backends' gRPC addresses, comma-separated (query-frontend target); none: the frontend reads blocks in-process.
     #[arg(long, env = "PHLOX_QUERY_BACKENDS", value_delimiter = ',')]
     pub(crate) query_backends: Option<Vec<String>>,
+    /// Push this process's own CPU and heap profiles (a switch; see self_profiling in the config).
+    #[arg(
+        long,
+        env = "PHLOX_SELF_PROFILING_ENABLED",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub(crate) self_profiling_enabled: Option<bool>,
+    /// Where self-profiling pushes (a distributor's HTTP base URL); empty: this process.
+    #[arg(long, env = "PHLOX_SELF_PROFILING_PUSH_URL")]
+    pub(crate) self_profiling_push_url: Option<String>,
     /// Log level (error, warn, info, debug, trace); PHLOX_LOG takes a full filter.
     #[arg(long, env = "PHLOX_LOG_LEVEL", default_value = "info")]
     pub(crate) log_level: String,
@@ -145,6 +157,7 @@ pub(crate) fn parse() -> Cli {
         ("ingestion_rate_mb", d.limits.ingestion_rate_mb.to_string()),
         ("multitenancy_enabled", d.multitenancy_enabled.to_string()),
         ("metastore_node_id", d.metastore.node_id.to_string()),
+        ("self_profiling_enabled", d.self_profiling.enabled.to_string()),
     ];
     let with_defaults = |mut cmd: clap::Command| {
         for (id, value) in &defaults {
@@ -251,6 +264,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.query_backends {
             c.query_frontend.backends = v.clone();
+        }
+        if let Some(v) = self.self_profiling_enabled {
+            c.self_profiling.enabled = v;
+        }
+        if let Some(v) = &self.self_profiling_push_url {
+            c.self_profiling.push_url = v.clone();
         }
         c.validate()?;
         Ok(c)

@@ -15,43 +15,19 @@ mod grpc_writer;
 mod legacy;
 mod limits;
 mod reload;
+mod self_profiling;
 mod ui;
 mod writer_sink;
 
 use std::sync::Arc;
 
-/// glibc's malloc gives threads that allocate at the same time arenas of
-/// their own, up to eight per core, and returns little of what they free:
-/// in the metastore bench a leader's RSS grew past 370 MB while its state
-/// and dedup keys took under 100 MB (followers, which allocate from fewer
-/// threads at once, stayed near 230 MB). Capping the arenas at one per core
-/// kept it at 218 MB but cost ingest about a tenth of its throughput per
-/// CPU-second (lock contention); handing free pages back to the system
-/// every second (`malloc_trim`, which also releases whole free pages
-/// inside the arenas) keeps the arenas and returns what fragmentation holds.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_malloc_periodically() {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-    let spawned = std::thread::Builder::new().name("malloc-trim".into()).spawn(|| {
-        loop {
-            std::thread::sleep(EVERY);
-            // SAFETY: malloc_trim only returns free memory to the system; it
-            // takes each arena's lock and is safe to call from any thread.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the malloc trimming thread");
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_malloc_periodically() {}
+// jemalloc, with its heap profiling on (`/debug/pprof/heap`). Under glibc's
+// malloc a metastore leader's RSS grew past 370 MB while its data took under
+// 100 MB (an arena per thread that allocates concurrently, little returned);
+// jemalloc's background threads return dirty pages within seconds.
+phlox_introspect::install_allocator!();
 
 fn main() -> anyhow::Result<()> {
-    trim_malloc_periodically();
     let cli = cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
@@ -73,8 +49,8 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing(format: &str, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("PHLOX_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
+    let filter = EnvFilter::try_from_env("PHLOX_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn,pprof=warn")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {

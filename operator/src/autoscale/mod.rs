@@ -328,6 +328,7 @@ impl Autoscaler {
                     warn!(pod = %job.pod, error = %e, "cannot restart the drained writer");
                 }
                 state.drain = None;
+                metrics.drains.with_label_values(&[component, "aborted"]).inc();
                 plan.replicas.insert(c, current);
                 entry.desired_replicas = current;
                 entry.reason = "DrainAborted".to_owned();
@@ -343,6 +344,7 @@ impl Autoscaler {
                     state.history.record_scale(now_s, job.from, to);
                     state.last_scale = Some((now_time(), message.clone()));
                     state.drain = None;
+                    metrics.drains.with_label_values(&[component, "drained"]).inc();
                     metrics.scale_events.with_label_values(&[component, "down"]).inc();
                     plan.events.push((EventType::Normal, "ScaledDown".into(), format!("{component}: {message}")));
                     info!(component, pod = %job.pod, to, "writer drained; scaling in");
@@ -368,6 +370,7 @@ impl Autoscaler {
                             now.saturating_sub(job.started).as_secs()
                         );
                         if !job.reported_timeout {
+                            metrics.drains.with_label_values(&[component, "timed_out"]).inc();
                             plan.events.push((
                                 EventType::Warning,
                                 "DrainTimeout".into(),
@@ -431,6 +434,7 @@ impl Autoscaler {
                 match targets.iter().find(|t| t.name == pod) {
                     Some(t) => match drain::start(&self.http, &t.admin_url, admin_token).await {
                         Ok(_) => {
+                            metrics.drains.with_label_values(&[component, "started"]).inc();
                             state.drain = Some(DrainJob {
                                 pod: pod.clone(),
                                 admin_url: t.admin_url.clone(),
@@ -449,6 +453,7 @@ impl Autoscaler {
                         }
                         Err(e) => {
                             metrics.fetch_errors.with_label_values(&[component]).inc();
+                            metrics.drains.with_label_values(&[component, "failed"]).inc();
                             reason = "DrainFailed".to_owned();
                             message = format!("cannot ask {pod} to drain: {e}");
                         }

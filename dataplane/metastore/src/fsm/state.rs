@@ -123,6 +123,20 @@ impl MetastoreState {
         self.index.len()
     }
 
+    /// Compaction jobs by source level: (waiting for a worker, leased).
+    pub fn compaction_jobs_by_level(&self) -> [(usize, usize); super::compaction::MAX_LEVEL as usize + 1] {
+        let mut by_level = [(0, 0); super::compaction::MAX_LEVEL as usize + 1];
+        for job in self.jobs.jobs.values() {
+            let slot = &mut by_level[(job.level as usize).min(super::compaction::MAX_LEVEL as usize)];
+            if job.lease.is_some() {
+                slot.1 += 1;
+            } else {
+                slot.0 += 1;
+            }
+        }
+        by_level
+    }
+
     /// The entries (block time, key) of the legacy dedup index, if the
     /// state was read from a version-1 snapshot.
     pub(crate) fn legacy_dedup_entries(&self) -> Vec<(i64, phlox_model::ProfileKey)> {

@@ -157,6 +157,11 @@ pub(crate) struct StateMachineStore {
 impl StorageMetrics {
     fn observe_state(&self, state: &MetastoreState) {
         self.blocks.set(gauge_value(state.block_count()));
+        for (level, (waiting, leased)) in state.compaction_jobs_by_level().into_iter().enumerate() {
+            let level = level.to_string();
+            self.compaction_jobs.with_label_values(&[level.as_str(), "waiting"]).set(gauge_value(waiting));
+            self.compaction_jobs.with_label_values(&[level.as_str(), "leased"]).set(gauge_value(leased));
+        }
     }
 }
 

@@ -1,13 +1,15 @@
-//! Operational endpoints. On the public port: probes and metrics
-//! (`/ready`, `/metrics`) and the status pages (`/api/v1/status/*`). On
+//! Operational endpoints. On the public port: probes, metrics and the
+//! process's own profiles (`/ready`, `/metrics`, `/debug/pprof/*`) and the
+//! status pages (`/api/v1/status/*`). On
 //! the admin listener only, behind the admin token: deleting a tenant's
 //! data (`/admin/v1/*`), and where this process runs them, a segment
 //! writer's drain (`/segment-writer/drain`) and the metastore's voters
-//! (`/metastore/membership`); probes and metrics there too.
+//! (`/metastore/membership`); probes, metrics and profiles there too.
 
 pub(crate) mod delete;
 pub(crate) mod drain;
 mod membership;
+mod pprof;
 mod status;
 
 use std::sync::Arc;
@@ -46,6 +48,9 @@ pub(crate) fn routers(ops: Operations) -> (Router, Router) {
     let probes = Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/debug/pprof/", get(pprof::index))
+        .route("/debug/pprof/profile", get(pprof::profile))
+        .route("/debug/pprof/heap", get(pprof::heap))
         .with_state(Arc::new(Probes { registry: ops.registry, ready: ops.ready, node: ops.metastore_node.clone() }));
     let public = probes
         .clone()

@@ -9,6 +9,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod body;
+pub(crate) mod duration;
 mod error;
 mod tenant;
 
