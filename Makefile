@@ -7,7 +7,7 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: conformance help run test e2e e2e-cluster bench fuzz lint fmt fix verify crds clean k8s-validate browser-test
+.PHONY: conformance help run test e2e e2e-cluster bench fuzz lint fmt fix verify crds mixin clean k8s-validate browser-test
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ bench: ## Measure the write path (throughput, bytes per sample, dedup, flush lat
 fuzz: ## Mutation-fuzz every decoder (FUZZ_SECONDS per decoder, default 30; FUZZ_SEED, default 1): mutants/s printed, the first panic or over-budget allocation fails
 	$(CARGO) build -p phlox-e2e --bin fuzz
 	target/debug/fuzz --seconds $${FUZZ_SECONDS:-30} --seed $${FUZZ_SEED:-1}
+
+mixin: ## Regenerate the dashboards (config/mixin and the chart's copy) from operator/src/mixin.rs; copy the alerts into the chart
+	$(CARGO) run -q -p phlox-operator -- mixin --out config/mixin
+	$(CARGO) run -q -p phlox-operator -- mixin --out charts/phlox-operator/mixin
 
 crds: ## Regenerate the CRD YAML (crds/ and the chart's crds/) from the Rust types
 	$(CARGO) run -q -p phlox-operator -- crd > crds/phlox.dev_pyroscopeclusters.yaml

@@ -13,9 +13,11 @@
 #      (scripts/helm-sdk.py: Helm 4's Go SDK as a C library in the wheel, no
 #      helm binary, no cluster); then config/rbac and config/manager are
 #      compared with the chart's default rendering (same rules, same pod).
-# Checks use kubernetes-validate --strict (unknown fields are errors). Kinds
-# it has no schema for (ServiceMonitor, Argo CD Application) are reported as
-# skipped by the tool itself and do not fail. Nothing else is ever skipped: a
+# Checks use kubernetes-validate --strict (unknown fields are errors). The
+# Prometheus Operator's kinds (PodMonitor, ServiceMonitor, PrometheusRule)
+# are checked against its CRDs' schemas (validate_monitoring, below). Kinds
+# no tool has a schema for (Argo CD Application) are reported as skipped by
+# kubernetes-validate and do not fail. Nothing else is ever skipped: a
 # missing tool is installed (pinned) or is a failure naming it. Prints one
 # line per file; exits 1 if anything failed. Tools go to the venvs .venv-k8s
 # and .venv-helm, both made with python3 (>= 3.10; Debian's python3 and
@@ -59,6 +61,51 @@ ensure_venv() {
   fi
   "$dir/bin/pip" install -q --disable-pip-version-check "$@" || return 1
   echo "$want" >"$dir/.versions"
+}
+
+# Prometheus Operator kinds (PodMonitor, ServiceMonitor, PrometheusRule)
+# have no schema in kubernetes-validate: they are checked against the
+# schemas of the Prometheus Operator's CRDs from npm (kubernetes-models,
+# pinned in scripts/monitoring-schemas/package-lock.json; node and npm are
+# installed with apt-get when missing).
+MONITORING=scripts/monitoring-schemas
+monitoring_ready=
+monitoring_setup() {
+  [ -n "$monitoring_ready" ] && return "$monitoring_ready"
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's nodejs and npm (the Prometheus Operator schemas)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 || true; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 || true; }
+  fi
+  if ! command -v npm >/dev/null; then
+    fail "npm is not installed and could not be installed (apt-get install nodejs npm, as root): PodMonitors, ServiceMonitors and PrometheusRules cannot be checked"
+    monitoring_ready=1
+  elif ! (cd "$MONITORING" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    fail "npm ci in $MONITORING failed: PodMonitors, ServiceMonitors and PrometheusRules cannot be checked"
+    monitoring_ready=1
+  else
+    monitoring_ready=0
+  fi
+  return "$monitoring_ready"
+}
+
+# validate_monitoring FILE: its monitoring.coreos.com objects against the
+# CRDs' schemas (nothing to do when it has none).
+validate_monitoring() {
+  local file=$1 objects out rc=0
+  objects=$("$K8S_VENV/bin/python" -c '
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+print(json.dumps(docs))' "$file")
+  [ "$objects" = "[]" ] && return 0
+  monitoring_setup || return 0
+  out=$(node "$MONITORING/validate.mjs" <<<"$objects" 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    grep -v '^valid ' <<<"$out" | indent
+    fail "$file: Prometheus Operator objects invalid against its CRDs' schemas"
+  else
+    echo "ok   $file: $(grep -c '^valid ' <<<"$out") Prometheus Operator object(s) ($(sed -n 's/^valid \([A-Za-z]*\) .*/\1/p' <<<"$out" | sort | uniq -c | awk '{printf "%s%s %s", sep, $1, $2; sep=", "}')) valid against its CRDs' schemas (@kubernetes-models/prometheus-operator $(node -p 'require("./'"$MONITORING"'/node_modules/@kubernetes-models/prometheus-operator/package.json").version'))"
+  fi
 }
 
 # validate FILE: kubernetes-validate --strict, one summary line.
@@ -149,6 +196,7 @@ else
     if "$PHLOX_OPERATOR" render -f "$sample" >"$rendered" 2>"$rendered.err"; then
       rm -f "$rendered.err"
       validate "$rendered"
+      validate_monitoring "$rendered"
     else
       indent <"$rendered.err"
       fail "$PHLOX_OPERATOR render -f $sample failed"
@@ -209,7 +257,7 @@ else
   # NAME|KEY=JSON ... (space-separated, no spaces inside a value)
   helm_cases=(
     "default|"
-    "team-a|watchNamespace=\"team-a\" metrics.serviceMonitor.enabled=true replicaCount=2"
+    "team-a|watchNamespace=\"team-a\" metrics.serviceMonitor.enabled=true replicaCount=2 mixin.prometheusRule.enabled=true"
     "options|leaderElection.enabled=false serviceAccount.create=false serviceAccount.name=\"ops-sa\"
       image.tag=\"0.2.0\" fullnameOverride=\"phlox-op\" logLevel=\"debug\" metrics.port=9090
       imagePullSecrets=[{\"name\":\"regcred\"}] nodeSelector={\"kubernetes.io/os\":\"linux\"}
@@ -225,6 +273,7 @@ else
     if "$HELM_VENV/bin/python" scripts/helm-sdk.py template "$CHART" "$rendered" \
       --namespace phlox-system --release phlox-operator ${sets[@]+"${sets[@]}"}; then
       validate "$rendered"
+      validate_monitoring "$rendered"
     else
       fail "helm template $CHART ($name: ${kvs[*]})"
     fi

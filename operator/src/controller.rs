@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -182,8 +182,27 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
             note("NetworkPolicy", name, e);
         }
     }
+    for i in want.ingresses {
+        let name = i.name_any();
+        if let Err(e) = child(ctx, &cr_ref, &ns, i).await {
+            note("Ingress", name, e);
+        }
+    }
     if let Err(e) = Box::pin(certificate(ctx, cr, &ns, want.certificate)).await {
         note("Certificate", Names::of(cr)?.grpc_tls_certificate(), e);
+    }
+    let names = Names::of(cr)?;
+    let monitors = Component::ALL.iter().map(|&c| names.component(c)).collect::<Vec<_>>();
+    let pod_monitor = crate::render::pod_monitor_resource();
+    for (name, e) in Box::pin(dynamic_children(ctx, cr, &ns, &pod_monitor, &monitors, want.pod_monitors)).await {
+        note("PodMonitor", name, e);
+    }
+    let rule = crate::render::prometheus_rule_resource();
+    let rules = vec![names.cluster.clone()];
+    for (name, e) in Box::pin(dynamic_children(ctx, cr, &ns, &rule, &rules, want.prometheus_rule.into_iter().collect()))
+        .await
+    {
+        note("PrometheusRule", name, e);
     }
     // Owned children no longer desired go: PDBs come and go with the
     // replica count (none below two pods), and a kind or name a new version
@@ -195,6 +214,7 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
     prune::<Deployment>(ctx, cr, &ns, &wanted.deployments).await?;
     prune::<PodDisruptionBudget>(ctx, cr, &ns, &wanted.pdbs).await?;
     prune::<NetworkPolicy>(ctx, cr, &ns, &wanted.network_policies).await?;
+    prune::<Ingress>(ctx, cr, &ns, &wanted.ingresses).await?;
     observed.sort_by_key(|o| Component::ALL.iter().position(|c| c.as_str() == o.component));
     for r in &refused {
         ctx.event(&cr_ref, EventType::Warning, "ChildRefused", "Apply", r.clone()).await;
@@ -233,6 +253,48 @@ async fn certificate(
     Ok(())
 }
 
+/// Children of a kind another operator defines (the Prometheus Operator's
+/// PodMonitor, PrometheusRule): each wanted one applied; of the names this
+/// cluster may own (`possible`), the owned ones no longer wanted deleted.
+/// Where the kind is not installed, a wanted child is refused with a
+/// message saying so, and there is nothing to delete.
+async fn dynamic_children(
+    ctx: &Context,
+    cr: &PyroscopeCluster,
+    ns: &str,
+    resource: &kube::core::ApiResource,
+    possible: &[String],
+    want: Vec<kube::core::DynamicObject>,
+) -> Vec<(String, Error)> {
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, resource);
+    let params = kube::api::PatchParams::apply(crate::names::FIELD_MANAGER).force();
+    let mut refused = Vec::new();
+    for object in &want {
+        let name = object.name_any();
+        match api.patch(&name, &params, &kube::api::Patch::Apply(object)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => refused.push((
+                name,
+                Error::InvalidSpec(format!(
+                    "the {} kind ({}) is not installed in this cluster: install the Prometheus Operator's CRDs or turn spec.monitoring off",
+                    resource.kind, resource.api_version
+                )),
+            )),
+            Err(e) => refused.push((name, e.into())),
+        }
+    }
+    let wanted: Vec<String> = want.iter().map(ResourceExt::name_any).collect();
+    for name in possible.iter().filter(|n| !wanted.contains(n)) {
+        if let Ok(Some(o)) = api.get_opt(name).await
+            && o.owner_references().iter().any(|r| Some(&r.uid) == cr.metadata.uid.as_ref())
+            && let Err(e) = api.delete(name, &Default::default()).await
+        {
+            refused.push((name.clone(), e.into()));
+        }
+    }
+    refused
+}
+
 /// The names of the desired children, per kind.
 struct Wanted {
     service_accounts: Vec<String>,
@@ -242,6 +304,7 @@ struct Wanted {
     deployments: Vec<String>,
     pdbs: Vec<String>,
     network_policies: Vec<String>,
+    ingresses: Vec<String>,
 }
 
 impl Wanted {
@@ -257,6 +320,7 @@ impl Wanted {
             deployments: names(&c.deployments),
             pdbs: names(&c.pdbs),
             network_policies: names(&c.network_policies),
+            ingresses: names(&c.ingresses),
         }
     }
 }

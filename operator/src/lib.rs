@@ -24,6 +24,7 @@ mod error;
 mod http;
 mod leader;
 mod metrics;
+pub mod mixin;
 mod names;
 mod render;
 pub mod rollout;

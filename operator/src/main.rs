@@ -1,6 +1,7 @@
 //! `phlox-operator`: runs the controller (`run`, the default), prints the
-//! CRD (`crd`), renders the objects a PyroscopeCluster owns (`render`) or
-//! dry-runs the autoscaler over a load trace (`simulate`).
+//! CRD (`crd`), renders the objects a PyroscopeCluster owns (`render`),
+//! writes the dashboards and alerts (`mixin`) or dry-runs the autoscaler
+//! over a load trace (`simulate`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,12 @@ enum Command {
         /// The PyroscopeCluster YAML file.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+    },
+    /// Write the mixin (dashboards/*.json and alerts.yaml) into a directory.
+    Mixin {
+        /// The directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Dry-run the autoscaler over a JSON load trace (the CR's `autoscaling`
     /// block, `stepSeconds`, `load` per step, optional `podReadySeconds`):
@@ -152,6 +159,19 @@ fn simulate(file: &PathBuf) -> anyhow::Result<String> {
     Ok(out)
 }
 
+fn write_mixin(out: &std::path::Path) -> anyhow::Result<()> {
+    let dashboards = out.join("dashboards");
+    std::fs::create_dir_all(&dashboards).with_context(|| format!("cannot create {}", dashboards.display()))?;
+    for (name, text) in phlox_operator::mixin::dashboard_files() {
+        std::fs::write(dashboards.join(&name), text).with_context(|| format!("cannot write {name}"))?;
+    }
+    let alerts = out.join("alerts.yaml");
+    if std::fs::read_to_string(&alerts).ok().as_deref() != Some(phlox_operator::mixin::ALERTS) {
+        std::fs::write(&alerts, phlox_operator::mixin::ALERTS).context("cannot write alerts.yaml")?;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -167,6 +187,7 @@ fn main() -> anyhow::Result<()> {
             print!("{}", simulate(&trace)?);
             Ok(())
         }
+        Some(Command::Mixin { out }) => write_mixin(&out),
         Some(Command::Run(args)) => tokio::runtime::Runtime::new()?.block_on(run(args)),
         None => match Cli::parse_from(["phlox-operator", "run"]).command {
             Some(Command::Run(args)) => tokio::runtime::Runtime::new()?.block_on(run(args)),

@@ -106,11 +106,15 @@ every object it creates for them. Bound cluster-wide, or in watchNamespace.
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
+  resources: ["networkpolicies", "ingresses"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # The gRPC port's certificate, when a cluster asks cert-manager for it.
 - apiGroups: ["cert-manager.io"]
   resources: ["certificates"]
+  verbs: ["get", "create", "patch", "delete"]
+# PodMonitors and the PrometheusRule, when a cluster asks for them.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors", "prometheusrules"]
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

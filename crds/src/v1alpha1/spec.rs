@@ -111,10 +111,105 @@ pub struct PyroscopeClusterSpec {
     /// The NetworkPolicy the operator renders for the cluster's pods.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// Prometheus Operator objects for the cluster: a PodMonitor per
+    /// component and a PrometheusRule with Phlox's alerts (rendered only
+    /// where the Prometheus Operator's CRDs are installed).
+    #[serde(default, skip_serializing_if = "MonitoringSpec::is_off")]
+    pub monitoring: MonitoringSpec,
+    /// An Ingress in front of the cluster: pushes to the distributors,
+    /// everything else (UI, queries) to the query frontends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    /// Every component pushes its own CPU and heap profiles to the
+    /// cluster's distributors (`service_name="phlox"`), so its flame graphs
+    /// are in its own UI.
+    #[serde(default, skip_serializing_if = "SelfProfilingSpec::is_off")]
+    pub self_profiling: SelfProfilingSpec,
     /// While true the operator changes no child (no apply, no scaling, no
     /// deletion); it keeps reporting the status. For maintenance by hand.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+}
+
+/// What the operator renders for the Prometheus Operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A PodMonitor per component, scraping `/metrics` on the `http` port
+    /// (the public port: with `networkPolicy.publicNamespaces`, list
+    /// Prometheus's namespace there too).
+    #[serde(default)]
+    pub pod_monitor: PodMonitorSpec,
+    /// A PrometheusRule with Phlox's alerting rules, scoped to this
+    /// cluster's namespace.
+    #[serde(default)]
+    pub prometheus_rule: PrometheusRuleSpec,
+}
+
+impl MonitoringSpec {
+    fn is_off(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMonitorSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval (e.g. `30s`); empty: Prometheus's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"))]
+    pub interval: Option<String>,
+    /// Extra labels, e.g. the one your Prometheus selects PodMonitors by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusRuleSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Extra labels, e.g. the one your Prometheus selects rules by.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The Ingress: `host` (every host when empty) routes the write paths
+/// (Push API, `/ingest`, OTLP over HTTP) to the distributors and the rest
+/// to the query frontends.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// The IngressClass; empty: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// A Secret with `tls.crt` and `tls.key` for `host`: HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Annotations for the ingress controller.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Self-profiling of every component.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfProfilingSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The tenant the profiles go to (`X-Scope-OrgID`); empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
+}
+
+impl SelfProfilingSpec {
+    fn is_off(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Who may reach the cluster's pods: the internal gRPC port only from the
@@ -286,6 +381,9 @@ impl Default for PyroscopeClusterSpec {
             auth: None,
             grpc_tls: None,
             network_policy: NetworkPolicySpec::default(),
+            monitoring: MonitoringSpec::default(),
+            ingress: None,
+            self_profiling: SelfProfilingSpec::default(),
             paused: false,
         }
     }

@@ -195,6 +195,20 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     doc.insert(key("limits"), Value::Mapping(global));
     doc.insert(key("overrides"), Value::Mapping(overrides));
     doc.insert(key("recording_rules"), Value::Mapping(recording_rules(&spec.recording_rules)));
+    if spec.self_profiling.enabled {
+        let mut p = Mapping::new();
+        p.insert(key("enabled"), Value::Bool(true));
+        p.insert(
+            key("push_url"),
+            key(&format!(
+                "http://{}.{}.svc:{HTTP_PORT}",
+                names.component(crate::names::Component::Distributor),
+                names.namespace
+            )),
+        );
+        p.insert(key("tenant"), key(&spec.self_profiling.tenant));
+        doc.insert(key("self_profiling"), Value::Mapping(p));
+    }
     let text = serde_yaml::to_string(&doc).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     PhloxConfig::from_yaml(&text).map_err(|e| Error::InvalidSpec(e.to_string()))
 }

@@ -3,6 +3,7 @@
 //! API server.
 
 mod config_map;
+mod monitoring;
 mod pod;
 mod policy;
 mod resources;
@@ -11,7 +12,7 @@ mod workloads;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -19,6 +20,7 @@ use phlox_crds::v1alpha1::PyroscopeCluster;
 use serde::Serialize;
 
 pub use config_map::phlox_config;
+pub(crate) use monitoring::{pod_monitor_resource, prometheus_rule_resource};
 pub(crate) use policy::certificate_resource;
 pub use resources::preset;
 pub use workloads::component_options;
@@ -50,6 +52,12 @@ pub struct Children {
     pub network_policies: Vec<NetworkPolicy>,
     /// cert-manager's Certificate of the gRPC port (`grpcTls.issuerRef`).
     pub certificate: Option<kube::core::DynamicObject>,
+    /// The Prometheus Operator's PodMonitors (`monitoring.podMonitor`).
+    pub pod_monitors: Vec<kube::core::DynamicObject>,
+    /// The PrometheusRule with the alerts (`monitoring.prometheusRule`).
+    pub prometheus_rule: Option<kube::core::DynamicObject>,
+    /// The Ingress (`ingress`).
+    pub ingresses: Vec<Ingress>,
     /// Hash of the config file, set on every pod template.
     pub config_hash: String,
 }
@@ -93,6 +101,9 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
             .collect(),
         network_policies: policy::network_policy(cr, &names).into_iter().collect(),
         certificate: policy::grpc_certificate(cr, &names),
+        pod_monitors: monitoring::pod_monitors(cr, &names),
+        prometheus_rule: monitoring::prometheus_rule(cr, &names)?,
+        ingresses: monitoring::ingress(cr, &names).into_iter().collect(),
         config_hash: hash,
     };
     let set = |m: &mut ObjectMeta| m.owner_references = Some(vec![owner.clone()]);
@@ -103,8 +114,9 @@ pub fn desired_with(cr: &PyroscopeCluster, overrides: &crate::autoscale::Replica
     c.deployments.iter_mut().for_each(|s| set(&mut s.metadata));
     c.pdbs.iter_mut().for_each(|s| set(&mut s.metadata));
     c.network_policies.iter_mut().for_each(|s| set(&mut s.metadata));
-    if let Some(cert) = &mut c.certificate {
-        set(&mut cert.metadata);
+    c.ingresses.iter_mut().for_each(|s| set(&mut s.metadata));
+    for dynamic in c.certificate.iter_mut().chain(c.pod_monitors.iter_mut()).chain(c.prometheus_rule.iter_mut()) {
+        set(&mut dynamic.metadata);
     }
     Ok(c)
 }
@@ -154,8 +166,11 @@ impl Children {
         for n in &self.network_policies {
             out.push(document(n)?);
         }
-        if let Some(cert) = &self.certificate {
-            out.push(serde_json::to_value(cert)?);
+        for i in &self.ingresses {
+            out.push(document(i)?);
+        }
+        for dynamic in self.certificate.iter().chain(&self.pod_monitors).chain(&self.prometheus_rule) {
+            out.push(serde_json::to_value(dynamic)?);
         }
         Ok(out)
     }
