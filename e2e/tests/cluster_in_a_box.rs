@@ -408,6 +408,43 @@ async fn a_cluster_runs_in_a_box() {
     }
     assert!(timeline.drained_scale_down(), "the timeline shows no writer drained before the pool shrank");
 
+    // 7b. Every metric the dashboards and alerts name is exposed by the
+    // running cluster: the components' /metrics (one refused push first,
+    // so that refusals have a reason) and the operator's.
+    let refused = reqwest::Client::new()
+        .post(format!("{distributor}/ingest?name=box.cpu&format=pprof"))
+        .body(b"not a profile".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let mut exposed = std::collections::BTreeSet::new();
+    let mut scraped = Vec::new();
+    for (pod, _, ready, ip) in kubelet.pods() {
+        if !ready {
+            continue;
+        }
+        let text = reqwest::get(format!("http://{ip}:4040/metrics")).await.unwrap().text().await.unwrap();
+        exposed.extend(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split(|c: char| c == '{' || c == ' ').next().map(str::to_owned)),
+        );
+        scraped.push(pod);
+    }
+    exposed.extend(
+        metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(|c: char| c == '{' || c == ' ').next().map(str::to_owned)),
+    );
+    let mut mixin: String = phlox_operator::mixin::dashboard_files().into_iter().map(|(_, t)| t).collect();
+    mixin.push_str(phlox_operator::mixin::ALERTS);
+    let named = phlox_operator::mixin::metric_names(&mixin);
+    let missing: Vec<&String> = named.iter().filter(|n| !exposed.contains(*n)).collect();
+    assert!(missing.is_empty(), "named by the mixin, exposed by none of {scraped:?} nor the operator: {missing:?}");
+
     // 8. The cluster deleted: every owned object and every pod gone.
     clusters.delete("phlox", &DeleteParams::default()).await.unwrap();
     eventually("no pod left", Duration::from_secs(120), || async { kubelet.pods().is_empty().then_some(()) }).await;

@@ -199,8 +199,8 @@ async fn apply_children(ctx: &Context, cr: &PyroscopeCluster, want: Children) ->
     }
     let rule = crate::render::prometheus_rule_resource();
     let rules = vec![names.cluster.clone()];
-    for (name, e) in Box::pin(dynamic_children(ctx, cr, &ns, &rule, &rules, want.prometheus_rule.into_iter().collect()))
-        .await
+    for (name, e) in
+        Box::pin(dynamic_children(ctx, cr, &ns, &rule, &rules, want.prometheus_rule.into_iter().collect())).await
     {
         note("PrometheusRule", name, e);
     }

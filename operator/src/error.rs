@@ -23,6 +23,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every [`Error::reason`].
+    pub const REASONS: [&'static str; 7] = [
+        "KubernetesApiError",
+        "InvalidSpec",
+        "SerializationError",
+        "InvalidObject",
+        "AdminTokenUnavailable",
+        "NotOwned",
+        "ChildRefused",
+    ];
+
     /// A short PascalCase reason for conditions, events and metrics.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -78,6 +78,23 @@ impl Metrics {
             )?,
             registry,
         };
+        // The label values known in advance exist from the start (rate()
+        // and increase() then see the first event, and dashboards their 0).
+        for component in ["segment-writer", "query-backend"] {
+            for direction in ["up", "down"] {
+                m.scale_events.with_label_values(&[component, direction]);
+            }
+            m.fetch_errors.with_label_values(&[component]);
+        }
+        for outcome in ["started", "drained", "aborted", "failed", "timed_out"] {
+            m.drains.with_label_values(&["segment-writer", outcome]);
+        }
+        for result in ["ok", "error"] {
+            m.reconciles.with_label_values(&[result]);
+        }
+        for reason in crate::Error::REASONS {
+            m.errors.with_label_values(&[reason]);
+        }
         m.registry.register(Box::new(m.drains.clone()))?;
         m.registry.register(Box::new(m.decisions.clone()))?;
         m.registry.register(Box::new(m.scale_events.clone()))?;

@@ -48,46 +48,130 @@ fn dashboards() -> Vec<Dashboard> {
             title: "Phlox / Writes",
             about: "The write path: distributors receive and refuse, segment writers buffer, flush and acknowledge.",
             panels: vec![
-                panel("Ingest rate", "How many profile bytes and profiles arrive, before any refusal?", "binBps", vec![
-                    Query("sum by (encoding) (rate(phlox_distributor_received_bytes_total{$NS}[$__rate_interval]))", "bytes ({{encoding}})"),
-                    Query("sum(rate(phlox_segment_writer_ingested_bytes_total{$NS}[$__rate_interval]))", "bytes written to segments"),
-                ]),
-                panel("Profiles received", "How many profiles per second do clients send?", "reqps", vec![
-                    Query("sum(rate(phlox_distributor_received_profiles_total{$NS}[$__rate_interval]))", "received"),
-                    Query("sum(rate(phlox_segment_writer_profiles_total{$NS}[$__rate_interval]))", "written"),
-                    Query("sum(rate(phlox_segment_writer_deduplicated_profiles_total{$NS}[$__rate_interval]))", "retries deduplicated"),
-                ]),
-                panel("Refusals by reason", "What is refused, and why (rate limit, overload, bad input)?", "reqps", vec![
-                    Query("sum by (reason) (rate(phlox_distributor_discarded_profiles_total{$NS}[$__rate_interval]))", "{{reason}}"),
-                ]),
-                panel("Ack latency", "How long does a client wait for its push to be durable and indexed?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le, route) (rate(phlox_request_duration_seconds_bucket{$NS, $ACK}[$__rate_interval])))", "p99 {{route}}"),
-                    Query("histogram_quantile(0.5, sum by (le, route) (rate(phlox_request_duration_seconds_bucket{$NS, $ACK}[$__rate_interval])))", "p50 {{route}}"),
-                ]),
-                panel("Pushes by status", "Which status codes do the write routes answer with?", "reqps", vec![
-                    Query("sum by (route, status_code) (rate(phlox_request_duration_seconds_count{$NS, $ACK}[$__rate_interval]))", "{{route}} {{status_code}}"),
-                ]),
-                panel("Segment flush", "How long does a segment take to reach object storage and the index, and does it fail?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le) (rate(phlox_segment_writer_flush_duration_seconds_bucket{$NS}[$__rate_interval])))", "p99 flush"),
-                    Query("histogram_quantile(0.99, sum by (le) (rate(phlox_segment_writer_push_wait_seconds_bucket{$NS}[$__rate_interval])))", "p99 push wait"),
-                    Query("sum(rate(phlox_segment_writer_failed_flushes_total{$NS}[$__rate_interval]))", "failed flushes/s"),
-                    Query("sum(rate(phlox_segment_writer_upload_retries_total{$NS}[$__rate_interval]))", "upload retries/s"),
-                ]),
-                panel("Writer load", "Is the load spread over the writers, and is any of them saturated?", "binBps", vec![
-                    Query("sum by (pod) (rate(phlox_segment_writer_ingested_bytes_total{$NS}[$__rate_interval]))", "{{pod}}"),
-                ]),
-                panel("Writer buffers", "How much does each writer hold before a flush, and how many pushes wait?", "bytes", vec![
-                    Query("sum by (pod) (phlox_segment_writer_buffered_bytes{$NS})", "buffered {{pod}}"),
-                    Query("sum by (pod) (phlox_segment_writer_inflight_pushes{$NS})", "in-flight pushes {{pod}}"),
-                ]),
-                panel("Dead-lettered blocks", "Do writers fail to register segments with the metastore?", "short", vec![
-                    Query("sum(increase(phlox_segment_writer_dlq_blocks_total{$NS}[$__rate_interval]))", "blocks left in dlq/"),
-                ]),
-                panel("Distributor decode queue", "Is profile decoding CPU-bound on the distributors?", "short", vec![
-                    Query("sum(phlox_distributor_cpu_running{$NS})", "decoding"),
-                    Query("sum(phlox_distributor_cpu_queued{$NS})", "queued"),
-                    Query("sum(rate(phlox_distributor_cpu_rejected_total{$NS}[$__rate_interval]))", "rejected/s"),
-                ]),
+                panel(
+                    "Ingest rate",
+                    "How many profile bytes and profiles arrive, before any refusal?",
+                    "binBps",
+                    vec![
+                        Query(
+                            "sum by (encoding) (rate(phlox_distributor_received_bytes_total{$NS}[$__rate_interval]))",
+                            "bytes ({{encoding}})",
+                        ),
+                        Query(
+                            "sum(rate(phlox_segment_writer_ingested_bytes_total{$NS}[$__rate_interval]))",
+                            "bytes written to segments",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Profiles received",
+                    "How many profiles per second do clients send?",
+                    "reqps",
+                    vec![
+                        Query(
+                            "sum(rate(phlox_distributor_received_profiles_total{$NS}[$__rate_interval]))",
+                            "received",
+                        ),
+                        Query("sum(rate(phlox_segment_writer_profiles_total{$NS}[$__rate_interval]))", "written"),
+                        Query(
+                            "sum(rate(phlox_segment_writer_deduplicated_profiles_total{$NS}[$__rate_interval]))",
+                            "retries deduplicated",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Refusals by reason",
+                    "What is refused, and why (rate limit, overload, bad input)?",
+                    "reqps",
+                    vec![Query(
+                        "sum by (reason) (rate(phlox_distributor_discarded_profiles_total{$NS}[$__rate_interval]))",
+                        "{{reason}}",
+                    )],
+                ),
+                panel(
+                    "Ack latency",
+                    "How long does a client wait for its push to be durable and indexed?",
+                    "s",
+                    vec![
+                        Query(
+                            "histogram_quantile(0.99, sum by (le, route) (rate(phlox_request_duration_seconds_bucket{$NS, $ACK}[$__rate_interval])))",
+                            "p99 {{route}}",
+                        ),
+                        Query(
+                            "histogram_quantile(0.5, sum by (le, route) (rate(phlox_request_duration_seconds_bucket{$NS, $ACK}[$__rate_interval])))",
+                            "p50 {{route}}",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Pushes by status",
+                    "Which status codes do the write routes answer with?",
+                    "reqps",
+                    vec![Query(
+                        "sum by (route, status_code) (rate(phlox_request_duration_seconds_count{$NS, $ACK}[$__rate_interval]))",
+                        "{{route}} {{status_code}}",
+                    )],
+                ),
+                panel(
+                    "Segment flush",
+                    "How long does a segment take to reach object storage and the index, and does it fail?",
+                    "s",
+                    vec![
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate(phlox_segment_writer_flush_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p99 flush",
+                        ),
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate(phlox_segment_writer_push_wait_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p99 push wait",
+                        ),
+                        Query(
+                            "sum(rate(phlox_segment_writer_failed_flushes_total{$NS}[$__rate_interval]))",
+                            "failed flushes/s",
+                        ),
+                        Query(
+                            "sum(rate(phlox_segment_writer_upload_retries_total{$NS}[$__rate_interval]))",
+                            "upload retries/s",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Writer load",
+                    "Is the load spread over the writers, and is any of them saturated?",
+                    "binBps",
+                    vec![Query(
+                        "sum by (pod) (rate(phlox_segment_writer_ingested_bytes_total{$NS}[$__rate_interval]))",
+                        "{{pod}}",
+                    )],
+                ),
+                panel(
+                    "Writer buffers",
+                    "How much does each writer hold before a flush, and how many pushes wait?",
+                    "bytes",
+                    vec![
+                        Query("sum by (pod) (phlox_segment_writer_buffered_bytes{$NS})", "buffered {{pod}}"),
+                        Query("sum by (pod) (phlox_segment_writer_inflight_pushes{$NS})", "in-flight pushes {{pod}}"),
+                    ],
+                ),
+                panel(
+                    "Dead-lettered blocks",
+                    "Do writers fail to register segments with the metastore?",
+                    "short",
+                    vec![Query(
+                        "sum(increase(phlox_segment_writer_dlq_blocks_total{$NS}[$__rate_interval]))",
+                        "blocks left in dlq/",
+                    )],
+                ),
+                panel(
+                    "Distributor decode queue",
+                    "Is profile decoding CPU-bound on the distributors?",
+                    "short",
+                    vec![
+                        Query("sum(phlox_distributor_cpu_running{$NS})", "decoding"),
+                        Query("sum(phlox_distributor_cpu_queued{$NS})", "queued"),
+                        Query("sum(rate(phlox_distributor_cpu_rejected_total{$NS}[$__rate_interval]))", "rejected/s"),
+                    ],
+                ),
             ],
         },
         Dashboard {
@@ -95,31 +179,82 @@ fn dashboards() -> Vec<Dashboard> {
             title: "Phlox / Reads",
             about: "The read path: the query frontend plans, query backends read blocks.",
             panels: vec![
-                panel("Query latency by method", "How long do queries take, per API method?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le, method) (rate(phlox_query_frontend_request_duration_seconds_bucket{$NS}[$__rate_interval])))", "p99 {{method}}"),
-                    Query("histogram_quantile(0.5, sum by (le, method) (rate(phlox_query_frontend_request_duration_seconds_bucket{$NS}[$__rate_interval])))", "p50 {{method}}"),
-                ]),
-                panel("Queries by method and code", "How many queries arrive, and how many fail?", "reqps", vec![
-                    Query("sum by (method, code) (rate(phlox_query_frontend_request_duration_seconds_count{$NS}[$__rate_interval]))", "{{method}} {{code}}"),
-                ]),
-                panel("Backend slots and queue", "Do the query backends have free slots, or do leaves queue?", "short", vec![
-                    Query("sum(phlox_query_backend_leaf_slots{$NS})", "slots"),
-                    Query("sum(phlox_query_backend_inflight_leaves{$NS})", "executing"),
-                    Query("sum(phlox_query_backend_queued_leaves{$NS})", "queued"),
-                ]),
-                panel("Backend busy ratio", "What share of the backends' slot time is spent reading?", "percentunit", vec![
-                    Query("sum(rate(phlox_query_backend_busy_seconds_total{$NS}[$__rate_interval])) / sum(phlox_query_backend_leaf_slots{$NS})", "busy"),
-                ]),
-                panel("Leaf latency", "How long does reading one block take?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le) (rate(phlox_query_backend_leaf_duration_seconds_bucket{$NS}[$__rate_interval])))", "p99"),
-                    Query("histogram_quantile(0.5, sum by (le) (rate(phlox_query_backend_leaf_duration_seconds_bucket{$NS}[$__rate_interval])))", "p50"),
-                ]),
-                panel("Symbol cache hit ratio", "How often do backends find a dataset's decoded symbols in memory?", "percentunit", vec![
-                    Query("sum(rate(phlox_query_backend_symbol_cache_requests_total{$NS, result=\"hit\"}[$__rate_interval])) / sum(rate(phlox_query_backend_symbol_cache_requests_total{$NS}[$__rate_interval]))", "hit ratio"),
-                ]),
-                panel("Datasets read", "How much do the series indexes save (datasets skipped without reading)?", "short", vec![
-                    Query("sum by (outcome) (rate(phlox_query_backend_datasets_total{$NS}[$__rate_interval]))", "{{outcome}}"),
-                ]),
+                panel(
+                    "Query latency by method",
+                    "How long do queries take, per API method?",
+                    "s",
+                    vec![
+                        Query(
+                            "histogram_quantile(0.99, sum by (le, method) (rate(phlox_query_frontend_request_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p99 {{method}}",
+                        ),
+                        Query(
+                            "histogram_quantile(0.5, sum by (le, method) (rate(phlox_query_frontend_request_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p50 {{method}}",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Queries by method and code",
+                    "How many queries arrive, and how many fail?",
+                    "reqps",
+                    vec![Query(
+                        "sum by (method, code) (rate(phlox_query_frontend_request_duration_seconds_count{$NS}[$__rate_interval]))",
+                        "{{method}} {{code}}",
+                    )],
+                ),
+                panel(
+                    "Backend slots and queue",
+                    "Do the query backends have free slots, or do leaves queue?",
+                    "short",
+                    vec![
+                        Query("sum(phlox_query_backend_leaf_slots{$NS})", "slots"),
+                        Query("sum(phlox_query_backend_inflight_leaves{$NS})", "executing"),
+                        Query("sum(phlox_query_backend_queued_leaves{$NS})", "queued"),
+                    ],
+                ),
+                panel(
+                    "Backend busy ratio",
+                    "What share of the backends' slot time is spent reading?",
+                    "percentunit",
+                    vec![Query(
+                        "sum(rate(phlox_query_backend_busy_seconds_total{$NS}[$__rate_interval])) / sum(phlox_query_backend_leaf_slots{$NS})",
+                        "busy",
+                    )],
+                ),
+                panel(
+                    "Leaf latency",
+                    "How long does reading one block take?",
+                    "s",
+                    vec![
+                        Query(
+                            "histogram_quantile(0.99, sum by (le) (rate(phlox_query_backend_leaf_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p99",
+                        ),
+                        Query(
+                            "histogram_quantile(0.5, sum by (le) (rate(phlox_query_backend_leaf_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                            "p50",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Symbol cache hit ratio",
+                    "How often do backends find a dataset's decoded symbols in memory?",
+                    "percentunit",
+                    vec![Query(
+                        "sum(rate(phlox_query_backend_symbol_cache_requests_total{$NS, result=\"hit\"}[$__rate_interval])) / sum(rate(phlox_query_backend_symbol_cache_requests_total{$NS}[$__rate_interval]))",
+                        "hit ratio",
+                    )],
+                ),
+                panel(
+                    "Datasets read",
+                    "How much do the series indexes save (datasets skipped without reading)?",
+                    "short",
+                    vec![Query(
+                        "sum by (outcome) (rate(phlox_query_backend_datasets_total{$NS}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )],
+                ),
             ],
         },
         Dashboard {
@@ -127,34 +262,81 @@ fn dashboards() -> Vec<Dashboard> {
             title: "Phlox / Metastore",
             about: "The Raft metastore: leadership, commits, the block index, compaction and dead letters.",
             panels: vec![
-                panel("Leader", "Which voter leads (2 = leader), and does leadership change?", "short", vec![
-                    Query("max by (pod) (phlox_metastore_raft_state{$NS})", "{{pod}}"),
-                ]),
-                panel("Raft term", "Do elections happen (each one raises the term)?", "short", vec![
-                    Query("max(phlox_metastore_raft_term{$NS})", "term"),
-                ]),
-                panel("Commit latency by command", "How long does a write take to commit and apply?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le, command) (rate(phlox_metastore_apply_duration_seconds_bucket{$NS}[$__rate_interval])))", "p99 {{command}}"),
-                ]),
-                panel("Block index size", "How many blocks does the index hold?", "short", vec![
-                    Query("max(phlox_metastore_blocks{$NS})", "blocks"),
-                    Query("max(phlox_metastore_dedup_keys{$NS})", "dedup keys"),
-                ]),
-                panel("Compaction backlog by level", "How many compaction jobs wait for a worker, per level?", "short", vec![
-                    Query("max by (level) (phlox_metastore_compaction_jobs{$NS, state=\"waiting\"})", "waiting L{{level}}"),
-                    Query("max by (level) (phlox_metastore_compaction_jobs{$NS, state=\"leased\"})", "leased L{{level}}"),
-                ]),
-                panel("Compaction jobs by result", "Do workers finish their jobs?", "short", vec![
-                    Query("sum by (result) (rate(phlox_compaction_worker_jobs_total{$NS}[$__rate_interval]))", "{{result}}"),
-                ]),
-                panel("Dead-letter queue", "Are blocks waiting in dlq/, and does the leader replay them?", "short", vec![
-                    Query("max(phlox_metastore_dlq_entries{$NS})", "entries left"),
-                    Query("sum(increase(phlox_metastore_dlq_recovered_total{$NS}[$__rate_interval]))", "recovered"),
-                ]),
-                panel("Snapshots and log", "How big are snapshots, and how fast does the Raft log grow?", "bytes", vec![
-                    Query("max by (pod) (phlox_metastore_snapshot_bytes{$NS})", "snapshot {{pod}}"),
-                    Query("sum by (pod) (rate(phlox_metastore_log_bytes_total{$NS}[$__rate_interval]))", "log bytes/s {{pod}}"),
-                ]),
+                panel(
+                    "Leader",
+                    "Which voter leads (2 = leader), and does leadership change?",
+                    "short",
+                    vec![Query("max by (pod) (phlox_metastore_raft_state{$NS})", "{{pod}}")],
+                ),
+                panel(
+                    "Raft term",
+                    "Do elections happen (each one raises the term)?",
+                    "short",
+                    vec![Query("max(phlox_metastore_raft_term{$NS})", "term")],
+                ),
+                panel(
+                    "Commit latency by command",
+                    "How long does a write take to commit and apply?",
+                    "s",
+                    vec![Query(
+                        "histogram_quantile(0.99, sum by (le, command) (rate(phlox_metastore_apply_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                        "p99 {{command}}",
+                    )],
+                ),
+                panel(
+                    "Block index size",
+                    "How many blocks does the index hold?",
+                    "short",
+                    vec![
+                        Query("max(phlox_metastore_blocks{$NS})", "blocks"),
+                        Query("max(phlox_metastore_dedup_keys{$NS})", "dedup keys"),
+                    ],
+                ),
+                panel(
+                    "Compaction backlog by level",
+                    "How many compaction jobs wait for a worker, per level?",
+                    "short",
+                    vec![
+                        Query(
+                            "max by (level) (phlox_metastore_compaction_jobs{$NS, state=\"waiting\"})",
+                            "waiting L{{level}}",
+                        ),
+                        Query(
+                            "max by (level) (phlox_metastore_compaction_jobs{$NS, state=\"leased\"})",
+                            "leased L{{level}}",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Compaction jobs by result",
+                    "Do workers finish their jobs?",
+                    "short",
+                    vec![Query(
+                        "sum by (result) (rate(phlox_compaction_worker_jobs_total{$NS}[$__rate_interval]))",
+                        "{{result}}",
+                    )],
+                ),
+                panel(
+                    "Dead-letter queue",
+                    "Are blocks waiting in dlq/, and does the leader replay them?",
+                    "short",
+                    vec![
+                        Query("max(phlox_metastore_dlq_entries{$NS})", "entries left"),
+                        Query("sum(increase(phlox_metastore_dlq_recovered_total{$NS}[$__rate_interval]))", "recovered"),
+                    ],
+                ),
+                panel(
+                    "Snapshots and log",
+                    "How big are snapshots, and how fast does the Raft log grow?",
+                    "bytes",
+                    vec![
+                        Query("max by (pod) (phlox_metastore_snapshot_bytes{$NS})", "snapshot {{pod}}"),
+                        Query(
+                            "sum by (pod) (rate(phlox_metastore_log_bytes_total{$NS}[$__rate_interval]))",
+                            "log bytes/s {{pod}}",
+                        ),
+                    ],
+                ),
             ],
         },
         Dashboard {
@@ -162,26 +344,69 @@ fn dashboards() -> Vec<Dashboard> {
             title: "Phlox / Operator",
             about: "The operator: reconciles, autoscaler decisions, scale events and writer drains.",
             panels: vec![
-                panel("Reconciles", "Does the operator reconcile, and does it fail?", "short", vec![
-                    Query("sum by (result) (rate(phlox_operator_reconciles_total{$NS}[$__rate_interval]))", "{{result}}"),
-                    Query("sum by (reason) (rate(phlox_operator_reconcile_errors_total{$NS}[$__rate_interval]))", "error: {{reason}}"),
-                ]),
-                panel("Reconcile duration", "How long does one reconcile take?", "s", vec![
-                    Query("histogram_quantile(0.99, sum by (le) (rate(phlox_operator_reconcile_duration_seconds_bucket{$NS}[$__rate_interval])))", "p99"),
-                ]),
-                panel("Autoscaler decisions", "What does the autoscaler decide, and why?", "short", vec![
-                    Query("sum by (component, reason) (increase(phlox_operator_autoscaler_decisions_total{$NS}[$__rate_interval]))", "{{component}} {{reason}}"),
-                ]),
-                panel("Scale events", "When did each component scale, and which way?", "short", vec![
-                    Query("sum by (component, direction) (increase(phlox_operator_scale_events_total{$NS}[$__rate_interval]))", "{{component}} {{direction}}"),
-                ]),
-                panel("Writer drains", "Do segment writers drain before they are removed, and in time?", "short", vec![
-                    Query("sum by (outcome) (increase(phlox_operator_drains_total{$NS}[$__rate_interval]))", "{{outcome}}"),
-                ]),
-                panel("Leader and load reads", "Which operator replica leads, and do its load reads fail?", "short", vec![
-                    Query("max by (pod) (phlox_operator_leader{$NS})", "leader {{pod}}"),
-                    Query("sum by (component) (rate(phlox_operator_metric_fetch_errors_total{$NS}[$__rate_interval]))", "fetch errors {{component}}"),
-                ]),
+                panel(
+                    "Reconciles",
+                    "Does the operator reconcile, and does it fail?",
+                    "short",
+                    vec![
+                        Query(
+                            "sum by (result) (rate(phlox_operator_reconciles_total{$NS}[$__rate_interval]))",
+                            "{{result}}",
+                        ),
+                        Query(
+                            "sum by (reason) (rate(phlox_operator_reconcile_errors_total{$NS}[$__rate_interval]))",
+                            "error: {{reason}}",
+                        ),
+                    ],
+                ),
+                panel(
+                    "Reconcile duration",
+                    "How long does one reconcile take?",
+                    "s",
+                    vec![Query(
+                        "histogram_quantile(0.99, sum by (le) (rate(phlox_operator_reconcile_duration_seconds_bucket{$NS}[$__rate_interval])))",
+                        "p99",
+                    )],
+                ),
+                panel(
+                    "Autoscaler decisions",
+                    "What does the autoscaler decide, and why?",
+                    "short",
+                    vec![Query(
+                        "sum by (component, reason) (increase(phlox_operator_autoscaler_decisions_total{$NS}[$__rate_interval]))",
+                        "{{component}} {{reason}}",
+                    )],
+                ),
+                panel(
+                    "Scale events",
+                    "When did each component scale, and which way?",
+                    "short",
+                    vec![Query(
+                        "sum by (component, direction) (increase(phlox_operator_scale_events_total{$NS}[$__rate_interval]))",
+                        "{{component}} {{direction}}",
+                    )],
+                ),
+                panel(
+                    "Writer drains",
+                    "Do segment writers drain before they are removed, and in time?",
+                    "short",
+                    vec![Query(
+                        "sum by (outcome) (increase(phlox_operator_drains_total{$NS}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )],
+                ),
+                panel(
+                    "Leader and load reads",
+                    "Which operator replica leads, and do its load reads fail?",
+                    "short",
+                    vec![
+                        Query("max by (pod) (phlox_operator_leader{$NS})", "leader {{pod}}"),
+                        Query(
+                            "sum by (component) (rate(phlox_operator_metric_fetch_errors_total{$NS}[$__rate_interval]))",
+                            "fetch errors {{component}}",
+                        ),
+                    ],
+                ),
             ],
         },
     ]
@@ -270,7 +495,8 @@ pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     while let Some(at) = text[i..].find("phlox_") {
         let start = i + at;
         let boundary = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
-        let end = start + text[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len() - start);
+        let end = start
+            + text[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(text.len() - start);
         if boundary {
             names.insert(text[start..end].to_owned());
         }

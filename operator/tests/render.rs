@@ -642,3 +642,92 @@ fn grpc_tls_comes_from_a_secret_or_from_cert_manager() {
     });
     assert!(desired(&cr).unwrap_err().to_string().contains("exactly one of secretName and issuerRef"));
 }
+
+#[test]
+fn monitoring_and_ingress_are_rendered_only_when_asked() {
+    let minimal = desired(&sample("pyroscopecluster-minimal.yaml")).unwrap();
+    assert!(minimal.pod_monitors.is_empty() && minimal.prometheus_rule.is_none() && minimal.ingresses.is_empty());
+
+    let cr = sample("pyroscopecluster-production-s3.yaml");
+    let c = desired(&cr).unwrap();
+    // One PodMonitor per component, selecting exactly that component's pods.
+    let monitors: Vec<(String, serde_json::Value)> =
+        c.pod_monitors.iter().map(|m| (m.name_any(), m.data["spec"].clone())).collect();
+    let names: Vec<&str> = monitors.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "phlox-prod-distributor",
+            "phlox-prod-segment-writer",
+            "phlox-prod-metastore",
+            "phlox-prod-query-frontend",
+            "phlox-prod-query-backend",
+            "phlox-prod-compaction-worker"
+        ]
+    );
+    for (name, spec) in &monitors {
+        let component = name.strip_prefix("phlox-prod-").unwrap();
+        assert_eq!(spec["selector"]["matchLabels"]["app.kubernetes.io/component"], component);
+        assert_eq!(spec["selector"]["matchLabels"]["app.kubernetes.io/instance"], "phlox-prod");
+        assert_eq!(spec["podMetricsEndpoints"][0]["port"], "http");
+        assert_eq!(spec["podMetricsEndpoints"][0]["path"], "/metrics");
+        assert_eq!(spec["podMetricsEndpoints"][0]["interval"], "30s");
+        assert_eq!(spec["namespaceSelector"]["matchNames"][0], "observability");
+    }
+    assert_eq!(c.pod_monitors[0].labels()["release"], "kube-prometheus-stack");
+
+    // The alerts, every expression scoped to the cluster's namespace.
+    let rule = c.prometheus_rule.as_ref().unwrap();
+    assert_eq!(rule.labels()["release"], "kube-prometheus-stack");
+    let groups = rule.data["spec"]["groups"].as_array().unwrap();
+    let alerts: Vec<&serde_json::Value> = groups.iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    assert_eq!(alerts.len(), 10);
+    for a in alerts {
+        let expr = a["expr"].as_str().unwrap();
+        let selectors = expr.matches("phlox_").count();
+        assert_eq!(expr.matches("namespace=\"observability\"").count(), selectors, "{expr}");
+    }
+
+    // Writes to the distributors, the rest to the query frontends.
+    let ingress = &c.ingresses[0];
+    let spec = ingress.spec.as_ref().unwrap();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let rule = &spec.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("profiles.example.com"));
+    let routes: Vec<(String, String, String)> = rule
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .map(|p| {
+            let service = p.backend.service.as_ref().unwrap().name.clone();
+            (p.path.clone().unwrap(), p.path_type.clone(), service)
+        })
+        .collect();
+    let to = |p: &str, t: &str, s: &str| (p.to_owned(), t.to_owned(), format!("phlox-prod-{s}"));
+    assert_eq!(
+        routes,
+        vec![
+            to("/push.v1.PusherService/", "Prefix", "distributor"),
+            to("/ingest", "Exact", "distributor"),
+            to("/pyroscope/ingest", "Exact", "distributor"),
+            to("/opentelemetry.proto.collector.profiles.v1development.ProfilesService/", "Prefix", "distributor"),
+            to("/v1development/profiles", "Exact", "distributor"),
+            to("/", "Prefix", "query-frontend"),
+        ]
+    );
+    assert_eq!(spec.tls.as_ref().unwrap()[0].secret_name.as_deref(), Some("profiles-example-com-tls"));
+}
+
+#[test]
+fn self_profiling_pushes_to_the_clusters_distributors() {
+    let cr = sample("pyroscopecluster-production-s3.yaml");
+    let c = phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap();
+    assert!(c.self_profiling.enabled);
+    assert_eq!(c.self_profiling.push_url, "http://phlox-prod-distributor.observability.svc:4040");
+    assert_eq!(c.self_profiling.tenant, "phlox");
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    cr.spec.self_profiling.enabled = false;
+    assert!(!phlox_config(&cr, &phlox_operator::Names::of(&cr).unwrap()).unwrap().self_profiling.enabled);
+}

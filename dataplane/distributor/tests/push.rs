@@ -322,3 +322,19 @@ async fn a_dataset_spreads_over_at_most_one_shard_per_writer() {
         assert_eq!(owners.len(), want, "one shard per writer: {shards:?}");
     }
 }
+
+#[tokio::test]
+async fn ingest_refusals_are_counted_by_reason() {
+    use phlox_distributor::ingest::{IngestBody, IngestFormat, IngestParams};
+    let registry = prometheus::Registry::new();
+    let metrics = DistributorMetrics::new(&registry).unwrap();
+    let (d, _rec) = distributor_with(Limits::default(), Arc::new(Recorder::default()), metrics.clone());
+    let params = |name: &str| IngestParams { name: name.into(), ..Default::default() };
+    let garbage = IngestBody::Raw(bytes::Bytes::from_static(b"not a profile"));
+    assert!(d.ingest("t", IngestFormat::Pprof, &params("app.cpu"), garbage.clone()).await.is_err());
+    assert!(d.ingest("t", IngestFormat::Pprof, &params("app.cpu{"), garbage).await.is_err());
+    let counted = |reason: &str| metrics.discarded_profiles.with_label_values(&[reason]).get();
+    assert_eq!(counted("malformed_profile"), 1);
+    assert_eq!(counted("invalid_request"), 1);
+    assert_eq!(metrics.discarded_bytes.with_label_values(&["malformed_profile"]).get(), 13);
+}

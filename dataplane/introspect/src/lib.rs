@@ -50,7 +50,7 @@ pub enum IntrospectError {
 /// per 512 KiB (2^19 bytes, Go's `MemProfileRate`) on average; background
 /// threads return dirty pages to the system while the process is idle.
 pub const MALLOC_CONF: MallocConf =
-    MallocConf(b"prof:true,prof_active:true,prof_accum:true,lg_prof_sample:19,background_thread:true\0".as_ptr());
+    MallocConf(c"prof:true,prof_active:true,prof_accum:true,lg_prof_sample:19,background_thread:true".as_ptr().cast());
 
 /// A C string in a static, as jemalloc reads `malloc_conf`.
 #[repr(transparent)]

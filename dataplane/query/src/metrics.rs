@@ -70,6 +70,9 @@ impl QueryMetrics {
                 &["result"],
             )?,
         };
+        for result in ["hit", "miss"] {
+            m.symbol_cache_requests.with_label_values(&[result]);
+        }
         registry.register(Box::new(m.symbol_cache_requests.clone()))?;
         registry.register(Box::new(m.queued_leaves.clone()))?;
         registry.register(Box::new(m.busy_seconds.clone()))?;

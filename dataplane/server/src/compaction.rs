@@ -96,6 +96,10 @@ impl CompactionWorker {
             Opts::new("phlox_compaction_worker_blocks_total", "Blocks read (source) and written (output)."),
             &["kind"],
         )?;
+        // Every result from the start, so that rate() sees the first one.
+        for result in ["done", "stale", "failed"] {
+            jobs.with_label_values(&[result]);
+        }
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(blocks.clone()))?;
         Ok(Self { config, metastore, store, jobs, blocks, recording: None })

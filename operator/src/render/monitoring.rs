@@ -3,8 +3,8 @@
 //! alerts scoped to the cluster's namespace) and an Ingress.
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
-    IngressSpec, IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+    IngressTLS, ServiceBackendPort,
 };
 use kube::core::{ApiResource, DynamicObject};
 use phlox_crds::v1alpha1::PyroscopeCluster;

@@ -96,6 +96,24 @@ pub enum IngestBody {
     },
 }
 
+impl IngestBody {
+    /// The bytes the request carried (its parts, for a form).
+    pub fn len(&self) -> usize {
+        let n = |b: &Option<Bytes>| b.as_ref().map_or(0, Bytes::len);
+        match self {
+            IngestBody::Raw(b) => b.len(),
+            IngestBody::PprofForm { profile, prev_profile, sample_type_config } => {
+                n(profile) + n(prev_profile) + n(sample_type_config)
+            }
+            IngestBody::JfrForm { jfr, labels } => n(jfr) + n(labels),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Why an `/ingest` request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IngestError {
@@ -156,14 +174,43 @@ impl Distributor {
         let n = profiles.len();
         if n > 0 {
             let l = self.limits(tenant);
-            self.rate_limit(tenant, &l, crate::distributor::ingested_bytes(&profiles))?;
-            self.write(tenant, profiles).await?;
+            let bytes = crate::distributor::ingested_bytes(&profiles);
+            let written = match self.rate_limit(tenant, &l, bytes) {
+                Ok(()) => self.write(tenant, profiles).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                self.discarded(crate::distributor::reason(&e), 1, bytes as u64);
+                return Err(e.into());
+            }
         }
         Ok(n)
     }
 
-    /// Parses and validates an `/ingest` request (no I/O).
+    /// Parses and validates an `/ingest` request (no I/O); a refusal is
+    /// counted in the discard metrics by reason.
     pub fn prepare_ingest(
+        &self,
+        tenant: &str,
+        format: IngestFormat,
+        params: &IngestParams,
+        body: IngestBody,
+        now: i64,
+    ) -> Result<Vec<SeriesProfile>, IngestError> {
+        let bytes = body.len();
+        let prepared = self.parse_ingest(tenant, format, params, body, now);
+        if let Err(e) = &prepared {
+            let reason = match e {
+                IngestError::BadRequest(_) => "invalid_request",
+                IngestError::Parse(_) => "malformed_profile",
+                IngestError::Push(e) => crate::distributor::reason(e),
+            };
+            self.discarded(reason, 1, bytes as u64);
+        }
+        prepared
+    }
+
+    fn parse_ingest(
         &self,
         tenant: &str,
         format: IngestFormat,
