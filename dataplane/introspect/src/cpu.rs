@@ -105,8 +105,10 @@ impl CpuProfiler {
 
     /// As [`Self::profile`], on the calling thread.
     pub fn profile_blocking(&self, duration: Duration) -> Result<phlox_pprof::Profile, IntrospectError> {
-        let started = SystemTime::now();
         let reader = self.begin()?;
+        // The profile's window is the sampler's: from its start (a new
+        // sampler allocates its table first) to the last snapshot.
+        let started = SystemTime::now();
         std::thread::sleep(duration.min(MAX_CPU_PROFILE));
         let counts = self.end(reader)?;
         let elapsed = started.elapsed().unwrap_or(duration);
