@@ -426,9 +426,7 @@ async fn a_cluster_runs_in_a_box() {
         }
         let text = reqwest::get(format!("http://{ip}:4040/metrics")).await.unwrap().text().await.unwrap();
         exposed.extend(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split(|c: char| c == '{' || c == ' ').next().map(str::to_owned)),
+            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned)),
         );
         scraped.push(pod);
     }
@@ -437,7 +435,7 @@ async fn a_cluster_runs_in_a_box() {
             .render()
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(|c: char| c == '{' || c == ' ').next().map(str::to_owned)),
+            .filter_map(|l| l.split(['{', ' ']).next().map(str::to_owned)),
     );
     let mut mixin: String = phlox_operator::mixin::dashboard_files().into_iter().map(|(_, t)| t).collect();
     mixin.push_str(phlox_operator::mixin::ALERTS);
