@@ -3,7 +3,7 @@
 //! see any Go service:
 //!
 //! - [`CpuProfiler`]: CPU samples at 100 Hz from one process-wide `SIGPROF`
-//!   timer (pprof-rs's sampler), shared by the profiles taken at once;
+//!   timer and a bounded ring, shared by the profiles taken at once;
 //! - [`heap_profile`]: the live (and cumulative) allocations jemalloc samples
 //!   every 512 KiB on average, scaled to estimates of the totals as jeprof
 //!   and Go do. The binary installs jemalloc with [`install_allocator!`].
@@ -13,6 +13,7 @@
 
 mod cpu;
 mod heap;
+mod sampler;
 mod symbols;
 
 pub use cpu::{CpuProfiler, MAX_CPU_PROFILE, MAX_CPU_READERS, cpu_profiler};
