@@ -44,7 +44,17 @@ async fn acked_profiles_read_back_exactly_after_a_restart() {
             push_request(&[("__name__", "process_cpu"), ("service_name", "shop"), ("pod", &pod)], b.encode(), &id);
         merge(&mut want, expected("anonymous", &req, 0));
         let (client, url) = (client.clone(), server.push_url());
-        tasks.push(tokio::spawn(async move { push(&client, &url, &req).await.unwrap() }));
+        // 100 at once may find the decode pool's queue full (429, "retry
+        // later"): retried as SDKs do; the same id makes a retry idempotent.
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let (status, body) = push(&client, &url, &req).await.unwrap();
+                if status != 429 {
+                    return (status, body);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }));
     }
     for t in tasks {
         let (status, body) = t.await.unwrap();
