@@ -55,7 +55,13 @@ impl State {
         let readers = &mut self.readers;
         sampler::drain(|stack, periods| {
             for counts in readers.values_mut() {
-                *counts.entry(stack.into()).or_default() += i64::from(periods);
+                // A stack seen before (the usual case) is not copied again.
+                match counts.get_mut(stack) {
+                    Some(n) => *n += i64::from(periods),
+                    None => {
+                        counts.insert(stack.into(), i64::from(periods));
+                    }
+                }
             }
         });
     }
