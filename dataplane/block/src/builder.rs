@@ -419,6 +419,9 @@ struct DatasetBuilder {
     min_time: i64,
     max_time: i64,
     scratch: Vec<(u32, u64, [u8; 16], i64)>,
+    /// Rollups: per (series, bucket start) the summed values by stack and
+    /// the summed totals, turned into one row each by `flush_sums`.
+    sums: FxHashMap<(u32, i64), (FxHashMap<u32, i64>, i64)>,
 }
 
 /// How many entries a dataset's tables held.
@@ -496,6 +499,7 @@ impl DatasetBuilder {
             min_time: i64::MAX,
             max_time: i64::MIN,
             scratch: Vec::new(),
+            sums: FxHashMap::default(),
         }
     }
 
@@ -608,25 +612,79 @@ impl DatasetBuilder {
             }
             self.scratch.push((stack, span, trace, value));
         }
-        let sid = match m.series[row.series as usize] {
-            UNMAPPED => {
-                let sid = match self.series.get_index_of(&info.fingerprint) {
-                    Some(sid) => sid,
-                    None => self.series.insert_full(info.fingerprint, info.labels.clone()).0,
-                } as u32;
-                if let Some(t) = info.labels.get(ln::PROFILE_TYPE)
-                    && !self.profile_types.contains(t)
-                {
-                    self.profile_types.insert(t.to_owned());
-                }
-                m.series[row.series as usize] = sid;
-                sid
-            }
-            sid => sid,
-        };
+        let sid = self.import_series(m, info, row.series)?;
         self.seen.insert(key);
         self.push_row(key, sid, row.time_nanos, row.id, row.total);
         Ok(true)
+    }
+
+    /// Adds a stored row of another dataset into the sum of its series at
+    /// `bucket_nanos` (a rollup): stacks and series are translated as by
+    /// [`import`](Self::import); span and trace ids are dropped.
+    fn accumulate(
+        &mut self,
+        m: &mut ImportMaps,
+        src: &Symbols,
+        series: &[SeriesInfo],
+        row: &RowRef<'_>,
+        bucket_nanos: i64,
+    ) -> Result<()> {
+        let Some(info) = series.get(row.series as usize) else { return Err(import_corrupt("series out of range")) };
+        if row.values.len() != row.stack_ids.len() {
+            return Err(import_corrupt("samples and values differ in length"));
+        }
+        let sid = self.import_series(m, info, row.series)?;
+        let mut translated = std::mem::take(&mut self.scratch);
+        translated.clear();
+        for (&stack, &value) in row.stack_ids.iter().zip(row.values) {
+            if value != 0 {
+                translated.push((self.symbols.import_stack(m, src, stack)?, 0, [0; 16], value));
+            }
+        }
+        let (values, total) = self.sums.entry((sid, bucket_nanos)).or_default();
+        for &(stack, _, _, value) in &translated {
+            let slot = values.entry(stack).or_insert(0);
+            *slot = slot.wrapping_add(value);
+        }
+        *total = total.wrapping_add(row.total);
+        self.scratch = translated;
+        Ok(())
+    }
+
+    /// The series of `info` in this dataset (source series `at`, memoized).
+    fn import_series(&mut self, m: &mut ImportMaps, info: &SeriesInfo, at: u32) -> Result<u32> {
+        let Some(&memo) = m.series.get(at as usize) else { return Err(import_corrupt("series out of range")) };
+        if memo != UNMAPPED {
+            return Ok(memo);
+        }
+        let sid = match self.series.get_index_of(&info.fingerprint) {
+            Some(sid) => sid,
+            None => self.series.insert_full(info.fingerprint, info.labels.clone()).0,
+        } as u32;
+        if let Some(t) = info.labels.get(ln::PROFILE_TYPE)
+            && !self.profile_types.contains(t)
+        {
+            self.profile_types.insert(t.to_owned());
+        }
+        m.series[at as usize] = sid;
+        Ok(sid)
+    }
+
+    /// Turns the rollup sums into rows: one per (series, bucket), dated at
+    /// the bucket's start, its id derived from the bucket.
+    fn flush_sums(&mut self, tenant: &str) {
+        let mut sums: Vec<_> = std::mem::take(&mut self.sums).into_iter().collect();
+        sums.sort_unstable_by_key(|(k, _)| *k);
+        for ((sid, bucket), (values, total)) in sums {
+            let Some((&fingerprint, _)) = self.series.get_index(sid as usize) else { continue };
+            self.scratch.clear();
+            self.scratch.extend(values.into_iter().map(|(stack, v)| (stack, 0, [0; 16], v)));
+            let id = ProfileId::from_content(&[b"rollup", &bucket.to_le_bytes()]);
+            let key = ProfileKey::new(tenant, fingerprint, &id);
+            if self.seen.insert(key) {
+                self.push_row(key, sid, bucket, id, total);
+            }
+        }
     }
 
     /// Writes the seven sections to `out`; returns their descriptors and the
@@ -916,6 +974,8 @@ fn encode_tenant_index(
         sample_count: 0,
         shadowed_keys: Bytes::new(),
         deleted: Vec::new(),
+        rollup_covers: Vec::new(),
+        covered: Vec::new(),
     };
     Ok((out, meta))
 }
@@ -959,8 +1019,39 @@ fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder, codec
         sample_count: stats.samples,
         shadowed_keys: Bytes::new(),
         deleted: Vec::new(),
+        rollup_covers: Vec::new(),
+        covered: Vec::new(),
     };
     Ok(EncodedDataset { bytes, meta, keys, series })
+}
+
+/// What makes a block a rollup: its bucket (Unix ms, end exclusive) and,
+/// per dataset name, the blocks whose rows it sums.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RollupMeta {
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+    pub(crate) covers: std::collections::BTreeMap<String, BTreeSet<String>>,
+    /// Every block summed, whatever its datasets.
+    pub(crate) block_covers: BTreeSet<String>,
+}
+
+impl RollupMeta {
+    /// Marks `meta` as this rollup: its datasets span the whole bucket.
+    fn describe(&self, meta: &mut BlockMeta) {
+        meta.rollup_start = self.start_ms;
+        meta.rollup_end = self.end_ms;
+        meta.rollup_covers = self.block_covers.iter().cloned().collect();
+        meta.min_time = self.start_ms;
+        meta.max_time = self.end_ms - 1;
+        for ds in &mut meta.datasets {
+            ds.min_time = self.start_ms;
+            ds.max_time = self.end_ms - 1;
+            if let Some(c) = self.covers.get(&ds.name) {
+                ds.rollup_covers = c.iter().cloned().collect();
+            }
+        }
+    }
 }
 
 /// Identity of the object being built.
@@ -1105,6 +1196,26 @@ impl SegmentBuilder {
         Ok(added)
     }
 
+    /// Adds a stored row of the dataset `import` reads into the sum of its
+    /// series in the bucket starting at `bucket_nanos` (see
+    /// [`crate::rollup`]): [`finish`](Self::finish) writes one row per
+    /// (series, bucket) holding the summed values by stack and the summed
+    /// totals.
+    pub fn accumulate_row(
+        &mut self,
+        import: &mut DatasetImport<'_>,
+        row: &RowRef<'_>,
+        bucket_nanos: i64,
+    ) -> Result<()> {
+        let Some(ds) = self.datasets.get_index_mut(import.dataset).map(|(_, ds)| ds) else {
+            return Err(import_corrupt("no such dataset"));
+        };
+        ds.accumulate(&mut import.maps, import.symbols, import.series, row, bucket_nanos)?;
+        self.profiles += 1;
+        self.approx_bytes += row.stack_ids.len() * 12;
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.profiles == 0
     }
@@ -1121,6 +1232,17 @@ impl SegmentBuilder {
 
     /// Encodes the object. Datasets are ordered by (tenant, service).
     pub fn finish(self, header: BlockHeader) -> Result<EncodedBlock> {
+        self.encode(header, None)
+    }
+
+    /// Encodes the object; a rollup's bucket and covers go into its
+    /// metadata (footer included).
+    pub(crate) fn encode(mut self, header: BlockHeader, rollup: Option<&RollupMeta>) -> Result<EncodedBlock> {
+        for ((tenant, _), ds) in self.datasets.iter_mut() {
+            if !ds.sums.is_empty() {
+                ds.flush_sums(tenant);
+            }
+        }
         // (An import whose rows were all duplicates leaves an empty dataset.)
         let mut datasets: Vec<_> = self.datasets.into_iter().filter(|(_, ds)| !ds.rows.is_empty()).collect();
         datasets.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1201,7 +1323,13 @@ impl SegmentBuilder {
             size: 0,
             created_by: header.created_by,
             datasets: metas,
+            rollup_start: 0,
+            rollup_end: 0,
+            rollup_covers: Vec::new(),
         };
+        if let Some(r) = rollup {
+            r.describe(&mut meta);
+        }
         write_footer(&mut out, &mut meta)?;
         Ok(EncodedBlock { bytes: Bytes::from(out), meta, dataset_keys: keys })
     }

@@ -10,6 +10,7 @@
 //!
 //! compact(sources, tenant) ──▶ per source dataset of the tenant: symbols + for_each_row
 //!                              ──▶ SegmentBuilder::import_row ──▶ finish ──▶ one block of the tenant
+//! rollup(inputs, tenant, bucket) ──▶ SegmentBuilder::accumulate_row ──▶ one summed row per series
 //! ```
 
 mod builder;
@@ -19,6 +20,7 @@ mod format;
 mod intern;
 pub mod paths;
 mod reader;
+pub mod rollup;
 mod sections;
 
 pub use builder::{BlockHeader, DEFAULT_MAX_STACK_DEPTH, DatasetImport, EncodedBlock, SegmentBuilder, is_tenant_index};

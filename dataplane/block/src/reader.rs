@@ -118,7 +118,8 @@ impl BlockReader {
                 })
                 .collect(),
             series: Vec::new(),
-            deleted: deleted_nanos(&ds.deleted),
+            // Rows of pending deletions and rows a rollup answers are skipped alike.
+            deleted: deleted_nanos(ds.deleted.iter().chain(&ds.covered)),
             dataset: ds,
         };
         Ok(reader)
@@ -136,10 +137,9 @@ pub struct SampleFilter {
 }
 
 /// Millisecond ranges (both ends inclusive) as nanosecond ranges.
-fn deleted_nanos(ranges: &[phlox_proto::metastore::v1::TimeRange]) -> Vec<(i64, i64)> {
+fn deleted_nanos<'a>(ranges: impl Iterator<Item = &'a phlox_proto::metastore::v1::TimeRange>) -> Vec<(i64, i64)> {
     const NANOS_PER_MS: i64 = 1_000_000;
     ranges
-        .iter()
         .map(|r| {
             (r.start.saturating_mul(NANOS_PER_MS), r.end.saturating_mul(NANOS_PER_MS).saturating_add(NANOS_PER_MS - 1))
         })

@@ -128,13 +128,23 @@ pub struct ProvisionedRule {
 }
 
 /// The query frontend of a distributed deployment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryFrontendConfig {
     /// Query backends (`host:port` of their gRPC port; a DNS name may
     /// resolve to many, as a headless Service does). Empty: read leaves run
     /// in this process.
     pub backends: Vec<String>,
+    /// Stack queries read rollups (hour and day sums made by compaction)
+    /// for the whole buckets of their range; false reads raw rows only
+    /// (same answers, slower over long ranges).
+    pub rollups: bool,
+}
+
+impl Default for QueryFrontendConfig {
+    fn default() -> Self {
+        Self { backends: Vec::new(), rollups: true }
+    }
 }
 
 /// Compaction: when blocks of a level (0, 1, 2) are merged one level up.
@@ -463,6 +473,12 @@ pub struct LimitsConfig {
     /// Recording rules a tenant may create through the API (provisioned
     /// rules do not count); 0: no limit.
     pub max_recording_rules: usize,
+    /// Longest time range of one query; 0: unlimited.
+    #[serde(with = "duration")]
+    pub max_query_length: Duration,
+    /// How far back queries reach (older parts of a range are left out); 0: unlimited.
+    #[serde(with = "duration")]
+    pub max_query_lookback: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -484,6 +500,8 @@ impl Default for LimitsConfig {
             reject_newer_than: Duration::from_secs(600),
             retention_period: Duration::from_secs(31 * 24 * 3600),
             max_recording_rules: 25,
+            max_query_length: Duration::from_secs(30 * 24 * 3600),
+            max_query_lookback: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

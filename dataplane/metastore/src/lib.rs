@@ -65,8 +65,8 @@ pub use dlq::DlqReport;
 pub use error::{MetastoreError, Result};
 pub use fsm::{
     CodecError, Command, CompactionPolicy, DEDUP_WINDOW_MS, Deletion, InvalidRequest, Job, Lease, MAX_LEVEL,
-    MEMBER_EXPIRY_MS, Member, MetastoreState, PARTITION_MS, PROFILE_TYPE_LABEL, Response, SERVICE_NAME_LABEL,
-    Tombstone,
+    MEMBER_EXPIRY_MS, Member, MetastoreState, PARTITION_MS, PROFILE_TYPE_LABEL, ROLLUP_DELAY_MS, ROLLUP_MIN_LEVEL,
+    Response, RollupJob, SERVICE_NAME_LABEL, Tombstone,
 };
 pub use node::{MembershipView, MetastoreNode};
 pub use raft::{RaftGrpcService, StoreError, TypeConfig};

@@ -212,9 +212,10 @@ impl LocalBackend {
                 }
             }
         }
+        let outcome = if phlox_block::rollup::is_rollup(meta) { "rollup" } else { "read" };
         for (i, _) in open.iter().enumerate().filter(|(_, o)| **o) {
             let ds = reader.dataset(i).await?;
-            self.count("read", 1);
+            self.count(outcome, 1);
             let selected = select(ds.series(), &query, &ds.meta().deleted);
             if selected.is_empty() {
                 continue;

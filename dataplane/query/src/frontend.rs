@@ -86,7 +86,8 @@ impl Selectors<'_> {
     }
 }
 
-/// Query limits (Pyroscope's defaults).
+/// Query limits (Pyroscope's, with 30 days of length and lookback: rollups
+/// make long ranges cheap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryLimits {
     /// Longest time range of one query; 0 = unlimited.
@@ -97,16 +98,45 @@ pub struct QueryLimits {
     pub max_flamegraph_nodes_max: i64,
     /// Plan nodes executed at once per query.
     pub concurrency: usize,
+    /// Stack queries read rollups for the whole hours and days of their
+    /// range (false: raw rows only; the answers are the same).
+    pub rollups: bool,
+    /// Per-tenant `max_query_length` and `max_query_lookback` (the
+    /// configuration's `overrides`); a query of several tenants gets the
+    /// smallest of theirs.
+    pub tenants: std::collections::BTreeMap<String, RangeLimits>,
+}
+
+/// A tenant's limits on query ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeLimits {
+    pub max_query_length: Duration,
+    pub max_query_lookback: Duration,
+}
+
+impl From<&phlox_config::LimitsConfig> for RangeLimits {
+    fn from(l: &phlox_config::LimitsConfig) -> Self {
+        Self { max_query_length: l.max_query_length, max_query_lookback: l.max_query_lookback }
+    }
+}
+
+/// The configuration's defaults ([`phlox_config::LimitsConfig`]'s: defined once).
+impl Default for RangeLimits {
+    fn default() -> Self {
+        Self::from(&phlox_config::LimitsConfig::default())
+    }
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
-            max_query_length: Duration::from_secs(24 * 3600),
-            max_query_lookback: Duration::from_secs(7 * 24 * 3600),
+            max_query_length: RangeLimits::default().max_query_length,
+            max_query_lookback: RangeLimits::default().max_query_lookback,
             max_flamegraph_nodes_default: 8192,
             max_flamegraph_nodes_max: 1_048_576,
             concurrency: 16,
+            rollups: true,
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -138,6 +168,17 @@ pub struct QueryFrontend {
 impl std::fmt::Debug for QueryFrontend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryFrontend").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// A duration as the configuration writes it (`30d`, `36h`, `90m`, `45s`).
+fn duration_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -194,22 +235,52 @@ impl QueryFrontend {
         Self { metastore, backend, limits }
     }
 
+    /// The range limits of a query of `tenants`: the smallest of theirs (0
+    /// means unlimited).
+    fn range_limits(&self, tenants: &[String]) -> RangeLimits {
+        let base = RangeLimits {
+            max_query_length: self.limits.max_query_length,
+            max_query_lookback: self.limits.max_query_lookback,
+        };
+        let smaller = |a: Duration, b: Duration| match (a.is_zero(), b.is_zero()) {
+            (true, _) => b,
+            (_, true) => a,
+            _ => a.min(b),
+        };
+        let mut limits: Option<RangeLimits> = None;
+        for t in tenants {
+            let l = self.limits.tenants.get(t).copied().unwrap_or(base);
+            limits = Some(match limits {
+                None => l,
+                Some(p) => RangeLimits {
+                    max_query_length: smaller(p.max_query_length, l.max_query_length),
+                    max_query_lookback: smaller(p.max_query_lookback, l.max_query_lookback),
+                },
+            });
+        }
+        limits.unwrap_or(base)
+    }
+
     /// Validates and clamps a range in ms; `None` when it ends before the lookback.
-    fn range(&self, start: i64, end: i64) -> Result<Option<(i64, i64)>, QueryError> {
+    fn range(&self, tenants: &[String], start: i64, end: i64) -> Result<Option<(i64, i64)>, QueryError> {
         if start == 0 || end == 0 {
             return bad("missing time range in the query");
         }
         if start > end {
             return bad(format!("invalid time range: start {start} is after end {end}"));
         }
-        let max = self.limits.max_query_length.as_millis() as i64;
+        let limits = self.range_limits(tenants);
+        let max = limits.max_query_length.as_millis() as i64;
         if max > 0 && end.saturating_sub(start) > max {
             return bad(format!(
-                "the query time range exceeds the limit (max_query_length {}h)",
-                self.limits.max_query_length.as_secs() / 3600
+                "the query time range exceeds the limit (max_query_length {})",
+                duration_text(limits.max_query_length)
             ));
         }
-        let oldest = now_ms().saturating_sub(self.limits.max_query_lookback.as_millis() as i64);
+        if limits.max_query_lookback.is_zero() {
+            return Ok(Some((start, end)));
+        }
+        let oldest = now_ms().saturating_sub(limits.max_query_lookback.as_millis() as i64);
         if end < oldest {
             return Ok(None);
         }
@@ -239,6 +310,7 @@ impl QueryFrontend {
             start: start_ms,
             end: end_ms,
             matchers: metastore_matchers(selector),
+            rollups: false,
         };
         Ok(self.metastore.query_blocks(req).await?.blocks)
     }
@@ -264,7 +336,25 @@ impl QueryFrontend {
         filter: SampleFilter,
         kind: LeafKind,
     ) -> Result<LeafResult, QueryError> {
-        let blocks = self.blocks(tenants, start_ms, end_ms, &selector).await?;
+        // Stack queries over whole profiles read rollups where they can;
+        // selectors of profiles, spans or traces need the raw rows.
+        let rollups = self.limits.rollups
+            && matches!(kind, LeafKind::Tree | LeafKind::Stacks { .. })
+            && filter.profile_ids.is_none()
+            && filter.span_ids.is_none()
+            && filter.trace_ids.is_none();
+        let blocks = if rollups {
+            let req = QueryBlocksRequest {
+                tenants: tenants.to_vec(),
+                start: start_ms,
+                end: end_ms,
+                matchers: metastore_matchers(&selector),
+                rollups: true,
+            };
+            crate::rollups::plan(self.metastore.query_blocks(req).await?.blocks, start_ms, end_ms)
+        } else {
+            self.blocks(tenants, start_ms, end_ms, &selector).await?
+        };
         let query = Arc::new(LeafQuery {
             selector,
             filter,
@@ -299,7 +389,9 @@ impl QueryFrontend {
         r: q::ProfileTypesRequest,
     ) -> Result<q::ProfileTypesResponse, QueryError> {
         let (start, end) = if r.start == 0 && r.end == 0 { (now_ms() - 3_600_000, now_ms()) } else { (r.start, r.end) };
-        let Some((start, end)) = self.range(start, end)? else { return Ok(q::ProfileTypesResponse::default()) };
+        let Some((start, end)) = self.range(tenants, start, end)? else {
+            return Ok(q::ProfileTypesResponse::default());
+        };
         let mut ids = BTreeSet::new();
         for b in self.blocks(tenants, start, end, &Selector::default()).await? {
             for d in b.datasets {
@@ -329,7 +421,9 @@ impl QueryFrontend {
         r: t::LabelNamesRequest,
     ) -> Result<t::LabelNamesResponse, QueryError> {
         let selector = selector_of(&r.matchers)?;
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(t::LabelNamesResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else {
+            return Ok(t::LabelNamesResponse::default());
+        };
         match self.run(tenants, start, end, selector, LeafKind::LabelNames).await? {
             LeafResult::Names(n) => Ok(t::LabelNamesResponse { names: n.into_iter().collect() }),
             _ => Ok(t::LabelNamesResponse::default()),
@@ -345,7 +439,9 @@ impl QueryFrontend {
             return bad("label name is required");
         }
         let selector = selector_of(&r.matchers)?;
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(t::LabelValuesResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else {
+            return Ok(t::LabelValuesResponse::default());
+        };
         match self.run(tenants, start, end, selector, LeafKind::LabelValues(r.name)).await? {
             LeafResult::Names(n) => Ok(t::LabelValuesResponse { names: n.into_iter().collect() }),
             _ => Ok(t::LabelValuesResponse::default()),
@@ -354,7 +450,7 @@ impl QueryFrontend {
 
     pub async fn series(&self, tenants: &[String], r: q::SeriesRequest) -> Result<q::SeriesResponse, QueryError> {
         let selector = selector_of(&r.matchers)?;
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SeriesResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else { return Ok(q::SeriesResponse::default()) };
         match self.run(tenants, start, end, selector, LeafKind::LabelSets(r.label_names)).await? {
             LeafResult::LabelSets(sets) => Ok(q::SeriesResponse {
                 labels_set: sets
@@ -391,7 +487,7 @@ impl QueryFrontend {
     ) -> Result<phlox_model::StackTree, QueryError> {
         let selector = selector_with_type(label_selector, profile_type)?;
         let filter = sel.filter()?;
-        let Some((start, end)) = self.range(start, end)? else { return Ok(phlox_model::StackTree::default()) };
+        let Some((start, end)) = self.range(tenants, start, end)? else { return Ok(phlox_model::StackTree::default()) };
         if let Some(pgo) = sel.pgo() {
             let stacks = self.run_stacks(tenants, start, end, selector, filter, Vec::new(), Some(pgo)).await?;
             return Ok(stacks.to_tree());
@@ -420,7 +516,7 @@ impl QueryFrontend {
     ) -> Result<MergedStacks, QueryError> {
         let selector = selector_with_type(label_selector, profile_type)?;
         let filter = sel.filter()?;
-        let Some((start, end)) = self.range(start, end)? else { return Ok(MergedStacks::default()) };
+        let Some((start, end)) = self.range(tenants, start, end)? else { return Ok(MergedStacks::default()) };
         let pgo = sel.pgo();
         let call_site = if pgo.is_some() { Vec::new() } else { sel.call_site() };
         self.run_stacks(tenants, start, end, selector, filter, call_site, pgo).await
@@ -514,7 +610,9 @@ impl QueryFrontend {
         let spans = matches!(q::HeatmapQueryType::try_from(r.query_type), Ok(q::HeatmapQueryType::Span));
         let exemplars = !matches!(t::ExemplarType::try_from(r.exemplar_type), Ok(t::ExemplarType::None));
         let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectHeatmapResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else {
+            return Ok(q::SelectHeatmapResponse::default());
+        };
         let step_ms = ((r.step * 1000.0).round() as i64).max(1);
         let kind = LeafKind::Points { start_ms: r.start, step_ms, group_by: r.group_by.clone(), spans };
         let LeafResult::Points(groups) = self.run(tenants, start, end, selector, kind).await? else {
@@ -621,7 +719,9 @@ impl QueryFrontend {
             .map(|s| s.call_site.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
             .filter(|c| !c.is_empty());
         let selector = selector_with_type(&r.label_selector, &r.profile_type_id)?;
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::SelectSeriesResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else {
+            return Ok(q::SelectSeriesResponse::default());
+        };
         let step_ms = ((r.step * 1000.0).round() as i64).max(1);
         let exemplars = match t::ExemplarType::try_from(r.exemplar_type).unwrap_or(t::ExemplarType::Unspecified) {
             t::ExemplarType::Unspecified | t::ExemplarType::None => ExemplarKind::None,
@@ -743,7 +843,9 @@ impl QueryFrontend {
             }
             selector.matchers.push(Matcher::equal(ln::PROFILE_TYPE, profile_type));
         }
-        let Some((start, end)) = self.range(r.start, r.end)? else { return Ok(q::AnalyzeQueryResponse::default()) };
+        let Some((start, end)) = self.range(tenants, r.start, r.end)? else {
+            return Ok(q::AnalyzeQueryResponse::default());
+        };
         let blocks = self.blocks(tenants, start, end, &selector).await?;
         let mut scope =
             q::QueryScope { component_type: "object-store".into(), component_count: 1, ..Default::default() };

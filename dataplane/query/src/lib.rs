@@ -23,13 +23,14 @@ mod frontend;
 mod metrics;
 mod plan;
 mod remote;
+mod rollups;
 mod stacks;
 mod symbol_cache;
 mod task;
 
 pub use backend::{LocalBackend, QueryBackend, leaf_runtime};
 pub use error::QueryError;
-pub use frontend::{QueryFrontend, QueryLimits, flamegraph};
+pub use frontend::{QueryFrontend, QueryLimits, RangeLimits, flamegraph};
 pub use metrics::QueryMetrics;
 pub use plan::{
     ExemplarKind, LeafKind, LeafQuery, LeafResult, MAX_MERGE_CHILDREN, PointExemplar, PointValue, ProfilePoint,

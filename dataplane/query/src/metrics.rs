@@ -29,8 +29,9 @@ pub struct QueryMetrics {
     /// Time to answer a query, by method and status code.
     pub query_duration: HistogramVec,
     /// Datasets considered by read leaves: `outcome` is `read` (its series
-    /// index was fetched), `skipped` (the tenant index showed no matching
-    /// series) or `index` (a tenant index was read).
+    /// index was fetched), `rollup` (the same, of a rollup: summed rows),
+    /// `skipped` (the tenant index showed no matching series) or `index` (a
+    /// tenant index was read).
     pub datasets: IntCounterVec,
     /// Read leaves waiting for an execution slot.
     pub queued_leaves: IntGauge,
@@ -56,7 +57,7 @@ impl QueryMetrics {
                 &["method", "code"],
             )?,
             datasets: IntCounterVec::new(
-                Opts::new(DATASETS, "Datasets considered by read leaves, by outcome (read, skipped, index)."),
+                Opts::new(DATASETS, "Datasets considered by read leaves, by outcome (read, rollup, skipped, index)."),
                 &["outcome"],
             )?,
             queued_leaves: IntGauge::with_opts(Opts::new(QUEUED_LEAVES, "Read leaves waiting for a slot."))?,

@@ -195,6 +195,7 @@ fn segment(shard: u32, round: u64, start_ms: i64, rows: u64, next_key: &AtomicU6
             size: 64 * 1024 + rows * 4096,
             created_by: format!("segment-writer-{}", shard / 2),
             datasets,
+            ..Default::default()
         }),
         dataset_keys,
     }
@@ -219,6 +220,47 @@ fn merged(job: &phlox_proto::metastore::v1::CompactionJob, n: u64) -> BlockMeta 
     }
     let min_time = job.sources.iter().map(|b| b.min_time).min().unwrap_or(0);
     let max_time = job.sources.iter().map(|b| b.max_time).max().unwrap_or(0);
+    if job.rollup_end > 0 {
+        // A rollup: the bucket's sums, covering the raw sources (or, for a
+        // day, what its hour rollups cover).
+        let covers_of = |b: &BlockMeta| -> Vec<String> {
+            if b.rollup_end > 0 { b.rollup_covers.clone() } else { vec![b.id.clone()] }
+        };
+        let mut covers: Vec<String> = job.sources.iter().flat_map(covers_of).collect();
+        covers.sort();
+        covers.dedup();
+        let mut by_name: std::collections::BTreeMap<String, Dataset> = Default::default();
+        for b in &job.sources {
+            for d in b.datasets.iter().filter(|d| d.max_time >= job.rollup_start && d.min_time < job.rollup_end) {
+                let e = by_name.entry(d.name.clone()).or_insert_with(|| Dataset {
+                    name: d.name.clone(),
+                    min_time: job.rollup_start,
+                    max_time: job.rollup_end - 1,
+                    sections: d.sections.clone(),
+                    profile_types: d.profile_types.clone(),
+                    ..Default::default()
+                });
+                e.rollup_covers.extend(if b.rollup_end > 0 { d.rollup_covers.clone() } else { vec![b.id.clone()] });
+                e.rollup_covers.sort();
+                e.rollup_covers.dedup();
+            }
+        }
+        return BlockMeta {
+            format_version: 1,
+            id: block_id(min_time.max(0), (1 << 41) + n),
+            tenant: job.tenant.clone(),
+            compaction_level: job.output_level,
+            min_time: job.rollup_start,
+            max_time: job.rollup_end - 1,
+            size: 64 * 1024,
+            created_by: "compaction-worker-bench".into(),
+            datasets: by_name.into_values().collect(),
+            rollup_start: job.rollup_start,
+            rollup_end: job.rollup_end,
+            rollup_covers: covers,
+            ..Default::default()
+        };
+    }
     BlockMeta {
         format_version: 1,
         id: block_id(min_time, (1 << 40) + n),
@@ -230,6 +272,7 @@ fn merged(job: &phlox_proto::metastore::v1::CompactionJob, n: u64) -> BlockMeta 
         size: job.sources.iter().map(|b| b.size).sum(),
         created_by: "compaction-worker-bench".into(),
         datasets: datasets.into_values().collect(),
+        ..Default::default()
     }
 }
 

@@ -470,11 +470,19 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
         } else {
             Arc::new(phlox_query::RemoteBackend::new(config.query_frontend.backends.clone()))
         };
-        Some(Arc::new(phlox_query::QueryFrontend::new(
-            Arc::clone(&metastore),
-            backend,
-            phlox_query::QueryLimits::default(),
-        )))
+        let limits = phlox_query::QueryLimits {
+            max_query_length: config.limits.max_query_length,
+            max_query_lookback: config.limits.max_query_lookback,
+            rollups: config.query_frontend.rollups,
+            tenants: config
+                .tenant_limits()
+                .context("overrides")?
+                .iter()
+                .map(|(t, l)| (t.clone(), phlox_query::RangeLimits::from(l)))
+                .collect(),
+            ..phlox_query::QueryLimits::default()
+        };
+        Some(Arc::new(phlox_query::QueryFrontend::new(Arc::clone(&metastore), backend, limits)))
     } else {
         None
     };

@@ -93,7 +93,7 @@ impl CompactionWorker {
             &["result"],
         )?;
         let blocks = IntCounterVec::new(
-            Opts::new("phlox_compaction_worker_blocks_total", "Blocks read (source) and written (output)."),
+            Opts::new("phlox_compaction_worker_blocks_total", "Blocks read (source) and written (output, rollup)."),
             &["kind"],
         )?;
         // Every result from the start, so that rate() sees the first one.
@@ -170,6 +170,9 @@ impl CompactionWorker {
             .map(|m| BlockReader::from_meta(Arc::clone(&self.store), m.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| internal(e.to_string()))?;
+        if job.rollup_end > 0 {
+            return self.rollup(job, readers).await;
+        }
         let id = output_id(job);
         let level = if job.output_level > 0 { job.output_level } else { job.level + 1 };
         let header =
@@ -241,6 +244,55 @@ impl CompactionWorker {
             }
         }
         info!(job = %job.id, tenant = %job.tenant, level, excluded = job.exclude.len(), sources = job.sources.len(), block = %id, "compacted");
+        Ok(())
+    }
+}
+
+impl CompactionWorker {
+    /// A rollup job: sums the sources' rows of the bucket into a rollup
+    /// block, writes it and hands it to the metastore (the sources stay).
+    async fn rollup(&self, job: &CompactionJob, readers: Vec<BlockReader>) -> Result<(), tonic::Status> {
+        let internal = |e: String| tonic::Status::internal(e);
+        let id = output_id(job);
+        let level = job.output_level;
+        let header =
+            BlockHeader { id, tenant: job.tenant.clone(), shard: 0, level, created_by: self.config.id.clone() };
+        let (tenant, start, end) = (job.tenant.clone(), job.rollup_start, job.rollup_end);
+        let covers = job.rollup_covers.clone();
+        let handle = tokio::runtime::Handle::current();
+        let rolled = tokio::task::spawn_blocking(move || {
+            handle.block_on(phlox_block::rollup::rollup(&readers, &tenant, header, (start, end), Some(&covers)))
+        })
+        .await
+        .map_err(|e| internal(format!("rollup task: {e}")))?;
+        let encoded = match rolled {
+            Ok(encoded) => encoded,
+            // No row in the bucket: the metastore remembers it as empty.
+            Err(phlox_block::BlockError::Empty) => {
+                self.metastore
+                    .complete_compaction_job(CompleteCompactionJobRequest {
+                        id: job.id.clone(),
+                        token: job.token,
+                        block: None,
+                    })
+                    .await?;
+                info!(job = %job.id, tenant = %job.tenant, start, end, "rollup bucket holds no row");
+                return Ok(());
+            }
+            Err(e) => return Err(internal(e.to_string())),
+        };
+        let path = paths::object_path(&job.tenant, 0, level, id);
+        self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
+        self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
+        self.metastore
+            .complete_compaction_job(CompleteCompactionJobRequest {
+                id: job.id.clone(),
+                token: job.token,
+                block: Some(encoded.meta),
+            })
+            .await?;
+        self.blocks.with_label_values(&["rollup"]).inc();
+        info!(job = %job.id, tenant = %job.tenant, start, end, sources = job.sources.len(), block = %id, "rolled up");
         Ok(())
     }
 }

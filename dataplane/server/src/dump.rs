@@ -31,6 +31,7 @@ pub(crate) async fn run(dump: &DumpArgs) -> anyhow::Result<()> {
             start: i64::MIN,
             end: i64::MAX,
             matchers: vec![],
+            rollups: false,
         })
         .await?
         .blocks;

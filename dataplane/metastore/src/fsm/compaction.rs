@@ -60,6 +60,9 @@ pub struct Job {
     /// Deletions whose ranges the current lease excludes.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// A rollup job: sums the sources' rows of a bucket; they stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<super::rollup::RollupJob>,
 }
 
 impl Job {
@@ -91,10 +94,19 @@ fn plan(
     policy: &CompactionPolicy,
     forced: &std::collections::BTreeSet<(String, String)>,
 ) {
-    let taken: std::collections::BTreeSet<(&str, &str)> =
-        jobs.jobs.values().flat_map(|j| j.sources.iter().map(move |s| (j.tenant.as_str(), s.as_str()))).collect();
+    // A rollup job does not hold its sources: compacting one only makes
+    // the rollup stale.
+    let taken: std::collections::BTreeSet<(&str, &str)> = jobs
+        .jobs
+        .values()
+        .filter(|j| j.rollup.is_none())
+        .flat_map(|j| j.sources.iter().map(move |s| (j.tenant.as_str(), s.as_str())))
+        .collect();
     let mut groups: BTreeMap<(String, u32), Vec<Ulid>> = BTreeMap::new();
     for (id, block) in index.iter() {
+        if phlox_block::rollup::is_rollup(&block.header) {
+            continue;
+        }
         let level = block.header.compaction_level;
         let idstr = block.header.id.as_str();
         let mut tenants: Vec<&str> = block.datasets.iter().map(|d| block.dataset_tenant(d)).collect();
@@ -132,7 +144,15 @@ fn plan(
             let sources: Vec<String> = chunk.iter().map(Ulid::to_string).collect();
             let key = format!("{tenant}\n{level}\n{}", sources.join(","));
             let id = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
-            new_jobs.push(Job { id, tenant: tenant.clone(), level, sources, lease: None, exclude: Vec::new() });
+            new_jobs.push(Job {
+                id,
+                tenant: tenant.clone(),
+                level,
+                sources,
+                lease: None,
+                exclude: Vec::new(),
+                rollup: None,
+            });
         }
     }
     for j in new_jobs {
@@ -154,7 +174,10 @@ pub(crate) fn apply_poll(
         return Response::Rejected(InvalidRequest::MissingWorker);
     }
     plan(index, jobs, now_ms, policy, &deletions.pending_blocks());
-    let Some(job) = jobs.jobs.values_mut().find(|j| j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms)) else {
+    super::rollup::plan(index, jobs, deletions, now_ms);
+    let Some(job) = jobs.jobs.values_mut().find(|j| {
+        j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms) && !j.rollup.as_ref().is_some_and(|r| r.empty)
+    }) else {
         return Response::CompactionJob(PollCompactionJobResponse { job: None });
     };
     jobs.last_token += 1;
@@ -181,6 +204,9 @@ pub(crate) fn apply_poll(
             lease_expires: expires_ms,
             exclude,
             output_level: job.output_level(),
+            rollup_start: job.rollup.as_ref().map_or(0, |r| r.start_ms),
+            rollup_end: job.rollup.as_ref().map_or(0, |r| r.end_ms),
+            rollup_covers: job.rollup.as_ref().map(|r| r.covers.clone()).unwrap_or_default(),
         }),
     })
 }
@@ -203,6 +229,32 @@ pub(crate) fn apply_complete(
     };
     if job.lease.as_ref().map(|l| l.token) != Some(token) {
         return Response::Rejected(InvalidRequest::StaleLease { id: id.to_owned(), token });
+    }
+    if let Some(rollup) = job.rollup.clone() {
+        let Some(block) = block else {
+            // No row in the bucket (a gap inside a block's span): the job
+            // stays, marked, so that the bucket is not planned again until
+            // its blocks change.
+            if let Some(j) = jobs.jobs.get_mut(id) {
+                j.lease = None;
+                j.rollup = Some(super::rollup::RollupJob { empty: true, ..rollup });
+            }
+            return Response::JobCompleted;
+        };
+        let Ok(new_id) = Ulid::from_string(&block.id) else {
+            return Response::Rejected(InvalidRequest::InvalidBlockId { id: block.id.clone() });
+        };
+        if block.tenant != job.tenant
+            || (block.rollup_start, block.rollup_end) != (rollup.start_ms, rollup.end_ms)
+            || block.datasets.is_empty()
+        {
+            return Response::Rejected(InvalidRequest::JobResultMismatch { id: id.to_owned() });
+        }
+        let Some(job) = jobs.jobs.remove(id) else {
+            return Response::Rejected(InvalidRequest::UnknownJob { id: id.to_owned() });
+        };
+        super::rollup::complete(index, tombstones, deletions, &job, &rollup, block, new_id, now_ms);
+        return Response::JobCompleted;
     }
     let new_id = match &block {
         Some(block) => {

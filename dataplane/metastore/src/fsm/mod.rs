@@ -17,6 +17,7 @@ mod invalid;
 mod membership;
 mod query;
 mod retention;
+mod rollup;
 mod state;
 mod tombstones;
 
@@ -39,6 +40,7 @@ pub(crate) use membership::validate_heartbeat;
 pub use membership::{MEMBER_EXPIRY_MS, Member};
 pub(crate) use query::validate_query;
 pub use query::{PROFILE_TYPE_LABEL, SERVICE_NAME_LABEL};
+pub use rollup::{ROLLUP_DELAY_MS, ROLLUP_MIN_LEVEL, RollupJob};
 pub use state::MetastoreState;
 pub use tombstones::Tombstone;
 pub(crate) use tombstones::parse_ids;

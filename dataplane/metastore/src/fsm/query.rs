@@ -106,6 +106,9 @@ pub(crate) fn query_blocks(index: &BlockIndex, request: &QueryBlocksRequest) -> 
     let mut found: Vec<BlockMeta> = Vec::new();
     for id in &ids {
         let Some(block) = index.get(id) else { continue };
+        if !request.rollups && phlox_block::rollup::is_rollup(&block.header) {
+            continue;
+        }
         let datasets: Vec<Dataset> = block
             .datasets
             .iter()

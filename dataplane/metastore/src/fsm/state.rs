@@ -13,6 +13,7 @@ use super::index::{BlockIndex, IndexedBlock};
 use super::membership::{Members, apply_heartbeat};
 use super::query::query_blocks;
 use super::retention::apply_retention;
+use super::rollup::{drop_overlapping, drop_stale};
 use super::tombstones::{Tombstones, apply_delete_blocks, apply_remove_tombstones};
 use super::{Command, InvalidRequest, Member, Response, Tombstone};
 
@@ -76,37 +77,46 @@ impl MetastoreState {
             }
             Command::DeleteBlocks { ids, now_ms } => {
                 let response = apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms);
+                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 self.deletions.settle(&self.index, now_ms);
                 response
             }
             Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
             Command::ApplyRetention { now_ms, default_ms, overrides } => {
                 let response = apply_retention(&mut self.index, &mut self.tombstones, now_ms, default_ms, &overrides);
+                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 self.deletions.settle(&self.index, now_ms);
                 response
             }
             Command::PollCompactionJob { worker, now_ms, lease_ms, policy } => {
                 apply_poll(&self.index, &mut self.jobs, &self.deletions, &worker, now_ms, lease_ms, &policy)
             }
-            Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => apply_complete(
-                &mut self.index,
-                &mut self.jobs,
-                &mut self.tombstones,
-                &mut self.deletions,
-                &id,
-                token,
-                (!no_output).then_some(block),
-                now_ms,
-            ),
-            Command::DeleteRange { tenant, start_ms, end_ms, now_ms } => apply_delete_range(
-                &mut self.index,
-                &mut self.tombstones,
-                &mut self.deletions,
-                tenant,
-                start_ms,
-                end_ms,
-                now_ms,
-            ),
+            Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => {
+                let response = apply_complete(
+                    &mut self.index,
+                    &mut self.jobs,
+                    &mut self.tombstones,
+                    &mut self.deletions,
+                    &id,
+                    token,
+                    (!no_output).then_some(block),
+                    now_ms,
+                );
+                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
+                response
+            }
+            Command::DeleteRange { tenant, start_ms, end_ms, now_ms } => {
+                drop_overlapping(&mut self.index, &mut self.tombstones, &tenant, start_ms, end_ms, now_ms);
+                apply_delete_range(
+                    &mut self.index,
+                    &mut self.tombstones,
+                    &mut self.deletions,
+                    tenant,
+                    start_ms,
+                    end_ms,
+                    now_ms,
+                )
+            }
         }
     }
 
@@ -126,7 +136,7 @@ impl MetastoreState {
     /// Compaction jobs by source level: (waiting for a worker, leased).
     pub fn compaction_jobs_by_level(&self) -> [(usize, usize); super::compaction::MAX_LEVEL as usize + 1] {
         let mut by_level = [(0, 0); super::compaction::MAX_LEVEL as usize + 1];
-        for job in self.jobs.jobs.values() {
+        for job in self.jobs.jobs.values().filter(|j| !j.rollup.as_ref().is_some_and(|r| r.empty)) {
             let slot = &mut by_level[(job.level as usize).min(super::compaction::MAX_LEVEL as usize)];
             if job.lease.is_some() {
                 slot.1 += 1;

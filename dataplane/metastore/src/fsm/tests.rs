@@ -70,7 +70,13 @@ fn query(
     end: i64,
     matchers: Vec<LabelMatcher>,
 ) -> Vec<(String, Vec<String>)> {
-    let request = QueryBlocksRequest { tenants: tenants.iter().map(|t| t.to_string()).collect(), start, end, matchers };
+    let request = QueryBlocksRequest {
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        start,
+        end,
+        matchers,
+        rollups: false,
+    };
     state
         .query(&request)
         .unwrap()
@@ -214,6 +220,7 @@ fn invalid_queries_are_rejected() {
         start: 0,
         end: 10,
         matchers: vec![matcher(MatchType::Regex, SERVICE_NAME_LABEL, "(")],
+        rollups: false,
     };
     assert!(matches!(state.query(&request), Err(InvalidRequest::InvalidRegex { .. })));
     request.matchers = vec![LabelMatcher { r#type: 42, name: SERVICE_NAME_LABEL.into(), value: String::new() }];
@@ -284,8 +291,9 @@ fn entries_of_the_earlier_version_are_decided_with_the_legacy_index() {
     assert_eq!(stored.datasets[1].shadowed_keys, Bytes::from(keys(&[1, 3])));
     assert!(state.block(&id(1)).unwrap().datasets.iter().all(|d| d.shadowed_keys.is_empty()));
     // Query results carry the shadowed keys too.
-    let found =
-        state.query(&QueryBlocksRequest { tenants: vec!["a".into()], start: 15, end: 15, matchers: vec![] }).unwrap();
+    let found = state
+        .query(&QueryBlocksRequest { tenants: vec!["a".into()], start: 15, end: 15, matchers: vec![], rollups: false })
+        .unwrap();
     assert_eq!(found[0].datasets[0].shadowed_keys, Bytes::from(keys(&[2])));
 }
 
@@ -617,7 +625,8 @@ mod deletions {
 
     /// Per block of a query answer, the deleted ranges its datasets carry.
     fn deleted_ranges(state: &MetastoreState, tenant: &str) -> Vec<(String, Vec<(i64, i64)>)> {
-        let request = QueryBlocksRequest { tenants: vec![tenant.into()], start: 0, end: HOUR, matchers: vec![] };
+        let request =
+            QueryBlocksRequest { tenants: vec![tenant.into()], start: 0, end: HOUR, matchers: vec![], rollups: false };
         state
             .query(&request)
             .unwrap()
@@ -712,5 +721,217 @@ mod deletions {
             state.apply(Command::DeleteRange { tenant: "a".into(), start_ms: 1, end_ms: 2, now_ms: 3 }),
             Response::Deleted(d) if d.done_at == 3 && d.blocks_pending == 0
         ));
+    }
+}
+
+mod rollups {
+    use super::*;
+    use phlox_proto::metastore::v1::CompactionJob;
+
+    const DAY: i64 = 24 * HOUR;
+
+    /// Every job a poll at `now_ms` hands out (thresholds that never plan
+    /// a compaction: only rollups are planned).
+    fn poll_all(state: &mut MetastoreState, now_ms: i64) -> Vec<CompactionJob> {
+        let policy = CompactionPolicy { min_blocks: vec![1000; 3], max_age_ms: vec![i64::MAX; 3] };
+        let mut jobs = Vec::new();
+        loop {
+            let command =
+                Command::PollCompactionJob { worker: "w".into(), now_ms, lease_ms: 60_000, policy: policy.clone() };
+            match state.apply(command) {
+                Response::CompactionJob(r) => match r.job {
+                    Some(j) => jobs.push(j),
+                    None => return jobs,
+                },
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn block(n: u64, level: u32, min: i64, max: i64) -> BlockMeta {
+        BlockMeta {
+            id: id(n),
+            tenant: "a".into(),
+            compaction_level: level,
+            min_time: min,
+            max_time: max,
+            datasets: vec![dataset("", "api", min, max, &["cpu"])],
+            ..Default::default()
+        }
+    }
+
+    /// What a worker writes for a rollup job: the covers the job names.
+    fn rollup_result(n: u64, job: &CompactionJob) -> BlockMeta {
+        let all = job.rollup_covers.clone();
+        let mut ds = dataset("", "api", job.rollup_start, job.rollup_end - 1, &["cpu"]);
+        ds.rollup_covers = all.clone();
+        BlockMeta {
+            id: id(n),
+            tenant: job.tenant.clone(),
+            compaction_level: job.output_level,
+            min_time: job.rollup_start,
+            max_time: job.rollup_end - 1,
+            rollup_start: job.rollup_start,
+            rollup_end: job.rollup_end,
+            rollup_covers: all,
+            datasets: vec![ds],
+            ..Default::default()
+        }
+    }
+
+    fn complete(state: &mut MetastoreState, job: &CompactionJob, block: BlockMeta, now_ms: i64) {
+        let r = state.apply(Command::CompleteCompactionJob {
+            id: job.id.clone(),
+            token: job.token,
+            block,
+            now_ms,
+            no_output: false,
+        });
+        assert_eq!(r, Response::JobCompleted);
+    }
+
+    fn buckets(jobs: &[CompactionJob]) -> Vec<(i64, i64, Vec<String>)> {
+        let mut b: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                let mut s: Vec<String> = j.sources.iter().map(|s| s.id.clone()).collect();
+                s.sort();
+                (j.rollup_start, j.rollup_end, s)
+            })
+            .collect();
+        b.sort();
+        b
+    }
+
+    fn rollups_of(state: &MetastoreState, start: i64, end: i64) -> Vec<(i64, i64)> {
+        let req = QueryBlocksRequest { tenants: vec!["a".into()], start, end, matchers: vec![], rollups: true };
+        state.query(&req).unwrap().iter().filter(|b| b.rollup_end > 0).map(|b| (b.rollup_start, b.rollup_end)).collect()
+    }
+
+    /// Two settled blocks in hour 0 and one spanning hours 0 and 1, rolled
+    /// up per hour, then the day from the hours.
+    fn rolled_up() -> MetastoreState {
+        let mut state = MetastoreState::new();
+        add(&mut state, block(1, 2, 0, HOUR / 2), vec![]);
+        add(&mut state, block(2, 2, HOUR / 2 + 1, HOUR - 10), vec![]);
+        add(&mut state, block(3, 3, HOUR - 5, HOUR + 100), vec![]);
+        // Before the delay after the hour's end: nothing.
+        assert!(poll_all(&mut state, HOUR + 60_000).is_empty());
+        let jobs = poll_all(&mut state, 3 * HOUR);
+        assert_eq!(
+            buckets(&jobs),
+            vec![(0, HOUR, vec![id(1), id(2), id(3)]), (HOUR, 2 * HOUR, vec![id(3)])],
+            "one job per hour over the blocks holding its data"
+        );
+        for (k, j) in jobs.iter().enumerate() {
+            complete(&mut state, j, rollup_result(10 + k as u64, j), 3 * HOUR);
+        }
+        // The day is not over: no day rollup yet; the hours are done.
+        assert!(poll_all(&mut state, 3 * HOUR).is_empty());
+        let jobs = poll_all(&mut state, DAY + HOUR);
+        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(10), id(11)])], "the day sums its hour rollups");
+        complete(&mut state, &jobs[0], rollup_result(20, &jobs[0]), DAY + HOUR);
+        assert!(poll_all(&mut state, DAY + HOUR).is_empty(), "nothing changed: nothing planned");
+        state
+    }
+
+    #[test]
+    fn settled_hours_then_days_are_rolled_up_once() {
+        let state = rolled_up();
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, HOUR), (0, DAY), (HOUR, 2 * HOUR)]);
+        // Readers that did not ask see raw blocks only.
+        let raw: Vec<String> = query(&state, &["a"], 0, DAY, vec![]).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(raw, vec![id(1), id(2), id(3)]);
+    }
+
+    #[test]
+    fn late_data_replans_its_hour_and_day_and_replaces_the_rollups() {
+        let mut state = rolled_up();
+        add(&mut state, block(4, 2, 100, 200), vec![]);
+        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
+        assert_eq!(buckets(&jobs), vec![(0, HOUR, vec![id(1), id(2), id(3), id(4)])]);
+        // Until it completes, the old rollup stays (its covers are all there).
+        assert_eq!(rollups_of(&state, 0, HOUR - 1).len(), 2);
+        complete(&mut state, &jobs[0], rollup_result(30, &jobs[0]), DAY + 2 * HOUR);
+        let old_hour = state.tombstones().into_iter().map(|t| t.block_id).collect::<Vec<_>>();
+        assert_eq!(old_hour, vec![id(10)], "the replaced hour rollup is tombstoned");
+        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
+        let mut want = vec![id(11), id(30)];
+        want.sort();
+        assert_eq!(buckets(&jobs), vec![(0, DAY, want)], "the day again, from the new hour");
+    }
+
+    #[test]
+    fn a_rollup_goes_with_any_of_its_covers() {
+        let mut state = rolled_up();
+        // Block 3 is compacted away (or expired): both hours and the day go.
+        state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: DAY + 2 * HOUR });
+        assert!(rollups_of(&state, 0, DAY).is_empty());
+        let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        gone.sort();
+        let mut want = vec![id(10), id(11), id(20), id(3)];
+        want.sort();
+        assert_eq!(gone, want);
+        // Hour 0 is planned again over what is left.
+        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
+        assert_eq!(buckets(&jobs), vec![(0, HOUR, vec![id(1), id(2)])]);
+    }
+
+    #[test]
+    fn a_deletion_drops_the_rollups_it_touches_and_none_is_made_while_pending() {
+        let mut state = rolled_up();
+        let r = state.apply(Command::DeleteRange { tenant: "a".into(), start_ms: 10, end_ms: 20, now_ms: DAY + HOUR });
+        assert!(matches!(r, Response::Deleted(_)));
+        assert!(rollups_of(&state, 0, DAY).into_iter().all(|(s, e)| !(s <= 20 && e > 10)));
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(HOUR, 2 * HOUR)]);
+        // Block 1 is pending a rewrite: no rollup job for hour 0 (or the day).
+        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
+        assert!(jobs.iter().all(|j| j.rollup_end == 0), "{:?}", buckets(&jobs));
+    }
+
+    #[test]
+    fn a_rollup_finished_after_its_data_changed_is_not_indexed() {
+        let mut state = MetastoreState::new();
+        add(&mut state, block(1, 2, 0, HOUR / 2), vec![]);
+        let jobs = poll_all(&mut state, 2 * HOUR);
+        assert_eq!(jobs.len(), 1);
+        state.apply(Command::DeleteBlocks { ids: vec![id(1)], now_ms: 2 * HOUR });
+        complete(&mut state, &jobs[0], rollup_result(9, &jobs[0]), 2 * HOUR);
+        assert!(rollups_of(&state, 0, DAY).is_empty());
+        let gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        assert!(gone.contains(&id(9)), "its object is deleted: {gone:?}");
+    }
+
+    #[test]
+    fn an_hour_without_rows_is_remembered_and_its_day_still_rolled_up() {
+        let mut state = MetastoreState::new();
+        // One block with rows in hours 0 and 2 only: its span covers hour 1.
+        add(&mut state, block(1, 2, 10, 2 * HOUR + 10), vec![]);
+        let jobs = poll_all(&mut state, 4 * HOUR);
+        assert_eq!(buckets(&jobs).len(), 3);
+        for (k, j) in jobs.iter().enumerate() {
+            if j.rollup_start == HOUR {
+                let r = state.apply(Command::CompleteCompactionJob {
+                    id: j.id.clone(),
+                    token: j.token,
+                    block: BlockMeta::default(),
+                    now_ms: 3 * HOUR,
+                    no_output: true,
+                });
+                assert_eq!(r, Response::JobCompleted);
+            } else {
+                complete(&mut state, j, rollup_result(10 + k as u64, j), 3 * HOUR);
+            }
+        }
+        assert!(poll_all(&mut state, 5 * HOUR).is_empty(), "the empty hour is not planned again");
+        assert_eq!(
+            state.compaction_jobs_by_level().iter().map(|(f, l)| f + l).sum::<usize>(),
+            0,
+            "nor counted as work"
+        );
+        let jobs = poll_all(&mut state, DAY + HOUR);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!((jobs[0].rollup_start, jobs[0].rollup_end, jobs[0].sources.len()), (0, DAY, 2));
+        assert_eq!(jobs[0].rollup_covers, vec![id(1)]);
     }
 }

@@ -63,7 +63,8 @@ mod upgrade {
     }
 
     fn all_blocks(state: &MetastoreState) -> Vec<String> {
-        let request = QueryBlocksRequest { tenants: vec!["t".into()], start: 0, end: i64::MAX, matchers: vec![] };
+        let request =
+            QueryBlocksRequest { tenants: vec!["t".into()], start: 0, end: i64::MAX, matchers: vec![], rollups: false };
         state.query(&request).unwrap().into_iter().map(|b| b.id).collect()
     }
 

@@ -45,7 +45,7 @@ pub(crate) fn add_request(n: u64, time: i64, keys: &[u8]) -> AddBlockRequest {
 }
 
 pub(crate) fn query_all() -> QueryBlocksRequest {
-    QueryBlocksRequest { tenants: vec!["t".into()], start: 0, end: i64::MAX, matchers: vec![] }
+    QueryBlocksRequest { tenants: vec!["t".into()], start: 0, end: i64::MAX, matchers: vec![], rollups: false }
 }
 
 pub(crate) fn ids(blocks: &[BlockMeta]) -> Vec<String> {

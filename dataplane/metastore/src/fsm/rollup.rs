@@ -1,0 +1,296 @@
+//! Rollup jobs: once an hour (or a day) of a tenant's data is settled in
+//! blocks of level [`ROLLUP_MIN_LEVEL`] or more, a compaction worker sums the
+//! tenant's rows of that bucket into a rollup block (one row per series).
+//! The raw blocks stay: the rollup lists them as its covers, and a query
+//! reads it instead of their rows of the bucket only while every cover is
+//! still indexed (see `phlox_query`'s planner).
+//!
+//! Planning is deterministic (it runs in the apply of a poll, like the
+//! compaction planner) and converges: a bucket is planned again only when
+//! the set of blocks holding its data changed (late data, a compaction of
+//! its blocks, a deletion's rewrite), and a rollup whose covers left the
+//! index is dropped at once.
+//!
+//! Every hour a dataset spans is planned; one that turns out to hold no row
+//! (a gap inside a block's span) keeps its finished job, marked empty, in
+//! place of a rollup. A day is planned from its hour rollups once every
+//! hour of the day has a current one (or an empty job).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use phlox_block::is_tenant_index;
+use phlox_block::rollup::{DAY_MS, HOUR_MS, bucket_start, is_rollup};
+use phlox_proto::metastore::v1::BlockMeta;
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::compaction::{Job, Jobs, MAX_LEVEL};
+use super::deletion::Deletions;
+use super::index::{BlockIndex, IndexedBlock, MAX_PARTITIONS_PER_ENTRY, PARTITION_MS};
+use super::tombstones::{Tombstone, Tombstones, object_key};
+
+/// Lowest compaction level of the blocks a rollup sums: level-0 segments
+/// are shared by tenants and compacted within a minute. (A rollup over
+/// blocks that are compacted again later is dropped with them and made
+/// anew: the cost of one more read of the bucket.)
+pub const ROLLUP_MIN_LEVEL: u32 = 1;
+/// How long after a bucket's end its rollup is planned: late data of the
+/// bucket arrives and is compacted meanwhile.
+pub const ROLLUP_DELAY_MS: i64 = 10 * 60_000;
+
+/// What a rollup job sums: the bucket and the blocks it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupJob {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Raw blocks whose rows of the bucket the result sums.
+    pub covers: Vec<String>,
+    /// Done, and the bucket held no row: kept (never leased) so that the
+    /// bucket is planned again only when its blocks change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty: bool,
+}
+
+/// The blocks of one tenant's hour.
+#[derive(Default)]
+struct Hour {
+    blocks: BTreeSet<Ulid>,
+    /// Every block is at [`ROLLUP_MIN_LEVEL`] or above.
+    settled: bool,
+}
+
+/// Tenant of a rollup (rollups are single-tenant blocks).
+fn rollup_tenant(block: &IndexedBlock) -> &str {
+    &block.header.tenant
+}
+
+/// The rollup of each (tenant, start, end) (at most one: completing a
+/// rollup replaces the bucket's earlier one).
+fn current_rollups(index: &BlockIndex) -> BTreeMap<(String, i64, i64), (Ulid, &IndexedBlock)> {
+    index
+        .iter()
+        .filter(|(_, b)| is_rollup(&b.header))
+        .map(|(id, b)| ((rollup_tenant(b).to_owned(), b.header.rollup_start, b.header.rollup_end), (*id, b)))
+        .collect()
+}
+
+/// Whether every cover of `rollup` is indexed with a dataset of its tenant.
+fn covers_live(index: &BlockIndex, rollup: &IndexedBlock) -> bool {
+    let tenant = rollup_tenant(rollup);
+    rollup.header.rollup_covers.iter().all(|c| {
+        Ulid::from_string(c)
+            .ok()
+            .and_then(|u| index.get(&u))
+            .is_some_and(|b| b.datasets.iter().any(|d| !is_tenant_index(d) && b.dataset_tenant(d) == tenant))
+    })
+}
+
+fn tombstone(tombstones: &mut Tombstones, id: Ulid, block: &IndexedBlock, now_ms: i64) {
+    let key = object_key(id, block);
+    tombstones.insert(
+        key.clone(),
+        Tombstone {
+            key,
+            block_id: block.header.id.clone(),
+            tenant: block.header.tenant.clone(),
+            deleted_at_ms: now_ms,
+        },
+    );
+}
+
+/// Drops (and tombstones) the rollups that a cover left.
+pub(crate) fn drop_stale(index: &mut BlockIndex, tombstones: &mut Tombstones, now_ms: i64) {
+    let stale: Vec<Ulid> =
+        index.iter().filter(|(_, b)| is_rollup(&b.header) && !covers_live(index, b)).map(|(id, _)| *id).collect();
+    for id in stale {
+        if let Some(b) = index.remove(&id) {
+            tombstone(tombstones, id, &b, now_ms);
+        }
+    }
+}
+
+/// Drops the rollups of `tenant` overlapping `[start_ms, end_ms]`: a
+/// deletion there makes them wrong until the blocks are rewritten.
+pub(crate) fn drop_overlapping(
+    index: &mut BlockIndex,
+    tombstones: &mut Tombstones,
+    tenant: &str,
+    start_ms: i64,
+    end_ms: i64,
+    now_ms: i64,
+) {
+    let hit: Vec<Ulid> = index
+        .iter()
+        .filter(|(_, b)| {
+            is_rollup(&b.header)
+                && rollup_tenant(b) == tenant
+                && b.header.rollup_start <= end_ms
+                && b.header.rollup_end > start_ms
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in hit {
+        if let Some(b) = index.remove(&id) {
+            tombstone(tombstones, id, &b, now_ms);
+        }
+    }
+}
+
+/// Whether a pending deletion of `tenant` overlaps `[start_ms, end_ms)`.
+fn deletion_overlaps(deletions: &Deletions, tenant: &str, start_ms: i64, end_ms: i64) -> bool {
+    deletions.pending_of(tenant).any(|d| d.start_ms < end_ms && d.end_ms >= start_ms)
+}
+
+/// Plans rollup jobs (see the module's description).
+pub(crate) fn plan(index: &BlockIndex, jobs: &mut Jobs, deletions: &Deletions, now_ms: i64) {
+    let mut hours: BTreeMap<(String, i64), Hour> = BTreeMap::new();
+    // Tenants with a block too wide to list per hour: their hours in its
+    // range are never settled (queries read raw rows there).
+    let mut wide: Vec<(String, i64, i64)> = Vec::new();
+    for (id, b) in index.iter() {
+        if is_rollup(&b.header) {
+            continue;
+        }
+        let settled = b.header.compaction_level >= ROLLUP_MIN_LEVEL;
+        for ds in b.datasets.iter().filter(|d| !is_tenant_index(d)) {
+            let tenant = b.dataset_tenant(ds);
+            let (first, last) = (ds.min_time.div_euclid(PARTITION_MS), ds.max_time.div_euclid(PARTITION_MS));
+            if last.saturating_sub(first) >= MAX_PARTITIONS_PER_ENTRY {
+                wide.push((tenant.to_owned(), ds.min_time, ds.max_time));
+                continue;
+            }
+            for p in first..=last {
+                let hour = hours
+                    .entry((tenant.to_owned(), p * PARTITION_MS))
+                    .or_insert_with(|| Hour { settled: true, ..Hour::default() });
+                hour.blocks.insert(*id);
+                hour.settled &= settled;
+            }
+        }
+    }
+    let rollups = current_rollups(index);
+    let mut planned: Vec<Job> = Vec::new();
+    let ready = |tenant: &str, start: i64, end: i64, settled: bool| {
+        settled
+            && end.saturating_add(ROLLUP_DELAY_MS) <= now_ms
+            && !deletion_overlaps(deletions, tenant, start, end)
+            && !wide.iter().any(|(t, lo, hi)| t == tenant && *lo < end && *hi >= start)
+    };
+    // Hours, and per (tenant, day) whether each planned hour has a current
+    // rollup (its covers, and the rollup's id).
+    let mut days: BTreeMap<(String, i64), Option<(BTreeSet<String>, Vec<String>)>> = BTreeMap::new();
+    // Buckets whose job finished empty, with the covers it had.
+    let empty: BTreeMap<(&str, i64), &Vec<String>> = jobs
+        .jobs
+        .values()
+        .filter_map(|j| j.rollup.as_ref().filter(|r| r.empty).map(|r| ((j.tenant.as_str(), r.start_ms), &r.covers)))
+        .collect();
+    for ((tenant, start), hour) in &hours {
+        let end = start + HOUR_MS;
+        let day =
+            days.entry((tenant.clone(), bucket_start(*start, DAY_MS))).or_insert_with(|| Some(Default::default()));
+        if !ready(tenant, *start, end, hour.settled) {
+            *day = None;
+            continue;
+        }
+        let covers: Vec<String> = hour.blocks.iter().map(Ulid::to_string).collect();
+        match rollups.get(&(tenant.clone(), *start, end)) {
+            Some((id, r)) if r.header.rollup_covers == covers => {
+                if let Some((all, inputs)) = day {
+                    all.extend(covers);
+                    inputs.push(id.to_string());
+                }
+            }
+            _ if empty.get(&(tenant.as_str(), *start)).is_some_and(|c| **c == covers) => {
+                if let Some((all, _)) = day {
+                    all.extend(covers);
+                }
+            }
+            _ => {
+                *day = None;
+                planned.push(rollup_job(tenant, *start, end, covers.clone(), covers));
+            }
+        }
+    }
+    for ((tenant, start), day) in days {
+        let Some((covers, inputs)) = day else { continue };
+        let end = start + DAY_MS;
+        if inputs.is_empty() || !ready(&tenant, start, end, true) {
+            continue;
+        }
+        let covers: Vec<String> = covers.into_iter().collect();
+        if rollups.get(&(tenant.clone(), start, end)).is_some_and(|(_, r)| r.header.rollup_covers == covers) {
+            continue;
+        }
+        planned.push(rollup_job(&tenant, start, end, inputs, covers));
+    }
+    for job in planned {
+        let r = job.rollup.as_ref().map(|r| (r.start_ms, r.end_ms));
+        // An older job of the bucket (other covers) that nobody holds goes.
+        jobs.jobs.retain(|_, j| {
+            !(j.tenant == job.tenant
+                && j.rollup.as_ref().map(|x| (x.start_ms, x.end_ms)) == r
+                && j.id != job.id
+                && j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms))
+        });
+        let busy = jobs
+            .jobs
+            .values()
+            .any(|j| j.tenant == job.tenant && j.rollup.as_ref().map(|x| (x.start_ms, x.end_ms)) == r);
+        if !busy {
+            jobs.jobs.insert(job.id.clone(), job);
+        }
+    }
+}
+
+fn rollup_job(tenant: &str, start_ms: i64, end_ms: i64, sources: Vec<String>, covers: Vec<String>) -> Job {
+    let key = format!("{tenant}\nrollup\n{start_ms}\n{end_ms}\n{}", covers.join(","));
+    Job {
+        id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes())),
+        tenant: tenant.to_owned(),
+        level: MAX_LEVEL,
+        sources,
+        lease: None,
+        exclude: Vec::new(),
+        rollup: Some(RollupJob { start_ms, end_ms, covers, empty: false }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A worker finished a rollup job: index `block` if what it sums is still
+/// what the index holds, else tombstone its object. Older rollups of the
+/// bucket are dropped.
+pub(crate) fn complete(
+    index: &mut BlockIndex,
+    tombstones: &mut Tombstones,
+    deletions: &Deletions,
+    job: &Job,
+    rollup: &RollupJob,
+    block: BlockMeta,
+    new_id: Ulid,
+    now_ms: i64,
+) {
+    let indexed = IndexedBlock::new(block);
+    let valid = indexed.header.rollup_covers == rollup.covers
+        && covers_live(index, &indexed)
+        && !deletion_overlaps(deletions, &job.tenant, rollup.start_ms, rollup.end_ms);
+    if !valid {
+        tombstone(tombstones, new_id, &indexed, now_ms);
+        return;
+    }
+    let replaced: Vec<Ulid> = index
+        .iter()
+        .filter(|(_, b)| {
+            is_rollup(&b.header)
+                && rollup_tenant(b) == job.tenant
+                && (b.header.rollup_start, b.header.rollup_end) == (rollup.start_ms, rollup.end_ms)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in replaced.into_iter().filter(|id| *id != new_id) {
+        if let Some(b) = index.remove(&id) {
+            tombstone(tombstones, id, &b, now_ms);
+        }
+    }
+    index.insert(new_id, indexed);
+}
