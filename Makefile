@@ -7,7 +7,7 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: conformance help run test e2e e2e-cluster bench fuzz lint fmt fix verify crds mixin clean k8s-validate browser-test
+.PHONY: conformance help run test e2e e2e-cluster bench bench-long-range fuzz lint fmt fix verify crds mixin clean k8s-validate browser-test
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: ## Measure the write path (throughput, bytes per sample, dedup, flush lat
 	$(CARGO) bench -p phlox-server --bench ingest --bench http_ingest --bench formats_ingest --bench distributed --bench saturation --bench metastore
 	$(CARGO) bench -p phlox-query --bench query
 	$(CARGO) bench -p phlox-autoscaler --bench traces
+
+bench-long-range: ## Flame graphs over 1 h .. 30 d from rollups and from raw rows (~3 GB of disk, ~15 min)
+	$(CARGO) bench -p phlox-query --bench long_range
 
 fuzz: ## Mutation-fuzz every decoder (FUZZ_SECONDS per decoder, default 30; FUZZ_SEED, default 1): mutants/s printed, the first panic or over-budget allocation fails
 	$(CARGO) build -p phlox-e2e --bin fuzz

@@ -288,7 +288,7 @@ async fn queries_return_exact_values_from_one_segment_or_many() {
         (bad("{}", "cpu", s, e, None), "invalid profile_typeID"),
         (bad("{}", CPU, e, s, None), "invalid time range"),
         (bad("{}", CPU, 0, e, None), "missing time range"),
-        (bad("{}", CPU, e - 30 * 86_400_000, e, None), "max_query_length"),
+        (bad("{}", CPU, e - 31 * 86_400_000, e, None), "max_query_length"),
         (bad("{}", CPU, s, e, Some(-1)), "max_nodes"),
         (bad("{}", CPU, s, e, Some(1 << 40)), "max_nodes"),
     ] {

@@ -785,6 +785,14 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_recording_rules: Option<i64>,
+    /// Longest time range of one query (default 30d; `0s`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub max_query_length: Option<String>,
+    /// How far back queries reach (default 30d; `0s`: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub max_query_lookback: Option<String>,
 }
 
 /// How long profiles are kept.

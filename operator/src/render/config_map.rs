@@ -50,6 +50,8 @@ fn limits(l: &LimitsSpec) -> Mapping {
     put("reject_newer_than", l.reject_newer_than.clone().map(Value::from));
     put("retention_period", l.retention_period.clone().map(Value::from));
     put("max_recording_rules", l.max_recording_rules.map(Value::from));
+    put("max_query_length", l.max_query_length.clone().map(Value::from));
+    put("max_query_lookback", l.max_query_lookback.clone().map(Value::from));
     m
 }
 

@@ -60,8 +60,10 @@ pub struct Job {
     /// Deletions whose ranges the current lease excludes.
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// A rollup job: sums the sources' rows of a bucket; they stay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A rollup job: sums the sources' rows of a bucket; they stay. Stored
+    /// beside the jobs (state version 3), so that a job keeps the binary
+    /// layout of version 2.
+    #[serde(skip)]
     pub rollup: Option<super::rollup::RollupJob>,
 }
 

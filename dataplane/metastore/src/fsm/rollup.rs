@@ -47,7 +47,6 @@ pub struct RollupJob {
     pub covers: Vec<String>,
     /// Done, and the bucket held no row: kept (never leased) so that the
     /// bucket is planned again only when its blocks change.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty: bool,
 }
 

@@ -13,12 +13,17 @@ use super::index::{BlockIndex, IndexedBlock};
 use super::membership::{Members, apply_heartbeat};
 use super::query::query_blocks;
 use super::retention::apply_retention;
-use super::rollup::{drop_overlapping, drop_stale};
+use super::rollup::{RollupJob, drop_overlapping, drop_stale};
 use super::tombstones::{Tombstones, apply_delete_blocks, apply_remove_tombstones};
 use super::{Command, InvalidRequest, Member, Response, Tombstone};
 
 /// Version of the serialized state (snapshots); bump on incompatible change.
-const SNAPSHOT_VERSION: u32 = 2;
+/// Version 3 appends the rollup jobs (job id → bucket and covers); version
+/// 2 (no rollups) is still read. A version-2 reader refuses version 3: it
+/// would read rollup blocks as raw data.
+const SNAPSHOT_VERSION: u32 = 3;
+/// Version 2: binary, without rollup jobs.
+const NO_ROLLUPS_SNAPSHOT_VERSION: u32 = 2;
 /// Version 1: JSON, with the dedup index in the state.
 const LEGACY_SNAPSHOT_VERSION: u32 = 1;
 
@@ -201,6 +206,14 @@ struct StateRef<'a> {
     tombstones: Vec<&'a Tombstone>,
     jobs: &'a Jobs,
     deletions: &'a Deletions,
+    rollups: RollupJobs,
+}
+
+/// The rollup part of each rollup job, by job id.
+type RollupJobs = std::collections::BTreeMap<String, RollupJob>;
+
+fn rollup_jobs(jobs: &Jobs) -> RollupJobs {
+    jobs.jobs.iter().filter_map(|(id, j)| j.rollup.clone().map(|r| (id.clone(), r))).collect()
 }
 
 #[derive(Deserialize)]
@@ -215,9 +228,12 @@ struct StateOwned {
     jobs: Jobs,
     #[serde(default)]
     deletions: Deletions,
+    #[serde(default)]
+    rollups: RollupJobs,
 }
 
-/// Version 2 in the binary format (every field always present).
+/// The binary format (every field always present, in this order; version 3
+/// appends `rollups`).
 #[derive(Serialize)]
 struct StateRefBinary<'a> {
     version: u32,
@@ -226,9 +242,9 @@ struct StateRefBinary<'a> {
     tombstones: Vec<&'a Tombstone>,
     jobs: &'a Jobs,
     deletions: &'a Deletions,
+    rollups: RollupJobs,
 }
 
-#[derive(Deserialize)]
 struct StateOwnedBinary {
     version: u32,
     blocks: Vec<BlobBuf>,
@@ -236,6 +252,36 @@ struct StateOwnedBinary {
     tombstones: Vec<Tombstone>,
     jobs: Jobs,
     deletions: Deletions,
+    rollups: RollupJobs,
+}
+
+impl<'de> Deserialize<'de> for StateOwnedBinary {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StateOwnedBinary;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a binary metastore state")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let missing = |what: &str| A::Error::custom(format!("state without {what}"));
+                let version: u32 = seq.next_element()?.ok_or_else(|| missing("version"))?;
+                let blocks = seq.next_element()?.ok_or_else(|| missing("blocks"))?;
+                let members = seq.next_element()?.ok_or_else(|| missing("members"))?;
+                let tombstones = seq.next_element()?.ok_or_else(|| missing("tombstones"))?;
+                let jobs = seq.next_element()?.ok_or_else(|| missing("jobs"))?;
+                let deletions = seq.next_element()?.ok_or_else(|| missing("deletions"))?;
+                // Version 2 ends here.
+                let rollups = if version >= SNAPSHOT_VERSION {
+                    seq.next_element()?.ok_or_else(|| missing("rollups"))?
+                } else {
+                    RollupJobs::new()
+                };
+                Ok(StateOwnedBinary { version, blocks, members, tombstones, jobs, deletions, rollups })
+            }
+        }
+        deserializer.deserialize_tuple(7, Visitor)
+    }
 }
 
 impl Serialize for MetastoreState {
@@ -249,6 +295,7 @@ impl Serialize for MetastoreState {
                 tombstones: self.tombstones.values().collect(),
                 jobs: &self.jobs,
                 deletions: &self.deletions,
+                rollups: rollup_jobs(&self.jobs),
             }
             .serialize(serializer);
         }
@@ -259,6 +306,7 @@ impl Serialize for MetastoreState {
             tombstones: self.tombstones.values().collect(),
             jobs: &self.jobs,
             deletions: &self.deletions,
+            rollups: rollup_jobs(&self.jobs),
         }
         .serialize(serializer)
     }
@@ -278,10 +326,11 @@ impl<'de> Deserialize<'de> for MetastoreState {
                 tombstones: b.tombstones,
                 jobs: b.jobs,
                 deletions: b.deletions,
+                rollups: b.rollups,
             }
         };
         match (repr.version, &repr.dedup) {
-            (SNAPSHOT_VERSION, None) | (LEGACY_SNAPSHOT_VERSION, Some(_)) => {}
+            (SNAPSHOT_VERSION | NO_ROLLUPS_SNAPSHOT_VERSION, None) | (LEGACY_SNAPSHOT_VERSION, Some(_)) => {}
             (version, _) => return Err(D::Error::custom(format!("unknown state version {version}"))),
         }
         let mut index = BlockIndex::default();
@@ -295,7 +344,15 @@ impl<'de> Deserialize<'de> for MetastoreState {
             legacy_dedup: repr.dedup,
             members: repr.members.into_iter().map(|m| (m.id.clone(), m)).collect(),
             tombstones: repr.tombstones.into_iter().map(|t| (t.key.clone(), t)).collect(),
-            jobs: repr.jobs,
+            jobs: {
+                let mut jobs = repr.jobs;
+                for (id, r) in repr.rollups {
+                    if let Some(j) = jobs.jobs.get_mut(&id) {
+                        j.rollup = Some(r);
+                    }
+                }
+                jobs
+            },
             deletions: repr.deletions,
         })
     }

@@ -934,4 +934,41 @@ mod rollups {
         assert_eq!((jobs[0].rollup_start, jobs[0].rollup_end, jobs[0].sources.len()), (0, DAY, 2));
         assert_eq!(jobs[0].rollup_covers, vec![id(1)]);
     }
+
+    #[test]
+    fn rollup_jobs_survive_a_snapshot_and_a_version_2_state_is_still_read() {
+        let mut state = MetastoreState::new();
+        add(&mut state, block(1, 2, 10, 2 * HOUR + 10), vec![]);
+        let jobs = poll_all(&mut state, 4 * HOUR);
+        let empty = jobs.iter().find(|j| j.rollup_start == HOUR).unwrap();
+        state.apply(Command::CompleteCompactionJob {
+            id: empty.id.clone(),
+            token: empty.token,
+            block: BlockMeta::default(),
+            now_ms: 4 * HOUR,
+            no_output: true,
+        });
+        for restored in [
+            super::decode_stored::<MetastoreState>(&super::encode_stored_vec(&state).unwrap()).unwrap(),
+            serde_json::from_slice(&serde_json::to_vec(&state).unwrap()).unwrap(),
+        ] {
+            assert_eq!(restored, state);
+            let mut restored = restored;
+            // The restored jobs are still rollups: the two unfinished hours
+            // are leased again, the empty one is not, nothing new is planned.
+            let again = poll_all(&mut restored, 5 * HOUR);
+            let mut hours: Vec<i64> = again.iter().map(|j| j.rollup_start).collect();
+            hours.sort();
+            assert_eq!(hours, vec![0, 2 * HOUR]);
+        }
+        // Version 2 (before rollups): the same layout without the trailing
+        // rollup map (empty here: one zero byte).
+        let mut plain = MetastoreState::new();
+        add(&mut plain, block(1, 2, 10, 20), vec![]);
+        let v3 = super::encode_stored_vec(&plain).unwrap();
+        assert_eq!((v3[1], *v3.last().unwrap()), (3, 0), "version 3, an empty rollup map last");
+        let mut v2 = v3[..v3.len() - 1].to_vec();
+        v2[1] = 2;
+        assert_eq!(super::decode_stored::<MetastoreState>(&v2).unwrap(), plain);
+    }
 }
