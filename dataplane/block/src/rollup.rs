@@ -1,13 +1,13 @@
 //! Rollups: one tenant's rows of a time bucket (an hour or a day), summed
-//! into one row per series. Long-range stack queries read a rollup instead
-//! of the rows it sums (see ARCHITECTURE.md, "Rollups").
+//! into one row per series and hour. Long-range stack queries read a rollup
+//! instead of the rows it sums (see ARCHITECTURE.md, "Rollups").
 //!
 //! ```text
-//! for input in inputs (raw blocks, or the hour rollups of a day):
+//! for input in inputs (the raw blocks holding the bucket's rows):
 //!   for dataset of `tenant` in input (tenant indexes skipped):
 //!     symbols GET, profiles GET ──▶ each row with start ≤ time < end
 //!         ──▶ SegmentBuilder::accumulate_row (symbols translated as for compaction)
-//! finish ──▶ one row per (series, bucket): Σ values by stack, Σ totals, dated at the bucket's start
+//! finish ──▶ one row per (series, hour): Σ values by stack, Σ totals, dated at the hour's start
 //!            BlockMeta.rollup_start/end = the bucket; Dataset.rollup_covers = the raw blocks summed
 //! ```
 //!
@@ -39,7 +39,7 @@ pub fn is_rollup(meta: &phlox_proto::metastore::v1::BlockMeta) -> bool {
 }
 
 /// Sums tenant `tenant`'s rows of `inputs` whose time lies in
-/// `[start_ms, end_ms)` into a rollup block (id, level and `created_by` from
+/// `[start_ms, end_ms)` per series and UTC hour into a rollup block (id, level and `created_by` from
 /// `header`). An input that is itself a rollup contributes its rows (they lie
 /// in the bucket) and its covers; a raw input covers itself. `covers`, when
 /// given, is the block's cover list as the metastore planned it (a day also
@@ -91,7 +91,8 @@ pub async fn rollup(
                     if row.time_nanos < start || row.time_nanos >= end {
                         return Ok(());
                     }
-                    builder.accumulate_row(&mut import, row, start)
+                    let hour = bucket_start(row.time_nanos.div_euclid(NANOS_PER_MS), HOUR_MS);
+                    builder.accumulate_row(&mut import, row, hour * NANOS_PER_MS)
                 })
                 .await?;
         }

@@ -118,24 +118,32 @@ async fn an_hour_rollup_sums_each_series_rows_of_the_hour_and_nothing_else() {
         [(("a".into(), h), 135 + 21), (("b".into(), h), 8)].into_iter().collect();
     assert_eq!(totals, want_totals);
 
-    // The next hour holds block 2's last row only; the day sums both hours.
-    let next = rollup(&[r2.clone()], T, header(4, 3), (h + HOUR_MS, h + 2 * HOUR_MS), None).await.unwrap();
-    let next_reader = put(&store, &next).await;
+    // A day from the same raw blocks: one row per series and hour, in one
+    // object (the next hour holds block 2's last row only).
     let day_start = h - h % DAY_MS;
-    let day =
-        rollup(&[hour_reader, next_reader], T, header(5, 3), (day_start, day_start + DAY_MS), None).await.unwrap();
-    assert_eq!(day.meta.rollup_covers, sorted, "a day covers what its hours cover");
+    let day = rollup(&[r1, r2], T, header(5, 3), (day_start, day_start + DAY_MS), None).await.unwrap();
+    assert_eq!(day.meta.rollup_covers, sorted);
+    assert_eq!((day.meta.rollup_start, day.meta.rollup_end), (day_start, day_start + DAY_MS));
     let (values, totals) = rows(&put(&store, &day).await).await;
     let want: BTreeMap<(String, i64, String), i64> = [
-        (("a".into(), day_start, "main;work".into()), 1135),
-        (("a".into(), day_start, "main;gc".into()), 28),
-        (("b".into(), day_start, "main;work".into()), 1),
-        (("b".into(), day_start, "main;gc".into()), 7),
+        (("a".into(), h, "main;work".into()), 135),
+        (("a".into(), h, "main;gc".into()), 21),
+        (("b".into(), h, "main;work".into()), 1),
+        (("b".into(), h, "main;gc".into()), 7),
+        (("a".into(), h + HOUR_MS, "main;work".into()), 1000),
+        (("a".into(), h + HOUR_MS, "main;gc".into()), 7),
     ]
     .into_iter()
     .collect();
     assert_eq!(values, want);
-    assert_eq!(totals.values().sum::<i64>(), 1135 + 28 + 8);
+    assert_eq!(totals.values().sum::<i64>(), 135 + 21 + 8 + 1007);
+    // A rollup's rows may be summed again (an hour's rows into a wider
+    // bucket): they keep their hour.
+    let again = rollup(&[hour_reader], T, header(6, 3), (day_start, day_start + DAY_MS), None).await.unwrap();
+    assert_eq!(again.meta.rollup_covers, sorted, "a rollup input passes on its covers");
+    let (values, _) = rows(&put(&store, &again).await).await;
+    assert_eq!(values.len(), 4);
+    assert!(values.keys().all(|(_, t, _)| *t == h));
 }
 
 #[tokio::test]

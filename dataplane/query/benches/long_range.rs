@@ -5,9 +5,9 @@
 //!
 //! Data as compaction leaves it: 20-minute level-3 blocks of raw rows
 //! (the first hour's built from pprofs, the others re-timed copies of them
-//! made with compaction's row import), an hour rollup per hour and
-//! a day rollup per day (made by `phlox_block::rollup::rollup`, the code
-//! compaction workers run). Profiles: a realistic Go-like program (3000
+//! made with compaction's row import), a day rollup per whole day and an
+//! hour rollup per hour of the partial first and last days (made by
+//! `phlox_block::rollup::rollup`, the code compaction workers run). Profiles: a realistic Go-like program (3000
 //! functions, 5000 call paths up to 48 deep), 200 CPU ticks per 10 s
 //! profile (a service using a fifth of a core), six variants per pod.
 //!
@@ -177,8 +177,9 @@ fn main() {
         build.elapsed().as_secs_f64()
     );
 
-    // Rollups, as compaction workers make them: each hour from its raw
-    // blocks, each whole day from its hours.
+    // Rollups, as compaction workers leave them: each whole day from its
+    // raw blocks (rows per series and hour), and the hours of the days not
+    // over yet (the first and last, partial, days here).
     let made = Instant::now();
     let mut rollups: Vec<BlockMeta> = Vec::new();
     let mut n = 0u128;
@@ -191,19 +192,18 @@ fn main() {
         rollups.push(block.meta);
     };
     let reader = |m: &BlockMeta| BlockReader::from_meta(Arc::clone(&store), m.clone()).unwrap();
-    for h in (start_ms..end_ms).step_by(HOUR_MS as usize) {
-        let inputs: Vec<BlockReader> =
-            raw.iter().filter(|m| m.min_time < h + HOUR_MS && m.max_time >= h).map(reader).collect();
-        put_rollup(inputs, (h, h + HOUR_MS), &mut rollups);
-    }
+    let overlapping = |lo: i64, hi: i64| -> Vec<BlockReader> {
+        raw.iter().filter(|m| m.min_time < hi && m.max_time >= lo).map(reader).collect()
+    };
     let first_day = (start_ms + DAY_MS - 1) / DAY_MS * DAY_MS;
-    for d in (first_day..end_ms - DAY_MS + 1).step_by(DAY_MS as usize) {
-        let hours: Vec<BlockReader> = rollups
-            .iter()
-            .filter(|m| m.rollup_end - m.rollup_start == HOUR_MS && m.rollup_start >= d && m.rollup_end <= d + DAY_MS)
-            .map(reader)
-            .collect();
-        put_rollup(hours, (d, d + DAY_MS), &mut rollups);
+    let last_day_end = end_ms / DAY_MS * DAY_MS;
+    for d in (first_day..last_day_end).step_by(DAY_MS as usize) {
+        put_rollup(overlapping(d, d + DAY_MS), (d, d + DAY_MS), &mut rollups);
+    }
+    for h in (start_ms..end_ms).step_by(HOUR_MS as usize) {
+        if h < first_day || h >= last_day_end {
+            put_rollup(overlapping(h, h + HOUR_MS), (h, h + HOUR_MS), &mut rollups);
+        }
     }
     let rollup_bytes: u64 = rollups.iter().map(|m| m.size).sum();
     println!(

@@ -3,22 +3,24 @@
 //!
 //! ```text
 //! blocks of the range (raw and rollups, from the metastore)
-//!   per (tenant, service): usable rollup datasets = bucket inside [start, end],
-//!                          no pending deletion, every cover present with that dataset
-//!   choose: day buckets, then hour buckets outside the chosen days
-//!   each chosen bucket ──▶ Dataset.covered += bucket on each of its covers
+//!   per (tenant, service): usable rollup datasets = whole hours of its bucket inside
+//!                          [start, end], no pending deletion, every cover present with
+//!                          that dataset
+//!   choose: the most hours first (a day's rollup), then hours outside those chosen
+//!   each chosen span ──▶ Dataset.covered += span on each of its covers,
+//!                        and += the rest of the bucket on the rollup itself
 //!   raw datasets whose part of the range is all covered ──▶ left out
 //!   rollup datasets not chosen ──▶ left out
 //! ```
 //!
 //! The answer equals reading every raw row: a rollup row holds the sums of
-//! exactly the rows of its covers in its bucket, and exactly those rows are
+//! exactly the rows of its covers in its hour, and exactly those rows are
 //! skipped. Rows of blocks that are not its covers (late data) are read raw.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use phlox_block::is_tenant_index;
-use phlox_block::rollup::is_rollup;
+use phlox_block::rollup::{HOUR_MS, bucket_start, is_rollup};
 use phlox_proto::metastore::v1::{BlockMeta, Dataset, TimeRange};
 
 /// Tenant of a dataset of `block`.
@@ -26,12 +28,13 @@ fn tenant_of<'a>(block: &'a BlockMeta, ds: &'a Dataset) -> &'a str {
     if ds.tenant.is_empty() { &block.tenant } else { &ds.tenant }
 }
 
-/// A usable rollup dataset.
+/// A usable rollup dataset and the whole hours of the range it answers.
 struct Candidate {
     block: usize,
     dataset: usize,
-    start: i64,
-    end: i64,
+    /// The hours used, `[lo, hi)` ms: whole hours of its bucket inside the range.
+    lo: i64,
+    hi: i64,
 }
 
 /// Rewrites a query's blocks (raw blocks and rollups, ms range
@@ -50,11 +53,14 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
             raw.insert((block.id.as_str(), tenant_of(block, ds), ds.name.as_str()), (b, d));
         }
     }
-    // Usable rollup datasets per (tenant, service).
+    // Usable rollup datasets per (tenant, service), with the whole hours of
+    // the range they hold (their rows are per series and hour).
+    let first_hour = bucket_start(start_ms.saturating_add(HOUR_MS - 1), HOUR_MS);
+    let after_last_hour = bucket_start(end_ms.saturating_add(1), HOUR_MS);
     let mut candidates: BTreeMap<(String, String), Vec<Candidate>> = BTreeMap::new();
     for (b, block) in blocks.iter().enumerate().filter(|(_, b)| is_rollup(b)) {
-        let (start, end) = (block.rollup_start, block.rollup_end);
-        if start < start_ms || end - 1 > end_ms {
+        let (lo, hi) = (block.rollup_start.max(first_hour), block.rollup_end.min(after_last_hour));
+        if lo >= hi {
             continue;
         }
         for (d, ds) in block.datasets.iter().enumerate().filter(|(_, d)| !is_tenant_index(d)) {
@@ -66,30 +72,31 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
                 candidates.entry((tenant.to_owned(), ds.name.clone())).or_default().push(Candidate {
                     block: b,
                     dataset: d,
-                    start,
-                    end,
+                    lo,
+                    hi,
                 });
             }
         }
     }
-    // Choose: the widest buckets first, none inside one already chosen.
-    let mut chosen: BTreeSet<(usize, usize)> = BTreeSet::new();
+    // Choose: the most hours first (a day's rollup over its hours'), none
+    // overlapping one already chosen.
+    let mut chosen: BTreeMap<(usize, usize), (i64, i64)> = BTreeMap::new();
     let mut covered: BTreeMap<(usize, usize), Vec<TimeRange>> = BTreeMap::new();
     for (_, mut list) in candidates {
-        list.sort_by_key(|c| (std::cmp::Reverse(c.end - c.start), c.start));
+        list.sort_by_key(|c| (std::cmp::Reverse(c.hi - c.lo), c.lo));
         let mut taken: Vec<(i64, i64)> = Vec::new();
         for c in list {
-            if taken.iter().any(|&(s, e)| c.start < e && s < c.end) {
+            if taken.iter().any(|&(s, e)| c.lo < e && s < c.hi) {
                 continue;
             }
-            taken.push((c.start, c.end));
-            chosen.insert((c.block, c.dataset));
+            taken.push((c.lo, c.hi));
+            chosen.insert((c.block, c.dataset), (c.lo, c.hi));
             let block = &blocks[c.block];
             let ds = &block.datasets[c.dataset];
             let tenant = tenant_of(block, ds);
             for cover in &ds.rollup_covers {
                 if let Some(&at) = raw.get(&(cover.as_str(), tenant, ds.name.as_str())) {
-                    covered.entry(at).or_default().push(TimeRange { start: c.start, end: c.end - 1 });
+                    covered.entry(at).or_default().push(TimeRange { start: c.lo, end: c.hi - 1 });
                 }
             }
         }
@@ -106,13 +113,25 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
             ds.covered = ranges;
         }
     }
+    for ((b, d), (lo, hi)) in &chosen {
+        // A rollup's rows outside the chosen hours are skipped.
+        let block = &mut blocks[*b];
+        let (start, end) = (block.rollup_start, block.rollup_end);
+        let ds = &mut block.datasets[*d];
+        if *lo > start {
+            ds.covered.push(TimeRange { start, end: lo - 1 });
+        }
+        if *hi < end {
+            ds.covered.push(TimeRange { start: *hi, end: end - 1 });
+        }
+    }
     for (b, block) in blocks.iter_mut().enumerate() {
         let rollup = is_rollup(block);
         let before = block.datasets.len();
         let mut d = 0;
         block.datasets.retain(|ds| {
             let keep =
-                is_tenant_index(ds) || if rollup { chosen.contains(&(b, d)) } else { !dropped.contains(&(b, d)) };
+                is_tenant_index(ds) || if rollup { chosen.contains_key(&(b, d)) } else { !dropped.contains(&(b, d)) };
             d += 1;
             keep
         });
@@ -216,8 +235,19 @@ mod tests {
         ];
         // The whole day: the day rollup alone.
         assert_eq!(ids(&plan(blocks.clone(), 0, 24 * H - 1)), ["d"]);
-        // Two hours: the hour rollups.
-        assert_eq!(ids(&plan(blocks, 0, 2 * H - 1)), ["r0", "r1"]);
+        // Two hours: the day's rollup (one object), its other hours skipped.
+        let out = plan(blocks.clone(), 0, 2 * H - 1);
+        assert_eq!(ids(&out), ["d"]);
+        assert_eq!(out[0].datasets[0].covered, vec![TimeRange { start: 2 * H, end: 24 * H - 1 }]);
+        // Cut inside hours: whole hours 1..5 from the day's rollup, the rest
+        // of hour 0 from block a; block b is all covered.
+        let out = plan(blocks, H / 2, 5 * H + 10);
+        assert_eq!(ids(&out), ["a", "d"]);
+        assert_eq!(out[0].datasets[0].covered, vec![TimeRange { start: H, end: 5 * H - 1 }]);
+        assert_eq!(
+            out[1].datasets[0].covered,
+            vec![TimeRange { start: 0, end: H - 1 }, TimeRange { start: 5 * H, end: 24 * H - 1 }]
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Rollup jobs: once an hour (or a day) of a tenant's data is settled in
 //! blocks of level [`ROLLUP_MIN_LEVEL`] or more, a compaction worker sums the
-//! tenant's rows of that bucket into a rollup block (one row per series).
+//! tenant's rows of that bucket into a rollup block (one row per series and hour).
 //! The raw blocks stay: the rollup lists them as its covers, and a query
 //! reads it instead of their rows of the bucket only while every cover is
 //! still indexed (see `phlox_query`'s planner).
@@ -13,8 +13,10 @@
 //!
 //! Every hour a dataset spans is planned; one that turns out to hold no row
 //! (a gap inside a block's span) keeps its finished job, marked empty, in
-//! place of a rollup. A day is planned from its hour rollups once every
-//! hour of the day has a current one (or an empty job).
+//! place of a rollup. Once a day is over and settled, one job sums the
+//! day's raw rows (per series and hour) into a day rollup, which replaces
+//! the day's hour rollups: the hours of a day then share one object and one
+//! symbol table.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -175,53 +177,51 @@ pub(crate) fn plan(index: &BlockIndex, jobs: &mut Jobs, deletions: &Deletions, n
             && !deletion_overlaps(deletions, tenant, start, end)
             && !wide.iter().any(|(t, lo, hi)| t == tenant && *lo < end && *hi >= start)
     };
-    // Hours, and per (tenant, day) whether each planned hour has a current
-    // rollup (its covers, and the rollup's id).
-    let mut days: BTreeMap<(String, i64), Option<(BTreeSet<String>, Vec<String>)>> = BTreeMap::new();
     // Buckets whose job finished empty, with the covers it had.
     let empty: BTreeMap<(&str, i64), &Vec<String>> = jobs
         .jobs
         .values()
         .filter_map(|j| j.rollup.as_ref().filter(|r| r.empty).map(|r| ((j.tenant.as_str(), r.start_ms), &r.covers)))
         .collect();
+    let ids = |blocks: &BTreeSet<Ulid>| -> Vec<String> { blocks.iter().map(Ulid::to_string).collect() };
+    // Per (tenant, day): its hours.
+    let mut days: BTreeMap<(&str, i64), Vec<(i64, &Hour)>> = BTreeMap::new();
     for ((tenant, start), hour) in &hours {
-        let end = start + HOUR_MS;
-        let day =
-            days.entry((tenant.clone(), bucket_start(*start, DAY_MS))).or_insert_with(|| Some(Default::default()));
-        if !ready(tenant, *start, end, hour.settled) {
-            *day = None;
-            continue;
-        }
-        let covers: Vec<String> = hour.blocks.iter().map(Ulid::to_string).collect();
-        match rollups.get(&(tenant.clone(), *start, end)) {
-            Some((id, r)) if r.header.rollup_covers == covers => {
-                if let Some((all, inputs)) = day {
-                    all.extend(covers);
-                    inputs.push(id.to_string());
-                }
-            }
-            _ if empty.get(&(tenant.as_str(), *start)).is_some_and(|c| **c == covers) => {
-                if let Some((all, _)) = day {
-                    all.extend(covers);
-                }
-            }
-            _ => {
-                *day = None;
-                planned.push(rollup_job(tenant, *start, end, covers.clone(), covers));
-            }
-        }
+        days.entry((tenant.as_str(), bucket_start(*start, DAY_MS))).or_default().push((*start, hour));
     }
-    for ((tenant, start), day) in days {
-        let Some((covers, inputs)) = day else { continue };
-        let end = start + DAY_MS;
-        if inputs.is_empty() || !ready(&tenant, start, end, true) {
+    for ((tenant, day), day_hours) in days {
+        let day_end = day + DAY_MS;
+        let mut blocks = BTreeSet::new();
+        let mut settled = true;
+        for (_, h) in &day_hours {
+            blocks.extend(h.blocks.iter().copied());
+            settled &= h.settled;
+        }
+        if ready(tenant, day, day_end, settled) {
+            // A day over and settled: one rollup of its raw rows (per hour),
+            // which replaces the hours' rollups.
+            let covers = ids(&blocks);
+            let current =
+                rollups.get(&(tenant.to_owned(), day, day_end)).is_some_and(|(_, r)| r.header.rollup_covers == covers)
+                    || empty.get(&(tenant, day)).is_some_and(|c| **c == covers);
+            if !current {
+                planned.push(rollup_job(tenant, day, day_end, covers.clone(), covers));
+            }
             continue;
         }
-        let covers: Vec<String> = covers.into_iter().collect();
-        if rollups.get(&(tenant.clone(), start, end)).is_some_and(|(_, r)| r.header.rollup_covers == covers) {
-            continue;
+        for (start, hour) in day_hours {
+            let end = start + HOUR_MS;
+            if !ready(tenant, start, end, hour.settled) {
+                continue;
+            }
+            let covers = ids(&hour.blocks);
+            let current =
+                rollups.get(&(tenant.to_owned(), start, end)).is_some_and(|(_, r)| r.header.rollup_covers == covers)
+                    || empty.get(&(tenant, start)).is_some_and(|c| **c == covers);
+            if !current {
+                planned.push(rollup_job(tenant, start, end, covers.clone(), covers));
+            }
         }
-        planned.push(rollup_job(&tenant, start, end, inputs, covers));
     }
     for job in planned {
         let r = job.rollup.as_ref().map(|r| (r.start_ms, r.end_ms));
@@ -258,7 +258,7 @@ fn rollup_job(tenant: &str, start_ms: i64, end_ms: i64, sources: Vec<String>, co
 #[allow(clippy::too_many_arguments)]
 /// A worker finished a rollup job: index `block` if what it sums is still
 /// what the index holds, else tombstone its object. Older rollups of the
-/// bucket are dropped.
+/// bucket (and of the hours of a day) are dropped.
 pub(crate) fn complete(
     index: &mut BlockIndex,
     tombstones: &mut Tombstones,
@@ -280,9 +280,11 @@ pub(crate) fn complete(
     let replaced: Vec<Ulid> = index
         .iter()
         .filter(|(_, b)| {
+            // The bucket's earlier rollup, and for a day its hours' rollups.
             is_rollup(&b.header)
                 && rollup_tenant(b) == job.tenant
-                && (b.header.rollup_start, b.header.rollup_end) == (rollup.start_ms, rollup.end_ms)
+                && b.header.rollup_start >= rollup.start_ms
+                && b.header.rollup_end <= rollup.end_ms
         })
         .map(|(id, _)| *id)
         .collect();

@@ -829,7 +829,7 @@ mod rollups {
         // The day is not over: no day rollup yet; the hours are done.
         assert!(poll_all(&mut state, 3 * HOUR).is_empty());
         let jobs = poll_all(&mut state, DAY + HOUR);
-        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(10), id(11)])], "the day sums its hour rollups");
+        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2), id(3)])], "the day sums its raw rows");
         complete(&mut state, &jobs[0], rollup_result(20, &jobs[0]), DAY + HOUR);
         assert!(poll_all(&mut state, DAY + HOUR).is_empty(), "nothing changed: nothing planned");
         state
@@ -838,33 +838,34 @@ mod rollups {
     #[test]
     fn settled_hours_then_days_are_rolled_up_once() {
         let state = rolled_up();
-        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, HOUR), (0, DAY), (HOUR, 2 * HOUR)]);
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY)], "the day replaced its hours");
+        let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        gone.sort();
+        assert_eq!(gone, vec![id(10), id(11)]);
         // Readers that did not ask see raw blocks only.
         let raw: Vec<String> = query(&state, &["a"], 0, DAY, vec![]).into_iter().map(|(id, _)| id).collect();
         assert_eq!(raw, vec![id(1), id(2), id(3)]);
     }
 
     #[test]
-    fn late_data_replans_its_hour_and_day_and_replaces_the_rollups() {
+    fn late_data_replans_its_day_and_replaces_the_rollup() {
         let mut state = rolled_up();
         add(&mut state, block(4, 2, 100, 200), vec![]);
         let jobs = poll_all(&mut state, DAY + 2 * HOUR);
-        assert_eq!(buckets(&jobs), vec![(0, HOUR, vec![id(1), id(2), id(3), id(4)])]);
+        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2), id(3), id(4)])]);
         // Until it completes, the old rollup stays (its covers are all there).
-        assert_eq!(rollups_of(&state, 0, HOUR - 1).len(), 2);
+        assert_eq!(rollups_of(&state, 0, HOUR - 1), vec![(0, DAY)]);
         complete(&mut state, &jobs[0], rollup_result(30, &jobs[0]), DAY + 2 * HOUR);
-        let old_hour = state.tombstones().into_iter().map(|t| t.block_id).collect::<Vec<_>>();
-        assert_eq!(old_hour, vec![id(10)], "the replaced hour rollup is tombstoned");
-        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
-        let mut want = vec![id(11), id(30)];
-        want.sort();
-        assert_eq!(buckets(&jobs), vec![(0, DAY, want)], "the day again, from the new hour");
+        let gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
+        assert!(gone.contains(&id(20)), "the replaced day rollup is tombstoned: {gone:?}");
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY)]);
+        assert!(poll_all(&mut state, DAY + 2 * HOUR).is_empty());
     }
 
     #[test]
     fn a_rollup_goes_with_any_of_its_covers() {
         let mut state = rolled_up();
-        // Block 3 is compacted away (or expired): both hours and the day go.
+        // Block 3 is compacted away (or expired): the day's rollup goes.
         state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: DAY + 2 * HOUR });
         assert!(rollups_of(&state, 0, DAY).is_empty());
         let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
@@ -872,9 +873,9 @@ mod rollups {
         let mut want = vec![id(10), id(11), id(20), id(3)];
         want.sort();
         assert_eq!(gone, want);
-        // Hour 0 is planned again over what is left.
+        // The day is planned again over what is left.
         let jobs = poll_all(&mut state, DAY + 2 * HOUR);
-        assert_eq!(buckets(&jobs), vec![(0, HOUR, vec![id(1), id(2)])]);
+        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2)])]);
     }
 
     #[test]
@@ -882,11 +883,13 @@ mod rollups {
         let mut state = rolled_up();
         let r = state.apply(Command::DeleteRange { tenant: "a".into(), start_ms: 10, end_ms: 20, now_ms: DAY + HOUR });
         assert!(matches!(r, Response::Deleted(_)));
-        assert!(rollups_of(&state, 0, DAY).into_iter().all(|(s, e)| !(s <= 20 && e > 10)));
-        assert_eq!(rollups_of(&state, 0, DAY), vec![(HOUR, 2 * HOUR)]);
-        // Block 1 is pending a rewrite: no rollup job for hour 0 (or the day).
+        assert!(rollups_of(&state, 0, DAY).is_empty(), "the day's rollup overlapped the deletion");
+        // Block 1 is pending a rewrite: no rollup over the deleted range
+        // (hour 0, the day) until it is done; hour 1 may be rolled up.
         let jobs = poll_all(&mut state, DAY + 2 * HOUR);
-        assert!(jobs.iter().all(|j| j.rollup_end == 0), "{:?}", buckets(&jobs));
+        let rollups: Vec<(i64, i64)> =
+            jobs.iter().filter(|j| j.rollup_end > 0).map(|j| (j.rollup_start, j.rollup_end)).collect();
+        assert_eq!(rollups, vec![(HOUR, 2 * HOUR)], "{:?}", buckets(&jobs));
     }
 
     #[test]
@@ -903,7 +906,7 @@ mod rollups {
     }
 
     #[test]
-    fn an_hour_without_rows_is_remembered_and_its_day_still_rolled_up() {
+    fn an_hour_without_rows_is_remembered_and_its_day_rolled_up_from_raw_rows() {
         let mut state = MetastoreState::new();
         // One block with rows in hours 0 and 2 only: its span covers hour 1.
         add(&mut state, block(1, 2, 10, 2 * HOUR + 10), vec![]);
@@ -930,8 +933,7 @@ mod rollups {
             "nor counted as work"
         );
         let jobs = poll_all(&mut state, DAY + HOUR);
-        assert_eq!(jobs.len(), 1);
-        assert_eq!((jobs[0].rollup_start, jobs[0].rollup_end, jobs[0].sources.len()), (0, DAY, 2));
+        assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1)])]);
         assert_eq!(jobs[0].rollup_covers, vec![id(1)]);
     }
 
