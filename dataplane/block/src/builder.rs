@@ -1034,6 +1034,8 @@ pub(crate) struct RollupMeta {
     pub(crate) covers: std::collections::BTreeMap<String, BTreeSet<String>>,
     /// Every block summed, whatever its datasets.
     pub(crate) block_covers: BTreeSet<String>,
+    /// Width of a row's time bucket, ms.
+    pub(crate) step_ms: i64,
 }
 
 impl RollupMeta {
@@ -1042,6 +1044,7 @@ impl RollupMeta {
         meta.rollup_start = self.start_ms;
         meta.rollup_end = self.end_ms;
         meta.rollup_covers = self.block_covers.iter().cloned().collect();
+        meta.rollup_step = self.step_ms;
         meta.min_time = self.start_ms;
         meta.max_time = self.end_ms - 1;
         for ds in &mut meta.datasets {
@@ -1326,6 +1329,7 @@ impl SegmentBuilder {
             rollup_start: 0,
             rollup_end: 0,
             rollup_covers: Vec::new(),
+            rollup_step: 0,
         };
         if let Some(r) = rollup {
             r.describe(&mut meta);

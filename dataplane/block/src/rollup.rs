@@ -1,13 +1,14 @@
 //! Rollups: one tenant's rows of a time bucket (an hour or a day), summed
-//! into one row per series and hour. Long-range stack queries read a rollup
-//! instead of the rows it sums (see ARCHITECTURE.md, "Rollups").
+//! into one row per series and step (an hour, or the whole day). Long-range
+//! stack queries read a rollup instead of the rows it sums (see
+//! ARCHITECTURE.md, "Rollups").
 //!
 //! ```text
 //! for input in inputs (the raw blocks holding the bucket's rows):
 //!   for dataset of `tenant` in input (tenant indexes skipped):
 //!     symbols GET, profiles GET ──▶ each row with start ≤ time < end
 //!         ──▶ SegmentBuilder::accumulate_row (symbols translated as for compaction)
-//! finish ──▶ one row per (series, hour): Σ values by stack, Σ totals, dated at the hour's start
+//! finish ──▶ one row per (series, step): Σ values by stack, Σ totals, dated at the step's start
 //!            BlockMeta.rollup_start/end = the bucket; Dataset.rollup_covers = the raw blocks summed
 //! ```
 //!
@@ -39,7 +40,8 @@ pub fn is_rollup(meta: &phlox_proto::metastore::v1::BlockMeta) -> bool {
 }
 
 /// Sums tenant `tenant`'s rows of `inputs` whose time lies in
-/// `[start_ms, end_ms)` per series and UTC hour into a rollup block (id, level and `created_by` from
+/// `[start_ms, end_ms)` per series and `step_ms` (UTC-aligned; an input
+/// rollup's step must divide it) into a rollup block (id, level and `created_by` from
 /// `header`). An input that is itself a rollup contributes its rows (they lie
 /// in the bucket) and its covers; a raw input covers itself. `covers`, when
 /// given, is the block's cover list as the metastore planned it (a day also
@@ -51,9 +53,10 @@ pub async fn rollup(
     tenant: &str,
     header: BlockHeader,
     (start_ms, end_ms): (i64, i64),
+    step_ms: i64,
     covers: Option<&[String]>,
 ) -> Result<EncodedBlock> {
-    if end_ms <= start_ms {
+    if end_ms <= start_ms || step_ms <= 0 {
         return Err(BlockError::Corrupt { path: String::new(), reason: "empty rollup bucket".into() });
     }
     let (start, end) = (start_ms.saturating_mul(NANOS_PER_MS), end_ms.saturating_mul(NANOS_PER_MS));
@@ -91,8 +94,8 @@ pub async fn rollup(
                     if row.time_nanos < start || row.time_nanos >= end {
                         return Ok(());
                     }
-                    let hour = bucket_start(row.time_nanos.div_euclid(NANOS_PER_MS), HOUR_MS);
-                    builder.accumulate_row(&mut import, row, hour * NANOS_PER_MS)
+                    let step = bucket_start(row.time_nanos.div_euclid(NANOS_PER_MS), step_ms);
+                    builder.accumulate_row(&mut import, row, step * NANOS_PER_MS)
                 })
                 .await?;
         }
@@ -103,6 +106,6 @@ pub async fn rollup(
     if let Some(planned) = covers.filter(|c| !c.is_empty()) {
         block_covers = planned.iter().cloned().collect();
     }
-    let rollup = RollupMeta { start_ms, end_ms, covers: dataset_covers, block_covers };
+    let rollup = RollupMeta { start_ms, end_ms, covers: dataset_covers, block_covers, step_ms };
     builder.encode(BlockHeader { tenant: tenant.to_owned(), ..header }, Some(&rollup))
 }

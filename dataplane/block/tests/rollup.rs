@@ -92,7 +92,7 @@ async fn an_hour_rollup_sums_each_series_rows_of_the_hour_and_nothing_else() {
     }
     let r1 = put(&store, &b1.finish(header(1, 2)).unwrap()).await;
     let r2 = put(&store, &b2.finish(header(2, 3)).unwrap()).await;
-    let hour = rollup(&[r1.clone(), r2.clone()], T, header(3, 3), (h, h + HOUR_MS), None).await.unwrap();
+    let hour = rollup(&[r1.clone(), r2.clone()], T, header(3, 3), (h, h + HOUR_MS), HOUR_MS, None).await.unwrap();
     let m = &hour.meta;
     assert_eq!((m.rollup_start, m.rollup_end, m.min_time, m.max_time), (h, h + HOUR_MS, h, h + HOUR_MS - 1));
     let ids = vec![r1.meta().id.clone(), r2.meta().id.clone()];
@@ -121,7 +121,9 @@ async fn an_hour_rollup_sums_each_series_rows_of_the_hour_and_nothing_else() {
     // A day from the same raw blocks: one row per series and hour, in one
     // object (the next hour holds block 2's last row only).
     let day_start = h - h % DAY_MS;
-    let day = rollup(&[r1, r2], T, header(5, 3), (day_start, day_start + DAY_MS), None).await.unwrap();
+    let day = rollup(&[r1.clone(), r2.clone()], T, header(5, 3), (day_start, day_start + DAY_MS), HOUR_MS, None)
+        .await
+        .unwrap();
     assert_eq!(day.meta.rollup_covers, sorted);
     assert_eq!((day.meta.rollup_start, day.meta.rollup_end), (day_start, day_start + DAY_MS));
     let (values, totals) = rows(&put(&store, &day).await).await;
@@ -139,11 +141,24 @@ async fn an_hour_rollup_sums_each_series_rows_of_the_hour_and_nothing_else() {
     assert_eq!(totals.values().sum::<i64>(), 135 + 21 + 8 + 1007);
     // A rollup's rows may be summed again (an hour's rows into a wider
     // bucket): they keep their hour.
-    let again = rollup(&[hour_reader], T, header(6, 3), (day_start, day_start + DAY_MS), None).await.unwrap();
+    let again = rollup(&[hour_reader], T, header(6, 3), (day_start, day_start + DAY_MS), HOUR_MS, None).await.unwrap();
     assert_eq!(again.meta.rollup_covers, sorted, "a rollup input passes on its covers");
     let (values, _) = rows(&put(&store, &again).await).await;
     assert_eq!(values.len(), 4);
     assert!(values.keys().all(|(_, t, _)| *t == h));
+    // The whole day in one row per series, dated at the day's start.
+    let sums = rollup(&[r1, r2], T, header(7, 3), (day_start, day_start + DAY_MS), DAY_MS, None).await.unwrap();
+    assert_eq!(sums.meta.rollup_step, DAY_MS);
+    let (values, _) = rows(&put(&store, &sums).await).await;
+    let want: BTreeMap<(String, i64, String), i64> = [
+        (("a".into(), day_start, "main;work".into()), 1135),
+        (("a".into(), day_start, "main;gc".into()), 28),
+        (("b".into(), day_start, "main;work".into()), 1),
+        (("b".into(), day_start, "main;gc".into()), 7),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(values, want);
 }
 
 #[tokio::test]
@@ -154,6 +169,6 @@ async fn a_bucket_without_rows_is_empty() {
         b.add(T, &sp);
     }
     let r = put(&store, &b.finish(header(1, 2)).unwrap()).await;
-    let err = rollup(&[r], T, header(2, 3), (HOUR_MS, 2 * HOUR_MS), None).await.unwrap_err();
+    let err = rollup(&[r], T, header(2, 3), (HOUR_MS, 2 * HOUR_MS), HOUR_MS, None).await.unwrap_err();
     assert!(matches!(err, phlox_block::BlockError::Empty), "{err}");
 }

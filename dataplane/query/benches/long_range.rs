@@ -5,9 +5,10 @@
 //!
 //! Data as compaction leaves it: 20-minute level-3 blocks of raw rows
 //! (the first hour's built from pprofs, the others re-timed copies of them
-//! made with compaction's row import), a day rollup per whole day and an
-//! hour rollup per hour of the partial first and last days (made by
-//! `phlox_block::rollup::rollup`, the code compaction workers run). Profiles: a realistic Go-like program (3000
+//! made with compaction's row import), per whole day its rollups per hour
+//! and over the day, and an hour rollup per hour of the partial first and
+//! last days (made by `phlox_block::rollup::rollup`, the code compaction
+//! workers run). Profiles: a realistic Go-like program (3000
 //! functions, 5000 call paths up to 48 deep), 200 CPU ticks per 10 s
 //! profile (a service using a fifth of a core), six variants per pod.
 //!
@@ -183,11 +184,11 @@ fn main() {
     let made = Instant::now();
     let mut rollups: Vec<BlockMeta> = Vec::new();
     let mut n = 0u128;
-    let mut put_rollup = |inputs: Vec<BlockReader>, bucket: (i64, i64), rollups: &mut Vec<BlockMeta>| {
+    let mut put_rollup = |inputs: Vec<BlockReader>, bucket: (i64, i64), step: i64, rollups: &mut Vec<BlockMeta>| {
         n += 1;
         let id = ulid::Ulid::from_parts(bucket.0 as u64, (1 << 100) + n);
         let header = BlockHeader { id, tenant: TENANT.into(), shard: 0, level: 3, created_by: "bench".into() };
-        let block = rt.block_on(rollup(&inputs, TENANT, header, bucket, None)).unwrap();
+        let block = rt.block_on(rollup(&inputs, TENANT, header, bucket, step, None)).unwrap();
         rt.block_on(store.put(&paths::block_path(TENANT, id), PutPayload::from(block.bytes))).unwrap();
         rollups.push(block.meta);
     };
@@ -198,18 +199,21 @@ fn main() {
     let first_day = (start_ms + DAY_MS - 1) / DAY_MS * DAY_MS;
     let last_day_end = end_ms / DAY_MS * DAY_MS;
     for d in (first_day..last_day_end).step_by(DAY_MS as usize) {
-        put_rollup(overlapping(d, d + DAY_MS), (d, d + DAY_MS), &mut rollups);
+        put_rollup(overlapping(d, d + DAY_MS), (d, d + DAY_MS), HOUR_MS, &mut rollups);
+        put_rollup(overlapping(d, d + DAY_MS), (d, d + DAY_MS), DAY_MS, &mut rollups);
     }
     for h in (start_ms..end_ms).step_by(HOUR_MS as usize) {
         if h < first_day || h >= last_day_end {
-            put_rollup(overlapping(h, h + HOUR_MS), (h, h + HOUR_MS), &mut rollups);
+            put_rollup(overlapping(h, h + HOUR_MS), (h, h + HOUR_MS), HOUR_MS, &mut rollups);
         }
     }
     let rollup_bytes: u64 = rollups.iter().map(|m| m.size).sum();
     println!(
-        "rollups: {} hours + {} days, {:.1} MB = {:.1} % of the raw blocks (made in {:.0} s, as compaction would)",
+        "rollups: {} hours, {} days per hour, {} days whole, {:.1} MB = {:.1} % of the raw blocks \
+         (made in {:.0} s, as compaction would)",
         rollups.iter().filter(|m| m.rollup_end - m.rollup_start == HOUR_MS).count(),
-        rollups.iter().filter(|m| m.rollup_end - m.rollup_start == DAY_MS).count(),
+        rollups.iter().filter(|m| m.rollup_end - m.rollup_start == DAY_MS && m.rollup_step == HOUR_MS).count(),
+        rollups.iter().filter(|m| m.rollup_step == DAY_MS).count(),
         rollup_bytes as f64 / 1e6,
         100.0 * rollup_bytes as f64 / raw_bytes as f64,
         made.elapsed().as_secs_f64()

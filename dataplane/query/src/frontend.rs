@@ -344,10 +344,13 @@ impl QueryFrontend {
             && filter.span_ids.is_none()
             && filter.trace_ids.is_none();
         let blocks = if rollups {
+            // Whole days: a rollup is usable only while all its covers are
+            // indexed, and those of a day cut by the range lie partly outside it.
+            let (wide_start, wide_end) = crate::rollups::widened(start_ms, end_ms);
             let req = QueryBlocksRequest {
                 tenants: tenants.to_vec(),
-                start: start_ms,
-                end: end_ms,
+                start: wide_start,
+                end: wide_end,
                 matchers: metastore_matchers(&selector),
                 rollups: true,
             };

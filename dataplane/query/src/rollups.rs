@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! blocks of the range (raw and rollups, from the metastore)
-//!   per (tenant, service): usable rollup datasets = whole hours of its bucket inside
-//!                          [start, end], no pending deletion, every cover present with
-//!                          that dataset
-//!   choose: the most hours first (a day's rollup), then hours outside those chosen
+//!   per (tenant, service): usable rollup datasets = whole steps (hours, or the day) of
+//!                          its bucket inside [start, end], no pending deletion, every
+//!                          cover present with that dataset
+//!   choose: the longest span first, of the widest step (a day's sums), then hours
+//!           outside those chosen
 //!   each chosen span ──▶ Dataset.covered += span on each of its covers,
 //!                        and += the rest of the bucket on the rollup itself
 //!   raw datasets whose part of the range is all covered ──▶ left out
@@ -20,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use phlox_block::is_tenant_index;
-use phlox_block::rollup::{HOUR_MS, bucket_start, is_rollup};
+use phlox_block::rollup::{DAY_MS, HOUR_MS, bucket_start, is_rollup};
 use phlox_proto::metastore::v1::{BlockMeta, Dataset, TimeRange};
 
 /// Tenant of a dataset of `block`.
@@ -32,19 +33,25 @@ fn tenant_of<'a>(block: &'a BlockMeta, ds: &'a Dataset) -> &'a str {
 struct Candidate {
     block: usize,
     dataset: usize,
-    /// The hours used, `[lo, hi)` ms: whole hours of its bucket inside the range.
+    /// The span used, `[lo, hi)` ms: whole steps of its bucket inside the range.
     lo: i64,
     hi: i64,
+    /// Width of its rows' time buckets.
+    step: i64,
 }
 
-/// Rewrites a query's blocks (raw blocks and rollups, ms range
-/// `[start_ms, end_ms]` both inclusive) so that whole buckets are read from
-/// rollups and the rest from raw rows. Blocks without rollups pass through
-/// unchanged; every rollup not used is left out.
+/// The range whose blocks [`plan`] needs for `[start_ms, end_ms]`: whole
+/// UTC days, so that every cover of a rollup the range cuts is listed.
+pub(crate) fn widened(start_ms: i64, end_ms: i64) -> (i64, i64) {
+    (bucket_start(start_ms, DAY_MS), bucket_start(end_ms, DAY_MS).saturating_add(DAY_MS - 1))
+}
+
+/// Rewrites a query's blocks (raw blocks and rollups of the
+/// [`widened`] range; the query's range is `[start_ms, end_ms]`, ms, both
+/// inclusive) so that whole steps are read from rollups and the rest from
+/// raw rows. Every rollup not used and every raw dataset outside the
+/// range is left out.
 pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<BlockMeta> {
-    if !blocks.iter().any(is_rollup) {
-        return blocks;
-    }
     let mut blocks = blocks;
     // (block id, tenant, service) of every raw dataset → its position.
     let mut raw: BTreeMap<(&str, &str, &str), (usize, usize)> = BTreeMap::new();
@@ -53,13 +60,14 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
             raw.insert((block.id.as_str(), tenant_of(block, ds), ds.name.as_str()), (b, d));
         }
     }
-    // Usable rollup datasets per (tenant, service), with the whole hours of
-    // the range they hold (their rows are per series and hour).
-    let first_hour = bucket_start(start_ms.saturating_add(HOUR_MS - 1), HOUR_MS);
-    let after_last_hour = bucket_start(end_ms.saturating_add(1), HOUR_MS);
+    // Usable rollup datasets per (tenant, service), with the whole steps
+    // (hours, or the day) of the range they hold.
     let mut candidates: BTreeMap<(String, String), Vec<Candidate>> = BTreeMap::new();
     for (b, block) in blocks.iter().enumerate().filter(|(_, b)| is_rollup(b)) {
-        let (lo, hi) = (block.rollup_start.max(first_hour), block.rollup_end.min(after_last_hour));
+        let step = if block.rollup_step > 0 { block.rollup_step } else { HOUR_MS };
+        let first = bucket_start(start_ms.saturating_add(step - 1), step);
+        let after_last = bucket_start(end_ms.saturating_add(1), step);
+        let (lo, hi) = (block.rollup_start.max(first), block.rollup_end.min(after_last));
         if lo >= hi {
             continue;
         }
@@ -74,16 +82,17 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
                     dataset: d,
                     lo,
                     hi,
+                    step,
                 });
             }
         }
     }
-    // Choose: the most hours first (a day's rollup over its hours'), none
-    // overlapping one already chosen.
+    // Choose: the longest span first, of the widest step (a day's sums over
+    // its hours'), none overlapping one already chosen.
     let mut chosen: BTreeMap<(usize, usize), (i64, i64)> = BTreeMap::new();
     let mut covered: BTreeMap<(usize, usize), Vec<TimeRange>> = BTreeMap::new();
     for (_, mut list) in candidates {
-        list.sort_by_key(|c| (std::cmp::Reverse(c.hi - c.lo), c.lo));
+        list.sort_by_key(|c| (std::cmp::Reverse(c.hi - c.lo), std::cmp::Reverse(c.step), c.lo));
         let mut taken: Vec<(i64, i64)> = Vec::new();
         for c in list {
             if taken.iter().any(|&(s, e)| c.lo < e && s < c.hi) {
@@ -130,8 +139,12 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
         let before = block.datasets.len();
         let mut d = 0;
         block.datasets.retain(|ds| {
-            let keep =
-                is_tenant_index(ds) || if rollup { chosen.contains_key(&(b, d)) } else { !dropped.contains(&(b, d)) };
+            let keep = is_tenant_index(ds)
+                || if rollup {
+                    chosen.contains_key(&(b, d))
+                } else {
+                    !dropped.contains(&(b, d)) && ds.max_time >= start_ms && ds.min_time <= end_ms
+                };
             d += 1;
             keep
         });
@@ -140,7 +153,7 @@ pub(crate) fn plan(blocks: Vec<BlockMeta>, start_ms: i64, end_ms: i64) -> Vec<Bl
             block.datasets.retain(|ds| !is_tenant_index(ds));
         }
     }
-    blocks.retain(|b| !b.datasets.is_empty());
+    blocks.retain(|b| b.datasets.iter().any(|d| !is_tenant_index(d)));
     blocks
 }
 
@@ -182,6 +195,10 @@ mod tests {
     }
 
     fn rollup(id: &str, name: &str, start: i64, end: i64, covers: &[&str]) -> BlockMeta {
+        stepped(id, name, start, end, H, covers)
+    }
+
+    fn stepped(id: &str, name: &str, start: i64, end: i64, step: i64, covers: &[&str]) -> BlockMeta {
         BlockMeta {
             id: id.into(),
             tenant: "t".into(),
@@ -189,6 +206,7 @@ mod tests {
             max_time: end - 1,
             rollup_start: start,
             rollup_end: end,
+            rollup_step: step,
             rollup_covers: covers.iter().map(|c| c.to_string()).collect(),
             datasets: vec![Dataset {
                 name: name.into(),
@@ -251,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_day_reads_its_day_sums_and_a_partial_day_its_hours() {
+        let blocks = vec![
+            raw("a", "s", 0, 12 * H - 1),
+            raw("b", "s", 12 * H, 24 * H - 1),
+            rollup("hours", "s", 0, 24 * H, &["a", "b"]),
+            stepped("day", "s", 0, 24 * H, 24 * H, &["a", "b"]),
+        ];
+        let out = plan(blocks.clone(), 0, 24 * H - 1);
+        assert_eq!(ids(&out), ["day"]);
+        assert!(out[0].datasets[0].covered.is_empty());
+        // One millisecond short of the day: its hours, the last one raw.
+        let out = plan(blocks, 0, 24 * H - 2);
+        assert_eq!(ids(&out), ["b", "hours"]);
+        assert_eq!(out[0].datasets[0].covered, vec![TimeRange { start: 0, end: 23 * H - 1 }]);
+        assert_eq!(out[1].datasets[0].covered, vec![TimeRange { start: 23 * H, end: 24 * H - 1 }]);
+    }
+
+    #[test]
     fn a_rollup_whose_cover_is_gone_or_deleted_is_not_used() {
         // Cover "x" is not in the answer (rewritten, expired): raw rows only.
         let blocks = vec![raw("a", "s", 0, H - 1), rollup("r0", "s", 0, H, &["a", "x"])];
@@ -267,6 +303,21 @@ mod tests {
     fn late_data_that_a_rollup_does_not_cover_is_read_raw() {
         let blocks = vec![raw("a", "s", 0, H - 1), raw("late", "s", 100, 200), rollup("r0", "s", 0, H, &["a"])];
         assert_eq!(ids(&plan(blocks, 0, H)), ["late", "r0"]);
+    }
+
+    #[test]
+    fn a_cut_day_uses_covers_outside_the_range_and_reads_none_of_them() {
+        // The day's hours cover a (hours 0..12) and b (12..24); the range
+        // starts in hour 13: a is listed (the widened range) but not read.
+        let blocks = vec![
+            raw("a", "s", 0, 12 * H - 1),
+            raw("b", "s", 12 * H, 24 * H - 1),
+            rollup("hours", "s", 0, 24 * H, &["a", "b"]),
+        ];
+        assert_eq!(widened(13 * H + 5, 20 * H), (0, 24 * H - 1));
+        let out = plan(blocks, 13 * H + 5, 20 * H);
+        assert_eq!(ids(&out), ["b", "hours"]);
+        assert_eq!(out[0].datasets[0].covered, vec![TimeRange { start: 14 * H, end: 20 * H - 1 }]);
     }
 
     #[test]

@@ -258,6 +258,7 @@ fn merged(job: &phlox_proto::metastore::v1::CompactionJob, n: u64) -> BlockMeta 
             rollup_start: job.rollup_start,
             rollup_end: job.rollup_end,
             rollup_covers: covers,
+            rollup_step: job.rollup_step,
             ..Default::default()
         };
     }

@@ -258,10 +258,10 @@ impl CompactionWorker {
         let header =
             BlockHeader { id, tenant: job.tenant.clone(), shard: 0, level, created_by: self.config.id.clone() };
         let (tenant, start, end) = (job.tenant.clone(), job.rollup_start, job.rollup_end);
-        let covers = job.rollup_covers.clone();
+        let (covers, step) = (job.rollup_covers.clone(), job.rollup_step);
         let handle = tokio::runtime::Handle::current();
         let rolled = tokio::task::spawn_blocking(move || {
-            handle.block_on(phlox_block::rollup::rollup(&readers, &tenant, header, (start, end), Some(&covers)))
+            handle.block_on(phlox_block::rollup::rollup(&readers, &tenant, header, (start, end), step, Some(&covers)))
         })
         .await
         .map_err(|e| internal(format!("rollup task: {e}")))?;

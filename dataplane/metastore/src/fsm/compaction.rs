@@ -209,6 +209,7 @@ pub(crate) fn apply_poll(
             rollup_start: job.rollup.as_ref().map_or(0, |r| r.start_ms),
             rollup_end: job.rollup.as_ref().map_or(0, |r| r.end_ms),
             rollup_covers: job.rollup.as_ref().map(|r| r.covers.clone()).unwrap_or_default(),
+            rollup_step: job.rollup.as_ref().map_or(0, |r| r.step_ms),
         }),
     })
 }
@@ -247,7 +248,8 @@ pub(crate) fn apply_complete(
             return Response::Rejected(InvalidRequest::InvalidBlockId { id: block.id.clone() });
         };
         if block.tenant != job.tenant
-            || (block.rollup_start, block.rollup_end) != (rollup.start_ms, rollup.end_ms)
+            || (block.rollup_start, block.rollup_end, block.rollup_step)
+                != (rollup.start_ms, rollup.end_ms, rollup.step_ms)
             || block.datasets.is_empty()
         {
             return Response::Rejected(InvalidRequest::JobResultMismatch { id: id.to_owned() });

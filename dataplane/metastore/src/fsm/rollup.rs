@@ -45,6 +45,8 @@ pub const ROLLUP_DELAY_MS: i64 = 10 * 60_000;
 pub struct RollupJob {
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Width of the result's rows' time buckets: an hour, or the whole day.
+    pub step_ms: i64,
     /// Raw blocks whose rows of the bucket the result sums.
     pub covers: Vec<String>,
     /// Done, and the bucket held no row: kept (never leased) so that the
@@ -65,13 +67,16 @@ fn rollup_tenant(block: &IndexedBlock) -> &str {
     &block.header.tenant
 }
 
-/// The rollup of each (tenant, start, end) (at most one: completing a
+/// The rollup of each (tenant, start, end, step) (at most one: completing a
 /// rollup replaces the bucket's earlier one).
-fn current_rollups(index: &BlockIndex) -> BTreeMap<(String, i64, i64), (Ulid, &IndexedBlock)> {
+fn current_rollups(index: &BlockIndex) -> BTreeMap<(String, i64, i64, i64), (Ulid, &IndexedBlock)> {
     index
         .iter()
         .filter(|(_, b)| is_rollup(&b.header))
-        .map(|(id, b)| ((rollup_tenant(b).to_owned(), b.header.rollup_start, b.header.rollup_end), (*id, b)))
+        .map(|(id, b)| {
+            let h = &b.header;
+            ((rollup_tenant(b).to_owned(), h.rollup_start, h.rollup_end, h.rollup_step), (*id, b))
+        })
         .collect()
 }
 
@@ -178,11 +183,17 @@ pub(crate) fn plan(index: &BlockIndex, jobs: &mut Jobs, deletions: &Deletions, n
             && !wide.iter().any(|(t, lo, hi)| t == tenant && *lo < end && *hi >= start)
     };
     // Buckets whose job finished empty, with the covers it had.
-    let empty: BTreeMap<(&str, i64), &Vec<String>> = jobs
+    let empty: BTreeMap<(&str, i64, i64), &Vec<String>> = jobs
         .jobs
         .values()
-        .filter_map(|j| j.rollup.as_ref().filter(|r| r.empty).map(|r| ((j.tenant.as_str(), r.start_ms), &r.covers)))
+        .filter_map(|j| {
+            j.rollup.as_ref().filter(|r| r.empty).map(|r| ((j.tenant.as_str(), r.start_ms, r.step_ms), &r.covers))
+        })
         .collect();
+    let current = |tenant: &str, start: i64, end: i64, step: i64, covers: &Vec<String>| {
+        rollups.get(&(tenant.to_owned(), start, end, step)).is_some_and(|(_, r)| r.header.rollup_covers == *covers)
+            || empty.get(&(tenant, start, step)).is_some_and(|c| *c == covers)
+    };
     let ids = |blocks: &BTreeSet<Ulid>| -> Vec<String> { blocks.iter().map(Ulid::to_string).collect() };
     // Per (tenant, day): its hours.
     let mut days: BTreeMap<(&str, i64), Vec<(i64, &Hour)>> = BTreeMap::new();
@@ -198,14 +209,13 @@ pub(crate) fn plan(index: &BlockIndex, jobs: &mut Jobs, deletions: &Deletions, n
             settled &= h.settled;
         }
         if ready(tenant, day, day_end, settled) {
-            // A day over and settled: one rollup of its raw rows (per hour),
-            // which replaces the hours' rollups.
+            // A day over and settled: its raw rows summed per hour (one
+            // object, replacing the hours' rollups) and over the whole day.
             let covers = ids(&blocks);
-            let current =
-                rollups.get(&(tenant.to_owned(), day, day_end)).is_some_and(|(_, r)| r.header.rollup_covers == covers)
-                    || empty.get(&(tenant, day)).is_some_and(|c| **c == covers);
-            if !current {
-                planned.push(rollup_job(tenant, day, day_end, covers.clone(), covers));
+            for step in [HOUR_MS, DAY_MS] {
+                if !current(tenant, day, day_end, step, &covers) {
+                    planned.push(rollup_job(tenant, (day, day_end), step, covers.clone()));
+                }
             }
             continue;
         }
@@ -215,43 +225,39 @@ pub(crate) fn plan(index: &BlockIndex, jobs: &mut Jobs, deletions: &Deletions, n
                 continue;
             }
             let covers = ids(&hour.blocks);
-            let current =
-                rollups.get(&(tenant.to_owned(), start, end)).is_some_and(|(_, r)| r.header.rollup_covers == covers)
-                    || empty.get(&(tenant, start)).is_some_and(|c| **c == covers);
-            if !current {
-                planned.push(rollup_job(tenant, start, end, covers.clone(), covers));
+            if !current(tenant, start, end, HOUR_MS, &covers) {
+                planned.push(rollup_job(tenant, (start, end), HOUR_MS, covers));
             }
         }
     }
+    let bucket = |j: &Job| j.rollup.as_ref().map(|x| (x.start_ms, x.end_ms, x.step_ms));
     for job in planned {
-        let r = job.rollup.as_ref().map(|r| (r.start_ms, r.end_ms));
+        let r = bucket(&job);
         // An older job of the bucket (other covers) that nobody holds goes.
         jobs.jobs.retain(|_, j| {
             !(j.tenant == job.tenant
-                && j.rollup.as_ref().map(|x| (x.start_ms, x.end_ms)) == r
+                && bucket(j) == r
                 && j.id != job.id
                 && j.lease.as_ref().is_none_or(|l| l.expires_ms <= now_ms))
         });
-        let busy = jobs
-            .jobs
-            .values()
-            .any(|j| j.tenant == job.tenant && j.rollup.as_ref().map(|x| (x.start_ms, x.end_ms)) == r);
+        let busy = jobs.jobs.values().any(|j| j.tenant == job.tenant && bucket(j) == r);
         if !busy {
             jobs.jobs.insert(job.id.clone(), job);
         }
     }
 }
 
-fn rollup_job(tenant: &str, start_ms: i64, end_ms: i64, sources: Vec<String>, covers: Vec<String>) -> Job {
-    let key = format!("{tenant}\nrollup\n{start_ms}\n{end_ms}\n{}", covers.join(","));
+/// A job summing the raw rows of `covers` in a bucket, per `step_ms`.
+fn rollup_job(tenant: &str, (start_ms, end_ms): (i64, i64), step_ms: i64, covers: Vec<String>) -> Job {
+    let key = format!("{tenant}\nrollup\n{start_ms}\n{end_ms}\n{step_ms}\n{}", covers.join(","));
     Job {
         id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes())),
         tenant: tenant.to_owned(),
         level: MAX_LEVEL,
-        sources,
+        sources: covers.clone(),
         lease: None,
         exclude: Vec::new(),
-        rollup: Some(RollupJob { start_ms, end_ms, covers, empty: false }),
+        rollup: Some(RollupJob { start_ms, end_ms, step_ms, covers, empty: false }),
     }
 }
 
@@ -280,11 +286,13 @@ pub(crate) fn complete(
     let replaced: Vec<Ulid> = index
         .iter()
         .filter(|(_, b)| {
-            // The bucket's earlier rollup, and for a day its hours' rollups.
+            // The bucket's earlier rollup of this step, and for a day's
+            // hours the rollups of its hours.
             is_rollup(&b.header)
                 && rollup_tenant(b) == job.tenant
                 && b.header.rollup_start >= rollup.start_ms
                 && b.header.rollup_end <= rollup.end_ms
+                && b.header.rollup_step == rollup.step_ms
         })
         .map(|(id, _)| *id)
         .collect();

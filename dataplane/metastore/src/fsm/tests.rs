@@ -773,6 +773,7 @@ mod rollups {
             max_time: job.rollup_end - 1,
             rollup_start: job.rollup_start,
             rollup_end: job.rollup_end,
+            rollup_step: job.rollup_step,
             rollup_covers: all,
             datasets: vec![ds],
             ..Default::default()
@@ -791,6 +792,8 @@ mod rollups {
     }
 
     fn buckets(jobs: &[CompactionJob]) -> Vec<(i64, i64, Vec<String>)> {
+        // (A settled day has two jobs, per hour and whole: listed once, as
+        // `steps` checks.)
         let mut b: Vec<_> = jobs
             .iter()
             .map(|j| {
@@ -800,7 +803,14 @@ mod rollups {
             })
             .collect();
         b.sort();
+        b.dedup();
         b
+    }
+
+    fn steps(jobs: &[CompactionJob]) -> Vec<i64> {
+        let mut s: Vec<i64> = jobs.iter().map(|j| j.rollup_step).collect();
+        s.sort();
+        s
     }
 
     fn rollups_of(state: &MetastoreState, start: i64, end: i64) -> Vec<(i64, i64)> {
@@ -830,7 +840,12 @@ mod rollups {
         assert!(poll_all(&mut state, 3 * HOUR).is_empty());
         let jobs = poll_all(&mut state, DAY + HOUR);
         assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2), id(3)])], "the day sums its raw rows");
-        complete(&mut state, &jobs[0], rollup_result(20, &jobs[0]), DAY + HOUR);
+        assert_eq!(steps(&jobs), vec![HOUR, DAY], "per hour and over the whole day");
+        let mut jobs = jobs;
+        jobs.sort_by_key(|j| j.rollup_step);
+        for (k, j) in jobs.iter().enumerate() {
+            complete(&mut state, j, rollup_result(20 + k as u64, j), DAY + HOUR);
+        }
         assert!(poll_all(&mut state, DAY + HOUR).is_empty(), "nothing changed: nothing planned");
         state
     }
@@ -838,7 +853,7 @@ mod rollups {
     #[test]
     fn settled_hours_then_days_are_rolled_up_once() {
         let state = rolled_up();
-        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY)], "the day replaced its hours");
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY), (0, DAY)], "the day replaced its hours");
         let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
         gone.sort();
         assert_eq!(gone, vec![id(10), id(11)]);
@@ -853,12 +868,15 @@ mod rollups {
         add(&mut state, block(4, 2, 100, 200), vec![]);
         let jobs = poll_all(&mut state, DAY + 2 * HOUR);
         assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2), id(3), id(4)])]);
-        // Until it completes, the old rollup stays (its covers are all there).
-        assert_eq!(rollups_of(&state, 0, HOUR - 1), vec![(0, DAY)]);
-        complete(&mut state, &jobs[0], rollup_result(30, &jobs[0]), DAY + 2 * HOUR);
+        assert_eq!(steps(&jobs), vec![HOUR, DAY]);
+        // Until they complete, the old rollups stay (their covers are all there).
+        assert_eq!(rollups_of(&state, 0, HOUR - 1), vec![(0, DAY), (0, DAY)]);
+        for (k, j) in jobs.iter().enumerate() {
+            complete(&mut state, j, rollup_result(30 + k as u64, j), DAY + 2 * HOUR);
+        }
         let gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
-        assert!(gone.contains(&id(20)), "the replaced day rollup is tombstoned: {gone:?}");
-        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY)]);
+        assert!(gone.contains(&id(20)) && gone.contains(&id(21)), "the replaced rollups are tombstoned: {gone:?}");
+        assert_eq!(rollups_of(&state, 0, DAY), vec![(0, DAY), (0, DAY)]);
         assert!(poll_all(&mut state, DAY + 2 * HOUR).is_empty());
     }
 
@@ -870,7 +888,7 @@ mod rollups {
         assert!(rollups_of(&state, 0, DAY).is_empty());
         let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
         gone.sort();
-        let mut want = vec![id(10), id(11), id(20), id(3)];
+        let mut want = vec![id(10), id(11), id(20), id(21), id(3)];
         want.sort();
         assert_eq!(gone, want);
         // The day is planned again over what is left.
