@@ -82,18 +82,20 @@ impl MetastoreState {
             }
             Command::DeleteBlocks { ids, now_ms } => {
                 let response = apply_delete_blocks(&mut self.index, &mut self.tombstones, &ids, now_ms);
-                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 self.deletions.settle(&self.index, now_ms);
                 response
             }
             Command::RemoveTombstones { keys } => apply_remove_tombstones(&mut self.tombstones, &keys),
             Command::ApplyRetention { now_ms, default_ms, overrides } => {
                 let response = apply_retention(&mut self.index, &mut self.tombstones, now_ms, default_ms, &overrides);
-                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 self.deletions.settle(&self.index, now_ms);
                 response
             }
             Command::PollCompactionJob { worker, now_ms, lease_ms, policy } => {
+                // Rollups whose covers left (compaction, retention, deletes)
+                // go here, with the planning: queries never use them anyway
+                // (they check every cover), so this is only their cleanup.
+                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 apply_poll(&self.index, &mut self.jobs, &self.deletions, &worker, now_ms, lease_ms, &policy)
             }
             Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => {
@@ -107,7 +109,6 @@ impl MetastoreState {
                     (!no_output).then_some(block),
                     now_ms,
                 );
-                drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 response
             }
             Command::DeleteRange { tenant, start_ms, end_ms, now_ms } => {

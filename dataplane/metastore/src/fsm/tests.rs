@@ -883,16 +883,16 @@ mod rollups {
     #[test]
     fn a_rollup_goes_with_any_of_its_covers() {
         let mut state = rolled_up();
-        // Block 3 is compacted away (or expired): the day's rollup goes.
+        // Block 3 is compacted away (or expired): the day's rollups go at
+        // the next poll, which plans the day again over what is left.
         state.apply(Command::DeleteBlocks { ids: vec![id(3)], now_ms: DAY + 2 * HOUR });
+        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
         assert!(rollups_of(&state, 0, DAY).is_empty());
         let mut gone: Vec<String> = state.tombstones().into_iter().map(|t| t.block_id).collect();
         gone.sort();
         let mut want = vec![id(10), id(11), id(20), id(21), id(3)];
         want.sort();
         assert_eq!(gone, want);
-        // The day is planned again over what is left.
-        let jobs = poll_all(&mut state, DAY + 2 * HOUR);
         assert_eq!(buckets(&jobs), vec![(0, DAY, vec![id(1), id(2)])]);
     }
 
