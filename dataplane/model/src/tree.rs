@@ -173,6 +173,18 @@ impl StackTree {
         self.self_value.iter().fold(0i64, |a, &v| a.wrapping_add(v))
     }
 
+    /// Merges another tree into this one, taking it whole when this one is
+    /// empty and otherwise merging the smaller into the larger (the merged
+    /// tree is the same, up to the order of its nodes and names).
+    pub fn merge_owned(&mut self, mut other: StackTree) {
+        if other.parent.len() > self.parent.len() {
+            std::mem::swap(self, &mut other);
+        }
+        if other.parent.len() > 1 {
+            self.merge(&other);
+        }
+    }
+
     /// Merges another tree into this one.
     pub fn merge(&mut self, other: &StackTree) {
         let names: Vec<u32> = other.names.iter().map(|n| self.name_id(n)).collect();

@@ -75,15 +75,13 @@ fn drop_page_cache() -> bool {
     synced && std::fs::write("/proc/sys/vm/drop_caches", "1\n").is_ok()
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let base_dir = std::env::var_os("PHLOX_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(base_dir).unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+/// Builds the raw blocks and the rollups into `store` (see the top).
+fn build(
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<dyn ObjectStore>,
+    (start_ms, end_ms): (i64, i64),
+) -> (Vec<BlockMeta>, Vec<BlockMeta>) {
     let program = Program::new(42, 3000, 5000, 48);
-    // Data ends at a UTC day boundary + 9 h (so the last day is partial).
-    let end_ms: i64 = 1_795_000_000_000 / DAY_MS * DAY_MS + 9 * HOUR_MS;
-    let start_ms = end_ms - DAYS * DAY_MS;
     let mut base: Vec<(Labels, Arc<Profile>)> = Vec::new();
     for pod in 0..SERIES {
         for v in 0..VARIANTS {
@@ -126,13 +124,13 @@ fn main() {
         let header = BlockHeader { id, tenant: TENANT.into(), shard: 0, level: 3, created_by: "bench".into() };
         let block = b.finish(header).unwrap();
         rt.block_on(store.put(&paths::block_path(TENANT, id), PutPayload::from(block.bytes))).unwrap();
-        templates.push((BlockReader::from_meta(Arc::clone(&store), block.meta).unwrap(), n));
+        templates.push((BlockReader::from_meta(Arc::clone(store), block.meta).unwrap(), n));
     }
     let templates = Arc::new(templates);
     let next = Arc::new(std::sync::atomic::AtomicI64::new(per_hour));
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let (templates, next, store) = (Arc::clone(&templates), Arc::clone(&next), Arc::clone(&store));
+            let (templates, next, store) = (Arc::clone(&templates), Arc::clone(&next), Arc::clone(store));
             let handle = rt.handle().clone();
             std::thread::spawn(move || {
                 let mut metas: Vec<BlockMeta> = Vec::new();
@@ -192,7 +190,7 @@ fn main() {
         rt.block_on(store.put(&paths::block_path(TENANT, id), PutPayload::from(block.bytes))).unwrap();
         rollups.push(block.meta);
     };
-    let reader = |m: &BlockMeta| BlockReader::from_meta(Arc::clone(&store), m.clone()).unwrap();
+    let reader = |m: &BlockMeta| BlockReader::from_meta(Arc::clone(store), m.clone()).unwrap();
     let overlapping = |lo: i64, hi: i64| -> Vec<BlockReader> {
         raw.iter().filter(|m| m.min_time < hi && m.max_time >= lo).map(reader).collect()
     };
@@ -219,6 +217,42 @@ fn main() {
         made.elapsed().as_secs_f64()
     );
 
+    (raw, rollups)
+}
+
+/// Blocks a kept data dir already holds (raw, rollups).
+fn load(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>) -> (Vec<BlockMeta>, Vec<BlockMeta>) {
+    use futures::TryStreamExt as _;
+    let prefix = object_store::path::Path::from(format!("blocks/{TENANT}"));
+    let objects: Vec<_> = rt.block_on(store.list(Some(&prefix)).try_collect()).unwrap();
+    let (mut raw, mut rollups) = (Vec::new(), Vec::new());
+    for o in objects {
+        let r = rt.block_on(BlockReader::open(Arc::clone(store), o.location)).unwrap();
+        if r.meta().rollup_end > 0 { rollups.push(r.meta().clone()) } else { raw.push(r.meta().clone()) }
+    }
+    raw.sort_by_key(|m| m.min_time);
+    if !raw.is_empty() {
+        println!("data: {} raw blocks and {} rollups kept from an earlier run", raw.len(), rollups.len());
+    }
+    (raw, rollups)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // PHLOX_BENCH_DATA=dir keeps the data there and reuses it next time.
+    let base_dir = std::env::var_os("PHLOX_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::tempdir_in(base_dir).unwrap();
+    let dir =
+        std::env::var_os("PHLOX_BENCH_DATA").map(std::path::PathBuf::from).unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
+    // Data ends at a UTC day boundary + 9 h (so the last day is partial).
+    let end_ms: i64 = 1_795_000_000_000 / DAY_MS * DAY_MS + 9 * HOUR_MS;
+    let start_ms = end_ms - DAYS * DAY_MS;
+    let (raw, rollups) = match load(&rt, &store) {
+        (raw, rollups) if !raw.is_empty() => (raw, rollups),
+        _ => build(&rt, &store, (start_ms, end_ms)),
+    };
     let mut all = raw.clone();
     all.extend(rollups);
     let metastore = Arc::new(Blocks(all));
@@ -251,6 +285,19 @@ fn main() {
             .unwrap();
         (r.flamegraph.unwrap().total, s.elapsed())
     };
+    // PHLOX_BENCH_PROFILE=<days>: only warm rollup queries over that many
+    // days, for a minute (to profile the process from outside).
+    if let Some(days) = std::env::var("PHLOX_BENCH_PROFILE").ok().and_then(|d| d.parse::<i64>().ok()) {
+        let f = frontend(true);
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut n = 0;
+        while Instant::now() < until {
+            flame(&f, days * DAY_MS);
+            n += 1;
+        }
+        println!("{n} queries over {days} d in 60 s");
+        return;
+    }
     let mut dropped = true;
     println!("| range | rollups cold | rollups warm | raw rows cold | raw rows warm | warm speed-up |");
     println!("|---|---|---|---|---|---|");

@@ -365,7 +365,7 @@ impl QueryFrontend {
             end_nanos: end_ms.saturating_mul(1_000_000).saturating_add(999_999),
             kind,
         });
-        let mut result = LeafResult::empty(&query.kind);
+        let empty = LeafResult::empty(&query.kind);
         // Each node is its own task, so nodes run on every core (and on
         // every backend); returning early (an error, a client gone) drops
         // and so aborts the rest.
@@ -380,6 +380,7 @@ impl QueryFrontend {
             })
         }))
         .buffer_unordered(self.limits.concurrency.max(1));
+        let mut result = empty;
         while let Some(r) = nodes.next().await {
             result.merge(r.map_err(|e| QueryError::Internal(format!("query leaf failed: {e}")))??);
         }

@@ -150,7 +150,7 @@ impl LeafResult {
     /// Merges `other` into `self` (same kind).
     pub fn merge(&mut self, other: LeafResult) {
         match (self, other) {
-            (LeafResult::Tree(a), LeafResult::Tree(b)) => a.merge(&b),
+            (LeafResult::Tree(a), LeafResult::Tree(b)) => a.merge_owned(b),
             (LeafResult::Series(a), LeafResult::Series(b)) => {
                 for (k, points) in b {
                     let e = a.entry(k).or_default();

@@ -98,19 +98,16 @@ impl MetastoreState {
                 drop_stale(&mut self.index, &mut self.tombstones, now_ms);
                 apply_poll(&self.index, &mut self.jobs, &self.deletions, &worker, now_ms, lease_ms, &policy)
             }
-            Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => {
-                let response = apply_complete(
-                    &mut self.index,
-                    &mut self.jobs,
-                    &mut self.tombstones,
-                    &mut self.deletions,
-                    &id,
-                    token,
-                    (!no_output).then_some(block),
-                    now_ms,
-                );
-                response
-            }
+            Command::CompleteCompactionJob { id, token, block, now_ms, no_output } => apply_complete(
+                &mut self.index,
+                &mut self.jobs,
+                &mut self.tombstones,
+                &mut self.deletions,
+                &id,
+                token,
+                (!no_output).then_some(block),
+                now_ms,
+            ),
             Command::DeleteRange { tenant, start_ms, end_ms, now_ms } => {
                 drop_overlapping(&mut self.index, &mut self.tombstones, &tenant, start_ms, end_ms, now_ms);
                 apply_delete_range(
