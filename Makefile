@@ -46,7 +46,7 @@ bench: ## Measure the write path (throughput, bytes per sample, dedup, flush lat
 	$(CARGO) bench -p phlox-query --bench query
 	$(CARGO) bench -p phlox-autoscaler --bench traces
 
-bench-long-range: ## Flame graphs over 1 h .. 30 d from rollups and from raw rows (~3 GB of disk, ~15 min)
+bench-long-range: ## Flame graphs over 1 h .. 30 d from rollups and from raw rows (~3 GB of disk, ~10 min)
 	$(CARGO) bench -p phlox-query --bench long_range
 
 fuzz: ## Mutation-fuzz every decoder (FUZZ_SECONDS per decoder, default 30; FUZZ_SEED, default 1): mutants/s printed, the first panic or over-budget allocation fails
