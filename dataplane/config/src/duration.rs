@@ -5,7 +5,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serializer};
 
 pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
+    s.serialize_str(&format(*d))
+}
+
+/// A duration as the configuration writes it (`30days`, `1h`, `500ms`).
+pub fn format(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

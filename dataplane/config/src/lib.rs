@@ -7,6 +7,8 @@
 
 mod duration;
 
+pub use duration::format as format_duration;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -171,17 +171,6 @@ impl std::fmt::Debug for QueryFrontend {
     }
 }
 
-/// A duration as the configuration writes it (`30d`, `36h`, `90m`, `45s`).
-fn duration_text(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 fn bad<T>(m: impl Into<String>) -> Result<T, QueryError> {
     Err(QueryError::InvalidArgument(m.into()))
 }
@@ -274,7 +263,7 @@ impl QueryFrontend {
         if max > 0 && end.saturating_sub(start) > max {
             return bad(format!(
                 "the query time range exceeds the limit (max_query_length {})",
-                duration_text(limits.max_query_length)
+                phlox_config::format_duration(limits.max_query_length)
             ));
         }
         if limits.max_query_lookback.is_zero() {

@@ -213,16 +213,7 @@ impl CompactionWorker {
             }
             Err(e) => return Err(internal(e.to_string())),
         };
-        let path = paths::object_path(&job.tenant, 0, level, id);
-        self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
-        self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
-        self.metastore
-            .complete_compaction_job(CompleteCompactionJobRequest {
-                id: job.id.clone(),
-                token: job.token,
-                block: Some(encoded.meta),
-            })
-            .await?;
+        self.store_and_complete(job, level, id, encoded).await?;
         self.blocks.with_label_values(&["output"]).inc();
         if let (Some(recording), Some(evaluator)) = (&self.recording, evaluator) {
             recording.profiles.inc_by(evaluator.profiles);
@@ -249,6 +240,30 @@ impl CompactionWorker {
 }
 
 impl CompactionWorker {
+    /// Writes a job's result to the bucket, then completes the job with it.
+    async fn store_and_complete(
+        &self,
+        job: &CompactionJob,
+        level: u32,
+        id: Ulid,
+        encoded: phlox_block::EncodedBlock,
+    ) -> Result<(), tonic::Status> {
+        let path = paths::object_path(&job.tenant, 0, level, id);
+        self.store
+            .put(&path, PutPayload::from(encoded.bytes))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
+        self.metastore
+            .complete_compaction_job(CompleteCompactionJobRequest {
+                id: job.id.clone(),
+                token: job.token,
+                block: Some(encoded.meta),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// A rollup job: sums the sources' rows of the bucket into a rollup
     /// block, writes it and hands it to the metastore (the sources stay).
     async fn rollup(&self, job: &CompactionJob, readers: Vec<BlockReader>) -> Result<(), tonic::Status> {
@@ -281,16 +296,7 @@ impl CompactionWorker {
             }
             Err(e) => return Err(internal(e.to_string())),
         };
-        let path = paths::object_path(&job.tenant, 0, level, id);
-        self.store.put(&path, PutPayload::from(encoded.bytes.clone())).await.map_err(|e| internal(e.to_string()))?;
-        self.blocks.with_label_values(&["source"]).inc_by(job.sources.len() as u64);
-        self.metastore
-            .complete_compaction_job(CompleteCompactionJobRequest {
-                id: job.id.clone(),
-                token: job.token,
-                block: Some(encoded.meta),
-            })
-            .await?;
+        self.store_and_complete(job, level, id, encoded).await?;
         self.blocks.with_label_values(&["rollup"]).inc();
         info!(job = %job.id, tenant = %job.tenant, start, end, sources = job.sources.len(), block = %id, "rolled up");
         Ok(())

@@ -29,7 +29,7 @@ use ulid::Ulid;
 use super::compaction::{Job, Jobs, MAX_LEVEL};
 use super::deletion::Deletions;
 use super::index::{BlockIndex, IndexedBlock, MAX_PARTITIONS_PER_ENTRY, PARTITION_MS};
-use super::tombstones::{Tombstone, Tombstones, object_key};
+use super::tombstones::{Tombstones, tombstone_block};
 
 /// Lowest compaction level of the blocks a rollup sums: level-0 segments
 /// are shared by tenants and compacted within a minute. (A rollup over
@@ -91,26 +91,13 @@ fn covers_live(index: &BlockIndex, rollup: &IndexedBlock) -> bool {
     })
 }
 
-fn tombstone(tombstones: &mut Tombstones, id: Ulid, block: &IndexedBlock, now_ms: i64) {
-    let key = object_key(id, block);
-    tombstones.insert(
-        key.clone(),
-        Tombstone {
-            key,
-            block_id: block.header.id.clone(),
-            tenant: block.header.tenant.clone(),
-            deleted_at_ms: now_ms,
-        },
-    );
-}
-
 /// Drops (and tombstones) the rollups that a cover left.
 pub(crate) fn drop_stale(index: &mut BlockIndex, tombstones: &mut Tombstones, now_ms: i64) {
     let stale: Vec<Ulid> =
         index.iter().filter(|(_, b)| is_rollup(&b.header) && !covers_live(index, b)).map(|(id, _)| *id).collect();
     for id in stale {
         if let Some(b) = index.remove(&id) {
-            tombstone(tombstones, id, &b, now_ms);
+            tombstone_block(tombstones, id, &b, now_ms);
         }
     }
 }
@@ -137,7 +124,7 @@ pub(crate) fn drop_overlapping(
         .collect();
     for id in hit {
         if let Some(b) = index.remove(&id) {
-            tombstone(tombstones, id, &b, now_ms);
+            tombstone_block(tombstones, id, &b, now_ms);
         }
     }
 }
@@ -280,7 +267,7 @@ pub(crate) fn complete(
         && covers_live(index, &indexed)
         && !deletion_overlaps(deletions, &job.tenant, rollup.start_ms, rollup.end_ms);
     if !valid {
-        tombstone(tombstones, new_id, &indexed, now_ms);
+        tombstone_block(tombstones, new_id, &indexed, now_ms);
         return;
     }
     let replaced: Vec<Ulid> = index
@@ -298,7 +285,7 @@ pub(crate) fn complete(
         .collect();
     for id in replaced.into_iter().filter(|id| *id != new_id) {
         if let Some(b) = index.remove(&id) {
-            tombstone(tombstones, id, &b, now_ms);
+            tombstone_block(tombstones, id, &b, now_ms);
         }
     }
     index.insert(new_id, indexed);

@@ -32,6 +32,20 @@ pub(crate) fn object_key(id: Ulid, block: &IndexedBlock) -> String {
     object_path(&h.tenant, h.shard, h.compaction_level, id).to_string()
 }
 
+/// Tombstones the object of a block that left the index.
+pub(crate) fn tombstone_block(tombstones: &mut Tombstones, id: Ulid, block: &IndexedBlock, now_ms: i64) {
+    let key = object_key(id, block);
+    tombstones.insert(
+        key.clone(),
+        Tombstone {
+            key,
+            block_id: block.header.id.clone(),
+            tenant: block.header.tenant.clone(),
+            deleted_at_ms: now_ms,
+        },
+    );
+}
+
 pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<Ulid>, InvalidRequest> {
     ids.iter().map(|id| Ulid::from_string(id).map_err(|_| InvalidRequest::InvalidBlockId { id: id.clone() })).collect()
 }
@@ -53,16 +67,7 @@ pub(crate) fn apply_delete_blocks(
         let Some(block) = index.remove(&id) else {
             continue;
         };
-        let key = object_key(id, &block);
-        tombstones.insert(
-            key.clone(),
-            Tombstone {
-                key,
-                block_id: block.header.id.clone(),
-                tenant: block.header.tenant.clone(),
-                deleted_at_ms: now_ms,
-            },
-        );
+        tombstone_block(tombstones, id, &block, now_ms);
         deleted += 1;
     }
     Response::BlocksDeleted { deleted }
