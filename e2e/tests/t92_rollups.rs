@@ -158,7 +158,8 @@ async fn answer(base: &str, selector: &str, s: i64, e: i64) -> Answer {
 }
 
 /// The ranges: (label selector, pod of the selector, start, end), cutting
-/// hours and days at odd points, whole hours, whole days, inside one hour.
+/// hours and days at odd points (hours mostly inside and mostly outside),
+/// whole hours, whole days, inside one hour.
 fn ranges(d: i64) -> Vec<(&'static str, Option<i64>, i64, i64)> {
     let h0 = d + 20 * HOUR;
     vec![
@@ -169,6 +170,10 @@ fn ranges(d: i64) -> Vec<(&'static str, Option<i64>, i64, i64)> {
         ("{}", None, d + DAY + 17 * MIN + 1, d + DAY + 50 * MIN),
         ("{}", None, h0 + HOUR, h0 + 3 * HOUR - 1),
         (r#"{pod=~"p0|p2"}"#, None, h0 - HOUR, h0 + 2 * HOUR + 1),
+        // Both edge hours mostly inside: each read whole from its rollup,
+        // less the rows outside the range.
+        ("{}", None, h0 + 10 * MIN + 1, h0 + 3 * HOUR + 45 * MIN + 500),
+        (r#"{pod="p1"}"#, Some(1), h0 + 2 * HOUR + 20 * MIN, d + DAY + 55 * MIN),
     ]
 }
 

@@ -976,6 +976,7 @@ fn encode_tenant_index(
         deleted: Vec::new(),
         rollup_covers: Vec::new(),
         covered: Vec::new(),
+        negated: Vec::new(),
     };
     Ok((out, meta))
 }
@@ -1021,6 +1022,7 @@ fn encode_dataset((tenant, service): (String, String), ds: DatasetBuilder, codec
         deleted: Vec::new(),
         rollup_covers: Vec::new(),
         covered: Vec::new(),
+        negated: Vec::new(),
     };
     Ok(EncodedDataset { bytes, meta, keys, series })
 }

@@ -120,6 +120,7 @@ impl BlockReader {
             series: Vec::new(),
             // Rows of pending deletions and rows a rollup answers are skipped alike.
             deleted: deleted_nanos(ds.deleted.iter().chain(&ds.covered)),
+            negated: deleted_nanos(ds.negated.iter()),
             dataset: ds,
         };
         Ok(reader)
@@ -202,12 +203,19 @@ pub struct DatasetReader {
     /// Nanosecond ranges (inclusive) of pending deletions: rows in them
     /// are skipped.
     deleted: Vec<(i64, i64)>,
+    /// Nanosecond ranges (inclusive) whose rows stack sums subtract (a
+    /// rollup's hour read whole, less what lies outside the query).
+    negated: Vec<(i64, i64)>,
 }
 
 impl DatasetReader {
     /// Whether a row at `t` (ns) lies in a pending deletion's range.
     fn is_deleted(&self, t: i64) -> bool {
         self.deleted.iter().any(|&(s, e)| s <= t && t <= e)
+    }
+
+    fn is_negated(&self, t: i64) -> bool {
+        self.negated.iter().any(|&(s, e)| s <= t && t <= e)
     }
 
     /// The object this dataset lives in.
@@ -373,7 +381,8 @@ impl DatasetReader {
 
     /// Adds the values of every sample of the selected series within
     /// `[start, end]` nanoseconds into `values`, indexed by stack id (the
-    /// query hot path: no per-row allocation). Returns the samples scanned.
+    /// query hot path: no per-row allocation); rows in the dataset's
+    /// `negated` ranges subtract instead. Returns the samples scanned.
     /// Stack ids outside `values` are ignored.
     pub async fn accumulate_stack_values(
         &self,
@@ -451,13 +460,15 @@ impl DatasetReader {
             for i in 0..b.num_rows() {
                 let sid = sids.value(i);
                 let t = times.value(i);
+                let negated = !self.negated.is_empty() && self.is_negated(t);
                 if !wanted.get(sid as usize).copied().unwrap_or(false)
                     || t < start_nanos
                     || t > end_nanos
-                    || self.is_deleted(t)
+                    || (!negated && self.is_deleted(t))
                 {
                     continue;
                 }
+                let sign = if negated { -1 } else { 1 };
                 if let Some(ids) = ids {
                     let mut id = [0u8; 16];
                     id.copy_from_slice(ids.value(i));
@@ -501,7 +512,7 @@ impl DatasetReader {
                             && trace_ok
                             && let Some(slot) = values.get_mut(stack_v[sr.start + k] as usize)
                         {
-                            *slot = slot.wrapping_add(value_v[vr.start + k]);
+                            *slot = slot.wrapping_add(value_v[vr.start + k].wrapping_mul(sign));
                         }
                     }
                     continue;
@@ -509,6 +520,14 @@ impl DatasetReader {
                 // Wrapping, as release `+=` and Pyroscope's int64 sums:
                 // saturating costs ~24% of the scan (measured); each
                 // profile's total is checked to fit 64 bits at ingest.
+                if negated {
+                    for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
+                        if let Some(slot) = values.get_mut(st as usize) {
+                            *slot = slot.wrapping_sub(v);
+                        }
+                    }
+                    continue;
+                }
                 for (&st, &v) in stack_v[sr].iter().zip(&value_v[vr]) {
                     if let Some(slot) = values.get_mut(st as usize) {
                         *slot = slot.wrapping_add(v);

@@ -20,6 +20,10 @@
 //! `PHLOX_BENCH_DIR` (default: the system temp dir).
 #![allow(clippy::unwrap_used)]
 
+// The server's allocator and its settings: large per-dataset buffers cost
+// what they cost in the server.
+phlox_introspect::install_allocator!();
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -285,10 +289,11 @@ fn main() {
             .unwrap();
         (r.flamegraph.unwrap().total, s.elapsed())
     };
-    // PHLOX_BENCH_PROFILE=<days>: only warm rollup queries over that many
-    // days, for a minute (to profile the process from outside).
+    // PHLOX_BENCH_PROFILE=<days>: only warm rollup queries (raw rows with
+    // PHLOX_BENCH_ROLLUPS=0) over that many days, for a minute (to profile
+    // the process from outside).
     if let Some(days) = std::env::var("PHLOX_BENCH_PROFILE").ok().and_then(|d| d.parse::<i64>().ok()) {
-        let f = frontend(true);
+        let f = frontend(std::env::var("PHLOX_BENCH_ROLLUPS").map_or(true, |v| v != "0"));
         let until = Instant::now() + Duration::from_secs(60);
         let mut n = 0;
         while Instant::now() < until {

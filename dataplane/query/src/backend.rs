@@ -7,11 +7,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use phlox_block::{BlockReader, DatasetReader, SeriesInfo, is_tenant_index};
-use phlox_model::{Labels, StackTree, label_names as ln};
+use phlox_model::{Labels, label_names as ln};
 use phlox_proto::metastore::v1::{BlockMeta, Dataset, TimeRange};
 use rustc_hash::FxHashSet;
 
 use crate::QueryError;
+use crate::call_tree::CallTree;
 use crate::plan::{ExemplarKind, LeafKind, LeafQuery, LeafResult};
 use crate::stacks::{MergedStacks, call_site_mask};
 use crate::task::Task;
@@ -220,13 +221,14 @@ impl LocalBackend {
             if selected.is_empty() {
                 continue;
             }
+            let tenant = tenant_of(ds.meta());
             if let (LeafKind::Tree, LeafResult::Tree(t)) = (&query.kind, &mut result) {
                 // Every dataset's stacks straight into the leaf's tree: no
                 // per-dataset tree to merge afterwards.
-                tree_into(&ds, &selected, &query, &self.symbols, t).await?;
+                tree_into(&ds, &tenant, &selected, &query, &self.symbols, t).await?;
                 continue;
             }
-            result.merge(execute_dataset(&ds, &selected, &query, &self.symbols).await?);
+            result.merge(execute_dataset(&ds, &tenant, &selected, &query, &self.symbols).await?);
         }
         Ok(result)
     }
@@ -316,6 +318,7 @@ fn labels_of(ds: &DatasetReader, i: u32) -> &Labels {
 
 async fn execute_dataset(
     ds: &DatasetReader,
+    tenant: &str,
     selected: &[u32],
     q: &LeafQuery,
     cache: &crate::SymbolCache,
@@ -406,8 +409,8 @@ async fn execute_dataset(
             LeafResult::Stacks(Box::new(stacks))
         }
         LeafKind::Tree => {
-            let mut t = StackTree::default();
-            tree_into(ds, selected, q, cache, &mut t).await?;
+            let mut t = CallTree::default();
+            tree_into(ds, tenant, selected, q, cache, &mut t).await?;
             LeafResult::Tree(t)
         }
     })
@@ -501,64 +504,28 @@ async fn profile_values(
     Ok(out)
 }
 
-/// The call tree of the selected profiles: stack values accumulate in a
-/// dense array indexed by stack id, then each used stack node maps to a
-/// call-tree node once (parents precede children in the stack table).
-/// Adds the selected profiles' stacks of a dataset to `tree`.
+/// Adds the selected profiles' stacks of a dataset of `tenant` to `tree`:
+/// stack values accumulate in a dense array indexed by stack id, then
+/// each valued stack adds to its call-tree node in the service's interned
+/// tree (the stack → node map is made once per cached dataset).
 async fn tree_into(
     ds: &DatasetReader,
+    tenant: &str,
     selected: &[u32],
     q: &LeafQuery,
     cache: &crate::SymbolCache,
-    tree: &mut StackTree,
+    tree: &mut CallTree,
 ) -> Result<(), QueryError> {
-    let symbols = cache.get(ds).await?;
-    let n = symbols.stack_count();
-    let mut values = vec![0i64; n];
+    let (symbols, interned, nodes) = cache.call_tree(ds, tenant).await?;
+    let mut values = vec![0i64; symbols.stack_count()];
     ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;
-    // Which nodes are on a path to a valued stack.
-    let mut used = vec![false; n];
-    for i in (1..n).rev() {
-        if values[i] != 0 || used[i] {
-            used[i] = true;
-            let p = symbols.stack_parent[i] as usize;
-            if p < n {
-                used[p] = true;
-            }
-        }
-    }
-    let mut fn_ids: Vec<u32> = vec![u32::MAX; symbols.functions.len()];
-    let mut map = vec![0u32; n];
-    for i in 1..n {
-        if !used[i] {
-            continue;
-        }
-        let mut t = map[symbols.stack_parent[i] as usize];
-        let loc = symbols.stack_location[i] as usize;
-        if let Some(r) = symbols.location_lines.get(loc) {
-            // Lines are innermost first: the outermost frame is the caller.
-            for &(f, _) in symbols.lines[r.start as usize..r.end as usize].iter().rev() {
-                let id = match fn_ids.get(f as usize) {
-                    Some(&id) if id != u32::MAX => id,
-                    _ => {
-                        let name = symbols
-                            .functions
-                            .get(f as usize)
-                            .map(|f| symbols.strings[f.name as usize].as_str())
-                            .unwrap_or("");
-                        let id = tree.name_id(name);
-                        if let Some(slot) = fn_ids.get_mut(f as usize) {
-                            *slot = id;
-                        }
-                        id
-                    }
-                };
-                t = tree.child(t, id);
-            }
-        }
-        map[i] = t;
-        if values[i] != 0 {
-            tree.add_self(t, values[i]);
+    let len = values.iter().zip(nodes.iter()).filter(|(v, _)| **v != 0).map(|(_, &n)| n as usize + 1).max();
+    let out = tree.values_of(&interned, len.unwrap_or(0));
+    for (v, &node) in values.iter().zip(nodes.iter()).skip(1) {
+        if *v != 0
+            && let Some(o) = out.get_mut(node as usize)
+        {
+            *o = o.wrapping_add(*v);
         }
     }
     Ok(())

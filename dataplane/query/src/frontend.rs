@@ -332,7 +332,7 @@ impl QueryFrontend {
             && filter.profile_ids.is_none()
             && filter.span_ids.is_none()
             && filter.trace_ids.is_none();
-        let blocks = if rollups {
+        let (blocks, start_ms, end_ms) = if rollups {
             // Whole days: a rollup is usable only while all its covers are
             // indexed, and those of a day cut by the range lie partly outside it.
             let (wide_start, wide_end) = crate::rollups::widened(start_ms, end_ms);
@@ -343,9 +343,10 @@ impl QueryFrontend {
                 matchers: metastore_matchers(&selector),
                 rollups: true,
             };
-            crate::rollups::plan(self.metastore.query_blocks(req).await?.blocks, start_ms, end_ms)
+            let plan = crate::rollups::plan(self.metastore.query_blocks(req).await?.blocks, start_ms, end_ms);
+            (plan.blocks, plan.start_ms, plan.end_ms)
         } else {
-            self.blocks(tenants, start_ms, end_ms, &selector).await?
+            (self.blocks(tenants, start_ms, end_ms, &selector).await?, start_ms, end_ms)
         };
         let query = Arc::new(LeafQuery {
             selector,
@@ -486,7 +487,7 @@ impl QueryFrontend {
             return Ok(stacks.to_tree());
         }
         let tree = match self.run_filtered(tenants, start, end, selector, filter, LeafKind::Tree).await? {
-            LeafResult::Tree(t) => t,
+            LeafResult::Tree(t) => t.into_tree(),
             _ => phlox_model::StackTree::default(),
         };
         let call_site = sel.call_site();

@@ -7,7 +7,7 @@
 //!          ▼
 //!        QueryBackend::execute(leaf) / execute_merge(node)  ×N, concurrently  ── LocalBackend: ranged GETs of the needed sections,
 //!          │                                                 series selection, stack values in dense arrays,
-//!          ▼                                                 stack nodes → call tree once per dataset
+//!          ▼                                                 stack → node of the service's interned call tree
 //!        merge LeafResults ─▶ flame graph / tree / series / labels
 //! ```
 //!
@@ -17,6 +17,7 @@
 
 pub mod adhoc;
 mod backend;
+mod call_tree;
 mod error;
 pub mod flamebearer;
 mod frontend;
@@ -29,6 +30,7 @@ mod symbol_cache;
 mod task;
 
 pub use backend::{LocalBackend, QueryBackend, leaf_runtime};
+pub use call_tree::CallTree;
 pub use error::QueryError;
 pub use frontend::{QueryFrontend, QueryLimits, RangeLimits, flamegraph};
 pub use metrics::QueryMetrics;

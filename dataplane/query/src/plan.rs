@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use phlox_model::{Selector, StackTree};
+use phlox_model::Selector;
+
+use crate::call_tree::CallTree;
 
 /// Most read leaves under one merge node (a backend refuses more).
 pub const MAX_MERGE_CHILDREN: usize = 32;
@@ -127,7 +129,7 @@ pub type SeriesPoints = BTreeMap<Vec<(String, String)>, BTreeMap<i64, PointValue
 /// A partial result; merge nodes combine them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LeafResult {
-    Tree(StackTree),
+    Tree(CallTree),
     Series(SeriesPoints),
     Names(BTreeSet<String>),
     Points(BTreeMap<Vec<(String, String)>, Vec<ProfilePoint>>),
@@ -138,7 +140,7 @@ pub enum LeafResult {
 impl LeafResult {
     pub fn empty(kind: &LeafKind) -> Self {
         match kind {
-            LeafKind::Tree => LeafResult::Tree(StackTree::default()),
+            LeafKind::Tree => LeafResult::Tree(CallTree::default()),
             LeafKind::Series { .. } => LeafResult::Series(SeriesPoints::new()),
             LeafKind::Points { .. } => LeafResult::Points(BTreeMap::new()),
             LeafKind::LabelNames | LeafKind::LabelValues(_) => LeafResult::Names(BTreeSet::new()),
@@ -150,7 +152,7 @@ impl LeafResult {
     /// Merges `other` into `self` (same kind).
     pub fn merge(&mut self, other: LeafResult) {
         match (self, other) {
-            (LeafResult::Tree(a), LeafResult::Tree(b)) => a.merge_owned(b),
+            (LeafResult::Tree(a), LeafResult::Tree(b)) => a.merge(b),
             (LeafResult::Series(a), LeafResult::Series(b)) => {
                 for (k, points) in b {
                     let e = a.entry(k).or_default();

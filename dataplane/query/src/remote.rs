@@ -219,7 +219,7 @@ pub fn result_to_proto(r: LeafResult) -> pb::LeafResult {
     use pb::leaf_result::Result as R;
     let result = match r {
         LeafResult::Tree(t) => {
-            let (names, parents, name_ids, self_values) = t.into_parts();
+            let (names, parents, name_ids, self_values) = t.into_tree().into_parts();
             R::Tree(pb::TreeResult { names, parents, name_ids, self_values })
         }
         LeafResult::Series(s) => R::Series(pb::SeriesResult {
@@ -304,7 +304,7 @@ pub fn result_from_proto(r: pb::LeafResult) -> Result<LeafResult, QueryError> {
 fn decode_result(r: pb::LeafResult) -> Result<LeafResult, String> {
     use pb::leaf_result::Result as R;
     Ok(match r.result.ok_or("missing result")? {
-        R::Tree(t) => LeafResult::Tree(StackTree::from_parts(t.names, t.parents, t.name_ids, t.self_values)?),
+        R::Tree(t) => LeafResult::Tree(StackTree::from_parts(t.names, t.parents, t.name_ids, t.self_values)?.into()),
         R::Series(s) => {
             let mut out = SeriesPoints::new();
             for g in s.groups {

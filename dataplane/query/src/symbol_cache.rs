@@ -1,6 +1,7 @@
 //! Decoded symbols of recently read datasets, bounded by bytes. Objects are
 //! immutable (keys are ULIDs), so an entry never goes stale; a warm query
-//! skips the symbols GET and their decoding.
+//! skips the symbols GET and their decoding, and a warm flame graph the
+//! mapping of its stacks to call-tree nodes ([`crate::call_tree`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use phlox_block::{DatasetReader, Symbols};
 
 use crate::QueryError;
+use crate::call_tree::{INTERNED_NODE_BYTES, SharedInterned};
 
 /// Default budget of decoded symbols kept in memory.
 pub const DEFAULT_SYMBOL_CACHE_BYTES: usize = 256 << 20;
@@ -61,13 +63,31 @@ impl<V> Entries<V> {
     }
 }
 
+/// A cached dataset: its symbols and, once a flame graph has read it, the
+/// call-tree node of each of its stacks in its service's interned tree.
+#[derive(Debug)]
+struct Cached {
+    symbols: Arc<Symbols>,
+    nodes: Mutex<Option<(SharedInterned, Arc<Vec<u32>>)>>,
+}
+
+/// The interned call trees by (tenant, service), and their nodes in all.
+#[derive(Debug, Default)]
+struct Trees {
+    by_service: HashMap<(String, String), SharedInterned>,
+    nodes: usize,
+}
+
 /// A byte-bounded cache of [`Symbols`] by dataset.
 #[derive(Debug)]
 pub struct SymbolCache {
-    entries: Mutex<Entries<Arc<Symbols>>>,
+    entries: Mutex<Entries<Arc<Cached>>>,
     max_bytes: usize,
     /// Lookups by result (`hit`, `miss`), once metrics are attached.
     requests: std::sync::OnceLock<prometheus::IntCounterVec>,
+    /// Interned call trees, a quarter of the budget: over it, every tree
+    /// starts again (datasets map their stacks again when next read).
+    trees: Mutex<Trees>,
 }
 
 impl Default for SymbolCache {
@@ -84,12 +104,19 @@ fn size_of(s: &Symbols) -> usize {
         + s.location_mapping.len() * (4 + 8 + 8)
         + s.lines.len() * 16
         + s.stack_parent.len() * 8
+        // The stacks' call-tree nodes, once mapped.
+        + s.stack_parent.len() * 4
 }
 
 impl SymbolCache {
     /// A cache holding at most `max_bytes` of decoded symbols (0 disables it).
     pub fn new(max_bytes: usize) -> Self {
-        Self { entries: Mutex::new(Entries::default()), max_bytes, requests: std::sync::OnceLock::new() }
+        Self {
+            entries: Mutex::new(Entries::default()),
+            max_bytes,
+            requests: std::sync::OnceLock::new(),
+            trees: Mutex::new(Trees::default()),
+        }
     }
 
     /// Counts lookups in `requests` by result (`hit`, `miss`).
@@ -105,20 +132,71 @@ impl SymbolCache {
 
     /// The symbols of `ds`, from the cache or read and decoded.
     pub async fn get(&self, ds: &DatasetReader) -> Result<Arc<Symbols>, QueryError> {
+        Ok(Arc::clone(&self.cached(ds).await?.symbols))
+    }
+
+    async fn cached(&self, ds: &DatasetReader) -> Result<Arc<Cached>, QueryError> {
         let key = format!("{}\n{}\n{}", ds.path(), ds.meta().tenant, ds.meta().name);
         if let Ok(e) = self.entries.lock()
-            && let Some((s, _)) = e.map.get(&key)
+            && let Some((c, _)) = e.map.get(&key)
         {
             self.count("hit");
-            return Ok(Arc::clone(s));
+            return Ok(Arc::clone(c));
         }
         self.count("miss");
         let symbols = Arc::new(ds.symbols().await?);
         let size = size_of(&symbols);
+        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None) });
         if let Ok(mut e) = self.entries.lock() {
-            e.insert(key, Arc::clone(&symbols), size, self.max_bytes);
+            e.insert(key, Arc::clone(&cached), size, self.max_bytes);
         }
-        Ok(symbols)
+        Ok(cached)
+    }
+
+    /// The symbols of `ds` (of `tenant`), its service's interned call tree and the node of
+    /// each of its stacks in it (made on first use, then cached with the
+    /// symbols).
+    pub(crate) async fn call_tree(
+        &self,
+        ds: &DatasetReader,
+        tenant: &str,
+    ) -> Result<(Arc<Symbols>, SharedInterned, Arc<Vec<u32>>), QueryError> {
+        let cached = self.cached(ds).await?;
+        let interned = self.interned(tenant, &ds.meta().name);
+        let mut nodes = cached.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((t, map)) = nodes.as_ref()
+            && Arc::ptr_eq(t, &interned)
+        {
+            return Ok((Arc::clone(&cached.symbols), interned, Arc::clone(map)));
+        }
+        // Most datasets of a service add no node: those map under the read
+        // lock, concurrently.
+        let known =
+            interned.read().unwrap_or_else(std::sync::PoisonError::into_inner).map_known_stacks(&cached.symbols);
+        let (map, added) = match known {
+            Some(map) => (Arc::new(map), 0),
+            None => {
+                let mut tree = interned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let before = tree.len();
+                let map = tree.map_stacks(&cached.symbols);
+                (Arc::new(map), tree.len() - before)
+            }
+        };
+        if let Ok(mut trees) = self.trees.lock() {
+            trees.nodes += added;
+            if trees.nodes.saturating_mul(INTERNED_NODE_BYTES) > self.max_bytes / 4 {
+                *trees = Trees::default();
+            }
+        }
+        *nodes = Some((Arc::clone(&interned), Arc::clone(&map)));
+        Ok((Arc::clone(&cached.symbols), interned, map))
+    }
+
+    /// The interned call tree of a service now.
+    fn interned(&self, tenant: &str, service: &str) -> SharedInterned {
+        let Ok(mut trees) = self.trees.lock() else { return SharedInterned::default() };
+        let key = (tenant.to_owned(), service.to_owned());
+        Arc::clone(trees.by_service.entry(key).or_default())
     }
 
     /// Bytes held now.

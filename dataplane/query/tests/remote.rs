@@ -146,8 +146,9 @@ fn every_result_round_trips() {
     tree.add_stack(["main"], 1);
     tree.add_stack(["other", "main", "main"], 2);
     tree.add_stack([], 4);
-    let back = result_round_trip(&LeafResult::Tree(tree.clone()));
+    let back = result_round_trip(&LeafResult::Tree(tree.clone().into()));
     let LeafResult::Tree(b) = &back else { panic!("{back:?}") };
+    let b = &b.to_tree();
     assert_eq!(b, &tree);
     assert_eq!(b.total(), 49);
     assert_eq!(b.flamegraph(100), tree.flamegraph(100));
@@ -224,7 +225,7 @@ fn every_result_round_trips() {
         LeafResult::Names(names),
         LeafResult::Names(BTreeSet::new()),
         LeafResult::LabelSets(sets),
-        LeafResult::Tree(StackTree::default()),
+        LeafResult::Tree(StackTree::default().into()),
         LeafResult::Stacks(Box::default()),
     ] {
         assert_eq!(result_round_trip(&r), r);
@@ -837,8 +838,9 @@ async fn merge_nodes_answer_as_single_leaves() {
     }
     // Leaves merge in the order they finish, so compare stacks, not node order.
     let (LeafResult::Tree(t), LeafResult::Tree(s)) = (&tree, &separate) else { panic!("{tree:?}") };
+    let (t, s) = (t.to_tree(), s.to_tree());
     assert_eq!(t.total(), 227);
-    assert_eq!(folded_tree(t), folded_tree(s));
+    assert_eq!(folded_tree(&t), folded_tree(&s));
 
     // More leaves than a node may hold: refused, not run.
     let many = vec![blocks[0].clone(); phlox_query::MAX_MERGE_CHILDREN + 1];
@@ -887,7 +889,7 @@ async fn merge_nodes_fall_back_to_leaves_on_a_backend_without_them() {
     let remote = RemoteBackend::with_options(vec![addr.to_string()], options());
     let tree = remote.execute_merge(blocks.clone(), leaf(LeafKind::Tree)).await.unwrap();
     let LeafResult::Tree(t) = &tree else { panic!("{tree:?}") };
-    assert_eq!(t.total(), 227);
+    assert_eq!(t.to_tree().total(), 227);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
