@@ -62,6 +62,16 @@ impl StackTree {
         }
     }
 
+    /// The id of an interned function name, if interned.
+    pub fn find_name(&self, name: &str) -> Option<u32> {
+        self.names.get_index_of(name).map(|i| i as u32)
+    }
+
+    /// The child of `parent` with function `name`, if the tree has it.
+    pub fn find_child(&self, parent: u32, name: u32) -> Option<u32> {
+        self.index.get(&(parent, name)).copied()
+    }
+
     /// The child of `parent` with function `name`, created if absent.
     pub fn child(&mut self, parent: u32, name: u32) -> u32 {
         let next = self.parent.len() as u32;
@@ -198,6 +208,34 @@ impl StackTree {
                 let s = &mut self.self_value[map[i] as usize];
                 *s = s.wrapping_add(*v);
             }
+        }
+    }
+
+    /// Adds `values` (self values by node of `shape`) to this tree: the
+    /// nodes of `shape` on a path to a non-zero value are found or created
+    /// here (by function name), the others are left out.
+    pub fn add_values(&mut self, shape: &StackTree, values: &[i64]) {
+        let n = values.len().min(shape.parent.len());
+        // Nodes on a path to a value, found leaves up (parents precede children).
+        let mut used = vec![false; n];
+        for i in (1..n).rev() {
+            if values[i] != 0 || used[i] {
+                used[i] = true;
+                used[shape.parent[i] as usize] = true;
+            }
+        }
+        if let Some(&root) = values.first() {
+            self.add_self(0, root);
+        }
+        let mut names: Vec<u32> = vec![u32::MAX; shape.names.len()];
+        let mut map = vec![0u32; n];
+        for i in (1..n).filter(|&i| used[i]) {
+            let f = shape.name[i] as usize;
+            if names[f] == u32::MAX {
+                names[f] = self.name_id(&shape.names[f]);
+            }
+            map[i] = self.child(map[shape.parent[i] as usize], names[f]);
+            self.add_self(map[i], values[i]);
         }
     }
 
@@ -609,6 +647,28 @@ mod tests {
         t.add_stack(["a", "c"], 5);
         t.add_stack(["b"], 4);
         t
+    }
+
+    #[test]
+    fn values_over_a_shape_add_by_name_and_leave_out_nodes_without_value() {
+        // Shape: root, a (1), a;c (2), b (3), b;d (4).
+        let mut shape = StackTree::default();
+        for path in [&["a", "c"][..], &["b", "d"]] {
+            shape.add_stack(path.iter().copied(), 0);
+        }
+        let mut t = StackTree::default();
+        t.add_stack(["b"], 2);
+        // a;c = 5, b = -1 (a partial sum), b;d = 0: d is left out.
+        t.add_values(&shape, &[3, 0, 5, -1, 0]);
+        let mut want = StackTree::default();
+        want.add_stack(["b"], 1);
+        want.add_stack(["a", "c"], 5);
+        want.add_stack([], 3);
+        assert_eq!(t.total(), 9);
+        assert_eq!(t.node_count(), 4);
+        assert_eq!(t.flamegraph(0), want.flamegraph(0));
+        assert_eq!(shape.find_child(0, shape.find_name("b").unwrap()), Some(3));
+        assert_eq!(shape.find_name("x"), None);
     }
 
     #[test]

@@ -16,38 +16,20 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use indexmap::IndexSet;
 use phlox_block::Symbols;
 use phlox_model::StackTree;
-use rustc_hash::{FxBuildHasher, FxHashMap};
 
-/// Approximate bytes per interned node (parent, name, index entry).
-pub(crate) const INTERNED_NODE_BYTES: usize = 32;
+/// Approximate bytes per interned node (parent, name, self value, index entry).
+pub(crate) const INTERNED_NODE_BYTES: usize = 40;
 
-/// The call tree of every dataset of one service the process has read;
-/// node 0 is the root, parents precede children.
-#[derive(Debug)]
-pub(crate) struct Interned {
-    names: IndexSet<String, FxBuildHasher>,
-    parent: Vec<u32>,
-    name: Vec<u32>,
-    index: FxHashMap<(u32, u32), u32>,
-}
-
-impl Default for Interned {
-    fn default() -> Self {
-        Self {
-            names: IndexSet::with_hasher(FxBuildHasher),
-            parent: vec![0],
-            name: vec![u32::MAX],
-            index: FxHashMap::default(),
-        }
-    }
-}
+/// The call tree of every dataset of one service the process has read: a
+/// [`StackTree`] whose values stay zero (results hold theirs apart).
+#[derive(Debug, Default)]
+pub(crate) struct Interned(StackTree);
 
 impl Interned {
     pub(crate) fn len(&self) -> usize {
-        self.parent.len()
+        self.0.node_count()
     }
 
     /// [`Interned::map_stacks`] when the tree already holds every node of
@@ -58,14 +40,14 @@ impl Interned {
             let name = match names.get(f as usize) {
                 Some(&id) if id != u32::MAX => id,
                 _ => {
-                    let id = self.names.get_index_of(function_name(symbols, f))? as u32;
+                    let id = self.0.find_name(function_name(symbols, f))?;
                     if let Some(slot) = names.get_mut(f as usize) {
                         *slot = id;
                     }
                     id
                 }
             };
-            self.index.get(&(parent, name)).copied()
+            self.0.find_child(parent, name)
         })
     }
 
@@ -78,23 +60,14 @@ impl Interned {
             let name = match names.get(f as usize) {
                 Some(&id) if id != u32::MAX => id,
                 _ => {
-                    let s = function_name(symbols, f);
-                    let id = match self.names.get_index_of(s) {
-                        Some(id) => id as u32,
-                        None => self.names.insert_full(s.to_owned()).0 as u32,
-                    };
+                    let id = self.0.name_id(function_name(symbols, f));
                     if let Some(slot) = names.get_mut(f as usize) {
                         *slot = id;
                     }
                     id
                 }
             };
-            let next = self.parent.len() as u32;
-            Some(*self.index.entry((parent, name)).or_insert_with(|| {
-                self.parent.push(parent);
-                self.name.push(name);
-                next
-            }))
+            Some(self.0.child(parent, name))
         });
         map.unwrap_or_default()
     }
@@ -190,29 +163,7 @@ impl CallTree {
     pub fn into_tree(self) -> StackTree {
         let mut tree = self.tree;
         for (interned, values) in &self.dense {
-            let interned = interned.read().unwrap_or_else(PoisonError::into_inner);
-            let n = values.len().min(interned.len());
-            // Nodes on a path to a value, found leaves up (children follow parents).
-            let mut used = vec![false; n];
-            for i in (1..n).rev() {
-                if values[i] != 0 || used[i] {
-                    used[i] = true;
-                    used[interned.parent[i] as usize] = true;
-                }
-            }
-            if let Some(&root) = values.first() {
-                tree.add_self(0, root);
-            }
-            let mut names: Vec<u32> = vec![u32::MAX; interned.names.len()];
-            let mut map = vec![0u32; n];
-            for i in (1..n).filter(|&i| used[i]) {
-                let f = interned.name[i] as usize;
-                if names[f] == u32::MAX {
-                    names[f] = tree.name_id(&interned.names[f]);
-                }
-                map[i] = tree.child(map[interned.parent[i] as usize], names[f]);
-                tree.add_self(map[i], values[i]);
-            }
+            tree.add_values(&interned.read().unwrap_or_else(PoisonError::into_inner).0, values);
         }
         tree
     }
@@ -281,26 +232,17 @@ mod tests {
     #[test]
     fn values_over_a_tree_that_grew_add_up_and_convert_to_the_same_tree() {
         let interned: SharedInterned = Arc::default();
-        let mut w = interned.write().unwrap();
         // main (node 1) → work (node 2), then main → idle (node 3) once a
         // first result holds values over the tree.
-        for (p, n) in [(0u32, "main"), (1, "work")] {
-            let id = w.names.insert_full(n.to_owned()).0 as u32;
-            let next = w.parent.len() as u32;
-            w.index.insert((p, id), next);
-            w.parent.push(p);
-            w.name.push(id);
-        }
-        drop(w);
+        let node = |parent: u32, name: &str| {
+            let mut w = interned.write().unwrap();
+            let id = w.0.name_id(name);
+            w.0.child(parent, id)
+        };
+        assert_eq!((node(0, "main"), node(1, "work")), (1, 2));
         let mut first = CallTree::default();
         first.values_of(&interned, 3)[2] = 5;
-        {
-            let mut w = interned.write().unwrap();
-            let id = w.names.insert_full("idle".to_owned()).0 as u32;
-            w.index.insert((1, id), 3);
-            w.parent.push(1);
-            w.name.push(id);
-        }
+        assert_eq!(node(1, "idle"), 3);
         let mut second = CallTree::default();
         second.values_of(&interned, 4)[3] = 7;
         second.values_of(&interned, 4)[2] = 1;
