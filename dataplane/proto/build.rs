@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 /// Packages of the public API: their messages get protobuf-JSON (serde)
 /// and their services a Connect adapter.
-const PUBLIC: [&str; 9] = [
+const PUBLIC: [&str; 10] = [
     "google.v1",
     "types.v1",
     "push.v1",
@@ -17,6 +17,7 @@ const PUBLIC: [&str; 9] = [
     "capabilities.v1",
     "version.v1",
     "adhocprofiles.v1",
+    "debuginfo.v1alpha1",
     "grpc.health.v1",
 ];
 
@@ -129,6 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/capabilities/v1/feature_flags.proto",
         "proto/version/v1/version.proto",
         "proto/adhocprofiles/v1/adhocprofiles.proto",
+        "proto/debuginfo/v1alpha1/debuginfo.proto",
         "proto/grpc/health/v1/health.proto",
         "proto/metastore/v1/metastore.proto",
         "proto/segmentwriter/v1/segmentwriter.proto",

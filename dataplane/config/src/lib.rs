@@ -481,6 +481,10 @@ pub struct LimitsConfig {
     /// How far back queries reach (older parts of a range are left out); 0: unlimited.
     #[serde(with = "duration")]
     pub max_query_lookback: Duration,
+    /// Largest debug file (ELF) a tenant may upload, bytes.
+    pub max_debuginfo_file_bytes: u64,
+    /// Most debug files a tenant keeps.
+    pub max_debuginfo_files: usize,
 }
 
 impl Default for LimitsConfig {
@@ -504,6 +508,8 @@ impl Default for LimitsConfig {
             max_recording_rules: 25,
             max_query_length: Duration::from_secs(30 * 24 * 3600),
             max_query_lookback: Duration::from_secs(30 * 24 * 3600),
+            max_debuginfo_file_bytes: 1 << 30,
+            max_debuginfo_files: 10_000,
         }
     }
 }

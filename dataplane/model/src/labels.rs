@@ -14,6 +14,9 @@ pub mod label_names {
     pub const PERIOD_UNIT: &str = "__period_unit__";
     pub const SERVICE_NAME_PRIVATE: &str = "__service_name__";
     pub const DELTA: &str = "__delta__";
+    /// `"true"` on series whose profiles have native frames without
+    /// function names (an address in a mapping), as Pyroscope sets it.
+    pub const UNSYMBOLIZED: &str = "__unsymbolized__";
     /// A client session (16 hex digits); see `max_sessions_per_series`.
     pub const SESSION_ID: &str = "__session_id__";
     pub const SPAN_ID: &str = "span_id";

@@ -212,6 +212,8 @@ pub fn split(
         Some(vt) => (p.strings.str(vt.r#type), p.strings.str(vt.unit)),
         None => ("", ""),
     };
+    // Native frames without names: found by label, symbolized at query time.
+    let unsymbolized = p.locations.iter().any(|l| l.lines.is_empty() && l.address != 0 && l.mapping_id != 0);
     let mut out = Vec::with_capacity(groups.len() * p.sample_types.len());
     for (group_labels, samples) in &groups {
         for (t, vt) in p.sample_types.iter().enumerate() {
@@ -226,6 +228,9 @@ pub fn split(
                 labels.set_if_absent(&l.name, &l.value);
             }
             labels.remove(ln::DELTA);
+            if unsymbolized {
+                labels.set(ln::UNSYMBOLIZED, "true");
+            }
             labels.set_if_absent(ln::SERVICE_NAME, ln::UNKNOWN_SERVICE);
             // Pyroscope's default relabeling: a `cpu` sample type sent as
             // `wall` (e.g. Go's CPU profile pushed with __name__="wall") is CPU.

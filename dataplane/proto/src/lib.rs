@@ -71,6 +71,13 @@ pub mod adhocprofiles {
     }
 }
 
+pub mod debuginfo {
+    pub mod v1alpha1 {
+        tonic::include_proto!("debuginfo.v1alpha1");
+        include!(concat!(env!("OUT_DIR"), "/debuginfo.v1alpha1.serde.rs"));
+    }
+}
+
 pub mod grpc {
     pub mod health {
         pub mod v1 {

@@ -68,13 +68,20 @@ fn default_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
+/// The symbol cache of a backend: native frames resolved from the debug
+/// files in the same bucket.
+fn symbol_cache(store: &Arc<dyn ObjectStore>, max_bytes: usize) -> Arc<crate::SymbolCache> {
+    let symbolizer = Arc::new(crate::debuginfo::Symbolizer::new(Arc::clone(store)));
+    Arc::new(crate::SymbolCache::new(max_bytes).with_symbolizer(symbolizer))
+}
+
 impl LocalBackend {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         let slot_count = default_slots();
         Self {
+            symbols: symbol_cache(&store, crate::DEFAULT_SYMBOL_CACHE_BYTES),
             store,
             metrics: None,
-            symbols: Arc::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
             slot_count,
             runtime: None,
@@ -99,7 +106,7 @@ impl LocalBackend {
 
     /// Keeps at most `max_bytes` of decoded symbols between queries (0: none).
     pub fn with_symbol_cache(mut self, max_bytes: usize) -> Self {
-        self.symbols = Arc::new(crate::SymbolCache::new(max_bytes));
+        self.symbols = symbol_cache(&self.store, max_bytes);
         if let Some(m) = &self.metrics {
             self.symbols.count_requests(m.symbol_cache_requests.clone());
         }
@@ -331,7 +338,7 @@ async fn execute_dataset(
             let mut out = crate::plan::SeriesPoints::new();
             let step = (*step_ms).max(1);
             let spans = *exemplars == ExemplarKind::Span;
-            for p in profile_values(ds, selected, q, call_site.as_deref(), spans, cache).await? {
+            for p in profile_values(ds, tenant, selected, q, call_site.as_deref(), spans, cache).await? {
                 let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
@@ -370,7 +377,7 @@ async fn execute_dataset(
             let mut out: std::collections::BTreeMap<Vec<(String, String)>, Vec<crate::plan::ProfilePoint>> =
                 Default::default();
             let step = (*step_ms).max(1);
-            for p in profile_values(ds, selected, q, None, *spans, cache).await? {
+            for p in profile_values(ds, tenant, selected, q, None, *spans, cache).await? {
                 let labels = labels_of(ds, p.series);
                 let key: Vec<(String, String)> =
                     group_by.iter().filter_map(|g| labels.get(g).map(|v| (g.clone(), v.to_owned()))).collect();
@@ -393,7 +400,7 @@ async fn execute_dataset(
             LeafResult::Points(out)
         }
         LeafKind::Stacks { call_site, pgo } => {
-            let symbols = cache.get(ds).await?;
+            let symbols = cache.get(ds, tenant).await?;
             let mut values = vec![0i64; symbols.stack_count()];
             ds.accumulate_filtered(selected, q.start_nanos, q.end_nanos, &q.filter, &mut values).await?;
             if !call_site.is_empty() {
@@ -441,6 +448,7 @@ struct ProfileValue {
 /// with no value under a call site are dropped.
 async fn profile_values(
     ds: &DatasetReader,
+    tenant: &str,
     selected: &[u32],
     q: &LeafQuery,
     call_site: Option<&[String]>,
@@ -455,7 +463,7 @@ async fn profile_values(
             .collect());
     }
     let mask = match call_site {
-        Some(cs) => Some(call_site_mask(&*cache.get(ds).await?, cs)),
+        Some(cs) => Some(call_site_mask(&*cache.get(ds, tenant).await?, cs)),
         None => None,
     };
     let counts = |stack: u32| mask.as_ref().is_none_or(|m| m.get(stack as usize).copied().unwrap_or(false));

@@ -18,6 +18,7 @@
 pub mod adhoc;
 mod backend;
 mod call_tree;
+pub mod debuginfo;
 mod error;
 pub mod flamebearer;
 mod frontend;

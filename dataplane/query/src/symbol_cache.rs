@@ -61,6 +61,13 @@ impl<V> Entries<V> {
         self.keys.push(key.clone());
         self.map.insert(key, (value, size));
     }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, n)) = self.map.remove(key) {
+            self.bytes -= n;
+            self.keys.retain(|k| k != key);
+        }
+    }
 }
 
 /// A cached dataset: its symbols and, once a flame graph has read it, the
@@ -69,6 +76,9 @@ impl<V> Entries<V> {
 struct Cached {
     symbols: Arc<Symbols>,
     nodes: Mutex<Option<(SharedInterned, Arc<Vec<u32>>)>>,
+    /// When native frames were left unresolved for want of a debug file:
+    /// read and symbolized again after this.
+    stale_after: Option<std::time::Instant>,
 }
 
 /// The interned call trees by (tenant, service), and their nodes in all.
@@ -88,6 +98,8 @@ pub struct SymbolCache {
     /// Interned call trees, a quarter of the budget: over it, every tree
     /// starts again (datasets map their stacks again when next read).
     trees: Mutex<Trees>,
+    /// Resolves native frames from uploaded debug files, when set.
+    symbolizer: Option<Arc<crate::debuginfo::Symbolizer>>,
 }
 
 impl Default for SymbolCache {
@@ -116,7 +128,14 @@ impl SymbolCache {
             max_bytes,
             requests: std::sync::OnceLock::new(),
             trees: Mutex::new(Trees::default()),
+            symbolizer: None,
         }
+    }
+
+    /// Symbolizes native frames of the datasets read with `symbolizer`.
+    pub fn with_symbolizer(mut self, symbolizer: Arc<crate::debuginfo::Symbolizer>) -> Self {
+        self.symbolizer = Some(symbolizer);
+        self
     }
 
     /// Counts lookups in `requests` by result (`hit`, `miss`).
@@ -130,23 +149,35 @@ impl SymbolCache {
         }
     }
 
-    /// The symbols of `ds`, from the cache or read and decoded.
-    pub async fn get(&self, ds: &DatasetReader) -> Result<Arc<Symbols>, QueryError> {
-        Ok(Arc::clone(&self.cached(ds).await?.symbols))
+    /// The symbols of `ds` (of `tenant`), from the cache or read, decoded
+    /// and symbolized.
+    pub async fn get(&self, ds: &DatasetReader, tenant: &str) -> Result<Arc<Symbols>, QueryError> {
+        Ok(Arc::clone(&self.cached(ds, tenant).await?.symbols))
     }
 
-    async fn cached(&self, ds: &DatasetReader) -> Result<Arc<Cached>, QueryError> {
-        let key = format!("{}\n{}\n{}", ds.path(), ds.meta().tenant, ds.meta().name);
-        if let Ok(e) = self.entries.lock()
+    async fn cached(&self, ds: &DatasetReader, tenant: &str) -> Result<Arc<Cached>, QueryError> {
+        let key = format!("{}\n{}\n{}", ds.path(), tenant, ds.meta().name);
+        if let Ok(mut e) = self.entries.lock()
             && let Some((c, _)) = e.map.get(&key)
         {
-            self.count("hit");
-            return Ok(Arc::clone(c));
+            if c.stale_after.is_none_or(|t| t > std::time::Instant::now()) {
+                self.count("hit");
+                return Ok(Arc::clone(c));
+            }
+            e.remove(&key);
         }
         self.count("miss");
-        let symbols = Arc::new(ds.symbols().await?);
+        let mut symbols = ds.symbols().await?;
+        let mut stale_after = None;
+        if let Some(s) = &self.symbolizer
+            && let Some((resolved, missing)) = s.symbolize(tenant, &symbols).await
+        {
+            symbols = resolved;
+            stale_after = missing.then(|| std::time::Instant::now() + crate::debuginfo::NEGATIVE_TTL);
+        }
+        let symbols = Arc::new(symbols);
         let size = size_of(&symbols);
-        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None) });
+        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None), stale_after });
         if let Ok(mut e) = self.entries.lock() {
             e.insert(key, Arc::clone(&cached), size, self.max_bytes);
         }
@@ -161,7 +192,7 @@ impl SymbolCache {
         ds: &DatasetReader,
         tenant: &str,
     ) -> Result<(Arc<Symbols>, SharedInterned, Arc<Vec<u32>>), QueryError> {
-        let cached = self.cached(ds).await?;
+        let cached = self.cached(ds, tenant).await?;
         let interned = self.interned(tenant, &ds.meta().name);
         let mut nodes = cached.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((t, map)) = nodes.as_ref()

@@ -526,6 +526,25 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
                 phlox_query::QueryLimits::default(),
             )))
         }),
+        debuginfo: match roles.query_frontend {
+            true => {
+                let limits = |l: &phlox_config::LimitsConfig| phlox_query::debuginfo::DebugInfoLimits {
+                    max_file_bytes: l.max_debuginfo_file_bytes,
+                    max_files: l.max_debuginfo_files,
+                };
+                Some(Arc::new(crate::api::debuginfo::DebugInfo {
+                    store: phlox_query::debuginfo::DebugInfoStore::new(Arc::clone(&store)),
+                    default_limits: limits(&config.limits),
+                    limits_by_tenant: config
+                        .tenant_limits()
+                        .context("overrides")?
+                        .iter()
+                        .map(|(t, l)| (t.clone(), limits(l)))
+                        .collect(),
+                }))
+            }
+            false => None,
+        },
         ready: Arc::clone(&ready),
         max_body,
     })

@@ -12,6 +12,7 @@
 //! the request context ([`crate::context::OrgId`], in the extensions).
 
 pub(crate) mod adhoc;
+pub(crate) mod debuginfo;
 pub(crate) mod info;
 pub(crate) mod otlp;
 pub(crate) mod push;
@@ -34,6 +35,7 @@ pub(crate) struct Components {
     pub(crate) rules: Option<Arc<rules::RulesApi>>,
     pub(crate) settings: Option<Arc<phlox_recording::SettingsStoreClient>>,
     pub(crate) adhoc: Option<Arc<adhoc::AdHoc>>,
+    pub(crate) debuginfo: Option<Arc<debuginfo::DebugInfo>>,
     /// Whether every component of the process runs (health checks).
     pub(crate) ready: Arc<AtomicBool>,
     /// `server.max_request_body_mb`, in bytes.
@@ -55,6 +57,7 @@ pub(crate) fn router(c: Components) -> Router {
             .clone()
             .map_or_else(|| absent(rules::SETTINGS_SERVICE, "query frontend"), |s| rules::settings_rpc(s).route()),
         c.adhoc.clone().map_or_else(|| absent(adhoc::SERVICE, "query frontend"), |a| adhoc::rpc(a).route()),
+        c.debuginfo.clone().map_or_else(|| absent(debuginfo::SERVICE, "query frontend"), debuginfo::router),
         info::health_rpc(Arc::clone(&c.ready)).route(),
         info::version_rpc().route(),
         info::feature_flags_rpc().route(),

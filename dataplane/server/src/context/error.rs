@@ -87,6 +87,12 @@ impl From<phlox_query::adhoc::AdHocError> for ApiError {
     }
 }
 
+impl From<phlox_query::debuginfo::DebugInfoError> for ApiError {
+    fn from(e: phlox_query::debuginfo::DebugInfoError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
 impl From<phlox_distributor::PushError> for ApiError {
     fn from(e: phlox_distributor::PushError) -> Self {
         Self::new(e.connect_code(), e.to_string())

@@ -1,0 +1,544 @@
+//! Debug files by GNU build id (`debuginfo.v1alpha1.DebuginfoService`) and
+//! the symbolizer that reads them: native frames that arrive as (mapping
+//! build id, address) get function names, files and lines, inlined frames
+//! included, at query time.
+//!
+//! ```text
+//! ShouldInitiateUpload ─▶ debuginfo/<tenant>/<build id>/metadata.json   state uploading
+//! POST …/Upload/<id>   ─▶ debuginfo/<tenant>/<build id>/debuginfo       streamed, size-limited, ELF checked
+//! UploadFinished       ─▶ metadata.json                                 state uploaded, size
+//! query: a dataset's symbols with line-less locations of a mapping with a build id
+//!        ─▶ Symbolizer: the file (cached parsed, per tenant and build id; a missing one
+//!           remembered for NEGATIVE_TTL) → addr2line per distinct address → lines appended
+//!        ─▶ still line-less: a frame named by its address (0x…)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use phlox_block::{FunctionRow, Symbols};
+use phlox_proto::debuginfo::v1alpha1 as d;
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &str = "debuginfo";
+/// How long an upload may take before another client may start it again.
+const UPLOAD_STALE: Duration = Duration::from_secs(15 * 60);
+/// How long a build id without a file is not looked up again.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(30);
+/// Parsed debug files kept per process.
+const MAX_FILES: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebugInfoError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DebugInfoError {
+    /// The Connect/gRPC code name of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::NotFound(_) => "not_found",
+            Self::TooLarge(_) => "resource_exhausted",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+fn storage(e: object_store::Error) -> DebugInfoError {
+    DebugInfoError::Internal(format!("bucket: {e}"))
+}
+
+/// A GNU build id: 2 to 128 hex digits (lower case as stored).
+pub fn check_build_id(id: &str) -> Result<String, DebugInfoError> {
+    if (2..=128).contains(&id.len()) && id.len() % 2 == 0 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(DebugInfoError::InvalidArgument(format!(
+            "invalid GNU build id {:?}: want an even number (2-128) of hex digits",
+            id.chars().take(140).collect::<String>()
+        )))
+    }
+}
+
+fn file_path(tenant: &str, id: &str) -> Path {
+    Path::from_iter([PREFIX, tenant, id, "debuginfo"])
+}
+
+fn meta_path(tenant: &str, id: &str) -> Path {
+    Path::from_iter([PREFIX, tenant, id, "metadata.json"])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What is stored next to a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    name: String,
+    go_build_id: String,
+    otel_file_id: String,
+    file_type: i32,
+    uploaded: bool,
+    started_at_ms: i64,
+    finished_at_ms: i64,
+    size_bytes: i64,
+}
+
+/// Per-tenant limits of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugInfoLimits {
+    /// Largest file, bytes.
+    pub max_file_bytes: u64,
+    /// Most files a tenant keeps.
+    pub max_files: usize,
+}
+
+/// The debug files of every tenant in the bucket.
+#[derive(Debug, Clone)]
+pub struct DebugInfoStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl DebugInfoStore {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    async fn meta(&self, tenant: &str, id: &str) -> Result<Option<Meta>, DebugInfoError> {
+        match self.store.get(&meta_path(tenant, id)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(storage)?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| DebugInfoError::Internal(format!("debug file {id}: metadata: {e}")))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    async fn put_meta(&self, tenant: &str, id: &str, meta: &Meta) -> Result<(), DebugInfoError> {
+        let bytes = serde_json::to_vec(meta).map_err(|e| DebugInfoError::Internal(e.to_string()))?;
+        self.store.put(&meta_path(tenant, id), PutPayload::from(bytes)).await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Whether a client should upload `file`; when so, the upload is
+    /// recorded as started.
+    pub async fn should_initiate_upload(
+        &self,
+        tenant: &str,
+        file: d::FileMetadata,
+        limits: DebugInfoLimits,
+    ) -> Result<d::ShouldInitiateUploadResponse, DebugInfoError> {
+        let id = check_build_id(&file.gnu_build_id)?;
+        let answer = |upload: bool, reason: &str| d::ShouldInitiateUploadResponse {
+            should_initiate_upload: upload,
+            reason: reason.to_owned(),
+        };
+        match self.meta(tenant, &id).await? {
+            Some(m) if m.uploaded => return Ok(answer(false, "debuginfo already exists")),
+            Some(m) if now_ms() - m.started_at_ms < UPLOAD_STALE.as_millis() as i64 => {
+                return Ok(answer(false, "debuginfo upload already in progress"));
+            }
+            Some(_) => {}
+            None => {
+                let files = self.list_meta(tenant).await?.len();
+                if files >= limits.max_files {
+                    return Err(DebugInfoError::TooLarge(format!(
+                        "tenant has {files} debug files, the limit is {}",
+                        limits.max_files
+                    )));
+                }
+            }
+        }
+        let meta = Meta {
+            name: file.name,
+            go_build_id: file.go_build_id,
+            otel_file_id: file.otel_file_id,
+            file_type: file.r#type,
+            uploaded: false,
+            started_at_ms: now_ms(),
+            finished_at_ms: 0,
+            size_bytes: 0,
+        };
+        self.put_meta(tenant, &id, &meta).await?;
+        Ok(answer(true, "debuginfo not found"))
+    }
+
+    /// Streams an ELF file to the bucket, at most `limits.max_file_bytes`;
+    /// a body that is not an ELF file or is too large is refused and not kept.
+    pub async fn upload<S, E>(
+        &self,
+        tenant: &str,
+        build_id: &str,
+        body: S,
+        limits: DebugInfoLimits,
+    ) -> Result<u64, DebugInfoError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let id = check_build_id(build_id)?;
+        let upload = self.store.put_multipart(&file_path(tenant, &id)).await.map_err(storage)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        let mut size = 0u64;
+        let mut head: Vec<u8> = Vec::with_capacity(4);
+        let mut body = std::pin::pin!(body);
+        let failed = loop {
+            let chunk = match body.next().await {
+                None => break None,
+                Some(Err(e)) => break Some(DebugInfoError::InvalidArgument(format!("reading the upload: {e}"))),
+                Some(Ok(c)) => c,
+            };
+            size += chunk.len() as u64;
+            if size > limits.max_file_bytes {
+                break Some(DebugInfoError::TooLarge(format!(
+                    "debug file larger than the tenant's limit of {} bytes",
+                    limits.max_file_bytes
+                )));
+            }
+            if head.len() < 4 {
+                head.extend(chunk.iter().take(4 - head.len()));
+            }
+            writer.wait_for_capacity(2).await.map_err(storage)?;
+            writer.write(&chunk);
+        };
+        let failed = failed.or_else(|| {
+            (head.as_slice() != b"\x7fELF")
+                .then(|| DebugInfoError::InvalidArgument("the upload is not an ELF file".to_owned()))
+        });
+        if let Some(e) = failed {
+            writer.abort().await.map_err(storage)?;
+            return Err(e);
+        }
+        writer.finish().await.map_err(storage)?;
+        Ok(size)
+    }
+
+    /// Marks an upload complete.
+    pub async fn upload_finished(&self, tenant: &str, build_id: &str) -> Result<(), DebugInfoError> {
+        let id = check_build_id(build_id)?;
+        let head = match self.store.head(&file_path(tenant, &id)).await {
+            Ok(h) => h,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(DebugInfoError::NotFound(format!("no upload of debug file {id}")));
+            }
+            Err(e) => return Err(storage(e)),
+        };
+        let mut meta = self.meta(tenant, &id).await?.unwrap_or(Meta {
+            name: String::new(),
+            go_build_id: String::new(),
+            otel_file_id: String::new(),
+            file_type: 0,
+            uploaded: false,
+            started_at_ms: now_ms(),
+            finished_at_ms: 0,
+            size_bytes: 0,
+        });
+        meta.uploaded = true;
+        meta.finished_at_ms = now_ms();
+        meta.size_bytes = head.size as i64;
+        self.put_meta(tenant, &id, &meta).await
+    }
+
+    async fn list_meta(&self, tenant: &str) -> Result<Vec<(String, Meta)>, DebugInfoError> {
+        let prefix = Path::from_iter([PREFIX, tenant]);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(storage)?;
+        let mut out = Vec::new();
+        for o in objects.iter().filter(|o| o.location.filename() == Some("metadata.json")) {
+            let Some(id) = o.location.parts().nth(2) else { continue };
+            if let Some(meta) = self.meta(tenant, id.as_ref()).await? {
+                out.push((id.as_ref().to_owned(), meta));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    pub async fn list(&self, tenant: &str) -> Result<d::ListDebuginfoResponse, DebugInfoError> {
+        let ts = |ms: i64| {
+            (ms > 0)
+                .then(|| d::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
+        };
+        let object = self
+            .list_meta(tenant)
+            .await?
+            .into_iter()
+            .map(|(id, m)| d::ObjectMetadata {
+                file: Some(d::FileMetadata {
+                    gnu_build_id: id,
+                    go_build_id: m.go_build_id,
+                    otel_file_id: m.otel_file_id,
+                    name: m.name,
+                    r#type: m.file_type,
+                }),
+                state: if m.uploaded {
+                    d::object_metadata::State::Uploaded as i32
+                } else {
+                    d::object_metadata::State::Uploading as i32
+                },
+                started_at: ts(m.started_at_ms),
+                finished_at: ts(m.finished_at_ms),
+                size_bytes: m.size_bytes,
+            })
+            .collect();
+        Ok(d::ListDebuginfoResponse { object })
+    }
+
+    pub async fn delete(&self, tenant: &str, build_id: &str) -> Result<(), DebugInfoError> {
+        let id = check_build_id(build_id)?;
+        for path in [meta_path(tenant, &id), file_path(tenant, &id)] {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The file of a finished upload.
+    async fn file(&self, tenant: &str, id: &str) -> Result<Option<bytes::Bytes>, DebugInfoError> {
+        if !self.meta(tenant, id).await?.is_some_and(|m| m.uploaded) {
+            return Ok(None);
+        }
+        match self.store.get(&file_path(tenant, id)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(storage)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+}
+
+type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// One frame of a resolved address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+}
+
+/// A parsed debug file: DWARF line and inline information, the loadable
+/// segments (file offsets → addresses) and the symbol table (for code
+/// without DWARF).
+pub struct DebugFile {
+    /// addr2line's context fills caches as it reads (not `Sync`).
+    dwarf: Mutex<addr2line::Context<Reader>>,
+    /// (file offset, size in the file, virtual address) of each PT_LOAD.
+    segments: Vec<(u64, u64, u64)>,
+    /// (address, size, name), sorted by address.
+    symbols: Vec<(u64, u64, String)>,
+}
+
+impl std::fmt::Debug for DebugFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DebugFile").field("segments", &self.segments).finish_non_exhaustive()
+    }
+}
+
+impl DebugFile {
+    /// Parses an ELF file (any DWARF version gimli reads; compressed sections too).
+    pub fn parse(data: &[u8]) -> Result<Self, DebugInfoError> {
+        let bad = |e: &dyn std::fmt::Display| DebugInfoError::InvalidArgument(format!("debug file: {e}"));
+        let file = object::File::parse(data).map_err(|e| bad(&e))?;
+        let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+        let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+            let data = file
+                .section_by_name(id.name())
+                .and_then(|s| s.uncompressed_data().ok())
+                .unwrap_or(std::borrow::Cow::Borrowed(&[]));
+            Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
+        };
+        let dwarf = gimli::Dwarf::load(load).map_err(|e| bad(&e))?;
+        let dwarf = addr2line::Context::from_dwarf(dwarf).map_err(|e| bad(&e))?;
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (offset, size, s.address())
+            })
+            .collect();
+        let mut symbols: Vec<(u64, u64, String)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .collect();
+        symbols.sort_by_key(|s| s.0);
+        Ok(Self { dwarf: Mutex::new(dwarf), segments, symbols })
+    }
+
+    /// The address in the file of a runtime address of a mapping loaded at
+    /// `memory_start` from `file_offset`.
+    pub fn file_address(&self, address: u64, memory_start: u64, file_offset: u64) -> u64 {
+        let offset = address.wrapping_sub(memory_start).wrapping_add(file_offset);
+        self.segments
+            .iter()
+            .find(|&&(o, size, _)| o <= offset && offset < o.saturating_add(size))
+            .map_or(offset, |&(o, _, vaddr)| offset - o + vaddr)
+    }
+
+    /// The frames at a file address, innermost first; empty when unknown.
+    pub fn frames(&self, address: u64) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let dwarf = self.dwarf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(mut frames) = dwarf.find_frames(address).skip_all_loads() {
+            while let Ok(Some(f)) = frames.next() {
+                let function =
+                    f.function.as_ref().and_then(|n| n.demangle().ok().map(|s| s.into_owned())).unwrap_or_default();
+                let (file, line) = f
+                    .location
+                    .map_or((String::new(), 0), |l| (l.file.unwrap_or("").to_owned(), i64::from(l.line.unwrap_or(0))));
+                out.push(Frame { function, file, line });
+            }
+        }
+        drop(dwarf);
+        if out.iter().all(|f| f.function.is_empty()) {
+            // No DWARF function: the symbol table's.
+            let at = self.symbols.partition_point(|s| s.0 <= address);
+            if let Some((start, size, name)) = at.checked_sub(1).map(|i| &self.symbols[i])
+                && (address < start.saturating_add(*size) || *size == 0)
+            {
+                let name = addr2line::demangle_auto(std::borrow::Cow::Borrowed(name.as_str()), None).into_owned();
+                match out.first_mut() {
+                    Some(f) => f.function = name,
+                    None => out.push(Frame { function: name, file: String::new(), line: 0 }),
+                }
+            }
+        }
+        out.retain(|f| !f.function.is_empty() || !f.file.is_empty());
+        out
+    }
+}
+
+/// Resolves native frames of datasets' symbols from uploaded debug files.
+#[derive(Debug)]
+pub struct Symbolizer {
+    store: DebugInfoStore,
+    /// Parsed files by (tenant, build id); `Err(when)` = none found at `when`.
+    files: Mutex<HashMap<(String, String), Result<Arc<DebugFile>, Instant>>>,
+}
+
+impl Symbolizer {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store: DebugInfoStore::new(store), files: Mutex::new(HashMap::new()) }
+    }
+
+    async fn file(&self, tenant: &str, id: &str) -> Option<Arc<DebugFile>> {
+        let key = (tenant.to_owned(), id.to_owned());
+        if let Ok(files) = self.files.lock() {
+            match files.get(&key) {
+                Some(Ok(f)) => return Some(Arc::clone(f)),
+                Some(Err(when)) if when.elapsed() < NEGATIVE_TTL => return None,
+                _ => {}
+            }
+        }
+        let parsed = match self.store.file(tenant, id).await {
+            Ok(Some(bytes)) => match tokio::task::spawn_blocking(move || DebugFile::parse(&bytes)).await {
+                Ok(Ok(f)) => Some(Arc::new(f)),
+                Ok(Err(e)) => {
+                    tracing::warn!(tenant, build_id = id, error = %e, "debug file unreadable");
+                    None
+                }
+                Err(_) => None,
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(tenant, build_id = id, error = %e, "debug file not read");
+                None
+            }
+        };
+        if let Ok(mut files) = self.files.lock() {
+            if files.len() >= MAX_FILES {
+                files.clear();
+            }
+            files.insert(key, parsed.clone().ok_or_else(Instant::now));
+        }
+        parsed
+    }
+
+    /// `symbols` with every line-less location of a mapping with a build id
+    /// resolved from its debug file where there is one, and every other
+    /// line-less location named by its address (`0x…`); `None` when there
+    /// are no line-less locations. The second value: whether a build id had
+    /// no file (so the answer may change once one is uploaded).
+    pub async fn symbolize(&self, tenant: &str, symbols: &Symbols) -> Option<(Symbols, bool)> {
+        let lineless: Vec<usize> = (0..symbols.location_lines.len())
+            .filter(|&l| {
+                symbols.location_lines[l].is_empty() && symbols.location_address.get(l).is_some_and(|&a| a != 0)
+            })
+            .collect();
+        if lineless.is_empty() {
+            return None;
+        }
+        let mut out = symbols.clone();
+        let mut missing = false;
+        let mut strings: HashMap<String, u32> = HashMap::new();
+        let mut functions: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut by_build_id: HashMap<u32, Option<Arc<DebugFile>>> = HashMap::new();
+        // One resolution per distinct (build id, address).
+        let mut resolved: HashMap<(u32, u64), Vec<Frame>> = HashMap::new();
+        for l in lineless {
+            let address = symbols.location_address[l];
+            let mapping = symbols.location_mapping.get(l).and_then(|&m| symbols.mappings.get(m as usize));
+            let build_id = mapping.map_or(0, |m| m.build_id);
+            let id = symbols.strings.get(build_id as usize).map_or("", String::as_str);
+            let mut frames = Vec::new();
+            if let (Some(m), Ok(id)) = (mapping, check_build_id(id)) {
+                if !by_build_id.contains_key(&build_id) {
+                    let file = self.file(tenant, &id).await;
+                    missing |= file.is_none();
+                    by_build_id.insert(build_id, file);
+                }
+                if let Some(Some(file)) = by_build_id.get(&build_id) {
+                    frames = resolved
+                        .entry((build_id, address))
+                        .or_insert_with(|| file.frames(file.file_address(address, m.memory_start, m.file_offset)))
+                        .clone();
+                }
+            }
+            if frames.is_empty() {
+                frames.push(Frame { function: format!("0x{address:x}"), file: String::new(), line: 0 });
+            }
+            let start = out.lines.len() as u32;
+            for f in frames {
+                let name = intern(&mut out.strings, &mut strings, f.function);
+                let file = intern(&mut out.strings, &mut strings, f.file);
+                let next = out.functions.len() as u32;
+                let function = *functions.entry((name, file)).or_insert_with(|| {
+                    out.functions.push(FunctionRow { name, system_name: name, filename: file, start_line: 0 });
+                    next
+                });
+                out.lines.push((function, f.line));
+            }
+            out.location_lines[l] = start..out.lines.len() as u32;
+        }
+        Some((out, missing))
+    }
+}
+
+fn intern(strings: &mut Vec<String>, ids: &mut HashMap<String, u32>, s: String) -> u32 {
+    if let Some(&id) = ids.get(&s) {
+        return id;
+    }
+    let id = strings.len() as u32;
+    strings.push(s.clone());
+    ids.insert(s, id);
+    id
+}
