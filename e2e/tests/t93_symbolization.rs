@@ -269,6 +269,10 @@ async fn flame(base: &str, selector: &str) -> q::FlameGraph {
 
 /// The merged pprof as (frames of each stack, leaf first; value).
 async fn stacks(base: &str) -> HashMap<Vec<(String, String, i64)>, i64> {
+    stacks_of(base, r#"{service_name="native"}"#).await
+}
+
+async fn stacks_of(base: &str, selector: &str) -> HashMap<Vec<(String, String, i64)>, i64> {
     let now = now_nanos() / 1_000_000;
     let p: pb::Profile = query(
         base,
@@ -276,7 +280,7 @@ async fn stacks(base: &str) -> HashMap<Vec<(String, String, i64)>, i64> {
         "SelectMergeProfile",
         &q::SelectMergeProfileRequest {
             profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
+            label_selector: selector.into(),
             start: now - 3_600_000,
             end: now + 60_000,
             ..Default::default()
@@ -317,14 +321,24 @@ async fn debuginfo(
     (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
+/// Both programs built, their addresses picked, and the stacks the answer
+/// must hold once symbolized (from addr2line: frames of each stack, leaf
+/// first; stacks that resolve alike summed).
+struct Setup {
+    _tmp: tempfile::TempDir,
+    c: Binary,
+    rust: Binary,
+    c_addrs: [u64; 4],
+    r_addrs: [u64; 4],
+    c_frames: Vec<Vec<(String, String, i64)>>,
+    want: HashMap<Vec<(String, String, i64)>, i64>,
+}
+
+fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let (c, rust) = build(tmp.path());
     let (c_addrs, c_frames) = pick(&c, "work", "main");
     let (r_addrs, r_frames) = pick(&rust, "4work", "4main");
-    // What the answer must be, from addr2line: frames of each stack (leaf
-    // first), stacks that resolve alike summed.
     let mut want: HashMap<Vec<(String, String, i64)>, i64> = HashMap::new();
     for frames in [&c_frames, &r_frames] {
         for (leaf, value) in [(0, 30), (1, 12), (2, 5)] {
@@ -332,24 +346,42 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
             *want.entry(stack).or_insert(0) += value;
         }
     }
+    Setup { _tmp: tmp, c, rust, c_addrs, r_addrs, c_frames, want }
+}
 
-    let (_data, dir) = data_dir();
-    let server = Phlox::start(&dir, &[]);
-    let client = reqwest::Client::new();
+/// A config file: missing debug files looked up again after a second,
+/// `extra` appended to the `symbolizer` section.
+fn config(dir: &Path, extra: &str) -> String {
+    let path = dir.join("phlox.yaml");
+    std::fs::write(&path, format!("symbolizer:\n  retry_missing: 1s\n{extra}")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+async fn push_profile(server: &Phlox, s: &Setup) {
     let body = push_request(
         &[("__name__", "process_cpu"), ("service_name", "native")],
-        profile(&[(&c, c_addrs), (&rust, r_addrs)]),
+        profile(&[(&s.c, s.c_addrs), (&s.rust, s.r_addrs)]),
         "7d3a1a7e-0000-4000-8000-000000000001",
     );
-    push_until_acked(&client, &server.push_url(), TENANT, body.encode_to_vec()).await;
+    push_until_acked(&reqwest::Client::new(), &server.push_url(), TENANT, body.encode_to_vec()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
+    let s = setup();
+    let (c, rust, c_addrs, r_addrs, c_frames, want) = (&s.c, &s.rust, s.c_addrs, s.r_addrs, &s.c_frames, &s.want);
+    let (data, dir) = data_dir();
+    let server = Phlox::start(&dir, &["--config", &config(data.path(), "")]);
+    let client = reqwest::Client::new();
+    push_profile(&server, &s).await;
 
     // Before any upload: frames named by their runtime addresses, and the
     // series marked unsymbolized.
     let before = self_by_name(&flame(&server.http, "{}").await);
     let addr = |k: usize, b: &Binary, a: u64| format!("0x{:x}", BASES[k] + b.offset(a));
-    assert_eq!(before.get(&addr(0, &c, c_addrs[0])), Some(&30), "{before:?}");
-    assert_eq!(before.get(&addr(0, &c, c_addrs[2])), Some(&5), "{before:?}");
-    assert_eq!(before.get(&addr(1, &rust, r_addrs[1])), Some(&12), "{before:?}");
+    assert_eq!(before.get(&addr(0, c, c_addrs[0])), Some(&30), "{before:?}");
+    assert_eq!(before.get(&addr(0, c, c_addrs[2])), Some(&5), "{before:?}");
+    assert_eq!(before.get(&addr(1, rust, r_addrs[1])), Some(&12), "{before:?}");
     assert_eq!(flame(&server.http, r#"{__unsymbolized__="true"}"#).await.total, 94);
 
     // The API: bad input is refused, the files go up.
@@ -360,7 +392,7 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
     let upload_url = |id: &str| format!("{}/debuginfo.v1alpha1.DebuginfoService/Upload/{id}", server.http);
     let r = client.post(upload_url(&c.build_id)).body("not an ELF file".to_owned()).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400, "a body that is not ELF");
-    for b in [&c, &rust] {
+    for b in [c, rust] {
         let (status, answer) = debuginfo(
             &client,
             &server.http,
@@ -400,7 +432,7 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
     // included; `work` at two addresses is one node of the flame graph.
     let got = eventually("symbolized stacks", Duration::from_secs(90), Duration::from_millis(500), || async {
         let got = stacks(&server.http).await;
-        (got == want).then_some(got)
+        (&got == want).then_some(got)
     })
     .await;
     assert_eq!(got.values().sum::<i64>(), 94);
@@ -410,6 +442,20 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
     assert_eq!(after.get("work"), Some(&17), "{after:?}");
     assert!(after.keys().all(|n| !n.starts_with("0x")), "{after:?}");
 
+    // An OTLP profile (the eBPF profiler's form: the build id a mapping
+    // attribute) of the C program: resolved alike.
+    let r = client
+        .post(format!("{}/v1development/profiles", server.http))
+        .header("Content-Type", "application/x-protobuf")
+        .body(otlp_request(c, c_addrs).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let otlp = stacks_of(&server.http, r#"{service_name="native-otlp"}"#).await;
+    let stack: Vec<_> = c_frames[0].iter().chain(&c_frames[3]).cloned().collect();
+    assert_eq!(otlp, HashMap::from([(stack, 3 * OTLP_PERIOD)]));
+
     // Deleted: listed no more.
     let (status, _) =
         debuginfo(&client, &server.http, "DeleteDebuginfo", serde_json::json!({"gnuBuildId": c.build_id})).await;
@@ -417,4 +463,150 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
     let (_, list) = debuginfo(&client, &server.http, "ListDebuginfo", serde_json::json!({})).await;
     assert_eq!(list["object"].as_array().map_or(0, Vec::len), 1);
     server.stop();
+}
+
+/// Debian's debuginfod server on a directory holding the unstripped files.
+struct Debuginfod {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Debuginfod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn debuginfod(files: &Path, db: &Path, build_ids: &[&str]) -> Debuginfod {
+    let port = free_port();
+    let child = Command::new("debuginfod")
+        .args(["-F", files.to_str().unwrap(), "-p", &port.to_string(), "-d", db.to_str().unwrap(), "-t", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("this test needs Debian's debuginfod server (apt-get install debuginfod): {e}"));
+    let server = Debuginfod { child, url: format!("http://127.0.0.1:{port}") };
+    let client = reqwest::Client::new();
+    for id in build_ids {
+        let url = format!("{}/buildid/{id}/debuginfo", server.url);
+        eventually("debuginfod indexed the files", Duration::from_secs(60), Duration::from_millis(200), || async {
+            client.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+        })
+        .await;
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_frames_get_names_from_a_debuginfod_server() {
+    let s = setup();
+    let files = tempfile::tempdir().unwrap();
+    for b in [&s.c, &s.rust] {
+        std::fs::copy(&b.debug, files.path().join(b.debug.file_name().unwrap())).unwrap();
+    }
+    let server_dir = tempfile::tempdir().unwrap();
+    let d = debuginfod(files.path(), &server_dir.path().join("db.sqlite"), &[&s.c.build_id, &s.rust.build_id]).await;
+    let (data, dir) = data_dir();
+    let cfg = config(data.path(), &format!("  debuginfod_url: {}\n", d.url));
+    let server = Phlox::start(&dir, &["--config", &cfg]);
+    push_profile(&server, &s).await;
+    // No upload: the files come from debuginfod.
+    let got = eventually("symbolized from debuginfod", Duration::from_secs(60), Duration::from_millis(500), || async {
+        let got = stacks(&server.http).await;
+        (got == s.want).then_some(got)
+    })
+    .await;
+    assert_eq!(got.values().sum::<i64>(), 94);
+    server.stop();
+    // The fetched files were kept in the bucket: the same answer with the
+    // debuginfod server gone, from a new process (empty caches).
+    drop(d);
+    let server = Phlox::start(&dir, &["--config", &cfg]);
+    assert_eq!(stacks(&server.http).await, s.want);
+    server.stop();
+}
+
+const OTLP_PERIOD: i64 = 10_000_000;
+
+/// An OTLP export: `samples:count` every 10 ms, one stack [inlined, main]
+/// × 3 of `b`, its mapping naming the build id as the eBPF profiler does.
+fn otlp_request(
+    b: &Binary,
+    addrs: [u64; 4],
+) -> phlox_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest {
+    use phlox_proto::opentelemetry::proto::collector::profiles::v1development::ExportProfilesServiceRequest;
+    use phlox_proto::opentelemetry::proto::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+    use phlox_proto::opentelemetry::proto::profiles::v1development::{
+        Function, KeyValueAndUnit, Link, Location, Mapping, Profile, ProfilesDictionary, ResourceProfiles, Sample,
+        ScopeProfiles, Stack, ValueType,
+    };
+    use phlox_proto::opentelemetry::proto::resource::v1::Resource;
+    let text = |v: &str| Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) });
+    let strings: Vec<String> =
+        ["", "samples", "count", "cpu", "nanoseconds", "process.executable.build_id.gnu", "/usr/bin/prog"]
+            .map(String::from)
+            .to_vec();
+    let loc = |a: u64| Location {
+        mapping_index: 1,
+        address: BASES[0] + b.offset(a),
+        lines: vec![],
+        attribute_indices: vec![],
+    };
+    let profile = Profile {
+        sample_type: Some(ValueType { type_strindex: 1, unit_strindex: 2 }),
+        samples: vec![Sample {
+            stack_index: 1,
+            attribute_indices: vec![],
+            link_index: 0,
+            values: vec![3],
+            timestamps_unix_nano: vec![],
+        }],
+        time_unix_nano: now_nanos() as u64,
+        duration_nano: 10_000_000_000,
+        period_type: Some(ValueType { type_strindex: 3, unit_strindex: 4 }),
+        period: OTLP_PERIOD,
+        ..Default::default()
+    };
+    ExportProfilesServiceRequest {
+        resource_profiles: vec![ResourceProfiles {
+            resource: Some(Resource {
+                attributes: vec![KeyValue { key: "service.name".into(), value: text("native-otlp"), key_strindex: 0 }],
+                dropped_attributes_count: 0,
+                entity_refs: vec![],
+            }),
+            scope_profiles: vec![ScopeProfiles {
+                scope: Some(InstrumentationScope {
+                    name: "ebpf-profiler".into(),
+                    version: "1".into(),
+                    attributes: vec![],
+                    dropped_attributes_count: 0,
+                }),
+                profiles: vec![profile],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+        dictionary: Some(ProfilesDictionary {
+            mapping_table: vec![
+                Mapping::default(),
+                Mapping {
+                    memory_start: BASES[0],
+                    memory_limit: BASES[0] + (1 << 30),
+                    file_offset: 0,
+                    filename_strindex: 6,
+                    attribute_indices: vec![1],
+                },
+            ],
+            location_table: vec![Location::default(), loc(addrs[0]), loc(addrs[3])],
+            function_table: vec![Function::default()],
+            link_table: vec![Link::default()],
+            string_table: strings,
+            attribute_table: vec![
+                KeyValueAndUnit::default(),
+                KeyValueAndUnit { key_strindex: 5, value: text(&b.build_id), unit_strindex: 0 },
+            ],
+            stack_table: vec![Stack::default(), Stack { location_indices: vec![1, 2] }],
+        }),
+    }
 }

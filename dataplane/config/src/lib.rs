@@ -57,6 +57,29 @@ pub struct PhloxConfig {
     pub recording_rules: RecordingRulesConfig,
     /// The process's own CPU and heap profiles, pushed to a distributor.
     pub self_profiling: SelfProfilingConfig,
+    /// Native frames: where query backends find debug files besides uploads.
+    pub symbolizer: SymbolizerConfig,
+}
+
+/// Symbolization of native frames at query time (debug files uploaded
+/// through `debuginfo.v1alpha1.DebuginfoService`, then a debuginfod server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SymbolizerConfig {
+    /// A debuginfod server asked for build ids nobody uploaded (e.g.
+    /// `https://debuginfod.debian.net`); fetched files are kept in the
+    /// bucket. Empty: uploads only.
+    pub debuginfod_url: String,
+    /// How long a build id without a debug file is not looked up again
+    /// (and answers naming its frames by address are kept).
+    #[serde(with = "duration")]
+    pub retry_missing: Duration,
+}
+
+impl Default for SymbolizerConfig {
+    fn default() -> Self {
+        Self { debuginfod_url: String::new(), retry_missing: Duration::from_secs(30) }
+    }
 }
 
 /// Self-profiling: every `interval` the process pushes the CPU profile of
@@ -204,6 +227,7 @@ impl Default for PhloxConfig {
             multitenancy_enabled: false,
             recording_rules: RecordingRulesConfig::default(),
             self_profiling: SelfProfilingConfig::default(),
+            symbolizer: SymbolizerConfig::default(),
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct LocalBackend {
     store: Arc<dyn ObjectStore>,
     metrics: Option<crate::QueryMetrics>,
     symbols: Arc<crate::SymbolCache>,
+    symbolizer: Arc<crate::debuginfo::Symbolizer>,
     /// Execution slots: leaves beyond them queue (and show as queued).
     slots: Arc<tokio::sync::Semaphore>,
     slot_count: usize,
@@ -68,18 +69,17 @@ fn default_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
-/// The symbol cache of a backend: native frames resolved from the debug
-/// files in the same bucket.
-fn symbol_cache(store: &Arc<dyn ObjectStore>, max_bytes: usize) -> Arc<crate::SymbolCache> {
-    let symbolizer = Arc::new(crate::debuginfo::Symbolizer::new(Arc::clone(store)));
-    Arc::new(crate::SymbolCache::new(max_bytes).with_symbolizer(symbolizer))
-}
-
 impl LocalBackend {
+    /// A backend over `store`; native frames are resolved from the debug
+    /// files uploaded to the same bucket.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         let slot_count = default_slots();
+        let symbolizer = Arc::new(crate::debuginfo::Symbolizer::new(Arc::clone(&store)));
         Self {
-            symbols: symbol_cache(&store, crate::DEFAULT_SYMBOL_CACHE_BYTES),
+            symbols: Arc::new(
+                crate::SymbolCache::new(crate::DEFAULT_SYMBOL_CACHE_BYTES).with_symbolizer(Arc::clone(&symbolizer)),
+            ),
+            symbolizer,
             store,
             metrics: None,
             slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
@@ -106,11 +106,19 @@ impl LocalBackend {
 
     /// Keeps at most `max_bytes` of decoded symbols between queries (0: none).
     pub fn with_symbol_cache(mut self, max_bytes: usize) -> Self {
-        self.symbols = symbol_cache(&self.store, max_bytes);
+        self.symbols = Arc::new(crate::SymbolCache::new(max_bytes).with_symbolizer(Arc::clone(&self.symbolizer)));
         if let Some(m) = &self.metrics {
             self.symbols.count_requests(m.symbol_cache_requests.clone());
         }
         self
+    }
+
+    /// Resolves native frames with `symbolizer` (a debuginfod server, how
+    /// long a missing file is not looked up again); keeps the cache's budget.
+    pub fn with_symbolizer(mut self, symbolizer: crate::debuginfo::Symbolizer) -> Self {
+        self.symbolizer = Arc::new(symbolizer);
+        let max_bytes = self.symbols.max_bytes();
+        self.with_symbol_cache(max_bytes)
     }
 
     /// Records in-flight leaves and leaf latency.

@@ -8,8 +8,10 @@
 //! POST …/Upload/<id>   ─▶ debuginfo/<tenant>/<build id>/debuginfo       streamed, size-limited, ELF checked
 //! UploadFinished       ─▶ metadata.json                                 state uploaded, size
 //! query: a dataset's symbols with line-less locations of a mapping with a build id
-//!        ─▶ Symbolizer: the file (cached parsed, per tenant and build id; a missing one
-//!           remembered for NEGATIVE_TTL) → addr2line per distinct address → lines appended
+//!        ─▶ Symbolizer: the tenant's upload, else a debuginfod server's file (kept in
+//!           debuginfo/_debuginfod/<build id>/debuginfo), parsed once and cached per
+//!           tenant and build id; a missing one remembered for `retry_missing`
+//!        ─▶ addr2line per distinct address → lines appended
 //!        ─▶ still line-less: a frame named by its address (0x…)
 //! ```
 
@@ -28,10 +30,13 @@ use serde::{Deserialize, Serialize};
 const PREFIX: &str = "debuginfo";
 /// How long an upload may take before another client may start it again.
 const UPLOAD_STALE: Duration = Duration::from_secs(15 * 60);
-/// How long a build id without a file is not looked up again.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// Parsed debug files kept per process.
 const MAX_FILES: usize = 64;
+/// Largest file taken from a debuginfod server.
+const MAX_DEBUGINFOD_BYTES: usize = 1 << 30;
+/// Where files fetched from debuginfod are kept (shared by tenants: they
+/// are public).
+const DEBUGINFOD_CACHE: &str = "_debuginfod";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebugInfoError {
@@ -427,17 +432,85 @@ impl DebugFile {
     }
 }
 
-/// Resolves native frames of datasets' symbols from uploaded debug files.
+/// Resolves native frames of datasets' symbols from uploaded debug files
+/// and a debuginfod server.
 #[derive(Debug)]
 pub struct Symbolizer {
     store: DebugInfoStore,
     /// Parsed files by (tenant, build id); `Err(when)` = none found at `when`.
     files: Mutex<HashMap<(String, String), Result<Arc<DebugFile>, Instant>>>,
+    /// A debuginfod server's base URL and the client for it.
+    debuginfod: Option<(String, reqwest::Client)>,
+    retry_missing: Duration,
 }
 
 impl Symbolizer {
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store: DebugInfoStore::new(store), files: Mutex::new(HashMap::new()) }
+        Self {
+            store: DebugInfoStore::new(store),
+            files: Mutex::new(HashMap::new()),
+            debuginfod: None,
+            retry_missing: phlox_config::SymbolizerConfig::default().retry_missing,
+        }
+    }
+
+    /// Fetches files not uploaded from a debuginfod server at `url`
+    /// (`GET {url}/buildid/{id}/debuginfo`; empty: none).
+    pub fn with_debuginfod(mut self, url: &str) -> Self {
+        let url = url.trim_end_matches('/');
+        self.debuginfod = (!url.is_empty()).then(|| {
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap_or_default();
+            (url.to_owned(), client)
+        });
+        self
+    }
+
+    /// How long a build id without a file is not looked up again.
+    pub fn with_retry_missing(mut self, after: Duration) -> Self {
+        self.retry_missing = after;
+        self
+    }
+
+    /// How long answers with unresolved frames of a missing file are kept.
+    pub fn retry_missing(&self) -> Duration {
+        self.retry_missing
+    }
+
+    /// A debuginfod server's file: from the bucket's copy, else fetched
+    /// (and kept there).
+    async fn debuginfod(&self, id: &str) -> Result<Option<bytes::Bytes>, DebugInfoError> {
+        let Some((url, client)) = &self.debuginfod else { return Ok(None) };
+        let path = file_path(DEBUGINFOD_CACHE, id);
+        match self.store.store.get(&path).await {
+            Ok(r) => return Ok(Some(r.bytes().await.map_err(storage)?)),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(storage(e)),
+        }
+        let fail = |e: &dyn std::fmt::Display| DebugInfoError::Internal(format!("debuginfod {url}: {e}"));
+        let mut response = client.get(format!("{url}/buildid/{id}/debuginfo")).send().await.map_err(|e| fail(&e))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(fail(&response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| fail(&e))? {
+            if body.len() + chunk.len() > MAX_DEBUGINFOD_BYTES {
+                return Err(fail(&format!("file {id} larger than {MAX_DEBUGINFOD_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !body.starts_with(b"\x7fELF") {
+            return Err(fail(&format!("file {id} is not ELF")));
+        }
+        let body = bytes::Bytes::from(body);
+        self.store.store.put(&path, PutPayload::from(body.clone())).await.map_err(storage)?;
+        Ok(Some(body))
     }
 
     async fn file(&self, tenant: &str, id: &str) -> Option<Arc<DebugFile>> {
@@ -445,11 +518,15 @@ impl Symbolizer {
         if let Ok(files) = self.files.lock() {
             match files.get(&key) {
                 Some(Ok(f)) => return Some(Arc::clone(f)),
-                Some(Err(when)) if when.elapsed() < NEGATIVE_TTL => return None,
+                Some(Err(when)) if when.elapsed() < self.retry_missing => return None,
                 _ => {}
             }
         }
-        let parsed = match self.store.file(tenant, id).await {
+        let found = match self.store.file(tenant, id).await {
+            Ok(None) => self.debuginfod(id).await,
+            other => other,
+        };
+        let parsed = match found {
             Ok(Some(bytes)) => match tokio::task::spawn_blocking(move || DebugFile::parse(&bytes)).await {
                 Ok(Ok(f)) => Some(Arc::new(f)),
                 Ok(Err(e)) => {

@@ -173,7 +173,7 @@ impl SymbolCache {
             && let Some((resolved, missing)) = s.symbolize(tenant, &symbols).await
         {
             symbols = resolved;
-            stale_after = missing.then(|| std::time::Instant::now() + crate::debuginfo::NEGATIVE_TTL);
+            stale_after = missing.then(|| std::time::Instant::now() + s.retry_missing());
         }
         let symbols = Arc::new(symbols);
         let size = size_of(&symbols);
@@ -228,6 +228,11 @@ impl SymbolCache {
         let Ok(mut trees) = self.trees.lock() else { return SharedInterned::default() };
         let key = (tenant.to_owned(), service.to_owned());
         Arc::clone(trees.by_service.entry(key).or_default())
+    }
+
+    /// The budget.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Bytes held now.
