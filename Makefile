@@ -7,7 +7,7 @@ VENV ?= .venv
 MOTO_VERSION ?= 5.2.5
 ARGS ?=
 
-.PHONY: conformance help run test e2e e2e-cluster bench bench-long-range fuzz lint fmt fix verify crds mixin clean k8s-validate browser-test
+.PHONY: conformance help run test e2e e2e-cluster bench bench-long-range bench-symbolize fuzz lint fmt fix verify crds mixin clean k8s-validate browser-test
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-13s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: ## Measure the write path (throughput, bytes per sample, dedup, flush lat
 
 bench-long-range: ## Flame graphs over 1 h .. 30 d from rollups and from raw rows (~3 GB of disk, ~10 min)
 	$(CARGO) bench -p phlox-query --bench long_range
+
+bench-symbolize: ## A flame graph of 10 000 native addresses symbolized from an uploaded debug file, cold and warm (gcc)
+	$(CARGO) bench -p phlox-query --bench symbolize
 
 fuzz: ## Mutation-fuzz every decoder (FUZZ_SECONDS per decoder, default 30; FUZZ_SEED, default 1): mutants/s printed, the first panic or over-budget allocation fails
 	$(CARGO) build -p phlox-e2e --bin fuzz

@@ -3,7 +3,11 @@
 # packages (installed with apt-get when missing and running as root):
 #   - prometheus: the recording-rules test's remote-write receiver;
 #   - a JDK with `java` and `jfr` (openjdk-17-jdk-headless): the JFR tests
-#     record a workload and compare the parser with `jfr print`.
+#     record a workload and compare the parser with `jfr print`;
+#   - gcc and binutils (strip, nm, readelf, addr2line): the symbolization
+#     test builds and strips programs and compares with `addr2line`;
+#   - debuginfod (elfutils' server): the symbolization test serves the
+#     debug files from it.
 # Fails, naming what is missing and how to get it, when a tool is absent and
 # cannot be installed: `make test` never passes by skipping a check.
 set -uo pipefail
@@ -54,6 +58,27 @@ if jdk_ok; then
   echo "JDK: $(java -version 2>&1 | head -1), jfr at $(command -v jfr)"
 else
   missing+=("a JDK 17+ with java and jfr on PATH (Debian package 'openjdk-17-jdk-headless')")
+fi
+
+for tool in gcc strip nm readelf addr2line; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$tool: installing Debian's gcc and binutils"
+    apt_install gcc binutils || true
+    hash -r
+  fi
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool (Debian packages 'gcc', 'binutils')")
+done
+echo "binutils: $(addr2line --version 2>/dev/null | head -1)"
+
+if ! command -v debuginfod >/dev/null 2>&1; then
+  echo "debuginfod: installing Debian's package"
+  apt_install debuginfod || true
+  hash -r
+fi
+if command -v debuginfod >/dev/null 2>&1; then
+  echo "debuginfod: $(debuginfod --version 2>&1 | head -1)"
+else
+  missing+=("debuginfod (Debian package 'debuginfod'; apt-get install debuginfod, as root)")
 fi
 
 if [ ${#missing[@]} -ne 0 ]; then

@@ -376,6 +376,7 @@ pub fn targets() -> Vec<Target> {
 
     // Block objects, as a query backend reads them from the bucket.
     out.push(block_target());
+    out.push(debuginfo_target());
     out
 }
 
@@ -487,6 +488,44 @@ fn block_target() -> Target {
                 }
                 ok
             })
+        }),
+    }
+}
+
+/// An uploaded debug file as the symbolizer reads it: parsed (ELF, DWARF),
+/// then addresses across its text resolved. Seed: a small C program built
+/// here with `gcc -g -O1`.
+fn debuginfo_target() -> Target {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let src = dir.path().join("p.c");
+    std::fs::write(
+        &src,
+        "static inline int h(int x) { return x * 3 + 1; }\n\
+         __attribute__((noinline)) int f(int n) { int s = 0; for (int i = 0; i < n; i++) s += h(i ^ s); return s; }\n\
+         int main(int c, char **v) { return f(c); }\n",
+    )
+    .expect("the seed's source");
+    let out = dir.path().join("p");
+    let built = std::process::Command::new("gcc")
+        .args(["-g", "-O1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("the debuginfo target needs gcc (Debian package 'gcc')");
+    assert!(built.success(), "gcc failed");
+    let seed = std::fs::read(&out).expect("the seed");
+    Target {
+        name: "debuginfo",
+        seeds: vec![seed],
+        run: Box::new(|b| {
+            let Ok(file) = phlox_query::debuginfo::DebugFile::parse(b) else { return false };
+            // Addresses over the first 64 KiB of the file, as runtime
+            // addresses of a mapping at 0x1000 from offset 0.
+            let mut frames = 0;
+            for offset in (0..b.len().min(64 << 10) as u64).step_by(97) {
+                frames += file.frames(file.file_address(0x1000 + offset, 0x1000, 0)).len();
+            }
+            frames > 0
         }),
     }
 }

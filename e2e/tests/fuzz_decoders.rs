@@ -27,7 +27,8 @@ fn every_decoder_survives_its_mutants() {
             "speedscope",
             "otlp-proto",
             "otlp-json",
-            "block"
+            "block",
+            "debuginfo"
         ]
     );
     let mut failures = Vec::new();

@@ -15,6 +15,7 @@ use phlox_e2e::*;
 use phlox_pprof::testkit::ProfileBuilder;
 use phlox_proto::adhocprofiles::v1 as a;
 use phlox_proto::capabilities::v1 as caps;
+use phlox_proto::debuginfo::v1alpha1 as di;
 use phlox_proto::grpc::health::v1 as health;
 use phlox_proto::opentelemetry::proto::collector::profiles::v1development as otlp_svc;
 use phlox_proto::push::v1 as push;
@@ -277,6 +278,7 @@ fn rpcs_in_protos() -> BTreeSet<String> {
         "capabilities/v1/feature_flags.proto",
         "version/v1/version.proto",
         "adhocprofiles/v1/adhocprofiles.proto",
+        "debuginfo/v1alpha1/debuginfo.proto",
         "grpc/health/v1/health.proto",
         "opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
     ];
@@ -576,6 +578,49 @@ async fn every_rpc_answers_the_same_over_connect_grpc_and_grpc_web() {
         .unwrap();
     let fb: serde_json::Value = serde_json::from_str(&diff.flamebearer_profile).unwrap();
     assert_eq!((fb["leftTicks"].as_i64(), fb["rightTicks"].as_i64()), (Some(1), Some(4)));
+
+    // Debug files: each protocol its own build id (an upload changes what
+    // ShouldInitiateUpload answers); the raw upload is plain HTTP.
+    let debuginfo = |m: &str| format!("/debuginfo.v1alpha1.DebuginfoService/{m}");
+    let elf = b"\x7fELF and the rest";
+    for (i, p) in ALL.iter().enumerate() {
+        let id = format!("0ab{i}");
+        let file = di::FileMetadata { gnu_build_id: id.clone(), name: p.tag().into(), ..Default::default() };
+        let request = di::ShouldInitiateUploadRequest { file: Some(file) };
+        let r: di::ShouldInitiateUploadResponse =
+            c.call(*p, &debuginfo("ShouldInitiateUpload"), &request).await.unwrap();
+        assert!(r.should_initiate_upload, "{r:?}");
+        let upload = c
+            .http
+            .post(format!("{}{}/{id}", server.http, debuginfo("Upload")))
+            .header("X-Scope-OrgID", TENANT)
+            .body(elf.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status().as_u16(), 200);
+        let r: Answer<di::UploadFinishedResponse> =
+            c.call(*p, &debuginfo("UploadFinished"), &di::UploadFinishedRequest { gnu_build_id: id.clone() }).await;
+        assert_eq!(r, Ok(di::UploadFinishedResponse {}));
+        let r: di::ShouldInitiateUploadResponse =
+            c.call(*p, &debuginfo("ShouldInitiateUpload"), &request).await.unwrap();
+        assert!(!r.should_initiate_upload, "{r:?}");
+    }
+    let listed: di::ListDebuginfoResponse =
+        c.same(&debuginfo("ListDebuginfo"), &di::ListDebuginfoRequest {}).await.unwrap();
+    let ids: Vec<(String, i32, i64)> =
+        listed.object.iter().map(|o| (o.file.as_ref().unwrap().gnu_build_id.clone(), o.state, o.size_bytes)).collect();
+    let uploaded = di::object_metadata::State::Uploaded as i32;
+    assert_eq!(ids, (0..4).map(|i| (format!("0ab{i}"), uploaded, elf.len() as i64)).collect::<Vec<_>>());
+    for (i, p) in ALL.iter().enumerate() {
+        let r: Answer<di::DeleteDebuginfoResponse> = c
+            .call(*p, &debuginfo("DeleteDebuginfo"), &di::DeleteDebuginfoRequest { gnu_build_id: format!("0ab{i}") })
+            .await;
+        assert_eq!(r, Ok(di::DeleteDebuginfoResponse {}));
+    }
+    let listed: di::ListDebuginfoResponse =
+        c.same(&debuginfo("ListDebuginfo"), &di::ListDebuginfoRequest {}).await.unwrap();
+    assert!(listed.object.is_empty(), "{listed:?}");
 
     // Every RPC of every public service was called.
     let called = c.called.lock().unwrap().clone();

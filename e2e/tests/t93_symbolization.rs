@@ -22,6 +22,9 @@ use phlox_proto::querier::v1 as q;
 use prost::Message;
 
 const TENANT: &str = "anonymous";
+
+/// Frames of an address or a stack: (function, file, line), innermost first.
+type Frames = Vec<(String, String, i64)>;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -114,12 +117,12 @@ impl Binary {
     }
 
     /// `addr2line -f -i -C` of each address: frames (function, file, line), innermost first.
-    fn addr2line(&self, addrs: &[u64]) -> Vec<Vec<(String, String, i64)>> {
+    fn addr2line(&self, addrs: &[u64]) -> Vec<Frames> {
         let list: Vec<String> = addrs.iter().map(|a| format!("0x{a:x}")).collect();
         let mut args = vec!["-a", "-f", "-i", "-C", "-e", self.debug.to_str().unwrap()];
         args.extend(list.iter().map(String::as_str));
         let out = run("addr2line", &args);
-        let mut result: Vec<Vec<(String, String, i64)>> = Vec::new();
+        let mut result: Vec<Frames> = Vec::new();
         let mut lines = out.lines().peekable();
         while let Some(l) = lines.next() {
             if l.starts_with("0x") {
@@ -175,7 +178,7 @@ fn build(dir: &Path) -> (Binary, Binary) {
 /// Addresses of a program for the profile: one in `work` where
 /// `leaf_inline` is inlined, two in `work` itself (different addresses,
 /// the same function), one in `main`; with addr2line's frames for each.
-fn pick(b: &Binary, work: &str, main: &str) -> ([u64; 4], Vec<Vec<(String, String, i64)>>) {
+fn pick(b: &Binary, work: &str, main: &str) -> ([u64; 4], Vec<Frames>) {
     let (start, size) = b.symbol(work);
     let all: Vec<u64> = (start..start + size).collect();
     let frames = b.addr2line(&all);
@@ -268,11 +271,11 @@ async fn flame(base: &str, selector: &str) -> q::FlameGraph {
 }
 
 /// The merged pprof as (frames of each stack, leaf first; value).
-async fn stacks(base: &str) -> HashMap<Vec<(String, String, i64)>, i64> {
+async fn stacks(base: &str) -> HashMap<Frames, i64> {
     stacks_of(base, r#"{service_name="native"}"#).await
 }
 
-async fn stacks_of(base: &str, selector: &str) -> HashMap<Vec<(String, String, i64)>, i64> {
+async fn stacks_of(base: &str, selector: &str) -> HashMap<Frames, i64> {
     let now = now_nanos() / 1_000_000;
     let p: pb::Profile = query(
         base,
@@ -330,8 +333,8 @@ struct Setup {
     rust: Binary,
     c_addrs: [u64; 4],
     r_addrs: [u64; 4],
-    c_frames: Vec<Vec<(String, String, i64)>>,
-    want: HashMap<Vec<(String, String, i64)>, i64>,
+    c_frames: Vec<Frames>,
+    want: HashMap<Frames, i64>,
 }
 
 fn setup() -> Setup {
@@ -339,7 +342,7 @@ fn setup() -> Setup {
     let (c, rust) = build(tmp.path());
     let (c_addrs, c_frames) = pick(&c, "work", "main");
     let (r_addrs, r_frames) = pick(&rust, "4work", "4main");
-    let mut want: HashMap<Vec<(String, String, i64)>, i64> = HashMap::new();
+    let mut want: HashMap<Frames, i64> = HashMap::new();
     for frames in [&c_frames, &r_frames] {
         for (leaf, value) in [(0, 30), (1, 12), (2, 5)] {
             let stack: Vec<_> = frames[leaf].iter().chain(&frames[3]).cloned().collect();
@@ -437,7 +440,7 @@ async fn native_frames_get_names_once_their_debug_files_are_uploaded() {
     .await;
     assert_eq!(got.values().sum::<i64>(), 94);
     let after = self_by_name(&flame(&server.http, "{}").await);
-    let name = |frames: &Vec<(String, String, i64)>| frames[0].0.clone();
+    let name = |frames: &Frames| frames[0].0.clone();
     assert_eq!(after.get(&name(&c_frames[0])), Some(&30), "{after:?}");
     assert_eq!(after.get("work"), Some(&17), "{after:?}");
     assert!(after.keys().all(|n| !n.starts_with("0x")), "{after:?}");

@@ -48,30 +48,8 @@ const BLOCK_MS: i64 = 20 * 60_000;
 const VARIANTS: u64 = 6;
 const TICKS: usize = 200;
 
-/// Every block of the bench, as a metastore returns them: rollups only to
-/// readers that ask.
-#[derive(Debug)]
-struct Blocks(Vec<BlockMeta>);
-
-#[async_trait::async_trait]
-impl Metastore for Blocks {
-    async fn add_block(&self, _: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-    async fn query_blocks(&self, r: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
-        Ok(QueryBlocksResponse {
-            blocks: self
-                .0
-                .iter()
-                .filter(|b| b.max_time >= r.start && b.min_time <= r.end && (r.rollups || b.rollup_end == 0))
-                .cloned()
-                .collect(),
-        })
-    }
-    async fn heartbeat(&self, _: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-}
+mod common;
+use common::Blocks;
 
 /// Writes dirty pages back and drops the page cache; false when not allowed.
 fn drop_page_cache() -> bool {

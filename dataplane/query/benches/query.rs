@@ -19,30 +19,12 @@ use phlox_model::{Labels, ProfileId, StackTree};
 
 use phlox_pprof::testkit::Program;
 use phlox_pprof::{Profile, maybe_gunzip, split};
-use phlox_proto::metastore::v1::*;
-use phlox_proto::metastore_client::Metastore;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::types::v1 as t;
 use phlox_query::{LocalBackend, QueryFrontend, QueryLimits};
 
-/// The blocks of the bench, as a metastore would return them.
-#[derive(Debug)]
-struct Blocks(Vec<BlockMeta>);
-
-#[async_trait::async_trait]
-impl Metastore for Blocks {
-    async fn add_block(&self, _: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-    async fn query_blocks(&self, r: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
-        Ok(QueryBlocksResponse {
-            blocks: self.0.iter().filter(|b| b.max_time >= r.start && b.min_time <= r.end).cloned().collect(),
-        })
-    }
-    async fn heartbeat(&self, _: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-}
+mod common;
+use common::Blocks;
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 

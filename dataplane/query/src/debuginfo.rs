@@ -30,8 +30,11 @@ use serde::{Deserialize, Serialize};
 const PREFIX: &str = "debuginfo";
 /// How long an upload may take before another client may start it again.
 const UPLOAD_STALE: Duration = Duration::from_secs(15 * 60);
-/// Parsed debug files kept per process.
+/// Parsed debug files kept per process, and their bytes in all.
 const MAX_FILES: usize = 64;
+const MAX_FILES_BYTES: usize = 1 << 30;
+/// Resolved addresses kept per debug file.
+const MAX_RESOLVED: usize = 1 << 20;
 /// Largest file taken from a debuginfod server.
 const MAX_DEBUGINFOD_BYTES: usize = 1 << 30;
 /// Where files fetched from debuginfod are kept (shared by tenants: they
@@ -68,7 +71,7 @@ fn storage(e: object_store::Error) -> DebugInfoError {
 
 /// A GNU build id: 2 to 128 hex digits (lower case as stored).
 pub fn check_build_id(id: &str) -> Result<String, DebugInfoError> {
-    if (2..=128).contains(&id.len()) && id.len() % 2 == 0 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if (2..=128).contains(&id.len()) && id.len().is_multiple_of(2) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(id.to_ascii_lowercase())
     } else {
         Err(DebugInfoError::InvalidArgument(format!(
@@ -349,6 +352,11 @@ pub struct DebugFile {
     segments: Vec<(u64, u64, u64)>,
     /// (address, size, name), sorted by address.
     symbols: Vec<(u64, u64, String)>,
+    /// Frames of the addresses resolved so far (queries of many datasets
+    /// resolve the same addresses).
+    resolved: Mutex<HashMap<u64, Vec<Frame>>>,
+    /// Bytes of the sections and symbols held.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for DebugFile {
@@ -363,11 +371,13 @@ impl DebugFile {
         let bad = |e: &dyn std::fmt::Display| DebugInfoError::InvalidArgument(format!("debug file: {e}"));
         let file = object::File::parse(data).map_err(|e| bad(&e))?;
         let endian = if file.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+        let mut bytes = 0usize;
         let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
             let data = file
                 .section_by_name(id.name())
                 .and_then(|s| s.uncompressed_data().ok())
                 .unwrap_or(std::borrow::Cow::Borrowed(&[]));
+            bytes += data.len();
             Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
         };
         let dwarf = gimli::Dwarf::load(load).map_err(|e| bad(&e))?;
@@ -386,7 +396,8 @@ impl DebugFile {
             .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
             .collect();
         symbols.sort_by_key(|s| s.0);
-        Ok(Self { dwarf: Mutex::new(dwarf), segments, symbols })
+        bytes += symbols.iter().map(|s| s.2.len() + 40).sum::<usize>();
+        Ok(Self { dwarf: Mutex::new(dwarf), segments, symbols, resolved: Mutex::new(HashMap::new()), bytes })
     }
 
     /// The address in the file of a runtime address of a mapping loaded at
@@ -396,11 +407,27 @@ impl DebugFile {
         self.segments
             .iter()
             .find(|&&(o, size, _)| o <= offset && offset < o.saturating_add(size))
-            .map_or(offset, |&(o, _, vaddr)| offset - o + vaddr)
+            .map_or(offset, |&(o, _, vaddr)| (offset - o).wrapping_add(vaddr))
     }
 
     /// The frames at a file address, innermost first; empty when unknown.
     pub fn frames(&self, address: u64) -> Vec<Frame> {
+        if let Ok(resolved) = self.resolved.lock()
+            && let Some(frames) = resolved.get(&address)
+        {
+            return frames.clone();
+        }
+        let frames = self.resolve(address);
+        if let Ok(mut resolved) = self.resolved.lock() {
+            if resolved.len() >= MAX_RESOLVED {
+                resolved.clear();
+            }
+            resolved.insert(address, frames.clone());
+        }
+        frames
+    }
+
+    fn resolve(&self, address: u64) -> Vec<Frame> {
         let mut out = Vec::new();
         let dwarf = self.dwarf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Ok(mut frames) = dwarf.find_frames(address).skip_all_loads() {
@@ -432,13 +459,16 @@ impl DebugFile {
     }
 }
 
+/// A parsed file, or when none was found.
+type Cached = Result<Arc<DebugFile>, Instant>;
+
 /// Resolves native frames of datasets' symbols from uploaded debug files
 /// and a debuginfod server.
 #[derive(Debug)]
 pub struct Symbolizer {
     store: DebugInfoStore,
     /// Parsed files by (tenant, build id); `Err(when)` = none found at `when`.
-    files: Mutex<HashMap<(String, String), Result<Arc<DebugFile>, Instant>>>,
+    files: Mutex<HashMap<(String, String), Cached>>,
     /// A debuginfod server's base URL and the client for it.
     debuginfod: Option<(String, reqwest::Client)>,
     retry_missing: Duration,
@@ -542,7 +572,9 @@ impl Symbolizer {
             }
         };
         if let Ok(mut files) = self.files.lock() {
-            if files.len() >= MAX_FILES {
+            let held: usize = files.values().filter_map(|f| f.as_ref().ok()).map(|f| f.bytes).sum();
+            let adding = parsed.as_ref().map_or(0, |f| f.bytes);
+            if files.len() >= MAX_FILES || held + adding > MAX_FILES_BYTES {
                 files.clear();
             }
             files.insert(key, parsed.clone().ok_or_else(Instant::now));
@@ -578,10 +610,10 @@ impl Symbolizer {
             let id = symbols.strings.get(build_id as usize).map_or("", String::as_str);
             let mut frames = Vec::new();
             if let (Some(m), Ok(id)) = (mapping, check_build_id(id)) {
-                if !by_build_id.contains_key(&build_id) {
+                if let std::collections::hash_map::Entry::Vacant(e) = by_build_id.entry(build_id) {
                     let file = self.file(tenant, &id).await;
                     missing |= file.is_none();
-                    by_build_id.insert(build_id, file);
+                    e.insert(file);
                 }
                 if let Some(Some(file)) = by_build_id.get(&build_id) {
                     frames = resolved

@@ -16,7 +16,6 @@ use phlox_model::{Labels, Matcher, ProfileId, StackTree, parse_selector};
 use phlox_pprof::testkit::ProfileBuilder;
 use phlox_pprof::{Profile, split};
 use phlox_proto::metastore::v1::*;
-use phlox_proto::metastore_client::Metastore;
 use phlox_proto::querier::v1 as q;
 use phlox_proto::querybackend::v1 as pb;
 use phlox_proto::types::v1 as t;
@@ -436,24 +435,9 @@ fn malformed_results_are_internal_errors() {
 
 // ------------------------------------------------------ remote execution
 
-/// The blocks of a test, as a metastore would return them.
-#[derive(Debug)]
-struct Blocks(Vec<BlockMeta>);
-
-#[async_trait::async_trait]
-impl Metastore for Blocks {
-    async fn add_block(&self, _: AddBlockRequest) -> Result<AddBlockResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-    async fn query_blocks(&self, r: QueryBlocksRequest) -> Result<QueryBlocksResponse, tonic::Status> {
-        Ok(QueryBlocksResponse {
-            blocks: self.0.iter().filter(|b| b.max_time >= r.start && b.min_time <= r.end).cloned().collect(),
-        })
-    }
-    async fn heartbeat(&self, _: HeartbeatRequest) -> Result<HeartbeatResponse, tonic::Status> {
-        Err(tonic::Status::unimplemented("read-only"))
-    }
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::Blocks;
 
 /// (pod, profile id byte, seconds after T0, [(stack, value, span, trace)]).
 type Sample = (&'static [&'static str], i64, Option<u64>, Option<u8>);
