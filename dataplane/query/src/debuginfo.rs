@@ -543,6 +543,16 @@ impl Symbolizer {
         Ok(Some(body))
     }
 
+    /// Whether a debug file of any of `build_ids` can be found now.
+    pub async fn any_found(&self, tenant: &str, build_ids: &[String]) -> bool {
+        for id in build_ids {
+            if self.file(tenant, id).await.is_some() {
+                return true;
+            }
+        }
+        false
+    }
+
     async fn file(&self, tenant: &str, id: &str) -> Option<Arc<DebugFile>> {
         let key = (tenant.to_owned(), id.to_owned());
         if let Ok(files) = self.files.lock() {
@@ -585,9 +595,9 @@ impl Symbolizer {
     /// `symbols` with every line-less location of a mapping with a build id
     /// resolved from its debug file where there is one, and every other
     /// line-less location named by its address (`0x…`); `None` when there
-    /// are no line-less locations. The second value: whether a build id had
-    /// no file (so the answer may change once one is uploaded).
-    pub async fn symbolize(&self, tenant: &str, symbols: &Symbols) -> Option<(Symbols, bool)> {
+    /// are no line-less locations. The second value: the build ids that had
+    /// no file (the answer changes once one is uploaded).
+    pub async fn symbolize(&self, tenant: &str, symbols: &Symbols) -> Option<(Symbols, Vec<String>)> {
         let lineless: Vec<usize> = (0..symbols.location_lines.len())
             .filter(|&l| {
                 symbols.location_lines[l].is_empty() && symbols.location_address.get(l).is_some_and(|&a| a != 0)
@@ -597,7 +607,7 @@ impl Symbolizer {
             return None;
         }
         let mut out = symbols.clone();
-        let mut missing = false;
+        let mut missing = Vec::new();
         let mut strings: HashMap<String, u32> = HashMap::new();
         let mut functions: HashMap<(u32, u32), u32> = HashMap::new();
         let mut by_build_id: HashMap<u32, Option<Arc<DebugFile>>> = HashMap::new();
@@ -612,7 +622,9 @@ impl Symbolizer {
             if let (Some(m), Ok(id)) = (mapping, check_build_id(id)) {
                 if let std::collections::hash_map::Entry::Vacant(e) = by_build_id.entry(build_id) {
                     let file = self.file(tenant, &id).await;
-                    missing |= file.is_none();
+                    if file.is_none() {
+                        missing.push(id.clone());
+                    }
                     e.insert(file);
                 }
                 if let Some(Some(file)) = by_build_id.get(&build_id) {
@@ -650,4 +662,62 @@ fn intern(strings: &mut Vec<String>, ids: &mut HashMap<String, u32>, s: String) 
     strings.push(s.clone());
     ids.insert(s, id);
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use phlox_block::MappingRow;
+
+    use super::*;
+
+    #[test]
+    fn build_ids_are_even_runs_of_hex_digits() {
+        assert_eq!(check_build_id("ABcd01").unwrap(), "abcd01");
+        for bad in ["", "a", "abc", "zz", "../x", &"a".repeat(130)] {
+            assert!(matches!(check_build_id(bad), Err(DebugInfoError::InvalidArgument(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_elf_is_refused() {
+        assert!(matches!(DebugFile::parse(b"not an ELF file"), Err(DebugInfoError::InvalidArgument(_))));
+    }
+
+    #[tokio::test]
+    async fn frames_without_a_debug_file_are_named_by_address_and_their_build_ids_reported() {
+        let s = Symbolizer::new(Arc::new(object_store::memory::InMemory::new()));
+        // Location 0: main (has a line); 1: an address in a mapping with a
+        // build id; 2: an address in a mapping without one.
+        let symbols = Symbols {
+            strings: vec![String::new(), "main".into(), "abcd".into()],
+            functions: vec![FunctionRow { name: 1, system_name: 1, filename: 0, start_line: 0 }],
+            mappings: vec![
+                MappingRow { memory_start: 0, memory_limit: 0, file_offset: 0, filename: 0, build_id: 2, flags: 0 },
+                MappingRow { memory_start: 0, memory_limit: 0, file_offset: 0, filename: 0, build_id: 0, flags: 0 },
+            ],
+            location_mapping: vec![0, 0, 1],
+            location_address: vec![0x10, 0x1234, 0xbeef],
+            location_lines: vec![0..1, 1..1, 1..1],
+            lines: vec![(0, 3)],
+            stack_parent: vec![0],
+            stack_location: vec![0],
+        };
+        let (out, missing) = s.symbolize("t", &symbols).await.unwrap();
+        assert_eq!(missing, vec!["abcd".to_owned()]);
+        let name = |l: usize| {
+            let r = out.location_lines[l].clone();
+            r.map(|i| out.strings[out.functions[out.lines[i as usize].0 as usize].name as usize].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            (name(0), name(1), name(2)),
+            (vec!["main".to_owned()], vec!["0x1234".to_owned()], vec!["0xbeef".to_owned()])
+        );
+        // Nothing line-less: nothing to do.
+        let mut named = symbols.clone();
+        named.location_lines = vec![0..1];
+        named.location_address = vec![0x10];
+        named.location_mapping = vec![0];
+        assert!(s.symbolize("t", &named).await.is_none());
+    }
 }

@@ -77,8 +77,9 @@ struct Cached {
     symbols: Arc<Symbols>,
     nodes: Mutex<Option<(SharedInterned, Arc<Vec<u32>>)>>,
     /// When native frames were left unresolved for want of a debug file:
-    /// read and symbolized again after this.
-    stale_after: Option<std::time::Instant>,
+    /// when to look for those build ids again, and the build ids (found
+    /// then: the dataset is read and symbolized again).
+    recheck: Mutex<Option<(std::time::Instant, Vec<String>)>>,
 }
 
 /// The interned call trees by (tenant, service), and their nodes in all.
@@ -157,27 +158,41 @@ impl SymbolCache {
 
     async fn cached(&self, ds: &DatasetReader, tenant: &str) -> Result<Arc<Cached>, QueryError> {
         let key = format!("{}\n{}\n{}", ds.path(), tenant, ds.meta().name);
-        if let Ok(mut e) = self.entries.lock()
-            && let Some((c, _)) = e.map.get(&key)
-        {
-            if c.stale_after.is_none_or(|t| t > std::time::Instant::now()) {
+        let hit = self.entries.lock().ok().and_then(|e| e.map.get(&key).map(|(c, _)| Arc::clone(c)));
+        if let Some(c) = hit {
+            let now = std::time::Instant::now();
+            let due =
+                c.recheck.lock().ok().and_then(|r| r.as_ref().filter(|(at, _)| *at <= now).map(|(_, ids)| ids.clone()));
+            let found = match (&self.symbolizer, due) {
+                (Some(s), Some(ids)) => {
+                    let found = s.any_found(tenant, &ids).await;
+                    if !found && let Ok(mut r) = c.recheck.lock() {
+                        *r = Some((now + s.retry_missing(), ids));
+                    }
+                    found
+                }
+                _ => false,
+            };
+            if !found {
                 self.count("hit");
-                return Ok(Arc::clone(c));
+                return Ok(c);
             }
-            e.remove(&key);
+            if let Ok(mut e) = self.entries.lock() {
+                e.remove(&key);
+            }
         }
         self.count("miss");
         let mut symbols = ds.symbols().await?;
-        let mut stale_after = None;
+        let mut recheck = None;
         if let Some(s) = &self.symbolizer
             && let Some((resolved, missing)) = s.symbolize(tenant, &symbols).await
         {
             symbols = resolved;
-            stale_after = missing.then(|| std::time::Instant::now() + s.retry_missing());
+            recheck = (!missing.is_empty()).then(|| (std::time::Instant::now() + s.retry_missing(), missing));
         }
         let symbols = Arc::new(symbols);
         let size = size_of(&symbols);
-        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None), stale_after });
+        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None), recheck: Mutex::new(recheck) });
         if let Ok(mut e) = self.entries.lock() {
             e.insert(key, Arc::clone(&cached), size, self.max_bytes);
         }
