@@ -715,7 +715,7 @@ mod tests {
         );
         // Nothing line-less: nothing to do.
         let mut named = symbols.clone();
-        named.location_lines = vec![0..1];
+        named.location_lines.truncate(1);
         named.location_address = vec![0x10];
         named.location_mapping = vec![0];
         assert!(s.symbolize("t", &named).await.is_none());
