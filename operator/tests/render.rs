@@ -240,6 +240,22 @@ fn the_config_hash_ignores_overrides_but_not_limits() {
 }
 
 #[test]
+fn the_symbolizer_and_debuginfo_limits_reach_the_config() {
+    let mut cr = sample("pyroscopecluster-minimal.yaml");
+    let names = phlox_operator::Names::of(&cr).unwrap();
+    let defaults = phlox_config(&cr, &names).unwrap();
+    assert_eq!(defaults.symbolizer, phlox_config::SymbolizerConfig::default());
+    cr.spec.symbolizer.debuginfod_url = "https://debuginfod.debian.net".into();
+    cr.spec.symbolizer.retry_missing = Some("2m".into());
+    cr.spec.limits.max_debuginfo_file_bytes = Some(1 << 20);
+    cr.spec.limits.max_debuginfo_files = Some(7);
+    let config = phlox_config(&cr, &names).unwrap();
+    assert_eq!(config.symbolizer.debuginfod_url, "https://debuginfod.debian.net");
+    assert_eq!(config.symbolizer.retry_missing, std::time::Duration::from_secs(120));
+    assert_eq!((config.limits.max_debuginfo_file_bytes, config.limits.max_debuginfo_files), (1 << 20, 7));
+}
+
+#[test]
 fn a_spec_the_data_plane_would_refuse_is_an_error_not_a_config_map() {
     let mut cr = sample("pyroscopecluster-minimal.yaml");
     cr.spec.limits.reject_older_than = Some("soon".into());

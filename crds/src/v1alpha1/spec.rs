@@ -99,6 +99,10 @@ pub struct PyroscopeClusterSpec {
     /// cannot change them; applied without restarting pods.
     #[serde(default, skip_serializing_if = "RecordingRulesSpec::is_empty")]
     pub recording_rules: RecordingRulesSpec,
+    /// Where query backends find debug files of native profiles besides
+    /// those uploaded through the debuginfo API.
+    #[serde(default, skip_serializing_if = "SymbolizerSpec::is_empty")]
+    pub symbolizer: SymbolizerSpec,
     /// Client authentication of the public port (pushes, queries, the UI).
     /// Off when unset: put an authenticating gateway in front, as with
     /// Pyroscope.
@@ -325,6 +329,26 @@ impl RecordingRulesSpec {
     }
 }
 
+/// Symbolization of native frames at query time.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SymbolizerSpec {
+    /// A debuginfod server for build ids nobody uploaded, e.g.
+    /// `https://debuginfod.debian.net` (fetched files are kept in the bucket).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub debuginfod_url: String,
+    /// How long a build id without a debug file is not looked up again (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
+    pub retry_missing: Option<String>,
+}
+
+impl SymbolizerSpec {
+    fn is_empty(&self) -> bool {
+        self.debuginfod_url.is_empty() && self.retry_missing.is_none()
+    }
+}
+
 /// One recording rule (the fields of Pyroscope's `RecordingRule`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -378,6 +402,7 @@ impl Default for PyroscopeClusterSpec {
             retention: RetentionSpec::default(),
             multitenancy_enabled: false,
             recording_rules: RecordingRulesSpec::default(),
+            symbolizer: SymbolizerSpec::default(),
             auth: None,
             grpc_tls: None,
             network_policy: NetworkPolicySpec::default(),
@@ -793,6 +818,14 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d|w))+$"))]
     pub max_query_lookback: Option<String>,
+    /// Largest debug file a tenant may upload, bytes (default 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_debuginfo_file_bytes: Option<i64>,
+    /// Debug files a tenant keeps (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_debuginfo_files: Option<i64>,
 }
 
 /// How long profiles are kept.

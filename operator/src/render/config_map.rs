@@ -52,6 +52,8 @@ fn limits(l: &LimitsSpec) -> Mapping {
     put("max_recording_rules", l.max_recording_rules.map(Value::from));
     put("max_query_length", l.max_query_length.clone().map(Value::from));
     put("max_query_lookback", l.max_query_lookback.clone().map(Value::from));
+    put("max_debuginfo_file_bytes", l.max_debuginfo_file_bytes.map(Value::from));
+    put("max_debuginfo_files", l.max_debuginfo_files.map(Value::from));
     m
 }
 
@@ -197,6 +199,12 @@ pub fn phlox_config(cr: &PyroscopeCluster, names: &Names) -> Result<PhloxConfig>
     doc.insert(key("limits"), Value::Mapping(global));
     doc.insert(key("overrides"), Value::Mapping(overrides));
     doc.insert(key("recording_rules"), Value::Mapping(recording_rules(&spec.recording_rules)));
+    let mut symbolizer = Mapping::new();
+    symbolizer.insert(key("debuginfod_url"), key(&spec.symbolizer.debuginfod_url));
+    if let Some(r) = &spec.symbolizer.retry_missing {
+        symbolizer.insert(key("retry_missing"), key(r));
+    }
+    doc.insert(key("symbolizer"), Value::Mapping(symbolizer));
     if spec.self_profiling.enabled {
         let mut p = Mapping::new();
         p.insert(key("enabled"), Value::Bool(true));
