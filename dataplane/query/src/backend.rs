@@ -115,8 +115,8 @@ impl LocalBackend {
 
     /// Resolves native frames with `symbolizer` (a debuginfod server, how
     /// long a missing file is not looked up again); keeps the cache's budget.
-    pub fn with_symbolizer(mut self, symbolizer: crate::debuginfo::Symbolizer) -> Self {
-        self.symbolizer = Arc::new(symbolizer);
+    pub fn with_symbolizer(mut self, symbolizer: Arc<crate::debuginfo::Symbolizer>) -> Self {
+        self.symbolizer = symbolizer;
         let max_bytes = self.symbols.max_bytes();
         self.with_symbol_cache(max_bytes)
     }

@@ -472,6 +472,9 @@ pub struct Symbolizer {
     /// A debuginfod server's base URL and the client for it.
     debuginfod: Option<(String, reqwest::Client)>,
     retry_missing: Duration,
+    /// Bumped by [`Symbolizer::forget`]: answers cached with build ids not
+    /// found then look for them again at once.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Symbolizer {
@@ -481,7 +484,22 @@ impl Symbolizer {
             files: Mutex::new(HashMap::new()),
             debuginfod: None,
             retry_missing: phlox_config::SymbolizerConfig::default().retry_missing,
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Forgets what is known of a build id's file (an upload finished or a
+    /// file was deleted in this process).
+    pub fn forget(&self, tenant: &str, build_id: &str) {
+        if let Ok(mut files) = self.files.lock() {
+            files.remove(&(tenant.to_owned(), build_id.to_ascii_lowercase()));
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes whenever [`Symbolizer::forget`] is called.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fetches files not uploaded from a debuginfod server at `url`

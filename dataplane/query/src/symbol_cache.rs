@@ -80,6 +80,8 @@ struct Cached {
     /// when to look for those build ids again, and the build ids (found
     /// then: the dataset is read and symbolized again).
     recheck: Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// The symbolizer's generation when this entry was made.
+    generation: u64,
 }
 
 /// The interned call trees by (tenant, service), and their nodes in all.
@@ -161,8 +163,13 @@ impl SymbolCache {
         let hit = self.entries.lock().ok().and_then(|e| e.map.get(&key).map(|(c, _)| Arc::clone(c)));
         if let Some(c) = hit {
             let now = std::time::Instant::now();
-            let due =
-                c.recheck.lock().ok().and_then(|r| r.as_ref().filter(|(at, _)| *at <= now).map(|(_, ids)| ids.clone()));
+            // Due after `retry_missing`, or at once when a file was uploaded in this process.
+            let forgotten = self.symbolizer.as_ref().is_some_and(|s| s.generation() != c.generation);
+            let due = c
+                .recheck
+                .lock()
+                .ok()
+                .and_then(|r| r.as_ref().filter(|(at, _)| *at <= now || forgotten).map(|(_, ids)| ids.clone()));
             let found = match (&self.symbolizer, due) {
                 (Some(s), Some(ids)) => {
                     let found = s.any_found(tenant, &ids).await;
@@ -183,6 +190,7 @@ impl SymbolCache {
         }
         self.count("miss");
         let mut symbols = ds.symbols().await?;
+        let generation = self.symbolizer.as_ref().map_or(0, |s| s.generation());
         let mut recheck = None;
         if let Some(s) = &self.symbolizer
             && let Some((resolved, missing)) = s.symbolize(tenant, &symbols).await
@@ -192,7 +200,7 @@ impl SymbolCache {
         }
         let symbols = Arc::new(symbols);
         let size = size_of(&symbols);
-        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None), recheck: Mutex::new(recheck) });
+        let cached = Arc::new(Cached { symbols, nodes: Mutex::new(None), recheck: Mutex::new(recheck), generation });
         if let Ok(mut e) = self.entries.lock() {
             e.insert(key, Arc::clone(&cached), size, self.max_bytes);
         }

@@ -337,11 +337,13 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
     // own, so a saturating query load never holds the threads that answer
     // /ready, /metrics, pushes and Raft.
     let leaf_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let symbolizer = phlox_query::debuginfo::Symbolizer::new(Arc::clone(&store))
-        .with_debuginfod(&config.symbolizer.debuginfod_url)
-        .with_retry_missing(config.symbolizer.retry_missing);
+    let symbolizer = Arc::new(
+        phlox_query::debuginfo::Symbolizer::new(Arc::clone(&store))
+            .with_debuginfod(&config.symbolizer.debuginfod_url)
+            .with_retry_missing(config.symbolizer.retry_missing),
+    );
     let local_backend = phlox_query::LocalBackend::new(Arc::clone(&store))
-        .with_symbolizer(symbolizer)
+        .with_symbolizer(Arc::clone(&symbolizer))
         .with_metrics(query_metrics.clone())
         .with_runtime(phlox_query::leaf_runtime(leaf_threads)?);
 
@@ -538,6 +540,7 @@ pub(crate) async fn run(config: PhloxConfig, reload: Option<crate::cli::ConfigLo
                 };
                 Some(Arc::new(crate::api::debuginfo::DebugInfo {
                     store: phlox_query::debuginfo::DebugInfoStore::new(Arc::clone(&store)),
+                    symbolizer: Arc::clone(&symbolizer),
                     default_limits: limits(&config.limits),
                     limits_by_tenant: config
                         .tenant_limits()

@@ -12,7 +12,7 @@ use axum::routing::post;
 use phlox_proto::debuginfo::v1alpha1 as d;
 use phlox_proto::debuginfo::v1alpha1::DebuginfoServiceConnect;
 use phlox_proto::debuginfo::v1alpha1::debuginfo_service_server::{DebuginfoService, DebuginfoServiceServer};
-use phlox_query::debuginfo::{DebugInfoLimits, DebugInfoStore};
+use phlox_query::debuginfo::{DebugInfoLimits, DebugInfoStore, Symbolizer};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response as TonicResponse, Status};
 
@@ -27,6 +27,10 @@ const MAX_MESSAGE_BYTES: usize = 5 << 20;
 /// The service and each tenant's limits.
 pub(crate) struct DebugInfo {
     pub(crate) store: DebugInfoStore,
+    /// This process's symbolizer: told of uploads and deletions, so its
+    /// queries use a new file at once (other processes within
+    /// `symbolizer.retry_missing`).
+    pub(crate) symbolizer: Arc<Symbolizer>,
     pub(crate) default_limits: DebugInfoLimits,
     pub(crate) limits_by_tenant: BTreeMap<String, DebugInfoLimits>,
 }
@@ -55,6 +59,7 @@ impl DebuginfoService for DebugInfo {
         let tenant = OrgId::tenant_of(&r)?;
         let id = r.into_inner().gnu_build_id;
         self.store.upload_finished(tenant.as_str(), &id).await.map_err(status)?;
+        self.symbolizer.forget(tenant.as_str(), &id);
         Ok(TonicResponse::new(d::UploadFinishedResponse {}))
     }
     async fn list_debuginfo(
@@ -71,6 +76,7 @@ impl DebuginfoService for DebugInfo {
         let tenant = OrgId::tenant_of(&r)?;
         let id = r.into_inner().gnu_build_id;
         self.store.delete(tenant.as_str(), &id).await.map_err(status)?;
+        self.symbolizer.forget(tenant.as_str(), &id);
         Ok(TonicResponse::new(d::DeleteDebuginfoResponse {}))
     }
 }
