@@ -533,7 +533,8 @@ async fn native_frames_get_names_from_a_debuginfod_server() {
 const OTLP_PERIOD: i64 = 10_000_000;
 
 /// An OTLP export: `samples:count` every 10 ms, one stack [inlined, main]
-/// × 3 of `b`, its mapping naming the build id as the eBPF profiler does.
+/// × 3 of `b`, as the eBPF profiler sends it: the build id a mapping
+/// attribute, addresses within the file (not the process).
 fn otlp_request(
     b: &Binary,
     addrs: [u64; 4],
@@ -550,12 +551,7 @@ fn otlp_request(
         ["", "samples", "count", "cpu", "nanoseconds", "process.executable.build_id.gnu", "/usr/bin/prog"]
             .map(String::from)
             .to_vec();
-    let loc = |a: u64| Location {
-        mapping_index: 1,
-        address: BASES[0] + b.offset(a),
-        lines: vec![],
-        attribute_indices: vec![],
-    };
+    let loc = |a: u64| Location { mapping_index: 1, address: a, lines: vec![], attribute_indices: vec![] };
     let profile = Profile {
         sample_type: Some(ValueType { type_strindex: 1, unit_strindex: 2 }),
         samples: vec![Sample {

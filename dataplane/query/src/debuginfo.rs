@@ -410,6 +410,19 @@ impl DebugFile {
             .map_or(offset, |&(o, _, vaddr)| (offset - o).wrapping_add(vaddr))
     }
 
+    /// The file address of a location's address in `mapping`: inside the
+    /// mapping's range it is a runtime address (pprof from a process:
+    /// [`DebugFile::file_address`]); outside it (the OpenTelemetry eBPF
+    /// profiler sends addresses within the file, and mappings without a
+    /// range) it is one already.
+    pub fn address_of(&self, address: u64, mapping: &phlox_block::MappingRow) -> u64 {
+        if mapping.memory_start <= address && address < mapping.memory_limit {
+            self.file_address(address, mapping.memory_start, mapping.file_offset)
+        } else {
+            address
+        }
+    }
+
     /// The frames at a file address, innermost first; empty when unknown.
     pub fn frames(&self, address: u64) -> Vec<Frame> {
         if let Ok(resolved) = self.resolved.lock()
@@ -648,7 +661,7 @@ impl Symbolizer {
                 if let Some(Some(file)) = by_build_id.get(&build_id) {
                     frames = resolved
                         .entry((build_id, address))
-                        .or_insert_with(|| file.frames(file.file_address(address, m.memory_start, m.file_offset)))
+                        .or_insert_with(|| file.frames(file.address_of(address, m)))
                         .clone();
                 }
             }
