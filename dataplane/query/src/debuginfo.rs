@@ -165,7 +165,7 @@ impl DebugInfoStore {
             }
             Some(_) => {}
             None => {
-                let files = self.list_meta(tenant).await?.len();
+                let files = self.count(tenant).await?;
                 if files >= limits.max_files {
                     return Err(DebugInfoError::TooLarge(format!(
                         "tenant has {files} debug files, the limit is {}",
@@ -262,6 +262,13 @@ impl DebugInfoStore {
         meta.finished_at_ms = now_ms();
         meta.size_bytes = head.size as i64;
         self.put_meta(tenant, &id, &meta).await
+    }
+
+    /// The tenant's files (uploaded or being uploaded), from one listing.
+    async fn count(&self, tenant: &str) -> Result<usize, DebugInfoError> {
+        let prefix = Path::from_iter([PREFIX, tenant]);
+        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(storage)?;
+        Ok(objects.iter().filter(|o| o.location.filename() == Some("metadata.json")).count())
     }
 
     async fn list_meta(&self, tenant: &str) -> Result<Vec<(String, Meta)>, DebugInfoError> {
@@ -707,6 +714,30 @@ mod tests {
         for bad in ["", "a", "abc", "zz", "../x", &"a".repeat(130)] {
             assert!(matches!(check_build_id(bad), Err(DebugInfoError::InvalidArgument(_))), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn uploads_keep_to_the_tenants_limits_and_keep_nothing_refused() {
+        let bucket: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let store = DebugInfoStore::new(Arc::clone(&bucket));
+        let limits = DebugInfoLimits { max_file_bytes: 8, max_files: 1 };
+        let file = |id: &str| d::FileMetadata { gnu_build_id: id.into(), ..Default::default() };
+        assert!(store.should_initiate_upload("t", file("aa"), limits).await.unwrap().should_initiate_upload);
+        // A second file over `max_files` (another tenant is not counted).
+        let err = store.should_initiate_upload("t", file("bb"), limits).await.unwrap_err();
+        assert!(matches!(err, DebugInfoError::TooLarge(_)), "{err}");
+        assert!(store.should_initiate_upload("u", file("bb"), limits).await.unwrap().should_initiate_upload);
+        let body = |b: &'static [u8]| futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b))]);
+        let too_large = store.upload("t", "aa", body(b"\x7fELF12345"), limits).await.unwrap_err();
+        assert!(matches!(too_large, DebugInfoError::TooLarge(_)), "{too_large}");
+        let not_elf = store.upload("t", "aa", body(b"ELF?"), limits).await.unwrap_err();
+        assert!(matches!(not_elf, DebugInfoError::InvalidArgument(_)), "{not_elf}");
+        assert!(matches!(store.upload_finished("t", "aa").await, Err(DebugInfoError::NotFound(_))));
+        assert_eq!(store.upload("t", "aa", body(b"\x7fELF1234"), limits).await.unwrap(), 8);
+        store.upload_finished("t", "aa").await.unwrap();
+        let listed = store.list("t").await.unwrap().object;
+        assert_eq!((listed.len(), listed[0].size_bytes, listed[0].state), (1, 8, 1));
+        assert!(store.list("u").await.unwrap().object.iter().all(|o| o.state == 0));
     }
 
     #[test]
