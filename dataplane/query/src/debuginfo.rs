@@ -65,6 +65,10 @@ impl DebugInfoError {
     }
 }
 
+fn not_elf() -> DebugInfoError {
+    DebugInfoError::InvalidArgument("the upload is not an ELF file".to_owned())
+}
+
 fn storage(e: object_store::Error) -> DebugInfoError {
     DebugInfoError::Internal(format!("bucket: {e}"))
 }
@@ -189,7 +193,9 @@ impl DebugInfoStore {
     }
 
     /// Streams an ELF file to the bucket, at most `limits.max_file_bytes`;
-    /// a body that is not an ELF file or is too large is refused and not kept.
+    /// a body that is not an ELF file or is too large is refused and not kept
+    /// (a file stored before under the id stays). An upload that was not
+    /// initiated counts against `limits.max_files` here.
     pub async fn upload<S, E>(
         &self,
         tenant: &str,
@@ -202,6 +208,15 @@ impl DebugInfoStore {
         E: std::fmt::Display,
     {
         let id = check_build_id(build_id)?;
+        if self.meta(tenant, &id).await?.is_none() {
+            let files = self.count(tenant).await?;
+            if files >= limits.max_files {
+                return Err(DebugInfoError::TooLarge(format!(
+                    "tenant has {files} debug files, the limit is {}",
+                    limits.max_files
+                )));
+            }
+        }
         let upload = self.store.put_multipart(&file_path(tenant, &id)).await.map_err(storage)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
         let mut size = 0u64;
@@ -222,14 +237,16 @@ impl DebugInfoStore {
             }
             if head.len() < 4 {
                 head.extend(chunk.iter().take(4 - head.len()));
+                if !b"\x7fELF".starts_with(&head) {
+                    break Some(not_elf());
+                }
             }
-            writer.wait_for_capacity(2).await.map_err(storage)?;
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                break Some(storage(e));
+            }
             writer.write(&chunk);
         };
-        let failed = failed.or_else(|| {
-            (head.as_slice() != b"\x7fELF")
-                .then(|| DebugInfoError::InvalidArgument("the upload is not an ELF file".to_owned()))
-        });
+        let failed = failed.or_else(|| (head.len() < 4).then(not_elf));
         if let Some(e) = failed {
             writer.abort().await.map_err(storage)?;
             return Err(e);
@@ -738,6 +755,9 @@ mod tests {
         let listed = store.list("t").await.unwrap().object;
         assert_eq!((listed.len(), listed[0].size_bytes, listed[0].state), (1, 8, 1));
         assert!(store.list("u").await.unwrap().object.iter().all(|o| o.state == 0));
+        // Uploading without initiating is held to `max_files` too.
+        let err = store.upload("t", "cc", body(b"\x7fELF1234"), limits).await.unwrap_err();
+        assert!(matches!(err, DebugInfoError::TooLarge(_)), "{err}");
     }
 
     #[test]
